@@ -1,0 +1,43 @@
+"""trio_dspy: program language models with typed signatures, on trio.
+
+``import trio_dspy as td`` gives the public API; see the README.
+"""
+
+from . import errors, testing
+from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .concurrency import gather
+from .lm.base import BaseLM, LMRequest, LMResponse, Message
+from .modules import ChainOfThought, Module, Predict
+from .primitives import Example, Prediction, Usage
+from .settings import Settings, configure, context
+from .signature import InputField, OutputField, Signature, make_signature
+from .usage import track_usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "BaseLM",
+    "ChainOfThought",
+    "ChatAdapter",
+    "Example",
+    "InputField",
+    "JSONAdapter",
+    "LMRequest",
+    "LMResponse",
+    "Message",
+    "Module",
+    "OutputField",
+    "Predict",
+    "Prediction",
+    "Settings",
+    "Signature",
+    "Usage",
+    "configure",
+    "context",
+    "errors",
+    "gather",
+    "make_signature",
+    "testing",
+    "track_usage",
+]

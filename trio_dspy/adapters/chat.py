@@ -1,0 +1,160 @@
+"""DSPy's chat wire format: ``[[ ## field ## ]]`` sections ending in ``completed``.
+
+Prompts and demos written for DSPy's ChatAdapter read the same here. Parsing
+accepts what models really write: prose before the first marker, a missing
+``[[ ## completed ## ]]``, field names in any case, JSON inside code fences.
+When the sections cannot be found it tries the completion as a JSON object
+(:class:`JSONAdapter`), since models asked for markers sometimes answer in JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import AdapterParseError, StructuringError
+from ..lm.base import Message
+from ..signature import Signature
+from ..types import parse_text
+from .base import (
+    STRUCTURE_INTRO,
+    Adapter,
+    field_descriptions,
+    format_value,
+    objective,
+    requirement_hint,
+    type_note,
+    usable_demos,
+)
+from .json import JSONAdapter
+
+__all__ = ["ChatAdapter"]
+
+_HEADER = re.compile(r"\[\[\s*##\s*([A-Za-z_]\w*)\s*##\s*\]\]")
+_MISSING = "Not supplied for this particular example."
+
+
+def _sections(fields: Mapping[str, str]) -> str:
+    return "\n\n".join(f"[[ ## {name} ## ]]\n{text}" for name, text in fields.items())
+
+
+class ChatAdapter(Adapter):
+    """The ``[[ ## field ## ]]`` format (the default adapter)."""
+
+    name = "ChatAdapter"
+
+    def format(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[Message]:
+        """System prompt, demos as user/assistant turns, then the inputs."""
+        messages = [Message("system", self.system_prompt(signature))]
+        for demo in usable_demos(signature, demos):
+            messages.append(Message("user", self._user_turn(signature, demo, last=False)))
+            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        messages.append(Message("user", self._user_turn(signature, inputs, last=True)))
+        return messages
+
+    def system_prompt(self, signature: type[Signature]) -> str:
+        """Fields, structure and instructions, as DSPy lays them out."""
+
+        def structure(fields: Mapping[str, Any], notes: bool) -> str:
+            return _sections(
+                {
+                    n: f"{{{n}}}"
+                    + (
+                        f"        # note: the value you produce {note}"
+                        if notes and (note := type_note(f.annotation))
+                        else ""
+                    )
+                    for n, f in fields.items()
+                }
+            )
+
+        parts = [
+            field_descriptions(signature),
+            STRUCTURE_INTRO,
+            structure(signature.input_fields, notes=False),
+            structure(signature.output_fields, notes=True),
+            "[[ ## completed ## ]]",
+            objective(signature),
+        ]
+        return "\n\n".join(parts)
+
+    def _user_turn(
+        self, signature: type[Signature], values: Mapping[str, Any], *, last: bool
+    ) -> str:
+        body = _sections(
+            {
+                n: format_value(values[n], f.annotation) if n in values else _MISSING
+                for n, f in signature.input_fields.items()
+            }
+        )
+        return f"{body}\n\n{self.output_requirements(signature)}" if last else body
+
+    def output_requirements(self, signature: type[Signature]) -> str:
+        """``Respond with the corresponding output fields, starting with ...``."""
+        fields = ", then ".join(
+            f"`[[ ## {n} ## ]]`{requirement_hint(f)}" for n, f in signature.output_fields.items()
+        )
+        return (
+            f"Respond with the corresponding output fields, starting with the field {fields}, "
+            "and then ending with the marker for `[[ ## completed ## ]]`."
+        )
+
+    def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        """Output values as the model should write them (used for demos)."""
+        body = _sections(
+            {
+                n: format_value(values[n], f.annotation) if n in values else _MISSING
+                for n, f in signature.output_fields.items()
+            }
+        )
+        return f"{body}\n\n[[ ## completed ## ]]"
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        """Read each output section and structure it to its field's type.
+
+        Raises:
+            AdapterParseError: an output section is missing or malformed, and the
+                completion is not a usable JSON object either.
+        """
+        try:
+            return self._parse_sections(signature, completion)
+        except AdapterParseError as chat_error:
+            try:
+                return JSONAdapter().parse(signature, completion)
+            except AdapterParseError:
+                raise chat_error from None
+
+    def _parse_sections(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        wanted = {n.lower(): n for n in signature.output_fields}
+        matches = list(_HEADER.finditer(completion))
+        found: dict[str, str] = {}
+        for i, m in enumerate(matches):
+            name = wanted.get(m.group(1).lower())
+            if name is None or name in found:
+                continue
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(completion)
+            found[name] = completion[m.end() : end].strip()
+        missing = [n for n in signature.output_fields if n not in found]
+        if missing:
+            raise AdapterParseError(
+                f"missing output field(s) {', '.join(missing)}: expected a `[[ ## name ## ]]` "
+                "section for each",
+                completion=completion,
+                adapter=self.name,
+                signature=signature.__name__,
+            )
+        values: dict[str, Any] = {}
+        for name, field in signature.output_fields.items():
+            try:
+                values[name] = parse_text(found[name], field.annotation, path=name)
+            except StructuringError as exc:
+                raise AdapterParseError(
+                    str(exc), completion=completion, adapter=self.name, signature=signature.__name__
+                ) from exc
+        return values

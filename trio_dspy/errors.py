@@ -1,0 +1,138 @@
+"""The exceptions trio_dspy raises.
+
+Every error the library raises on purpose derives from :class:`TrioDSPyError`,
+so ``except td.errors.TrioDSPyError`` catches them all. Each message says what
+went wrong and, where there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdapterParseError",
+    "ConfigurationError",
+    "ContextWindowExceededError",
+    "LMAuthError",
+    "LMBadRequestError",
+    "LMError",
+    "LMRateLimitError",
+    "LMServerError",
+    "LMTimeoutError",
+    "SignatureError",
+    "StructuringError",
+    "TrioDSPyError",
+]
+
+
+class TrioDSPyError(Exception):
+    """Base class of every error trio_dspy raises on purpose."""
+
+
+class ConfigurationError(TrioDSPyError):
+    """Something needed for a call is not configured (for example, no LM)."""
+
+
+class SignatureError(TrioDSPyError, TypeError):
+    """A signature is malformed: raised when the class (or string) is defined."""
+
+
+class StructuringError(TrioDSPyError, ValueError):
+    """A value could not be turned into the type a field declares.
+
+    ``path`` is the dotted path to the offending value (``action.size``),
+    ``value`` the value itself, ``reason`` the explanation without the path.
+    """
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        self.path = path
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class AdapterParseError(TrioDSPyError, ValueError):
+    """A completion could not be parsed into the signature's output fields.
+
+    ``completion`` holds the raw text the model produced, so nothing is lost;
+    ``adapter`` names the adapter that failed and ``signature`` the signature.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        completion: str,
+        adapter: str = "",
+        signature: str = "",
+        attempts: int = 1,
+    ) -> None:
+        self.completion = completion
+        self.adapter = adapter
+        self.signature = signature
+        self.attempts = attempts
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        where = f"{self.adapter} on {self.signature}" if self.signature else self.adapter
+        raw = self.completion if len(self.completion) <= 500 else self.completion[:500] + "…"
+        return f"{head} ({where}, {self.attempts} attempt(s)); raw completion: {raw!r}"
+
+
+class LMError(TrioDSPyError):
+    """A language-model call failed.
+
+    ``status_code`` is the HTTP status when there was one, ``provider`` and
+    ``model`` say which call failed, ``message`` is the provider's own text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        provider: str = "",
+        model: str = "",
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.provider = provider
+        self.model = model
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.provider, self.model) if p]
+        where = "/".join(parts)
+        status = f"HTTP {self.status_code}" if self.status_code is not None else ""
+        prefix = ", ".join(p for p in (where, status) if p)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class LMAuthError(LMError):
+    """The provider refused the credentials (401/403): check the API key."""
+
+
+class LMRateLimitError(LMError):
+    """The provider kept answering 429 after every retry.
+
+    ``retry_after`` is the delay in seconds the provider last asked for, if any.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class LMTimeoutError(LMError):
+    """The call did not finish within its ``timeout`` (retries included)."""
+
+
+class LMServerError(LMError):
+    """The provider failed (5xx, dropped connection) after every retry."""
+
+
+class LMBadRequestError(LMError):
+    """The provider rejected the request as malformed (400/404/422): not retried."""
+
+
+class ContextWindowExceededError(LMBadRequestError):
+    """The prompt (plus requested completion) does not fit the model's context."""

@@ -1,0 +1,194 @@
+"""``Module``: the base of everything callable — predictors, agents, programs.
+
+A module is an object with ``async def forward(self, **inputs)``; calling it
+(``await module(**inputs)``) runs ``forward``. Modules hold sub-modules as
+plain attributes (or in lists and dicts), and the base class finds them:
+:meth:`Module.named_predictors` walks the tree, :meth:`Module.save` and
+:meth:`Module.load` carry every predictor's learned state (instructions and
+demos) as JSON. Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TrioDSPyError
+
+if TYPE_CHECKING:
+    from ..primitives import Prediction
+    from .predict import Predict
+
+__all__ = ["Module"]
+
+STATE_FORMAT = "trio_dspy.module/1"
+
+
+class Module:
+    """Base class of modules: subclass it and write ``async def forward``."""
+
+    async def __call__(self, **inputs: Any) -> Any:
+        """Run :meth:`forward` with ``inputs``."""
+        return await self.forward(**inputs)
+
+    async def forward(self, **inputs: Any) -> Any:
+        """Do the module's work. Subclasses override this."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define async def forward(self, **inputs)"
+        )
+
+    # ------------------------------------------------------------- the module tree
+    def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Every module reachable from this one (itself first, as ``prefix or 'self'``).
+
+        Attributes, list/tuple items and dict values are searched; each module
+        is reported once, under the first name it is found by.
+        """
+        seen: set[int] = set()
+        yield from self._walk(prefix or "self", seen)
+
+    def _walk(self, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield name, self
+        base = "" if name == "self" else f"{name}."
+        for attr, value in vars(self).items():
+            if attr.startswith("_"):
+                continue
+            yield from _walk_value(value, f"{base}{attr}", seen)
+
+    def named_predictors(self) -> list[tuple[str, Predict]]:
+        """``(name, predictor)`` for every :class:`Predict` in the tree, in order."""
+        from .predict import Predict
+
+        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predict)]
+
+    def predictors(self) -> list[Predict]:
+        """Every :class:`Predict` in the tree."""
+        return [p for _, p in self.named_predictors()]
+
+    def deepcopy(self) -> Module:
+        """A deep copy; language models are shared, not copied."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> Module:
+        """A deep copy with every predictor's demos cleared."""
+        clone = self.deepcopy()
+        for p in clone.predictors():
+            p.reset()
+        return clone
+
+    # -------------------------------------------------------------------- state
+    def dump_state(self) -> dict[str, Any]:
+        """Every predictor's state (instructions, field descriptions, demos), JSON-ready."""
+        return {name: p.dump_predictor_state() for name, p in self.named_predictors()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`dump_state` produced.
+
+        Raises:
+            TrioDSPyError: the state names predictors this module does not have,
+                or lacks some it has (nothing is changed then).
+        """
+        predictors = dict(self.named_predictors())
+        missing = sorted(set(predictors) - set(state))
+        extra = sorted(set(state) - set(predictors))
+        if missing or extra:
+            raise TrioDSPyError(
+                f"saved state does not match {type(self).__name__}: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"missing predictor(s) {', '.join(missing)}" if missing else "",
+                        f"unknown predictor(s) {', '.join(extra)}" if extra else "",
+                    )
+                    if part
+                )
+            )
+        # Validate everything before changing anything, so a bad file loses nothing.
+        loaded = {name: predictors[name].parse_predictor_state(state[name]) for name in predictors}
+        for name, parsed in loaded.items():
+            predictors[name].apply_predictor_state(parsed)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the module's state to ``path`` as JSON (atomically).
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        payload = {"format": STATE_FORMAT, "predictors": self.dump_state()}
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=2, ensure_ascii=False)
+                f.write("\n")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Read state written by :meth:`save` from ``path``.
+
+        Raises:
+            OSError: the file cannot be read.
+            TrioDSPyError: the file is not a saved trio_dspy module, or does not
+                match this module's predictors.
+        """
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+            raise TrioDSPyError(f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r})")
+        self.load_state(payload["predictors"])
+
+    async def batch(
+        self,
+        inputs: Sequence[Mapping[str, Any]],
+        *,
+        limit: int | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Prediction | BaseException]:
+        """Call the module once per input dict, concurrently; results in input order.
+
+        ``limit`` bounds how many calls run at once. With
+        ``return_exceptions=False`` the first failure cancels the others and is
+        raised; with ``True`` each failed slot holds its exception.
+        """
+        from ..concurrency import gather
+
+        calls = [_bind(self, dict(i)) for i in inputs]
+        return await gather(*calls, limit=limit, return_exceptions=return_exceptions)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors() if n != "self")
+        return f"{type(self).__name__}({inner})"
+
+
+def _bind(module: Module, kwargs: dict[str, Any]) -> Any:
+    async def call() -> Any:
+        return await module(**kwargs)
+
+    return call
+
+
+def _walk_value(value: Any, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+    if isinstance(value, Module):
+        yield from value._walk(name, seen)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _walk_value(item, f"{name}[{i}]", seen)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_value(item, f"{name}[{key!r}]", seen)

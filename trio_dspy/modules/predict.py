@@ -1,0 +1,172 @@
+"""``Predict``: one model call that fills a signature's output fields.
+
+The data flow of a call: check the inputs, let the adapter format the
+messages, ask the model, let the adapter parse the completion into typed
+values. A completion that does not parse is shown back to the model with the
+error, up to ``max_parse_retries`` times, before ``AdapterParseError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ..adapters import Adapter, ChatAdapter
+from ..errors import AdapterParseError, ConfigurationError, StructuringError, TrioDSPyError
+from ..lm.base import BaseLM, LMRequest
+from ..primitives import Example, Prediction, Usage
+from ..settings import current
+from ..signature import Signature, ensure_signature
+from ..types import structure, unstructure_as
+from .module import Module
+
+__all__ = ["Predict"]
+
+
+class Predict(Module):
+    """Ask a model for ``signature``'s outputs.
+
+    ::
+
+        qa = td.Predict("question -> answer: float", temperature=0.0)
+        pred = await qa(question="What is 0.1 + 0.2?")
+        pred.answer  # 0.3 (a float)
+
+    Args:
+        signature: a :class:`~trio_dspy.Signature` subclass or a string spec.
+        **lm_kwargs: sampling parameters for this predictor's calls
+            (``temperature``, ``max_tokens``, ...), over the settings' ``lm_kwargs``.
+
+    Attributes:
+        demos: few-shot examples (:class:`~trio_dspy.Example` or dicts).
+        lm: a model pinned to this predictor; ``None`` uses the settings' model.
+        adapter: an adapter pinned to this predictor; ``None`` uses the settings'.
+    """
+
+    def __init__(self, signature: str | type[Signature], **lm_kwargs: Any) -> None:
+        self.signature = ensure_signature(signature)
+        self.lm_kwargs = lm_kwargs
+        self.demos: list[Mapping[str, Any]] = []
+        self.lm: BaseLM | None = None
+        self.adapter: Adapter | None = None
+
+    def reset(self) -> None:
+        """Forget learned state (demos)."""
+        self.demos = []
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        sig = self.signature
+        missing = [n for n in sig.input_fields if n not in inputs]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__}({sig.__name__}) missing required input field(s): "
+                f"{', '.join(missing)}"
+            )
+        unknown = [n for n in inputs if n not in sig.input_fields]
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}({sig.__name__}) got unknown input field(s): "
+                f"{', '.join(unknown)}; inputs are {', '.join(sig.input_fields)}"
+            )
+
+    async def forward(self, **inputs: Any) -> Prediction:
+        """Call the model and return the typed outputs as a :class:`Prediction`.
+
+        Raises:
+            TypeError: an input field is missing or unknown.
+            ConfigurationError: no model is configured.
+            AdapterParseError: the model's answer did not parse, after retries;
+                ``completion`` holds the last raw answer.
+            trio_dspy.errors.LMError: the model call failed.
+        """
+        self._check_inputs(inputs)
+        settings = current()
+        lm = self.lm or settings.lm
+        if lm is None:
+            raise ConfigurationError(
+                "no language model configured: use td.configure(lm=td.LM('openai/...')), "
+                "td.context(lm=...), or set predictor.lm"
+            )
+        adapter = self.adapter or settings.adapter or ChatAdapter()
+        request = LMRequest(
+            messages=adapter.format(self.signature, self.demos, inputs),
+            response_format=adapter.response_format(self.signature),
+            params={**settings.lm_kwargs, **self.lm_kwargs},
+        )
+        return await self._ask(lm, adapter, request, settings.max_parse_retries)
+
+    async def _ask(
+        self, lm: BaseLM, adapter: Adapter, request: LMRequest, retries: int
+    ) -> Prediction:
+        usage = Usage()
+        messages = list(request.messages)
+        for attempt in range(1, retries + 2):
+            response = await lm.request(attrs.evolve(request, messages=messages))
+            usage.add(response.usage)
+            try:
+                values = adapter.parse(self.signature, response.text)
+            except AdapterParseError as exc:
+                exc.attempts = attempt
+                if response.finish_reason == "length":
+                    exc.args = (f"{exc.args[0]} (the completion was cut off at the token limit)",)
+                if attempt > retries:
+                    raise
+                messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                continue
+            return Prediction.from_completions(values, usage)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---------------------------------------------------------------- saved state
+    def dump_predictor_state(self) -> dict[str, Any]:
+        """Instructions, field descriptions and demos as JSON-ready data."""
+        fields = self.signature.fields
+        return {
+            "signature": self.signature.__name__,
+            "instructions": self.signature.instructions,
+            "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in fields.items()},
+            "demos": [
+                {
+                    k: unstructure_as(v, fields[k].annotation if k in fields else Any)
+                    for k, v in d.items()
+                }
+                for d in self.demos
+            ],
+        }
+
+    def parse_predictor_state(self, state: Any) -> tuple[type[Signature], list[Example]]:
+        """Validate saved state against this predictor's signature.
+
+        Raises:
+            TrioDSPyError: the state is malformed or a demo value does not fit its type.
+        """
+        if not isinstance(state, Mapping) or not isinstance(state.get("demos"), list):
+            raise TrioDSPyError(f"malformed predictor state: {state!r}")
+        sig = self.signature
+        if isinstance(state.get("instructions"), str):
+            sig = sig.with_instructions(state["instructions"])
+        for name, info in (state.get("fields") or {}).items():
+            if name in sig.fields and isinstance(info, Mapping):
+                changes = {k: info[k] for k in ("desc", "prefix") if isinstance(info.get(k), str)}
+                sig = sig.with_updated_field(name, **changes)
+        demos = []
+        for i, raw in enumerate(state["demos"]):
+            if not isinstance(raw, Mapping):
+                raise TrioDSPyError(f"demo {i} is not an object: {raw!r}")
+            values = {}
+            for k, v in raw.items():
+                field = sig.fields.get(k)
+                try:
+                    values[k] = structure(v, field.annotation, path=k) if field else v
+                except StructuringError as exc:
+                    raise TrioDSPyError(f"demo {i}: {exc}") from None
+            demos.append(Example(values))
+        return sig, demos
+
+    def apply_predictor_state(self, parsed: tuple[type[Signature], list[Example]]) -> None:
+        """Install state produced by :meth:`parse_predictor_state`."""
+        self.signature, self.demos = parsed[0], list(parsed[1])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature!r})"

@@ -1,0 +1,169 @@
+"""Value containers: :class:`Example`, :class:`Prediction` and :class:`Usage`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["Example", "Prediction", "Usage"]
+
+
+class Example(Mapping[str, Any]):
+    """A record of named fields with attribute access.
+
+    ``Example(question="2+2?", answer="4")`` behaves like a read-only mapping
+    (``dict(ex)``, ``ex["answer"]``, ``"answer" in ex``) and exposes each
+    field as an attribute (``ex.answer``). :meth:`with_inputs` marks which keys
+    are inputs, so the same record serves as a few-shot demo and as a test case.
+    """
+
+    __slots__ = ("_input_keys", "_store")
+
+    def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        store: dict[str, Any] = dict(base) if base is not None else {}
+        store.update(fields)
+        object.__setattr__(self, "_store", store)
+        input_keys = base._input_keys if isinstance(base, Example) else None
+        object.__setattr__(self, "_input_keys", input_keys)
+
+    # Mapping protocol -------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._store[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    # Attribute access -------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails, so methods always win.
+        try:
+            return self._store[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no field {name!r}; fields: {', '.join(self._store)}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self._store[name] = value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Example):
+            return bool(self._store == other._store)
+        if isinstance(other, Mapping):
+            return bool(self._store == dict(other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self._store.items())
+        return f"{type(self).__name__}({body})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self._store, "input_keys": self._input_keys}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_store", state["store"])
+        object.__setattr__(self, "_input_keys", state["input_keys"])
+
+    # DSPy-style helpers -----------------------------------------------------------
+    def with_inputs(self, *keys: str) -> Example:
+        """Return a copy that records ``keys`` as the input fields."""
+        missing = [k for k in keys if k not in self._store]
+        if missing:
+            raise KeyError(f"with_inputs: no field(s) {', '.join(missing)} in {self!r}")
+        copy = type(self)(self._store)
+        object.__setattr__(copy, "_input_keys", frozenset(keys))
+        return copy
+
+    def inputs(self) -> Example:
+        """The input fields only (requires :meth:`with_inputs` first)."""
+        if self._input_keys is None:
+            raise ValueError("inputs() needs with_inputs(...) first to say which keys are inputs")
+        return Example({k: v for k, v in self._store.items() if k in self._input_keys})
+
+    def labels(self) -> Example:
+        """Every field that is not an input."""
+        keys = self._input_keys or frozenset()
+        return Example({k: v for k, v in self._store.items() if k not in keys})
+
+    def copy(self, **updates: Any) -> Example:
+        """A shallow copy with ``updates`` applied."""
+        clone = type(self)(self._store, **updates)
+        object.__setattr__(clone, "_input_keys", self._input_keys)
+        return clone
+
+    def without(self, *keys: str) -> Example:
+        """A copy without ``keys``."""
+        return type(self)({k: v for k, v in self._store.items() if k not in keys})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain ``dict`` of the fields."""
+        return dict(self._store)
+
+
+class Prediction(Example):
+    """The result of a module call: the signature's output fields as attributes.
+
+    Agents add fields such as ``trajectory``; :attr:`usage` holds the tokens the
+    call spent (summed over every LM call it made).
+    """
+
+    __slots__ = ("usage",)
+
+    def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        super().__init__(base, **fields)
+        object.__setattr__(self, "usage", Usage())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "usage": self.usage}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        object.__setattr__(self, "usage", state["usage"])
+
+    @classmethod
+    def from_completions(cls, fields: Mapping[str, Any], usage: Usage | None = None) -> Prediction:
+        """Build a prediction from parsed fields and the usage that produced them."""
+        pred = cls(fields)
+        if usage is not None:
+            object.__setattr__(pred, "usage", usage)
+        return pred
+
+
+@attrs.define
+class Usage:
+    """Token counts. Adding two gives their sum; :func:`track_usage` yields one."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        """Add ``other``'s counts to this one in place."""
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    @classmethod
+    def sum(cls, items: Iterable[Usage]) -> Usage:
+        """The sum of ``items``."""
+        total = cls()
+        for item in items:
+            total.add(item)
+        return total

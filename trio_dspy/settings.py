@@ -1,0 +1,107 @@
+"""Configuration: process-wide defaults and per-task overrides.
+
+:func:`configure` sets the process-wide defaults. :func:`context` overrides
+them for the current task *and the tasks it spawns while the override is in
+force*; siblings and the parent never see it. The overrides live in a
+:class:`contextvars.ContextVar`, and trio gives every new task a copy of its
+spawner's context, which is exactly that scoping rule.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
+    from .lm.base import BaseLM
+
+__all__ = ["Settings", "configure", "context", "current"]
+
+
+@attrs.frozen
+class Settings:
+    """The settings in force for a call. Read them with :func:`current`.
+
+    Attributes:
+        lm: the language model modules call when they have none of their own.
+        adapter: the wire format (``None`` means :class:`~trio_dspy.ChatAdapter`).
+        max_parse_retries: how often ``Predict`` re-asks a model whose answer
+            does not parse before raising ``AdapterParseError``.
+        lm_kwargs: sampling parameters (``temperature=...``) for every call.
+        trace_content: record prompts and completions in telemetry spans.
+    """
+
+    lm: BaseLM | None = None
+    adapter: Adapter | None = None
+    max_parse_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    lm_kwargs: dict[str, Any] = attrs.field(factory=dict)
+    trace_content: bool = False
+
+
+_FIELDS = frozenset(a.name for a in attrs.fields(Settings))
+_global = Settings()
+# The overrides of the calling task, kept apart from the global defaults so
+# that configure() called later still shows through fields never overridden.
+_overrides: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "trio_dspy.settings", default=MappingProxyType({})
+)
+
+
+def _check(settings: dict[str, Any]) -> None:
+    unknown = sorted(set(settings) - _FIELDS)
+    if unknown:
+        raise TypeError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}"
+        )
+
+
+def configure(**settings: Any) -> None:
+    """Set process-wide defaults, e.g. ``td.configure(lm=td.LM("openai/gpt-4o-mini"))``.
+
+    Tasks inside a :func:`context` still see their overrides on top.
+
+    Raises:
+        TypeError: a name is not a setting.
+        ValueError: a value is out of range (``max_parse_retries < 0``).
+    """
+    global _global
+    _check(settings)
+    _global = attrs.evolve(_global, **settings)
+
+
+def current() -> Settings:
+    """The settings in force for the calling task."""
+    overrides = _overrides.get()
+    return attrs.evolve(_global, **overrides) if overrides else _global
+
+
+@contextmanager
+def context(**overrides: Any) -> Iterator[Settings]:
+    """Override settings for this task and the tasks it spawns inside the block.
+
+    ::
+
+        with td.context(lm=gpt4, lm_kwargs={"temperature": 0.0}):
+            await agent(request=...)
+
+    A child task keeps the overrides that were in force when it was spawned,
+    even if the parent leaves the block first. Yields the effective settings.
+
+    Raises:
+        TypeError: a name is not a setting.
+        ValueError: a value is out of range.
+    """
+    _check(overrides)
+    merged = {**_overrides.get(), **overrides}
+    effective = attrs.evolve(_global, **merged)  # validates the values now
+    token = _overrides.set(merged)
+    try:
+        yield effective
+    finally:
+        _overrides.reset(token)

@@ -1,0 +1,126 @@
+"""``DummyLM``: a scripted, in-process model for tests and examples."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from ..errors import ConfigurationError
+from ..lm.base import BaseLM, LMRequest, LMResponse
+from ..primitives import Usage
+from ..types import TAG, is_record, unstructure
+
+__all__ = ["DummyLM"]
+
+Answer = str | Mapping[str, Any] | LMResponse
+Script = Sequence[Answer] | Mapping[str, Answer] | Callable[[LMRequest], Answer]
+
+
+class DummyLM(BaseLM):
+    """A model that answers from a script, without any network.
+
+    ``answers`` is one of:
+
+    * a list, answered in order (``cycle=True`` starts over when it runs out);
+    * a dict whose keys are looked for in the last user message: the first key
+      found there picks the answer;
+    * a function of the :class:`~trio_dspy.lm.base.LMRequest`.
+
+    Each answer is raw completion text, a dict of output values (written in
+    the ``[[ ## field ## ]]`` format, or as JSON when the request asks for a
+    ``response_format``), or a ready :class:`LMResponse` (for tool calls).
+
+    ``latency`` (seconds, or a function of the request) is spent in
+    ``trio.sleep``, so it is instant under ``autojump_clock``. Every request
+    is kept in :attr:`requests`.
+
+    Raises (from calls):
+        ConfigurationError: the script has no answer for the request.
+    """
+
+    provider = "dummy"
+
+    def __init__(
+        self,
+        answers: Script,
+        *,
+        latency: float | Callable[[LMRequest], float] = 0.0,
+        cycle: bool = False,
+        model: str = "dummy",
+        **defaults: Any,
+    ) -> None:
+        super().__init__(model, **defaults)
+        self.answers = answers
+        self.latency = latency
+        self.cycle = cycle
+        self.requests: list[LMRequest] = []
+        self._next = 0
+
+    async def send(self, request: LMRequest) -> LMResponse:
+        """Record ``request``, wait the latency, return the scripted answer."""
+        self.requests.append(request)
+        delay = self.latency(request) if callable(self.latency) else self.latency
+        if delay > 0:
+            await trio.sleep(delay)
+        answer = self._pick(request)
+        if isinstance(answer, LMResponse):
+            return answer
+        text = answer if isinstance(answer, str) else _render(answer, request)
+        prompt = sum(len(m.content) for m in request.messages) // 4 + 1
+        completion = len(text) // 4 + 1
+        return LMResponse(
+            text=text,
+            usage=Usage(prompt, completion, prompt + completion),
+            finish_reason="stop",
+            model=self.model,
+        )
+
+    def _pick(self, request: LMRequest) -> Answer:
+        script = self.answers
+        if callable(script):
+            return script(request)
+        if isinstance(script, Mapping):
+            last_user = next(
+                (m.content for m in reversed(request.messages) if m.role == "user"), ""
+            )
+            for key, answer in script.items():
+                if key in last_user:
+                    return answer
+            raise ConfigurationError(
+                f"DummyLM has no answer for this request: none of {list(script)!r} "
+                "appears in the last user message"
+            )
+        if self._next >= len(script):
+            if not self.cycle or not script:
+                raise ConfigurationError(
+                    f"DummyLM ran out of scripted answers after {len(script)} call(s)"
+                )
+            self._next = 0
+        answer = script[self._next]
+        self._next += 1
+        return answer
+
+
+def _jsonable(value: Any) -> Any:
+    if is_record(type(value)):
+        return {TAG: type(value).__name__, **unstructure(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return unstructure(value)
+
+
+def _render(values: Mapping[str, Any], request: LMRequest) -> str:
+    """Output values the way the requesting adapter expects them."""
+    data = {k: _jsonable(v) for k, v in values.items()}
+    if request.response_format is not None:
+        return json.dumps(data, ensure_ascii=False)
+    parts = [
+        f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+        for k, v in data.items()
+    ]
+    return "\n\n".join([*parts, "[[ ## completed ## ]]"])
