@@ -1,0 +1,306 @@
+"""A small HTTP/1.1 server on trio + h11, for tests, examples and benchmarks.
+
+:func:`serve_http` listens on loopback and hands every request to an async
+``handler(request) -> response``. Each connection is one task in the server's
+nursery; connections are kept alive between requests unless the client (or
+the response) says ``Connection: close``. Leaving the ``async with`` closes
+the listeners and cancels every connection, including handlers that are
+still sleeping (a "stalled" response is simply a handler awaiting
+``trio.sleep``).
+
+Clients that disconnect mid-request, send garbage or hang up early never
+crash the server: such connections are dropped and logged at debug level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+import h11
+import structlog
+import trio
+
+__all__ = ["HttpServer", "Request", "Response", "serve_http"]
+
+log = structlog.get_logger(__name__)
+
+_READ_SIZE = 65536
+_MAX_BODY = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request as the handler sees it.
+
+    ``headers`` are ``(name, value)`` pairs with lower-case names, in the
+    order received; ``body`` is the complete (de-chunked) body.
+    """
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        """The target without its query string (``/v1/chat/completions``)."""
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query-string parameters (last value wins)."""
+        _, _, qs = self.target.partition("?")
+        return dict(parse_qsl(qs))
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """Return the first value of header ``name`` (case-insensitive), or ``default``."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    def json(self) -> Any:
+        """Decode the body as JSON.
+
+        Raises:
+            ValueError: the body is not valid UTF-8 JSON.
+        """
+        return json.loads(self.body)
+
+
+def _norm_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> tuple[tuple[str, str], ...]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+@attrs.frozen
+class Response:
+    """What the handler answers.
+
+    ``content-length`` is added automatically. ``reset_connection=True``
+    means: send nothing and abort the connection (the client sees a reset).
+    """
+
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_norm_headers)
+    body: bytes = b""
+    reset_connection: bool = False
+
+    @classmethod
+    def from_json(
+        cls,
+        value: Any,
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> Response:
+        """A response whose body is ``value`` encoded as JSON.
+
+        Raises:
+            TypeError: ``value`` is not JSON-serialisable.
+        """
+        body = json.dumps(value, separators=(",", ":")).encode()
+        extra = _norm_headers(headers)
+        return cls(status, (("content-type", "application/json"), *extra), body)
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str,
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> Response:
+        """A response whose body is ``text`` (UTF-8) with the given content type."""
+        extra = _norm_headers(headers)
+        return cls(status, (("content-type", content_type), *extra), text.encode())
+
+    @classmethod
+    def connection_reset(cls) -> Response:
+        """A "response" that aborts the connection without answering."""
+        return cls(reset_connection=True)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@attrs.define(eq=False)
+class HttpServer:
+    """A running server: where it listens and what it has seen.
+
+    ``connections_accepted`` counts TCP connections (so tests can check
+    keep-alive reuse); ``open_connections`` is how many are open now.
+    """
+
+    host: str
+    port: int
+    connections_accepted: int = 0
+    open_connections: int = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (no trailing slash)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@asynccontextmanager
+async def serve_http(
+    handler: Handler, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[HttpServer]:
+    """Serve ``handler`` over HTTP/1.1 on ``host:port`` for the body of the ``async with``.
+
+    ``port=0`` picks a free port; read it from the yielded
+    :class:`HttpServer`. On exit the listeners close and every in-flight
+    connection (and handler) is cancelled.
+
+    Raises:
+        OSError: the address cannot be bound (port in use, bad host).
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound_port = listeners[0].socket.getsockname()[1]
+    server = HttpServer(host=host, port=bound_port)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, handler, server, nursery)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _accept_loop(
+    listener: trio.SocketListener,
+    handler: Handler,
+    server: HttpServer,
+    nursery: trio.Nursery,
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # e.g. EMFILE: back off briefly, keep serving
+                log.debug("http_server.accept_failed", error=str(exc))
+                await trio.sleep(0.01)
+                continue
+            server.connections_accepted += 1
+            nursery.start_soon(_serve_connection, stream, handler, server)
+
+
+async def _serve_connection(
+    stream: trio.SocketStream, handler: Handler, server: HttpServer
+) -> None:
+    server.open_connections += 1
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            request = await _read_request(stream, conn)
+            if request is None:
+                return
+            try:
+                response = await handler(request)
+            except Exception as exc:  # a broken handler must not kill the server
+                log.warning("http_server.handler_failed", path=request.path, error=repr(exc))
+                response = Response.from_text("internal error in handler\n", status=500)
+            if response.reset_connection:
+                _abort(stream)
+                return
+            await _send_response(stream, conn, response)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        log.debug("http_server.client_gone", error=repr(exc))
+    except h11.ProtocolError as exc:
+        log.debug("http_server.protocol_error", error=repr(exc))
+        await _try_send_error(stream, conn, exc)
+    finally:
+        server.open_connections -= 1
+        await trio.aclose_forcefully(stream)
+
+
+async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        if conn.they_are_waiting_for_100_continue:
+            await stream.send_all(
+                conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
+        data = await stream.receive_some(_READ_SIZE)
+        conn.receive_data(data)  # b"" marks EOF; h11 turns it into ConnectionClosed or an error
+
+
+async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> Request | None:
+    event = await _next_event(stream, conn)
+    if isinstance(event, h11.ConnectionClosed):
+        return None
+    if not isinstance(event, h11.Request):
+        raise h11.RemoteProtocolError(f"expected a request, got {type(event).__name__}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        part = await _next_event(stream, conn)
+        if isinstance(part, h11.Data):
+            size += len(part.data)
+            if size > _MAX_BODY:
+                raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
+            chunks.append(bytes(part.data))
+        elif isinstance(part, h11.EndOfMessage):
+            break
+        elif isinstance(part, h11.ConnectionClosed):
+            raise trio.BrokenResourceError("client closed the connection mid-request")
+    headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers)
+    return Request(
+        method=event.method.decode("ascii"),
+        target=event.target.decode("latin-1"),
+        headers=headers,
+        body=b"".join(chunks),
+    )
+
+
+async def _send_response(
+    stream: trio.SocketStream, conn: h11.Connection, response: Response
+) -> None:
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    headers.append(("content-length", str(len(response.body))))
+    data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    if response.body:
+        data += conn.send(h11.Data(data=response.body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    await stream.send_all(data)
+
+
+async def _try_send_error(
+    stream: trio.SocketStream, conn: h11.Connection, exc: h11.ProtocolError
+) -> None:
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    status = getattr(exc, "error_status_hint", 400)
+    try:
+        body = f"bad request: {exc}\n".encode()
+        headers = [("content-type", "text/plain"), ("content-length", str(len(body)))]
+        headers.append(("connection", "close"))
+        data = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        data += conn.send(h11.Data(data=body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+        await stream.send_all(data)
+    except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+
+
+def _abort(stream: trio.SocketStream) -> None:
+    """Make the upcoming close send a TCP reset instead of a graceful FIN."""
+    with contextlib.suppress(OSError):  # without SO_LINGER a plain close will do
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
