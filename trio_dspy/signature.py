@@ -108,7 +108,12 @@ class SignatureMeta(type):
         if not any(isinstance(b, SignatureMeta) for b in bases):
             cls.input_fields, cls.output_fields, cls.instructions = {}, {}, ""
             return cls
-        fields = _collect_fields(cls, name, ns)
+        # With `from __future__ import annotations`, annotations are strings that
+        # may name classes local to the function defining the signature: resolve
+        # them in that frame too (as pydantic and attrs do).
+        caller = sys._getframe(1)
+        localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else {}
+        fields = _collect_fields(cls, name, ns, localns)
         cls.input_fields = {n: f for n, f in fields.items() if f.is_input}
         cls.output_fields = {n: f for n, f in fields.items() if not f.is_input}
         if not cls.output_fields:
@@ -138,7 +143,9 @@ class SignatureMeta(type):
         return f"Signature {cls.__name__}({ins} -> {outs})"
 
 
-def _collect_fields(cls: type, name: str, ns: Mapping[str, Any]) -> dict[str, Field]:
+def _collect_fields(
+    cls: type, name: str, ns: Mapping[str, Any], localns: Mapping[str, Any]
+) -> dict[str, Field]:
     """Fields of the parent signatures, then this class's, in declaration order."""
     fields: dict[str, Field] = {}
     for base in reversed(cls.__mro__[1:]):
@@ -146,7 +153,7 @@ def _collect_fields(cls: type, name: str, ns: Mapping[str, Any]) -> dict[str, Fi
             fields.update(base.fields)
 
     raw_annotations = ns.get("__annotations__", {})
-    hints = _resolve_hints(cls, name, raw_annotations)
+    hints = _resolve_hints(cls, name, raw_annotations, localns)
     for attr, value in ns.items():
         if isinstance(value, Field) and attr not in raw_annotations:
             raise SignatureError(
@@ -167,14 +174,17 @@ def _collect_fields(cls: type, name: str, ns: Mapping[str, Any]) -> dict[str, Fi
     return fields
 
 
-def _resolve_hints(cls: type, name: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_hints(
+    cls: type, name: str, raw: Mapping[str, Any], localns: Mapping[str, Any]
+) -> dict[str, Any]:
     module = sys.modules.get(cls.__module__)
     globalns = dict(vars(module)) if module else {}
+    scope = {**localns, **vars(cls)}
     out: dict[str, Any] = {}
     for attr, annotation in raw.items():
         if isinstance(annotation, str):
             try:
-                annotation = eval(annotation, globalns, dict(vars(cls)))
+                annotation = eval(annotation, globalns, scope)
             except Exception as exc:
                 raise SignatureError(
                     f"{name}.{attr}: cannot resolve annotation {annotation!r}: {exc}"

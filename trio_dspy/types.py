@@ -387,7 +387,7 @@ def _make_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
         names = ", ".join(m.__name__ for m in members)
 
         def tagged(value: Any, _: Any) -> Any:
-            if optional and _is_noneish(value):
+            if optional and _is_noneish(value, members):
                 return None
             if isinstance(value, members):
                 return value
@@ -411,7 +411,7 @@ def _make_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
         return tagged
 
     def untagged(value: Any, _: Any) -> Any:
-        if optional and _is_noneish(value):
+        if optional and _is_noneish(value, members):
             return None
         for member in members:  # an exact type match wins over coercion
             if type(value) is member:
@@ -435,8 +435,11 @@ def _is_any(tp: Any) -> bool:
     return tp is Any
 
 
-def _is_noneish(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
+def _is_noneish(value: Any, members: tuple[Any, ...]) -> bool:
+    """None, or a word meaning none where a string would not be a valid member."""
+    if value is None:
+        return True
+    return isinstance(value, str) and str not in members and value.strip().lower() in _NONE_WORDS
 
 
 def _leaf_reason(exc: BaseException) -> str:

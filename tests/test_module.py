@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import trio_dspy as td
+from trio_dspy.errors import TrioDSPyError
+from trio_dspy.testing import DummyLM
+
+from .story import HandleCustomer, Mood, Refund
+
+
+class Triage(td.Module):
+    def __init__(self) -> None:
+        self.classify = td.Predict("request -> category")
+        self.handlers = {"drinks": td.ChainOfThought(HandleCustomer)}
+        self.steps = [td.Predict("category -> reply")]
+
+    async def forward(self, **inputs: Any) -> td.Prediction:
+        category = (await self.classify(request=inputs["request"])).category
+        return await self.steps[0](category=category)
+
+
+def test_named_predictors_walks_attributes_lists_and_dicts() -> None:
+    names = [n for n, _ in Triage().named_predictors()]
+    assert names == ["classify", "handlers['drinks']", "steps[0]"]
+    predict = td.Predict("a -> b")
+    assert predict.named_predictors() == [("self", predict)]
+
+
+def test_shared_predictor_is_reported_once() -> None:
+    t = Triage()
+    t.alias = t.classify
+    assert [n for n, _ in t.named_predictors()].count("alias") == 0
+
+
+async def test_module_call_runs_forward() -> None:
+    lm = DummyLM([{"category": "drinks"}, {"reply": "coming up"}])
+    with td.context(lm=lm):
+        pred = await Triage()(request="latte")
+    assert pred.reply == "coming up"
+
+
+def _demo() -> td.Example:
+    return td.Example(
+        request="refund order 9",
+        mood=Mood.upset,
+        reasoning="bad",
+        action=Refund("9", 2.0),
+        confidence=0.7,
+    )
+
+
+def test_save_and_load_round_trip_demos_and_instructions(tmp_path: Path) -> None:
+    source = Triage()
+    handler = source.handlers["drinks"]
+    handler.demos = [_demo()]
+    handler.signature = handler.signature.with_instructions("Be kind to upset customers.")
+    path = tmp_path / "triage.json"
+    source.save(path)
+    saved = json.loads(path.read_text())
+    assert saved["format"] == "trio_dspy.module/1"
+    assert saved["predictors"]["handlers['drinks']"]["demos"][0]["action"]["_type"] == "Refund"
+
+    target = Triage()
+    target.load(path)
+    loaded = target.handlers["drinks"]
+    assert loaded.signature.instructions == "Be kind to upset customers."
+    assert list(loaded.signature.output_fields) == ["reasoning", "action", "confidence"]
+    assert loaded.demos == [_demo()]
+    assert loaded.demos[0].action == Refund("9", 2.0)  # typed again, not a dict
+    assert loaded.demos[0].mood is Mood.upset
+
+
+def test_load_of_mismatched_state_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    td.Predict("a -> b").save(path)
+    target = Triage()
+    target.classify.demos = [td.Example(request="x", category="y")]
+    with pytest.raises(TrioDSPyError, match="missing predictor.*classify.*unknown predictor.*self"):
+        target.load(path)
+    assert target.classify.demos == [td.Example(request="x", category="y")]
+
+
+def test_load_rejects_bad_demo_values_without_partial_update(tmp_path: Path) -> None:
+    source = Triage()
+    source.classify.demos = [td.Example(request="a", category="b")]
+    source.handlers["drinks"].demos = [_demo()]
+    path = tmp_path / "m.json"
+    source.save(path)
+    data = json.loads(path.read_text())
+    data["predictors"]["handlers['drinks']"]["demos"][0]["mood"] = "furious"
+    path.write_text(json.dumps(data))
+    target = Triage()
+    with pytest.raises(TrioDSPyError, match="demo 0: mood: 'furious' is not one of"):
+        target.load(path)
+    assert target.classify.demos == []
+
+
+def test_load_rejects_files_that_are_not_saved_modules(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"hello": 1}')
+    with pytest.raises(TrioDSPyError, match="not a saved trio_dspy module"):
+        td.Predict("a -> b").load(path)
+    path.write_text("not json")
+    with pytest.raises(TrioDSPyError, match="not a JSON file"):
+        td.Predict("a -> b").load(path)
+
+
+def test_deepcopy_copies_state_but_shares_the_lm() -> None:
+    source = Triage()
+    lm = DummyLM([])
+    source.classify.lm = lm
+    source.classify.demos = [td.Example(request="a", category="b")]
+    clone = source.deepcopy()
+    assert clone.classify is not source.classify
+    assert clone.classify.lm is lm
+    clone.classify.demos.append(td.Example(request="c", category="d"))
+    assert len(source.classify.demos) == 1
+    assert source.reset_copy().classify.demos == []
+
+
+async def test_pinned_predictor_lm_wins_over_context() -> None:
+    pinned, default = DummyLM([{"category": "drinks"}]), DummyLM([{"reply": "ok"}])
+    t = Triage()
+    t.classify.lm = pinned
+    with td.context(lm=default):
+        await t(request="latte")
+    assert len(pinned.requests) == 1
+    assert len(default.requests) == 1
+
+
+async def test_track_usage_sums_child_tasks_and_nests() -> None:
+    lm = DummyLM([{"a": "x"}], cycle=True)
+    predict = td.Predict("q -> a")
+    with td.context(lm=lm), td.track_usage() as outer:
+        with td.track_usage() as inner:
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(lambda: predict(q="?"))
+        await predict(q="?")
+    per_call = lm.history[0].response.usage.total_tokens
+    assert inner.total_tokens == 3 * per_call
+    assert outer.total_tokens == 4 * per_call
+    assert outer.prompt_tokens + outer.completion_tokens == outer.total_tokens
+
+
+def test_example_and_prediction_behave_like_mappings() -> None:
+    ex = td.Example(question="2+2?", answer="4").with_inputs("question")
+    assert ex.answer == "4"
+    assert dict(ex) == {"question": "2+2?", "answer": "4"}
+    assert dict(ex.inputs()) == {"question": "2+2?"}
+    assert dict(ex.labels()) == {"answer": "4"}
+    with pytest.raises(AttributeError, match="no field 'missing'"):
+        _ = ex.missing
+    pred = td.Prediction(answer="4")
+    assert pred == {"answer": "4"}
+    assert "answer" in pred
+    assert repr(pred) == "Prediction(answer='4')"
