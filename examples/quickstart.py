@@ -62,9 +62,8 @@ async def main() -> None:
             calls = [partial(handle, request=text, mood=mood) for text, mood in requests]
             results = await td.gather(*calls)
             elapsed = trio.current_time() - start
-        print(
-            f"{type(adapter).__name__}: {len(results)} requests in {elapsed:.2f}s, {usage.total_tokens} tokens"
-        )
+        name = type(adapter).__name__
+        print(f"{name}: {len(results)} requests in {elapsed:.2f}s, {usage.total_tokens} tokens")
         for (text, _), pred in zip(requests, results, strict=True):
             print(f"  {text!r:36} -> {pred.action!r} (confidence {pred.confidence})")
 
