@@ -1,0 +1,320 @@
+"""What the simulated server answers: reading a request, writing a reply.
+
+A request (OpenAI Chat Completions or Anthropic Messages) is read into a
+provider-neutral :class:`SimRequest`. The answer follows what the request
+asks for, in this order:
+
+1. tools offered and no tool result in the conversation yet (and
+   ``tool_choice`` is not ``"none"``): call the first tool (or the one
+   ``tool_choice`` names) with arguments valid for its parameter schema;
+2. ``response_format`` ``json_schema`` (or ``json_object`` with an inlined
+   ``schema``): a JSON value valid for that schema;
+3. a system prompt that says ``Outputs will be a JSON object ... matching
+   this JSON schema:``, or ``json_object`` without a schema: a JSON object
+   (of the prompt's output fields when it lists them);
+4. a system prompt in the ``[[ ## field ## ]]`` format: one section per
+   output field, each valid for the type its ``# note:`` states, then
+   ``[[ ## completed ## ]]``;
+5. anything else: a few plausible words.
+
+A :class:`SimReply` from a script overrides any part of this.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from ..types import TAG, is_record, unstructure
+from .sim_values import schema_value, words
+
+__all__ = ["Answer", "SimReply", "SimRequest", "SimToolCall", "build_answer", "read_request"]
+
+Dialect = Literal["openai", "anthropic"]
+
+
+@attrs.frozen
+class SimToolCall:
+    """A tool call a scripted reply makes: tool ``name`` with ``arguments``."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SimReply:
+    """A scripted answer; every part is optional.
+
+    * ``text``: the completion text, sent as is;
+    * ``outputs``: output field values, rendered in the format the request
+      asked for (``[[ ## field ## ]]`` sections or a JSON object); output
+      fields the prompt lists but ``outputs`` omits get generated values;
+    * ``tool_calls``: tool calls to make instead of answering;
+    * ``latency``: seconds to wait instead of the configured latency;
+    * ``finish_reason``: ``"stop"`` / ``"length"`` / ``"tool_calls"`` override.
+    """
+
+    text: str | None = None
+    outputs: Mapping[str, Any] | None = None
+    tool_calls: Sequence[SimToolCall] = ()
+    latency: float | None = None
+    finish_reason: str | None = None
+
+
+@attrs.frozen
+class SimRequest:
+    """A completion request, whatever its dialect, as the simulator reads it."""
+
+    dialect: Dialect
+    model: str
+    system: str
+    last_user: str
+    prompt_chars: int
+    tools: tuple[tuple[str, Any], ...]  # (name, parameters schema)
+    tool_choice: Any
+    has_tool_result: bool
+    format_type: str | None  # "json_schema", "json_object" or None
+    format_schema: Any
+    max_tokens: int | None
+
+
+@attrs.frozen
+class Answer:
+    """A provider-neutral answer: text, tool calls ``(id, name, json args)``, why it stopped."""
+
+    text: str
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
+    finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content
+        )
+    return "" if content is None else str(content)
+
+
+def read_request(body: Mapping[str, Any], dialect: Dialect) -> SimRequest:
+    """Read a Chat Completions (``openai``) or Messages (``anthropic``) body.
+
+    Raises:
+        ValueError: ``messages`` is missing or not a list of message objects.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise ValueError("`messages` must be a list of message objects")
+    system_parts: list[str] = [] if dialect == "openai" else [_text(body.get("system"))]
+    last_user, chars, has_tool_result = "", 0, False
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        text = _text(content)
+        chars += len(text)
+        if role in ("system", "developer"):
+            system_parts.append(text)
+        elif role == "tool":
+            has_tool_result = True
+        elif role == "user":
+            if isinstance(content, list) and any(
+                isinstance(p, Mapping) and p.get("type") == "tool_result" for p in content
+            ):
+                has_tool_result = True
+            else:
+                last_user = text
+    system = "\n\n".join(p for p in system_parts if p)
+    if dialect == "anthropic":
+        chars += len(system)
+        tools = tuple((t.get("name", ""), t.get("input_schema", {})) for t in body.get("tools", ()))
+        fmt_type, fmt_schema = None, None
+    else:
+        tools = tuple(
+            (t["function"].get("name", ""), t["function"].get("parameters", {}))
+            for t in body.get("tools") or ()
+            if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
+        )
+        fmt = body.get("response_format") or {}
+        fmt_type = fmt.get("type") if fmt.get("type") in ("json_schema", "json_object") else None
+        fmt_schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    return SimRequest(
+        dialect=dialect,
+        model=str(body.get("model", "sim-model")),
+        system=system,
+        last_user=last_user,
+        prompt_chars=chars,
+        tools=tools,
+        tool_choice=body.get("tool_choice"),
+        has_tool_result=has_tool_result,
+        format_type=fmt_type,
+        format_schema=fmt_schema,
+        max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+    )
+
+
+# ------------------------------------------------------------- prompt reading
+@attrs.frozen
+class _Field:
+    name: str
+    kind: str  # str, int, float, bool, choice, schema
+    choices: tuple[str, ...] = ()
+    schema: Any = None
+
+
+@attrs.frozen
+class _Plan:
+    fields: tuple[_Field, ...] = ()
+    json_schema: Any = None
+
+
+_OUTPUTS = "Your output fields are:\n"
+_JSON_INTRO = "Outputs will be a JSON object with the following fields, matching this JSON schema:"
+_FIELD_LINE = re.compile(r"\d+\. `(\w+)` \((.*?)\)(?=: |$)")
+_NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.+)$", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(system: str) -> _Plan:
+    """What the system prompt asks for (cached: the same prompt repeats a lot)."""
+    schema = None
+    at = system.find(_JSON_INTRO)
+    if at >= 0:
+        rest = system[at + len(_JSON_INTRO) :].lstrip()
+        try:
+            schema, _ = json.JSONDecoder().raw_decode(rest)
+        except ValueError:
+            schema = None
+    at = system.find(_OUTPUTS)
+    if at < 0:
+        return _Plan(json_schema=schema)
+    types: dict[str, str] = {}
+    for line in system[at + len(_OUTPUTS) :].splitlines():
+        m = _FIELD_LINE.match(line)
+        if m is None:
+            break
+        types[m.group(1)] = m.group(2)
+    notes = {m.group(1): m.group(2) for m in _NOTE.finditer(system)}
+    fields = tuple(_field(name, types[name], notes.get(name, "")) for name in types)
+    return _Plan(fields=fields, json_schema=schema)
+
+
+def _field(name: str, type_name: str, note: str) -> _Field:
+    for prefix in ("must exactly match (no extra characters) one of: ", "must be one of: "):
+        if note.startswith(prefix):
+            return _Field(name, "choice", tuple(note[len(prefix) :].split("; ")))
+    if note.startswith("must adhere to the JSON schema: "):
+        try:
+            return _Field(name, "schema", schema=json.loads(note.split(": ", 1)[1]))
+        except ValueError:
+            return _Field(name, "str")
+    if note == "must be True or False" or type_name == "bool":
+        return _Field(name, "bool")
+    if note == "must be a single float value" or type_name == "float":
+        return _Field(name, "float")
+    if note == "must be a single int value" or type_name == "int":
+        return _Field(name, "int")
+    return _Field(name, "str")
+
+
+def _field_value(f: _Field, rng: random.Random) -> Any:
+    if f.kind == "choice":
+        return rng.choice(f.choices)
+    if f.kind == "schema":
+        return schema_value(f.schema, rng)
+    if f.kind == "bool":
+        return rng.random() < 0.5
+    if f.kind == "float":
+        return round(rng.uniform(0, 1), 2)
+    if f.kind == "int":
+        return rng.randint(0, 100)
+    return words(rng, 3, 9)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_record(type(value)):
+        return {TAG: type(value).__name__, **unstructure(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return unstructure(value)
+
+
+def _chat_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+# ----------------------------------------------------------------- answering
+def build_answer(req: SimRequest, rng: random.Random, reply: SimReply | None = None) -> Answer:
+    """The answer to ``req``: scripted parts from ``reply``, the rest generated.
+
+    Raises:
+        ValueError: a schema in the request cannot be satisfied.
+    """
+    reply = reply or SimReply()
+    if reply.tool_calls:
+        calls = tuple(_tool_call(c.name, c.arguments, rng) for c in reply.tool_calls)
+        return Answer("", calls, _finish(reply.finish_reason, "tool_calls"))
+    if reply.text is None and reply.outputs is None:
+        tool = _tool_to_call(req)
+        if tool is not None:
+            args = schema_value(tool[1] or {"type": "object"}, rng)
+            call = _tool_call(tool[0], args, rng)
+            return Answer("", (call,), _finish(reply.finish_reason, "tool_calls"))
+    text = reply.text if reply.text is not None else _content(req, rng, reply.outputs or {})
+    return Answer(text, (), _finish(reply.finish_reason, "stop"))
+
+
+def _finish(override: str | None, default: str) -> Any:
+    return override if override in ("stop", "length", "tool_calls") else default
+
+
+def _tool_call(name: str, args: Any, rng: random.Random) -> tuple[str, str, str]:
+    text = args if isinstance(args, str) else json.dumps(_jsonable(args), ensure_ascii=False)
+    return (f"call_{rng.getrandbits(64):016x}", name, text)
+
+
+def _tool_to_call(req: SimRequest) -> tuple[str, Any] | None:
+    if not req.tools or req.has_tool_result:
+        return None
+    choice = req.tool_choice
+    if choice == "none" or (isinstance(choice, Mapping) and choice.get("type") == "none"):
+        return None
+    if isinstance(choice, Mapping):
+        wanted = choice.get("name") or (choice.get("function") or {}).get("name")
+        for tool in req.tools:
+            if tool[0] == wanted:
+                return tool
+    return req.tools[0]
+
+
+def _content(req: SimRequest, rng: random.Random, given: Mapping[str, Any]) -> str:
+    plan = _plan(req.system) if req.system else _Plan()
+    schema = req.format_schema if req.format_type else None
+    if schema is None and (req.format_type or plan.json_schema is not None):
+        schema = plan.json_schema
+    if schema is not None or req.format_type:
+        if schema is not None:
+            value = schema_value(schema, rng)
+        elif plan.fields:
+            value = {f.name: _field_value(f, rng) for f in plan.fields}
+        else:
+            value = {} if given else {"response": words(rng, 3, 9)}
+        if isinstance(value, dict):
+            value.update(_jsonable(dict(given)))
+        return json.dumps(value, ensure_ascii=False)
+    if plan.fields or given:
+        values = {f.name: _field_value(f, rng) for f in plan.fields}
+        values.update(_jsonable(dict(given)))
+        sections = [f"[[ ## {k} ## ]]\n{_chat_value(v)}" for k, v in values.items()]
+        return "\n\n".join([*sections, "[[ ## completed ## ]]"])
+    return words(rng, 4, 12).capitalize() + "."

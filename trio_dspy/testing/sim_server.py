@@ -1,0 +1,312 @@
+"""A simulated OpenAI-compatible (and Anthropic Messages) server on loopback.
+
+Use it wherever a test, example or benchmark would otherwise need a real
+provider::
+
+    async with serve_sim(SimConfig(latency=0.2)) as sim:
+        lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="x")
+
+Endpoints: ``POST /v1/chat/completions`` (Chat Completions, ``stream``
+included), ``POST /v1/messages`` (Anthropic Messages), ``GET /v1/models``.
+Answers follow the format each request asks for (see
+:mod:`trio_dspy.testing.sim_answers`); :class:`SimConfig` sets latency,
+faults, refused capabilities, the API key and a script.
+
+Per request the server spends a few tens of microseconds of CPU beyond
+HTTP parsing; latency is ``trio.sleep``, so thousands of requests can wait
+at once and ``autojump_clock`` skips the waiting in tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import inspect
+import random
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from .http_server import HttpServer, Request, Response, serve_http
+from .sim_answers import Answer, Dialect, SimReply, build_answer, read_request
+from .sim_config import Fault, SimConfig
+from .sim_wire import anthropic_body, error_response, openai_body, openai_stream, tokens
+
+__all__ = ["SimServer", "SimStats", "serve_sim"]
+
+
+@attrs.define
+class SimStats:
+    """Counters of a running :class:`SimServer`.
+
+    ``requests`` counts completion requests received (the numbering fault
+    rules use), ``ok`` those answered with a completion, ``errors`` the 4xx
+    answers that were not injected faults (auth, refusals, bad bodies),
+    ``faults`` the injected faults by kind; ``in_flight`` and
+    ``max_in_flight`` count completion requests being handled at once.
+    """
+
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    faults: dict[str, int] = attrs.field(factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @property
+    def faults_injected(self) -> int:
+        """All injected faults, whatever their kind."""
+        return sum(self.faults.values())
+
+
+class SimServer:
+    """A running simulated server (yielded by :func:`serve_sim`).
+
+    ``requests`` holds the most recent JSON request bodies (up to
+    ``config.keep_requests``); ``stats`` the counters. :meth:`clear` resets both.
+    """
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.requests: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=config.keep_requests
+        )
+        self.stats = SimStats()
+        self.http: HttpServer | None = None
+        self._rng = random.Random(config.seed)
+
+    def __repr__(self) -> str:
+        where = self.http.base_url if self.http else "not started"
+        return f"<SimServer {where} requests={self.stats.requests}>"
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        assert self.http is not None, "the server is not running"
+        return self.http.port
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (what Anthropic clients take as ``base_url``)."""
+        assert self.http is not None, "the server is not running"
+        return self.http.base_url
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` (what OpenAI clients take as ``base_url``)."""
+        return self.root_url + "/v1"
+
+    def clear(self) -> None:
+        """Forget the recorded requests and reset the counters (numbering restarts at 1)."""
+        self.requests.clear()
+        in_flight = self.stats.in_flight
+        self.stats = SimStats(in_flight=in_flight, max_in_flight=in_flight)
+
+    # ---------------------------------------------------------------- routing
+    async def handle(self, request: Request) -> Response:
+        """Answer one HTTP request (the handler given to :func:`serve_http`)."""
+        path = request.path.rstrip("/")
+        if request.method == "POST" and path == "/v1/chat/completions":
+            return await self._complete(request, "openai")
+        if request.method == "POST" and path == "/v1/messages":
+            return await self._complete(request, "anthropic")
+        if request.method == "GET" and path == "/v1/models":
+            denied = self._check_auth(request, "openai")
+            if denied is not None:
+                return denied
+            models = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "trio-dspy-sim"}
+                for m in self.config.models
+            ]
+            return Response.from_json({"object": "list", "data": models})
+        return error_response(
+            "openai", 404, f"unknown endpoint {request.method} {path}", code="not_found"
+        )
+
+    def _check_auth(self, request: Request, dialect: Dialect) -> Response | None:
+        key = self.config.api_key
+        if key is None:
+            return None
+        sent = request.header("authorization") or ""
+        sent = sent[7:] if sent.lower().startswith("bearer ") else ""
+        if dialect == "anthropic" and not sent:
+            sent = request.header("x-api-key") or ""
+        if sent and hmac.compare_digest(sent.encode(), key.encode()):
+            return None
+        self.stats.errors += 1
+        where = "x-api-key header" if dialect == "anthropic" else "Authorization: Bearer header"
+        return error_response(
+            dialect,
+            401,
+            f"Incorrect or missing API key: send the configured key in the {where}.",
+            code="invalid_api_key",
+        )
+
+    def _refusal(self, body: Mapping[str, Any], dialect: Dialect) -> Response | None:
+        cfg = self.config
+        fmt = body.get("response_format")
+        kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+        if body.get("tools") and not cfg.supports_tools:
+            message = "tools are not supported by this server: remove `tools` and `tool_choice`"
+            return error_response(dialect, 400, message, param="tools", code="unsupported")
+        if kind == "json_schema" and not cfg.supports_json_schema:
+            message = (
+                "response_format type `json_schema` is not supported by this server: "
+                "use `json_object` or plain prompting"
+            )
+            return error_response(dialect, 400, message, param="response_format")
+        if kind == "json_object" and not cfg.supports_json_object:
+            message = "response_format type `json_object` is not supported by this server"
+            return error_response(dialect, 400, message, param="response_format")
+        return None
+
+    def _fault(self, number: int, body: Mapping[str, Any]) -> Fault | None:
+        for fault in self.config.faults:
+            if fault.selects(number, body, self.config.seed):
+                self.stats.faults[fault.kind] = self.stats.faults.get(fault.kind, 0) + 1
+                return fault
+        return None
+
+    # ------------------------------------------------------------- completing
+    async def _complete(self, request: Request, dialect: Dialect) -> Response:
+        stats = self.stats
+        stats.requests += 1
+        number = stats.requests
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await self._answer(request, dialect, number)
+        finally:
+            self.stats.in_flight -= 1
+
+    async def _answer(self, request: Request, dialect: Dialect, number: int) -> Response:
+        denied = self._check_auth(request, dialect)
+        if denied is not None:
+            return denied
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.stats.errors += 1
+            return error_response(dialect, 400, "the request body must be a JSON object")
+        self.requests.append(body)
+        refused = self._refusal(body, dialect)
+        if refused is not None:
+            self.stats.errors += 1
+            return refused
+        try:
+            req = read_request(body, dialect)
+        except ValueError as exc:
+            self.stats.errors += 1
+            return error_response(dialect, 400, str(exc), param="messages")
+        fault = self._fault(number, body)
+        if fault is not None:
+            early = _early_fault(fault, dialect, req.prompt_chars)
+            if early is not None:
+                return early
+            if fault.kind == "stall":
+                await trio.sleep(fault.stall)
+        window = self.config.context_window
+        if window is not None and tokens(req.prompt_chars) > window:
+            self.stats.errors += 1
+            return _context_error(dialect, req.prompt_chars, window)
+        reply = await self._scripted(body)
+        delay = reply.latency if reply and reply.latency is not None else None
+        if delay is None:
+            delay = self.config.latency.sample(body, self._rng)
+        if delay > 0:
+            await trio.sleep(delay)
+        rng = random.Random(zlib.crc32(request.body) ^ (self.config.seed << 32))
+        try:
+            answer = build_answer(req, rng, reply)
+        except (ValueError, RecursionError) as exc:
+            self.stats.errors += 1
+            return error_response(dialect, 400, f"cannot answer this request: {exc}")
+        answer = _truncated(answer, fault is not None and fault.kind == "truncate", req.max_tokens)
+        render = anthropic_body if dialect == "anthropic" else openai_body
+        payload = render(answer, model=req.model, prompt_chars=req.prompt_chars, number=number)
+        self.stats.ok += 1
+        if fault is not None and fault.kind == "malformed":
+            text = Response.from_json(payload).body
+            return Response(200, (("content-type", "application/json"),), text[: len(text) // 2])
+        if dialect == "openai" and body.get("stream"):
+            options = body.get("stream_options") or {}
+            data = openai_stream(payload, include_usage=bool(options.get("include_usage")))
+            return Response(200, (("content-type", "text/event-stream"),), data)
+        return Response.from_json(payload)
+
+    async def _scripted(self, body: dict[str, Any]) -> SimReply | None:
+        script = self.config.script
+        if script is None:
+            return None
+        reply = script(body)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return reply
+
+
+def _truncated(answer: Answer, fault: bool, max_tokens: int | None) -> Answer:
+    """Cut the text (finish_reason "length") for a fault or when over ``max_tokens``."""
+    cut = len(answer.text) // 2 if fault else len(answer.text)
+    if max_tokens is not None and not answer.tool_calls:
+        cut = min(cut, max_tokens * 4)
+    if cut >= len(answer.text) and not fault:
+        return answer
+    return attrs.evolve(answer, text=answer.text[:cut], finish_reason="length")
+
+
+def _early_fault(fault: Fault, dialect: Dialect, prompt_chars: int) -> Response | None:
+    headers: list[tuple[str, str]] = []
+    if fault.retry_after is not None and fault.kind in ("rate_limit", "unavailable"):
+        headers.append(("retry-after", f"{fault.retry_after:g}"))
+        if fault.retry_after_ms:
+            headers.append(("retry-after-ms", str(round(fault.retry_after * 1000))))
+    if fault.kind == "rate_limit":
+        message = "Rate limit reached for requests: please try again later."
+        return error_response(dialect, 429, message, code="rate_limit_exceeded", headers=headers)
+    if fault.kind == "server_error":
+        message = "The server had an error while processing your request."
+        return error_response(dialect, 500, message)
+    if fault.kind == "unavailable":
+        message = "The server is overloaded or not ready yet."
+        return error_response(dialect, 503, message, headers=headers)
+    if fault.kind == "reset":
+        return Response.connection_reset()
+    if fault.kind == "context_length":
+        return _context_error(dialect, prompt_chars, max(1, tokens(prompt_chars) // 2))
+    return None
+
+
+def _context_error(dialect: Dialect, prompt_chars: int, window: int) -> Response:
+    used = tokens(prompt_chars)
+    if dialect == "anthropic":
+        message = f"prompt is too long: {used} tokens > {window} maximum"
+    else:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {used} tokens. Please reduce the length of the messages."
+        )
+    return error_response(dialect, 400, message, param="messages", code="context_length_exceeded")
+
+
+@asynccontextmanager
+async def serve_sim(
+    config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[SimServer]:
+    """Run a simulated server for the body of the ``async with``.
+
+    ``port=0`` picks a free port. Leaving the block stops the server and
+    cancels every request still being handled (stalled ones included).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    sim = SimServer(config or SimConfig())
+    async with serve_http(sim.handle, host=host, port=port) as http:
+        sim.http = http
+        yield sim
