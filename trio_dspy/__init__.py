@@ -7,7 +7,7 @@ from . import errors, testing
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import gather
 from .lm.base import BaseLM, LMRequest, LMResponse, Message
-from .modules import ChainOfThought, Module, Predict
+from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
 from .primitives import Example, Prediction, Usage
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
@@ -30,8 +30,11 @@ __all__ = [
     "OutputField",
     "Predict",
     "Prediction",
+    "ReAct",
     "Settings",
     "Signature",
+    "Tool",
+    "Trajectory",
     "Usage",
     "configure",
     "context",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterParseError",
+    "AgentLimitError",
     "ConfigurationError",
     "ContextWindowExceededError",
     "LMAuthError",
@@ -18,7 +19,11 @@ __all__ = [
     "LMServerError",
     "LMTimeoutError",
     "SignatureError",
+    "StopAgent",
     "StructuringError",
+    "ToolArgumentError",
+    "ToolError",
+    "ToolTimeoutError",
     "TrioDSPyError",
 ]
 
@@ -136,3 +141,40 @@ class LMBadRequestError(LMError):
 
 class ContextWindowExceededError(LMBadRequestError):
     """The prompt (plus requested completion) does not fit the model's context."""
+
+
+class ToolError(TrioDSPyError):
+    """A tool could not be called or failed. ``tool`` names it.
+
+    Inside an agent these become observations the model can react to.
+    """
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class ToolArgumentError(ToolError):
+    """The arguments given to a tool do not fit its signature; it was not called."""
+
+
+class ToolTimeoutError(ToolError):
+    """A tool did not finish within its ``timeout``; only that tool was cancelled."""
+
+
+class StopAgent(TrioDSPyError):
+    """Raise from a tool to stop the agent: it propagates out of the agent call.
+
+    Every other exception a tool raises becomes an observation instead.
+    """
+
+
+class AgentLimitError(TrioDSPyError):
+    """An agent run went over one of its limits (tool calls, tokens).
+
+    ``trajectory`` holds the steps taken so far, so nothing is lost.
+    """
+
+    def __init__(self, message: str, *, trajectory: object = None) -> None:
+        self.trajectory = trajectory
+        super().__init__(message)

@@ -29,7 +29,15 @@ import attrs
 from .errors import SignatureError
 from .types import check_supported, type_name
 
-__all__ = ["Field", "InputField", "OutputField", "Signature", "ensure_signature", "make_signature"]
+__all__ = [
+    "Field",
+    "InputField",
+    "OutputField",
+    "Signature",
+    "ensure_signature",
+    "make_signature",
+    "signature_from_fields",
+]
 
 # Names a field may not take: they clash with the Signature class API, with
 # Prediction/Example methods, or with the ChatAdapter's end marker.
@@ -259,6 +267,18 @@ class Signature(metaclass=SignatureMeta):
         group.insert(0 if first else len(group), new)
         keep = cls.instructions if cls.__doc__ else None
         return _build(cls.__name__, ins + outs, keep)
+
+
+def signature_from_fields(
+    name: str, fields: list[Field], instructions: str | None = None
+) -> type[Signature]:
+    """Build a signature class from :class:`Field` objects (``name`` and
+    ``annotation`` set), inputs and outputs in the order given.
+
+    Raises:
+        SignatureError: as for a class definition (reserved names, no output, ...).
+    """
+    return _build(name, fields, instructions)
 
 
 def _build(name: str, fields: list[Field], instructions: str | None) -> type[Signature]:

@@ -126,6 +126,8 @@ class BaseLM(abc.ABC):
     """
 
     provider: str = "custom"
+    supports_tools: bool = False
+    """Whether the model takes native tool definitions (agents pick their mode by it)."""
 
     def __init__(self, model: str, *, history_size: int = 100, **defaults: Any) -> None:
         self.model = model

@@ -3,5 +3,16 @@
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict
+from .react import ReAct, Step, ToolCallRecord, Trajectory
+from .tool import Tool
 
-__all__ = ["ChainOfThought", "Module", "Predict"]
+__all__ = [
+    "ChainOfThought",
+    "Module",
+    "Predict",
+    "ReAct",
+    "Step",
+    "Tool",
+    "ToolCallRecord",
+    "Trajectory",
+]

@@ -25,6 +25,20 @@ from .module import Module
 __all__ = ["Predict"]
 
 
+def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming missing or unknown input fields of ``signature``."""
+    where = f"{type(owner).__name__}({signature.__name__})"
+    missing = [n for n in signature.input_fields if n not in inputs]
+    if missing:
+        raise TypeError(f"{where} missing required input field(s): {', '.join(missing)}")
+    unknown = [n for n in inputs if n not in signature.input_fields]
+    if unknown:
+        raise TypeError(
+            f"{where} got unknown input field(s): {', '.join(unknown)}; "
+            f"inputs are {', '.join(signature.input_fields)}"
+        )
+
+
 class Predict(Module):
     """Ask a model for ``signature``'s outputs.
 
@@ -56,21 +70,6 @@ class Predict(Module):
         """Forget learned state (demos)."""
         self.demos = []
 
-    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
-        sig = self.signature
-        missing = [n for n in sig.input_fields if n not in inputs]
-        if missing:
-            raise TypeError(
-                f"{type(self).__name__}({sig.__name__}) missing required input field(s): "
-                f"{', '.join(missing)}"
-            )
-        unknown = [n for n in inputs if n not in sig.input_fields]
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__}({sig.__name__}) got unknown input field(s): "
-                f"{', '.join(unknown)}; inputs are {', '.join(sig.input_fields)}"
-            )
-
     async def forward(self, **inputs: Any) -> Prediction:
         """Call the model and return the typed outputs as a :class:`Prediction`.
 
@@ -81,7 +80,7 @@ class Predict(Module):
                 ``completion`` holds the last raw answer.
             trio_dspy.errors.LMError: the model call failed.
         """
-        self._check_inputs(inputs)
+        check_inputs(self, self.signature, inputs)
         settings = current()
         lm = self.lm or settings.lm
         if lm is None:

@@ -33,6 +33,9 @@ class DummyLM(BaseLM):
     the ``[[ ## field ## ]]`` format, or as JSON when the request asks for a
     ``response_format``), or a ready :class:`LMResponse` (for tool calls).
 
+    ``supports_tools=True`` makes agents use native tool calling (script
+    :class:`LMResponse` objects with ``tool_calls`` then).
+
     ``latency`` (seconds, or a function of the request) is spent in
     ``trio.sleep``, so it is instant under ``autojump_clock``. Every request
     is kept in :attr:`requests`.
@@ -50,9 +53,11 @@ class DummyLM(BaseLM):
         latency: float | Callable[[LMRequest], float] = 0.0,
         cycle: bool = False,
         model: str = "dummy",
+        supports_tools: bool = False,
         **defaults: Any,
     ) -> None:
         super().__init__(model, **defaults)
+        self.supports_tools = supports_tools
         self.answers = answers
         self.latency = latency
         self.cycle = cycle

@@ -1,0 +1,429 @@
+"""``ReAct``: an agent that reasons, calls tools, observes, and finally answers.
+
+Two ways to talk to the model:
+
+* **native** (default when the model supports tools): the tools are sent as
+  tool definitions; the model may ask for several in one turn, and they run
+  concurrently as children of one nursery. A ``finish`` tool whose arguments
+  are the signature's output fields ends the run with typed outputs.
+* **text** (for servers without tool support, or ``mode="text"``): DSPy's
+  loop of ``next_thought`` / ``next_tool_name`` / ``next_tool_args`` fields,
+  one tool per step, then an extraction step for the typed outputs.
+
+A tool that fails becomes an observation the model can react to; only
+:class:`~trio_dspy.errors.StopAgent` (and cancellation) stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ..adapters.base import format_value, outputs_schema
+from ..errors import (
+    AdapterParseError,
+    AgentLimitError,
+    ConfigurationError,
+    LMBadRequestError,
+    SignatureError,
+    StopAgent,
+    StructuringError,
+    ToolArgumentError,
+    ToolError,
+)
+from ..lm.base import BaseLM, LMRequest, Message, ToolCall, ToolSpec
+from ..primitives import Prediction
+from ..settings import current
+from ..signature import Field, Signature, ensure_signature, signature_from_fields
+from ..types import parse_text, structure
+from ..usage import track_usage
+from .chain_of_thought import ChainOfThought
+from .module import Module
+from .predict import Predict, check_inputs
+from .tool import Tool, ensure_tool, format_observation
+
+__all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory"]
+
+FINISH = "finish"
+Termination = Literal["finish", "answered", "max_iters", "parse_error"]
+
+
+@attrs.frozen
+class ToolCallRecord:
+    """One tool call of a step: what was asked, what came back, when, how long."""
+
+    id: str
+    name: str
+    arguments: Any
+    observation: str
+    ok: bool
+    started: float  # trio clock, seconds
+    duration: float
+
+
+@attrs.frozen
+class Step:
+    """One turn of the agent: its thought and the tool calls it made."""
+
+    thought: str
+    calls: tuple[ToolCallRecord, ...] = ()
+
+
+@attrs.define
+class Trajectory:
+    """The steps of an agent run, in order."""
+
+    steps: list[Step] = attrs.field(factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        """Every tool call of every step."""
+        return [c for s in self.steps for c in s.calls]
+
+    def format(self) -> str:
+        """The trajectory as text for prompts."""
+        if not self.steps:
+            return "(no steps yet)"
+        lines = []
+        for i, step in enumerate(self.steps, start=1):
+            lines.append(f"Step {i}\nThought: {step.thought}")
+            for call in step.calls:
+                args = json.dumps(call.arguments, ensure_ascii=False, default=str)
+                lines.append(
+                    f"Tool: {call.name}\nArguments: {args}\nObservation: {call.observation}"
+                )
+        return "\n\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"steps": [attrs.asdict(s) for s in self.steps]}
+
+
+class ReAct(Module):
+    """A tool-calling agent for ``signature``.
+
+    Args:
+        signature: what the agent takes and must produce.
+        tools: :class:`Tool` objects or plain functions.
+        max_iters: the most model turns before the agent must answer; reaching
+            it ends with the best extraction from the trajectory and
+            ``termination_reason == "max_iters"``.
+        mode: ``"auto"`` (native tool calling when the model supports it, and
+            text mode otherwise or after the server refuses tools), ``"native"``
+            or ``"text"``.
+        max_tool_concurrency: how many tool calls of one turn run at once.
+        max_tool_calls / max_tokens: optional limits for one run; going over
+            raises :class:`~trio_dspy.errors.AgentLimitError`.
+
+    The prediction holds the signature's outputs plus ``trajectory``
+    (a :class:`Trajectory`) and ``termination_reason``.
+
+    Raises:
+        SignatureError: a tool is named ``finish`` or two tools share a name,
+            or the signature uses the names ``trajectory``/``termination_reason``.
+    """
+
+    def __init__(
+        self,
+        signature: str | type[Signature],
+        tools: Sequence[Tool | Callable[..., Any]],
+        max_iters: int = 10,
+        *,
+        mode: Literal["auto", "native", "text"] = "auto",
+        max_tool_concurrency: int = 8,
+        max_tool_calls: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        self.signature = ensure_signature(signature)
+        clash = {"trajectory", "termination_reason"} & set(self.signature.fields)
+        if clash:
+            raise SignatureError(f"ReAct reserves the field name(s) {', '.join(sorted(clash))}")
+        if max_iters < 1:
+            raise ValueError("max_iters must be at least 1")
+        self.tools: dict[str, Tool] = {}
+        for tool in map(ensure_tool, tools):
+            if tool.name == FINISH or tool.name in self.tools:
+                raise SignatureError(f"tool name {tool.name!r} is reserved or used twice")
+            self.tools[tool.name] = tool
+        self.max_iters = max_iters
+        self.mode = mode
+        self.max_tool_concurrency = max_tool_concurrency
+        self.max_tool_calls = max_tool_calls
+        self.max_tokens = max_tokens
+        self._refused_tools: set[int] = set()  # id() of models that refused native tools
+        self.react = Predict(self._step_signature())
+        self.extract = ChainOfThought(self._extract_signature())
+
+    # ------------------------------------------------------------- signatures
+    def _step_signature(self) -> type[Signature]:
+        sig = self.signature
+        names = tuple([*self.tools, FINISH])
+        inputs = ", ".join(f"`{n}`" for n in sig.input_fields)
+        outputs = ", ".join(f"`{n}`" for n in sig.output_fields)
+        tool_lines = [
+            f"({i}) {t.name}, whose description is <desc>{t.desc}</desc>. "
+            f"It takes arguments {json.dumps(t.parameters['properties'])} in JSON format."
+            for i, t in enumerate(self.tools.values(), start=1)
+        ]
+        tool_lines.append(
+            f"({len(tool_lines) + 1}) {FINISH}, whose description is <desc>Marks the task as "
+            f"complete. That is, signals that all information for producing the outputs, i.e. "
+            f"{outputs}, are now available to be extracted.</desc>. It takes arguments {{}}."
+        )
+        instructions = "\n".join(
+            [
+                sig.instructions,
+                "",
+                f"You are an Agent. In each episode, you will be given the fields {inputs} as "
+                "input. And you can see your past trajectory so far.",
+                "Your goal is to use one or more of the supplied tools to collect any necessary "
+                f"information for producing {outputs}.",
+                "",
+                "To do this, you will interleave next_thought, next_tool_name, and next_tool_args "
+                "in each turn, and also when finishing the task. After each tool call, you "
+                "receive a resulting observation, which gets appended to your trajectory.",
+                "",
+                "When writing next_thought, you may reason about the current situation and plan "
+                "for future steps. When selecting the next_tool_name and its next_tool_args, the "
+                "tool must be one of:",
+                "",
+                *tool_lines,
+            ]
+        )
+        fields = [
+            *sig.input_fields.values(),
+            Field("input", name="trajectory", annotation=str),
+            Field("output", name="next_thought", annotation=str),
+            Field("output", name="next_tool_name", annotation=Literal[names]),
+            Field("output", name="next_tool_args", annotation=dict[str, Any]),
+        ]
+        return signature_from_fields(f"{sig.__name__}Step", fields, instructions)
+
+    def _extract_signature(self) -> type[Signature]:
+        sig = self.signature
+        fields = [
+            *sig.input_fields.values(),
+            Field("input", name="trajectory", annotation=str),
+            *sig.output_fields.values(),
+        ]
+        return signature_from_fields(f"{sig.__name__}Extract", fields, sig.instructions)
+
+    # ------------------------------------------------------------------- the run
+    async def forward(self, **inputs: Any) -> Prediction:
+        """Run the agent loop and return outputs, trajectory and termination reason.
+
+        Raises:
+            TypeError: an input field is missing or unknown.
+            ConfigurationError: no model is configured.
+            AgentLimitError: ``max_tool_calls`` or ``max_tokens`` was exceeded.
+            StopAgent: a tool asked to stop the agent.
+            trio_dspy.errors.LMError: a model call failed.
+        """
+        check_inputs(self, self.signature, inputs)
+        lm = self.react.lm or current().lm
+        if lm is None:
+            raise ConfigurationError(
+                "no language model configured: use td.configure(lm=...), td.context(lm=...) "
+                "or set agent.react.lm"
+            )
+        trajectory = Trajectory()
+        with track_usage() as usage:
+            run = _Run(self, trajectory, usage)
+            if self._use_native(lm):
+                outputs, reason = await self._native(lm, inputs, run)
+            else:
+                outputs, reason = await self._text(inputs, run)
+        fields = {**outputs, "trajectory": trajectory, "termination_reason": reason}
+        return Prediction.from_completions(fields, usage)
+
+    def _use_native(self, lm: BaseLM) -> bool:
+        if self.mode == "text":
+            return False
+        if self.mode == "native":
+            return True
+        return lm.supports_tools and id(lm) not in self._refused_tools
+
+    async def _text(self, inputs: Mapping[str, Any], run: _Run) -> tuple[dict[str, Any], str]:
+        reason: Termination = "max_iters"
+        for index in range(self.max_iters):
+            try:
+                step = await self.react(**inputs, trajectory=run.trajectory.format())
+            except AdapterParseError:
+                reason = "parse_error"
+                break
+            run.check_tokens()
+            if step.next_tool_name == FINISH:
+                run.trajectory.steps.append(Step(step.next_thought))
+                reason = "finish"
+                break
+            call = ToolCall(f"call_{index}", step.next_tool_name, json.dumps(step.next_tool_args))
+            records = await run.call_tools([call])
+            run.trajectory.steps.append(Step(step.next_thought, tuple(records)))
+        return await self._extract(inputs, run.trajectory), reason
+
+    async def _native(
+        self, lm: BaseLM, inputs: Mapping[str, Any], run: _Run
+    ) -> tuple[dict[str, Any], str]:
+        messages = self._native_messages(inputs)
+        specs = [t.spec() for t in self.tools.values()] + [self._finish_spec()]
+        params = {**current().lm_kwargs, **self.react.lm_kwargs}
+        for _ in range(self.max_iters):
+            try:
+                response = await lm.request(LMRequest(messages, tools=specs, params=params))
+            except LMBadRequestError as exc:
+                if self.mode == "auto" and "tool" in str(exc).lower():
+                    self._refused_tools.add(id(lm))  # this server takes no tools: use text
+                    return await self._text(inputs, run)
+                raise
+            run.check_tokens()
+            if not response.tool_calls:
+                run.trajectory.steps.append(Step(response.text))
+                return await self._extract(inputs, run.trajectory), "answered"
+            finish = [c for c in response.tool_calls if c.name == FINISH]
+            records = await run.call_tools([c for c in response.tool_calls if c.name != FINISH])
+            messages.append(Message("assistant", response.text, tool_calls=response.tool_calls))
+            messages.extend(Message("tool", r.observation, tool_call_id=r.id) for r in records)
+            if finish:
+                try:
+                    outputs = self._finish_outputs(finish[0].arguments)
+                except ToolArgumentError as exc:
+                    error = f"Error: {exc}"
+                    messages.extend(Message("tool", error, tool_call_id=c.id) for c in finish)
+                    failed = ToolCallRecord(
+                        finish[0].id, FINISH, _args(finish[0]), error, False, 0, 0
+                    )
+                    run.trajectory.steps.append(Step(response.text, (*records, failed)))
+                    continue
+                run.trajectory.steps.append(Step(response.text, tuple(records)))
+                return outputs, "finish"
+            run.trajectory.steps.append(Step(response.text, tuple(records)))
+        return await self._extract(inputs, run.trajectory), "max_iters"
+
+    def _native_messages(self, inputs: Mapping[str, Any]) -> list[Message]:
+        sig = self.signature
+        outputs = ", ".join(f"`{n}`" for n in sig.output_fields)
+        system = (
+            f"{sig.instructions}\n\nYou are an agent. You are given the input fields "
+            f"{', '.join(f'`{n}`' for n in sig.input_fields)}. Use the tools to gather "
+            "information and to act; call several tools at once when they are independent. "
+            f"When you have everything needed to produce {outputs}, call the `{FINISH}` tool "
+            "with those fields as its arguments."
+        )
+        user = "\n\n".join(
+            f"[[ ## {n} ## ]]\n{format_value(inputs[n], f.annotation)}"
+            for n, f in sig.input_fields.items()
+        )
+        return [Message("system", system), Message("user", user)]
+
+    def _finish_spec(self) -> ToolSpec:
+        return ToolSpec(
+            FINISH,
+            "Finish the task: give the final output fields as arguments.",
+            outputs_schema(self.signature, strict=False),
+        )
+
+    def _finish_outputs(self, arguments: str) -> dict[str, Any]:
+        """Structure the ``finish`` arguments into the typed outputs."""
+        try:
+            data = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as exc:
+            raise ToolArgumentError(f"finish arguments are not JSON ({exc})", tool=FINISH) from None
+        if not isinstance(data, dict):
+            raise ToolArgumentError("finish arguments must be a JSON object", tool=FINISH)
+        missing = [n for n in self.signature.output_fields if n not in data]
+        if missing:
+            raise ToolArgumentError(f"finish is missing {', '.join(missing)}", tool=FINISH)
+        outputs = {}
+        for name, field in self.signature.output_fields.items():
+            raw = data[name]
+            try:
+                if isinstance(raw, str) and field.annotation is not str:
+                    outputs[name] = parse_text(raw, field.annotation, path=name)
+                else:
+                    outputs[name] = structure(raw, field.annotation, path=name)
+            except StructuringError as exc:
+                raise ToolArgumentError(f"invalid finish arguments: {exc}", tool=FINISH) from None
+        return outputs
+
+    async def _extract(self, inputs: Mapping[str, Any], trajectory: Trajectory) -> dict[str, Any]:
+        pred = await self.extract(**inputs, trajectory=trajectory.format())
+        return {n: pred[n] for n in self.signature.output_fields}
+
+
+def _args(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+
+
+class _Run:
+    """The mutable state of one agent run: trajectory, usage, limits, tool calls."""
+
+    def __init__(self, agent: ReAct, trajectory: Trajectory, usage: Any) -> None:
+        self.agent = agent
+        self.trajectory = trajectory
+        self.usage = usage
+        self.tool_calls = 0
+
+    def check_tokens(self) -> None:
+        limit = self.agent.max_tokens
+        if limit is not None and self.usage.total_tokens > limit:
+            raise AgentLimitError(
+                f"agent used {self.usage.total_tokens} tokens, over its max_tokens={limit}",
+                trajectory=self.trajectory,
+            )
+
+    async def call_tools(self, calls: Sequence[ToolCall]) -> list[ToolCallRecord]:
+        """Run the calls concurrently (bounded); records come back in the order asked."""
+        limit = self.agent.max_tool_calls
+        if limit is not None and self.tool_calls + len(calls) > limit:
+            raise AgentLimitError(
+                f"agent asked for tool call {self.tool_calls + len(calls)}, over its "
+                f"max_tool_calls={limit}",
+                trajectory=self.trajectory,
+            )
+        self.tool_calls += len(calls)
+        records: list[ToolCallRecord | None] = [None] * len(calls)
+        limiter = trio.CapacityLimiter(self.agent.max_tool_concurrency)
+
+        async def run_one(index: int, call: ToolCall) -> None:
+            async with limiter:
+                records[index] = await self._call(call)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for index, call in enumerate(calls):
+                    nursery.start_soon(run_one, index, call)
+        except BaseExceptionGroup as group:
+            stop, _ = group.split(StopAgent)
+            if stop is not None:
+                raise stop.exceptions[0] from None
+            raise
+        return [r for r in records if r is not None]
+
+    async def _call(self, call: ToolCall) -> ToolCallRecord:
+        start = trio.current_time()
+        tool = self.agent.tools.get(call.name)
+        try:
+            if tool is None:
+                raise ToolError(
+                    f"unknown tool {call.name!r}; available: {', '.join(self.agent.tools)}",
+                    tool=call.name,
+                )
+            observation, ok = format_observation(await tool.acall(call.arguments)), True
+        except StopAgent:
+            raise
+        except ToolError as exc:
+            observation, ok = f"Error: {exc}", False
+        except Exception as exc:
+            observation, ok = f"Error: {type(exc).__name__}: {exc}", False
+        duration = trio.current_time() - start
+        return ToolCallRecord(call.id, call.name, _args(call), observation, ok, start, duration)

@@ -1,0 +1,252 @@
+"""``Tool``: a Python function a model may call, with a typed argument schema.
+
+The schema comes from the function's type hints (everything a signature field
+supports, defaults included) and its docstring (the first paragraph describes
+the tool; an ``Args:`` section or ``:param x:`` lines describe the arguments).
+Arguments from the model are validated and structured with cattrs *before*
+the call: invalid arguments never reach the function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import re
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
+from ..lm.base import ToolSpec
+from ..types import check_supported, json_schema, structure, unstructure
+
+__all__ = ["Tool", "ensure_tool"]
+
+
+@attrs.frozen
+class Argument:
+    """One argument of a tool: its type, default (``attrs.NOTHING`` if required), description."""
+
+    name: str
+    annotation: Any
+    default: Any = attrs.NOTHING
+    desc: str = ""
+
+    @property
+    def required(self) -> bool:
+        """True when the model must supply the argument."""
+        return self.default is attrs.NOTHING
+
+
+class Tool:
+    """Wrap a sync or async function as a tool.
+
+    Args:
+        fn: the function. Its parameters must be annotated with supported types
+            (unannotated ones accept any JSON value).
+        name: the name the model sees (default: the function's name).
+        desc: the description the model sees (default: the docstring's first paragraph).
+        timeout: seconds after which a call is cancelled and fails with
+            :class:`~trio_dspy.errors.ToolTimeoutError` (only this call).
+        blocking: for a sync function, whether it may block (then it runs in a
+            worker thread via ``trio.to_thread.run_sync``). Mark quick, pure
+            functions ``blocking=False`` to call them inline. Ignored for async
+            functions, which are awaited.
+
+    A sync function running in a thread cannot be interrupted: when its call
+    is cancelled (timeout or an enclosing cancel scope) the thread is left to
+    finish on its own and its result is discarded.
+
+    Raises:
+        SignatureError: a parameter has an unsupported type, or the function
+            takes ``*args``/``**kwargs``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        desc: str | None = None,
+        *,
+        timeout: float | None = None,
+        blocking: bool = True,
+    ) -> None:
+        self.fn: Callable[..., Any] = fn.fn if isinstance(fn, Tool) else fn
+        fn = self.fn
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
+        self.desc = desc if desc is not None else summary
+        self.timeout = timeout
+        self.blocking = blocking
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        self.args = _arguments(fn, self.name, arg_docs)
+        self.parameters = _schema(self.args)
+
+    def spec(self) -> ToolSpec:
+        """The definition sent to models that call tools natively."""
+        return ToolSpec(self.name, self.desc, self.parameters)
+
+    def validate(self, arguments: str | Mapping[str, Any] | None) -> dict[str, Any]:
+        """Parse (JSON text or a dict) and structure the arguments to their types.
+
+        Raises:
+            ToolArgumentError: not a JSON object, an unknown or missing argument,
+                or a value that does not fit its type (the message names it).
+        """
+        data: Any = arguments if arguments is not None else {}
+        if isinstance(data, str):
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except ValueError as exc:
+                raise self._arg_error(f"arguments are not valid JSON ({exc})") from None
+        if not isinstance(data, Mapping):
+            raise self._arg_error(f"arguments must be a JSON object, got {data!r}")
+        unknown = [k for k in data if k not in self.args]
+        if unknown:
+            raise self._arg_error(
+                f"unknown argument(s) {', '.join(map(str, unknown))}; "
+                f"expected {', '.join(self.args) or 'none'}"
+            )
+        missing = [a.name for a in self.args.values() if a.required and a.name not in data]
+        if missing:
+            raise self._arg_error(f"missing required argument(s) {', '.join(missing)}")
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            try:
+                values[key] = structure(raw, self.args[key].annotation, path=key)
+            except StructuringError as exc:
+                raise self._arg_error(str(exc)) from None
+        return values
+
+    def _arg_error(self, reason: str) -> ToolArgumentError:
+        return ToolArgumentError(f"invalid arguments for {self.name}: {reason}", tool=self.name)
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        """Validate ``kwargs`` and call the function (see :meth:`acall`)."""
+        return await self.acall(kwargs)
+
+    async def acall(self, arguments: str | Mapping[str, Any] | None) -> Any:
+        """Validate the arguments, then run the function and return its result.
+
+        Raises:
+            ToolArgumentError: invalid arguments (the function is not called).
+            ToolTimeoutError: the call took longer than ``timeout``.
+            Exception: whatever the function raises.
+        """
+        values = self.validate(arguments)
+        if self.timeout is None:
+            return await self._run(values)
+        with trio.move_on_after(self.timeout) as scope:
+            return await self._run(values)
+        assert scope.cancelled_caught
+        raise ToolTimeoutError(
+            f"tool {self.name} timed out after {self.timeout:g}s", tool=self.name
+        )
+
+    async def _run(self, values: dict[str, Any]) -> Any:
+        if self.is_async:
+            return await typing.cast(Callable[..., Awaitable[Any]], self.fn)(**values)
+        if not self.blocking:
+            return self.fn(**values)
+        call = functools.partial(self.fn, **values)
+        return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def ensure_tool(tool: Tool | Callable[..., Any]) -> Tool:
+    """Wrap plain functions; pass tools through."""
+    return tool if isinstance(tool, Tool) else Tool(tool)
+
+
+def format_observation(value: Any) -> str:
+    """A tool result as text for the model: strings as is, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(unstructure(value), ensure_ascii=False, default=repr)
+    except Exception:
+        return repr(value)
+
+
+# ------------------------------------------------------------------ introspection
+def _arguments(fn: Callable[..., Any], name: str, docs: Mapping[str, str]) -> dict[str, Argument]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    args: dict[str, Argument] = {}
+    for param in sig.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise SignatureError(f"tool {name}: *args/**kwargs cannot be described to a model")
+        annotation = hints.get(param.name, Any)
+        check_supported(annotation, f"tool {name}, argument {param.name}")
+        default = attrs.NOTHING if param.default is param.empty else param.default
+        args[param.name] = Argument(param.name, annotation, default, docs.get(param.name, ""))
+    return args
+
+
+def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for arg in args.values():
+        prop = dict(json_schema(arg.annotation))
+        if arg.desc:
+            prop["description"] = arg.desc
+        if not arg.required:
+            with contextlib.suppress(TypeError, ValueError):  # defaults JSON cannot show
+                prop["default"] = json.loads(json.dumps(unstructure(arg.default)))
+        props[arg.name] = prop
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [a.name for a in args.values() if a.required],
+        "additionalProperties": False,
+    }
+
+
+_SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
+_GOOGLE_ARG = re.compile(r"^\s+(\*{0,2}\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+_SPHINX_ARG = re.compile(r"^\s*:param\s+(?:[\w\[\], |]+\s+)?(\w+):\s*(.*)$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(summary, {argument: description}) from a Google- or Sphinx-style docstring."""
+    lines = doc.splitlines()
+    summary: list[str] = []
+    for line in lines:
+        if not line.strip() or _SECTION.match(line.strip()) or line.strip().startswith(":"):
+            break
+        summary.append(line.strip())
+    args: dict[str, str] = {}
+    section = None
+    current = None
+    for line in lines:
+        stripped = line.strip()
+        if m := _SECTION.match(stripped):
+            section, current = m.group(1), None
+            continue
+        if m := _SPHINX_ARG.match(line):
+            args[m.group(1)] = m.group(2).strip()
+            current = None
+            continue
+        if section in ("Args", "Arguments", "Parameters"):
+            if m := _GOOGLE_ARG.match(line):
+                current = m.group(1).lstrip("*")
+                args[current] = m.group(2).strip()
+            elif current and stripped:
+                args[current] = f"{args[current]} {stripped}".strip()
+            elif not stripped:
+                current = None
+    return " ".join(summary), args
