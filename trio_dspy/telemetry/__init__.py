@@ -1,0 +1,60 @@
+"""Telemetry: OpenTelemetry-shaped spans, collected in the background and exported.
+
+::
+
+    from trio_dspy import telemetry
+
+    async with telemetry.collect(telemetry.OtlpHttpExporter("http://127.0.0.1:4318")):
+        with telemetry.start_span("handle request", new_trace=True):
+            ...
+
+Spans record only while a :func:`collect` block is active; elsewhere
+:func:`start_span` is a near-free no-op. Attribute names for LM calls, agents
+and tools are in :mod:`trio_dspy.telemetry.semconv`.
+"""
+
+from . import semconv
+from .collector import Collector, CollectorStats, Exporter, collect
+from .exporters import InMemoryExporter, JsonlExporter, StructlogExporter, read_jsonl
+from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
+from .span import (
+    AttributeValue,
+    Event,
+    NonRecordingSpan,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    current_span,
+    error_type,
+    span_from_dict,
+    span_to_dict,
+    start_span,
+)
+
+__all__ = [
+    "AttributeValue",
+    "Collector",
+    "CollectorStats",
+    "Event",
+    "Exporter",
+    "InMemoryExporter",
+    "JsonlExporter",
+    "NonRecordingSpan",
+    "OtlpExportError",
+    "OtlpHttpExporter",
+    "Span",
+    "SpanKind",
+    "Status",
+    "StatusCode",
+    "StructlogExporter",
+    "collect",
+    "current_span",
+    "encode_spans",
+    "error_type",
+    "read_jsonl",
+    "semconv",
+    "span_from_dict",
+    "span_to_dict",
+    "start_span",
+]

@@ -1,0 +1,149 @@
+"""Exporters that keep spans in memory, write them to JSONL, or log them.
+
+The OTLP/HTTP exporter lives in :mod:`trio_dspy.telemetry.otlp`. Every
+exporter has ``async def export(spans)`` and ``async def aclose()`` and is
+driven by the drain task of :func:`~trio_dspy.telemetry.collect`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+import trio
+
+from .span import Span, span_from_dict, span_to_dict
+
+__all__ = ["InMemoryExporter", "JsonlExporter", "StructlogExporter", "read_jsonl"]
+
+
+class InMemoryExporter:
+    """Keeps every exported span in :attr:`spans`, in export order (for tests and tools)."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+
+    def __repr__(self) -> str:
+        return f"<InMemoryExporter spans={len(self.spans)}>"
+
+    async def export(self, spans: Sequence[Span]) -> None:
+        """Append ``spans`` to :attr:`spans`. Never raises."""
+        self.spans.extend(spans)
+
+    async def aclose(self) -> None:
+        """Nothing to release; the spans stay available."""
+
+    def clear(self) -> None:
+        """Forget the spans collected so far."""
+        self.spans.clear()
+
+
+class _AsyncTextFile(Protocol):
+    async def write(self, text: str, /) -> int: ...
+    async def flush(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class JsonlExporter:
+    """Appends one JSON object per span and line to a file.
+
+    The file is opened lazily at the first batch: truncated then (unless
+    ``append=True``), appended to when the exporter is reused after
+    :meth:`aclose`. Writes run in a worker thread through ``trio.open_file``,
+    so the drain task never blocks the event loop. Read the file back with
+    :func:`read_jsonl`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+        self.path = trio.Path(path)
+        self._append = append
+        self._file: _AsyncTextFile | None = None
+
+    def __repr__(self) -> str:
+        return f"<JsonlExporter path={str(self.path)!r}>"
+
+    async def export(self, spans: Sequence[Span]) -> None:
+        """Write ``spans`` as JSON lines and flush.
+
+        Raises:
+            OSError: the file cannot be opened or written.
+        """
+        if self._file is None:
+            # The wrapper runs each call in a worker thread of the *current*
+            # trio.run, so one opened file also serves a later run.
+            mode = "a" if self._append else "w"
+            self._file = await trio.open_file(self.path, mode, encoding="utf-8")
+            self._append = True
+        text = "".join(
+            json.dumps(span_to_dict(span), ensure_ascii=False, default=str) + "\n" for span in spans
+        )
+        await self._file.write(text)
+        await self._file.flush()
+
+    async def aclose(self) -> None:
+        """Close the file (reopened, appending, on the next export).
+
+        Raises:
+            OSError: closing failed (the data was already flushed).
+        """
+        file, self._file = self._file, None
+        if file is not None:
+            await file.aclose()
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Span]:
+    """Load the spans a :class:`JsonlExporter` wrote (blocking; for tests and offline tools).
+
+    Raises:
+        OSError: the file cannot be read.
+        json.JSONDecodeError: a line is not JSON.
+        cattrs.errors.ClassValidationError: a line does not describe a span.
+    """
+    with open(path, encoding="utf-8") as file:
+        return [span_from_dict(json.loads(line)) for line in file if line.strip()]
+
+
+class StructlogExporter:
+    """Logs one structured event per span (event ``"span"`` at info level).
+
+    The event carries ``span_name``, ``trace_id``, ``span_id``, ``parent_id``,
+    ``kind``, ``start_ns``, ``duration_ms``, ``status`` (and
+    ``status_description`` for errors), ``attributes`` and, when there are
+    any, ``events`` (name and attributes).
+    """
+
+    def __init__(self, logger: Any = None, *, event: str = "span") -> None:
+        self._logger = logger if logger is not None else structlog.get_logger("trio_dspy.telemetry")
+        self._event = event
+
+    def __repr__(self) -> str:
+        return f"<StructlogExporter event={self._event!r}>"
+
+    async def export(self, spans: Sequence[Span]) -> None:
+        """Log each span. Raises whatever the configured logger raises."""
+        for span in spans:
+            fields: dict[str, Any] = {
+                "span_name": span.name,
+                "trace_id": span.trace_id,
+                "span_id": span.span_id,
+                "parent_id": span.parent_id,
+                "kind": span.kind.name,
+                "start_ns": span.start_ns,
+                "duration_ms": (span.duration_ns or 0) / 1e6,
+                "status": span.status.code.name,
+                "attributes": dict(span.attributes),
+            }
+            if span.status.description is not None:
+                fields["status_description"] = span.status.description
+            if span.events:
+                fields["events"] = [
+                    {"name": event.name, "attributes": dict(event.attributes)}
+                    for event in span.events
+                ]
+            self._logger.info(self._event, **fields)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,434 @@
+"""Spans shaped like OpenTelemetry's, and the current span of a task.
+
+A :class:`Span` records one timed operation: its name, ids, parent, kind,
+start and end (``time.time_ns``), attributes, events and status. Open one with
+:func:`start_span`, a *synchronous* context manager that is meant to be used
+from async code::
+
+    with start_span("chat gpt-4o", kind=SpanKind.CLIENT) as span:
+        reply = await lm.request(...)
+        span.set_attribute("gen_ai.usage.output_tokens", reply.usage.completion_tokens)
+
+The current span lives in a :class:`contextvars.ContextVar`. trio copies the
+spawner's context into every new task, so a task spawned inside a span is that
+span's child, whichever nursery runs it. A span opened with no current span
+(or with ``new_trace=True``) starts a new trace.
+
+Recording is off unless a collector is active (see
+:func:`trio_dspy.telemetry.collect`): without one, :func:`start_span` hands out
+a shared non-recording span and touches no context variable, so instrumented
+code costs a contextvar lookup and two method calls. That is also why log
+correlation (``trace_id`` / ``span_id`` bound into ``structlog.contextvars``)
+only happens while a collector is active: ids that reach no exporter would
+correlate log lines with nothing. For correlation without exporting, open
+``collect()`` with no exporters.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import os
+import random
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import attrs
+import cattrs
+import structlog
+import trio
+
+if TYPE_CHECKING:
+    from .collector import Collector
+
+__all__ = [
+    "AttributeValue",
+    "Event",
+    "NonRecordingSpan",
+    "Span",
+    "SpanKind",
+    "Status",
+    "StatusCode",
+    "current_span",
+    "error_type",
+    "span_from_dict",
+    "span_to_dict",
+    "start_span",
+]
+
+AttributeValue: TypeAlias = (
+    str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+)
+"""What an attribute may hold: a scalar or a homogeneous sequence of scalars."""
+
+
+class SpanKind(enum.Enum):
+    """The role of a span; the values are OTLP's ``SPAN_KIND_*`` numbers."""
+
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(enum.Enum):
+    """The outcome of a span; the values are OTLP's ``STATUS_CODE_*`` numbers."""
+
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+@attrs.frozen
+class Status:
+    """A span's status: a :class:`StatusCode` and, for errors, a description."""
+
+    code: StatusCode = StatusCode.UNSET
+    description: str | None = None
+
+
+_UNSET_STATUS: Final = Status()
+
+
+@attrs.frozen
+class Event:
+    """Something that happened at one instant during a span."""
+
+    name: str
+    time_ns: int
+    attributes: dict[str, AttributeValue] = attrs.field(factory=dict)
+
+
+def _clean(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+    """Copy ``attributes``, dropping ``None`` values and freezing sequences as tuples."""
+    out: dict[str, AttributeValue] = {}
+    if attributes:
+        for key, value in attributes.items():
+            if value is None:
+                continue
+            if isinstance(value, list | tuple):
+                value = tuple(value)
+            out[key] = value
+    return out
+
+
+def error_type(exc: BaseException) -> str:
+    """The ``error.type`` of an exception: its class's qualified name.
+
+    Cancellation (``trio.Cancelled``, or a group made only of them) is
+    ``"cancelled"``, so dashboards can tell a cancelled request from a failed one.
+    """
+    if isinstance(exc, trio.Cancelled):
+        return "cancelled"
+    if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
+        return "cancelled"
+    return type(exc).__qualname__
+
+
+@attrs.define(eq=False)
+class Span:
+    """One timed operation of a trace (mutable until it ends).
+
+    Attributes:
+        name: low-cardinality operation name, e.g. ``"chat gpt-4o"``.
+        trace_id: 32 lowercase hex digits shared by every span of the trace.
+        span_id: 16 lowercase hex digits, unique to this span.
+        parent_id: the parent's ``span_id``, ``None`` for a trace's root.
+        kind: the span's :class:`SpanKind`.
+        start_ns / end_ns: wall-clock nanoseconds (``time.time_ns``);
+            ``end_ns`` is ``None`` while the span is open.
+        attributes: key/value pairs (see the names in ``telemetry.semconv``).
+        status: :class:`Status`; ``ERROR`` when an exception escaped the span.
+        events: timestamped :class:`Event` records (exceptions among them).
+    """
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None = None
+    kind: SpanKind = SpanKind.INTERNAL
+    start_ns: int = attrs.field(factory=time.time_ns)
+    end_ns: int | None = None
+    attributes: dict[str, AttributeValue] = attrs.field(factory=dict)
+    status: Status = _UNSET_STATUS
+    events: list[Event] = attrs.field(factory=list)
+
+    @property
+    def is_recording(self) -> bool:
+        """Whether this span records anything (``False`` with no collector active).
+
+        Check it before computing costly attributes such as message contents.
+        """
+        return True
+
+    @property
+    def duration_ns(self) -> int | None:
+        """``end_ns - start_ns``, or ``None`` while the span is open."""
+        return None if self.end_ns is None else self.end_ns - self.start_ns
+
+    def set_attribute(self, key: str, value: AttributeValue | None) -> None:
+        """Set one attribute; ``None`` is ignored, a list is stored as a tuple."""
+        if value is None:
+            return
+        if isinstance(value, list | tuple):
+            value = tuple(value)
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
+        """Set several attributes at once, with the rules of :meth:`set_attribute`."""
+        self.attributes.update(_clean(attributes))
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, AttributeValue | None] | None = None
+    ) -> None:
+        """Record that ``name`` happened now, with optional attributes."""
+        self.events.append(Event(name, time.time_ns(), _clean(attributes)))
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Add an ``exception`` event with the exception's type, message and traceback.
+
+        The status is left alone; a span whose block an exception escapes is
+        marked ``ERROR`` automatically.
+        """
+        self.add_event(
+            "exception",
+            {
+                "exception.type": type(exc).__qualname__,
+                "exception.message": str(exc),
+                "exception.stacktrace": "".join(traceback.format_exception(exc)),
+            },
+        )
+
+    def set_status(self, code: StatusCode, description: str | None = None) -> None:
+        """Set the status; a description is kept only for ``ERROR`` (as in OpenTelemetry)."""
+        self.status = Status(code, description if code is StatusCode.ERROR else None)
+
+
+class _DiscardDict(dict[str, AttributeValue]):
+    """A dict that ignores writes, for the shared non-recording span."""
+
+    def __setitem__(self, key: str, value: AttributeValue) -> None:
+        pass
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class NonRecordingSpan(Span):
+    """The span handed out when no collector is active: every write is ignored.
+
+    Its ids are the all-zero "invalid" ids of OpenTelemetry, it is never
+    current and never exported. There is one shared instance.
+    """
+
+    __slots__ = ()
+
+    @property
+    def is_recording(self) -> bool:
+        """Always ``False``."""
+        return False
+
+    def set_attribute(self, key: str, value: AttributeValue | None) -> None:
+        """Ignored."""
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
+        """Ignored."""
+
+    def add_event(
+        self, name: str, attributes: Mapping[str, AttributeValue | None] | None = None
+    ) -> None:
+        """Ignored."""
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Ignored."""
+
+    def set_status(self, code: StatusCode, description: str | None = None) -> None:
+        """Ignored."""
+
+
+_NON_RECORDING: Final = NonRecordingSpan(
+    "non-recording", "0" * 32, "0" * 16, start_ns=0, end_ns=0, attributes=_DiscardDict()
+)
+
+# A private generator so that code seeding the ``random`` module cannot make
+# two processes produce the same ids.
+_ids = random.Random(os.urandom(16))
+_bits = _ids.getrandbits
+
+_current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "trio_dspy.telemetry.span", default=None
+)
+# The collector that receives finished spans; set by collect() for its body.
+_active: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
+    "trio_dspy.telemetry.collector", default=None
+)
+
+
+def current_span() -> Span | None:
+    """The innermost recording span of the calling task, or ``None``."""
+    return _current.get()
+
+
+class _NoopScope:
+    """Context manager of :func:`start_span` when nothing records."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return _NON_RECORDING
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+_NOOP_SCOPE: Final = _NoopScope()
+
+
+def _restore(parent: object) -> None:
+    """Make ``parent`` (a span, or anything else for none) current again."""
+    if isinstance(parent, Span):
+        _current.set(parent)
+        structlog.contextvars.bind_contextvars(trace_id=parent.trace_id, span_id=parent.span_id)
+    else:
+        _current.set(None)
+        structlog.contextvars.unbind_contextvars("trace_id", "span_id")
+
+
+class _SpanScope:
+    """Context manager of :func:`start_span` while a collector is active."""
+
+    __slots__ = ("_collector", "_log_tokens", "_span", "_token")
+
+    def __init__(self, collector: Collector, span: Span) -> None:
+        self._collector = collector
+        self._span = span
+
+    def __enter__(self) -> Span:
+        span = self._span
+        self._token = _current.set(span)
+        self._log_tokens = structlog.contextvars.bind_contextvars(
+            trace_id=span.trace_id, span_id=span.span_id
+        )
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        span.end_ns = time.time_ns()
+        if exc is not None:
+            kind = error_type(exc)
+            span.attributes["error.type"] = kind
+            if kind == "cancelled":
+                span.status = Status(StatusCode.ERROR, "cancelled")
+            else:
+                span.status = Status(StatusCode.ERROR, str(exc) or kind)
+                span.record_exception(exc)
+        try:
+            structlog.contextvars.reset_contextvars(**self._log_tokens)
+            _current.reset(self._token)
+        except ValueError:
+            # Exited in another context than it was entered in (e.g. across an
+            # async generator's yield): restore by value instead of by token.
+            _restore(self._token.old_value)
+        self._collector._submit(span)
+        return None
+
+
+def start_span(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue | None] | None = None,
+    *,
+    new_trace: bool = False,
+) -> _SpanScope | _NoopScope:
+    """Open a span around a block: ``with start_span("name") as span: ...``.
+
+    The span is the child of the current span (in a new trace if there is
+    none, or if ``new_trace`` is true), becomes the current span for the block
+    and for tasks spawned inside it, and binds ``trace_id`` / ``span_id`` into
+    ``structlog.contextvars`` (restored on exit). On exit it records the end
+    time; if an exception escapes it sets status ``ERROR`` and ``error.type``
+    (``"cancelled"`` for cancellation) and records an ``exception`` event;
+    then it hands the span to the active collector without waiting. The
+    exception itself always propagates unchanged.
+
+    With no collector active this returns a shared no-op context manager
+    whose span (:class:`NonRecordingSpan`) ignores every write.
+
+    Raises:
+        Nothing of its own.
+    """
+    collector = _active.get()
+    if collector is None:
+        return _NOOP_SCOPE
+    parent = None if new_trace else _current.get()
+    if parent is None:
+        trace_id = _bits(128) or 1
+        span = Span(
+            name,
+            f"{trace_id:032x}",
+            f"{_bits(64) or 1:016x}",
+            None,
+            kind,
+            time.time_ns(),
+            None,
+            _clean(attributes),
+        )
+    else:
+        span = Span(
+            name,
+            parent.trace_id,
+            f"{_bits(64) or 1:016x}",
+            parent.span_id,
+            kind,
+            time.time_ns(),
+            None,
+            _clean(attributes),
+        )
+    return _SpanScope(collector, span)
+
+
+# --- (un)structuring --------------------------------------------------------
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(SpanKind, lambda kind: kind.name)
+_converter.register_structure_hook(SpanKind, lambda value, _: SpanKind[value])
+_converter.register_unstructure_hook(StatusCode, lambda code: code.name)
+_converter.register_structure_hook(StatusCode, lambda value, _: StatusCode[value])
+
+
+def _structure_attributes(value: Any, _: Any) -> dict[str, AttributeValue]:
+    return _clean(value)
+
+
+_converter.register_structure_hook_func(
+    lambda cls: cls == dict[str, AttributeValue], _structure_attributes
+)
+
+
+def span_to_dict(span: Span) -> dict[str, Any]:
+    """A JSON-ready dict of ``span``; enums become their names (``"CLIENT"``)."""
+    data: dict[str, Any] = _converter.unstructure(span, Span)
+    return data
+
+
+def span_from_dict(data: Mapping[str, Any]) -> Span:
+    """Rebuild a :class:`Span` from :func:`span_to_dict` output (e.g. a JSONL line).
+
+    Raises:
+        cattrs.errors.ClassValidationError: the data does not describe a span.
+    """
+    return _converter.structure(data, Span)
