@@ -3,9 +3,9 @@
 ``import trio_dspy as td`` gives the public API; see the README.
 """
 
-from . import errors, testing
+from . import errors, telemetry, testing
 from .adapters import Adapter, ChatAdapter, JSONAdapter
-from .concurrency import gather
+from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
 from .lm.base import BaseLM, LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
 from .primitives import Example, Prediction, Usage
@@ -31,16 +31,21 @@ __all__ = [
     "Predict",
     "Prediction",
     "ReAct",
+    "RequestScope",
     "Settings",
     "Signature",
     "Tool",
     "Trajectory",
     "Usage",
+    "as_completed",
     "configure",
     "context",
+    "current_request",
     "errors",
     "gather",
     "make_signature",
+    "request_scope",
+    "telemetry",
     "testing",
     "track_usage",
 ]

@@ -1,22 +1,66 @@
-"""Run many calls at once as child tasks of one nursery."""
+"""Many requests at once: ``gather``, ``as_completed`` and per-request scopes.
+
+Every call runs as a child task of a nursery owned by the function you
+called, so nothing outlives it: when ``gather`` returns (or raises), every
+call it started has finished or been cancelled.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import contextvars
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from typing import Any, Literal, TypeVar, overload
 
+import attrs
+import structlog
 import trio
 
-__all__ = ["gather"]
+from .errors import RequestTimeoutError
+from .primitives import Usage
+from .settings import context
+from .telemetry.span import Span, SpanKind, start_span
+from .usage import track_usage
+
+__all__ = [
+    "RequestScope",
+    "as_completed",
+    "current_request",
+    "gather",
+    "request_scope",
+]
 
 T = TypeVar("T")
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+@overload
+async def gather(
+    *calls: Callable[[], Awaitable[T]],
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> list[T]: ...
+
+
+@overload
+async def gather(
+    *calls: Callable[[], Awaitable[T]],
+    limit: int | None = None,
+    return_exceptions: Literal[True],
+) -> list[T | Exception]: ...
 
 
 async def gather(
     *calls: Callable[[], Awaitable[T]],
     limit: int | None = None,
     return_exceptions: bool = False,
-) -> list[T | BaseException]:
+) -> list[T] | list[T | Exception]:
     """Run each zero-argument async callable as a child task; results in input order.
 
     ``limit`` bounds how many run at once (``None``: all at once).
@@ -30,19 +74,15 @@ async def gather(
         ValueError: ``limit`` is not a positive integer.
         Exception: the first failure, when ``return_exceptions`` is false.
     """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    _check_limit(limit)
     results: list[Any] = [None] * len(calls)
     limiter = trio.CapacityLimiter(limit) if limit is not None else None
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
 
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
         try:
-            if limiter is None:
+            async with limiter if limiter is not None else _NO_LIMIT:
                 results[index] = await call()
-            else:
-                async with limiter:
-                    results[index] = await call()
         except Exception as exc:
             if not return_exceptions:
                 failures.append(exc)
@@ -54,8 +94,148 @@ async def gather(
             for index, call in enumerate(calls):
                 nursery.start_soon(run, index, call)
     except BaseExceptionGroup as group:
-        rest = group.split(Exception)[1]
-        if failures and rest is None:
+        # Sibling tasks were cancelled because of the first failure; raise that
+        # failure itself, unless something other than plain exceptions (e.g. a
+        # KeyboardInterrupt) is in the group.
+        if failures and group.split(Exception)[1] is None:
             raise failures[0] from None
         raise
     return results
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+
+
+@asynccontextmanager
+async def as_completed(
+    *calls: Callable[[], Awaitable[T]],
+    limit: int | None = None,
+) -> AsyncIterator[AsyncIterator[tuple[int, T | Exception]]]:
+    """Run the calls concurrently and iterate ``(index, result)`` as each finishes.
+
+    ::
+
+        async with td.as_completed(*calls, limit=8) as results:
+            async for index, result in results:
+                print(index, result)
+
+    A failed call yields its exception in place of a result. Leaving the block
+    early cancels the calls still running. (It is a context manager rather
+    than a bare async iterator so that the calls live in a nursery that
+    closes with the block.)
+
+    Raises:
+        ValueError: ``limit`` is not a positive integer.
+    """
+    _check_limit(limit)
+    send, receive = trio.open_memory_channel[tuple[int, Any]](math.inf)
+    limiter = trio.CapacityLimiter(limit) if limit is not None else None
+
+    async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
+        async with limiter if limiter is not None else _NO_LIMIT:
+            try:
+                result: Any = await call()
+            except Exception as exc:
+                result = exc
+        send.send_nowait((index, result))
+
+    async def runner() -> None:
+        async with send, trio.open_nursery() as inner:
+            for index, call in enumerate(calls):
+                inner.start_soon(run, index, call)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(runner)
+        async with receive:
+            yield receive
+        nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------- request scopes
+@attrs.define
+class RequestScope:
+    """What :func:`request_scope` gives one request.
+
+    Attributes:
+        request_id: the id bound into logs and the root span.
+        usage: tokens spent inside the scope, child tasks included.
+        cancel_scope: cancel it to abandon the request.
+        span: the request's root span (a non-recording one without a collector).
+    """
+
+    request_id: str
+    usage: Usage
+    cancel_scope: trio.CancelScope
+    span: Span
+
+
+_current_request: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
+    "trio_dspy.request", default=None
+)
+
+
+def current_request() -> RequestScope | None:
+    """The :class:`RequestScope` the calling task runs in, if any."""
+    return _current_request.get()
+
+
+@contextmanager
+def request_scope(
+    name: str = "request",
+    *,
+    request_id: str | None = None,
+    timeout: float | None = None,
+    **overrides: Any,
+) -> Iterator[RequestScope]:
+    """Give one request its id, deadline, settings, usage and trace.
+
+    Use it inside each child task that handles a request::
+
+        async def handle(customer):
+            with td.request_scope("customer", timeout=30, lm_kwargs={"temperature": 0}) as req:
+                pred = await agent(request=customer.text)
+            log.info("done", tokens=req.usage.total_tokens)
+
+        async with trio.open_nursery() as nursery:
+            for customer in customers:
+                nursery.start_soon(handle, customer)
+
+    ``overrides`` are settings (as for :func:`~trio_dspy.context`) for this
+    request only; sibling requests never see them. The request opens a new
+    trace (root span ``name``) and binds ``request_id`` into
+    ``structlog.contextvars``.
+
+    Raises:
+        RequestTimeoutError: the block took longer than ``timeout`` seconds (the
+            work inside was cancelled).
+        TypeError: an override is not a setting.
+    """
+    rid = request_id or uuid.uuid4().hex[:16]
+    deadline = trio.current_time() + timeout if timeout is not None else math.inf
+    cancel_scope = trio.CancelScope(deadline=deadline)
+    settings_cm = context(**overrides) if overrides else nullcontext()
+    attributes = {"trio_dspy.request.id": rid}
+    with (
+        settings_cm,
+        track_usage() as usage,
+        start_span(name, SpanKind.SERVER, attributes, new_trace=True) as span,
+        structlog.contextvars.bound_contextvars(request_id=rid),
+    ):
+        scope = RequestScope(rid, usage, cancel_scope, span)
+        token = _current_request.set(scope)
+        try:
+            with cancel_scope:
+                yield scope
+        finally:
+            _current_request.reset(token)
+        # Raised inside the span, so the request's root span records the timeout.
+        if cancel_scope.cancelled_caught and trio.current_time() >= deadline:
+            raise RequestTimeoutError(f"request {rid} timed out after {timeout:g}s", request_id=rid)

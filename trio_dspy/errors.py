@@ -18,6 +18,7 @@ __all__ = [
     "LMRateLimitError",
     "LMServerError",
     "LMTimeoutError",
+    "RequestTimeoutError",
     "SignatureError",
     "StopAgent",
     "StructuringError",
@@ -177,4 +178,12 @@ class AgentLimitError(TrioDSPyError):
 
     def __init__(self, message: str, *, trajectory: object = None) -> None:
         self.trajectory = trajectory
+        super().__init__(message)
+
+
+class RequestTimeoutError(TrioDSPyError):
+    """A request did not finish within its ``request_scope`` timeout; its work was cancelled."""
+
+    def __init__(self, message: str, *, request_id: str) -> None:
+        self.request_id = request_id
         super().__init__(message)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrioDSPyError
 
 if TYPE_CHECKING:
-    from ..primitives import Prediction
     from .predict import Predict
 
 __all__ = ["Module"]
@@ -159,28 +159,50 @@ class Module:
         *,
         limit: int | None = None,
         return_exceptions: bool = False,
-    ) -> list[Prediction | BaseException]:
+        progress: bool | Callable[[int, int], None] = False,
+    ) -> list[Any]:
         """Call the module once per input dict, concurrently; results in input order.
 
         ``limit`` bounds how many calls run at once. With
         ``return_exceptions=False`` the first failure cancels the others and is
         raised; with ``True`` each failed slot holds its exception.
+        ``progress=True`` prints ``done/total`` to stderr as calls finish; a
+        function ``progress(done, total)`` is called instead if given.
+
+        Raises:
+            Exception: the first failure, when ``return_exceptions`` is false.
         """
         from ..concurrency import gather
 
-        calls = [_bind(self, dict(i)) for i in inputs]
-        return await gather(*calls, limit=limit, return_exceptions=return_exceptions)
+        report = _progress_printer if progress is True else (progress or None)
+        total = len(inputs)
+        done = 0
+
+        def bind(kwargs: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+            async def call() -> Any:
+                nonlocal done
+                try:
+                    return await self(**kwargs)
+                finally:
+                    done += 1
+                    if report is not None:
+                        report(done, total)
+
+            return call
+
+        calls = [bind(dict(i)) for i in inputs]
+        if return_exceptions:
+            return await gather(*calls, limit=limit, return_exceptions=True)
+        return await gather(*calls, limit=limit)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors() if n != "self")
         return f"{type(self).__name__}({inner})"
 
 
-def _bind(module: Module, kwargs: dict[str, Any]) -> Any:
-    async def call() -> Any:
-        return await module(**kwargs)
-
-    return call
+def _progress_printer(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\r{done}/{total} done", end=end, file=sys.stderr, flush=True)
 
 
 def _walk_value(value: Any, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
