@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -17,6 +18,9 @@ from typing import Any, Literal
 import attrs
 
 from ..primitives import Usage
+from ..settings import current as current_settings
+from ..telemetry import semconv as sc
+from ..telemetry.span import AttributeValue, SpanKind, start_span
 from ..usage import record_usage
 
 __all__ = [
@@ -131,6 +135,9 @@ class BaseLM(abc.ABC):
 
     def __init__(self, model: str, *, history_size: int = 100, **defaults: Any) -> None:
         self.model = model
+        prefix = f"{self.provider}/"
+        # The name the provider knows the model by (without the ``provider/`` prefix).
+        self.model_name = model[len(prefix) :] if model.startswith(prefix) else model
         self.defaults: dict[str, Any] = defaults
         self.history: collections.deque[HistoryEntry] = collections.deque(maxlen=history_size)
 
@@ -150,10 +157,34 @@ class BaseLM(abc.ABC):
         if self.defaults:
             request = attrs.evolve(request, params={**self.defaults, **request.params})
         started_at, t0 = time.time(), time.perf_counter()
-        response = await self.send(request)
+        with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
+            if span.is_recording:
+                span.set_attributes(self._request_attributes(request))
+            response = await self.send(request)
+            if span.is_recording:
+                span.set_attributes(_response_attributes(response))
         record_usage(response.usage)
         self.history.append(HistoryEntry(request, response, started_at, time.perf_counter() - t0))
         return response
+
+    def _request_attributes(self, request: LMRequest) -> dict[str, AttributeValue | None]:
+        """GenAI semantic-convention attributes of a call (never credentials)."""
+        params = request.params
+        attributes: dict[str, AttributeValue | None] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+            sc.GEN_AI_PROVIDER_NAME: self.provider,
+            sc.GEN_AI_REQUEST_MODEL: self.model_name,
+            sc.SERVER_ADDRESS: getattr(self, "server_address", None),
+            sc.SERVER_PORT: getattr(self, "server_port", None),
+            sc.GEN_AI_REQUEST_TEMPERATURE: params.get("temperature"),
+            sc.GEN_AI_REQUEST_MAX_TOKENS: params.get("max_tokens"),
+            sc.GEN_AI_REQUEST_TOP_P: params.get("top_p"),
+        }
+        if current_settings().trace_content:
+            attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(
+                [attrs.asdict(m) for m in request.messages], ensure_ascii=False
+            )
+        return attributes
 
     def __deepcopy__(self, memo: dict[int, Any]) -> BaseLM:
         # A model is a shared resource (connections, limits, cache): copies of a
@@ -162,3 +193,27 @@ class BaseLM(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r})"
+
+
+def _response_attributes(response: LMResponse) -> dict[str, AttributeValue | None]:
+    attributes: dict[str, AttributeValue | None] = {
+        sc.GEN_AI_RESPONSE_MODEL: response.model or None,
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: (response.finish_reason,)
+        if response.finish_reason
+        else None,
+        sc.GEN_AI_USAGE_INPUT_TOKENS: response.usage.prompt_tokens,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: response.usage.completion_tokens,
+        "trio_dspy.cached": response.cached or None,
+    }
+    if current_settings().trace_content:
+        attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "content": response.text,
+                    "tool_calls": [attrs.asdict(c) for c in response.tool_calls],
+                }
+            ],
+            ensure_ascii=False,
+        )
+    return attributes

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrioDSPyError
+from ..telemetry import semconv as sc
+from ..telemetry.span import AttributeValue, start_span
 
 if TYPE_CHECKING:
     from .predict import Predict
@@ -33,8 +35,20 @@ class Module:
     """Base class of modules: subclass it and write ``async def forward``."""
 
     async def __call__(self, **inputs: Any) -> Any:
-        """Run :meth:`forward` with ``inputs``."""
-        return await self.forward(**inputs)
+        """Run :meth:`forward` with ``inputs`` inside a telemetry span."""
+        with start_span(self._span_name()) as span:
+            if span.is_recording:
+                span.set_attributes(self._span_attributes())
+            return await self.forward(**inputs)
+
+    def _span_name(self) -> str:
+        return f"invoke_agent {type(self).__name__}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue | None]:
+        return {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT,
+            sc.GEN_AI_AGENT_NAME: type(self).__name__,
+        }
 
     async def forward(self, **inputs: Any) -> Any:
         """Do the module's work. Subclasses override this."""

@@ -19,6 +19,7 @@ from ..lm.base import BaseLM, LMRequest
 from ..primitives import Example, Prediction, Usage
 from ..settings import current
 from ..signature import Signature, ensure_signature
+from ..telemetry.span import AttributeValue, current_span
 from ..types import structure, unstructure_as
 from .module import Module
 
@@ -108,6 +109,12 @@ class Predict(Module):
                 values = adapter.parse(self.signature, response.text)
             except AdapterParseError as exc:
                 exc.attempts = attempt
+                span = current_span()
+                if span is not None:
+                    span.add_event(
+                        "parse_error",
+                        {"attempt": attempt, "adapter": exc.adapter, "error": exc.args[0]},
+                    )
                 if response.finish_reason == "length":
                     exc.args = (f"{exc.args[0]} (the completion was cut off at the token limit)",)
                 if attempt > retries:
@@ -166,6 +173,15 @@ class Predict(Module):
     def apply_predictor_state(self, parsed: tuple[type[Signature], list[Example]]) -> None:
         """Install state produced by :meth:`parse_predictor_state`."""
         self.signature, self.demos = parsed[0], list(parsed[1])
+
+    def _span_name(self) -> str:
+        return f"{type(self).__name__} {self.signature.__name__}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue | None]:
+        return {
+            "trio_dspy.module": type(self).__name__,
+            "trio_dspy.signature": self.signature.__name__,
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature!r})"

@@ -39,6 +39,8 @@ from ..lm.base import BaseLM, LMRequest, Message, ToolCall, ToolSpec
 from ..primitives import Prediction
 from ..settings import current
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
+from ..telemetry import semconv as sc
+from ..telemetry.span import StatusCode, start_span
 from ..types import parse_text, structure
 from ..usage import track_usage
 from .chain_of_thought import ChainOfThought
@@ -410,6 +412,22 @@ class _Run:
         return [r for r in records if r is not None]
 
     async def _call(self, call: ToolCall) -> ToolCallRecord:
+        with start_span(f"execute_tool {call.name}") as span:
+            if span.is_recording:
+                span.set_attributes(
+                    {
+                        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+                        sc.GEN_AI_TOOL_NAME: call.name,
+                        sc.GEN_AI_TOOL_CALL_ID: call.id,
+                    }
+                )
+            record = await self._run_tool(call)
+            if span.is_recording and not record.ok:
+                span.set_status(StatusCode.ERROR, record.observation)
+                span.set_attribute(sc.ERROR_TYPE, "tool_error")
+            return record
+
+    async def _run_tool(self, call: ToolCall) -> ToolCallRecord:
         start = trio.current_time()
         tool = self.agent.tools.get(call.name)
         try:
