@@ -163,7 +163,8 @@ class OtlpHttpExporter:
     ``endpoint`` is the collector's base URL (``http://127.0.0.1:4318``);
     ``/v1/traces`` is appended unless it is already there. ``headers`` (e.g.
     an ``Authorization`` token) are sent with every request and never appear
-    in logs, reprs or error messages. ``timeout`` bounds each attempt;
+    in logs, reprs or error messages. ``timeout`` bounds each attempt
+    (``None``: no bound);
     ``max_retries`` more attempts follow a retryable failure, waiting
     ``Retry-After`` or an exponential backoff (``backoff`` doubling per
     attempt, with jitter, at most ``max_backoff`` seconds). A ``Retry-After``
@@ -178,7 +179,7 @@ class OtlpHttpExporter:
         self,
         endpoint: str,
         headers: Mapping[str, str] | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = 10.0,
         max_retries: int = 3,
         service_name: str = "trio_dspy",
         *,
