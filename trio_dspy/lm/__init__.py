@@ -1,0 +1,42 @@
+"""Language models: the interface, the HTTP clients and what they share.
+
+``LM("openai/<model>")`` / ``LM("anthropic/<model>")`` build the provider's
+client; :func:`inspect_history` prints recent calls.
+"""
+
+from .base import (
+    BaseLM,
+    HistoryEntry,
+    LMRequest,
+    LMResponse,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolSpec,
+)
+from .cache import Cache, DiskCache, MemoryCache
+from .client import LM, known_providers, register_provider
+from .history import format_history, inspect_history
+from .limits import Limits
+from .retry import Backoff
+
+__all__ = [
+    "LM",
+    "Backoff",
+    "BaseLM",
+    "Cache",
+    "DiskCache",
+    "HistoryEntry",
+    "LMRequest",
+    "LMResponse",
+    "Limits",
+    "MemoryCache",
+    "Message",
+    "ResponseFormat",
+    "ToolCall",
+    "ToolSpec",
+    "format_history",
+    "inspect_history",
+    "known_providers",
+    "register_provider",
+]

@@ -1,0 +1,178 @@
+"""The HTTP transport under the LM clients: one ``httpx.AsyncClient`` per trio run.
+
+:class:`HTTPClient` owns the connection pool a model uses. The
+``httpx.AsyncClient`` is created lazily on the first request of each trio
+run (it is bound to that run) and shared by every task of the run, so
+connections are reused across concurrent calls. Its pool is sized by
+``max_connections`` (``None``: unbounded, so a burst of a thousand concurrent
+requests is not silently serialised behind httpx's default of 100).
+
+httpx's own timeouts are off: deadlines are trio cancel scopes set by the
+caller, which cancel the request, its connection and its pool slot at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+from .runlocal import RunLocal
+from .secret import Secret
+
+__all__ = ["HTTPClient", "Reply", "TransportFailure"]
+
+
+@attrs.frozen
+class Reply:
+    """A complete HTTP response: status, headers (case-insensitive) and body."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON.
+
+        Raises:
+            ValueError: the body is not JSON.
+        """
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        """The body as text (UTF-8, undecodable bytes replaced)."""
+        return self.content.decode("utf-8", errors="replace")
+
+
+class TransportFailure(Exception):
+    """No HTTP response arrived: the connection failed, was reset or timed out.
+
+    ``timeout`` says whether it was a timeout (connect/read/write/pool).
+    """
+
+    def __init__(self, message: str, *, timeout: bool = False) -> None:
+        self.timeout = timeout
+        super().__init__(message)
+
+
+def _check_url(base_url: str) -> httpx.URL:
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"invalid base_url {base_url!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"invalid base_url {base_url!r}: expected http(s)://host[:port]/path, "
+            "for example 'http://127.0.0.1:8000/v1'"
+        )
+    return url
+
+
+class HTTPClient:
+    """Owner of one connection pool (``httpx.AsyncClient``) per trio run.
+
+    Args:
+        base_url: ``http(s)://host[:port]/prefix``; paths given to :meth:`post`
+            are appended to it.
+        headers: sent with every request (public values only).
+        secret_headers: credentials sent with every request; never shown in
+            reprs or logs.
+        max_connections: connection pool size; ``None`` means unbounded.
+        keepalive_expiry: seconds an idle connection is kept for reuse.
+        transport: an ``httpx.AsyncBaseTransport`` to use instead of the
+            network (the test seam: ``httpx.MockTransport(handler)``).
+
+    Raises:
+        ValueError: ``base_url`` is not an http(s) URL, or ``max_connections < 1``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secret_headers: Mapping[str, Secret] | None = None,
+        max_connections: int | None = None,
+        keepalive_expiry: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
+        self.base_url = _check_url(base_url.rstrip("/"))
+        self._headers = dict(headers or {})
+        self._secret_headers = dict(secret_headers or {})
+        self.max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._transport = transport
+        self._clients: RunLocal[httpx.AsyncClient] = RunLocal(
+            self._new_client, name="trio_dspy.http.client"
+        )
+
+    @property
+    def host(self) -> str:
+        """The server's host name or address."""
+        return self.base_url.host
+
+    @property
+    def port(self) -> int:
+        """The server's port (the scheme's default when the URL has none)."""
+        if self.base_url.port is not None:
+            return self.base_url.port
+        return 443 if self.base_url.scheme == "https" else 80
+
+    def url(self, path: str) -> httpx.URL:
+        """``base_url`` joined with ``path`` (``"/chat/completions"``)."""
+        return self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
+
+    def _new_client(self) -> httpx.AsyncClient:
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            **self._headers,
+            **{k: v.reveal() for k, v in self._secret_headers.items() if v},
+        }
+        common: dict[str, Any] = {
+            "headers": headers,
+            "timeout": httpx.Timeout(None),
+            "follow_redirects": False,
+        }
+        if self._transport is not None:
+            return httpx.AsyncClient(transport=self._transport, **common)
+        limits = httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+            keepalive_expiry=self._keepalive_expiry,
+        )
+        return httpx.AsyncClient(limits=limits, **common)
+
+    async def post(self, url: httpx.URL, content: bytes) -> Reply:
+        """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
+
+        Any HTTP status is returned as a :class:`Reply`; only the absence of a
+        response raises. Cancellation aborts the request and frees its
+        connection.
+
+        Raises:
+            TransportFailure: connecting, sending or receiving failed.
+        """
+        client = self._clients.get()
+        try:
+            response = await client.post(url, content=content)
+        except httpx.TimeoutException as exc:
+            raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
+        except httpx.RequestError as exc:
+            raise TransportFailure(f"{type(exc).__name__}: {exc}") from exc
+        return Reply(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        """Close this run's connections; a later request opens new ones."""
+        client = self._clients.clear()
+        if client is not None:
+            await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"HTTPClient({str(self.base_url)!r}, max_connections={self.max_connections!r})"

@@ -1,0 +1,146 @@
+"""OpenAI Chat Completions (and every server that speaks it: vLLM, llama.cpp, Ollama, ...).
+
+Maps :class:`~trio_dspy.lm.base.LMRequest` to a ``/chat/completions`` body and
+``choices[0]`` back to an :class:`~trio_dspy.lm.base.LMResponse`. Structured
+output is asked for as ``json_schema``; servers that refuse it are stepped
+down to ``json_object`` (schema inlined, which llama.cpp's server honours)
+and then to plain prompting, and the LM remembers the level that worked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from ..http import Secret
+from ..primitives import Usage
+from .base import LMRequest, LMResponse, Message, ToolCall
+from .client import LM
+
+__all__ = ["OpenAILM"]
+
+_TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
+# Parameters this client owns (streaming is not supported).
+_DROPPED = frozenset({"stream", "stream_options"})
+
+
+def _message(m: Message) -> dict[str, Any]:
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for c in m.tool_calls
+        ]
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _response_format(request: LMRequest, level: str | None) -> dict[str, Any] | None:
+    fmt = request.response_format
+    if fmt is None or level in (None, "prompt"):
+        return None
+    if level == "json_schema" and fmt.schema is not None:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": fmt.name, "schema": fmt.schema, "strict": fmt.strict},
+        }
+    out: dict[str, Any] = {"type": "json_object"}
+    if fmt.schema is not None:
+        out["schema"] = fmt.schema
+    return out
+
+
+class OpenAILM(LM):
+    """An OpenAI-compatible Chat Completions endpoint (``LM("openai/<model>")``).
+
+    ``base_url`` defaults to ``$OPENAI_BASE_URL``, then
+    ``https://api.openai.com/v1``; ``api_key`` to ``$OPENAI_API_KEY`` (sent as
+    a bearer token; local servers usually need none). See :class:`LM` for
+    every option.
+    """
+
+    provider = "openai"
+    format_levels: ClassVar[tuple[str, ...]] = ("json_schema", "json_object", "prompt")
+    default_base_url = "https://api.openai.com/v1"
+    base_url_env = "OPENAI_BASE_URL"
+    api_key_env = "OPENAI_API_KEY"
+    endpoint = "/chat/completions"
+
+    def auth_headers(self, api_key: Secret) -> dict[str, Secret]:
+        """``Authorization: Bearer <key>``."""
+        return {"authorization": Secret(f"Bearer {api_key.reveal()}")}
+
+    def build_body(self, request: LMRequest, level: str | None) -> dict[str, Any]:
+        """The ``/chat/completions`` body for ``request`` at response-format ``level``."""
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [_message(m) for m in request.messages],
+        }
+        for key, value in request.params.items():
+            if value is not None and key not in _DROPPED:
+                body[key] = value
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        choice = request.tool_choice
+        if choice is not None:
+            body["tool_choice"] = (
+                choice
+                if choice in _TOOL_CHOICE_KEYWORDS
+                else {"type": "function", "function": {"name": choice}}
+            )
+        fmt = _response_format(request, level)
+        if fmt is not None:
+            body["response_format"] = fmt
+        return body
+
+    def parse_body(self, data: Any) -> LMResponse:
+        """``choices[0]`` of a Chat Completions response.
+
+        Raises:
+            KeyError, IndexError, TypeError: the body is not a Chat Completions response.
+        """
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        calls = tuple(
+            ToolCall(
+                id=str(c.get("id") or f"call_{i}"),
+                name=c["function"]["name"],
+                arguments=_arguments(c["function"].get("arguments")),
+            )
+            for i, c in enumerate(message.get("tool_calls") or ())
+        )
+        usage = data.get("usage") or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        total = int(usage.get("total_tokens") or prompt + completion)
+        return LMResponse(
+            text=message.get("content") or "",
+            tool_calls=calls,
+            usage=Usage(prompt, completion, total),
+            finish_reason=choice.get("finish_reason"),
+            model=str(data.get("model") or self.model_name),
+        )
+
+
+def _arguments(raw: Any) -> str:
+    if raw is None:
+        return "{}"
+    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
