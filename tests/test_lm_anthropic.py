@@ -189,7 +189,7 @@ async def test_prompt_too_long_is_a_context_window_error() -> None:
         await anthropic(server).request(LMRequest([Message("user", "hi")]))
 
 
-async def test_auth_error_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_auth_error_names_the_env_var() -> None:
     server = Scripted(anthropic_error(401, "authentication_error", "invalid x-api-key"))
     with pytest.raises(LMAuthError, match="ANTHROPIC_API_KEY") as info:
         await anthropic(server).request(LMRequest([Message("user", "hi")]))
