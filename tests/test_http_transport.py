@@ -1,0 +1,138 @@
+"""The h11 transport: pooling, staleness, timeouts and cancellation over loopback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+
+from trio_dspy.http.transport import H11Transport
+from trio_dspy.testing.http_server import Request, Response, serve_http
+
+
+async def echo(request: Request) -> Response:
+    return Response.from_json({"path": request.path, "body": request.body.decode()})
+
+
+async def test_round_trip_and_keep_alive_reuse() -> None:
+    async with serve_http(echo) as server:
+        transport = H11Transport()
+        async with httpx.AsyncClient(transport=transport, base_url=server.base_url) as client:
+            for i in range(5):
+                response = await client.post("/v1/x", content=f"n{i}".encode())
+                assert response.status_code == 200
+                assert response.json() == {"path": "/v1/x", "body": f"n{i}"}
+            assert server.connections_accepted == 1
+            assert transport.idle_connections == 1
+
+
+async def test_concurrent_requests_use_one_connection_each_and_all_come_back() -> None:
+    release, all_arrived = trio.Event(), trio.Event()
+    arrived = 0
+
+    async def slow(request: Request) -> Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 20:
+            all_arrived.set()
+        await release.wait()
+        return Response.from_json({"ok": True})
+
+    transport = H11Transport()
+    async with (
+        serve_http(slow) as server,
+        httpx.AsyncClient(transport=transport, base_url=server.base_url) as client,
+    ):
+        results: list[int] = []
+
+        async def one() -> None:
+            results.append((await client.get("/")).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one)
+            await all_arrived.wait()  # 20 requests in flight at once
+            release.set()
+        assert results == [200] * 20
+        assert server.connections_accepted == 20
+        assert transport.idle_connections == 20
+
+
+async def test_stale_keep_alive_connection_is_retried_on_a_fresh_one() -> None:
+    transport = H11Transport()
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with serve_http(echo) as server:
+            assert (await client.get(f"{server.base_url}/a")).status_code == 200
+            assert transport.idle_connections == 1
+        # The server went away and comes back on the same port: the pooled
+        # connection is dead, and the transport notices before reusing it.
+        async with serve_http(echo, port=server.port) as again:
+            assert (await client.get(f"{again.base_url}/b")).json()["path"] == "/b"
+            assert again.connections_accepted == 1
+
+
+async def test_cancelled_requests_leave_no_slot_or_connection_behind() -> None:
+    async def hang_until_gate(request: Request) -> Response:
+        if request.path == "/slow":
+            await trio.sleep_forever()
+        return Response.from_json({"ok": True})
+
+    async with serve_http(hang_until_gate) as server:
+        transport = H11Transport(max_connections=5)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=server.base_url, timeout=None
+        ) as client:
+            with trio.move_on_after(0.5):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(100):
+                        nursery.start_soon(client.get, "/slow")
+            assert transport.connections_in_use == 0
+            assert transport.idle_connections == 0  # cancelled connections are closed, never pooled
+            with trio.fail_after(10):  # a leaked slot would block here forever
+                for _ in range(10):
+                    assert (await client.get("/fast")).status_code == 200
+
+
+async def test_timeouts_become_httpx_timeouts() -> None:
+    async def stall(request: Request) -> Response:
+        await trio.sleep(30)
+        return Response()
+
+    async with serve_http(stall) as server:
+        async with httpx.AsyncClient(transport=H11Transport(), base_url=server.base_url) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get("/", timeout=httpx.Timeout(5, read=0.05))
+        pool_bound = H11Transport(max_connections=1)
+        async with (
+            httpx.AsyncClient(transport=pool_bound, base_url=server.base_url) as client,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(lambda: client.get("/", timeout=httpx.Timeout(0.3)))
+            await trio.sleep(0.01)
+            with pytest.raises(httpx.PoolTimeout):
+                await client.get("/", timeout=httpx.Timeout(None, pool=0.05))
+            nursery.cancel_scope.cancel()
+
+
+async def test_reset_and_refused_connections_raise_httpx_errors() -> None:
+    async def reset(request: Request) -> Response:
+        return Response.connection_reset()
+
+    async with (
+        serve_http(reset) as server,
+        httpx.AsyncClient(transport=H11Transport(), base_url=server.base_url) as client,
+    ):
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await client.get("/")
+    async with httpx.AsyncClient(transport=H11Transport(), base_url=server.base_url) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/")  # nothing listens there any more
+
+
+async def test_closed_transport_refuses_requests() -> None:
+    transport = H11Transport()
+    await transport.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:1/"))
+    with pytest.raises(ValueError, match="max_connections"):
+        H11Transport(max_connections=0)

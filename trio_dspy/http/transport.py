@@ -1,0 +1,306 @@
+"""An HTTP/1.1 transport for httpx on trio + h11, with a pool that scales.
+
+Why not httpcore's pool: to place a request it scans every connection for
+every queued request, so its cost grows with the square of the concurrency
+(a burst of 1,024 concurrent calls spends seconds of CPU there alone), and
+it has known issues where cancelled requests leave pool slots behind. LM
+traffic is many concurrent, small JSON request/response pairs; this
+transport serves exactly that:
+
+* one TCP (or TLS) connection per in-flight request, reused through a LIFO
+  stack of idle connections per origin: O(1) to check out and in;
+* ``max_connections`` bounds the connections of the whole pool;
+* responses are read whole before they are returned (no streaming);
+* any exception or cancellation during a request closes its connection and
+  frees its slot before it propagates: nothing is left half-used;
+* a request sent on a reused keep-alive connection that the server had
+  already closed is retried once on a fresh connection (nothing was
+  processed by the server then).
+
+httpx timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured as
+trio deadlines and raised as the matching httpx exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import h11
+import httpx
+import trio
+
+__all__ = ["H11Transport"]
+
+Origin = tuple[str, str, int]
+_CHUNK = 65536
+
+
+class _Connection:
+    """One HTTP/1.1 connection: a trio stream and its h11 state machine."""
+
+    __slots__ = ("h11", "idle_since", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def socket(self) -> Any:
+        stream: Any = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return getattr(stream, "socket", None)
+
+    def looks_alive(self, now: float, expiry: float) -> bool:
+        """Idle, not expired, and the server has not closed it (nothing to read)."""
+        if now - self.idle_since > expiry:
+            return False
+        sock = self.socket()
+        return sock is None or not sock.is_readable()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self.stream)
+
+
+class _StaleConnection(Exception):
+    """The server closed a reused connection before answering."""
+
+
+class H11Transport(httpx.AsyncBaseTransport):
+    """httpx transport: HTTP/1.1 over trio and h11 with a scalable connection pool.
+
+    Args:
+        max_connections: the most open connections (``None``: unbounded).
+        keepalive_expiry: seconds an idle connection is kept for reuse.
+        ssl_context: for ``https`` (default: ``ssl.create_default_context()``).
+
+    Create it inside the trio run that uses it; :meth:`aclose` closes the
+    idle connections.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int | None = None,
+        keepalive_expiry: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
+        self._closed = False
+
+    # ------------------------------------------------------------------ pool
+    @property
+    def idle_connections(self) -> int:
+        """How many connections wait in the pool for reuse."""
+        return sum(len(stack) for stack in self._idle.values())
+
+    @property
+    def connections_in_use(self) -> int:
+        """How many pool slots are taken right now (0 when unbounded)."""
+        if self._slots is None or self.max_connections is None:
+            return 0
+        return self.max_connections - self._slots.value
+
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Connection:
+        scheme, host, port = origin
+        try:
+            with _deadline(connect_timeout, httpx.ConnectTimeout):
+                if scheme == "https":
+                    context = self._ssl_context or ssl.create_default_context()
+                    stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+                        host, port, ssl_context=context, https_compatible=True
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return _Connection(stream)
+
+    def _checkout(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = time.monotonic()
+        while stack:
+            conn = stack.pop()
+            if conn.looks_alive(now, self.keepalive_expiry):
+                return conn
+            _close_now(conn)
+        return None
+
+    def _checkin(self, origin: Origin, conn: _Connection) -> None:
+        if self._closed:
+            _close_now(conn)
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(origin, []).append(conn)
+
+    # --------------------------------------------------------------- requests
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return the whole response.
+
+        Raises:
+            httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
+            httpx.WriteTimeout, httpx.PoolTimeout, httpx.ReadError,
+            httpx.WriteError, httpx.RemoteProtocolError: as httpx's own transport.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        scheme = url.scheme
+        port = url.port or (443 if scheme == "https" else 80)
+        origin: Origin = (scheme, url.host, port)
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        if self._slots is None:
+            return await self._with_slot(origin, request, body, timeouts)
+        with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
+            await self._slots.acquire()
+        try:
+            return await self._with_slot(origin, request, body, timeouts)
+        finally:
+            self._slots.release()
+
+    async def _with_slot(
+        self, origin: Origin, request: httpx.Request, body: bytes, timeouts: dict[str, Any]
+    ) -> httpx.Response:
+        conn = self._checkout(origin)
+        if conn is not None:
+            try:
+                return await self._exchange(origin, conn, request, body, timeouts, reused=True)
+            except _StaleConnection:
+                pass  # the server dropped the idle connection: try once on a fresh one
+        conn = await self._connect(origin, timeouts.get("connect"))
+        try:
+            return await self._exchange(origin, conn, request, body, timeouts, reused=False)
+        except _StaleConnection as exc:
+            raise httpx.RemoteProtocolError(
+                "server closed the connection without answering"
+            ) from exc
+
+    async def _exchange(
+        self,
+        origin: Origin,
+        conn: _Connection,
+        request: httpx.Request,
+        body: bytes,
+        timeouts: dict[str, Any],
+        *,
+        reused: bool,
+    ) -> httpx.Response:
+        try:
+            response, content = await self._round_trip(conn, request, body, timeouts, reused)
+        except BaseException:
+            # Cancelled or failed mid-request: the connection is in an unknown
+            # state, so it is closed, never pooled.
+            await conn.aclose()
+            raise
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+            conn.h11.start_next_cycle()
+            self._checkin(origin, conn)
+        else:
+            await conn.aclose()
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=[(k, v) for k, v in response.headers],
+            content=content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+        )
+
+    async def _round_trip(
+        self,
+        conn: _Connection,
+        request: httpx.Request,
+        body: bytes,
+        timeouts: dict[str, Any],
+        reused: bool,
+    ) -> tuple[h11.Response, bytes]:
+        target = request.url.raw_path
+        headers = [(k, v) for k, v in request.headers.raw]
+        parts = [conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))]
+        if body:
+            parts.append(conn.h11.send(h11.Data(data=body)))
+        parts.append(conn.h11.send(h11.EndOfMessage()))
+        data = b"".join(p for p in parts if p)
+        try:
+            with _deadline(timeouts.get("write"), httpx.WriteTimeout):
+                await conn.stream.send_all(data)
+        except (trio.BrokenResourceError, OSError) as exc:
+            if reused:
+                raise _StaleConnection from exc
+            raise httpx.WriteError(f"cannot send the request: {exc}") from exc
+
+        try:
+            return await self._read_response(conn, timeouts.get("read"), reused)
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
+
+    async def _read_response(
+        self, conn: _Connection, read_timeout: float | None, reused: bool
+    ) -> tuple[h11.Response, bytes]:
+        response: h11.Response | None = None
+        chunks: list[bytes] = []
+        while True:
+            event = conn.h11.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    with _deadline(read_timeout, httpx.ReadTimeout):
+                        received = await conn.stream.receive_some(_CHUNK)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    if reused and response is None:
+                        raise _StaleConnection from exc
+                    raise httpx.ReadError(f"connection lost: {exc}") from exc
+                if not received and reused and response is None and not chunks:
+                    raise _StaleConnection
+                conn.h11.receive_data(bytes(received))
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert response is not None
+                return response, b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed):
+                if reused and response is None:
+                    raise _StaleConnection
+                raise httpx.RemoteProtocolError("server closed the connection mid-response")
+            # h11.InformationalResponse (1xx): keep reading.
+
+    async def aclose(self) -> None:
+        """Close every idle connection; later requests raise."""
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for stack in idle.values():
+            for conn in stack:
+                await conn.aclose()
+
+
+def _close_now(conn: _Connection) -> None:
+    """Close a dead idle connection without awaiting (its socket is done anyway)."""
+    sock = conn.socket()
+    if sock is not None:
+        sock.close()
+
+
+@contextmanager
+def _deadline(seconds: float | None, error: type[httpx.TimeoutException]) -> Iterator[None]:
+    if seconds is None or seconds == math.inf:
+        yield
+        return
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise error(f"timed out after {seconds:g}s") from None
