@@ -1,0 +1,168 @@
+"""The ``trio-dspy`` command.
+
+Each subcommand is an ``add_<name>(subparsers)`` function that declares its
+arguments and sets ``run`` to a function ``(args) -> exit code``; adding a
+subcommand means writing that pair and listing the ``add_`` function in
+:data:`SUBCOMMANDS`.
+
+``trio-dspy serve-sim`` runs the simulated OpenAI-compatible server until
+Ctrl-C and prints its base URL on the first line of standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .testing.sim_config import Fault, Latency, SimConfig
+from .testing.sim_server import SimServer, serve_sim
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "sim_config_from_args"]
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+
+
+# ---------------------------------------------------------------- serve-sim
+def add_serve_sim(subparsers: Subparsers) -> None:
+    """Declare ``serve-sim``: run the simulated server until Ctrl-C."""
+    p = subparsers.add_parser(
+        "serve-sim",
+        help="run the simulated OpenAI-compatible server",
+        description="Serve /v1/chat/completions, /v1/messages and /v1/models on loopback "
+        "until Ctrl-C. The first line printed is the base URL to give an OpenAI client.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")
+    p.add_argument(
+        "--latency",
+        type=_latency,
+        default=Latency.constant(0.0),
+        help="SECONDS, uniform:LO,HI or lognormal:MEDIAN,SIGMA (default 0)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+    p.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="KIND[:OPTS]",
+        help="inject a fault, e.g. rate_limit:every=2,retry_after=0.5 or reset:probability=0.1; "
+        "kinds: rate_limit, server_error, unavailable, reset, stall, malformed, truncate, "
+        "context_length (repeatable; the first matching rule wins)",
+    )
+    p.add_argument("--api-key", default=None, help="require this key (Bearer or x-api-key)")
+    p.add_argument("--no-json-schema", action="store_true", help="refuse json_schema")
+    p.add_argument("--no-json-object", action="store_true", help="refuse json_object")
+    p.add_argument("--no-tools", action="store_true", help="refuse tools")
+    p.add_argument("--context-window", type=int, default=None, help="max prompt tokens")
+    p.set_defaults(run=run_serve_sim)
+
+
+def _latency(text: str) -> Latency:
+    try:
+        return Latency.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fault(text: str) -> Fault:
+    try:
+        return Fault.parse(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The :class:`SimConfig` that parsed ``serve-sim`` arguments describe."""
+    return SimConfig(
+        latency=args.latency,
+        seed=args.seed,
+        faults=args.fault,
+        api_key=args.api_key,
+        supports_json_schema=not args.no_json_schema,
+        supports_json_object=not args.no_json_object,
+        supports_tools=not args.no_tools,
+        context_window=args.context_window,
+    )
+
+
+async def serve_until_cancelled(
+    config: SimConfig,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[SimServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a simulated server until cancelled; ``nursery.start`` returns it once listening.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    async with serve_sim(config, host=host, port=port) as sim:
+        task_status.started(sim)
+        await trio.sleep_forever()
+
+
+def run_serve_sim(args: argparse.Namespace) -> int:
+    """Run ``serve-sim`` until Ctrl-C or SIGTERM; print the base URL, then the counters."""
+    config = sim_config_from_args(args)
+    holder: list[SimServer] = []
+
+    async def serve() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                sim = await nursery.start(serve_until_cancelled, config, args.host, args.port)
+                holder.append(sim)
+                print(sim.base_url, flush=True)
+                async for _ in signals:  # Ctrl-C or SIGTERM: stop cleanly
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(serve)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        print(f"trio-dspy serve-sim: cannot listen on {where}: {exc}", file=sys.stderr)
+        return 1
+    if holder:
+        print(f"served: {holder[0].stats}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- the command
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_serve_sim]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``trio-dspy`` argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="trio-dspy", description="Tools for trio_dspy: a simulated LLM server and more."
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``trio-dspy`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit code: 0 on success, 1 when the command failed, 2 for
+    bad usage (argparse exits with 2 itself on invalid arguments).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
