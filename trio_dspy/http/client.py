@@ -22,6 +22,7 @@ import httpx
 
 from .runlocal import RunLocal
 from .secret import Secret
+from .transport import PoolTransport
 
 __all__ = ["HTTPClient", "Reply", "TransportFailure"]
 
@@ -140,14 +141,12 @@ class HTTPClient:
             "timeout": httpx.Timeout(None),
             "follow_redirects": False,
         }
-        if self._transport is not None:
-            return httpx.AsyncClient(transport=self._transport, **common)
-        limits = httpx.Limits(
+        transport = self._transport or PoolTransport(
             max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
+            max_idle=self.max_connections or 1024,
             keepalive_expiry=self._keepalive_expiry,
         )
-        return httpx.AsyncClient(limits=limits, **common)
+        return httpx.AsyncClient(transport=transport, **common)
 
     async def post(self, url: httpx.URL, content: bytes) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.

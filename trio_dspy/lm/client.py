@@ -14,7 +14,6 @@ and the providers supply only the wire mapping (:meth:`LM.build_body`,
 
 from __future__ import annotations
 
-import abc
 import importlib
 import json
 import os
@@ -219,22 +218,24 @@ class LM(BaseLM):
         """Public headers sent with every request (e.g. an API version)."""
         return {}
 
-    @abc.abstractmethod
+    # ``LM(...)`` itself always returns a provider subclass, which overrides these;
+    # they are not abstract so that ``LM("openai/...")`` type-checks.
     def auth_headers(self, api_key: Secret) -> dict[str, Secret]:
         """The headers that carry ``api_key`` (values stay wrapped in :class:`Secret`)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def build_body(self, request: LMRequest, level: str | None) -> dict[str, Any]:
         """The JSON body for ``request``; ``level`` is the response-format level in use
         (one of :attr:`format_levels`, or ``None`` when no format is requested)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def parse_body(self, data: Any) -> LMResponse:
         """The :class:`LMResponse` in a successful response body.
 
         Raises:
             KeyError, IndexError, TypeError, ValueError: the body has an unexpected shape.
         """
+        raise NotImplementedError
 
     # ------------------------------------------------------------ telemetry facts
     @property
