@@ -128,7 +128,7 @@ async def test_async_with_closes_and_the_lm_stays_usable() -> None:
     async with lm as entered:
         assert entered is lm
         await lm.request(REQUEST)
-    assert lm._http._clients.peek() is None  # connections released
+    assert lm._http._pools.peek() is None  # connections released
     await lm.request(REQUEST)  # a new pool is opened on demand
     await lm.aclose()
     assert len(server.requests) == 2
@@ -140,7 +140,7 @@ def test_an_lm_made_at_import_time_works_across_trio_runs() -> None:
     clients = []
 
     async def use(text: str) -> str:
-        clients.append(lm._http._clients.get())
+        clients.append(lm._http._pools.get())
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(lm.request, REQUEST)

@@ -1,11 +1,19 @@
-"""The HTTP transport under the LM clients: one ``httpx.AsyncClient`` per trio run.
+"""The HTTP layer under the LM clients: one connection pool per LM and trio run.
 
-:class:`HTTPClient` owns the connection pool a model uses. The
-``httpx.AsyncClient`` is created lazily on the first request of each trio
-run (it is bound to that run) and shared by every task of the run, so
-connections are reused across concurrent calls. Its pool is sized by
-``max_connections`` (``None``: unbounded, so a burst of a thousand concurrent
-requests is not silently serialised behind httpx's default of 100).
+:class:`HTTPClient` owns the pool a model uses: a :class:`PoolTransport`
+(HTTP/1.1 on h11 with an O(1) keep-alive pool), created lazily on the first
+request of each trio run (it is bound to that run) and shared by every task
+of the run. It is sized by ``max_connections`` (``None``: unbounded, so a
+burst of a thousand concurrent requests is not serialised behind a small
+default).
+
+Requests go straight to the transport: httpx's ``AsyncClient`` machinery
+(auth flows, cookies, redirects, hooks) costs more CPU per call than the
+rest of a call put together and none of it is needed here. When the
+environment configures an HTTP proxy, requests go through an
+``httpx.AsyncClient`` wrapping the same transport instead, so proxies work.
+Injected transports (``httpx.MockTransport`` in tests) take the place of the
+pool.
 
 httpx's own timeouts are off: deadlines are trio cancel scopes set by the
 caller, which cancel the request, its connection and its pool slot at once.
@@ -14,6 +22,7 @@ caller, which cancel the request, its connection and its pool slot at once.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +33,24 @@ from .runlocal import RunLocal
 from .secret import Secret
 from .transport import PoolTransport
 
-__all__ = ["HTTPClient", "Reply", "TransportFailure"]
+__all__ = ["USER_AGENT", "HTTPClient", "Reply", "TransportFailure"]
+
+USER_AGENT = "trio-dspy"
+
+
+def _proxies_configured() -> bool:
+    """Whether the environment asks for an HTTP(S) proxy (``HTTPS_PROXY`` and friends)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+@attrs.define(eq=False)
+class _RunPool:
+    """One trio run's transport (and, behind a proxy, the client wrapping it)."""
+
+    transport: httpx.AsyncBaseTransport
+    client: httpx.AsyncClient | None
+    headers: list[tuple[str, str]] = attrs.field(repr=False)
 
 
 @attrs.frozen
@@ -109,9 +135,7 @@ class HTTPClient:
         self.max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._transport = transport
-        self._clients: RunLocal[httpx.AsyncClient] = RunLocal(
-            self._new_client, name="trio_dspy.http.client"
-        )
+        self._pools: RunLocal[_RunPool] = RunLocal(self._new_pool, name="trio_dspy.http.pool")
 
     @property
     def host(self) -> str:
@@ -129,24 +153,30 @@ class HTTPClient:
         """``base_url`` joined with ``path`` (``"/chat/completions"``)."""
         return self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
 
-    def _new_client(self) -> httpx.AsyncClient:
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            **self._headers,
-            **{k: v.reveal() for k, v in self._secret_headers.items() if v},
-        }
-        common: dict[str, Any] = {
-            "headers": headers,
-            "timeout": httpx.Timeout(None),
-            "follow_redirects": False,
-        }
+    def _new_pool(self) -> _RunPool:
+        headers = [
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("accept-encoding", "gzip, deflate"),
+            ("user-agent", USER_AGENT),
+            *self._headers.items(),
+            *((k, v.reveal()) for k, v in self._secret_headers.items() if v),
+        ]
         transport = self._transport or PoolTransport(
             max_connections=self.max_connections,
             max_idle=self.max_connections or 1024,
             keepalive_expiry=self._keepalive_expiry,
         )
-        return httpx.AsyncClient(transport=transport, **common)
+        client = None
+        if self._transport is None and _proxies_configured():
+            client = httpx.AsyncClient(
+                transport=transport,
+                headers=headers,
+                timeout=httpx.Timeout(None),
+                follow_redirects=False,
+                trust_env=True,
+            )
+        return _RunPool(transport, client, headers)
 
     async def post(self, url: httpx.URL, content: bytes) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
@@ -158,9 +188,17 @@ class HTTPClient:
         Raises:
             TransportFailure: connecting, sending or receiving failed.
         """
-        client = self._clients.get()
+        pool = self._pools.get()
         try:
-            response = await client.post(url, content=content)
+            if pool.client is not None:
+                response = await pool.client.post(url, content=content)
+            else:
+                request = httpx.Request("POST", url, headers=pool.headers, content=content)
+                response = await pool.transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
         except httpx.RequestError as exc:
@@ -169,9 +207,11 @@ class HTTPClient:
 
     async def aclose(self) -> None:
         """Close this run's connections; a later request opens new ones."""
-        client = self._clients.clear()
-        if client is not None:
-            await client.aclose()
+        pool = self._pools.clear()
+        if pool is not None:
+            if pool.client is not None:
+                await pool.client.aclose()
+            await pool.transport.aclose()
 
     def __repr__(self) -> str:
         return f"HTTPClient({str(self.base_url)!r}, max_connections={self.max_connections!r})"
