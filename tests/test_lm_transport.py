@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -43,7 +45,7 @@ async def raw_server(
         nursery.cancel_scope.cancel()
 
 
-async def read_request(stream: trio.SocketStream) -> bytes:
+async def read_request(stream: trio.abc.Stream) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = await stream.receive_some(65536)
@@ -196,3 +198,83 @@ async def test_closed_transport_refuses_requests() -> None:
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx.Request("POST", "http://127.0.0.1:9/"))
+
+
+# A self-signed certificate for 127.0.0.1, made for this test only (valid until 2125).
+TEST_CERT = """-----BEGIN CERTIFICATE-----
+MIIBmjCCAUGgAwIBAgIUGbSIOXhV8Dgolic8EPBOdsNQIsswCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNjIyMTMzN1oYDzIxMjYxMTAy
+MjIxMzM3WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAStZRzq/eXnCwstBr6k8ANmiIZFNKNz2hkdI2jNxP9wt7QeWb6zgSH6
+ykmLPcareN2f3symWwZ48oTrBb0AT6UQo28wbTAdBgNVHQ4EFgQUCguPaWyNvE3o
+PanGW/Xecbc6AUEwHwYDVR0jBBgwFoAUCguPaWyNvE3oPanGW/Xecbc6AUEwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDRwAwRAIgOOPXCbIHE99c0vFGMHAFKSbXR80hR+NJS/wk6YE9TmcCIDm2
+qxOgbX+xyXL/TEDG3aDmRqi8wJi6nP5GrBKJm/2w
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgObuKCAUB8+9mnvXz
+rhiV6gmx+hLXSemgPNIZMlEe9auhRANCAAStZRzq/eXnCwstBr6k8ANmiIZFNKNz
+2hkdI2jNxP9wt7QeWb6zgSH6ykmLPcareN2f3symWwZ48oTrBb0AT6UQ
+-----END PRIVATE KEY-----
+"""
+
+
+async def test_https_through_the_pool(tmp_path: Any) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(TEST_CERT)
+    key.write_text(TEST_KEY)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def tls_answer(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        try:
+            while await read_request(stream):
+                body = json.dumps(chat("secure")).encode()
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        except trio.BrokenResourceError:
+            pass  # the client that does not trust us hangs up mid-handshake
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, tls_answer, 0, server_ctx, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        transport = PoolTransport(ssl_context=client_ctx)
+        lm = LM(
+            "openai/m", base_url=f"https://127.0.0.1:{port}/v1", api_key="k", transport=transport
+        )
+        with trio.fail_after(10):
+            assert [(await lm.request(ASK)).text for _ in range(2)] == ["secure", "secure"]
+            await lm.aclose()
+        # default trust store: our self-signed certificate is refused, without retries
+        untrusted = LM("openai/m", base_url=f"https://127.0.0.1:{port}/v1", max_retries=4)
+        with trio.fail_after(10), pytest.raises(LMServerError, match="trusted connection"):
+            await untrusted.request(ASK)
+        nursery.cancel_scope.cancel()
+
+
+async def test_environment_proxies_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With HTTP_PROXY set, requests go through httpx.AsyncClient, which sends
+    # them to the proxy in absolute form; our loopback server plays the proxy.
+    targets: list[str] = []
+
+    async def proxy(request: Request) -> Response:
+        targets.append(request.target)
+        return Response.from_json(chat("via proxy"))
+
+    async with serve_http(proxy) as server:
+        monkeypatch.setenv("HTTP_PROXY", server.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        lm = LM("openai/m", base_url="http://api.example.test/v1", api_key="k")
+        with trio.fail_after(10):
+            assert (await lm.request(ASK)).text == "via proxy"
+            await lm.aclose()
+    assert targets == ["http://api.example.test/v1/chat/completions"]

@@ -10,8 +10,9 @@ default).
 Requests go straight to the transport: httpx's ``AsyncClient`` machinery
 (auth flows, cookies, redirects, hooks) costs more CPU per call than the
 rest of a call put together and none of it is needed here. When the
-environment configures an HTTP proxy, requests go through an
-``httpx.AsyncClient`` wrapping the same transport instead, so proxies work.
+environment configures an HTTP proxy (``HTTPS_PROXY`` and friends), requests
+go through an ``httpx.AsyncClient`` with httpx's own pool instead, since
+httpx applies environment proxies only there.
 Injected transports (``httpx.MockTransport`` in tests) take the place of the
 pool.
 
@@ -22,6 +23,7 @@ caller, which cancel the request, its connection and its pool slot at once.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -46,9 +48,9 @@ def _proxies_configured() -> bool:
 
 @attrs.define(eq=False)
 class _RunPool:
-    """One trio run's transport (and, behind a proxy, the client wrapping it)."""
+    """One trio run's transport, or (behind a proxy) an httpx client."""
 
-    transport: httpx.AsyncBaseTransport
+    transport: httpx.AsyncBaseTransport | None
     client: httpx.AsyncClient | None
     headers: list[tuple[str, str]] = attrs.field(repr=False)
 
@@ -78,12 +80,24 @@ class Reply:
 class TransportFailure(Exception):
     """No HTTP response arrived: the connection failed, was reset or timed out.
 
-    ``timeout`` says whether it was a timeout (connect/read/write/pool).
+    ``timeout`` says whether it was a timeout (connect/read/write/pool);
+    ``retryable`` is false when trying again cannot help (the server's TLS
+    certificate cannot be verified).
     """
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False, retryable: bool = True) -> None:
         self.timeout = timeout
+        self.retryable = retryable
         super().__init__(message)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _check_url(base_url: str) -> httpx.URL:
@@ -162,21 +176,27 @@ class HTTPClient:
             *self._headers.items(),
             *((k, v.reveal()) for k, v in self._secret_headers.items() if v),
         ]
+        if self._transport is None and _proxies_configured():
+            # httpx applies environment proxies only to its own transports.
+            limits = httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+                keepalive_expiry=self._keepalive_expiry,
+            )
+            client = httpx.AsyncClient(
+                headers=headers,
+                limits=limits,
+                timeout=httpx.Timeout(None),
+                follow_redirects=False,
+                trust_env=True,
+            )
+            return _RunPool(None, client, headers)
         transport = self._transport or PoolTransport(
             max_connections=self.max_connections,
             max_idle=self.max_connections or 1024,
             keepalive_expiry=self._keepalive_expiry,
         )
-        client = None
-        if self._transport is None and _proxies_configured():
-            client = httpx.AsyncClient(
-                transport=transport,
-                headers=headers,
-                timeout=httpx.Timeout(None),
-                follow_redirects=False,
-                trust_env=True,
-            )
-        return _RunPool(transport, client, headers)
+        return _RunPool(transport, None, headers)
 
     async def post(self, url: httpx.URL, content: bytes) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
@@ -190,7 +210,8 @@ class HTTPClient:
         """
         pool = self._pools.get()
         try:
-            if pool.client is not None:
+            if pool.transport is None:
+                assert pool.client is not None
                 response = await pool.client.post(url, content=content)
             else:
                 request = httpx.Request("POST", url, headers=pool.headers, content=content)
@@ -202,7 +223,8 @@ class HTTPClient:
         except httpx.TimeoutException as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
         except httpx.RequestError as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {exc}") from exc
+            retryable = not _caused_by(exc, ssl.SSLCertVerificationError)
+            raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
         return Reply(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
@@ -211,7 +233,8 @@ class HTTPClient:
         if pool is not None:
             if pool.client is not None:
                 await pool.client.aclose()
-            await pool.transport.aclose()
+            if pool.transport is not None:
+                await pool.transport.aclose()
 
     def __repr__(self) -> str:
         return f"HTTPClient({str(self.base_url)!r}, max_connections={self.max_connections!r})"

@@ -355,6 +355,13 @@ class LM(BaseLM):
                     provider=self.provider,
                     model=self.model_name,
                 )
+            elif not exc.retryable:
+                raise LMServerError(
+                    f"cannot open a trusted connection to {where} ({exc}): check base_url, "
+                    "or point SSL_CERT_FILE at the certificate authority the server uses",
+                    provider=self.provider,
+                    model=self.model_name,
+                ) from exc
             else:
                 error = LMServerError(
                     f"could not get a response from {where} ({exc}){_after(retries)}: "
