@@ -88,11 +88,11 @@ async def test_a_stall_is_cut_off_by_the_timeout(autojump_clock: Any) -> None:
         assert trio.current_time() - start < 1.0
 
 
-async def test_connection_resets_and_server_errors_are_retried(autojump_clock: Any) -> None:
-    faults = [Fault("reset", first=1), Fault("server_error", first=2)]
+async def test_resets_server_errors_and_garbled_bodies_are_retried(autojump_clock: Any) -> None:
+    faults = [Fault("reset", first=1), Fault("server_error", first=2), Fault("malformed", first=3)]
     async with serve_sim(SimConfig(faults=faults)) as sim, openai_lm(sim) as lm:
         response = await lm.request(ASK)
-    assert response.text and sim.stats.requests == 3
+    assert response.text and sim.stats.requests == 4
 
 
 async def test_json_schema_refusal_steps_down_and_is_remembered(autojump_clock: Any) -> None:

@@ -130,10 +130,19 @@ async def test_response_without_usage_reports_zero_tokens() -> None:
     assert response.usage.total_tokens == 0
 
 
-async def test_malformed_success_body_is_a_server_error_naming_the_problem() -> None:
-    server = Scripted(httpx.Response(200, text="<html>gateway</html>"))
+async def test_a_body_of_the_wrong_shape_fails_without_retries() -> None:
+    server = Scripted(httpx.Response(200, json={"content": [{"type": "text", "text": "hi"}]}))
     with pytest.raises(LMServerError, match="does not look like a openai response"):
-        await server.lm(max_retries=0).request(LMRequest([Message("user", "hi")]))
+        await server.lm().request(LMRequest([Message("user", "hi")]))
+    assert len(server.requests) == 1
+
+
+async def test_a_garbled_body_is_retried(autojump_clock: object) -> None:
+    server = Scripted(httpx.Response(200, text='{"choices": [{"mess'), ok("whole"))
+    assert (await server.lm().request(LMRequest([Message("user", "hi")]))).text == "whole"
+    server = Scripted(httpx.Response(200, text="<html>gateway</html>"))
+    with pytest.raises(LMServerError, match="not JSON after 1 retry: '<html>gateway"):
+        await server.lm(max_retries=1).request(LMRequest([Message("user", "hi")]))
 
 
 def _structured() -> LMRequest:

@@ -381,13 +381,25 @@ class LM(BaseLM):
     def _handle(self, reply: Reply, level: str | None, retries: int) -> LMResponse:
         status = reply.status
         if 200 <= status < 300:
+            snippet = self._api_key.scrub(reply.text[:300])
             try:
-                return self.parse_body(json.loads(reply.content))
+                data = json.loads(reply.content)
+            except ValueError:  # cut off or garbled on the way: worth another try
+                raise Retryable(
+                    LMServerError(
+                        f"the server answered with a body that is not JSON{_after(retries)}: "
+                        f"{snippet!r}",
+                        status_code=status,
+                        provider=self.provider,
+                        model=self.model_name,
+                    )
+                ) from None
+            try:
+                return self.parse_body(data)
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                 raise LMServerError(
                     f"the server's response does not look like a {self.provider} response "
-                    f"({exc!r}): {self._api_key.scrub(reply.text[:300])!r}; check base_url "
-                    "and the provider prefix of the model",
+                    f"({exc!r}): {snippet!r}; check base_url and the provider prefix of the model",
                     status_code=status,
                     provider=self.provider,
                     model=self.model_name,
