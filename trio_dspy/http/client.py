@@ -1,6 +1,6 @@
 """The HTTP layer under the LM clients: one connection pool per LM and trio run.
 
-:class:`HTTPClient` owns the pool a model uses: a :class:`PoolTransport`
+:class:`HTTPClient` owns the pool a model uses: an :class:`H11Transport`
 (HTTP/1.1 on h11 with an O(1) keep-alive pool), created lazily on the first
 request of each trio run (it is bound to that run) and shared by every task
 of the run. It is sized by ``max_connections`` (``None``: unbounded, so a
@@ -33,7 +33,7 @@ import httpx
 
 from .runlocal import RunLocal
 from .secret import Secret
-from .transport import PoolTransport
+from .transport import H11Transport
 
 __all__ = ["USER_AGENT", "HTTPClient", "Reply", "TransportFailure"]
 
@@ -138,7 +138,7 @@ class HTTPClient:
         headers: Mapping[str, str] | None = None,
         secret_headers: Mapping[str, Secret] | None = None,
         max_connections: int | None = None,
-        keepalive_expiry: float = 30.0,
+        keepalive_expiry: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -149,6 +149,7 @@ class HTTPClient:
         self.max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._transport = transport
+        self._tls: ssl.SSLContext | None = None
         self._pools: RunLocal[_RunPool] = RunLocal(self._new_pool, name="trio_dspy.http.pool")
 
     @property
@@ -166,6 +167,14 @@ class HTTPClient:
     def url(self, path: str) -> httpx.URL:
         """``base_url`` joined with ``path`` (``"/chat/completions"``)."""
         return self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """One TLS context for every connection of this client (loading CAs is slow)."""
+        if self.base_url.scheme != "https":
+            return None
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     def _new_pool(self) -> _RunPool:
         headers = [
@@ -191,10 +200,10 @@ class HTTPClient:
                 trust_env=True,
             )
             return _RunPool(None, client, headers)
-        transport = self._transport or PoolTransport(
+        transport = self._transport or H11Transport(
             max_connections=self.max_connections,
-            max_idle=self.max_connections or 1024,
             keepalive_expiry=self._keepalive_expiry,
+            ssl_context=self._ssl_context(),
         )
         return _RunPool(transport, None, headers)
 

@@ -1,259 +1,306 @@
-"""An HTTP/1.1 transport for httpx on trio + h11, with an O(1) keep-alive pool.
+"""An HTTP/1.1 transport for httpx on trio + h11, with a pool that scales.
 
-httpcore's pool rescans every connection on each request and release
-(quadratic in the number of connections, plus a ``poll`` system call per
-idle connection), which turns a burst of a thousand concurrent requests into
-a minute of CPU. :class:`PoolTransport` keeps idle connections on a stack
-per origin and bounds busy ones with a semaphore, so taking and returning a
-connection costs the same whether 2 or 2,000 are open.
+Why not httpcore's pool: to place a request it scans every connection for
+every queued request, so its cost grows with the square of the concurrency
+(a burst of 1,024 concurrent calls spends seconds of CPU there alone), and
+it has known issues where cancelled requests leave pool slots behind. LM
+traffic is many concurrent, small JSON request/response pairs; this
+transport serves exactly that:
 
-Each response is read completely before it is handed to httpx (model
-responses are small), so a connection goes back to the pool — or is closed —
-before ``handle_async_request`` returns. Cancellation at any point closes
-the connection in use and frees its slot: nothing is shielded, nothing
-leaks. Timeouts are the caller's trio deadlines.
+* one TCP (or TLS) connection per in-flight request, reused through a LIFO
+  stack of idle connections per origin: O(1) to check out and in;
+* ``max_connections`` bounds the connections of the whole pool;
+* responses are read whole before they are returned (no streaming);
+* any exception or cancellation during a request closes its connection and
+  frees its slot before it propagates: nothing is left half-used;
+* a request sent on a reused keep-alive connection that the server had
+  already closed is retried once on a fresh connection (nothing was
+  processed by the server then).
+
+httpx timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured as
+trio deadlines and raised as the matching httpx exceptions.
 """
 
 from __future__ import annotations
 
-import collections
+import math
 import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import h11
 import httpx
 import trio
 
-__all__ = ["PoolTransport"]
+__all__ = ["H11Transport"]
 
-_READ_SIZE = 65536
 Origin = tuple[str, str, int]
+_CHUNK = 65536
 
 
 class _Connection:
-    """One HTTP/1.1 connection: a trio stream plus its h11 state machine."""
+    """One HTTP/1.1 connection: a trio stream and its h11 state machine."""
 
-    __slots__ = ("h11", "idle_since", "received", "socket", "stream")
+    __slots__ = ("h11", "idle_since", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.socket = socket
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
-        self.received = False  # any byte of the current response yet?
 
-    def stale(self) -> bool:
-        """Whether an idle connection was closed (or sent garbage) by the server."""
-        try:
-            return self.socket.is_readable()
-        except OSError:
-            return True
+    def socket(self) -> Any:
+        stream: Any = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return getattr(stream, "socket", None)
 
-    async def roundtrip(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[h11.Response, bytes]:
-        conn = self.h11
-        self.received = False
-        data = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
-        if body:
-            data += conn.send(h11.Data(data=body)) or b""
-        data += conn.send(h11.EndOfMessage()) or b""
-        await self.stream.send_all(data)
-        response: h11.Response | None = None
-        chunks: list[bytes] = []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                chunk = bytes(await self.stream.receive_some(_READ_SIZE))
-                self.received = self.received or bool(chunk)
-                conn.receive_data(chunk)
-            elif isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise h11.RemoteProtocolError("server closed the connection mid-response")
-            # InformationalResponse (100 Continue): keep reading
-        assert response is not None
-        return response, b"".join(chunks)
+    def looks_alive(self, now: float, expiry: float) -> bool:
+        """Idle, not expired, and the server has not closed it (nothing to read)."""
+        if now - self.idle_since > expiry:
+            return False
+        sock = self.socket()
+        return sock is None or not sock.is_readable()
 
-    def reusable(self) -> bool:
-        """After a complete exchange: can the next request use this connection?"""
-        conn = self.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            return True
-        return False
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self.stream)
 
 
-class PoolTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over trio with a keep-alive pool whose cost does not grow with its size.
+class _StaleConnection(Exception):
+    """The server closed a reused connection before answering."""
+
+
+class H11Transport(httpx.AsyncBaseTransport):
+    """httpx transport: HTTP/1.1 over trio and h11 with a scalable connection pool.
 
     Args:
-        max_connections: connections in use at once (further requests wait,
-            cancellably); ``None`` means unbounded.
-        max_idle: idle connections kept per origin for reuse.
-        keepalive_expiry: seconds an idle connection may be reused.
-        ssl_context: for ``https``; default: httpx's (honours ``SSL_CERT_FILE``).
+        max_connections: the most open connections (``None``: unbounded).
+        keepalive_expiry: seconds an idle connection is kept for reuse.
+        ssl_context: for ``https`` (default: ``ssl.create_default_context()``).
 
-    Bound to the trio run that first uses it. Raises httpx's exceptions
-    (``ConnectError``, ``ReadError``, ``WriteError``, ``RemoteProtocolError``).
+    Create it inside the trio run that uses it; :meth:`aclose` closes the
+    idle connections.
     """
 
     def __init__(
         self,
         *,
         max_connections: int | None = None,
-        max_idle: int = 1024,
-        keepalive_expiry: float = 30.0,
+        keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._slots = trio.Semaphore(max_connections) if max_connections else None
-        self._max_idle = max_idle
-        self._expiry = keepalive_expiry
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
-        self._idle: dict[Origin, collections.deque[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
         self._closed = False
 
-    # ------------------------------------------------------------ connections
-    def _checkout(self, origin: Origin) -> tuple[_Connection | None, list[_Connection]]:
-        """An idle connection for ``origin`` (newest first) and the stale ones to close."""
-        stack = self._idle.get(origin)
-        dead: list[_Connection] = []
-        if not stack:
-            return None, dead
-        oldest_allowed = trio.current_time() - self._expiry
-        while stack:
-            conn = stack.pop()
-            if conn.idle_since >= oldest_allowed and not conn.stale():
-                return conn, dead
-            dead.append(conn)
-        return None, dead
+    # ------------------------------------------------------------------ pool
+    @property
+    def idle_connections(self) -> int:
+        """How many connections wait in the pool for reuse."""
+        return sum(len(stack) for stack in self._idle.values())
 
-    def _checkin(self, origin: Origin, conn: _Connection) -> _Connection | None:
-        """Return ``conn`` to the pool; give back a connection to close, if any."""
-        if self._closed:
-            return conn
-        conn.idle_since = trio.current_time()
-        stack = self._idle.get(origin)
-        if stack is None:
-            stack = self._idle[origin] = collections.deque()
-        stack.append(conn)
-        # Drop the oldest idle connection when over the cap or expired
-        # (one per checkin keeps this O(1) and still drains old ones).
-        if len(stack) > self._max_idle or stack[0].idle_since < conn.idle_since - self._expiry:
-            return stack.popleft()
-        return None
+    @property
+    def connections_in_use(self) -> int:
+        """How many pool slots are taken right now (0 when unbounded)."""
+        if self._slots is None or self.max_connections is None:
+            return 0
+        return self.max_connections - self._slots.value
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Connection:
         scheme, host, port = origin
         try:
-            tcp = await trio.open_tcp_stream(host, port)
+            with _deadline(connect_timeout, httpx.ConnectTimeout):
+                if scheme == "https":
+                    context = self._ssl_context or ssl.create_default_context()
+                    stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
+                        host, port, ssl_context=context, https_compatible=True
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            raise httpx.ConnectError(_connect_failure(exc)) from exc
-        stream: trio.abc.Stream = tcp
-        if scheme == "https":
-            if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context()
-            tls = trio.SSLStream(
-                tcp, self._ssl_context, server_hostname=host, https_compatible=True
-            )
-            try:
-                await tls.do_handshake()
-            except BaseException as exc:
-                await trio.aclose_forcefully(tcp)
-                if isinstance(exc, trio.BrokenResourceError | OSError):
-                    raise httpx.ConnectError(f"TLS handshake with {host} failed: {exc}") from exc
-                raise
-            stream = tls
-        return _Connection(stream, tcp.socket)
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        return _Connection(stream)
 
-    # ------------------------------------------------------------ httpx interface
+    def _checkout(self, origin: Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = time.monotonic()
+        while stack:
+            conn = stack.pop()
+            if conn.looks_alive(now, self.keepalive_expiry):
+                return conn
+            _close_now(conn)
+        return None
+
+    def _checkin(self, origin: Origin, conn: _Connection) -> None:
+        if self._closed:
+            _close_now(conn)
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(origin, []).append(conn)
+
+    # --------------------------------------------------------------- requests
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return the complete response.
+        """Send ``request`` and return the whole response.
 
         Raises:
-            httpx.ConnectError: the connection could not be opened.
-            httpx.ReadError, httpx.WriteError: the connection broke.
-            httpx.RemoteProtocolError: the server broke HTTP/1.1 or hung up.
-            RuntimeError: the transport was closed.
+            httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
+            httpx.WriteTimeout, httpx.PoolTimeout, httpx.ReadError,
+            httpx.WriteError, httpx.RemoteProtocolError: as httpx's own transport.
         """
         if self._closed:
-            raise RuntimeError("this transport is closed")
+            raise RuntimeError("the transport is closed")
         url = request.url
         scheme = url.scheme
-        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        port = url.port or (443 if scheme == "https" else 80)
+        origin: Origin = (scheme, url.host, port)
+        timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
-        method = request.method.encode()
-        target = url.raw_path
-        headers = request.headers.raw
-        if self._slots is not None:
+        if self._slots is None:
+            return await self._with_slot(origin, request, body, timeouts)
+        with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
         try:
-            while True:
-                conn, dead = self._checkout(origin)
-                for old in dead:
-                    await trio.aclose_forcefully(old.stream)
-                reused = conn is not None
-                if conn is None:
-                    conn = await self._connect(origin)
-                try:
-                    response, content = await conn.roundtrip(method, target, headers, body)
-                except BaseException as exc:
-                    await trio.aclose_forcefully(conn.stream)
-                    if reused and not conn.received and _connection_lost(exc):
-                        continue  # the server dropped an idle connection: use a fresh one
-                    mapped = _as_httpx(exc)
-                    if mapped is exc:
-                        raise
-                    raise mapped from exc
-                break
-            if conn.reusable():
-                to_close = self._checkin(origin, conn)
-                if to_close is not None:
-                    await trio.aclose_forcefully(to_close.stream)
-            else:
-                await trio.aclose_forcefully(conn.stream)
+            return await self._with_slot(origin, request, body, timeouts)
         finally:
-            if self._slots is not None:
-                self._slots.release()
+            self._slots.release()
+
+    async def _with_slot(
+        self, origin: Origin, request: httpx.Request, body: bytes, timeouts: dict[str, Any]
+    ) -> httpx.Response:
+        conn = self._checkout(origin)
+        if conn is not None:
+            try:
+                return await self._exchange(origin, conn, request, body, timeouts, reused=True)
+            except _StaleConnection:
+                pass  # the server dropped the idle connection: try once on a fresh one
+        conn = await self._connect(origin, timeouts.get("connect"))
+        try:
+            return await self._exchange(origin, conn, request, body, timeouts, reused=False)
+        except _StaleConnection as exc:
+            raise httpx.RemoteProtocolError(
+                "server closed the connection without answering"
+            ) from exc
+
+    async def _exchange(
+        self,
+        origin: Origin,
+        conn: _Connection,
+        request: httpx.Request,
+        body: bytes,
+        timeouts: dict[str, Any],
+        *,
+        reused: bool,
+    ) -> httpx.Response:
+        try:
+            response, content = await self._round_trip(conn, request, body, timeouts, reused)
+        except BaseException:
+            # Cancelled or failed mid-request: the connection is in an unknown
+            # state, so it is closed, never pooled.
+            await conn.aclose()
+            raise
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+            conn.h11.start_next_cycle()
+            self._checkin(origin, conn)
+        else:
+            await conn.aclose()
         return httpx.Response(
-            response.status_code,
-            headers=response.headers,
+            status_code=response.status_code,
+            headers=[(k, v) for k, v in response.headers],
             content=content,
+            request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
         )
 
+    async def _round_trip(
+        self,
+        conn: _Connection,
+        request: httpx.Request,
+        body: bytes,
+        timeouts: dict[str, Any],
+        reused: bool,
+    ) -> tuple[h11.Response, bytes]:
+        target = request.url.raw_path
+        headers = [(k, v) for k, v in request.headers.raw]
+        parts = [conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))]
+        if body:
+            parts.append(conn.h11.send(h11.Data(data=body)))
+        parts.append(conn.h11.send(h11.EndOfMessage()))
+        data = b"".join(p for p in parts if p)
+        try:
+            with _deadline(timeouts.get("write"), httpx.WriteTimeout):
+                await conn.stream.send_all(data)
+        except (trio.BrokenResourceError, OSError) as exc:
+            if reused:
+                raise _StaleConnection from exc
+            raise httpx.WriteError(f"cannot send the request: {exc}") from exc
+
+        try:
+            return await self._read_response(conn, timeouts.get("read"), reused)
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
+
+    async def _read_response(
+        self, conn: _Connection, read_timeout: float | None, reused: bool
+    ) -> tuple[h11.Response, bytes]:
+        response: h11.Response | None = None
+        chunks: list[bytes] = []
+        while True:
+            event = conn.h11.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    with _deadline(read_timeout, httpx.ReadTimeout):
+                        received = await conn.stream.receive_some(_CHUNK)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    if reused and response is None:
+                        raise _StaleConnection from exc
+                    raise httpx.ReadError(f"connection lost: {exc}") from exc
+                if not received and reused and response is None and not chunks:
+                    raise _StaleConnection
+                conn.h11.receive_data(bytes(received))
+                continue
+            if isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert response is not None
+                return response, b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed):
+                if reused and response is None:
+                    raise _StaleConnection
+                raise httpx.RemoteProtocolError("server closed the connection mid-response")
+            # h11.InformationalResponse (1xx): keep reading.
+
     async def aclose(self) -> None:
-        """Close every idle connection; requests after this raise ``RuntimeError``."""
+        """Close every idle connection; later requests raise."""
         self._closed = True
-        idle = [conn for stack in self._idle.values() for conn in stack]
-        self._idle.clear()
-        for conn in idle:
-            await trio.aclose_forcefully(conn.stream)
+        idle, self._idle = self._idle, {}
+        for stack in idle.values():
+            for conn in stack:
+                await conn.aclose()
 
 
-def _connect_failure(exc: OSError) -> str:
-    """``exc``'s message plus the first underlying reason (trio groups them)."""
-    cause = exc.__cause__
-    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
-        return f"{exc} ({cause.exceptions[0]})"
-    return str(exc)
+def _close_now(conn: _Connection) -> None:
+    """Close a dead idle connection without awaiting (its socket is done anyway)."""
+    sock = conn.socket()
+    if sock is not None:
+        sock.close()
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    return isinstance(
-        exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError | h11.RemoteProtocolError
-    )
-
-
-def _as_httpx(exc: BaseException) -> BaseException:
-    if isinstance(exc, h11.RemoteProtocolError):
-        return httpx.RemoteProtocolError(str(exc) or "the server broke the HTTP/1.1 protocol")
-    if isinstance(exc, h11.LocalProtocolError):
-        return httpx.LocalProtocolError(str(exc))
-    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-        cause = exc.__cause__ or exc
-        return httpx.ReadError(f"connection lost: {cause!r}")
-    return exc
+@contextmanager
+def _deadline(seconds: float | None, error: type[httpx.TimeoutException]) -> Iterator[None]:
+    if seconds is None or seconds == math.inf:
+        yield
+        return
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise error(f"timed out after {seconds:g}s") from None
