@@ -52,7 +52,7 @@ class _RunPool:
 
     transport: httpx.AsyncBaseTransport | None
     client: httpx.AsyncClient | None
-    headers: list[tuple[str, str]] = attrs.field(repr=False)
+    headers: httpx.Headers = attrs.field(repr=False)  # normalised once, copied per request
 
 
 @attrs.frozen
@@ -177,14 +177,16 @@ class HTTPClient:
         return self._tls
 
     def _new_pool(self) -> _RunPool:
-        headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-            ("accept-encoding", "gzip, deflate"),
-            ("user-agent", USER_AGENT),
-            *self._headers.items(),
-            *((k, v.reveal()) for k, v in self._secret_headers.items() if v),
-        ]
+        headers = httpx.Headers(
+            [
+                ("content-type", "application/json"),
+                ("accept", "application/json"),
+                ("accept-encoding", "gzip, deflate"),
+                ("user-agent", USER_AGENT),
+                *self._headers.items(),
+                *((k, v.reveal()) for k, v in self._secret_headers.items() if v),
+            ]
+        )
         if self._transport is None and _proxies_configured():
             # httpx applies environment proxies only to its own transports.
             limits = httpx.Limits(
