@@ -4,6 +4,7 @@
 client; :func:`inspect_history` prints recent calls.
 """
 
+from .anthropic import AnthropicLM
 from .base import (
     BaseLM,
     HistoryEntry,
@@ -18,10 +19,12 @@ from .cache import Cache, DiskCache, MemoryCache
 from .client import LM, known_providers, register_provider
 from .history import format_history, inspect_history
 from .limits import Limits
+from .openai import OpenAILM
 from .retry import Backoff
 
 __all__ = [
     "LM",
+    "AnthropicLM",
     "Backoff",
     "BaseLM",
     "Cache",
@@ -32,6 +35,7 @@ __all__ = [
     "Limits",
     "MemoryCache",
     "Message",
+    "OpenAILM",
     "ResponseFormat",
     "ToolCall",
     "ToolSpec",
