@@ -6,6 +6,7 @@
 from . import errors, telemetry, testing
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
+from .lm import LM, inspect_history
 from .lm.base import BaseLM, LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
 from .primitives import Example, Prediction, Usage
@@ -16,6 +17,7 @@ from .usage import track_usage
 __version__ = "0.1.0"
 
 __all__ = [
+    "LM",
     "Adapter",
     "BaseLM",
     "ChainOfThought",
@@ -43,6 +45,7 @@ __all__ = [
     "current_request",
     "errors",
     "gather",
+    "inspect_history",
     "make_signature",
     "request_scope",
     "telemetry",

@@ -1,0 +1,219 @@
+"""``trio-dspy demo``: the coffee shop, sequential first, then concurrent.
+
+Each customer is served by the same agent in its own request scope (id,
+settings overrides, usage, root span). The sequential pass awaits them one
+after another; the concurrent pass starts each as a child task of one
+nursery. Against the simulated server (the default) each customer's model
+latency is the story's, scaled by ``--time-scale``; with ``--model`` it talks
+to a real endpoint instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+import trio_dspy as td
+
+from ..telemetry import JsonlExporter, collect
+from ..testing import SimConfig, serve_sim
+from .coffee_shop import CoffeeShopAgent, CustomerMood
+from .story import Customer, customers, script
+
+__all__ = ["main", "run_demo"]
+
+
+@attrs.frozen
+class Served:
+    """What happened to one customer."""
+
+    customer: Customer
+    action: str
+    reply: str
+    latency: float
+    tokens: int
+
+
+def _overrides(customer: Customer) -> dict[str, Any]:
+    # An upset customer gets a more careful (lower temperature) model; the
+    # override lives in that customer's scope only.
+    if customer.mood is CustomerMood.upset:
+        return {"lm_kwargs": {"temperature": 0.2}}
+    return {}
+
+
+async def serve(
+    agent: CoffeeShopAgent, customer: Customer, customer_timeout: float | None
+) -> Served:
+    """Serve one customer inside its own request scope."""
+    start = trio.current_time()
+    try:
+        with td.request_scope("customer", timeout=customer_timeout, **_overrides(customer)) as req:
+            pred = await agent(request=customer.request, mood=customer.mood)
+        action, reply = _describe(pred.action), pred.reply
+    except td.errors.TrioDSPyError as exc:
+        action, reply = "error", f"{type(exc).__name__}: {exc}"
+        req = None
+    tokens = req.usage.total_tokens if req is not None else 0
+    return Served(customer, action, reply, trio.current_time() - start, tokens)
+
+
+def _describe(action: Any) -> str:
+    name = type(action).__name__
+    if name == "MakeDrink":
+        o = action.order
+        return f"MakeDrink({o.size}{' iced' if o.iced else ''} {o.name}, {action.order_id})"
+    if name == "RefundOrder":
+        return f"RefundOrder({action.order_id}, ${action.amount:.2f})"
+    return name
+
+
+async def sequential(
+    people: list[Customer], customer_timeout: float | None
+) -> tuple[list[Served], float]:
+    """Serve the customers one after another."""
+    agent = CoffeeShopAgent()
+    start = trio.current_time()
+    served = [await serve(agent, c, customer_timeout) for c in people]
+    return served, trio.current_time() - start
+
+
+async def concurrent(
+    people: list[Customer], customer_timeout: float | None
+) -> tuple[list[Served], float]:
+    """Serve every customer at once, each a child task of one nursery."""
+    agent = CoffeeShopAgent()
+    served: list[Served | None] = [None] * len(people)
+    start = trio.current_time()
+
+    async def one(index: int, customer: Customer) -> None:
+        served[index] = await serve(agent, customer, customer_timeout)
+
+    async with trio.open_nursery() as nursery:
+        for index, customer in enumerate(people):
+            nursery.start_soon(one, index, customer)
+    return [s for s in served if s is not None], trio.current_time() - start
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_table(title: str, served: list[Served], total: float, out: Any = sys.stdout) -> None:
+    """The per-customer table of one pass."""
+    print(f"\n{title}", file=out)
+    header = f"{'#':>2}  {'customer':30}  {'mood':7}  {'action':34}  {'reply':40}  {'latency':>8}"
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for i, s in enumerate(served, start=1):
+        print(
+            f"{i:>2}  {_cut(s.customer.request, 30):30}  {s.customer.mood.value:7}  "
+            f"{_cut(s.action, 34):34}  {_cut(s.reply, 40):40}  {s.latency:>7.2f}s",
+            file=out,
+        )
+    print(f"{'total':>{len(header) - 10}}  {total:>7.2f}s", file=out)
+
+
+async def run_demo(
+    *,
+    count: int = 4,
+    time_scale: float = 0.1,
+    model: str | None = None,
+    base_url: str | None = None,
+    spans: Path = Path("trio-dspy-demo-spans.jsonl"),
+    customer_timeout: float | None = None,
+    out: Any = sys.stdout,
+) -> dict[str, float]:
+    """Run both passes and print the tables, totals and speedup.
+
+    Returns the measured numbers (``sequential``, ``concurrent``, ``speedup``,
+    ``slowest``).
+    """
+    people = customers(count)
+    async with AsyncExitStack() as stack:
+        if model is None:
+            config = SimConfig(script=script(people, time_scale), seed=1)
+            server = await stack.enter_async_context(serve_sim(config))
+            lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
+            where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
+        else:
+            lm = td.LM(model, base_url=base_url)
+            where = f"{model}" + (f" at {base_url}" if base_url else "")
+        await stack.enter_async_context(lm)
+        collector = await stack.enter_async_context(collect(JsonlExporter(spans)))
+        print(f"Serving {len(people)} customers with {where}", file=out)
+        with td.context(lm=lm):
+            seq, seq_total = await sequential(people, customer_timeout)
+            print_table("Sequential: one customer after another", seq, seq_total, out)
+            conc, conc_total = await concurrent(people, customer_timeout)
+            print_table(
+                "Concurrent: every customer a child task of one nursery", conc, conc_total, out
+            )
+    slowest = max(s.latency for s in seq)
+    speedup = seq_total / conc_total if conc_total else float("inf")
+    print(
+        f"\nsequential {seq_total:.2f}s, concurrent {conc_total:.2f}s: {speedup:.1f}x faster "
+        f"(slowest single customer {slowest:.2f}s; "
+        f"concurrent/slowest = {conc_total / slowest:.2f})",
+        file=out,
+    )
+    stats = collector.stats
+    print(f"{stats.exported} spans written to {spans} ({stats.dropped} dropped)", file=out)
+    return {
+        "sequential": seq_total,
+        "concurrent": conc_total,
+        "speedup": speedup,
+        "slowest": slowest,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's command-line options (shared by ``trio-dspy demo`` and the example)."""
+    parser.add_argument("--customers", type=int, default=4, help="how many customers (default 4)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.1,
+        help="scale of the story's latencies on the simulated server (default 0.1)",
+    )
+    parser.add_argument(
+        "--model", help="a real model, e.g. openai/gpt-4o-mini (key from the environment)"
+    )
+    parser.add_argument("--base-url", help="the endpoint of an OpenAI-compatible server")
+    parser.add_argument(
+        "--spans", type=Path, default=Path("trio-dspy-demo-spans.jsonl"), help="JSONL span file"
+    )
+    parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the demo with parsed arguments; returns the exit status."""
+    if args.customers < 1:
+        print("--customers must be at least 1", file=sys.stderr)
+        return 2
+    demo = functools.partial(
+        run_demo,
+        count=args.customers,
+        time_scale=args.time_scale,
+        model=args.model,
+        base_url=args.base_url,
+        spans=args.spans,
+        customer_timeout=args.timeout,
+    )
+    trio.run(demo)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python examples/coffee_shop.py [options]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
