@@ -31,6 +31,21 @@ class Adapter(abc.ABC):
     """The interface of a wire format (``ChatAdapter``, ``JSONAdapter``)."""
 
     name: str = "adapter"
+    _CACHE_SIZE = 256
+
+    def cached_system_prompt(self, signature: type[Signature]) -> str:
+        """:meth:`system_prompt`, built once per signature (it depends on nothing else)."""
+        cache: dict[type[Signature], str] = self.__dict__.setdefault("_system_prompts", {})
+        prompt = cache.get(signature)
+        if prompt is None:
+            if len(cache) >= self._CACHE_SIZE:
+                cache.clear()
+            prompt = cache[signature] = self.system_prompt(signature)
+        return prompt
+
+    @abc.abstractmethod
+    def system_prompt(self, signature: type[Signature]) -> str:
+        """The system message: field list, structure and instructions."""
 
     @abc.abstractmethod
     def format(

@@ -51,7 +51,7 @@ class ChatAdapter(Adapter):
         inputs: Mapping[str, Any],
     ) -> list[Message]:
         """System prompt, demos as user/assistant turns, then the inputs."""
-        messages = [Message("system", self.system_prompt(signature))]
+        messages = [Message("system", self.cached_system_prompt(signature))]
         for demo in usable_demos(signature, demos):
             messages.append(Message("user", self._user_turn(signature, demo, last=False)))
             messages.append(Message("assistant", self.format_outputs(signature, demo)))

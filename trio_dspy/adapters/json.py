@@ -42,7 +42,7 @@ class JSONAdapter(Adapter):
         inputs: Mapping[str, Any],
     ) -> list[Message]:
         """System prompt with the output schema, demos, then the inputs."""
-        messages = [Message("system", self.system_prompt(signature))]
+        messages = [Message("system", self.cached_system_prompt(signature))]
         for demo in usable_demos(signature, demos):
             messages.append(Message("user", self._inputs(signature, demo)))
             messages.append(Message("assistant", self.format_outputs(signature, demo)))

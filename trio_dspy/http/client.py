@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.request
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,8 @@ class _RunPool:
     transport: httpx.AsyncBaseTransport | None
     client: httpx.AsyncClient | None
     headers: httpx.Headers = attrs.field(repr=False)  # normalised once, copied per request
+    # The same headers as bytes (plus Host) for the transport's fast path.
+    raw_headers: list[tuple[bytes, bytes]] = attrs.field(factory=list, repr=False)
 
 
 @attrs.frozen
@@ -89,6 +92,19 @@ class TransportFailure(Exception):
         self.timeout = timeout
         self.retryable = retryable
         super().__init__(message)
+
+
+def _decoded(content: bytes, headers: httpx.Headers) -> bytes:
+    """Undo a gzip/deflate ``Content-Encoding`` (servers may compress unasked)."""
+    encoding = headers.get("content-encoding", "identity").lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(content)
+        except zlib.error:
+            return zlib.decompress(content, -zlib.MAX_WBITS)
+    return content
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -207,7 +223,13 @@ class HTTPClient:
             keepalive_expiry=self._keepalive_expiry,
             ssl_context=self._ssl_context(),
         )
-        return _RunPool(transport, None, headers)
+        raw_headers = [(b"host", self.base_url.netloc)]
+        raw_headers += [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers.items()
+            if k != "accept-encoding"  # the fast path reads bodies as they come
+        ]
+        return _RunPool(transport, None, headers, raw_headers)
 
     async def post(self, url: httpx.URL, content: bytes) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
@@ -224,6 +246,12 @@ class HTTPClient:
             if pool.transport is None:
                 assert pool.client is not None
                 response = await pool.client.post(url, content=content)
+            elif isinstance(pool.transport, H11Transport):
+                # The fast path: no httpx Request/Response models per call.
+                headers = [*pool.raw_headers, (b"content-length", str(len(content)).encode())]
+                raw = await pool.transport.request(b"POST", url, headers, content)
+                reply_headers = httpx.Headers(raw.headers)
+                return Reply(raw.status, reply_headers, _decoded(raw.content, reply_headers))
             else:
                 request = httpx.Request("POST", url, headers=pool.headers, content=content)
                 response = await pool.transport.handle_async_request(request)

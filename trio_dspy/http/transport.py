@@ -26,15 +26,16 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 import h11
 import httpx
 import trio
 
-__all__ = ["H11Transport"]
+__all__ = ["H11Transport", "RawResponse"]
 
 Origin = tuple[str, str, int]
 _CHUNK = 65536
@@ -66,6 +67,16 @@ class _Connection:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)
+
+
+@attrs.frozen
+class RawResponse:
+    """A whole response as the transport read it: status, raw headers, body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+    reason: bytes = b""
 
 
 class _StaleConnection(Exception):
@@ -147,42 +158,74 @@ class H11Transport(httpx.AsyncBaseTransport):
 
     # --------------------------------------------------------------- requests
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return the whole response.
+        """Send ``request`` and return the whole response (the httpx transport API).
 
         Raises:
             httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
             httpx.WriteTimeout, httpx.PoolTimeout, httpx.ReadError,
             httpx.WriteError, httpx.RemoteProtocolError: as httpx's own transport.
         """
+        body = await request.aread()
+        raw = await self.request(
+            request.method.encode("ascii"),
+            request.url,
+            request.headers.raw,
+            body,
+            request.extensions.get("timeout", {}),
+        )
+        return httpx.Response(
+            status_code=raw.status,
+            headers=raw.headers,
+            content=raw.content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": raw.reason},
+        )
+
+    async def request(
+        self,
+        method: bytes,
+        url: httpx.URL,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: Mapping[str, float | None] | None = None,
+    ) -> RawResponse:
+        """Send one request and read the whole response, without httpx's models.
+
+        This is the fast path the LM clients use. ``headers`` must include
+        ``Host`` and, with a body, ``Content-Length``. ``timeouts`` has the keys
+        of ``httpx.Timeout`` (``connect``, ``read``, ``write``, ``pool``).
+
+        Raises:
+            RuntimeError: the transport is closed.
+            httpx.TransportError: as :meth:`handle_async_request`.
+        """
         if self._closed:
             raise RuntimeError("the transport is closed")
-        url = request.url
+        timeouts = timeouts or {}
         scheme = url.scheme
-        port = url.port or (443 if scheme == "https" else 80)
-        origin: Origin = (scheme, url.host, port)
-        timeouts = request.extensions.get("timeout", {})
-        body = await request.aread()
+        origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        head = h11.Request(method=method, target=url.raw_path, headers=list(headers))
         if self._slots is None:
-            return await self._with_slot(origin, request, body, timeouts)
+            return await self._with_slot(origin, head, body, timeouts)
         with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
         try:
-            return await self._with_slot(origin, request, body, timeouts)
+            return await self._with_slot(origin, head, body, timeouts)
         finally:
             self._slots.release()
 
     async def _with_slot(
-        self, origin: Origin, request: httpx.Request, body: bytes, timeouts: dict[str, Any]
-    ) -> httpx.Response:
+        self, origin: Origin, head: h11.Request, body: bytes, timeouts: Mapping[str, Any]
+    ) -> RawResponse:
         conn = self._checkout(origin)
         if conn is not None:
             try:
-                return await self._exchange(origin, conn, request, body, timeouts, reused=True)
+                return await self._exchange(origin, conn, head, body, timeouts, reused=True)
             except _StaleConnection:
                 pass  # the server dropped the idle connection: try once on a fresh one
         conn = await self._connect(origin, timeouts.get("connect"))
         try:
-            return await self._exchange(origin, conn, request, body, timeouts, reused=False)
+            return await self._exchange(origin, conn, head, body, timeouts, reused=False)
         except _StaleConnection as exc:
             raise httpx.RemoteProtocolError(
                 "server closed the connection without answering"
@@ -192,14 +235,14 @@ class H11Transport(httpx.AsyncBaseTransport):
         self,
         origin: Origin,
         conn: _Connection,
-        request: httpx.Request,
+        head: h11.Request,
         body: bytes,
-        timeouts: dict[str, Any],
+        timeouts: Mapping[str, Any],
         *,
         reused: bool,
-    ) -> httpx.Response:
+    ) -> RawResponse:
         try:
-            response, content = await self._round_trip(conn, request, body, timeouts, reused)
+            response, content = await self._round_trip(conn, head, body, timeouts, reused)
         except BaseException:
             # Cancelled or failed mid-request: the connection is in an unknown
             # state, so it is closed, never pooled.
@@ -210,25 +253,17 @@ class H11Transport(httpx.AsyncBaseTransport):
             self._checkin(origin, conn)
         else:
             await conn.aclose()
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=[(k, v) for k, v in response.headers],
-            content=content,
-            request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
-        )
+        return RawResponse(response.status_code, list(response.headers), content, response.reason)
 
     async def _round_trip(
         self,
         conn: _Connection,
-        request: httpx.Request,
+        head: h11.Request,
         body: bytes,
-        timeouts: dict[str, Any],
+        timeouts: Mapping[str, Any],
         reused: bool,
     ) -> tuple[h11.Response, bytes]:
-        target = request.url.raw_path
-        headers = [(k, v) for k, v in request.headers.raw]
-        parts = [conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))]
+        parts = [conn.h11.send(head)]
         if body:
             parts.append(conn.h11.send(h11.Data(data=body)))
         parts.append(conn.h11.send(h11.EndOfMessage()))

@@ -26,6 +26,9 @@ from .module import Module
 __all__ = ["Predict"]
 
 
+_DEFAULT_ADAPTER = ChatAdapter()
+
+
 def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
     """Raise ``TypeError`` naming missing or unknown input fields of ``signature``."""
     where = f"{type(owner).__name__}({signature.__name__})"
@@ -89,7 +92,7 @@ class Predict(Module):
                 "no language model configured: use td.configure(lm=td.LM('openai/...')), "
                 "td.context(lm=...), or set predictor.lm"
             )
-        adapter = self.adapter or settings.adapter or ChatAdapter()
+        adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
         request = LMRequest(
             messages=adapter.format(self.signature, self.demos, inputs),
             response_format=adapter.response_format(self.signature),
