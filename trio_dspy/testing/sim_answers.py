@@ -254,24 +254,48 @@ def _chat_value(value: Any) -> str:
 
 
 # ----------------------------------------------------------------- answering
-def build_answer(req: SimRequest, rng: random.Random, reply: SimReply | None = None) -> Answer:
+VARIANTS = 64  # generated answers per prompt and format, cached
+
+
+def build_answer(req: SimRequest, key: int, reply: SimReply | None = None) -> Answer:
     """The answer to ``req``: scripted parts from ``reply``, the rest generated.
+
+    ``key`` (a hash of the request body, plus the server seed shifted left by
+    32 bits) makes the answer deterministic. Generated content is one of
+    :data:`VARIANTS` cached variants per prompt and format, so a prompt that
+    repeats costs almost nothing to answer.
 
     Raises:
         ValueError: a schema in the request cannot be satisfied.
     """
     reply = reply or SimReply()
     if reply.tool_calls:
+        rng = random.Random(key)
         calls = tuple(_tool_call(c.name, c.arguments, rng) for c in reply.tool_calls)
         return Answer("", calls, _finish(reply.finish_reason, "tool_calls"))
     if reply.text is None and reply.outputs is None:
         tool = _tool_to_call(req)
         if tool is not None:
+            rng = random.Random(key)
             args = schema_value(tool[1] or {"type": "object"}, rng)
             call = _tool_call(tool[0], args, rng)
             return Answer("", (call,), _finish(reply.finish_reason, "tool_calls"))
-    text = reply.text if reply.text is not None else _content(req, rng, reply.outputs or {})
+    fmt = req.format_type
+    if reply.text is not None:
+        text = reply.text
+    elif reply.outputs:
+        text = _content(req.system, fmt, req.format_schema, random.Random(key), reply.outputs)
+    else:
+        variant = (key >> 32) * VARIANTS + (key & 0xFFFFFFFF) % VARIANTS
+        schema_key = None if req.format_schema is None else json.dumps(req.format_schema)
+        text = _cached_content(req.system, fmt if fmt else None, schema_key, variant)
     return Answer(text, (), _finish(reply.finish_reason, "stop"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_content(system: str, fmt: str | None, schema_key: str | None, variant: int) -> str:
+    schema = None if schema_key is None else json.loads(schema_key)
+    return _content(system, fmt, schema, random.Random(variant), {})
 
 
 def _finish(override: str | None, default: str) -> Any:
@@ -297,12 +321,14 @@ def _tool_to_call(req: SimRequest) -> tuple[str, Any] | None:
     return req.tools[0]
 
 
-def _content(req: SimRequest, rng: random.Random, given: Mapping[str, Any]) -> str:
-    plan = _plan(req.system) if req.system else _Plan()
-    schema = req.format_schema if req.format_type else None
-    if schema is None and (req.format_type or plan.json_schema is not None):
+def _content(
+    system: str, fmt: str | None, fmt_schema: Any, rng: random.Random, given: Mapping[str, Any]
+) -> str:
+    plan = _plan(system) if system else _Plan()
+    schema = fmt_schema if fmt else None
+    if schema is None and (fmt or plan.json_schema is not None):
         schema = plan.json_schema
-    if schema is not None or req.format_type:
+    if schema is not None or fmt:
         if schema is not None:
             value = schema_value(schema, rng)
         elif plan.fields:

@@ -34,6 +34,7 @@ import trio
 from .http_server import HttpServer, Request, Response, serve_http
 from .sim_answers import Answer, Dialect, SimReply, build_answer, read_request
 from .sim_config import Fault, SimConfig
+from .sim_timer import SleepQueue
 from .sim_wire import anthropic_body, error_response, openai_body, openai_stream, tokens
 
 __all__ = ["SimServer", "SimStats", "serve_sim"]
@@ -78,6 +79,7 @@ class SimServer:
         self.stats = SimStats()
         self.http: HttpServer | None = None
         self._rng = random.Random(config.seed)
+        self._sleeps = SleepQueue()
 
     def __repr__(self) -> str:
         where = self.http.base_url if self.http else "not started"
@@ -210,7 +212,7 @@ class SimServer:
             if early is not None:
                 return early
             if fault.kind == "stall":
-                await trio.sleep(fault.stall)
+                await self._sleeps.sleep(fault.stall)
         window = self.config.context_window
         if window is not None and tokens(req.prompt_chars) > window:
             self.stats.errors += 1
@@ -220,10 +222,10 @@ class SimServer:
         if delay is None:
             delay = self.config.latency.sample(body, self._rng)
         if delay > 0:
-            await trio.sleep(delay)
-        rng = random.Random(zlib.crc32(request.body) ^ (self.config.seed << 32))
+            await self._sleeps.sleep(delay)
+        key = zlib.crc32(request.body) | (self.config.seed << 32)
         try:
-            answer = build_answer(req, rng, reply)
+            answer = build_answer(req, key, reply)
         except (ValueError, RecursionError) as exc:
             self.stats.errors += 1
             return error_response(dialect, 400, f"cannot answer this request: {exc}")
@@ -307,6 +309,9 @@ async def serve_sim(
         OSError: the address cannot be bound.
     """
     sim = SimServer(config or SimConfig())
-    async with serve_http(sim.handle, host=host, port=port) as http:
-        sim.http = http
-        yield sim
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim._sleeps.run)
+        async with serve_http(sim.handle, host=host, port=port) as http:
+            sim.http = http
+            yield sim
+        nursery.cancel_scope.cancel()  # after every request handler has finished
