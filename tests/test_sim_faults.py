@@ -80,6 +80,8 @@ def test_bad_fault_rules_are_rejected_with_what_to_use() -> None:
     assert Fault.parse("rate_limit:retry_after=none").retry_after is None
     with pytest.raises(ValueError, match="unknown fault option"):
         Fault.parse("reset:often=1")
+    with pytest.raises(ValueError, match="not a number"):
+        Fault.parse("reset:every=often")
 
 
 # -------------------------------------------------------------------- kinds

@@ -191,25 +191,28 @@ class Fault:
         kw: dict[str, Any] = {}
         for item in filter(None, rest.split(",")):
             key, _, raw = item.partition("=")
-            key = key.strip()
+            key, raw = key.strip(), raw.strip()
+            parse = _FAULT_OPTIONS.get(key)
+            if parse is None:
+                options = ", ".join(_FAULT_OPTIONS)
+                raise ValueError(f"unknown fault option {key!r} in {text!r}: use {options}")
             try:
-                if key in ("every", "first"):
-                    kw[key] = int(raw)
-                elif key in ("probability", "stall"):
-                    kw[key] = float(raw)
-                elif key == "retry_after":
-                    kw[key] = None if raw.strip().lower() == "none" else float(raw)
-                elif key == "retry_after_ms":
-                    kw[key] = raw.strip().lower() in ("1", "true", "yes")
-                else:
-                    raise ValueError(f"unknown fault option {key!r} in {text!r}")
-            except ValueError as exc:
-                if "unknown fault option" in str(exc):
-                    raise
+                kw[key] = parse(raw)
+            except ValueError:
                 raise ValueError(
                     f"fault option {key}={raw!r} in {text!r} is not a number"
                 ) from None
         return cls(kind.strip(), **kw)  # type: ignore[arg-type]
+
+
+_FAULT_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "every": int,
+    "first": int,
+    "probability": float,
+    "stall": float,
+    "retry_after": lambda raw: None if raw.lower() == "none" else float(raw),
+    "retry_after_ms": lambda raw: raw.lower() in ("1", "true", "yes"),
+}
 
 
 def _faults(value: Iterable[Fault]) -> tuple[Fault, ...]:

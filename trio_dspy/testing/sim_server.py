@@ -12,9 +12,12 @@ Answers follow the format each request asks for (see
 :mod:`trio_dspy.testing.sim_answers`); :class:`SimConfig` sets latency,
 faults, refused capabilities, the API key and a script.
 
-Per request the server spends a few tens of microseconds of CPU beyond
-HTTP parsing; latency is ``trio.sleep``, so thousands of requests can wait
-at once and ``autojump_clock`` skips the waiting in tests.
+The server is cheap: answers are cached per prompt (a few dozen variants,
+picked by a hash of the body), and latency is one shared timer task
+(:class:`~trio_dspy.testing.sim_timer.SleepQueue`, on trio's clock), so
+thousands of requests can wait at once and ``autojump_clock`` skips the
+waiting in tests. Most of the CPU per request goes to HTTP parsing (h11)
+and socket I/O; the simulator's own work is tens of microseconds.
 """
 
 from __future__ import annotations
