@@ -5,7 +5,9 @@ arguments and sets ``run`` to a function ``(args) -> exit code``; adding a
 subcommand means writing that pair and listing the ``add_`` function in
 :data:`SUBCOMMANDS`.
 
-``trio-dspy serve-sim`` runs the simulated OpenAI-compatible server until
+``trio-dspy demo`` serves the coffee-shop story's customers sequentially and
+then concurrently; ``trio-dspy bench`` measures sequential vs nursery over
+real HTTP; ``trio-dspy serve-sim`` runs the simulated OpenAI-compatible server until
 Ctrl-C and prints its base URL on the first line of standard output.
 """
 
@@ -135,13 +137,43 @@ def run_serve_sim(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- the command
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_serve_sim]
+# ------------------------------------------------------------------ demo / bench
+def add_demo(subparsers: Subparsers) -> None:
+    """Declare ``demo``: the coffee shop, sequential then concurrent."""
+    from .demo import runner
+
+    p = subparsers.add_parser(
+        "demo",
+        help="serve the coffee-shop customers sequentially, then concurrently",
+        description=runner.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    runner.add_arguments(p)
+    p.set_defaults(run=runner.run_from_args)
+
+
+def add_bench(subparsers: Subparsers) -> None:
+    """Declare ``bench``: sequential vs nursery vs nursery-with-limit over HTTP."""
+    from .demo import bench
+
+    p = subparsers.add_parser(
+        "bench",
+        help="measure sequential vs nursery vs nursery-with-limit over real HTTP",
+        description=bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_arguments(p)
+    p.set_defaults(run=bench.run_from_args)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``trio-dspy`` argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
-        prog="trio-dspy", description="Tools for trio_dspy: a simulated LLM server and more."
+        prog="trio-dspy",
+        description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server.",
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in SUBCOMMANDS:

@@ -176,7 +176,8 @@ class _Plan:
 
 _OUTPUTS = "Your output fields are:\n"
 _JSON_INTRO = "Outputs will be a JSON object with the following fields, matching this JSON schema:"
-_FIELD_LINE = re.compile(r"\d+\. `(\w+)` \((.*?)\)(?=: |$)")
+# DSPy's own prompts end a field line with ":" even without a description.
+_FIELD_LINE = re.compile(r"\d+\. `(\w+)` \((.*?)\)(?=:|$)")
 _NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.+)$", re.MULTILINE)
 
 
