@@ -10,7 +10,7 @@ import trio_dspy as td
 from trio_dspy.demo.coffee_shop import CoffeeShopAgent, CustomerMood, MakeDrink, RefundOrder
 from trio_dspy.demo.story import customers, script
 from trio_dspy.telemetry import InMemoryExporter, collect, span_to_dict
-from trio_dspy.testing import SimConfig, SimReply, serve_sim
+from trio_dspy.testing import Fault, SimConfig, SimReply, serve_sim
 
 API_KEY = "sk-test-very-secret-key-123"
 
@@ -109,3 +109,17 @@ async def test_api_key_never_reaches_spans_or_logs() -> None:
     chat = next(s for s in exporter.spans if s.name == "chat sim-model")
     assert chat.attributes["server.address"] == "127.0.0.1"
     assert chat.attributes["gen_ai.provider.name"] == "openai"
+
+
+async def test_retries_are_events_on_the_chat_span(autojump_clock: object) -> None:
+    config = SimConfig(faults=[Fault("rate_limit", first=2, retry_after=0.01)])
+    exporter = InMemoryExporter()
+    async with serve_sim(config) as server, collect(exporter):
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="k")
+        async with lm:
+            with td.context(lm=lm):
+                await td.Predict("q -> a")(q="?")
+    chat = next(s for s in exporter.spans if s.name == "chat sim-model")
+    retries = [e for e in chat.events if e.name == "retry"]
+    assert [e.attributes["attempt"] for e in retries] == [1, 2]
+    assert all(e.attributes["http.response.status_code"] == 429 for e in retries)

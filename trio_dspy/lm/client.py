@@ -28,6 +28,7 @@ import trio
 
 from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
 from ..http import HTTPClient, Reply, Secret, TransportFailure
+from ..telemetry.span import current_span
 from .base import BaseLM, LMRequest, LMResponse
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .limits import Limits
@@ -330,6 +331,17 @@ class LM(BaseLM):
             delay=round(delay, 3),
             error=str(error),
         )
+        span = current_span()
+        if span is not None:  # the call's "chat" span
+            span.add_event(
+                "retry",
+                {
+                    "attempt": attempt,
+                    "delay_s": round(delay, 3),
+                    "error.type": type(error).__name__,
+                    "http.response.status_code": error.status_code,
+                },
+            )
         if self.on_retry is not None:
             self.on_retry(attempt, delay, error)
 
