@@ -337,6 +337,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     dspy_rows: list[dict[str, Any]] = []
     if args.compare_dspy:
         dspy_rows = run_dspy(args.dspy_python, args.latency, sizes)
+        if _is_constant(args.latency) and rows:
+            for d in dspy_rows:  # the same ideal for both clients
+                d["ideal"] = rows[0].ideal
     args.out.mkdir(parents=True, exist_ok=True)
     table = format_table(rows, dspy_rows)
     print(table)
