@@ -11,9 +11,7 @@ error when retries run out, when the server asks for a longer pause than
 
 from __future__ import annotations
 
-import email.utils
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -29,6 +27,7 @@ from ..errors import (
     LMServerError,
     LMTimeoutError,
 )
+from ..http.headers import parse_retry_after
 
 __all__ = [
     "Backoff",
@@ -88,32 +87,6 @@ class Backoff:
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
         return random.uniform(0.0, min(self.cap, self.base * (2.0**retry)))
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asked to wait: ``retry-after-ms``, or ``Retry-After``
-    as seconds or an HTTP date. ``None`` when absent or unreadable.
-
-    ``headers`` must look names up case-insensitively (``httpx.Headers`` does).
-    """
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_message(data: Any, fallback: str) -> tuple[str, str]:

@@ -15,13 +15,11 @@ the batch at once.
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
 import importlib.metadata
 import json
 import math
 import random
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +27,7 @@ import httpx
 import structlog
 import trio
 
+from ..http.headers import parse_retry_after
 from .span import Span, StatusCode
 
 __all__ = ["OtlpExportError", "OtlpHttpExporter", "encode_spans"]
@@ -140,23 +139,6 @@ def encode_spans(
     }
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After``: seconds or an HTTP date)."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class OtlpHttpExporter:
     """Sends span batches to an OpenTelemetry collector over OTLP/HTTP with JSON bodies.
 
@@ -224,7 +206,7 @@ class OtlpHttpExporter:
             OtlpExportError: the server asked for a longer wait than ``max_backoff``.
         """
         if response is not None:
-            asked = _retry_after(response)
+            asked = parse_retry_after(response.headers)
             if asked is not None:
                 if asked > self.max_backoff:
                     raise OtlpExportError(
