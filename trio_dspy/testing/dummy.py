@@ -11,7 +11,7 @@ import trio
 from ..errors import ConfigurationError
 from ..lm.base import BaseLM, LMRequest, LMResponse
 from ..primitives import Usage
-from ..types import TAG, is_record, unstructure
+from ..types import unstructure_tagged
 
 __all__ = ["DummyLM"]
 
@@ -109,19 +109,9 @@ class DummyLM(BaseLM):
         return answer
 
 
-def _jsonable(value: Any) -> Any:
-    if is_record(type(value)):
-        return {TAG: type(value).__name__, **unstructure(value)}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return unstructure(value)
-
-
 def _render(values: Mapping[str, Any], request: LMRequest) -> str:
     """Output values the way the requesting adapter expects them."""
-    data = {k: _jsonable(v) for k, v in values.items()}
+    data = {k: unstructure_tagged(v) for k, v in values.items()}
     if request.response_format is not None:
         return json.dumps(data, ensure_ascii=False)
     parts = [

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..types import TAG, is_record, unstructure
+from ..types import unstructure_tagged
 from .sim_values import schema_value, words
 
 __all__ = ["Answer", "SimReply", "SimRequest", "SimToolCall", "build_answer", "read_request"]
@@ -238,16 +238,6 @@ def _field_value(f: _Field, rng: random.Random) -> Any:
     return words(rng, 3, 9)
 
 
-def _jsonable(value: Any) -> Any:
-    if is_record(type(value)):
-        return {TAG: type(value).__name__, **unstructure(value)}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return unstructure(value)
-
-
 def _chat_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
@@ -304,7 +294,9 @@ def _finish(override: str | None, default: str) -> Any:
 
 
 def _tool_call(name: str, args: Any, rng: random.Random) -> tuple[str, str, str]:
-    text = args if isinstance(args, str) else json.dumps(_jsonable(args), ensure_ascii=False)
+    text = (
+        args if isinstance(args, str) else json.dumps(unstructure_tagged(args), ensure_ascii=False)
+    )
     return (f"call_{rng.getrandbits(64):016x}", name, text)
 
 
@@ -337,11 +329,11 @@ def _content(
         else:
             value = {} if given else {"response": words(rng, 3, 9)}
         if isinstance(value, dict):
-            value.update(_jsonable(dict(given)))
+            value.update(unstructure_tagged(dict(given)))
         return json.dumps(value, ensure_ascii=False)
     if plan.fields or given:
         values = {f.name: _field_value(f, rng) for f in plan.fields}
-        values.update(_jsonable(dict(given)))
+        values.update(unstructure_tagged(dict(given)))
         sections = [f"[[ ## {k} ## ]]\n{_chat_value(v)}" for k, v in values.items()]
         return "\n\n".join([*sections, "[[ ## completed ## ]]"])
     return words(rng, 4, 12).capitalize() + "."
