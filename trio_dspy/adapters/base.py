@@ -47,7 +47,6 @@ class Adapter(abc.ABC):
     def system_prompt(self, signature: type[Signature]) -> str:
         """The system message: field list, structure and instructions."""
 
-    @abc.abstractmethod
     def format(
         self,
         signature: type[Signature],
@@ -56,8 +55,24 @@ class Adapter(abc.ABC):
     ) -> list[Message]:
         """The messages that ask the model for ``signature``'s outputs given ``inputs``.
 
-        Each demo becomes a user turn (its inputs) and an assistant turn (its outputs).
+        The system prompt, then each demo as a user turn (its inputs) and an
+        assistant turn (its outputs), then the inputs and what to answer.
         """
+        messages = [Message("system", self.cached_system_prompt(signature))]
+        for demo in usable_demos(signature, demos):
+            messages.append(Message("user", self.format_inputs(signature, demo)))
+            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        body = self.format_inputs(signature, inputs)
+        messages.append(Message("user", f"{body}\n\n{self.output_requirements(signature)}"))
+        return messages
+
+    @abc.abstractmethod
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        """Input values as a user message shows them."""
+
+    @abc.abstractmethod
+    def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        """Output values as the model should write them (demos show this)."""
 
     @abc.abstractmethod
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:

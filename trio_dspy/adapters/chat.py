@@ -10,11 +10,10 @@ When the sections cannot be found it tries the completion as a JSON object
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AdapterParseError, StructuringError
-from ..lm.base import Message
 from ..signature import Signature
 from ..types import parse_text
 from .base import (
@@ -25,7 +24,6 @@ from .base import (
     objective,
     requirement_hint,
     type_note,
-    usable_demos,
 )
 from .json import JSONAdapter
 
@@ -43,20 +41,6 @@ class ChatAdapter(Adapter):
     """The ``[[ ## field ## ]]`` format (the default adapter)."""
 
     name = "ChatAdapter"
-
-    def format(
-        self,
-        signature: type[Signature],
-        demos: Sequence[Mapping[str, Any]],
-        inputs: Mapping[str, Any],
-    ) -> list[Message]:
-        """System prompt, demos as user/assistant turns, then the inputs."""
-        messages = [Message("system", self.cached_system_prompt(signature))]
-        for demo in usable_demos(signature, demos):
-            messages.append(Message("user", self._user_turn(signature, demo, last=False)))
-            messages.append(Message("assistant", self.format_outputs(signature, demo)))
-        messages.append(Message("user", self._user_turn(signature, inputs, last=True)))
-        return messages
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, structure and instructions, as DSPy lays them out."""
@@ -84,16 +68,14 @@ class ChatAdapter(Adapter):
         ]
         return "\n\n".join(parts)
 
-    def _user_turn(
-        self, signature: type[Signature], values: Mapping[str, Any], *, last: bool
-    ) -> str:
-        body = _sections(
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        """Input sections; a demo's missing inputs say so."""
+        return _sections(
             {
                 n: format_value(values[n], f.annotation) if n in values else _MISSING
                 for n, f in signature.input_fields.items()
             }
         )
-        return f"{body}\n\n{self.output_requirements(signature)}" if last else body
 
     def output_requirements(self, signature: type[Signature]) -> str:
         """``Respond with the corresponding output fields, starting with ...``."""

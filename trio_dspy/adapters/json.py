@@ -9,11 +9,11 @@ out in the prompt itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AdapterParseError, StructuringError
-from ..lm.base import Message, ResponseFormat
+from ..lm.base import ResponseFormat
 from ..signature import Signature
 from ..types import parse_text, strip_code_fences, structure, unstructure_as
 from .base import (
@@ -24,7 +24,6 @@ from .base import (
     objective,
     outputs_schema,
     requirement_hint,
-    usable_demos,
 )
 
 __all__ = ["JSONAdapter"]
@@ -34,21 +33,6 @@ class JSONAdapter(Adapter):
     """Outputs as a JSON object, with ``response_format`` structured output."""
 
     name = "JSONAdapter"
-
-    def format(
-        self,
-        signature: type[Signature],
-        demos: Sequence[Mapping[str, Any]],
-        inputs: Mapping[str, Any],
-    ) -> list[Message]:
-        """System prompt with the output schema, demos, then the inputs."""
-        messages = [Message("system", self.cached_system_prompt(signature))]
-        for demo in usable_demos(signature, demos):
-            messages.append(Message("user", self._inputs(signature, demo)))
-            messages.append(Message("assistant", self.format_outputs(signature, demo)))
-        body = self._inputs(signature, inputs)
-        messages.append(Message("user", f"{body}\n\n{self.output_requirements(signature)}"))
-        return messages
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, the input layout, the output JSON schema, the instructions."""
@@ -65,7 +49,8 @@ class JSONAdapter(Adapter):
         ]
         return "\n\n".join(p for p in parts if p)
 
-    def _inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        """Input sections for the inputs given."""
         return "\n\n".join(
             f"[[ ## {n} ## ]]\n{format_value(values[n], f.annotation)}"
             for n, f in signature.input_fields.items()

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from ..adapters import JSONAdapter
 from ..adapters.base import format_value, outputs_schema
 from ..errors import (
     AdapterParseError,
@@ -31,7 +32,6 @@ from ..errors import (
     LMBadRequestError,
     SignatureError,
     StopAgent,
-    StructuringError,
     ToolArgumentError,
     ToolError,
 )
@@ -41,7 +41,6 @@ from ..settings import current
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
-from ..types import parse_text, structure
 from ..usage import track_usage
 from .chain_of_thought import ChainOfThought
 from .module import Module
@@ -51,6 +50,9 @@ from .tool import Tool, ensure_tool, format_observation
 __all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory"]
 
 FINISH = "finish"
+# The finish tool's arguments are the outputs as one JSON object: exactly what
+# the JSON adapter reads, with the same tolerance.
+_FINISH_READER = JSONAdapter()
 Termination = Literal["finish", "answered", "max_iters", "parse_error"]
 
 
@@ -332,27 +334,17 @@ class ReAct(Module):
         )
 
     def _finish_outputs(self, arguments: str) -> dict[str, Any]:
-        """Structure the ``finish`` arguments into the typed outputs."""
+        """Structure the ``finish`` arguments (a JSON object of the outputs).
+
+        Raises:
+            ToolArgumentError: an output is missing or does not fit its type.
+        """
         try:
-            data = json.loads(arguments) if arguments.strip() else {}
-        except ValueError as exc:
-            raise ToolArgumentError(f"finish arguments are not JSON ({exc})", tool=FINISH) from None
-        if not isinstance(data, dict):
-            raise ToolArgumentError("finish arguments must be a JSON object", tool=FINISH)
-        missing = [n for n in self.signature.output_fields if n not in data]
-        if missing:
-            raise ToolArgumentError(f"finish is missing {', '.join(missing)}", tool=FINISH)
-        outputs = {}
-        for name, field in self.signature.output_fields.items():
-            raw = data[name]
-            try:
-                if isinstance(raw, str) and field.annotation is not str:
-                    outputs[name] = parse_text(raw, field.annotation, path=name)
-                else:
-                    outputs[name] = structure(raw, field.annotation, path=name)
-            except StructuringError as exc:
-                raise ToolArgumentError(f"invalid finish arguments: {exc}", tool=FINISH) from None
-        return outputs
+            return _FINISH_READER.parse(self.signature, arguments)
+        except AdapterParseError as exc:
+            raise ToolArgumentError(
+                f"invalid finish arguments: {exc.args[0]}", tool=FINISH
+            ) from None
 
     async def _extract(self, inputs: Mapping[str, Any], trajectory: Trajectory) -> dict[str, Any]:
         pred = await self.extract(**inputs, trajectory=trajectory.format())
