@@ -278,12 +278,24 @@ def plot(rows: list[Row], dspy_rows: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[tuple[int, float]]] = {}
+    series: dict[str, list[tuple[int, float, bool]]] = {}
     for r in [attrs.asdict(r) for r in rows] + dspy_rows:
-        series.setdefault(r["mode"], []).append((r["n"], r["wall"]))
+        series.setdefault(r["mode"], []).append((r["n"], r["wall"], bool(r.get("estimated"))))
     for mode, points in series.items():
-        xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, marker="o", label=mode)
+        points.sort()
+        measured = [(n, w) for n, w, est in points if not est]
+        (line,) = ax.plot(*zip(*measured, strict=True), marker="o", label=mode)
+        estimated = [(n, w) for n, w, est in points if est]
+        if estimated:  # dashed, from the last measured point on
+            tail = [measured[-1], *estimated]
+            ax.plot(
+                *zip(*tail, strict=True),
+                linestyle="--",
+                marker="o",
+                mfc="none",
+                color=line.get_color(),
+                label=f"{mode} (estimated)",
+            )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrent requests (N)")
