@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
 import trio_dspy as td
@@ -160,6 +161,7 @@ async def run_bench(
     limit: int = 64,
     max_sequential: int = 64,
     repeat: int = 3,
+    transport: str = "h11",
 ) -> list[Row]:
     """Measure every mode at every N against a simulated server in a subprocess.
 
@@ -169,7 +171,14 @@ async def run_bench(
     """
     rows: list[Row] = []
     async with sim_process(latency) as base_url:
-        lm = td.LM("openai/sim-model", base_url=base_url, api_key="bench-key", max_retries=2)
+        extra: dict[str, Any] = {}
+        if transport == "httpcore":
+            # httpx's own pool, unbounded, for comparison with the h11 transport.
+            unbounded = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            extra["transport"] = httpx.AsyncHTTPTransport(limits=unbounded)
+        lm = td.LM(
+            "openai/sim-model", base_url=base_url, api_key="bench-key", max_retries=2, **extra
+        )
         predict = td.Predict(SIGNATURE)
         async with lm:
             with td.context(lm=lm):
@@ -326,6 +335,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per concurrent measurement (median kept)"
     )
+    parser.add_argument(
+        "--transport",
+        choices=("h11", "httpcore"),
+        default="h11",
+        help="the HTTP transport under the LM: ours (default) or httpx's own pool",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument("--compare-dspy", action="store_true", help="also run DSPy's acall")
     parser.add_argument(
@@ -344,6 +359,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             limit=args.limit,
             max_sequential=args.max_sequential,
             repeat=args.repeat,
+            transport=args.transport,
         )
     )
     dspy_rows: list[dict[str, Any]] = []
