@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import h11
 import httpx
 
 from .runlocal import RunLocal
@@ -94,6 +95,11 @@ class TransportFailure(Exception):
         super().__init__(message)
 
 
+def redact_url(url: httpx.URL) -> httpx.URL:
+    """``url`` without user name and password (safe for reprs, logs and errors)."""
+    return url.copy_with(username=None, password=None) if url.userinfo else url
+
+
 def _decoded(content: bytes, headers: httpx.Headers) -> bytes:
     """Undo a gzip/deflate ``Content-Encoding`` (servers may compress unasked)."""
     encoding = headers.get("content-encoding", "identity").lower()
@@ -120,11 +126,15 @@ def _check_url(base_url: str) -> httpx.URL:
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ValueError(f"invalid base_url {base_url!r}: {exc}") from None
+        raise ValueError(f"invalid base_url: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(
-            f"invalid base_url {base_url!r}: expected http(s)://host[:port]/path, "
+            f"invalid base_url {str(redact_url(url))!r}: expected http(s)://host[:port]/path, "
             "for example 'http://127.0.0.1:8000/v1'"
+        )
+    if url.userinfo:
+        raise ValueError(
+            "base_url must not carry credentials (user:password@): pass the key as api_key"
         )
     return url
 
@@ -261,9 +271,17 @@ class HTTPClient:
                     await response.aclose()
         except httpx.TimeoutException as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
+        except (httpx.LocalProtocolError, h11.LocalProtocolError):
+            # Our own request is malformed (h11 quotes header values here,
+            # credentials included): say so without the details.
+            raise TransportFailure(
+                "the request could not be encoded (an invalid header?)", retryable=False
+            ) from None
         except httpx.RequestError as exc:
             retryable = not _caused_by(exc, ssl.SSLCertVerificationError)
             raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
+        except zlib.error as exc:
+            raise TransportFailure(f"the response body could not be decompressed: {exc}") from exc
         return Reply(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
@@ -272,8 +290,9 @@ class HTTPClient:
         if pool is not None:
             if pool.client is not None:
                 await pool.client.aclose()
-            if pool.transport is not None:
-                await pool.transport.aclose()
+            if pool.transport is not None and pool.transport is not self._transport:
+                await pool.transport.aclose()  # ours; an injected transport is the caller's
 
     def __repr__(self) -> str:
-        return f"HTTPClient({str(self.base_url)!r}, max_connections={self.max_connections!r})"
+        url = str(redact_url(self.base_url))
+        return f"HTTPClient({url!r}, max_connections={self.max_connections!r})"

@@ -13,9 +13,11 @@ transport serves exactly that:
 * responses are read whole before they are returned (no streaming);
 * any exception or cancellation during a request closes its connection and
   frees its slot before it propagates: nothing is left half-used;
-* a request sent on a reused keep-alive connection that the server had
-  already closed is retried once on a fresh connection (nothing was
-  processed by the server then).
+* an idle connection the server has closed is noticed before reuse; a
+  request on a reused connection that dies before any response byte arrives
+  is sent once more on a fresh connection (the server most likely closed it
+  as idle; this resend does not count against the caller's retries). Any
+  later loss is an error for the caller's retry policy.
 
 httpx timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured as
 trio deadlines and raised as the matching httpx exceptions.
@@ -80,7 +82,7 @@ class RawResponse:
 
 
 class _StaleConnection(Exception):
-    """The server closed a reused connection before answering."""
+    """A reused connection died before any response byte: the server had closed it."""
 
 
 class H11Transport(httpx.AsyncBaseTransport):
@@ -263,7 +265,11 @@ class H11Transport(httpx.AsyncBaseTransport):
         timeouts: Mapping[str, Any],
         reused: bool,
     ) -> tuple[h11.Response, bytes]:
-        parts = [conn.h11.send(head)]
+        try:
+            parts = [conn.h11.send(head)]
+        except h11.LocalProtocolError:
+            # h11's message quotes the offending header value (maybe a key).
+            raise httpx.LocalProtocolError("invalid request header") from None
         if body:
             parts.append(conn.h11.send(h11.Data(data=body)))
         parts.append(conn.h11.send(h11.EndOfMessage()))
@@ -284,6 +290,11 @@ class H11Transport(httpx.AsyncBaseTransport):
     async def _read_response(
         self, conn: _Connection, read_timeout: float | None, reused: bool
     ) -> tuple[h11.Response, bytes]:
+        # A reused connection that dies before a single response byte arrives
+        # was most likely closed by the server as idle (some servers close
+        # after every response without saying so): it is sent once more on a
+        # fresh connection. Anything later is an error for the caller's
+        # retry policy.
         response: h11.Response | None = None
         chunks: list[bytes] = []
         while True:
@@ -296,7 +307,7 @@ class H11Transport(httpx.AsyncBaseTransport):
                     if reused and response is None:
                         raise _StaleConnection from exc
                     raise httpx.ReadError(f"connection lost: {exc}") from exc
-                if not received and reused and response is None and not chunks:
+                if not received and reused and response is None:
                     raise _StaleConnection
                 conn.h11.receive_data(bytes(received))
                 continue
@@ -308,9 +319,8 @@ class H11Transport(httpx.AsyncBaseTransport):
                 assert response is not None
                 return response, b"".join(chunks)
             elif isinstance(event, h11.ConnectionClosed):
-                if reused and response is None:
-                    raise _StaleConnection
-                raise httpx.RemoteProtocolError("server closed the connection mid-response")
+                where = "without answering" if response is None else "mid-response"
+                raise httpx.RemoteProtocolError(f"server closed the connection {where}")
             # h11.InformationalResponse (1xx): keep reading.
 
     async def aclose(self) -> None:

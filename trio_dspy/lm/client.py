@@ -96,6 +96,10 @@ class FormatRefused(Exception):
         super().__init__(str(error))
 
 
+# Seconds aclose() may spend closing connections and the cache, shielded.
+_CLOSE_TIMEOUT = 5.0
+
+
 class LM(BaseLM):
     """A language model behind an HTTP API: ``LM("provider/name", ...)``.
 
@@ -198,6 +202,13 @@ class LM(BaseLM):
         self._flights = SingleFlight()
         self._format_level = 0
         key = api_key if api_key is not None else os.environ.get(self.api_key_env, "")
+        if key != key.strip() or not key.isprintable() or not key.isascii():
+            # The value goes into an HTTP header; refuse it without echoing it.
+            source = "api_key" if api_key is not None else self.api_key_env
+            raise ValueError(
+                f"{source} has whitespace, control or non-ASCII characters "
+                "(a stray newline or space?): check how the key is loaded"
+            )
         self._api_key = Secret(key)
         url = base_url or os.environ.get(self.base_url_env) or self.default_base_url
         self._http = HTTPClient(
@@ -350,7 +361,8 @@ class LM(BaseLM):
             return self._handle(await self._post(content, retries), level, retries)
         async with self._limits.acquire(len(content) // 4) as permit:
             response = self._handle(await self._post(content, retries), level, retries)
-            permit.settle(response.usage.total_tokens)
+            if response.usage.total_tokens:  # servers without usage keep the estimate
+                permit.settle(response.usage.total_tokens)
             return response
 
     async def _post(self, content: bytes, retries: int) -> Reply:
@@ -359,7 +371,13 @@ class LM(BaseLM):
                 return await self._http.post(self._url, content)
             with trio.move_on_after(self.attempt_timeout):
                 return await self._http.post(self._url, content)
-        except TransportFailure as exc:
+        except TransportFailure as failure:
+            exc = TransportFailure(  # the same failure, its text scrubbed of the key
+                self._api_key.scrub(str(failure)),
+                timeout=failure.timeout,
+                retryable=failure.retryable,
+            )
+            exc.__cause__ = failure.__cause__
             where = f"{self.server_address}:{self.server_port}"
             if exc.timeout:
                 error: LMError = LMTimeoutError(
@@ -445,10 +463,15 @@ class LM(BaseLM):
 
     # ------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:
-        """Close this run's connections (and the cache's file); the LM stays usable."""
-        await self._http.aclose()
-        if self.cache is not None:
-            await self.cache.aclose()
+        """Close this run's connections (and the cache's file); the LM stays usable.
+
+        Shielded from cancellation (and bounded), so leaving ``async with lm:``
+        because of a cancel still releases everything.
+        """
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            await self._http.aclose()
+            if self.cache is not None:
+                await self.cache.aclose()
 
     async def __aenter__(self) -> LM:
         return self

@@ -27,6 +27,7 @@ import httpx
 import structlog
 import trio
 
+from ..http.client import redact_url
 from ..http.headers import parse_retry_after
 from .span import Span, StatusCode
 
@@ -174,6 +175,8 @@ class OtlpHttpExporter:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         endpoint = endpoint.rstrip("/")
         self.url = endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+        # What messages, logs and reprs show: the URL without any user:password@.
+        self._public_url = str(redact_url(httpx.URL(self.url)))
         self._headers = dict(headers or {})
         self.timeout = timeout
         self.max_retries = max_retries
@@ -188,13 +191,14 @@ class OtlpHttpExporter:
 
     def __repr__(self) -> str:
         names = ", ".join(sorted(self._headers))
-        return f"<OtlpHttpExporter url={self.url!r} headers=[{names}] (values hidden)>"
+        return f"<OtlpHttpExporter url={self._public_url!r} headers=[{names}] (values hidden)>"
 
     def _get_client(self) -> httpx.AsyncClient:
         token = trio.lowlevel.current_trio_token()
         if self._client is None or self._client_token is not token:
             # A client from an earlier trio.run holds that run's sockets; let
             # it go rather than touching them from this run.
+            # Each attempt is bounded as a whole below (httpx's timeout is per phase).
             self._client = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
             self._client_token = token
         return self._client
@@ -210,7 +214,7 @@ class OtlpHttpExporter:
             if asked is not None:
                 if asked > self.max_backoff:
                     raise OtlpExportError(
-                        f"{self.url} asked to retry after {asked:.0f}s "
+                        f"{self._public_url} asked to retry after {asked:.0f}s "
                         f"(more than max_backoff={self.max_backoff}s); batch dropped"
                     )
                 return asked
@@ -235,27 +239,36 @@ class OtlpHttpExporter:
         for attempt in range(self.max_retries + 1):
             response: httpx.Response | None = None
             try:
-                response = await client.post(self.url, content=body, headers=headers)
+                with trio.move_on_after(self.timeout if self.timeout is not None else math.inf):
+                    response = await client.post(self.url, content=body, headers=headers)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}"
             else:
-                if response.is_success:
-                    self._check_partial_success(response, len(spans))
-                    return
-                problem = f"HTTP {response.status_code}"
-                if response.status_code not in RETRYABLE_STATUSES:
-                    raise OtlpExportError(
-                        f"{self.url} rejected {len(spans)} spans: {problem} {response.text[:200]!r}"
-                    )
+                if response is None:  # the whole attempt took longer than timeout
+                    problem = f"no answer within {self.timeout:g}s"
+                else:
+                    if response.is_success:
+                        self._check_partial_success(response, len(spans))
+                        return
+                    problem = f"HTTP {response.status_code}"
+                    if response.status_code not in RETRYABLE_STATUSES:
+                        raise OtlpExportError(
+                            f"{self._public_url} rejected {len(spans)} spans: "
+                            f"{problem} {response.text[:200]!r}"
+                        )
             if attempt == self.max_retries:
                 break
             delay = self._delay(attempt, response)
             _log.debug(
-                "otlp export retry", url=self.url, problem=problem, attempt=attempt + 1, delay=delay
+                "otlp export retry",
+                url=self._public_url,
+                problem=problem,
+                attempt=attempt + 1,
+                delay=delay,
             )
             await trio.sleep(delay)
         raise OtlpExportError(
-            f"{self.url}: {len(spans)} spans not delivered after "
+            f"{self._public_url}: {len(spans)} spans not delivered after "
             f"{self.max_retries + 1} attempts (last: {problem})"
         )
 
@@ -269,7 +282,7 @@ class OtlpHttpExporter:
         if rejected or partial.get("errorMessage"):
             _log.warning(
                 "otlp partial success",
-                url=self.url,
+                url=self._public_url,
                 sent=sent,
                 rejected=rejected,
                 message=str(partial.get("errorMessage", ""))[:200],

@@ -255,6 +255,9 @@ class NonRecordingSpan(Span):
 # two processes produce the same ids.
 _ids = random.Random(os.urandom(16))
 _randbytes = _ids.randbytes
+# A forked child inherits the generator's state: reseed it, or parent and
+# child would hand out the same trace and span ids.
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))
 _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_SPAN_ID: Final = "0" * 16
 
