@@ -152,11 +152,23 @@ async def as_completed(
             for index, call in enumerate(calls):
                 inner.start_soon(run, index, call)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(runner)
-        async with receive:
-            yield receive
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner)
+            async with receive:
+                yield receive
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The calls' own failures are yielded, never raised, so whatever is in
+        # the group came from the caller's block: give it back as it was.
+        rest = group.split(trio.Cancelled)[1]
+        if (
+            rest is not None
+            and len(rest.exceptions) == 1
+            and not isinstance(rest.exceptions[0], BaseExceptionGroup)
+        ):
+            raise rest.exceptions[0] from None
+        raise
 
 
 # ---------------------------------------------------------------- request scopes

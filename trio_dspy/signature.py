@@ -408,11 +408,20 @@ def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str) -> A
             base = build(n.value)
             sl = n.slice
             args = tuple(build(e) for e in sl.elts) if isinstance(sl, ast.Tuple) else (build(sl),)
-            if base is Literal or base is Union:
-                return base[args]
-            if base is Optional:
-                return Optional[args[0]]  # noqa: UP045 - built at run time
-            return base[args if len(args) > 1 else args[0]]
+            if base is Optional and len(args) != 1:
+                raise SignatureError(
+                    f"signature {spec!r}: Optional takes one type, {field!r} gives {len(args)}"
+                )
+            try:
+                if base is Literal or base is Union:
+                    return base[args]
+                if base is Optional:
+                    return Optional[args[0]]  # noqa: UP045 - built at run time
+                return base[args if len(args) > 1 else args[0]]
+            except TypeError as exc:
+                raise SignatureError(
+                    f"signature {spec!r}: invalid type for {field!r}: {text!r} ({exc})"
+                ) from None
         raise SignatureError(f"signature {spec!r}: cannot read the type of {field!r}: {text!r}")
 
     annotation = build(node)

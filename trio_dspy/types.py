@@ -47,8 +47,10 @@ from .errors import SignatureError, StructuringError
 
 __all__ = [
     "TAG",
+    "accepts_str",
     "check_supported",
     "converter",
+    "find_json",
     "is_record",
     "json_schema",
     "parse_text",
@@ -111,6 +113,13 @@ def _record_fields(cls: type) -> list[tuple[str, Any, bool]]:
     ]
 
 
+def accepts_str(tp: Any) -> bool:
+    """Whether a JSON string is itself a value of ``tp`` (``str``, ``Any``, unions with str)."""
+    if tp is str or tp is Any:
+        return True
+    return _is_union(tp) and str in get_args(tp)
+
+
 def type_name(tp: Any) -> str:
     """A short readable name for a type hint, as prompts show it (``list[str]``)."""
     if tp is type(None):
@@ -160,6 +169,11 @@ def _check(tp: Any, seen: set[Any]) -> None:
         return
     if _is_union(tp) or origin in (list, tuple, dict):
         args = get_args(tp)
+        wanted = {list: 1, dict: 2}.get(origin)
+        if wanted is not None and len(args) != wanted:
+            raise _Unsupported(
+                f"{type_name(tp)} ({origin.__name__} takes {wanted} type argument(s))"
+            )
         if origin is dict and args and args[0] not in (str, int) and not _is_enum(args[0]):
             raise _Unsupported(f"{type_name(tp)} (JSON object keys must be str, int or enums)")
         for a in args:
@@ -285,6 +299,24 @@ def _structure_str(value: Any, _: type) -> str:
     raise _Invalid(value, f"expected a string, got {value!r}")
 
 
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+
+
+def _number_text(value: str) -> str:
+    """``1,234.5`` -> ``1234.5``; a comma anywhere else (``1,5``) is left to fail."""
+    text = value.strip().replace("_", "")
+    return text.replace(",", "") if _THOUSANDS.fullmatch(text) else text
+
+
+def _enum_aware(hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, cls: Any) -> Any:
+        if _is_enum(cls):
+            return _structure_enum(value, cls)
+        return hook(value, cls)
+
+    return structure
+
+
 def _structure_int(value: Any, _: type) -> int:
     if isinstance(value, bool):
         raise _Invalid(value, f"expected an integer, got {value!r}")
@@ -293,7 +325,7 @@ def _structure_int(value: Any, _: type) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        text = value.strip().replace(",", "").replace("_", "")
+        text = _number_text(value)
         try:
             return int(text)
         except ValueError:
@@ -312,7 +344,7 @@ def _structure_float(value: Any, _: type) -> float:
         return float(value)
     if isinstance(value, str):
         try:
-            return float(value.strip().replace(",", ""))
+            return float(_number_text(value))
         except ValueError:
             pass
     raise _Invalid(value, f"expected a number, got {value!r}")
@@ -397,8 +429,10 @@ def _make_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
                 raise _Invalid(value, f"expected an object tagged {TAG!r} (one of {names})")
             tag = value.get(TAG)
             if tag is None:
-                # Untagged: accept the first member whose fields fit.
-                for member in members:
+                # Untagged: try members whose fields cover every key first.
+                keys = set(value)
+                covering = [m for m in members if keys <= {n for n, _, _ in _record_fields(m)}]
+                for member in [*covering, *(m for m in members if m not in covering)]:
                     try:
                         return converter.structure(dict(value), member)
                     except Exception:
@@ -535,10 +569,15 @@ def _record_structure_guard(tp: Any, conv: cattrs.Converter) -> Callable[[Any, A
 
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
-    conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(int, _structure_int)
-    conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(bool, _structure_bool)
+    # cattrs dispatches these by class, so they also receive subclasses such
+    # as IntEnum or a (str, Enum): _enum_aware sends those to the enum hook.
+    for exact, hook in (
+        (str, _structure_str),
+        (int, _structure_int),
+        (float, _structure_float),
+        (bool, _structure_bool),
+    ):
+        conv.register_structure_hook(exact, _enum_aware(hook))
     conv.register_structure_hook(type(None), _structure_none)
     conv.register_structure_hook_func(_is_any, _structure_any)
     conv.register_structure_hook_func(_is_enum, _structure_enum)
@@ -642,11 +681,17 @@ def unstructure_tagged(value: Any) -> Any:
     is what a union needs and is ignored where a single class is expected.
     """
     if is_record(type(value)):
-        return {TAG: type(value).__name__, **unstructure(value)}
+        names = [name for name, _, _ in _record_fields(type(value))]
+        return {TAG: type(value).__name__} | {
+            n: unstructure_tagged(getattr(value, n)) for n in names
+        }
     if isinstance(value, list | tuple):
         return [unstructure_tagged(v) for v in value]
     if isinstance(value, dict):
-        return {k: unstructure_tagged(v) for k, v in value.items()}
+        return {
+            (k.value if isinstance(k, enum.Enum) else k): unstructure_tagged(v)
+            for k, v in value.items()
+        }
     return unstructure(value)
 
 
@@ -702,19 +747,55 @@ def parse_text(text: str, tp: Any, *, path: str = "") -> Any:
         data: Any = json.loads(body)
     except ValueError:
         data = _first_json_value(body, tp)
-    return structure(data, tp, path=path)
+    members = _non_none(get_args(tp)) if _is_union(tp) else ()
+    if str in members and data is not None and type(data) not in members:
+        data = body  # "1.10" for Optional[str] stays text, not the float 1.1
+    try:
+        return structure(data, tp, path=path)
+    except StructuringError:
+        if data is body:
+            raise
+        # The text read as JSON did not fit; maybe the text itself does
+        # ("true" for Literal["true", "false"]).
+        try:
+            return structure(body, tp, path=path)
+        except StructuringError:
+            pass
+        raise
+
+
+def _wanted_openers(tp: Any) -> str:
+    """The JSON brackets a value of ``tp`` may start with."""
+    if _is_union(tp):
+        return "".join(dict.fromkeys("".join(_wanted_openers(m) for m in _non_none(get_args(tp)))))
+    if is_record(tp) or get_origin(tp) is dict or tp is dict:
+        return "{"
+    if get_origin(tp) in (list, tuple) or tp in (list, tuple):
+        return "["
+    return ""
+
+
+def find_json(body: str, openers: str) -> Any:
+    """The first JSON value starting with one of ``openers`` that decodes, or ``None``.
+
+    Scans past brackets that do not start valid JSON (``Use {this}: {"a": 1}``).
+    """
+    decoder = json.JSONDecoder()
+    start = 0
+    while True:
+        positions = [i for i in (body.find(o, start) for o in openers) if i >= 0]
+        if not positions:
+            return None
+        at = min(positions)
+        try:
+            value, _ = decoder.raw_decode(body[at:])
+            return value
+        except ValueError:
+            start = at + 1
 
 
 def _first_json_value(body: str, tp: Any) -> Any:
     """Best effort for JSON with prose around it; the text itself otherwise."""
-    wants_container = is_record(tp) or _is_tagged_union(tp) or get_origin(tp) in (list, tuple, dict)
-    if wants_container:
-        for opener in "{[":
-            start = body.find(opener)
-            if start >= 0:
-                try:
-                    value, _ = json.JSONDecoder().raw_decode(body[start:])
-                    return value
-                except ValueError:
-                    continue
-    return body
+    openers = _wanted_openers(tp)
+    found = find_json(body, openers) if openers else None
+    return body if found is None else found

@@ -15,7 +15,14 @@ from typing import Any
 from ..errors import AdapterParseError, StructuringError
 from ..lm.base import ResponseFormat
 from ..signature import Signature
-from ..types import parse_text, strip_code_fences, structure, unstructure_as
+from ..types import (
+    accepts_str,
+    find_json,
+    parse_text,
+    strip_code_fences,
+    structure,
+    unstructure_as,
+)
 from .base import (
     STRUCTURE_INTRO,
     Adapter,
@@ -111,7 +118,7 @@ class JSONAdapter(Adapter):
         for name, field in signature.output_fields.items():
             raw = data[name] if name in data else by_lower[name.lower()]
             try:
-                if isinstance(raw, str) and field.annotation is not str:
+                if isinstance(raw, str) and not accepts_str(field.annotation):
                     values[name] = parse_text(raw, field.annotation, path=name)
                 else:
                     values[name] = structure(raw, field.annotation, path=name)
@@ -127,11 +134,5 @@ class JSONAdapter(Adapter):
         try:
             data = json.loads(text)
         except ValueError:
-            start = text.find("{")
-            if start < 0:
-                return None
-            try:
-                data, _ = json.JSONDecoder().raw_decode(text[start:])
-            except ValueError:
-                return None
+            data = find_json(text, "{")  # an object inside prose
         return data if isinstance(data, dict) else None

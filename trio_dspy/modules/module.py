@@ -110,6 +110,8 @@ class Module:
             TrioDSPyError: the state names predictors this module does not have,
                 or lacks some it has (nothing is changed then).
         """
+        if not isinstance(state, Mapping):
+            raise TrioDSPyError(f"saved state must be an object, got {type(state).__name__}")
         predictors = dict(self.named_predictors())
         missing = sorted(set(predictors) - set(state))
         extra = sorted(set(state) - set(predictors))
@@ -165,7 +167,10 @@ class Module:
             raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
             raise TrioDSPyError(f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r})")
-        self.load_state(payload["predictors"])
+        predictors = payload.get("predictors")
+        if not isinstance(predictors, dict):
+            raise TrioDSPyError(f"{path}: 'predictors' must be an object of predictor states")
+        self.load_state(predictors)
 
     async def batch(
         self,

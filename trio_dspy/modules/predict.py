@@ -109,6 +109,14 @@ class Predict(Module):
             response = await lm.request(attrs.evolve(request, messages=messages))
             usage.add(response.usage)
             try:
+                if response.finish_reason == "length":
+                    # Whatever parses from a cut-off answer is missing its end.
+                    raise AdapterParseError(
+                        "the completion was cut off at the token limit (raise max_tokens?)",
+                        completion=response.text,
+                        adapter=adapter.name,
+                        signature=self.signature.__name__,
+                    )
                 values = adapter.parse(self.signature, response.text)
             except AdapterParseError as exc:
                 exc.attempts = attempt
@@ -118,8 +126,6 @@ class Predict(Module):
                         "parse_error",
                         {"attempt": attempt, "adapter": exc.adapter, "error": exc.args[0]},
                     )
-                if response.finish_reason == "length":
-                    exc.args = (f"{exc.args[0]} (the completion was cut off at the token limit)",)
                 if attempt > retries:
                     raise
                 messages.extend(adapter.format_retry(response.text, exc, self.signature))
@@ -155,7 +161,12 @@ class Predict(Module):
         sig = self.signature
         if isinstance(state.get("instructions"), str):
             sig = sig.with_instructions(state["instructions"])
-        for name, info in (state.get("fields") or {}).items():
+        fields = state.get("fields") or {}
+        if not isinstance(fields, Mapping):
+            raise TrioDSPyError(
+                f"malformed predictor state: 'fields' must be an object: {fields!r}"
+            )
+        for name, info in fields.items():
             if name in sig.fields and isinstance(info, Mapping):
                 changes = {k: info[k] for k in ("desc", "prefix") if isinstance(info.get(k), str)}
                 sig = sig.with_updated_field(name, **changes)

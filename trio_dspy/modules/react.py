@@ -17,6 +17,7 @@ A tool that fails becomes an observation the model can react to; only
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -151,6 +152,8 @@ class ReAct(Module):
             raise SignatureError(f"ReAct reserves the field name(s) {', '.join(sorted(clash))}")
         if max_iters < 1:
             raise ValueError("max_iters must be at least 1")
+        if max_tool_concurrency < 1:
+            raise ValueError("max_tool_concurrency must be at least 1")
         self.tools: dict[str, Tool] = {}
         for tool in map(ensure_tool, tools):
             if tool.name == FINISH or tool.name in self.tools:
@@ -161,7 +164,8 @@ class ReAct(Module):
         self.max_tool_concurrency = max_tool_concurrency
         self.max_tool_calls = max_tool_calls
         self.max_tokens = max_tokens
-        self._refused_tools: set[int] = set()  # id() of models that refused native tools
+        # Models whose server refused native tools (weakly held: they may go away).
+        self._refused_tools: weakref.WeakSet[BaseLM] = weakref.WeakSet()
         self.react = Predict(self._step_signature())
         self.extract = ChainOfThought(self._extract_signature())
 
@@ -252,7 +256,7 @@ class ReAct(Module):
             return False
         if self.mode == "native":
             return True
-        return lm.supports_tools and id(lm) not in self._refused_tools
+        return lm.supports_tools and lm not in self._refused_tools
 
     async def _text(self, inputs: Mapping[str, Any], run: _Run) -> tuple[dict[str, Any], str]:
         reason: Termination = "max_iters"
@@ -282,8 +286,10 @@ class ReAct(Module):
             try:
                 response = await lm.request(LMRequest(messages, tools=specs, params=params))
             except LMBadRequestError as exc:
-                if self.mode == "auto" and "tool" in str(exc).lower():
-                    self._refused_tools.add(id(lm))  # this server takes no tools: use text
+                # Only a refusal of the very first request means "this server
+                # takes no tools"; a 400 later in a run is an ordinary error.
+                if self.mode == "auto" and not run.trajectory.steps and _refuses_tools(exc):
+                    self._refused_tools.add(lm)
                     return await self._text(inputs, run)
                 raise
             run.check_tokens()
@@ -349,6 +355,14 @@ class ReAct(Module):
     async def _extract(self, inputs: Mapping[str, Any], trajectory: Trajectory) -> dict[str, Any]:
         pred = await self.extract(**inputs, trajectory=trajectory.format())
         return {n: pred[n] for n in self.signature.output_fields}
+
+
+def _refuses_tools(exc: LMBadRequestError) -> bool:
+    """Whether a 400 says the server does not take tool definitions at all."""
+    text = str(exc).lower()
+    return "tool" in text and any(
+        word in text for word in ("not support", "unsupported", "not allowed", "unknown", "invalid")
+    )
 
 
 def _args(call: ToolCall) -> Any:

@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import re
+import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -53,7 +54,7 @@ class Tool:
         desc: the description the model sees (default: the docstring's first paragraph).
         timeout: seconds after which a call is cancelled and fails with
             :class:`~trio_dspy.errors.ToolTimeoutError` (only this call).
-        blocking: for a sync function, whether it may block (then it runs in a
+        blocking: for a sync function, whether it may block (default ``True``) (then it runs in a
             worker thread via ``trio.to_thread.run_sync``). Mark quick, pure
             functions ``blocking=False`` to call them inline. Ignored for async
             functions, which are awaited.
@@ -74,19 +75,24 @@ class Tool:
         desc: str | None = None,
         *,
         timeout: float | None = None,
-        blocking: bool = True,
+        blocking: bool | None = None,
     ) -> None:
-        self.fn: Callable[..., Any] = fn.fn if isinstance(fn, Tool) else fn
-        fn = self.fn
-        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
-        summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
-        self.desc = desc if desc is not None else summary
-        self.timeout = timeout
-        self.blocking = blocking
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
-        )
-        self.args = _arguments(fn, self.name, arg_docs)
+        if isinstance(fn, Tool):  # re-wrapping keeps what was not overridden
+            timeout = fn.timeout if timeout is None else timeout
+            blocking = fn.blocking if blocking is None else blocking
+            name, desc = name or fn.name, desc if desc is not None else fn.desc
+            fn = fn.fn
+        self.fn: Callable[..., Any] = fn
+        target = _introspectable(fn)
+        self.name: str = name or str(getattr(target, "__name__", type(fn).__name__))
+        summary, arg_docs = _parse_docstring(inspect.getdoc(target) or "")
+        self.desc: str = desc if desc is not None else summary
+        self.timeout: float | None = timeout
+        self.blocking: bool = True if blocking is None else blocking
+        self.is_async = inspect.iscoroutinefunction(target)
+        # Where the function was defined: annotations (under `from __future__
+        # import annotations`) may name classes local to that scope.
+        self.args = _arguments(fn, target, self.name, arg_docs, _caller_locals())
         self.parameters = _schema(self.args)
 
     def spec(self) -> ToolSpec:
@@ -178,19 +184,61 @@ def format_observation(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ introspection
-def _arguments(fn: Callable[..., Any], name: str, docs: Mapping[str, str]) -> dict[str, Argument]:
+def _introspectable(fn: Callable[..., Any]) -> Any:
+    """The function whose name, docstring and hints describe ``fn``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if not inspect.isroutine(fn) and callable(fn):
+        return type(fn).__call__  # a callable object: its __call__
+    return fn
+
+
+def _caller_locals() -> dict[str, Any]:
+    """Local names of the frames that led here from outside this package."""
+    names: dict[str, Any] = {}
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("trio_dspy."):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is not None and frame.f_code.co_name != "<module>":
+        names.update(frame.f_locals)
+    return names
+
+
+def _arguments(
+    fn: Callable[..., Any],
+    target: Any,
+    name: str,
+    docs: Mapping[str, str],
+    localns: Mapping[str, Any],
+) -> dict[str, Argument]:
     try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return {}
+        sig = inspect.signature(fn)  # partials and bound methods drop what is bound
+    except (TypeError, ValueError) as exc:
+        raise SignatureError(f"tool {name}: cannot read its parameters ({exc})") from None
     try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
+        hints = typing.get_type_hints(target, localns=dict(localns))
+    except Exception as exc:
+        # Checking arguments is the point of a tool: never fall back to "anything goes".
+        raise SignatureError(
+            f"tool {name}: cannot resolve its type hints ({exc}); define the types it names "
+            "at module level, or import them outside `if TYPE_CHECKING`"
+        ) from None
+    bound: set[str] = set()  # keywords a functools.partial already fixed
+    inner = fn
+    while isinstance(inner, functools.partial):
+        bound |= set(inner.keywords)
+        inner = inner.func
     args: dict[str, Argument] = {}
     for param in sig.parameters.values():
+        if param.name in bound:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise SignatureError(f"tool {name}: *args/**kwargs cannot be described to a model")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise SignatureError(
+                f"tool {name}: argument {param.name} is positional-only; tools are called "
+                "with keyword arguments"
+            )
         annotation = hints.get(param.name, Any)
         check_supported(annotation, f"tool {name}, argument {param.name}")
         default = attrs.NOTHING if param.default is param.empty else param.default
