@@ -71,7 +71,11 @@ async def test_stale_keep_alive_connection_is_retried_on_a_fresh_one() -> None:
             assert again.connections_accepted == 1
 
 
-async def test_cancelled_requests_leave_no_slot_or_connection_behind() -> None:
+async def test_cancelled_requests_leave_no_slot_or_connection_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Virtual time may jump while sockets connect, so the cancel lands with
+    # requests at every stage: connecting, sending, waiting for the answer.
     async def hang_until_gate(request: Request) -> Response:
         if request.path == "/slow":
             await trio.sleep_forever()
@@ -94,21 +98,27 @@ async def test_cancelled_requests_leave_no_slot_or_connection_behind() -> None:
 
 
 async def test_timeouts_become_httpx_timeouts() -> None:
+    # Real (short) timeouts: under autojump_clock the connect deadline could
+    # fire while the socket connects. Nothing here sleeps on purpose.
+    arrived = trio.Event()
+
     async def stall(request: Request) -> Response:
-        await trio.sleep(30)
+        arrived.set()
+        await trio.sleep_forever()
         return Response()
 
     async with serve_http(stall) as server:
         async with httpx.AsyncClient(transport=H11Transport(), base_url=server.base_url) as client:
             with pytest.raises(httpx.ReadTimeout):
                 await client.get("/", timeout=httpx.Timeout(5, read=0.05))
+        arrived = trio.Event()
         pool_bound = H11Transport(max_connections=1)
         async with (
             httpx.AsyncClient(transport=pool_bound, base_url=server.base_url) as client,
             trio.open_nursery() as nursery,
         ):
-            nursery.start_soon(lambda: client.get("/", timeout=httpx.Timeout(0.3)))
-            await trio.sleep(0.01)
+            nursery.start_soon(lambda: client.get("/", timeout=httpx.Timeout(None)))
+            await arrived.wait()  # the only slot is taken
             with pytest.raises(httpx.PoolTimeout):
                 await client.get("/", timeout=httpx.Timeout(None, pool=0.05))
             nursery.cancel_scope.cancel()

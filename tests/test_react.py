@@ -187,7 +187,7 @@ async def test_limits_raise_with_the_trajectory() -> None:
         await tokens(request="latte")
 
 
-async def test_text_mode_follows_dspy_fields() -> None:
+async def test_text_mode_follows_dspy_fields(autojump_clock: trio.testing.MockClock) -> None:
     shop = Shop()
     lm = DummyLM(
         [
