@@ -110,6 +110,8 @@ class Adapter(abc.ABC):
 # --------------------------------------------------------------- shared pieces
 def format_value(value: Any, annotation: Any = Any) -> str:
     """A field value as prompt text: strings as written, the rest as JSON."""
+    if type(value) is str:  # the common case, on every call's hot path
+        return value
     data = unstructure_as(value, annotation)
     return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
 
