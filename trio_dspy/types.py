@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import re
 import types
@@ -93,16 +94,18 @@ def _is_tagged_union(tp: Any) -> bool:
     return len(members) > 1 and all(is_record(m) for m in members)
 
 
-def _record_fields(cls: type) -> list[tuple[str, Any, bool]]:
+@functools.cache
+def _record_fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     """(name, type, has_default) for each field of an attrs class or dataclass."""
+    # Cached: structuring and unstructuring ask for every value of the class.
     hints = typing.get_type_hints(cls)
     if attrs.has(cls):
-        return [
+        return tuple(
             (f.name, hints.get(f.name, Any), f.default is not attrs.NOTHING)
             for f in attrs.fields(cls)
             if f.init
-        ]
-    return [
+        )
+    return tuple(
         (
             f.name,
             hints.get(f.name, Any),
@@ -110,7 +113,7 @@ def _record_fields(cls: type) -> list[tuple[str, Any, bool]]:
         )
         for f in dataclasses.fields(cls)
         if f.init
-    ]
+    )
 
 
 def accepts_str(tp: Any) -> bool:
@@ -680,11 +683,10 @@ def unstructure_tagged(value: Any) -> Any:
     For when the declared type is unknown (scripted test answers): the tag
     is what a union needs and is ignored where a single class is expected.
     """
-    if is_record(type(value)):
-        names = [name for name, _, _ in _record_fields(type(value))]
-        return {TAG: type(value).__name__} | {
-            n: unstructure_tagged(getattr(value, n)) for n in names
-        }
+    cls: type = type(value)
+    if is_record(cls):
+        names = [name for name, _, _ in _record_fields(cls)]
+        return {TAG: cls.__name__} | {n: unstructure_tagged(getattr(value, n)) for n in names}
     if isinstance(value, list | tuple):
         return [unstructure_tagged(v) for v in value]
     if isinstance(value, dict):
