@@ -411,14 +411,13 @@ class LM(BaseLM):
     def _handle(self, reply: Reply, level: str | None, retries: int) -> LMResponse:
         status = reply.status
         if 200 <= status < 300:
-            snippet = self._api_key.scrub(reply.text[:300])
             try:
                 data = json.loads(reply.content)
             except ValueError:  # cut off or garbled on the way: worth another try
                 raise Retryable(
                     LMServerError(
                         f"the server answered with a body that is not JSON{_after(retries)}: "
-                        f"{snippet!r}",
+                        f"{self._snippet(reply)!r}",
                         status_code=status,
                         provider=self.provider,
                         model=self.model_name,
@@ -429,7 +428,8 @@ class LM(BaseLM):
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                 raise LMServerError(
                     f"the server's response does not look like a {self.provider} response "
-                    f"({exc!r}): {snippet!r}; check base_url and the provider prefix of the model",
+                    f"({exc!r}): {self._snippet(reply)!r}; "
+                    "check base_url and the provider prefix of the model",
                     status_code=status,
                     provider=self.provider,
                     model=self.model_name,
@@ -460,6 +460,10 @@ class LM(BaseLM):
         if retryable:
             raise Retryable(error, retry_after=retry_after)
         raise error
+
+    def _snippet(self, reply: Reply) -> str:
+        """The start of a reply's body for an error message, without the key."""
+        return self._api_key.scrub(reply.text[:300])
 
     # ------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:
