@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -49,7 +50,9 @@ class Example(Mapping[str, Any]):
             ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_") or name in _SLOTS.get(type(self), ()):
+        if name.startswith("_") or isinstance(
+            getattr(type(self), name, None), types.MemberDescriptorType
+        ):
             object.__setattr__(self, name, value)  # attributes of the object itself
         else:
             self._store[name] = value
@@ -130,10 +133,6 @@ class Prediction(Example):
         super().__setstate__(state)
         object.__setattr__(self, "usage", state["usage"])
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _SLOTS[cls] = _slot_names(cls)
-
     @classmethod
     def from_completions(cls, fields: Mapping[str, Any], usage: Usage | None = None) -> Prediction:
         """Build a prediction from parsed fields and the usage that produced them."""
@@ -141,14 +140,6 @@ class Prediction(Example):
         if usage is not None:
             object.__setattr__(pred, "usage", usage)
         return pred
-
-
-_SLOTS: dict[type, frozenset[str]] = {}
-
-
-def _slot_names(cls: type) -> frozenset[str]:
-    names = {n for c in cls.__mro__ for n in getattr(c, "__slots__", ())}
-    return frozenset(n for n in names if not n.startswith("_"))
 
 
 @attrs.define
@@ -179,6 +170,3 @@ class Usage:
         for item in items:
             total.add(item)
         return total
-
-
-_SLOTS[Prediction] = _slot_names(Prediction)
