@@ -10,7 +10,6 @@ from typing import Any, Literal, Optional
 
 import attrs
 import pytest
-import trio
 
 import trio_dspy as td
 from trio_dspy import types
@@ -206,4 +205,3 @@ async def test_a_late_bad_request_does_not_switch_the_agent_to_text_mode() -> No
     with td.context(lm=lm), pytest.raises(LMBadRequestError):
         await agent(q="?")
     assert lm not in agent._refused_tools
-    await trio.lowlevel.checkpoint()
