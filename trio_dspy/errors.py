@@ -25,6 +25,7 @@ __all__ = [
     "ToolArgumentError",
     "ToolError",
     "ToolTimeoutError",
+    "ToolsUnsupportedError",
     "TrioDSPyError",
 ]
 
@@ -89,6 +90,8 @@ class LMError(TrioDSPyError):
 
     ``status_code`` is the HTTP status when there was one, ``provider`` and
     ``model`` say which call failed, ``message`` is the provider's own text.
+    ``code`` and ``param`` are the provider's error code and the request
+    parameter it blames, when its error body names them.
     """
 
     def __init__(
@@ -98,11 +101,15 @@ class LMError(TrioDSPyError):
         status_code: int | None = None,
         provider: str = "",
         model: str = "",
+        code: str | None = None,
+        param: str | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
         self.provider = provider
         self.model = model
+        self.code = code
+        self.param = param
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -138,6 +145,13 @@ class LMServerError(LMError):
 
 class LMBadRequestError(LMError):
     """The provider rejected the request as malformed (400/404/422): not retried."""
+
+
+class ToolsUnsupportedError(LMBadRequestError):
+    """The server refused native tool definitions (it takes no ``tools``).
+
+    Agents in ``mode="auto"`` switch to text-mode tool calling on this error.
+    """
 
 
 class ContextWindowExceededError(LMBadRequestError):
