@@ -7,7 +7,8 @@ from . import errors, telemetry, testing
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
 from .lm import LM, inspect_history
-from .lm.base import BaseLM, LMRequest, LMResponse, Message
+from .lm.base import BaseLM
+from .messages import LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
 from .primitives import Example, Prediction, Usage
 from .settings import Settings, configure, context

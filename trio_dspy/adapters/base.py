@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args, get_origin
 
 from ..errors import AdapterParseError
-from ..lm.base import Message, ResponseFormat
+from ..messages import Message, ResponseFormat
 from ..signature import Field, Signature
 from ..types import json_schema, unstructure_as
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import AdapterParseError, StructuringError
-from ..lm.base import ResponseFormat
+from ..messages import ResponseFormat
 from ..signature import Signature
 from ..types import (
     accepts_str,

@@ -33,7 +33,7 @@ import attrs
 import h11
 import httpx
 
-from .runlocal import RunLocal
+from ..runlocal import RunLocal
 from .secret import Secret
 from .transport import H11Transport
 

@@ -1,20 +1,14 @@
 """Language models: the interface, the HTTP clients and what they share.
 
 ``LM("openai/<model>")`` / ``LM("anthropic/<model>")`` build the provider's
-client; :func:`inspect_history` prints recent calls.
+client; :func:`inspect_history` prints recent calls. The values a call
+exchanges (:class:`Message`, :class:`LMRequest`, ...) are defined in
+:mod:`trio_dspy.messages` and re-exported here.
 """
 
+from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from .anthropic import AnthropicLM
-from .base import (
-    BaseLM,
-    HistoryEntry,
-    LMRequest,
-    LMResponse,
-    Message,
-    ResponseFormat,
-    ToolCall,
-    ToolSpec,
-)
+from .base import BaseLM, HistoryEntry
 from .cache import Cache, DiskCache, MemoryCache
 from .client import LM, known_providers, register_provider
 from .history import format_history, inspect_history

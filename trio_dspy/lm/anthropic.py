@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 from ..http import Secret
+from ..messages import LMRequest, LMResponse, Message, ToolCall
 from ..primitives import Usage
-from .base import LMRequest, LMResponse, Message, ToolCall
 from .client import LM
 
 __all__ = ["AnthropicLM"]

@@ -1,9 +1,17 @@
-"""The interface every language model implements, and the values it exchanges.
+"""The interface every language model implements.
 
-A model is anything with ``async def send(request: LMRequest) -> LMResponse``
-(subclass :class:`BaseLM`). Callers use :meth:`BaseLM.request`, which wraps
-``send`` with what every model shares: default parameters, usage accounting,
-bounded history and telemetry.
+Two methods, two audiences:
+
+* :meth:`BaseLM.send` is the extension point: what a provider implements
+  (subclass :class:`BaseLM` and write ``async def send(request) -> LMResponse``).
+  It performs one call and nothing else.
+* :meth:`BaseLM.request` is what callers use (``Predict``, agents, your code):
+  it wraps ``send`` with what every model shares: default parameters, usage
+  accounting, bounded history and telemetry. Providers do not override it.
+
+The values exchanged (:class:`~trio_dspy.messages.LMRequest`,
+:class:`~trio_dspy.messages.LMResponse`, ...) live in :mod:`trio_dspy.messages`;
+they are re-exported here and from :mod:`trio_dspy.lm`.
 """
 
 from __future__ import annotations
@@ -12,13 +20,11 @@ import abc
 import collections
 import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
-from ..primitives import Usage
-from ..settings import current as current_settings
+from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, SpanKind, start_span
 from ..usage import record_usage
@@ -33,81 +39,6 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
 ]
-
-Role = Literal["system", "user", "assistant", "tool"]
-
-
-@attrs.frozen
-class ToolCall:
-    """A tool the model asked to call. ``arguments`` is the JSON text it sent."""
-
-    id: str
-    name: str
-    arguments: str = "{}"
-
-
-@attrs.frozen
-class Message:
-    """One chat message. Assistant messages may carry ``tool_calls``; tool
-    results are ``role="tool"`` messages naming the ``tool_call_id`` they answer."""
-
-    role: Role
-    content: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-
-
-@attrs.frozen
-class ToolSpec:
-    """A tool offered to the model: name, description, JSON schema of arguments."""
-
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
-
-
-@attrs.frozen
-class ResponseFormat:
-    """Structured-output request: ``json_schema`` (with ``schema``) or ``json_object``."""
-
-    type: Literal["json_schema", "json_object"]
-    name: str = "response"
-    schema: Mapping[str, Any] | None = None
-    strict: bool = True
-
-
-def _tuple(value: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(value)
-
-
-@attrs.frozen
-class LMRequest:
-    """Everything one model call needs, provider-neutral.
-
-    ``params`` holds sampling parameters (``temperature``, ``max_tokens``,
-    ``top_p``, ``stop``, ``seed``, ...); the model's own defaults fill in what
-    is missing. ``timeout`` bounds the whole call, retries included.
-    """
-
-    messages: tuple[Message, ...] = attrs.field(converter=_tuple)
-    tools: tuple[ToolSpec, ...] = attrs.field(default=(), converter=_tuple)
-    tool_choice: str | None = None
-    response_format: ResponseFormat | None = None
-    params: Mapping[str, Any] = attrs.field(factory=dict)
-    timeout: float | None = None
-
-
-@attrs.frozen
-class LMResponse:
-    """What a model returned: text, tool calls, usage, why it stopped, which model."""
-
-    text: str = ""
-    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
-    usage: Usage = attrs.field(factory=Usage)
-    finish_reason: str | None = None
-    model: str = ""
-    cached: bool = False
 
 
 @attrs.frozen
@@ -143,13 +74,23 @@ class BaseLM(abc.ABC):
 
     @abc.abstractmethod
     async def send(self, request: LMRequest) -> LMResponse:
-        """Perform one call. Implementations raise ``td.errors.LMError`` subclasses."""
+        """Perform one call: the method a provider implements.
 
-    async def request(self, request: LMRequest) -> LMResponse:
-        """Call the model with ``request`` and return its response.
+        ``request`` arrives with :attr:`defaults` already applied. Callers use
+        :meth:`request` instead, which adds usage, history and telemetry.
 
-        Applies :attr:`defaults`, records the usage into every active
-        :func:`~trio_dspy.track_usage` block and appends to :attr:`history`.
+        Raises:
+            trio_dspy.errors.LMError: implementations raise its subclasses.
+        """
+
+    async def request(self, request: LMRequest, *, trace_content: bool = False) -> LMResponse:
+        """Call the model with ``request`` and return its response: what callers use.
+
+        Applies :attr:`defaults`, calls :meth:`send` inside a ``chat {model}``
+        span, records the usage into every active :func:`~trio_dspy.track_usage`
+        block and appends to :attr:`history`. ``trace_content`` records the
+        messages and the completion in the span (``Settings.trace_content``;
+        the caller that reads the settings passes it).
 
         Raises:
             trio_dspy.errors.LMError: the call failed (subclass says how).
@@ -159,15 +100,17 @@ class BaseLM(abc.ABC):
         started_at, t0 = time.time(), time.perf_counter()
         with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
             if span.is_recording:
-                span.set_attributes(self._request_attributes(request))
+                span.set_attributes(self._request_attributes(request, trace_content))
             response = await self.send(request)
             if span.is_recording:
-                span.set_attributes(_response_attributes(response))
+                span.set_attributes(_response_attributes(response, trace_content))
         record_usage(response.usage)
         self.history.append(HistoryEntry(request, response, started_at, time.perf_counter() - t0))
         return response
 
-    def _request_attributes(self, request: LMRequest) -> dict[str, AttributeValue | None]:
+    def _request_attributes(
+        self, request: LMRequest, trace_content: bool
+    ) -> dict[str, AttributeValue | None]:
         """GenAI semantic-convention attributes of a call (never credentials)."""
         params = request.params
         attributes: dict[str, AttributeValue | None] = {
@@ -180,7 +123,7 @@ class BaseLM(abc.ABC):
             sc.GEN_AI_REQUEST_MAX_TOKENS: params.get("max_tokens"),
             sc.GEN_AI_REQUEST_TOP_P: params.get("top_p"),
         }
-        if current_settings().trace_content:
+        if trace_content:
             attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(
                 [attrs.asdict(m) for m in request.messages], ensure_ascii=False
             )
@@ -195,7 +138,9 @@ class BaseLM(abc.ABC):
         return f"{type(self).__name__}({self.model!r})"
 
 
-def _response_attributes(response: LMResponse) -> dict[str, AttributeValue | None]:
+def _response_attributes(
+    response: LMResponse, trace_content: bool
+) -> dict[str, AttributeValue | None]:
     attributes: dict[str, AttributeValue | None] = {
         sc.GEN_AI_RESPONSE_MODEL: response.model or None,
         sc.GEN_AI_RESPONSE_FINISH_REASONS: (response.finish_reason,)
@@ -205,7 +150,7 @@ def _response_attributes(response: LMResponse) -> dict[str, AttributeValue | Non
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: response.usage.completion_tokens,
         "trio_dspy.cached": response.cached or None,
     }
-    if current_settings().trace_content:
+    if trace_content:
         attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
             [
                 {

@@ -31,9 +31,9 @@ import structlog
 import trio
 
 from ..errors import LMError, LMTimeoutError
-from ..http.runlocal import RunLocal
+from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
-from .base import LMRequest, LMResponse
+from ..runlocal import RunLocal
 
 __all__ = [
     "Cache",

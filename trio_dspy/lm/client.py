@@ -28,8 +28,9 @@ import trio
 
 from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
 from ..http import HTTPClient, Reply, Secret, TransportFailure
+from ..messages import LMRequest, LMResponse
 from ..telemetry.span import current_span
-from .base import BaseLM, LMRequest, LMResponse
+from .base import BaseLM
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .limits import Limits
 from .retry import (

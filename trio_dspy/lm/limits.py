@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..http.runlocal import RunLocal
+from ..runlocal import RunLocal
 
 __all__ = ["Limits", "Permit", "TokenBucket"]
 

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions (and every server that speaks it: vLLM, llama.cpp, Ollama, ...).
 
-Maps :class:`~trio_dspy.lm.base.LMRequest` to a ``/chat/completions`` body and
-``choices[0]`` back to an :class:`~trio_dspy.lm.base.LMResponse`. Structured
+Maps :class:`~trio_dspy.messages.LMRequest` to a ``/chat/completions`` body and
+``choices[0]`` back to an :class:`~trio_dspy.messages.LMResponse`. Structured
 output is asked for as ``json_schema``; servers that refuse it are stepped
 down to ``json_object`` (schema inlined, which llama.cpp's server honours)
 and then to plain prompting, and the LM remembers the level that worked.
@@ -13,8 +13,8 @@ import json
 from typing import Any, ClassVar
 
 from ..http import Secret
+from ..messages import LMRequest, LMResponse, Message, ToolCall
 from ..primitives import Usage
-from .base import LMRequest, LMResponse, Message, ToolCall
 from .client import LM
 
 __all__ = ["OpenAILM"]

@@ -15,9 +15,10 @@ import attrs
 
 from ..adapters import Adapter, ChatAdapter
 from ..errors import AdapterParseError, ConfigurationError, StructuringError, TrioDSPyError
-from ..lm.base import BaseLM, LMRequest
+from ..lm.base import BaseLM
+from ..messages import LMRequest
 from ..primitives import Example, Prediction, Usage
-from ..settings import current
+from ..settings import Settings, current
 from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
 from ..types import structure, unstructure_as
@@ -98,15 +99,18 @@ class Predict(Module):
             response_format=adapter.response_format(self.signature),
             params={**settings.lm_kwargs, **self.lm_kwargs},
         )
-        return await self._ask(lm, adapter, request, settings.max_parse_retries)
+        return await self._ask(lm, adapter, request, settings)
 
     async def _ask(
-        self, lm: BaseLM, adapter: Adapter, request: LMRequest, retries: int
+        self, lm: BaseLM, adapter: Adapter, request: LMRequest, settings: Settings
     ) -> Prediction:
+        retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
         for attempt in range(1, retries + 2):
-            response = await lm.request(attrs.evolve(request, messages=messages))
+            response = await lm.request(
+                attrs.evolve(request, messages=messages), trace_content=settings.trace_content
+            )
             usage.add(response.usage)
             try:
                 if response.finish_reason == "length":

@@ -36,7 +36,8 @@ from ..errors import (
     ToolArgumentError,
     ToolError,
 )
-from ..lm.base import BaseLM, LMRequest, Message, ToolCall, ToolSpec
+from ..lm.base import BaseLM
+from ..messages import LMRequest, Message, ToolCall, ToolSpec
 from ..primitives import Prediction
 from ..settings import current
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
@@ -284,7 +285,10 @@ class ReAct(Module):
         params = {**current().lm_kwargs, **self.react.lm_kwargs}
         for _ in range(self.max_iters):
             try:
-                response = await lm.request(LMRequest(messages, tools=specs, params=params))
+                response = await lm.request(
+                    LMRequest(messages, tools=specs, params=params),
+                    trace_content=current().trace_content,
+                )
             except LMBadRequestError as exc:
                 # Only a refusal of the very first request means "this server
                 # takes no tools"; a 400 later in a run is an ordinary error.

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
-from ..lm.base import ToolSpec
+from ..messages import ToolSpec
 from ..types import check_supported, json_schema, structure, unstructure
 
 __all__ = ["Tool", "ensure_tool"]

@@ -9,7 +9,8 @@ from typing import Any
 import trio
 
 from ..errors import ConfigurationError
-from ..lm.base import BaseLM, LMRequest, LMResponse
+from ..lm.base import BaseLM
+from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
 from ..types import unstructure_tagged
 
@@ -27,7 +28,7 @@ class DummyLM(BaseLM):
     * a list, answered in order (``cycle=True`` starts over when it runs out);
     * a dict whose keys are looked for in the last user message: the first key
       found there picks the answer;
-    * a function of the :class:`~trio_dspy.lm.base.LMRequest`.
+    * a function of the :class:`~trio_dspy.messages.LMRequest`.
 
     Each answer is raw completion text, a dict of output values (written in
     the ``[[ ## field ## ]]`` format, or as JSON when the request asks for a

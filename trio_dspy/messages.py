@@ -1,0 +1,99 @@
+"""The values a program and a language model exchange: messages, tools, requests, responses.
+
+A leaf module: adapters, tools, agents and model clients all speak in these
+values, so they depend on this module and not on one another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from .primitives import Usage
+
+__all__ = [
+    "LMRequest",
+    "LMResponse",
+    "Message",
+    "ResponseFormat",
+    "Role",
+    "ToolCall",
+    "ToolSpec",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@attrs.frozen
+class ToolCall:
+    """A tool the model asked to call. ``arguments`` is the JSON text it sent."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@attrs.frozen
+class Message:
+    """One chat message. Assistant messages may carry ``tool_calls``; tool
+    results are ``role="tool"`` messages naming the ``tool_call_id`` they answer."""
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool offered to the model: name, description, JSON schema of arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@attrs.frozen
+class ResponseFormat:
+    """Structured-output request: ``json_schema`` (with ``schema``) or ``json_object``."""
+
+    type: Literal["json_schema", "json_object"]
+    name: str = "response"
+    schema: Mapping[str, Any] | None = None
+    strict: bool = True
+
+
+def _tuple(value: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class LMRequest:
+    """Everything one model call needs, provider-neutral.
+
+    ``params`` holds sampling parameters (``temperature``, ``max_tokens``,
+    ``top_p``, ``stop``, ``seed``, ...); the model's own defaults fill in what
+    is missing. ``timeout`` bounds the whole call, retries included.
+    """
+
+    messages: tuple[Message, ...] = attrs.field(converter=_tuple)
+    tools: tuple[ToolSpec, ...] = attrs.field(default=(), converter=_tuple)
+    tool_choice: str | None = None
+    response_format: ResponseFormat | None = None
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    timeout: float | None = None
+
+
+@attrs.frozen
+class LMResponse:
+    """What a model returned: text, tool calls, usage, why it stopped, which model."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
+    usage: Usage = attrs.field(factory=Usage)
+    finish_reason: str | None = None
+    model: str = ""
+    cached: bool = False
