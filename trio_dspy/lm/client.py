@@ -128,7 +128,8 @@ class LM(BaseLM):
             using this LM (``None``: unbounded).
         max_connections: connection-pool size; defaults to ``max_concurrency``
             (unbounded when that is ``None``).
-        rpm, tpm: requests / tokens per minute (token buckets on the trio clock).
+        rpm: requests per minute (a token bucket on the trio clock).
+        tpm: tokens per minute (a token bucket on the trio clock).
         cache: ``False`` (default); ``True``/``"memory"`` for an in-memory LRU;
             ``"disk"`` or a path for SQLite; or a :class:`~trio_dspy.lm.cache.Cache`.
         history_size: how many calls :attr:`history` keeps.

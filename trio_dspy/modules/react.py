@@ -125,8 +125,9 @@ class ReAct(Module):
             text mode otherwise or after the server refuses tools), ``"native"``
             or ``"text"``.
         max_tool_concurrency: how many tool calls of one turn run at once.
-        max_tool_calls / max_tokens: optional limits for one run; going over
+        max_tool_calls: optional limit on tool calls for one run; going over
             raises :class:`~trio_dspy.errors.AgentLimitError`.
+        max_tokens: optional limit on tokens for one run, likewise.
 
     The prediction holds the signature's outputs plus ``trajectory``
     (a :class:`Trajectory`) and ``termination_reason``.

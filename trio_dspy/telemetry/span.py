@@ -395,10 +395,8 @@ def start_span(
     exception itself always propagates unchanged.
 
     With no collector active this returns a shared no-op context manager
-    whose span (:class:`NonRecordingSpan`) ignores every write.
-
-    Raises:
-        Nothing of its own.
+    whose span (:class:`NonRecordingSpan`) ignores every write. It raises
+    nothing of its own.
     """
     collector = _active.get()
     if collector is None:
