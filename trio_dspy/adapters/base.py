@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 from ..errors import AdapterParseError
 from ..messages import Message, ResponseFormat
 from ..signature import Field, Signature
-from ..types import json_schema, unstructure_as
+from ..types import json_schema, unstructure
 
 __all__ = ["Adapter", "format_value"]
 
@@ -112,7 +112,7 @@ def format_value(value: Any, annotation: Any = Any) -> str:
     """A field value as prompt text: strings as written, the rest as JSON."""
     if type(value) is str:  # the common case, on every call's hot path
         return value
-    data = unstructure_as(value, annotation)
+    data = unstructure(value, annotation)
     return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
 
 

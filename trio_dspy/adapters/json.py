@@ -21,7 +21,7 @@ from ..types import (
     parse_text,
     strip_code_fences,
     structure,
-    unstructure_as,
+    unstructure,
 )
 from .base import (
     STRUCTURE_INTRO,
@@ -74,7 +74,7 @@ class JSONAdapter(Adapter):
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Output values as one JSON object (used for demos)."""
         data = {
-            n: unstructure_as(values[n], f.annotation)
+            n: unstructure(values[n], f.annotation)
             for n, f in signature.output_fields.items()
             if n in values
         }

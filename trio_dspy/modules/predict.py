@@ -21,7 +21,7 @@ from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current
 from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
-from ..types import structure, unstructure_as
+from ..types import structure, unstructure
 from .module import Module
 
 __all__ = ["Predict"]
@@ -147,7 +147,7 @@ class Predict(Module):
             "fields": {n: {"desc": f.desc, "prefix": f.prefix} for n, f in fields.items()},
             "demos": [
                 {
-                    k: unstructure_as(v, fields[k].annotation if k in fields else Any)
+                    k: unstructure(v, fields[k].annotation if k in fields else Any)
                     for k, v in d.items()
                 }
                 for d in self.demos

@@ -254,7 +254,7 @@ def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
             prop["description"] = arg.desc
         if not arg.required:
             with contextlib.suppress(TypeError, ValueError):  # defaults JSON cannot show
-                prop["default"] = json.loads(json.dumps(unstructure(arg.default)))
+                prop["default"] = json.loads(json.dumps(unstructure(arg.default, arg.annotation)))
         props[arg.name] = prop
     return {
         "type": "object",

@@ -12,7 +12,7 @@ from ..errors import ConfigurationError
 from ..lm.base import BaseLM
 from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
-from ..types import unstructure_tagged
+from ..types import unstructure
 
 __all__ = ["DummyLM"]
 
@@ -112,7 +112,7 @@ class DummyLM(BaseLM):
 
 def _render(values: Mapping[str, Any], request: LMRequest) -> str:
     """Output values the way the requesting adapter expects them."""
-    data = {k: unstructure_tagged(v) for k, v in values.items()}
+    data = {k: unstructure(v, tag_all=True) for k, v in values.items()}
     if request.response_format is not None:
         return json.dumps(data, ensure_ascii=False)
     parts = [

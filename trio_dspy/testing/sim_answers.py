@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..types import unstructure_tagged
+from ..types import unstructure
 from .sim_values import schema_value, words
 
 __all__ = ["Answer", "SimReply", "SimRequest", "SimToolCall", "build_answer", "read_request"]
@@ -295,7 +295,9 @@ def _finish(override: str | None, default: str) -> Any:
 
 def _tool_call(name: str, args: Any, rng: random.Random) -> tuple[str, str, str]:
     text = (
-        args if isinstance(args, str) else json.dumps(unstructure_tagged(args), ensure_ascii=False)
+        args
+        if isinstance(args, str)
+        else json.dumps(unstructure(args, tag_all=True), ensure_ascii=False)
     )
     return (f"call_{rng.getrandbits(64):016x}", name, text)
 
@@ -329,11 +331,11 @@ def _content(
         else:
             value = {} if given else {"response": words(rng, 3, 9)}
         if isinstance(value, dict):
-            value.update(unstructure_tagged(dict(given)))
+            value.update(unstructure(dict(given), tag_all=True))
         return json.dumps(value, ensure_ascii=False)
     if plan.fields or given:
         values = {f.name: _field_value(f, rng) for f in plan.fields}
-        values.update(unstructure_tagged(dict(given)))
+        values.update(unstructure(dict(given), tag_all=True))
         sections = [f"[[ ## {k} ## ]]\n{_chat_value(v)}" for k, v in values.items()]
         return "\n\n".join([*sections, "[[ ## completed ## ]]"])
     return words(rng, 4, 12).capitalize() + "."

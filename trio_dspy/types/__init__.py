@@ -1,0 +1,51 @@
+"""Python type hints as JSON schema, and typed values from model output.
+
+Every supported field type goes through this package, one job per module:
+
+* :mod:`~trio_dspy.types.support`: what kind of type a hint is, whether it is
+  supported (:func:`check_supported`) and its readable name (:func:`type_name`);
+* :mod:`~trio_dspy.types.schema`: :func:`json_schema` turns a type hint into
+  the JSON schema sent to models (in prompts, ``response_format`` and tool
+  definitions);
+* :mod:`~trio_dspy.types.convert`: :func:`structure` turns JSON-like data into
+  the typed value, with a cattrs converter tuned for what models actually
+  write (``"3"`` for ``3``, ``"Small"`` for ``Size.small``, read by the hooks
+  of :mod:`~trio_dspy.types.scalars`); a failure raises
+  :class:`~trio_dspy.errors.StructuringError` naming the path and the value
+  (``action.size: 'huge' is not one of small, medium, large``);
+* :mod:`~trio_dspy.types.unstructure`: :func:`unstructure` turns typed values
+  back into JSON-like data;
+* :mod:`~trio_dspy.types.text`: :func:`parse_text` does text -> JSON -> typed
+  value for one field.
+
+Supported: ``str``, ``int``, ``float``, ``bool``, ``None``, ``Any``, enums,
+``Literal``, ``list``/``tuple``/``dict`` of supported types, ``Optional`` and
+unions, attrs classes and dataclasses (nested). A value whose declared type is
+a union of attrs classes (or dataclasses) is a JSON object tagged
+``"_type": "<ClassName>"``: :func:`json_schema` requires the tag,
+:func:`unstructure` writes it, and :func:`structure` reads by it (falling back
+to the fields present when a model leaves it out).
+"""
+
+from __future__ import annotations
+
+from .convert import converter, structure
+from .schema import json_schema
+from .support import TAG, accepts_str, check_supported, is_record, type_name
+from .text import find_json, parse_text, strip_code_fences
+from .unstructure import unstructure
+
+__all__ = [
+    "TAG",
+    "accepts_str",
+    "check_supported",
+    "converter",
+    "find_json",
+    "is_record",
+    "json_schema",
+    "parse_text",
+    "strip_code_fences",
+    "structure",
+    "type_name",
+    "unstructure",
+]

@@ -1,0 +1,176 @@
+"""What kind of type hint a field declares, and whether trio_dspy supports it.
+
+The predicates here (:func:`is_record`, :func:`is_union`, ...) are shared by
+the schema, structuring, unstructuring and text-parsing modules;
+:func:`check_supported` is what signatures and tools call when they are
+defined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin
+
+import attrs
+
+from ..errors import SignatureError
+
+__all__ = [
+    "TAG",
+    "accepts_str",
+    "check_supported",
+    "is_enum",
+    "is_record",
+    "is_tagged_union",
+    "is_union",
+    "non_none",
+    "record_fields",
+    "type_name",
+]
+
+TAG = "_type"
+"""The key that names the class of a tagged-union member in JSON."""
+
+
+def is_record(tp: Any) -> bool:
+    """True for attrs classes and dataclasses (JSON objects with fixed keys)."""
+    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
+def is_union(tp: Any) -> bool:
+    """True for ``Union[...]``, ``Optional[...]`` and ``A | B``."""
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def is_enum(tp: Any) -> bool:
+    """True for ``enum.Enum`` subclasses."""
+    return isinstance(tp, type) and issubclass(tp, enum.Enum)
+
+
+def non_none(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The members of a union's ``args`` other than ``None``."""
+    return tuple(a for a in args if a is not type(None))
+
+
+def is_tagged_union(tp: Any) -> bool:
+    """True for a union of two or more records (``None`` aside): tagged with ``_type``."""
+    members = non_none(get_args(tp)) if is_union(tp) else ()
+    return len(members) > 1 and all(is_record(m) for m in members)
+
+
+@functools.cache
+def record_fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """``(name, type, has_default)`` for each ``__init__`` field of a record class.
+
+    Raises:
+        NameError: an annotation names a type that cannot be resolved.
+    """
+    # Cached: structuring and unstructuring ask for every value of the class.
+    hints = typing.get_type_hints(cls)
+    if attrs.has(cls):
+        return tuple(
+            (f.name, hints.get(f.name, Any), f.default is not attrs.NOTHING)
+            for f in attrs.fields(cls)
+            if f.init
+        )
+    return tuple(
+        (
+            f.name,
+            hints.get(f.name, Any),
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+        if f.init
+    )
+
+
+def accepts_str(tp: Any) -> bool:
+    """Whether a JSON string is itself a value of ``tp`` (``str``, ``Any``, unions with str)."""
+    if tp is str or tp is Any:
+        return True
+    return is_union(tp) and str in get_args(tp)
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for a type hint, as prompts show it (``list[str]``)."""
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "Any"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in get_args(tp))}]"
+    if is_union(tp):
+        args = get_args(tp)
+        members = non_none(args)
+        if len(members) == 1 and len(args) == 2:
+            return f"Optional[{type_name(members[0])}]"
+        return " | ".join(type_name(a) for a in args)
+    if origin is not None:
+        args = get_args(tp)
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+# ------------------------------------------------------------------- support check
+_SCALARS: tuple[Any, ...] = (str, int, float, bool, type(None), Any)
+
+
+def check_supported(tp: Any, where: str) -> None:
+    """Check that ``tp`` is a type trio_dspy can describe, structure and unstructure.
+
+    Raises:
+        SignatureError: ``tp`` (or a type inside it) is not supported; the
+            message names ``where`` and the offending type.
+    """
+    try:
+        _check(tp, set())
+    except _Unsupported as exc:
+        raise SignatureError(f"{where}: unsupported type {exc.args[0]}") from None
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _check(tp: Any, seen: set[Any]) -> None:
+    if tp in _SCALARS or is_enum(tp):
+        return
+    origin = get_origin(tp)
+    if origin is Literal:
+        for a in get_args(tp):
+            if not isinstance(a, str | int | float | bool | None | enum.Enum):
+                raise _Unsupported(f"Literal value {a!r}")
+        return
+    if is_union(tp) or origin in (list, tuple, dict):
+        args = get_args(tp)
+        wanted = {list: 1, dict: 2}.get(origin)
+        if wanted is not None and len(args) != wanted:
+            raise _Unsupported(
+                f"{type_name(tp)} ({origin.__name__} takes {wanted} type argument(s))"
+            )
+        if origin is dict and args and args[0] not in (str, int) and not is_enum(args[0]):
+            raise _Unsupported(f"{type_name(tp)} (JSON object keys must be str, int or enums)")
+        for a in args:
+            if a is not Ellipsis:
+                _check(a, seen)
+        return
+    if is_record(tp):
+        if tp in seen:
+            raise _Unsupported(f"{tp.__name__} (recursive classes are not supported)")
+        seen = seen | {tp}
+        try:
+            fields = record_fields(tp)
+        except NameError as exc:
+            raise _Unsupported(f"{tp.__name__} (cannot resolve annotation: {exc})") from None
+        for _, ftp, _ in fields:
+            _check(ftp, seen)
+        return
+    if tp in (list, tuple, dict):  # bare containers: elements of any JSON type
+        return
+    raise _Unsupported(type_name(tp))
