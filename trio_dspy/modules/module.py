@@ -17,18 +17,50 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 
 if TYPE_CHECKING:
-    from .predict import Predict
+    from ..lm.base import BaseLM
+    from ..signature import Signature
 
-__all__ = ["Module"]
+__all__ = ["Module", "Predictor"]
 
 STATE_FORMAT = "trio_dspy.module/1"
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A module with learned state: what :meth:`Module.named_predictors` finds.
+
+    :class:`~trio_dspy.Predict` (and so ``ChainOfThought``) implements it.
+    Loading is in two steps so that a saved file is validated for every
+    predictor before any of them changes: :meth:`parse_predictor_state`
+    checks and converts, :meth:`apply_predictor_state` installs.
+    """
+
+    signature: type[Signature]
+    demos: list[Mapping[str, Any]]
+    lm: BaseLM | None
+
+    def reset(self) -> None:
+        """Forget learned state (demos)."""
+
+    def dump_predictor_state(self) -> dict[str, Any]:
+        """The learned state as JSON-ready data."""
+
+    def parse_predictor_state(self, state: Any) -> Any:
+        """Validate ``state`` (from :meth:`dump_predictor_state`); change nothing.
+
+        Raises:
+            TrioDSPyError: the state is malformed or does not fit this predictor.
+        """
+
+    def apply_predictor_state(self, parsed: Any) -> None:
+        """Install what :meth:`parse_predictor_state` returned."""
 
 
 class Module:
@@ -77,14 +109,12 @@ class Module:
                 continue
             yield from _walk_value(value, f"{base}{attr}", seen)
 
-    def named_predictors(self) -> list[tuple[str, Predict]]:
-        """``(name, predictor)`` for every :class:`Predict` in the tree, in order."""
-        from .predict import Predict
+    def named_predictors(self) -> list[tuple[str, Predictor]]:
+        """``(name, predictor)`` for every :class:`Predictor` in the tree, in order."""
+        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
 
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predict)]
-
-    def predictors(self) -> list[Predict]:
-        """Every :class:`Predict` in the tree."""
+    def predictors(self) -> list[Predictor]:
+        """Every :class:`Predictor` (e.g. :class:`~trio_dspy.Predict`) in the tree."""
         return [p for _, p in self.named_predictors()]
 
     def deepcopy(self) -> Module:

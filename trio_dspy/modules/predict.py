@@ -45,7 +45,7 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
 
 
 class Predict(Module):
-    """Ask a model for ``signature``'s outputs.
+    """Ask a model for ``signature``'s outputs (a :class:`~trio_dspy.modules.module.Predictor`).
 
     ::
 
