@@ -80,7 +80,7 @@ async def test_fifty_concurrent_requests_make_fifty_correct_traces(
         with start_span("tool"):
             await trio.lowlevel.checkpoint()
 
-    async with collect(mem, policy="block", batch_size=16), trio.open_nursery() as nursery:
+    async with collect(mem, policy="unbounded", batch_size=16), trio.open_nursery() as nursery:
         for i in range(50):
             nursery.start_soon(request, i)
 
@@ -167,10 +167,10 @@ async def test_stalled_exporter_drops_spans_without_slowing_the_body(
     assert collector.stats.export_failures == 0
 
 
-async def test_block_policy_loses_nothing(autojump_clock: trio.abc.Clock) -> None:
+async def test_unbounded_policy_loses_nothing(autojump_clock: trio.abc.Clock) -> None:
     slow = SlowExporter(delay=1)
     async with collect(
-        slow, policy="block", buffer=1, batch_size=10, drain_timeout=1000
+        slow, policy="unbounded", buffer=1, batch_size=10, drain_timeout=1000
     ) as collector:
         for i in range(500):
             with start_span(f"s{i}"):
@@ -185,6 +185,17 @@ async def test_block_policy_loses_nothing(autojump_clock: trio.abc.Clock) -> Non
             with start_span(f"s{i}"):
                 pass
     assert dropping.stats.dropped == 499
+
+
+async def test_block_is_a_deprecated_name_of_unbounded() -> None:
+    mem = InMemoryExporter()
+    with pytest.warns(DeprecationWarning, match="unbounded"):
+        async with collect(mem, policy="block", buffer=1) as collector:
+            for i in range(50):
+                with start_span(f"s{i}"):
+                    pass
+    assert collector.policy == "unbounded"
+    assert collector.stats.dropped == 0 and len(mem.spans) == 50
 
 
 async def test_exporter_failures_are_counted_and_do_not_affect_others(

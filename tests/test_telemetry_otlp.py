@@ -285,7 +285,7 @@ async def test_loopback_receiver_gets_a_valid_payload() -> None:
     receiver = _Receiver()
     async with serve_http(receiver) as server:
         exporter = OtlpHttpExporter(server.base_url, headers={"Authorization": SECRET})
-        async with collect(exporter, policy="block"):
+        async with collect(exporter, policy="unbounded"):
             with start_span("invoke_agent qa", attributes={"gen_ai.agent.name": "qa"}):
                 with start_span("chat m", kind=SpanKind.CLIENT) as chat:
                     chat.set_attributes({"gen_ai.usage.input_tokens": 3, "temperature": 0.2})

@@ -14,6 +14,7 @@ and tools are in :mod:`trio_dspy.telemetry.semconv`.
 """
 
 from . import semconv
+from .codec import span_from_dict, span_to_dict
 from .collector import Collector, CollectorStats, Exporter, collect
 from .exporters import InMemoryExporter, JsonlExporter, StructlogExporter, read_jsonl
 from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
@@ -27,8 +28,6 @@ from .span import (
     StatusCode,
     current_span,
     error_type,
-    span_from_dict,
-    span_to_dict,
     start_span,
 )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Literal, Protocol, runtime_checkable
@@ -32,7 +33,7 @@ import attrs
 import structlog
 import trio
 
-from .span import Span, _active, _current
+from .span import Span, detach_from_tracing, send_spans_to
 
 __all__ = ["Collector", "CollectorStats", "Exporter", "collect"]
 
@@ -79,7 +80,12 @@ class CollectorStats:
     export_failures: int = 0
 
 
-Policy = Literal["drop", "block"]
+Policy = Literal["drop", "unbounded", "block"]
+"""What a full buffer does: ``"drop"`` the span, or never fill (``"unbounded"``).
+
+``"block"`` is a deprecated name of ``"unbounded"``: a span ends synchronously
+and cannot wait, so nothing ever blocked.
+"""
 
 
 class Collector:
@@ -118,8 +124,13 @@ class Collector:
 
     # --- the request path ---------------------------------------------------
 
-    def _submit(self, span: Span) -> None:
-        """Hand a finished span over without waiting; count it as dropped if it cannot go."""
+    def submit(self, span: Span) -> None:
+        """Take a finished span without waiting; count it as dropped if it cannot go.
+
+        Spans call this as they end (the collector is their
+        :class:`~trio_dspy.telemetry.span.SpanSink`); from a worker thread it
+        hops to the trio thread first.
+        """
         if threading.get_ident() != self._thread:
             self._submit_from_thread(span)
             return
@@ -136,7 +147,7 @@ class Collector:
     def _submit_from_thread(self, span: Span) -> None:
         """A span finished in a worker thread (``trio.to_thread``): hop to the trio thread."""
         try:
-            trio.from_thread.run_sync(self._submit, span, trio_token=self._token)
+            trio.from_thread.run_sync(self.submit, span, trio_token=self._token)
         except (trio.RunFinishedError, RuntimeError):
             self.stats.emitted += 1
             self.stats.dropped += 1
@@ -147,9 +158,7 @@ class Collector:
         """Receive spans in batches and export them, until the channel closes."""
         # Nothing the exporters do is traced into this (or any) collector, and
         # their log lines do not pretend to belong to the spawner's trace.
-        _active.set(None)
-        _current.set(None)
-        structlog.contextvars.unbind_contextvars("trace_id", "span_id")
+        detach_from_tracing()
         # Shielded from the start: an outer cancellation must not lose the
         # spans in flight. collect() cancels this scope itself at the deadline.
         with self._drain_scope, receive:
@@ -243,7 +252,7 @@ class Collector:
                     )
 
 
-def _check(
+def _check_collect_options(
     exporters: Sequence[object],
     buffer: int,
     batch_size: int,
@@ -262,8 +271,8 @@ def _check(
         raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval}")
     if not drain_timeout >= 0:
         raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout}")
-    if policy not in ("drop", "block"):
-        raise ValueError(f"policy must be 'drop' or 'block', got {policy!r}")
+    if policy not in ("drop", "unbounded", "block"):
+        raise ValueError(f"policy must be 'drop' or 'unbounded', got {policy!r}")
 
 
 @asynccontextmanager
@@ -288,9 +297,9 @@ async def collect(
         batch_size: most spans per ``export`` call.
         flush_interval: seconds a batch waits for more spans before it is exported.
         policy: ``"drop"`` (default) drops and counts a span when the buffer is
-            full. ``"block"`` loses nothing: since a span ends synchronously and
-            cannot wait, the channel is then unbounded (``buffer`` is ignored)
-            and memory grows while exporters lag. Use it in tests and audits.
+            full. ``"unbounded"`` loses nothing: the channel has no bound
+            (``buffer`` is ignored), so memory grows while exporters lag. Use it
+            in tests and audits. ``"block"`` is its deprecated old name.
         drain_timeout: seconds the exit may spend exporting what is left, and
             again closing the exporters; both shielded from cancellation.
 
@@ -301,7 +310,14 @@ async def collect(
         TypeError: an exporter has no ``export`` method.
         ValueError: a setting is out of range or ``policy`` is unknown.
     """
-    _check(exporters, buffer, batch_size, flush_interval, policy, drain_timeout)
+    _check_collect_options(exporters, buffer, batch_size, flush_interval, policy, drain_timeout)
+    if policy == "block":
+        warnings.warn(
+            'collect(policy="block") is deprecated: it never blocked; use policy="unbounded"',
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        policy = "unbounded"
     collector = Collector(
         exporters,
         buffer=buffer,
@@ -310,7 +326,7 @@ async def collect(
         policy=policy,
         drain_timeout=drain_timeout,
     )
-    capacity = math.inf if policy == "block" else buffer
+    capacity = math.inf if policy == "unbounded" else buffer
     send, receive = trio.open_memory_channel[Span](capacity)
     collector._send = send
     collector._token = trio.lowlevel.current_trio_token()
@@ -319,14 +335,13 @@ async def collect(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(collector._drain, receive)
-            token = _active.set(collector)
             try:
-                yield collector
+                with send_spans_to(collector):
+                    yield collector
             except BaseException as exc:
                 body_exc = exc
                 raise
             finally:
-                _active.reset(token)
                 await collector._finish_draining()
     except BaseExceptionGroup as group:
         # The drain task never raises, so a group holding just the body's

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import structlog
 import trio
 
-from .span import Span, span_from_dict, span_to_dict
+from .codec import span_from_dict, span_to_dict
+from .span import Span
 
 __all__ = ["InMemoryExporter", "JsonlExporter", "StructlogExporter", "read_jsonl"]
 

@@ -32,18 +32,14 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 import attrs
-import cattrs
 import structlog
 import trio
-
-if TYPE_CHECKING:
-    from .collector import Collector
 
 __all__ = [
     "AttributeValue",
@@ -51,12 +47,14 @@ __all__ = [
     "NonRecordingSpan",
     "Span",
     "SpanKind",
+    "SpanSink",
     "Status",
     "StatusCode",
+    "clean_attributes",
     "current_span",
+    "detach_from_tracing",
     "error_type",
-    "span_from_dict",
-    "span_to_dict",
+    "send_spans_to",
     "start_span",
 ]
 
@@ -104,7 +102,7 @@ class Event:
     attributes: dict[str, AttributeValue] = attrs.field(factory=dict)
 
 
-def _clean(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
+def clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
     """Copy ``attributes``, dropping ``None`` values and freezing sequences as tuples."""
     out: dict[str, AttributeValue] = {}
     if attributes:
@@ -181,13 +179,13 @@ class Span:
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue | None]) -> None:
         """Set several attributes at once, with the rules of :meth:`set_attribute`."""
-        self.attributes.update(_clean(attributes))
+        self.attributes.update(clean_attributes(attributes))
 
     def add_event(
         self, name: str, attributes: Mapping[str, AttributeValue | None] | None = None
     ) -> None:
         """Record that ``name`` happened now, with optional attributes."""
-        self.events.append(Event(name, time.time_ns(), _clean(attributes)))
+        self.events.append(Event(name, time.time_ns(), clean_attributes(attributes)))
 
     def record_exception(self, exc: BaseException) -> None:
         """Add an ``exception`` event with the exception's type, message and traceback.
@@ -272,11 +270,19 @@ _NON_RECORDING: Final = NonRecordingSpan(
     "non-recording", _ZERO_TRACE_ID, _ZERO_SPAN_ID, start_ns=0, end_ns=0, attributes=_DiscardDict()
 )
 
+
+class SpanSink(Protocol):
+    """Where finished spans go (a :class:`~trio_dspy.telemetry.Collector`)."""
+
+    def submit(self, span: Span) -> None:
+        """Take a finished span without waiting (called as each span ends)."""
+
+
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "trio_dspy.telemetry.span", default=None
 )
-# The collector that receives finished spans; set by collect() for its body.
-_active: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
+# The sink that receives finished spans; set by send_spans_to() for its block.
+_active: contextvars.ContextVar[SpanSink | None] = contextvars.ContextVar(
     "trio_dspy.telemetry.collector", default=None
 )
 
@@ -284,6 +290,31 @@ _active: contextvars.ContextVar[Collector | None] = contextvars.ContextVar(
 def current_span() -> Span | None:
     """The innermost recording span of the calling task, or ``None``."""
     return _current.get()
+
+
+@contextmanager
+def send_spans_to(sink: SpanSink) -> Iterator[None]:
+    """Record spans in the block (and the tasks spawned inside it) into ``sink``.
+
+    This is what turns recording on; :func:`~trio_dspy.telemetry.collect`
+    uses it for its body. Blocks nest: the innermost sink wins.
+    """
+    token = _active.set(sink)
+    try:
+        yield
+    finally:
+        _active.reset(token)
+
+
+def detach_from_tracing() -> None:
+    """Stop recording in the calling task: no sink, no current span, no trace ids in logs.
+
+    For a task that must not trace itself into the spans it handles, such as
+    a collector's drain task (it was spawned inside the trace it drains).
+    """
+    _active.set(None)
+    _current.set(None)
+    structlog.contextvars.unbind_contextvars("trace_id", "span_id")
 
 
 class _NoopScope:
@@ -335,10 +366,10 @@ def _restore(parent: object) -> None:
 class _SpanScope:
     """Context manager of :func:`start_span` while a collector is active."""
 
-    __slots__ = ("_collector", "_span", "_span_token", "_token", "_trace_token")
+    __slots__ = ("_sink", "_span", "_span_token", "_token", "_trace_token")
 
-    def __init__(self, collector: Collector, span: Span) -> None:
-        self._collector = collector
+    def __init__(self, sink: SpanSink, span: Span) -> None:
+        self._sink = sink
         self._span = span
 
     def __enter__(self) -> Span:
@@ -372,7 +403,7 @@ class _SpanScope:
             # Exited in another context than it was entered in (e.g. across an
             # async generator's yield): restore by value instead of by token.
             _restore(self._token.old_value)
-        self._collector._submit(span)
+        self._sink.submit(span)
         return None
 
 
@@ -398,8 +429,8 @@ def start_span(
     whose span (:class:`NonRecordingSpan`) ignores every write. It raises
     nothing of its own.
     """
-    collector = _active.get()
-    if collector is None:
+    sink = _active.get()
+    if sink is None:
         return _NOOP_SCOPE
     parent = None if new_trace else _current.get()
     if parent is None:
@@ -416,39 +447,6 @@ def start_span(
         kind,
         time.time_ns(),
         None,
-        _clean(attributes) if attributes else {},
+        clean_attributes(attributes) if attributes else {},
     )
-    return _SpanScope(collector, span)
-
-
-# --- (un)structuring --------------------------------------------------------
-
-_converter = cattrs.Converter()
-_converter.register_unstructure_hook(SpanKind, lambda kind: kind.name)
-_converter.register_structure_hook(SpanKind, lambda value, _: SpanKind[value])
-_converter.register_unstructure_hook(StatusCode, lambda code: code.name)
-_converter.register_structure_hook(StatusCode, lambda value, _: StatusCode[value])
-
-
-def _structure_attributes(value: Any, _: Any) -> dict[str, AttributeValue]:
-    return _clean(value)
-
-
-_converter.register_structure_hook_func(
-    lambda cls: cls == dict[str, AttributeValue], _structure_attributes
-)
-
-
-def span_to_dict(span: Span) -> dict[str, Any]:
-    """A JSON-ready dict of ``span``; enums become their names (``"CLIENT"``)."""
-    data: dict[str, Any] = _converter.unstructure(span, Span)
-    return data
-
-
-def span_from_dict(data: Mapping[str, Any]) -> Span:
-    """Rebuild a :class:`Span` from :func:`span_to_dict` output (e.g. a JSONL line).
-
-    Raises:
-        cattrs.errors.ClassValidationError: the data does not describe a span.
-    """
-    return _converter.structure(data, Span)
+    return _SpanScope(sink, span)
