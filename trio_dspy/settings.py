@@ -53,7 +53,7 @@ _overrides: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
 )
 
 
-def _check(settings: dict[str, Any]) -> None:
+def _reject_unknown_settings(settings: dict[str, Any]) -> None:
     unknown = sorted(set(settings) - _FIELDS)
     if unknown:
         raise TypeError(
@@ -71,7 +71,7 @@ def configure(**settings: Any) -> None:
         ValueError: a value is out of range (``max_parse_retries < 0``).
     """
     global _global
-    _check(settings)
+    _reject_unknown_settings(settings)
     _global = attrs.evolve(_global, **settings)
 
 
@@ -97,7 +97,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
         TypeError: a name is not a setting.
         ValueError: a value is out of range.
     """
-    _check(overrides)
+    _reject_unknown_settings(overrides)
     merged = {**_overrides.get(), **overrides}
     effective = attrs.evolve(_global, **merged)  # validates the values now
     token = _overrides.set(merged)
