@@ -123,6 +123,48 @@ def test_unstructure_tags_union_members_and_round_trips() -> None:
     assert types.structure(json.loads(json.dumps(data)), MakeDrink | Refund) == value
 
 
+@attrs.frozen
+class Basket:
+    pick: MakeDrink | Refund
+    maybe: Drink | None = None
+    by_size: dict[Size, MakeDrink | Refund] = attrs.field(factory=dict)
+
+
+def test_unstructure_tags_only_where_the_declared_type_is_a_union_of_records() -> None:
+    drink = Drink("tea", Size.small)
+    assert types.unstructure(drink) == {"name": "tea", "size": "small", "milk": None}
+    assert types.unstructure(drink, Drink | None) == {"name": "tea", "size": "small", "milk": None}
+    refund = Refund("R", 1.0)
+    basket = Basket(refund, drink, {Size.large: refund})
+    assert types.unstructure(basket) == {
+        "pick": {"_type": "Refund", "order_id": "R", "amount": 1.0},
+        "maybe": {"name": "tea", "size": "small", "milk": None},
+        "by_size": {"large": {"_type": "Refund", "order_id": "R", "amount": 1.0}},
+    }
+    assert types.structure(types.unstructure(basket), Basket) == basket
+
+
+def test_unstructure_finds_unions_inside_optional_containers() -> None:
+    tp = list[MakeDrink | Refund] | None
+    data = types.unstructure((Refund("A", 2.0),), tp)
+    assert data == [{"_type": "Refund", "order_id": "A", "amount": 2.0}]
+    assert types.unstructure(None, tp) is None
+    pair = types.unstructure((Refund("A", 2.0), 3), tuple[MakeDrink | Refund, int])
+    assert pair == [{"_type": "Refund", "order_id": "A", "amount": 2.0}, 3]
+
+
+def test_unstructure_tag_all_tags_every_record() -> None:
+    value = {"action": MakeDrink(Drink("mocha", Size.medium))}
+    assert types.unstructure(value, tag_all=True) == {
+        "action": {
+            "_type": "MakeDrink",
+            "drink": {"_type": "Drink", "name": "mocha", "size": "medium", "milk": None},
+            "quantity": 1,
+        }
+    }
+    assert types.structure(types.unstructure(Point(1), tag_all=True), Point) == Point(1)
+
+
 # ------------------------------------------------------------ property-based checks
 sizes = st.sampled_from(list(Size))
 text = st.text(max_size=20)

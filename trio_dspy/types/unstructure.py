@@ -36,7 +36,7 @@ def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
     tagged = tag_all or is_tagged_union(tp)
     if is_union(tp):
         tp = _member_for(value, tp)
-    cls = type(value)
+    cls: type = type(value)
     if is_record(cls):
         data = {TAG: cls.__name__} if tagged else {}
         for name, ftp, _ in record_fields(cls):
@@ -56,10 +56,17 @@ def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
 
 
 def _member_for(value: Any, union: Any) -> Any:
-    """The first member of ``union`` that ``value`` is an instance of (else ``Any``)."""
+    """The first member of ``union`` that ``value`` is an instance of (else ``Any``).
+
+    Lists and tuples count as each other: both are JSON arrays.
+    """
     for member in non_none(get_args(union)):
         kind = get_origin(member) or member
-        if isinstance(kind, type) and isinstance(value, kind):
+        if kind in (list, tuple):
+            kind = list | tuple
+        elif not isinstance(kind, type):
+            continue
+        if isinstance(value, kind):
             return member
     return Any
 
