@@ -21,6 +21,7 @@ from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current
 from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
+from ..trace import record as record_trace
 from ..types import structure, unstructure
 from .module import Module
 
@@ -99,7 +100,9 @@ class Predict(Module):
             response_format=adapter.response_format(self.signature),
             params={**settings.lm_kwargs, **self.lm_kwargs},
         )
-        return await self._ask(lm, adapter, request, settings)
+        prediction = await self._ask(lm, adapter, request, settings)
+        record_trace(self, inputs, prediction)
+        return prediction
 
     async def _ask(
         self, lm: BaseLM, adapter: Adapter, request: LMRequest, settings: Settings
