@@ -3,7 +3,9 @@
 ``import trio_dspy as td`` gives the public API; see the README.
 """
 
-from . import errors, telemetry, testing
+from typing import TYPE_CHECKING, Any
+
+from . import errors, telemetry
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
 from .lm import LM, inspect_history
@@ -16,6 +18,23 @@ from .signature import InputField, OutputField, Signature, make_signature
 from .usage import track_usage
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from . import testing
+else:
+
+    def __getattr__(name: str) -> Any:
+        # The test kit (DummyLM, the simulated server) is not needed to run a
+        # program, so ``import trio_dspy`` does not pay for it: ``td.testing``
+        # and ``from trio_dspy import testing`` import it on first use. Type
+        # checkers see the import above instead, and no ``__getattr__`` that
+        # would make every misspelt ``td.<name>`` an ``Any``.
+        if name == "testing":
+            import importlib
+
+            return importlib.import_module(".testing", __name__)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LM",
