@@ -194,6 +194,7 @@ async def test_auth_error_names_the_env_var() -> None:
     with pytest.raises(LMAuthError, match="ANTHROPIC_API_KEY") as info:
         await anthropic(server).request(LMRequest([Message("user", "hi")]))
     assert info.value.status_code == 401 and "invalid x-api-key" in str(info.value)
+    assert (info.value.code, info.value.param) == ("authentication_error", None)
     assert len(server.requests) == 1
 
 

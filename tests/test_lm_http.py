@@ -16,8 +16,8 @@ import pytest
 import trio
 
 import trio_dspy as td
-from trio_dspy.errors import LMAuthError, LMTimeoutError
-from trio_dspy.lm import LM, LMRequest, LMResponse, Message
+from trio_dspy.errors import LMAuthError, LMTimeoutError, ToolsUnsupportedError
+from trio_dspy.lm import LM, LMRequest, LMResponse, Message, ToolSpec
 from trio_dspy.testing import Fault, SimConfig, SimReply, serve_sim
 
 from .story import HandleCustomer, MakeDrink, Mood, Refund
@@ -111,6 +111,17 @@ async def test_json_schema_refusal_steps_down_and_is_remembered(autojump_clock: 
         with td.context(lm=fresh, adapter=td.JSONAdapter()):
             await predict(question="3+3?")  # another LM learns on its own
         assert len(sim.requests) == 3
+
+
+async def test_a_server_without_tools_refuses_them_as_tools_unsupported() -> None:
+    tool = ToolSpec("lookup", "Look an order up", {"type": "object", "properties": {}})
+    request = LMRequest([Message("user", "where is order 7?")], tools=[tool])
+    async with serve_sim(SimConfig(supports_tools=False)) as sim, openai_lm(sim) as lm:
+        with pytest.raises(ToolsUnsupportedError) as info:
+            await lm.request(request)
+        assert (await lm.request(ASK)).text  # the same server answers without tools
+    assert info.value.status_code == 400
+    assert (info.value.code, info.value.param) == ("unsupported", "tools")
 
 
 async def test_json_object_with_inline_schema_when_only_json_schema_is_refused(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from trio_dspy.errors import LMBadRequestError, LMServerError
+from trio_dspy.errors import LMBadRequestError, LMServerError, ToolsUnsupportedError
 from trio_dspy.lm import LMRequest, Message, ResponseFormat, ToolCall, ToolSpec
 from trio_dspy.lm.openai import OpenAILM
 
@@ -228,3 +228,55 @@ async def test_no_key_sends_no_authorization_header(monkeypatch: pytest.MonkeyPa
     )
     await lm.request(LMRequest([Message("user", "hi")]))
     assert "authorization" not in server.requests[0].headers
+
+
+# ------------------------------------------------------------ typed refusals
+def _with_tools() -> LMRequest:
+    return LMRequest([Message("user", "weather in Paris?")], tools=[WEATHER])
+
+
+@pytest.mark.parametrize(
+    ("status", "param", "code"),
+    [(400, "tools", "unsupported"), (422, "tool_choice", None), (400, None, "tools")],
+)
+async def test_a_refusal_blaming_tools_is_tools_unsupported(
+    status: int, param: str | None, code: str | None
+) -> None:
+    server = Scripted(error(status, "not today", code, param=param))
+    with pytest.raises(ToolsUnsupportedError, match="not today") as info:
+        await server.lm().request(_with_tools())
+    assert isinstance(info.value, LMBadRequestError)
+    assert info.value.status_code == status
+    assert (info.value.param, info.value.code) == (param, code or "invalid_request_error")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "param"),
+    [
+        (LMRequest([Message("user", "hi")]), "tools"),  # no tools were sent
+        (_with_tools(), "tools[0].function.parameters"),  # one tool's schema is wrong
+        (_with_tools(), None),  # the words alone do not decide
+    ],
+)
+async def test_other_bad_requests_are_not_tools_unsupported(
+    request_: LMRequest, param: str | None
+) -> None:
+    server = Scripted(error(400, "tools are not supported", "unsupported", param=param))
+    with pytest.raises(LMBadRequestError) as info:
+        await server.lm().request(request_)
+    assert not isinstance(info.value, ToolsUnsupportedError)
+    assert (info.value.code, info.value.param) == ("unsupported", param)
+
+
+async def test_the_blamed_parameter_decides_a_format_refusal() -> None:
+    blamed = Scripted(error(400, "invalid value", param="response_format"), ok('{"answer": "x"}'))
+    lm = blamed.lm()
+    await lm.request(_structured())
+    assert lm.response_format_level == "json_object"
+    # The text names json_schema, but the server blames the messages: no step-down.
+    other = Scripted(error(400, "json_schema output needs a user turn", param="messages"))
+    with pytest.raises(LMBadRequestError) as info:
+        await other.lm().request(_structured())
+    assert info.value.param == "messages"
+    assert len(other.requests) == 1

@@ -20,7 +20,7 @@ from trio_dspy.errors import (
     LMTimeoutError,
 )
 from trio_dspy.lm import Backoff, LMRequest, Message
-from trio_dspy.lm.retry import error_message, parse_retry_after
+from trio_dspy.lm.errors import ErrorBody, parse_retry_after, read_error_body
 
 from .test_lm_support import KEY, Scripted, error, ok
 
@@ -58,12 +58,29 @@ def test_full_jitter_stays_within_the_exponential_envelope() -> None:
     assert Backoff(max_retry_after=10).delay(0, retry_after=11.0) is None
 
 
-def test_error_message_understands_common_shapes() -> None:
-    assert error_message({"error": {"message": "bad", "code": "x"}}, "raw") == ("bad", "x")
-    assert error_message({"error": "plain"}, "raw") == ("plain", "")
-    assert error_message({"object": "error", "message": "vllm says"}, "raw") == ("vllm says", "")
-    assert error_message({"detail": "fastapi says"}, "raw") == ("fastapi says", "")
-    assert error_message(None, "raw text") == ("raw text", "")
+def test_error_body_understands_common_shapes() -> None:
+    assert read_error_body({"error": {"message": "bad", "code": "x"}}, "raw") == ErrorBody(
+        "bad", "x"
+    )
+    assert read_error_body({"error": "plain"}, "raw") == ErrorBody("plain")
+    vllm = {"object": "error", "message": "vllm says"}
+    assert read_error_body(vllm, "raw") == ErrorBody("vllm says")
+    assert read_error_body({"detail": "fastapi says"}, "raw") == ErrorBody("fastapi says")
+    assert read_error_body(None, "raw text") == ErrorBody("raw text")
+    assert read_error_body({"error": {"message": ""}}, "raw") == ErrorBody("raw")
+
+
+def test_error_body_reads_the_code_and_blamed_parameter() -> None:
+    openai = {
+        "error": {"message": "m", "type": "invalid_request_error", "param": "tools", "code": "x"}
+    }
+    assert read_error_body(openai, "raw") == ErrorBody("m", "x", "tools")
+    untyped = {"error": {"message": "m", "type": "invalid_request_error", "param": None}}
+    assert read_error_body(untyped, "raw") == ErrorBody("m", "invalid_request_error")
+    anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": "m"}}
+    assert read_error_body(anthropic, "raw") == ErrorBody("m", "overloaded_error")
+    vllm = {"object": "error", "message": "m", "type": "BadRequestError", "param": "n", "code": 400}
+    assert read_error_body(vllm, "raw") == ErrorBody("m", "400", "n")
 
 
 # ------------------------------------------------------------------ retries

@@ -45,9 +45,13 @@ def ok(text: str = "ok", **kw: Any) -> httpx.Response:
     return httpx.Response(200, json=chat(text, **kw))
 
 
-def error(status: int, message: str, code: str | None = None, **headers: str) -> httpx.Response:
-    """An OpenAI-style error response."""
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+def error(
+    status: int, message: str, code: str | None = None, *, param: str | None = None, **headers: str
+) -> httpx.Response:
+    """An OpenAI-style error response (``param``: the request parameter it blames)."""
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
     return httpx.Response(status, json=body, headers=headers)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar
@@ -32,17 +31,16 @@ from ..messages import LMRequest, LMResponse
 from ..telemetry.span import current_span
 from .base import BaseLM
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
-from .limits import Limits
-from .retry import (
-    Backoff,
-    OnRetry,
-    Retryable,
-    call_with_retries,
-    error_for_status,
-    error_message,
+from .errors import (
+    FormatRefused,
+    after_retries,
+    error_for_reply,
     is_retryable_status,
     parse_retry_after,
+    refuses_format,
 )
+from .limits import Limits
+from .retry import Backoff, OnRetry, Retryable, call_with_retries
 
 __all__ = ["LM", "known_providers", "register_provider"]
 
@@ -53,8 +51,6 @@ _PROVIDERS: dict[str, str | type[LM]] = {
     "openai": "trio_dspy.lm.openai:OpenAILM",
     "anthropic": "trio_dspy.lm.anthropic:AnthropicLM",
 }
-
-_REFUSAL_MARKERS = ("response_format", "json_schema")
 
 
 def register_provider(name: str, cls: type[LM] | str) -> None:
@@ -87,14 +83,6 @@ def _provider_class(model: str) -> type[LM]:
         _PROVIDERS[provider] = entry
     assert isinstance(entry, type) and issubclass(entry, LM)
     return entry
-
-
-class FormatRefused(Exception):
-    """The server refused the requested ``response_format`` (step down a level)."""
-
-    def __init__(self, error: LMError) -> None:
-        self.error = error
-        super().__init__(str(error))
 
 
 # Seconds aclose() may spend closing connections and the cache, shielded.
@@ -282,6 +270,7 @@ class LM(BaseLM):
             LMRateLimitError: still 429 after every retry.
             LMServerError: 5xx or connection failures after every retry.
             LMBadRequestError: the request was rejected (400/404/422).
+            ToolsUnsupportedError: the request carried tools and the server takes none.
             ContextWindowExceededError: the prompt does not fit the model.
         """
         timeout = request.timeout if request.timeout is not None else self.timeout
@@ -329,7 +318,7 @@ class LM(BaseLM):
             self.build_body(request, level), ensure_ascii=False, separators=(",", ":")
         ).encode()
         return await call_with_retries(
-            partial(self._attempt, content, level),
+            partial(self._attempt, content, level, bool(request.tools)),
             max_retries=self.max_retries,
             backoff=self.backoff,
             on_retry=self._retrying,
@@ -358,11 +347,13 @@ class LM(BaseLM):
         if self.on_retry is not None:
             self.on_retry(attempt, delay, error)
 
-    async def _attempt(self, content: bytes, level: str | None, retries: int) -> LMResponse:
+    async def _attempt(
+        self, content: bytes, level: str | None, tools: bool, retries: int
+    ) -> LMResponse:
         if self._limits is None:
-            return self._handle(await self._post(content, retries), level, retries)
+            return self._handle(await self._post(content, retries), level, tools, retries)
         async with self._limits.acquire(len(content) // 4) as permit:
-            response = self._handle(await self._post(content, retries), level, retries)
+            response = self._handle(await self._post(content, retries), level, tools, retries)
             if response.usage.total_tokens:  # servers without usage keep the estimate
                 permit.settle(response.usage.total_tokens)
             return response
@@ -383,7 +374,7 @@ class LM(BaseLM):
             where = f"{self.server_address}:{self.server_port}"
             if exc.timeout:
                 error: LMError = LMTimeoutError(
-                    f"{where} timed out ({exc}){_after(retries)}",
+                    f"{where} timed out ({exc}){after_retries(retries)}",
                     provider=self.provider,
                     model=self.model_name,
                 )
@@ -396,7 +387,7 @@ class LM(BaseLM):
                 ) from exc
             else:
                 error = LMServerError(
-                    f"could not get a response from {where} ({exc}){_after(retries)}: "
+                    f"could not get a response from {where} ({exc}){after_retries(retries)}: "
                     "check that the server is running and base_url is right",
                     provider=self.provider,
                     model=self.model_name,
@@ -404,64 +395,63 @@ class LM(BaseLM):
             raise Retryable(error) from exc
         raise Retryable(
             LMTimeoutError(
-                f"no response within attempt_timeout={self.attempt_timeout:g} s{_after(retries)}",
+                f"no response within attempt_timeout={self.attempt_timeout:g} s"
+                + after_retries(retries),
                 provider=self.provider,
                 model=self.model_name,
             )
         )
 
-    def _handle(self, reply: Reply, level: str | None, retries: int) -> LMResponse:
-        status = reply.status
-        if 200 <= status < 300:
-            try:
-                data = json.loads(reply.content)
-            except ValueError:  # cut off or garbled on the way: worth another try
-                raise Retryable(
-                    LMServerError(
-                        f"the server answered with a body that is not JSON{_after(retries)}: "
-                        f"{self._snippet(reply)!r}",
-                        status_code=status,
-                        provider=self.provider,
-                        model=self.model_name,
-                    )
-                ) from None
-            try:
-                return self.parse_body(data)
-            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-                raise LMServerError(
-                    f"the server's response does not look like a {self.provider} response "
-                    f"({exc!r}): {self._snippet(reply)!r}; "
-                    "check base_url and the provider prefix of the model",
-                    status_code=status,
-                    provider=self.provider,
-                    model=self.model_name,
-                ) from None
-        try:
-            data = json.loads(reply.content)
-        except ValueError:
-            data = None
-        raw = reply.text[:2000].strip() or f"HTTP {status} with an empty body"
-        message, code = error_message(data, raw)
-        message = self._api_key.scrub(message)
-        retryable = is_retryable_status(status)
-        retry_after = parse_retry_after(reply.headers) if retryable else None
-        error = error_for_status(
-            status,
-            message,
-            code,
-            retry_after=retry_after,
+    def _handle(self, reply: Reply, level: str | None, tools: bool, retries: int) -> LMResponse:
+        """The response in a successful reply, or the typed error for a failed one.
+
+        Raises:
+            Retryable: a transient failure (408, 409, 429, 5xx, a garbled body).
+            FormatRefused: the server refused the ``response_format`` of ``level``.
+            LMError: a final failure.
+        """
+        if 200 <= reply.status < 300:
+            return self._parse(reply, retries)
+        error = error_for_reply(
+            reply,
+            sent_tools=tools,
             retries=retries,
             provider=self.provider,
             model=self.model_name,
             auth_hint=f"check api_key= or ${self.api_key_env}",
+            scrub=self._api_key.scrub,
         )
-        if level not in (None, "prompt") and status in (400, 422, 500):
-            text = raw.lower()  # the whole body: servers name the parameter in different fields
-            if any(marker in text for marker in _REFUSAL_MARKERS):
-                raise FormatRefused(error)
-        if retryable:
-            raise Retryable(error, retry_after=retry_after)
+        if level not in (None, "prompt") and refuses_format(error, reply.text):
+            raise FormatRefused(error)
+        if is_retryable_status(reply.status):
+            raise Retryable(error, retry_after=parse_retry_after(reply.headers))
         raise error
+
+    def _parse(self, reply: Reply, retries: int) -> LMResponse:
+        """The :class:`LMResponse` in a successful reply's JSON body."""
+        try:
+            data = json.loads(reply.content)
+        except ValueError:  # cut off or garbled on the way: worth another try
+            raise Retryable(
+                LMServerError(
+                    f"the server answered with a body that is not JSON{after_retries(retries)}: "
+                    f"{self._snippet(reply)!r}",
+                    status_code=reply.status,
+                    provider=self.provider,
+                    model=self.model_name,
+                )
+            ) from None
+        try:
+            return self.parse_body(data)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise LMServerError(
+                f"the server's response does not look like a {self.provider} response "
+                f"({exc!r}): {self._snippet(reply)!r}; "
+                "check base_url and the provider prefix of the model",
+                status_code=reply.status,
+                provider=self.provider,
+                model=self.model_name,
+            ) from None
 
     def _snippet(self, reply: Reply) -> str:
         """The start of a reply's body for an error message, without the key."""
@@ -492,12 +482,3 @@ class LM(BaseLM):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r}, base_url={self._public_base_url!r})"
-
-
-def _after(retries: int) -> str:
-    return f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
-
-
-def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` without ``None`` values (unset sampling parameters)."""
-    return {k: v for k, v in params.items() if v is not None}
