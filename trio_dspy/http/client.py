@@ -140,7 +140,13 @@ def _check_url(base_url: str) -> httpx.URL:
 
 
 class HTTPClient:
-    """Owner of one connection pool (``httpx.AsyncClient``) per trio run.
+    """POSTs JSON to one server over one connection pool per trio run.
+
+    The pool is an :class:`H11Transport`, made on the first request of each
+    trio run and shared by every task of that run. When the environment
+    configures an HTTP proxy it is an ``httpx.AsyncClient`` instead (httpx
+    applies proxies only there); an injected ``transport`` takes the place of
+    either.
 
     Args:
         base_url: ``http(s)://host[:port]/prefix``; paths given to :meth:`post`
