@@ -90,8 +90,10 @@ class LMError(TrioDSPyError):
 
     ``status_code`` is the HTTP status when there was one, ``provider`` and
     ``model`` say which call failed, ``message`` is the provider's own text.
-    ``code`` and ``param`` are the provider's error code and the request
-    parameter it blames, when its error body names them.
+    ``code`` and ``param`` are the provider's error code (OpenAI's
+    ``error.code``, else the error ``type``, which is all Anthropic sends)
+    and the request parameter it blames (``error.param``); ``None`` when
+    the error body does not name them.
     """
 
     def __init__(
@@ -150,7 +152,9 @@ class LMBadRequestError(LMError):
 class ToolsUnsupportedError(LMBadRequestError):
     """The server refused native tool definitions (it takes no ``tools``).
 
-    Agents in ``mode="auto"`` switch to text-mode tool calling on this error.
+    Raised for a 400/422 answer to a request that carried tools when the
+    error's ``param`` or ``code`` is ``tools`` or ``tool_choice``. Agents in
+    ``mode="auto"`` switch to text-mode tool calling on this error.
     """
 
 
