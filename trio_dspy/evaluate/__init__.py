@@ -1,0 +1,34 @@
+"""Evaluation: ``Evaluate``, its result, and ready-made metrics.
+
+``td.Evaluate`` and ``td.EvaluationResult`` are re-exported at the top level;
+the metrics live here: ``td.evaluate.answer_exact_match``,
+``answer_passage_match``, ``token_f1`` and the LM-judged ``SemanticF1``.
+"""
+
+from .evaluate import Evaluate, EvaluationError, Metric, call_metric
+from .judge import SemanticF1
+from .metrics import (
+    answer_exact_match,
+    answer_passage_match,
+    exact_match,
+    f1_score,
+    normalize_text,
+    token_f1,
+)
+from .result import EvaluationResult, Row
+
+__all__ = [
+    "Evaluate",
+    "EvaluationError",
+    "EvaluationResult",
+    "Metric",
+    "Row",
+    "SemanticF1",
+    "answer_exact_match",
+    "answer_passage_match",
+    "call_metric",
+    "exact_match",
+    "f1_score",
+    "normalize_text",
+    "token_f1",
+]

@@ -1,0 +1,296 @@
+"""``Evaluate``: run a program over a devset concurrently and score it with a metric.
+
+Every example is a child task of one nursery, at most ``limit`` in flight, so
+an evaluation takes about ``len(devset) / limit`` model latencies instead of
+``len(devset)``. Rows land in devset order whatever order they finish in.
+Nothing finished is ever lost: when ``max_errors`` stops the run the partial
+result travels on the error, and when the run is cancelled (a deadline,
+Ctrl-C) :attr:`Evaluate.last_result` holds every finished row.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
+
+import trio
+
+from ..errors import TrioDSPyError
+from ..primitives import Example
+from .result import EvaluationResult
+
+__all__ = ["Evaluate", "EvaluationError", "Metric", "call_metric", "run_examples", "run_in_order"]
+
+Metric = Callable[..., float | bool | Awaitable[float | bool]]
+"""``metric(example, prediction, trace=None) -> float | bool``, sync or async."""
+
+Progress = bool | Callable[[int, int], None] | None
+
+
+class EvaluationError(TrioDSPyError):
+    """An evaluation stopped early because more than ``max_errors`` examples failed.
+
+    ``result`` holds every row that finished before it stopped; ``errors``
+    the exceptions counted, in the order they happened.
+    """
+
+    def __init__(
+        self, message: str, *, result: EvaluationResult, errors: Sequence[BaseException]
+    ) -> None:
+        self.result = result
+        self.errors = list(errors)
+        super().__init__(message)
+
+
+def _takes_trace(metric: Any) -> bool:
+    """Whether ``metric`` can be called with a third (``trace``) argument."""
+    try:
+        params = list(inspect.signature(metric).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    has_var = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    return has_var or len(positional) >= 3 or any(p.name == "trace" for p in params)
+
+
+async def call_metric(metric: Metric, example: Example, prediction: Any, trace: Any) -> float:
+    """Call a sync or async metric (or a metric module) and return its score as a float.
+
+    A metric module (a :class:`~trio_dspy.Module`, such as ``SemanticF1``) is
+    called with keywords: ``await metric(example=..., pred=..., trace=...)``.
+    A two-argument function is called without ``trace``.
+
+    Raises:
+        TypeError: the metric returned something that is not a number or bool.
+        Exception: whatever the metric raised.
+    """
+    from ..modules.module import Module
+
+    if isinstance(metric, Module):
+        value: Any = await metric(example=example, pred=prediction, trace=trace)
+    elif _takes_trace(metric):
+        value = metric(example, prediction, trace)
+    else:
+        value = metric(example, prediction)
+    if inspect.isawaitable(value):
+        value = await value
+    if isinstance(value, bool | int | float):
+        return float(value)
+    score = getattr(value, "score", None)  # a Prediction with a score field
+    if isinstance(score, bool | int | float):
+        return float(score)
+    raise TypeError(f"the metric returned {value!r}; it must return a float or a bool")
+
+
+class Evaluate:
+    """Score a program on ``devset`` with ``metric``, every example a child task.
+
+    ::
+
+        evaluate = td.Evaluate(devset, td.evaluate.answer_exact_match, limit=16)
+        result = await evaluate(program)
+        result.score  # 87.5 (percent)
+        result.results  # [(example, prediction or exception, score), ...] in devset order
+
+    Args:
+        devset: :class:`~trio_dspy.Example` objects with their inputs marked
+            (``Example(...).with_inputs("question")``).
+        metric: ``metric(example, prediction, trace=None) -> float | bool``,
+            sync or async, or a metric module.
+        limit: the most examples in flight at once.
+        max_errors: how many failing examples are tolerated; one more stops the
+            run with :class:`EvaluationError` (``None``: never stop).
+        progress: ``None`` shows a progress bar when standard error is a
+            terminal; ``True`` always, ``False`` never; a function
+            ``progress(done, total)`` is called instead of drawing.
+        failure_score: the score of an example whose program (or metric) raised.
+
+    Evaluate calls the metric with ``trace=None``, as DSPy does: a metric that
+    is stricter when given a trace applies that strictness only inside
+    optimizers.
+
+    Raises:
+        ValueError: ``limit`` or ``max_errors`` is out of range.
+        TrioDSPyError: an example does not say which of its fields are inputs.
+    """
+
+    def __init__(
+        self,
+        devset: Sequence[Example],
+        metric: Metric,
+        *,
+        limit: int = 16,
+        max_errors: int | None = None,
+        progress: Progress = None,
+        failure_score: float = 0.0,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if max_errors is not None and max_errors < 0:
+            raise ValueError(f"max_errors must be 0 or more, got {max_errors}")
+        self.devset = list(devset)
+        for i, example in enumerate(self.devset):
+            if not isinstance(example, Example) or example._input_keys is None:
+                raise TrioDSPyError(
+                    f"devset example {i} does not say which fields are inputs: build it as "
+                    "td.Example(...).with_inputs('question', ...) or load it with "
+                    "td.datasets.load_jsonl(path, input_keys=[...])"
+                )
+        self.metric = metric
+        self.limit = limit
+        self.max_errors = max_errors
+        self.progress = progress
+        self.failure_score = failure_score
+        self.last_result: EvaluationResult | None = None
+        """The result of the latest call, filled in as examples finish."""
+
+    async def __call__(self, program: Callable[..., Awaitable[Any]]) -> EvaluationResult:
+        """Run ``program`` on every example and return the scored result.
+
+        When an enclosing cancel scope cancels the run, the cancellation
+        propagates as usual and :attr:`last_result` keeps every finished row.
+
+        Raises:
+            EvaluationError: more than ``max_errors`` examples failed; ``.result``
+                holds the rows finished until then.
+        """
+        result = EvaluationResult.empty(len(self.devset))
+        self.last_result = result
+        await run_examples(
+            program,
+            self.devset,
+            self.metric,
+            result,
+            limiter=trio.CapacityLimiter(self.limit),
+            max_errors=self.max_errors,
+            failure_score=self.failure_score,
+            report=_reporter(self.progress),
+        )
+        return result
+
+    def __repr__(self) -> str:
+        metric = getattr(self.metric, "__name__", self.metric)
+        return f"Evaluate({len(self.devset)} examples, metric={metric!r}, limit={self.limit})"
+
+
+async def run_examples(
+    program: Callable[..., Awaitable[Any]],
+    devset: Sequence[Example],
+    metric: Metric,
+    result: EvaluationResult,
+    *,
+    limiter: trio.CapacityLimiter,
+    max_errors: int | None = None,
+    failure_score: float = 0.0,
+    report: Callable[[EvaluationResult], None] | None = None,
+    on_row: Callable[[int, EvaluationResult], None] | None = None,
+) -> None:
+    """Fill ``result`` with one row per example, each example a child task.
+
+    ``limiter`` bounds the examples in flight (several evaluations may share
+    one). ``on_row(index, result)`` runs after each row lands, and may cancel
+    an enclosing scope to stop early; ``result.complete`` is set only when
+    every example finished.
+
+    Raises:
+        EvaluationError: more than ``max_errors`` examples failed.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    errors: list[BaseException] = []
+
+    async def run_one(index: int, cancel: trio.CancelScope) -> None:
+        example = devset[index]
+        try:
+            prediction = await program(**example.inputs())
+            score = await call_metric(metric, example, prediction, None)
+            row: tuple[Example, Any, float] = (example, prediction, score)
+        except Exception as exc:
+            errors.append(exc)
+            row = (example, exc, failure_score)
+        result.set_row(index, row)
+        if report is not None:
+            report(result)
+        if on_row is not None:
+            on_row(index, result)
+        if max_errors is not None and len(errors) > max_errors:
+            cancel.cancel()
+
+    await run_in_order(len(devset), run_one, limiter)
+    if max_errors is not None and len(errors) > max_errors:
+        raise EvaluationError(
+            f"{len(errors)} example(s) failed, more than max_errors={max_errors}; "
+            f"first: {type(errors[0]).__name__}: {errors[0]}",
+            result=result,
+            errors=errors,
+        )
+    result.complete = result.finished == result.total
+
+
+async def run_in_order(
+    count: int,
+    job: Callable[[int, trio.CancelScope], Awaitable[None]],
+    limiter: trio.CapacityLimiter,
+) -> None:
+    """Run ``job(index, cancel_scope)`` for each index as child tasks, started in order.
+
+    A task starts only once it holds a slot of ``limiter`` (released when it
+    ends), and slots are taken in index order, so the first items run first
+    even when several callers share the limiter. ``cancel_scope`` cancels
+    every job of this call.
+    """
+
+    async def hold(index: int, token: object, cancel: trio.CancelScope) -> None:
+        try:
+            await job(index, cancel)
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            nursery.start_soon(hold, index, token, nursery.cancel_scope)
+
+
+def _reporter(progress: Progress) -> Callable[[EvaluationResult], None] | None:
+    if progress is False:
+        return None
+    if callable(progress):
+        fn = progress
+        return lambda result: fn(result.finished, result.total)
+    stream = sys.stderr
+    if progress is None and not _is_terminal(stream):
+        return None
+    return _ProgressBar(stream)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _ProgressBar:
+    """``[#####.....] 12/50  score 66.67%  errors 1`` redrawn in place."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, result: EvaluationResult) -> None:
+        done, total = result.finished, result.total
+        filled = math.floor(self.WIDTH * done / total) if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        errors = f"  errors {result.errors}" if result.errors else ""
+        end = "\n" if done == total else ""
+        self.stream.write(f"\r[{bar}] {done}/{total}  score {result.score:.2f}%{errors}{end}")
+        self.stream.flush()
