@@ -1,0 +1,26 @@
+"""Optimizers: compile a program against a metric.
+
+``compiled = await optimizer.compile(student, trainset=..., valset=None, teacher=None)``
+returns an optimized copy; the student is never changed. Every example and
+every candidate runs as a child task under one limit of runs in flight.
+"""
+
+from .base import Optimizer
+from .bootstrap import BootstrapFewShot, BootstrapStats
+from .copro import COPRO, InstructionAttempt
+from .labeled import LabeledFewShot
+from .race import Candidate, Race, RaceStats
+from .random_search import BootstrapFewShotWithRandomSearch
+
+__all__ = [
+    "COPRO",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "BootstrapStats",
+    "Candidate",
+    "InstructionAttempt",
+    "LabeledFewShot",
+    "Optimizer",
+    "Race",
+    "RaceStats",
+]

@@ -1,0 +1,58 @@
+"""``LabeledFewShot``: demos straight from the labelled trainset."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import trio
+
+from ..modules.module import Module
+from ..primitives import Example
+from .base import ModuleT, Optimizer, check_trainset, fresh_copy
+
+__all__ = ["LabeledFewShot"]
+
+
+class LabeledFewShot(Optimizer):
+    """Give every predictor ``k`` examples of the trainset as demos.
+
+    Args:
+        k: demos per predictor (fewer when the trainset is smaller).
+        sample: pick them at random (seeded by ``seed``, as DSPy does with 0)
+            rather than the first ``k``.
+    """
+
+    def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0) -> None:
+        if k < 0:
+            raise ValueError(f"k must be 0 or more, got {k}")
+        self.k = k
+        self.sample = sample
+        self.seed = seed
+
+    async def compile(
+        self,
+        student: ModuleT,
+        *,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        teacher: Module | None = None,
+    ) -> ModuleT:
+        """A copy of ``student`` whose predictors hold ``k`` trainset examples as demos.
+
+        Raises:
+            TrioDSPyError: the trainset is empty or does not mark inputs.
+        """
+        await trio.lowlevel.checkpoint()
+        examples = check_trainset(trainset)
+        compiled = fresh_copy(student)
+        size = min(self.k, len(examples))
+        for predictor in compiled.predictors():
+            if self.sample:
+                predictor.demos = list(random.Random(self.seed).sample(examples, size))
+            else:
+                predictor.demos = list(examples[:size])
+        return compiled
+
+    def __repr__(self) -> str:
+        return f"LabeledFewShot(k={self.k})"

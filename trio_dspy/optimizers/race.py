@@ -1,0 +1,176 @@
+"""Evaluate candidate programs side by side and cancel those that can no longer win.
+
+Every candidate is built and then scored on the valset in its own child task;
+all of them share one limiter, so at most ``limit`` examples are in flight in
+total. After every scored example the race compares bounds: a candidate's
+*floor* is the sum of its scores so far (the rest counted as 0), its
+*ceiling* that sum plus ``max_score`` for each example it has not scored yet.
+A candidate whose ceiling is below another's floor (or equal to the floor of
+an earlier candidate, which would win the tie) cannot be chosen, and is
+cancelled at once: its calls in flight stop and its remaining examples never
+run. The winner is the same one a full evaluation of every candidate picks,
+the first of the best scores in candidate order, as long as the metric gives
+the same score to the same prediction (and stays within ``[0, max_score]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import trio
+
+from ..evaluate.evaluate import Metric, run_examples
+from ..evaluate.result import EvaluationResult
+from ..modules.module import Module
+from ..primitives import Example
+
+__all__ = ["Candidate", "Race", "RaceStats"]
+
+
+@attrs.define(eq=False)
+class Candidate:
+    """One candidate program: its label, the program, its (possibly partial) result."""
+
+    index: int
+    label: str
+    program: Module | None = None
+    result: EvaluationResult | None = None
+    pruned: bool = False
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, repr=False)
+
+    @property
+    def score(self) -> float:
+        """The percentage scored on the valset so far (the whole valset when complete)."""
+        return self.result.score if self.result is not None else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every valset example was scored."""
+        return self.result is not None and self.result.complete
+
+    def floor(self) -> float:
+        return math.fsum(self.result.scores) if self.result is not None else 0.0
+
+    def ceiling(self, max_score: float) -> float:
+        if self.result is None:
+            return math.inf
+        return self.floor() + (self.result.total - self.result.finished) * max_score
+
+
+@attrs.frozen
+class RaceStats:
+    """What early stopping saved: example runs made and example runs never made."""
+
+    candidates: int
+    pruned: int
+    example_runs: int
+    example_runs_saved: int
+
+
+class Race:
+    """Score candidates concurrently on ``valset``, cancelling sure losers.
+
+    Args:
+        valset: the examples every candidate is scored on.
+        metric: as for :class:`~trio_dspy.Evaluate` (called with ``trace=None``).
+        max_score: the highest score the metric gives one example.
+        early_stopping: cancel candidates that can no longer win (``False``
+            scores every candidate on every example).
+        stop_at_score: a candidate that completes with at least this
+            percentage ends the race for every later candidate.
+    """
+
+    def __init__(
+        self,
+        valset: Sequence[Example],
+        metric: Metric,
+        *,
+        max_score: float = 1.0,
+        early_stopping: bool = True,
+        stop_at_score: float | None = None,
+    ) -> None:
+        self.valset = list(valset)
+        self.metric = metric
+        self.max_score = max_score
+        self.early_stopping = early_stopping
+        self.stop_at_score = stop_at_score
+        self.candidates: list[Candidate] = []
+
+    async def run(
+        self,
+        builders: Sequence[tuple[str, Callable[[], Awaitable[Module]]]],
+        limiter: trio.CapacityLimiter,
+    ) -> Candidate:
+        """Build and score every ``(label, build)`` candidate; return the winner.
+
+        Raises:
+            Exception: whatever building a candidate raised (the race stops).
+        """
+        self.candidates = [Candidate(i, label) for i, (label, _) in enumerate(builders)]
+        async with trio.open_nursery() as nursery:
+            for candidate, (_, build) in zip(self.candidates, builders):
+                nursery.start_soon(self._run_one, candidate, build, limiter)
+        return self.winner()
+
+    async def _run_one(
+        self,
+        candidate: Candidate,
+        build: Callable[[], Awaitable[Module]],
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        with candidate.scope:
+            candidate.program = await build()
+            candidate.result = EvaluationResult.empty(len(self.valset))
+            await run_examples(
+                candidate.program,
+                self.valset,
+                self.metric,
+                candidate.result,
+                limiter=limiter,
+                on_row=lambda _index, _result: self._scored(candidate),
+            )
+        stop = self.stop_at_score
+        if candidate.complete and stop is not None and candidate.score >= stop:
+            for later in self.candidates[candidate.index + 1 :]:
+                later.pruned = later.pruned or not later.complete
+                later.scope.cancel()
+
+    def _scored(self, changed: Candidate) -> None:
+        if not self.early_stopping:
+            return
+        leader = max(
+            (c for c in self.candidates if c.result is not None),
+            key=lambda c: (c.floor(), -c.index),
+        )
+        best = leader.floor()
+        for c in self.candidates:
+            if c is leader or c.pruned or c.result is None or c.complete:
+                continue
+            ceiling = c.ceiling(self.max_score)
+            if best > ceiling or (best == ceiling and leader.index < c.index):
+                c.pruned = True
+                c.scope.cancel()
+
+    def winner(self) -> Candidate:
+        """The first complete candidate with the best score.
+
+        Raises:
+            RuntimeError: no candidate completed.
+        """
+        complete = [c for c in self.candidates if c.complete]
+        if not complete:
+            raise RuntimeError("no candidate was scored on the whole valset")
+        return max(complete, key=lambda c: (c.floor(), -c.index))
+
+    def stats(self) -> RaceStats:
+        """How many example runs the race made and how many early stopping saved."""
+        runs = sum(c.result.finished for c in self.candidates if c.result is not None)
+        full = len(self.valset) * len(self.candidates)
+        return RaceStats(
+            candidates=len(self.candidates),
+            pruned=sum(c.pruned for c in self.candidates),
+            example_runs=runs,
+            example_runs_saved=full - runs,
+        )

@@ -1,0 +1,157 @@
+"""``BootstrapFewShotWithRandomSearch``: many bootstrapped candidates, the best one kept.
+
+The candidates are DSPy's: the student with no demos, the student with
+labelled demos, one bootstrap over the trainset in order, and
+``num_candidate_programs`` bootstraps over seeded shuffles with a seeded
+number of demos. Each candidate is bootstrapped and then scored on the valset
+in its own child task, all under one limit of runs in flight, and a
+:class:`~trio_dspy.optimizers.race.Race` cancels the candidates that can no
+longer win, so a compile costs fewer calls than scoring everything yet picks
+the same program.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+import trio
+
+from ..evaluate.evaluate import Metric
+from ..modules.module import Module
+from ..primitives import Example
+from .base import ModuleT, Optimizer, check_trainset, fresh_copy
+from .bootstrap import BootstrapFewShot
+from .labeled import LabeledFewShot
+from .race import Candidate, Race, RaceStats
+
+__all__ = ["BootstrapFewShotWithRandomSearch"]
+
+
+class BootstrapFewShotWithRandomSearch(Optimizer):
+    """Bootstrap several candidate programs and keep the best on the valset.
+
+    Args:
+        metric: ``metric(example, prediction, trace=None)``; candidates are
+            scored with ``trace=None`` and bootstrapped with the trace.
+        num_candidate_programs: shuffled bootstraps tried (three fixed
+            candidates come first: no demos, labelled demos, unshuffled bootstrap).
+        max_bootstrapped_demos / max_labeled_demos / max_rounds / metric_threshold:
+            as for :class:`BootstrapFewShot`; shuffled candidates draw their
+            number of bootstrapped demos between 1 and ``max_bootstrapped_demos``.
+        limit: the most program runs in flight, bootstrapping and scoring together.
+        stop_at_score: a candidate reaching this valset percentage ends the search.
+        early_stopping: cancel candidates that can no longer win (see
+            :class:`~trio_dspy.optimizers.race.Race`); ``max_score`` is the most
+            the metric gives one example.
+
+    After :meth:`compile`, :attr:`candidates` lists every candidate with its
+    score (partial for cancelled ones) and :attr:`stats` what early stopping saved.
+    """
+
+    def __init__(
+        self,
+        metric: Metric,
+        *,
+        num_candidate_programs: int = 8,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        max_rounds: int = 1,
+        metric_threshold: float | None = None,
+        limit: int = 16,
+        stop_at_score: float | None = None,
+        early_stopping: bool = True,
+        max_score: float = 1.0,
+        max_errors: int | None = None,
+    ) -> None:
+        if num_candidate_programs < 0:
+            raise ValueError(
+                f"num_candidate_programs must be 0 or more, got {num_candidate_programs}"
+            )
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.metric = metric
+        self.num_candidate_programs = num_candidate_programs
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.max_rounds = max_rounds
+        self.metric_threshold = metric_threshold
+        self.limit = limit
+        self.stop_at_score = stop_at_score
+        self.early_stopping = early_stopping
+        self.max_score = max_score
+        self.max_errors = max_errors
+        self.candidates: list[Candidate] = []
+        self.stats: RaceStats | None = None
+
+    async def compile(
+        self,
+        student: ModuleT,
+        *,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        teacher: Module | None = None,
+    ) -> ModuleT:
+        """The best candidate on ``valset`` (the trainset when not given).
+
+        Raises:
+            TrioDSPyError: the trainset or valset is unusable, or bootstrapping failed.
+        """
+        examples = check_trainset(trainset)
+        scoring = check_trainset(valset, "valset") if valset is not None else examples
+        limiter = trio.CapacityLimiter(self.limit)
+        builders: list[tuple[str, Callable[[], Awaitable[Module]]]] = []
+        for seed in range(-3, self.num_candidate_programs):
+            build = functools.partial(self._build, seed, student, examples, teacher, limiter)
+            builders.append((_label(seed), build))
+        race = Race(
+            scoring,
+            self.metric,
+            max_score=self.max_score,
+            early_stopping=self.early_stopping,
+            stop_at_score=self.stop_at_score,
+        )
+        try:
+            best = await race.run(builders, limiter)
+        finally:
+            self.candidates = race.candidates
+            self.stats = race.stats()
+        assert best.program is not None
+        return best.program  # type: ignore[return-value]
+
+    async def _build(
+        self,
+        seed: int,
+        student: Module,
+        trainset: list[Example],
+        teacher: Module | None,
+        limiter: trio.CapacityLimiter,
+    ) -> Module:
+        if seed == -3:
+            await trio.lowlevel.checkpoint()
+            return fresh_copy(student)
+        if seed == -2:
+            return await LabeledFewShot(self.max_labeled_demos).compile(student, trainset=trainset)
+        size = self.max_bootstrapped_demos
+        if seed >= 0:
+            trainset = list(trainset)
+            random.Random(seed).shuffle(trainset)
+            size = random.Random(seed).randint(min(1, size), size)
+        bootstrap = BootstrapFewShot(
+            self.metric,
+            self.metric_threshold,
+            max_bootstrapped_demos=size,
+            max_labeled_demos=self.max_labeled_demos,
+            max_rounds=self.max_rounds,
+            max_errors=self.max_errors,
+        )
+        return await bootstrap.compile(student, trainset=trainset, teacher=teacher, limiter=limiter)
+
+    def __repr__(self) -> str:
+        n = self.num_candidate_programs
+        return f"BootstrapFewShotWithRandomSearch(num_candidate_programs={n})"
+
+
+def _label(seed: int) -> str:
+    return {-3: "zero-shot", -2: "labeled", -1: "bootstrap"}.get(seed, f"bootstrap seed={seed}")
