@@ -5,13 +5,20 @@
 
 from typing import TYPE_CHECKING, Any
 
-from . import errors, telemetry
+from . import datasets, errors, evaluate, optimizers, telemetry
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
+from .evaluate import Evaluate, EvaluationResult
 from .lm import LM, inspect_history
 from .lm.base import BaseLM
 from .messages import LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
+from .optimizers import (
+    COPRO,
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    LabeledFewShot,
+)
 from .primitives import Example, Prediction, Usage
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
@@ -37,16 +44,22 @@ else:
 
 
 __all__ = [
+    "COPRO",
     "LM",
     "Adapter",
     "BaseLM",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
     "ChainOfThought",
     "ChatAdapter",
+    "Evaluate",
+    "EvaluationResult",
     "Example",
     "InputField",
     "JSONAdapter",
     "LMRequest",
     "LMResponse",
+    "LabeledFewShot",
     "Message",
     "Module",
     "OutputField",
@@ -63,10 +76,13 @@ __all__ = [
     "configure",
     "context",
     "current_request",
+    "datasets",
     "errors",
+    "evaluate",
     "gather",
     "inspect_history",
     "make_signature",
+    "optimizers",
     "request_scope",
     "telemetry",
     "testing",
