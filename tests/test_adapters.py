@@ -5,7 +5,10 @@ import json
 import pytest
 
 import trio_dspy as td
+from trio_dspy.adapters import markers
+from trio_dspy.adapters.base import FINISH_TOOL, Adapter
 from trio_dspy.errors import AdapterParseError
+from trio_dspy.messages import LMResponse, ToolCall, ToolSpec
 
 from .story import Drink, HandleCustomer, MakeDrink, Mood, Refund, Size
 
@@ -157,3 +160,82 @@ def test_json_parse_is_tolerant(completion: str) -> None:
 def test_json_parse_rejects_non_objects() -> None:
     with pytest.raises(AdapterParseError, match="expected a JSON object"):
         td.JSONAdapter().parse(HandleCustomer, "[1, 2]")
+
+
+def test_markers_are_spelled_in_one_place() -> None:
+    assert markers.field_header("answer") == "[[ ## answer ## ]]"
+    assert markers.COMPLETED == "[[ ## completed ## ]]"
+    assert markers.sections({"a": "1", "b": "2"}) == "[[ ## a ## ]]\n1\n\n[[ ## b ## ]]\n2"
+    found = markers.HEADER_PATTERN.search("prose [[## Answer ##]] 4")
+    assert found is not None and found.group(1) == "Answer"
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_format_request_without_tools_is_format_plus_response_format(adapter: Adapter) -> None:
+    request = adapter.format_request(HandleCustomer, [], INPUTS, params={"temperature": 0})
+    assert list(request.messages) == adapter.format(HandleCustomer, [], INPUTS)
+    assert request.response_format == adapter.response_format(HandleCustomer)
+    assert request.tools == () and request.params == {"temperature": 0}
+
+
+WEATHER = ToolSpec("weather", "The weather in a city.", {"type": "object", "properties": {}})
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_format_request_with_tools_offers_them_and_finish(adapter: Adapter) -> None:
+    request = adapter.format_request(HandleCustomer, [], INPUTS, tools=[WEATHER])
+    assert [t.name for t in request.tools] == ["weather", FINISH_TOOL]
+    finish = request.tools[-1].parameters
+    assert list(finish["properties"]) == list(HandleCustomer.output_fields)
+    assert request.response_format is None
+    system, user = request.messages
+    assert "call the `finish` tool" in system.content
+    assert HandleCustomer.instructions in system.content
+    assert user.content.startswith(markers.field_header("request"))
+    assert "Large iced latte with oat milk" in user.content
+
+
+def test_format_request_refuses_demos_with_tools_and_a_tool_named_finish() -> None:
+    adapter = td.ChatAdapter()
+    with pytest.raises(ValueError, match="demos"):
+        adapter.format_request(HandleCustomer, [{"request": "hi"}], INPUTS, tools=[WEATHER])
+    finish = ToolSpec(FINISH_TOOL, "mine", {"type": "object"})
+    with pytest.raises(ValueError, match="reserved"):
+        adapter.format_request(HandleCustomer, [], INPUTS, tools=[finish])
+
+
+def test_tool_turns_are_read_and_answered_through_the_adapter() -> None:
+    adapter = td.ChatAdapter()
+    outputs = {
+        "action": {"_type": "Refund", "order_id": "A17", "amount": 5.25},
+        "confidence": 0.9,
+    }
+    calls = (
+        ToolCall("a", "weather", "{}"),
+        ToolCall("b", FINISH_TOOL, json.dumps(outputs)),
+        ToolCall("c", "weather", '{"city": "Oslo"}'),
+    )
+    turn = adapter.parse_tool_turn(LMResponse(text="thinking", tool_calls=calls))
+    assert not turn.answered
+    assert [c.id for c in turn.calls] == ["a", "c"] and [c.id for c in turn.finish] == ["b"]
+    assert adapter.parse_finish(HandleCustomer, turn.finish[0]) == {
+        "action": Refund("A17", 5.25),
+        "confidence": 0.9,
+    }
+    assistant, *results = adapter.format_tool_results(turn, [("a", "sunny"), ("c", "rain")])
+    assert assistant.role == "assistant" and assistant.tool_calls == calls
+    assert [(m.role, m.tool_call_id, m.content) for m in results] == [
+        ("tool", "a", "sunny"),
+        ("tool", "c", "rain"),
+    ]
+    assert adapter.parse_tool_turn(LMResponse(text="just words")).answered
+    with pytest.raises(AdapterParseError, match="confidence"):
+        adapter.parse_finish(HandleCustomer, ToolCall("d", FINISH_TOOL, '{"action": null}'))
+
+
+def test_parse_response_refuses_a_cut_off_answer() -> None:
+    adapter = td.JSONAdapter()
+    text = '{"action": {"_type": "Refund", "order_id": "A1", "amount": 1}, "confidence": 1}'
+    assert adapter.parse_response(HandleCustomer, LMResponse(text=text))["confidence"] == 1.0
+    with pytest.raises(AdapterParseError, match="cut off"):
+        adapter.parse_response(HandleCustomer, LMResponse(text=text, finish_reason="length"))

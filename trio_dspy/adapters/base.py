@@ -1,8 +1,19 @@
 """What an adapter does, and the prompt pieces both wire formats share.
 
-An adapter turns (signature, demos, inputs) into chat messages and the
-model's completion back into typed output values. It never talks to a model:
-``Predict`` owns the call, the retries and the fallbacks.
+An adapter turns (signature, demos, inputs) into a request for a model and
+the model's response back into typed output values. It never talks to a
+model: ``Predict`` and ``ReAct`` own the call, the retries and the fallbacks.
+
+One path serves plain calls and tool-calling ones:
+
+* :meth:`Adapter.format_request` builds the :class:`~trio_dspy.messages.LMRequest`:
+  the prompt, the ``response_format``, and with ``tools=[...]`` the tool
+  definitions plus a ``finish`` tool whose arguments are the signature's outputs;
+* :meth:`Adapter.parse_response` reads a plain answer into output values;
+* :meth:`Adapter.parse_tool_turn` reads a tool-calling answer (which tools,
+  whether it finished), :meth:`Adapter.parse_finish` the outputs a ``finish``
+  call carries, and :meth:`Adapter.format_tool_results` writes the tool
+  results back into the conversation.
 """
 
 from __future__ import annotations
@@ -14,12 +25,25 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args, get_origin
 
-from ..errors import AdapterParseError
-from ..messages import Message, ResponseFormat
-from ..signature import Field, Signature
-from ..types import json_schema, unstructure
+import attrs
 
-__all__ = ["Adapter", "format_value"]
+from ..errors import AdapterParseError, StructuringError
+from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
+from ..signature import Field, Signature
+from ..types import (
+    accepts_str,
+    find_json,
+    json_schema,
+    parse_text,
+    strip_code_fences,
+    structure,
+    unstructure,
+)
+
+__all__ = ["FINISH_TOOL", "Adapter", "ToolTurn", "format_value", "parse_json_outputs"]
+
+FINISH_TOOL = "finish"
+"""The tool a tool-calling model calls, with the outputs as arguments, to answer."""
 
 STRUCTURE_INTRO = (
     "All interactions will be structured in the following way, "
@@ -46,6 +70,45 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
         """The system message: field list, structure and instructions."""
+
+    def format_request(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> LMRequest:
+        """The request that asks a model for ``signature``'s outputs given ``inputs``.
+
+        Without ``tools``: the messages of :meth:`format` and this format's
+        :meth:`response_format`. With ``tools`` (a list, possibly empty): the
+        model is told it is an agent, and is offered the tools plus the
+        ``finish`` tool (:meth:`finish_spec`), whose arguments are the outputs;
+        read its answers with :meth:`parse_tool_turn`. ``params`` are the
+        sampling parameters.
+
+        Raises:
+            ValueError: ``tools`` come with demos (a tool-calling prompt shows
+                none), or a tool is named ``finish``.
+        """
+        params = dict(params or {})
+        if tools is None:
+            return LMRequest(
+                self.format(signature, demos, inputs),
+                response_format=self.response_format(signature),
+                params=params,
+            )
+        if demos:
+            raise ValueError("a tool-calling request shows no demos: pass demos=[] with tools")
+        if any(t.name == FINISH_TOOL for t in tools):
+            raise ValueError(f"the tool name {FINISH_TOOL!r} is reserved for the answer")
+        messages = [
+            Message("system", self.tool_system_prompt(signature)),
+            Message("user", self.format_inputs(signature, inputs)),
+        ]
+        return LMRequest(messages, tools=(*tools, self.finish_spec(signature)), params=params)
 
     def format(
         self,
@@ -82,6 +145,23 @@ class Adapter(abc.ABC):
             AdapterParseError: a field is missing or has a value of the wrong type.
         """
 
+    def parse_response(self, signature: type[Signature], response: LMResponse) -> dict[str, Any]:
+        """The typed output values of a plain (not tool-calling) response.
+
+        Raises:
+            AdapterParseError: the answer was cut off at the token limit, or
+                :meth:`parse` failed on its text.
+        """
+        if response.finish_reason == "length":
+            # Whatever parses from a cut-off answer is missing its end.
+            raise AdapterParseError(
+                "the completion was cut off at the token limit (raise max_tokens?)",
+                completion=response.text,
+                adapter=self.name,
+                signature=signature.__name__,
+            )
+        return self.parse(signature, response.text)
+
     @abc.abstractmethod
     def output_requirements(self, signature: type[Signature]) -> str:
         """The sentence that tells the model how to lay out its answer."""
@@ -103,8 +183,81 @@ class Adapter(abc.ABC):
             ),
         ]
 
+    # ------------------------------------------------------------ tool calling
+    def tool_system_prompt(self, signature: type[Signature]) -> str:
+        """The system message of a tool-calling request: instructions, inputs, ``finish``."""
+        inputs = ", ".join(f"`{n}`" for n in signature.input_fields)
+        outputs = ", ".join(f"`{n}`" for n in signature.output_fields)
+        return (
+            f"{signature.instructions}\n\nYou are an agent. You are given the input fields "
+            f"{inputs}. Use the tools to gather information and to act; call several tools "
+            "at once when they are independent. When you have everything needed to produce "
+            f"{outputs}, call the `{FINISH_TOOL}` tool with those fields as its arguments."
+        )
+
+    def finish_spec(self, signature: type[Signature]) -> ToolSpec:
+        """The ``finish`` tool: its arguments are ``signature``'s outputs."""
+        return ToolSpec(
+            FINISH_TOOL,
+            "Finish the task: give the final output fields as arguments.",
+            outputs_schema(signature, strict=False),
+        )
+
+    def parse_tool_turn(self, response: LMResponse) -> ToolTurn:
+        """What a response to a tool-calling request asks for."""
+        return ToolTurn(response.text, response.tool_calls)
+
+    def parse_finish(self, signature: type[Signature], call: ToolCall) -> dict[str, Any]:
+        """The typed outputs a ``finish`` call carries (a JSON object of the outputs).
+
+        Raises:
+            AdapterParseError: an output is missing or does not fit its type.
+        """
+        return parse_json_outputs(signature, call.arguments, adapter=self.name)
+
+    def format_tool_results(
+        self, turn: ToolTurn, results: Sequence[tuple[str, str]]
+    ) -> list[Message]:
+        """The messages that continue the conversation after ``turn``'s tools ran.
+
+        ``results`` are ``(tool_call_id, observation)`` pairs, one per call
+        answered, in the order to show them.
+        """
+        return [
+            Message("assistant", turn.text, tool_calls=turn.tool_calls),
+            *(Message("tool", observation, tool_call_id=id_) for id_, observation in results),
+        ]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+@attrs.frozen
+class ToolTurn:
+    """A model's answer to a tool-calling request: its text and the tools it called.
+
+    Attributes:
+        text: what the model wrote (its thought, or its answer in prose).
+        tool_calls: every call, in the order the model asked for them.
+    """
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def answered(self) -> bool:
+        """The model called nothing: it answered in text."""
+        return not self.tool_calls
+
+    @property
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The calls of tools to run (every call but ``finish``), in order."""
+        return tuple(c for c in self.tool_calls if c.name != FINISH_TOOL)
+
+    @property
+    def finish(self) -> tuple[ToolCall, ...]:
+        """The ``finish`` calls (the first one carries the outputs)."""
+        return tuple(c for c in self.tool_calls if c.name == FINISH_TOOL)
 
 
 # --------------------------------------------------------------- shared pieces
@@ -192,3 +345,55 @@ def outputs_schema(signature: type[Signature], *, strict: bool) -> dict[str, Any
         "required": list(props),
         "additionalProperties": False,
     }
+
+
+def parse_json_outputs(
+    signature: type[Signature], completion: str, *, adapter: str = "JSONAdapter"
+) -> dict[str, Any]:
+    """Find the JSON object of the outputs in ``completion`` and structure each field.
+
+    Tolerates code fences, prose around the object and field names in any case.
+
+    Raises:
+        AdapterParseError: no JSON object, a missing field, or a wrong value
+            (``adapter`` names the adapter in the error).
+    """
+    data = _find_object(completion)
+    if data is None:
+        raise AdapterParseError(
+            "expected a JSON object with the output fields",
+            completion=completion,
+            adapter=adapter,
+            signature=signature.__name__,
+        )
+    by_lower = {k.lower(): v for k, v in data.items() if isinstance(k, str)}
+    missing = [n for n in signature.output_fields if n not in data and n.lower() not in by_lower]
+    if missing:
+        raise AdapterParseError(
+            f"missing output field(s) {', '.join(missing)} in the JSON object",
+            completion=completion,
+            adapter=adapter,
+            signature=signature.__name__,
+        )
+    values: dict[str, Any] = {}
+    for name, field in signature.output_fields.items():
+        raw = data[name] if name in data else by_lower[name.lower()]
+        try:
+            if isinstance(raw, str) and not accepts_str(field.annotation):
+                values[name] = parse_text(raw, field.annotation, path=name)
+            else:
+                values[name] = structure(raw, field.annotation, path=name)
+        except StructuringError as exc:
+            raise AdapterParseError(
+                str(exc), completion=completion, adapter=adapter, signature=signature.__name__
+            ) from exc
+    return values
+
+
+def _find_object(completion: str) -> dict[str, Any] | None:
+    text = strip_code_fences(completion.strip()).strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = find_json(text, "{")  # an object inside prose
+    return data if isinstance(data, dict) else None

@@ -4,12 +4,12 @@ Prompts and demos written for DSPy's ChatAdapter read the same here. Parsing
 accepts what models really write: prose before the first marker, a missing
 ``[[ ## completed ## ]]``, field names in any case, JSON inside code fences.
 When the sections cannot be found it tries the completion as a JSON object
-(:class:`JSONAdapter`), since models asked for markers sometimes answer in JSON.
+(as :class:`~trio_dspy.JSONAdapter` reads it), since models asked for markers
+sometimes answer in JSON.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,19 +22,15 @@ from .base import (
     field_descriptions,
     format_value,
     objective,
+    parse_json_outputs,
     requirement_hint,
     type_note,
 )
-from .json import JSONAdapter
+from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 
 __all__ = ["ChatAdapter"]
 
-_HEADER = re.compile(r"\[\[\s*##\s*([A-Za-z_]\w*)\s*##\s*\]\]")
 _MISSING = "Not supplied for this particular example."
-
-
-def _sections(fields: Mapping[str, str]) -> str:
-    return "\n\n".join(f"[[ ## {name} ## ]]\n{text}" for name, text in fields.items())
 
 
 class ChatAdapter(Adapter):
@@ -46,7 +42,7 @@ class ChatAdapter(Adapter):
         """Fields, structure and instructions, as DSPy lays them out."""
 
         def structure(fields: Mapping[str, Any], notes: bool) -> str:
-            return _sections(
+            return sections(
                 {
                     n: f"{{{n}}}"
                     + (
@@ -63,14 +59,14 @@ class ChatAdapter(Adapter):
             STRUCTURE_INTRO,
             structure(signature.input_fields, notes=False),
             structure(signature.output_fields, notes=True),
-            "[[ ## completed ## ]]",
+            COMPLETED,
             objective(signature),
         ]
         return "\n\n".join(parts)
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Input sections; a demo's missing inputs say so."""
-        return _sections(
+        return sections(
             {
                 n: format_value(values[n], f.annotation) if n in values else _MISSING
                 for n, f in signature.input_fields.items()
@@ -80,22 +76,22 @@ class ChatAdapter(Adapter):
     def output_requirements(self, signature: type[Signature]) -> str:
         """``Respond with the corresponding output fields, starting with ...``."""
         fields = ", then ".join(
-            f"`[[ ## {n} ## ]]`{requirement_hint(f)}" for n, f in signature.output_fields.items()
+            f"`{field_header(n)}`{requirement_hint(f)}" for n, f in signature.output_fields.items()
         )
         return (
             f"Respond with the corresponding output fields, starting with the field {fields}, "
-            "and then ending with the marker for `[[ ## completed ## ]]`."
+            f"and then ending with the marker for `{COMPLETED}`."
         )
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Output values as the model should write them (used for demos)."""
-        body = _sections(
+        body = sections(
             {
                 n: format_value(values[n], f.annotation) if n in values else _MISSING
                 for n, f in signature.output_fields.items()
             }
         )
-        return f"{body}\n\n[[ ## completed ## ]]"
+        return f"{body}\n\n{COMPLETED}"
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read each output section and structure it to its field's type.
@@ -108,13 +104,13 @@ class ChatAdapter(Adapter):
             return self._parse_sections(signature, completion)
         except AdapterParseError as chat_error:
             try:
-                return JSONAdapter().parse(signature, completion)
+                return parse_json_outputs(signature, completion, adapter=self.name)
             except AdapterParseError:
                 raise chat_error from None
 
     def _parse_sections(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         wanted = {n.lower(): n for n in signature.output_fields}
-        matches = list(_HEADER.finditer(completion))
+        matches = list(HEADER_PATTERN.finditer(completion))
         found: dict[str, str] = {}
         for i, m in enumerate(matches):
             name = wanted.get(m.group(1).lower())
@@ -125,8 +121,8 @@ class ChatAdapter(Adapter):
         missing = [n for n in signature.output_fields if n not in found]
         if missing:
             raise AdapterParseError(
-                f"missing output field(s) {', '.join(missing)}: expected a `[[ ## name ## ]]` "
-                "section for each",
+                f"missing output field(s) {', '.join(missing)}: expected a "
+                f"`{field_header('name')}` section for each",
                 completion=completion,
                 adapter=self.name,
                 signature=signature.__name__,

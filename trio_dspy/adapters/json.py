@@ -12,17 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import AdapterParseError, StructuringError
 from ..messages import ResponseFormat
 from ..signature import Signature
-from ..types import (
-    accepts_str,
-    find_json,
-    parse_text,
-    strip_code_fences,
-    structure,
-    unstructure,
-)
+from ..types import unstructure
 from .base import (
     STRUCTURE_INTRO,
     Adapter,
@@ -30,8 +22,10 @@ from .base import (
     format_value,
     objective,
     outputs_schema,
+    parse_json_outputs,
     requirement_hint,
 )
+from .markers import sections
 
 __all__ = ["JSONAdapter"]
 
@@ -43,7 +37,7 @@ class JSONAdapter(Adapter):
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, the input layout, the output JSON schema, the instructions."""
-        inputs = "\n\n".join(f"[[ ## {n} ## ]]\n{{{n}}}" for n in signature.input_fields)
+        inputs = sections({n: f"{{{n}}}" for n in signature.input_fields})
         schema = json.dumps(outputs_schema(signature, strict=False), ensure_ascii=False)
         parts = [
             field_descriptions(signature),
@@ -58,10 +52,12 @@ class JSONAdapter(Adapter):
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Input sections for the inputs given."""
-        return "\n\n".join(
-            f"[[ ## {n} ## ]]\n{format_value(values[n], f.annotation)}"
-            for n, f in signature.input_fields.items()
-            if n in values
+        return sections(
+            {
+                n: format_value(values[n], f.annotation)
+                for n, f in signature.input_fields.items()
+                if n in values
+            }
         )
 
     def output_requirements(self, signature: type[Signature]) -> str:
@@ -95,44 +91,4 @@ class JSONAdapter(Adapter):
         Raises:
             AdapterParseError: no JSON object, a missing field, or a wrong value.
         """
-        data = self._find_object(completion)
-        if data is None:
-            raise AdapterParseError(
-                "expected a JSON object with the output fields",
-                completion=completion,
-                adapter=self.name,
-                signature=signature.__name__,
-            )
-        by_lower = {k.lower(): v for k, v in data.items() if isinstance(k, str)}
-        missing = [
-            n for n in signature.output_fields if n not in data and n.lower() not in by_lower
-        ]
-        if missing:
-            raise AdapterParseError(
-                f"missing output field(s) {', '.join(missing)} in the JSON object",
-                completion=completion,
-                adapter=self.name,
-                signature=signature.__name__,
-            )
-        values: dict[str, Any] = {}
-        for name, field in signature.output_fields.items():
-            raw = data[name] if name in data else by_lower[name.lower()]
-            try:
-                if isinstance(raw, str) and not accepts_str(field.annotation):
-                    values[name] = parse_text(raw, field.annotation, path=name)
-                else:
-                    values[name] = structure(raw, field.annotation, path=name)
-            except StructuringError as exc:
-                raise AdapterParseError(
-                    str(exc), completion=completion, adapter=self.name, signature=signature.__name__
-                ) from exc
-        return values
-
-    @staticmethod
-    def _find_object(completion: str) -> dict[str, Any] | None:
-        text = strip_code_fences(completion.strip()).strip()
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = find_json(text, "{")  # an object inside prose
-        return data if isinstance(data, dict) else None
+        return parse_json_outputs(signature, completion, adapter=self.name)

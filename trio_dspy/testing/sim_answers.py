@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..adapters.markers import COMPLETED, sections
 from ..types import unstructure
 from .sim_values import schema_value, words
 
@@ -336,6 +337,6 @@ def _content(
     if plan.fields or given:
         values = {f.name: _field_value(f, rng) for f in plan.fields}
         values.update(unstructure(dict(given), tag_all=True))
-        sections = [f"[[ ## {k} ## ]]\n{_chat_value(v)}" for k, v in values.items()]
-        return "\n\n".join([*sections, "[[ ## completed ## ]]"])
+        body = sections({k: _chat_value(v) for k, v in values.items()})
+        return f"{body}\n\n{COMPLETED}"
     return words(rng, 4, 12).capitalize() + "."
