@@ -8,8 +8,8 @@ import pytest
 import trio
 
 import trio_dspy as td
-from trio_dspy.errors import AgentLimitError, LMBadRequestError, StopAgent
-from trio_dspy.lm.base import LMRequest, LMResponse, ToolCall
+from trio_dspy.errors import AgentLimitError, LMBadRequestError, StopAgent, ToolsUnsupportedError
+from trio_dspy.messages import LMRequest, LMResponse, ToolCall
 from trio_dspy.testing import DummyLM
 
 from .story import Drink, MakeDrink, Refund, Size
@@ -217,21 +217,54 @@ async def test_text_mode_follows_dspy_fields(autojump_clock: trio.testing.MockCl
     assert "Observation: latte: $4.0" in lm.requests[1].messages[-1].content
 
 
-async def test_auto_mode_falls_back_to_text_when_server_refuses_tools() -> None:
-    def script(request: LMRequest) -> Any:
-        if request.tools:
-            raise LMBadRequestError("tools are not supported by this server", status_code=400)
-        if "next_thought" in request.messages[0].content:
-            return {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}}
-        return {"reasoning": "r", **FINISH_ARGS}
+def text_mode_script(request: LMRequest) -> Any:
+    if "next_thought" in request.messages[0].content:
+        return {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}}
+    return {"reasoning": "r", **FINISH_ARGS}
 
-    lm = DummyLM(script, supports_tools=True)
+
+async def test_auto_mode_falls_back_to_text_when_server_refuses_tools() -> None:
+    lm = DummyLM(text_mode_script, supports_tools=True, refuse_tools=True)
     agent = td.ReAct(Order, tools=[Shop().make_drink])
     with td.context(lm=lm):
         first = await agent(request="latte")
         second = await agent(request="latte")
     assert first.reply == second.reply == "Here is your latte!"
     assert sum(1 for r in lm.requests if r.tools) == 1  # remembered: asked natively once
+
+
+@pytest.mark.parametrize("param", ["tools", "tool_choice"])
+async def test_a_bad_request_blaming_the_tools_parameter_means_no_tools(param: str) -> None:
+    def script(request: LMRequest) -> Any:
+        if request.tools:
+            raise LMBadRequestError("unrecognized request argument", status_code=400, param=param)
+        return text_mode_script(request)
+
+    lm = DummyLM(script, supports_tools=True)
+    agent = td.ReAct(Order, tools=[Shop().make_drink])
+    with td.context(lm=lm):
+        pred = await agent(request="latte")
+    assert pred.termination_reason == "finish"
+    assert lm in agent._refused_tools
+
+
+async def test_the_words_of_a_bad_request_do_not_switch_modes() -> None:
+    def script(request: LMRequest) -> Any:
+        raise LMBadRequestError("tools are not supported by this server", status_code=400)
+
+    lm = DummyLM(script, supports_tools=True)
+    agent = td.ReAct(Order, tools=[Shop().make_drink])
+    with td.context(lm=lm), pytest.raises(LMBadRequestError, match="not supported"):
+        await agent(request="latte")
+    assert lm not in agent._refused_tools
+
+
+async def test_native_mode_does_not_fall_back(autojump_clock: trio.abc.Clock) -> None:
+    lm = DummyLM(text_mode_script, supports_tools=True, refuse_tools=True)
+    agent = td.ReAct(Order, tools=[Shop().make_drink], mode="native")
+    with td.context(lm=lm), pytest.raises(ToolsUnsupportedError) as info:
+        await agent(request="latte")
+    assert info.value.param == "tools" and info.value.status_code == 400
 
 
 async def test_cancelling_the_agent_cancels_lm_call_and_tools(

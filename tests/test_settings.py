@@ -5,7 +5,7 @@ import trio
 import trio.lowlevel
 
 import trio_dspy as td
-from trio_dspy.settings import current
+from trio_dspy.settings import current, resolve_lm
 from trio_dspy.testing import DummyLM
 
 
@@ -88,3 +88,16 @@ async def test_override_made_in_child_is_invisible_to_parent() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(child)
     assert current().max_parse_retries == 2
+
+
+def test_resolve_lm_prefers_the_pinned_model_and_says_how_to_configure_one() -> None:
+    pinned, configured = DummyLM(["a"]), DummyLM(["b"])
+    with pytest.raises(
+        td.errors.ConfigurationError, match=r"td.configure\(lm=.*set agent.react.lm"
+    ):
+        resolve_lm(None, pin_hint="set agent.react.lm")
+    td.configure(lm=configured)
+    assert resolve_lm() is configured
+    assert resolve_lm(pinned) is pinned
+    with td.context(lm=pinned) as settings:
+        assert resolve_lm(None, settings) is pinned

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .errors import ConfigurationError
+
 if TYPE_CHECKING:
     from .adapters.base import Adapter
     from .lm.base import BaseLM
 
-__all__ = ["Settings", "configure", "context", "current"]
+__all__ = ["Settings", "configure", "context", "current", "resolve_lm"]
 
 
 @attrs.frozen
@@ -105,3 +107,29 @@ def context(**overrides: Any) -> Iterator[Settings]:
         yield effective
     finally:
         _overrides.reset(token)
+
+
+def resolve_lm(
+    pinned: BaseLM | None = None,
+    settings: Settings | None = None,
+    *,
+    pin_hint: str = "set predictor.lm",
+) -> BaseLM:
+    """The model a call uses: the one ``pinned`` to the caller, else the settings' ``lm``.
+
+    ``settings`` defaults to :func:`current`; ``pin_hint`` ends the error
+    message with how to pin a model to the caller (``"set agent.react.lm"``).
+
+    Raises:
+        ConfigurationError: no model is pinned or configured; the message says
+            how to configure one.
+    """
+    if pinned is not None:
+        return pinned
+    lm = (settings or current()).lm
+    if lm is None:
+        raise ConfigurationError(
+            "no language model configured: use td.configure(lm=td.LM('openai/...')), "
+            f"td.context(lm=...), or {pin_hint}"
+        )
+    return lm

@@ -1,7 +1,7 @@
 """``Predict``: one model call that fills a signature's output fields.
 
 The data flow of a call: check the inputs, let the adapter format the
-messages, ask the model, let the adapter parse the completion into typed
+request, ask the model, let the adapter parse the response into typed
 values. A completion that does not parse is shown back to the model with the
 error, up to ``max_parse_retries`` times, before ``AdapterParseError``.
 """
@@ -13,22 +13,28 @@ from typing import Any
 
 import attrs
 
-from ..adapters import Adapter, ChatAdapter
-from ..errors import AdapterParseError, ConfigurationError, StructuringError, TrioDSPyError
+from ..adapters.base import Adapter
+from ..adapters.chat import ChatAdapter
+from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
 from ..messages import LMRequest
 from ..primitives import Example, Prediction, Usage
-from ..settings import Settings, current
+from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
 from .module import Module
 
-__all__ = ["Predict"]
+__all__ = ["Predict", "check_inputs", "resolve_adapter"]
 
 
 _DEFAULT_ADAPTER = ChatAdapter()
+
+
+def resolve_adapter(pinned: Adapter | None, settings: Settings) -> Adapter:
+    """The adapter a call uses: the pinned one, the settings', else ``ChatAdapter``."""
+    return pinned or settings.adapter or _DEFAULT_ADAPTER
 
 
 def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
@@ -88,17 +94,10 @@ class Predict(Module):
         """
         check_inputs(self, self.signature, inputs)
         settings = current()
-        lm = self.lm or settings.lm
-        if lm is None:
-            raise ConfigurationError(
-                "no language model configured: use td.configure(lm=td.LM('openai/...')), "
-                "td.context(lm=...), or set predictor.lm"
-            )
-        adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER
-        request = LMRequest(
-            messages=adapter.format(self.signature, self.demos, inputs),
-            response_format=adapter.response_format(self.signature),
-            params={**settings.lm_kwargs, **self.lm_kwargs},
+        lm = resolve_lm(self.lm, settings)
+        adapter = resolve_adapter(self.adapter, settings)
+        request = adapter.format_request(
+            self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
         prediction = await self._ask(lm, adapter, request, settings)
         record_trace(self, inputs, prediction)
@@ -116,15 +115,7 @@ class Predict(Module):
             )
             usage.add(response.usage)
             try:
-                if response.finish_reason == "length":
-                    # Whatever parses from a cut-off answer is missing its end.
-                    raise AdapterParseError(
-                        "the completion was cut off at the token limit (raise max_tokens?)",
-                        completion=response.text,
-                        adapter=adapter.name,
-                        signature=self.signature.__name__,
-                    )
-                values = adapter.parse(self.signature, response.text)
+                values = adapter.parse_response(self.signature, response)
             except AdapterParseError as exc:
                 exc.attempts = attempt
                 span = current_span()

@@ -19,43 +19,42 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import attrs
 import trio
 
-from ..adapters import JSONAdapter
-from ..adapters.base import format_value, outputs_schema
+from ..adapters.base import FINISH_TOOL
+from ..concurrency import gather
 from ..errors import (
     AdapterParseError,
     AgentLimitError,
-    ConfigurationError,
     LMBadRequestError,
     SignatureError,
     StopAgent,
-    ToolArgumentError,
     ToolError,
+    ToolsUnsupportedError,
 )
 from ..lm.base import BaseLM
-from ..messages import LMRequest, Message, ToolCall, ToolSpec
-from ..primitives import Prediction
-from ..settings import current
+from ..messages import ToolCall
+from ..primitives import Prediction, Usage
+from ..settings import Settings, current, resolve_lm
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
 from ..usage import track_usage
 from .chain_of_thought import ChainOfThought
 from .module import Module
-from .predict import Predict, check_inputs
+from .predict import Predict, check_inputs, resolve_adapter
 from .tool import Tool, ensure_tool, format_observation
 
-__all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory"]
+__all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory", "refuses_tools"]
 
-FINISH = "finish"
-# The finish tool's arguments are the outputs as one JSON object: exactly what
-# the JSON adapter reads, with the same tolerance.
-_FINISH_READER = JSONAdapter()
+FINISH = FINISH_TOOL
 Termination = Literal["finish", "answered", "max_iters", "parse_error"]
+# The request parameters a server blames when it takes no tool definitions.
+_TOOL_PARAMS = frozenset({"tools", "tool_choice"})
 
 
 @attrs.frozen
@@ -237,17 +236,13 @@ class ReAct(Module):
             trio_dspy.errors.LMError: a model call failed.
         """
         check_inputs(self, self.signature, inputs)
-        lm = self.react.lm or current().lm
-        if lm is None:
-            raise ConfigurationError(
-                "no language model configured: use td.configure(lm=...), td.context(lm=...) "
-                "or set agent.react.lm"
-            )
+        settings = current()
+        lm = resolve_lm(self.react.lm, settings, pin_hint="set agent.react.lm")
         trajectory = Trajectory()
         with track_usage() as usage:
             run = _Run(self, trajectory, usage)
             if self._use_native(lm):
-                outputs, reason = await self._native(lm, inputs, run)
+                outputs, reason = await self._native(lm, settings, inputs, run)
             else:
                 outputs, reason = await self._text(inputs, run)
         fields = {**outputs, "trajectory": trajectory, "termination_reason": reason}
@@ -279,95 +274,68 @@ class ReAct(Module):
         return await self._extract(inputs, run.trajectory), reason
 
     async def _native(
-        self, lm: BaseLM, inputs: Mapping[str, Any], run: _Run
+        self, lm: BaseLM, settings: Settings, inputs: Mapping[str, Any], run: _Run
     ) -> tuple[dict[str, Any], str]:
-        messages = self._native_messages(inputs)
-        specs = [t.spec() for t in self.tools.values()] + [self._finish_spec()]
-        params = {**current().lm_kwargs, **self.react.lm_kwargs}
+        """Native tool calling, formatted and read by the adapter."""
+        adapter = resolve_adapter(self.react.adapter, settings)
+        request = adapter.format_request(
+            self.signature,
+            [],
+            inputs,
+            params={**settings.lm_kwargs, **self.react.lm_kwargs},
+            tools=[t.spec() for t in self.tools.values()],
+        )
+        messages = list(request.messages)
         for _ in range(self.max_iters):
             try:
                 response = await lm.request(
-                    LMRequest(messages, tools=specs, params=params),
-                    trace_content=current().trace_content,
+                    attrs.evolve(request, messages=messages),
+                    trace_content=settings.trace_content,
                 )
             except LMBadRequestError as exc:
                 # Only a refusal of the very first request means "this server
                 # takes no tools"; a 400 later in a run is an ordinary error.
-                if self.mode == "auto" and not run.trajectory.steps and _refuses_tools(exc):
+                if self.mode == "auto" and not run.trajectory.steps and refuses_tools(exc):
                     self._refused_tools.add(lm)
                     return await self._text(inputs, run)
                 raise
             run.check_tokens()
-            if not response.tool_calls:
-                run.trajectory.steps.append(Step(response.text))
+            turn = adapter.parse_tool_turn(response)
+            if turn.answered:
+                run.trajectory.steps.append(Step(turn.text))
                 return await self._extract(inputs, run.trajectory), "answered"
-            finish = [c for c in response.tool_calls if c.name == FINISH]
-            records = await run.call_tools([c for c in response.tool_calls if c.name != FINISH])
-            messages.append(Message("assistant", response.text, tool_calls=response.tool_calls))
-            messages.extend(Message("tool", r.observation, tool_call_id=r.id) for r in records)
-            if finish:
+            records = await run.call_tools(turn.calls)
+            results = [(r.id, r.observation) for r in records]
+            if turn.finish:
                 try:
-                    outputs = self._finish_outputs(finish[0].arguments)
-                except ToolArgumentError as exc:
-                    error = f"Error: {exc}"
-                    messages.extend(Message("tool", error, tool_call_id=c.id) for c in finish)
-                    failed = ToolCallRecord(
-                        finish[0].id, FINISH, _args(finish[0]), error, False, 0, 0
-                    )
-                    run.trajectory.steps.append(Step(response.text, (*records, failed)))
+                    outputs = adapter.parse_finish(self.signature, turn.finish[0])
+                except AdapterParseError as exc:
+                    error = f"Error: invalid finish arguments: {exc.args[0]}"
+                    results.extend((c.id, error) for c in turn.finish)
+                    call = turn.finish[0]
+                    failed = ToolCallRecord(call.id, FINISH, _args(call), error, False, 0, 0)
+                    run.trajectory.steps.append(Step(turn.text, (*records, failed)))
+                    messages.extend(adapter.format_tool_results(turn, results))
                     continue
-                run.trajectory.steps.append(Step(response.text, tuple(records)))
+                run.trajectory.steps.append(Step(turn.text, tuple(records)))
                 return outputs, "finish"
-            run.trajectory.steps.append(Step(response.text, tuple(records)))
+            run.trajectory.steps.append(Step(turn.text, tuple(records)))
+            messages.extend(adapter.format_tool_results(turn, results))
         return await self._extract(inputs, run.trajectory), "max_iters"
-
-    def _native_messages(self, inputs: Mapping[str, Any]) -> list[Message]:
-        sig = self.signature
-        outputs = ", ".join(f"`{n}`" for n in sig.output_fields)
-        system = (
-            f"{sig.instructions}\n\nYou are an agent. You are given the input fields "
-            f"{', '.join(f'`{n}`' for n in sig.input_fields)}. Use the tools to gather "
-            "information and to act; call several tools at once when they are independent. "
-            f"When you have everything needed to produce {outputs}, call the `{FINISH}` tool "
-            "with those fields as its arguments."
-        )
-        user = "\n\n".join(
-            f"[[ ## {n} ## ]]\n{format_value(inputs[n], f.annotation)}"
-            for n, f in sig.input_fields.items()
-        )
-        return [Message("system", system), Message("user", user)]
-
-    def _finish_spec(self) -> ToolSpec:
-        return ToolSpec(
-            FINISH,
-            "Finish the task: give the final output fields as arguments.",
-            outputs_schema(self.signature, strict=False),
-        )
-
-    def _finish_outputs(self, arguments: str) -> dict[str, Any]:
-        """Structure the ``finish`` arguments (a JSON object of the outputs).
-
-        Raises:
-            ToolArgumentError: an output is missing or does not fit its type.
-        """
-        try:
-            return _FINISH_READER.parse(self.signature, arguments)
-        except AdapterParseError as exc:
-            raise ToolArgumentError(
-                f"invalid finish arguments: {exc.args[0]}", tool=FINISH
-            ) from None
 
     async def _extract(self, inputs: Mapping[str, Any], trajectory: Trajectory) -> dict[str, Any]:
         pred = await self.extract(**inputs, trajectory=trajectory.format())
         return {n: pred[n] for n in self.signature.output_fields}
 
 
-def _refuses_tools(exc: LMBadRequestError) -> bool:
-    """Whether a 400 says the server does not take tool definitions at all."""
-    text = str(exc).lower()
-    return "tool" in text and any(
-        word in text for word in ("not support", "unsupported", "not allowed", "unknown", "invalid")
-    )
+def refuses_tools(exc: LMBadRequestError) -> bool:
+    """Whether a rejected request means the server takes no tool definitions at all.
+
+    True for :class:`~trio_dspy.errors.ToolsUnsupportedError`, and for a bad
+    request whose error body blames the ``tools`` or ``tool_choice`` parameter.
+    The error's wording is never read.
+    """
+    return isinstance(exc, ToolsUnsupportedError) or exc.param in _TOOL_PARAMS
 
 
 def _args(call: ToolCall) -> Any:
@@ -380,7 +348,7 @@ def _args(call: ToolCall) -> Any:
 class _Run:
     """The mutable state of one agent run: trajectory, usage, limits, tool calls."""
 
-    def __init__(self, agent: ReAct, trajectory: Trajectory, usage: Any) -> None:
+    def __init__(self, agent: ReAct, trajectory: Trajectory, usage: Usage) -> None:
         self.agent = agent
         self.trajectory = trajectory
         self.usage = usage
@@ -395,7 +363,12 @@ class _Run:
             )
 
     async def call_tools(self, calls: Sequence[ToolCall]) -> list[ToolCallRecord]:
-        """Run the calls concurrently (bounded); records come back in the order asked."""
+        """Run the calls concurrently (bounded); records come back in the order asked.
+
+        Raises:
+            AgentLimitError: the calls would go over ``max_tool_calls``.
+            StopAgent: a tool asked to stop the agent (the other calls are cancelled).
+        """
         limit = self.agent.max_tool_calls
         if limit is not None and self.tool_calls + len(calls) > limit:
             raise AgentLimitError(
@@ -404,23 +377,12 @@ class _Run:
                 trajectory=self.trajectory,
             )
         self.tool_calls += len(calls)
-        records: list[ToolCallRecord | None] = [None] * len(calls)
-        limiter = trio.CapacityLimiter(self.agent.max_tool_concurrency)
-
-        async def run_one(index: int, call: ToolCall) -> None:
-            async with limiter:
-                records[index] = await self._call(call)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for index, call in enumerate(calls):
-                    nursery.start_soon(run_one, index, call)
-        except BaseExceptionGroup as group:
-            stop, _ = group.split(StopAgent)
-            if stop is not None:
-                raise stop.exceptions[0] from None
-            raise
-        return [r for r in records if r is not None]
+        # gather raises the first failure as itself: only StopAgent gets out of
+        # _call, and it leaves the agent unwrapped.
+        return await gather(
+            *(partial(self._call, call) for call in calls),
+            limit=self.agent.max_tool_concurrency,
+        )
 
     async def _call(self, call: ToolCall) -> ToolCallRecord:
         with start_span(f"execute_tool {call.name}") as span:

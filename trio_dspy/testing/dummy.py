@@ -8,7 +8,8 @@ from typing import Any
 
 import trio
 
-from ..errors import ConfigurationError
+from ..adapters.markers import COMPLETED, sections
+from ..errors import ConfigurationError, ToolsUnsupportedError
 from ..lm.base import BaseLM
 from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
@@ -35,7 +36,10 @@ class DummyLM(BaseLM):
     ``response_format``), or a ready :class:`LMResponse` (for tool calls).
 
     ``supports_tools=True`` makes agents use native tool calling (script
-    :class:`LMResponse` objects with ``tool_calls`` then).
+    :class:`LMResponse` objects with ``tool_calls`` then). ``refuse_tools=True``
+    plays a server that takes no tool definitions after all: a request that
+    offers tools fails with :class:`~trio_dspy.errors.ToolsUnsupportedError`
+    (HTTP 400, ``param="tools"``), and is recorded like any other.
 
     ``latency`` (seconds, or a function of the request) is spent in
     ``trio.sleep``, so it is instant under ``autojump_clock``. Every request
@@ -43,6 +47,7 @@ class DummyLM(BaseLM):
 
     Raises (from calls):
         ConfigurationError: the script has no answer for the request.
+        ToolsUnsupportedError: ``refuse_tools`` is set and the request offers tools.
     """
 
     provider = "dummy"
@@ -55,10 +60,12 @@ class DummyLM(BaseLM):
         cycle: bool = False,
         model: str = "dummy",
         supports_tools: bool = False,
+        refuse_tools: bool = False,
         **defaults: Any,
     ) -> None:
         super().__init__(model, **defaults)
         self.supports_tools = supports_tools
+        self.refuse_tools = refuse_tools
         self.answers = answers
         self.latency = latency
         self.cycle = cycle
@@ -71,6 +78,15 @@ class DummyLM(BaseLM):
         delay = self.latency(request) if callable(self.latency) else self.latency
         if delay > 0:
             await trio.sleep(delay)
+        if self.refuse_tools and request.tools:
+            raise ToolsUnsupportedError(
+                "tools are not supported by this model",
+                status_code=400,
+                provider=self.provider,
+                model=self.model,
+                code="unsupported",
+                param="tools",
+            )
         answer = self._pick(request)
         if isinstance(answer, LMResponse):
             return answer
@@ -115,8 +131,7 @@ def _render(values: Mapping[str, Any], request: LMRequest) -> str:
     data = {k: unstructure(v, tag_all=True) for k, v in values.items()}
     if request.response_format is not None:
         return json.dumps(data, ensure_ascii=False)
-    parts = [
-        f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
-        for k, v in data.items()
-    ]
-    return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+    body = sections(
+        {k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in data.items()}
+    )
+    return f"{body}\n\n{COMPLETED}"
