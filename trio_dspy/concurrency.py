@@ -81,7 +81,7 @@ async def gather(
 
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
         try:
-            async with limiter if limiter is not None else _NO_LIMIT:
+            async with limiter if limiter is not None else nullcontext():
                 results[index] = await call()
         except Exception as exc:
             if not return_exceptions:
@@ -101,17 +101,6 @@ async def gather(
             raise failures[0] from None
         raise
     return results
-
-
-class _NoLimit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LIMIT = _NoLimit()
 
 
 @asynccontextmanager
@@ -140,7 +129,7 @@ async def as_completed(
     limiter = trio.CapacityLimiter(limit) if limit is not None else None
 
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
-        async with limiter if limiter is not None else _NO_LIMIT:
+        async with limiter if limiter is not None else nullcontext():
             try:
                 result: Any = await call()
             except Exception as exc:
