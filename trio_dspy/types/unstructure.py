@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any, get_args, get_origin
 
 from .convert import converter
@@ -20,7 +21,7 @@ def unstructure(value: Any, annotation: Any = Any, *, tag_all: bool = False) -> 
     their values. ``annotation`` is the type ``value`` is declared as. Where
     the declared type of a value -- ``annotation`` itself, or a record field,
     list item or dict value inside it -- is a union of records, the record's
-    object is tagged ``"_type": "<ClassName>"``, as :func:`json_schema`
+    object is tagged ``"_type": "<ClassName>"``, as :func:`~trio_dspy.types.json_schema`
     describes it. A record declared as a single class (or as ``Any``) is
     written without a tag, unless ``tag_all`` is true: then every record is
     tagged, for callers that do not know the declared type (scripted test
@@ -32,16 +33,24 @@ def unstructure(value: Any, annotation: Any = Any, *, tag_all: bool = False) -> 
     return _unstructure(value, annotation, tag_all)
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
-    tagged = tag_all or is_tagged_union(tp)
-    if is_union(tp):
-        tp = _member_for(value, tp)
     cls: type = type(value)
-    if is_record(cls):
-        data = {TAG: cls.__name__} if tagged else {}
-        for name, ftp, _ in record_fields(cls):
+    if cls in _JSON_SCALARS:  # exact types: a (str, Enum) member is not one
+        return value
+    tagged, members = _declared(tp)
+    if members:
+        tp = _member_for(value, members)
+    fields = _fields_of(cls)
+    if fields is not None:
+        data = {TAG: cls.__name__} if tagged or tag_all else {}
+        for name, ftp in fields:
             data[name] = _unstructure(getattr(value, name), ftp, tag_all)
         return data
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, list | tuple):
         items = _item_types(tp, len(value))
         return [_unstructure(v, t, tag_all) for v, t in zip(value, items, strict=True)]
@@ -55,12 +64,34 @@ def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
     return converter.unstructure(value)
 
 
-def _member_for(value: Any, union: Any) -> Any:
-    """The first member of ``union`` that ``value`` is an instance of (else ``Any``).
+@functools.cache
+def _fields_of(cls: type) -> tuple[tuple[str, Any], ...] | None:
+    """``(name, type)`` of each field of a record class; ``None`` for other classes."""
+    return tuple((n, t) for n, t, _ in record_fields(cls)) if is_record(cls) else None
+
+
+def _declared(tp: Any) -> tuple[bool, tuple[Any, ...]]:
+    """Whether values declared as ``tp`` are tagged, and the members of ``tp``
+    (other than ``None``) if it is a union."""
+    try:
+        return _declared_cached(tp)
+    except TypeError:  # an unhashable annotation: work it out each time
+        return _declared_uncached(tp)
+
+
+def _declared_uncached(tp: Any) -> tuple[bool, tuple[Any, ...]]:
+    return is_tagged_union(tp), non_none(get_args(tp)) if is_union(tp) else ()
+
+
+_declared_cached = functools.cache(_declared_uncached)
+
+
+def _member_for(value: Any, members: tuple[Any, ...]) -> Any:
+    """The first of a union's ``members`` that ``value`` is an instance of (else ``Any``).
 
     Lists and tuples count as each other: both are JSON arrays.
     """
-    for member in non_none(get_args(union)):
+    for member in members:
         kind = get_origin(member) or member
         if kind in (list, tuple):
             kind = list | tuple
