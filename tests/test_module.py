@@ -9,6 +9,7 @@ import trio
 
 import trio_dspy as td
 from trio_dspy.errors import TrioDSPyError
+from trio_dspy.modules.module import Predictor
 from trio_dspy.testing import DummyLM
 
 from .story import HandleCustomer, Mood, Refund
@@ -30,6 +31,48 @@ def test_named_predictors_walks_attributes_lists_and_dicts() -> None:
     assert names == ["classify", "handlers['drinks']", "steps[0]"]
     predict = td.Predict("a -> b")
     assert predict.named_predictors() == [("self", predict)]
+
+
+class Counter(td.Module):
+    """A predictor of its own kind: it learns a number, and is no Predict."""
+
+    def __init__(self) -> None:
+        self.signature = td.make_signature("q -> a")
+        self.demos: list[Any] = []
+        self.lm = None
+        self.count = 0
+
+    def reset(self) -> None:
+        self.count = 0
+
+    def dump_predictor_state(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def parse_predictor_state(self, state: Any) -> int:
+        if not isinstance(state, dict) or not isinstance(state.get("count"), int):
+            raise TrioDSPyError(f"bad counter state {state!r}")
+        return int(state["count"])
+
+    def apply_predictor_state(self, parsed: Any) -> None:
+        self.count = parsed
+
+
+class Program(td.Module):
+    def __init__(self) -> None:
+        self.counter = Counter()
+        self.answer = td.Predict("q -> a")
+
+
+def test_predictors_are_found_by_the_predictor_protocol(tmp_path: Path) -> None:
+    program = Program()
+    assert [n for n, _ in program.named_predictors()] == ["counter", "answer"]
+    assert isinstance(program.counter, Predictor) and isinstance(program.answer, Predictor)
+    assert not isinstance(td.ReAct("q -> a", tools=[]), Predictor)
+    program.counter.count = 3
+    program.save(tmp_path / "p.json")
+    again = Program()
+    again.load(tmp_path / "p.json")
+    assert again.counter.count == 3
 
 
 def test_shared_predictor_is_reported_once() -> None:

@@ -24,7 +24,7 @@ from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
-from .module import Module
+from .module import Module, Predictor
 
 __all__ = ["Predict", "check_inputs", "resolve_adapter"]
 
@@ -51,7 +51,7 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
         )
 
 
-class Predict(Module):
+class Predict(Module, Predictor):
     """Ask a model for ``signature``'s outputs (a :class:`~trio_dspy.modules.module.Predictor`).
 
     ::
