@@ -21,7 +21,7 @@ from trio_dspy.errors import (
     ToolArgumentError,
     TrioDSPyError,
 )
-from trio_dspy.lm.base import LMRequest, LMResponse, ToolCall
+from trio_dspy.messages import LMRequest, LMResponse, ToolCall
 from trio_dspy.testing import DummyLM
 
 

@@ -13,6 +13,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import trio_dspy
 
 PACKAGE = "trio_dspy"
@@ -145,3 +147,17 @@ def test_project_imports_are_acyclic() -> None:
     assert len(graph) > 20  # the walk found the package
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("trio_dspy.messages", {"trio_dspy.primitives"}),
+        ("trio_dspy.primitives", set()),
+        ("trio_dspy.runlocal", set()),
+        ("trio_dspy.errors", set()),
+        ("trio_dspy.adapters.markers", set()),
+    ],
+)
+def test_leaf_modules_import_no_more_of_the_project(module: str, allowed: set[str]) -> None:
+    assert import_graph()[module] <= allowed

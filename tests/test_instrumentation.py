@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import trio_dspy as td
-from trio_dspy.lm.base import LMResponse, ToolCall
+from trio_dspy.messages import LMResponse, ToolCall
 from trio_dspy.telemetry import InMemoryExporter, SpanKind, StatusCode, collect
 from trio_dspy.testing import DummyLM
 
