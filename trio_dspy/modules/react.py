@@ -4,8 +4,12 @@ Two ways to talk to the model:
 
 * **native** (default when the model supports tools): the tools are sent as
   tool definitions; the model may ask for several in one turn, and they run
-  concurrently as children of one nursery. A ``finish`` tool whose arguments
-  are the signature's output fields ends the run with typed outputs.
+  concurrently as children of one nursery (:func:`~trio_dspy.gather`). A
+  ``finish`` tool whose arguments are the signature's output fields ends the
+  run with typed outputs. The adapter (``agent.react.adapter`` or the
+  settings') writes the prompt and reads the tool calls, as it does for
+  ``Predict``. A server that refuses tools on the first request
+  (:func:`refuses_tools`) switches an ``"auto"`` agent to text mode for good.
 * **text** (for servers without tool support, or ``mode="text"``): DSPy's
   loop of ``next_thought`` / ``next_tool_name`` / ``next_tool_args`` fields,
   one tool per step, then an extraction step for the typed outputs.
