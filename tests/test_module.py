@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ class Counter(td.Module):
     """A predictor of its own kind: it learns a number, and is no Predict."""
 
     def __init__(self) -> None:
-        self.signature = td.make_signature("q -> a")
-        self.demos: list[Any] = []
-        self.lm = None
+        self.signature: type[td.Signature] = td.make_signature("q -> a")
+        self.demos: list[Mapping[str, Any]] = []
+        self.lm: td.BaseLM | None = None
         self.count = 0
 
     def reset(self) -> None:
@@ -54,7 +55,7 @@ class Counter(td.Module):
         return int(state["count"])
 
     def apply_predictor_state(self, parsed: Any) -> None:
-        self.count = parsed
+        self.count = int(parsed)
 
 
 class Program(td.Module):
