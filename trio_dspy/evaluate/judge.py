@@ -72,7 +72,8 @@ class SemanticF1(Module):
     Args:
         threshold: the F1 a traced run must reach to count as passing.
         decompositional: have the judge list and compare key ideas first.
-        field / question: the names of the answer and question fields.
+        field: the name of the answer field.
+        question: the name of the question field.
     """
 
     def __init__(

@@ -37,9 +37,12 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             scored with ``trace=None`` and bootstrapped with the trace.
         num_candidate_programs: shuffled bootstraps tried (three fixed
             candidates come first: no demos, labelled demos, unshuffled bootstrap).
-        max_bootstrapped_demos / max_labeled_demos / max_rounds / metric_threshold:
-            as for :class:`BootstrapFewShot`; shuffled candidates draw their
-            number of bootstrapped demos between 1 and ``max_bootstrapped_demos``.
+        max_bootstrapped_demos: as for :class:`BootstrapFewShot`; shuffled
+            candidates draw their number of bootstrapped demos between 1 and
+            this.
+        max_labeled_demos: as for :class:`BootstrapFewShot`.
+        max_rounds: as for :class:`BootstrapFewShot`.
+        metric_threshold: as for :class:`BootstrapFewShot`.
         limit: the most program runs in flight, bootstrapping and scoring together.
         stop_at_score: a candidate reaching this valset percentage ends the search.
         early_stopping: cancel candidates that can no longer win (see
