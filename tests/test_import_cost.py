@@ -10,6 +10,12 @@ import pytest
 import trio_dspy as td
 
 OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy")
+ON_FIRST_USE = (
+    "trio_dspy.testing",
+    "trio_dspy.evaluate",
+    "trio_dspy.optimizers",
+    "trio_dspy.datasets",
+)
 
 
 def _run(code: str) -> str:
@@ -22,6 +28,11 @@ def test_import_does_not_load_the_test_kit() -> None:
     _run("import sys, trio_dspy; assert 'trio_dspy.testing' not in sys.modules")
 
 
+def test_import_does_not_load_evaluation_or_optimizers() -> None:
+    loaded = _run(f"import sys, trio_dspy; print(sorted(set({ON_FIRST_USE!r}) & set(sys.modules)))")
+    assert loaded.strip() == "[]"
+
+
 def test_import_loads_no_optional_extra() -> None:
     loaded = _run(
         "import sys, trio_dspy\n"
@@ -30,15 +41,28 @@ def test_import_loads_no_optional_extra() -> None:
     assert loaded.strip() == "[]"
 
 
-def test_testing_is_still_an_attribute_and_importable() -> None:
-    from trio_dspy import testing
+def test_lazy_names_are_attributes_and_importable() -> None:
+    from trio_dspy import optimizers, testing
+    from trio_dspy.evaluate import Evaluate
 
     assert td.testing is testing
-    assert testing.DummyLM is td.testing.DummyLM
-    _run("import trio_dspy as td; td.testing.DummyLM")
-    _run("from trio_dspy import testing; testing.DummyLM")
+    assert td.Evaluate is Evaluate
+    assert td.BootstrapFewShot is optimizers.BootstrapFewShot
+    _run("import trio_dspy as td; td.testing.DummyLM; td.Evaluate; td.COPRO; td.datasets")
+    _run("from trio_dspy import testing, Evaluate, LabeledFewShot; testing.DummyLM")
+    _run("from trio_dspy import *; Evaluate, BootstrapFewShot, testing, datasets")
+
+
+def test_first_use_imports_the_module() -> None:
+    # In this process the module may already be imported (and so an attribute
+    # of the package); the package's __getattr__ is what imports it otherwise.
+    getattr_ = td.__dict__["__getattr__"]
+    assert getattr_("testing") is sys.modules["trio_dspy.testing"]
+    assert getattr_("LabeledFewShot") is sys.modules["trio_dspy.optimizers"].LabeledFewShot
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_thing"):
         td.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from trio_dspy import no_such_thing")

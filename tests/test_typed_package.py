@@ -68,7 +68,9 @@ PROGRAM = textwrap.dedent(
         return confidence
 
 
-    kit = td.testing.DummyLM  # the lazily imported test kit is typed too
+    # Names imported on first use are typed too.
+    kit = td.testing.DummyLM
+    tools: tuple[type[td.Evaluate], type[td.optimizers.Optimizer]] = (td.Evaluate, td.LabeledFewShot)
     td.not_a_name  # type: ignore[attr-defined]  # a misspelt name stays an error
 
 

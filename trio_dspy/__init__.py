@@ -5,20 +5,13 @@
 
 from typing import TYPE_CHECKING, Any
 
-from . import datasets, errors, evaluate, optimizers, telemetry
+from . import errors, telemetry
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
-from .evaluate import Evaluate, EvaluationResult
 from .lm import LM, inspect_history
 from .lm.base import BaseLM
 from .messages import LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
-from .optimizers import (
-    COPRO,
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    LabeledFewShot,
-)
 from .primitives import Example, Prediction, Usage
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
@@ -26,21 +19,48 @@ from .usage import track_usage
 
 __version__ = "0.1.0"
 
+# Imported on first use: the test kit, evaluation, the optimizers and the
+# datasets are not needed to run a program, so ``import trio_dspy`` does not
+# pay for them. ``td.Evaluate``, ``td.testing`` and ``from trio_dspy import
+# testing`` work as for any other name. name -> (module, attribute or None).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "testing": (".testing", None),
+    "datasets": (".datasets", None),
+    "evaluate": (".evaluate", None),
+    "optimizers": (".optimizers", None),
+    "Evaluate": (".evaluate", "Evaluate"),
+    "EvaluationResult": (".evaluate", "EvaluationResult"),
+    "COPRO": (".optimizers", "COPRO"),
+    "BootstrapFewShot": (".optimizers", "BootstrapFewShot"),
+    "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
+    "LabeledFewShot": (".optimizers", "LabeledFewShot"),
+}
+
 if TYPE_CHECKING:
-    from . import testing
+    # What type checkers and IDEs see instead of ``__getattr__``, which would
+    # make every misspelt ``td.<name>`` an ``Any``.
+    from . import datasets, evaluate, optimizers, testing
+    from .evaluate import Evaluate, EvaluationResult
+    from .optimizers import (
+        COPRO,
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        LabeledFewShot,
+    )
 else:
 
     def __getattr__(name: str) -> Any:
-        # The test kit (DummyLM, the simulated server) is not needed to run a
-        # program, so ``import trio_dspy`` does not pay for it: ``td.testing``
-        # and ``from trio_dspy import testing`` import it on first use. Type
-        # checkers see the import above instead, and no ``__getattr__`` that
-        # would make every misspelt ``td.<name>`` an ``Any``.
-        if name == "testing":
-            import importlib
+        try:
+            module, attribute = _LAZY[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        import importlib
 
-            return importlib.import_module(".testing", __name__)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = importlib.import_module(module, __name__)
+        if attribute is not None:
+            value = getattr(value, attribute)
+        globals()[name] = value
+        return value
 
 
 __all__ = [
