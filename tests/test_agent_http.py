@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -24,10 +25,7 @@ async def test_coffee_shop_agent_native_tools_over_http() -> None:
         async with lm:
             with td.context(lm=lm):
                 preds = await td.gather(
-                    *(
-                        lambda c=c: agent(request=c.request, mood=c.mood)  # type: ignore[misc]
-                        for c in people
-                    )
+                    *(lambda c=c: agent(request=c.request, mood=c.mood) for c in people)
                 )
     latte, refund = preds[0], preds[1]
     assert isinstance(latte.action, MakeDrink)
@@ -64,7 +62,7 @@ async def test_text_mode_react_over_http() -> None:
         "reply": "We do! A latte is $4.50.",
     }
 
-    def answer(body: dict[str, Any]) -> SimReply:
+    def answer(body: Mapping[str, Any]) -> SimReply:
         system = body["messages"][0]["content"]
         if "next_thought" in system:
             turn = sum(1 for m in body["messages"] if "Observation:" in str(m.get("content")))

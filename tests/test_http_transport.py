@@ -105,7 +105,6 @@ async def test_timeouts_become_httpx_timeouts() -> None:
     async def stall(request: Request) -> Response:
         arrived.set()
         await trio.sleep_forever()
-        return Response()
 
     async with serve_http(stall) as server:
         async with httpx.AsyncClient(transport=H11Transport(), base_url=server.base_url) as client:

@@ -19,7 +19,8 @@ class Answer(td.Module):
         self.qa = td.ChainOfThought("question -> answer")
 
     async def forward(self, **inputs: Any) -> td.Prediction:
-        return await self.qa(**inputs)
+        pred: td.Prediction = await self.qa(**inputs)
+        return pred
 
 
 async def test_fifty_concurrent_requests_make_fifty_correct_traces(
@@ -126,8 +127,8 @@ async def test_content_is_recorded_only_when_opted_in() -> None:
             await td.Predict("question -> answer")(question="private question")
     plain, opted = [s for s in exporter.spans if s.name.startswith("chat")]
     assert "private question" not in json.dumps(plain.attributes)
-    assert "private question" in opted.attributes["gen_ai.input.messages"]
-    assert "secret answer" in opted.attributes["gen_ai.output.messages"]
+    assert "private question" in str(opted.attributes["gen_ai.input.messages"])
+    assert "secret answer" in str(opted.attributes["gen_ai.output.messages"])
 
 
 async def test_no_collector_means_no_spans_and_no_errors() -> None:

@@ -157,7 +157,7 @@ async def test_stop_reason_maps_to_finish_reason(stop: str, finish: str) -> None
 
 
 async def test_text_and_tool_use_blocks_and_usage_are_parsed() -> None:
-    content = [
+    content: list[dict[str, Any]] = [
         {"type": "text", "text": "Checking "},
         {"type": "text", "text": "now."},
         {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"id": "7"}},

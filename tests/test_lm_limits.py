@@ -127,5 +127,5 @@ async def test_token_bucket_refills_on_the_trio_clock(autojump_clock: Any) -> No
 def test_limits_validate_their_values() -> None:
     for bad in ({"max_concurrency": 0}, {"rpm": -1}, {"tpm": float("nan")}):
         with pytest.raises(ValueError):
-            Limits(**bad)  # type: ignore[arg-type]
+            Limits(**bad)
     assert not Limits().active and Limits(rpm=5).active
