@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from ..errors import TrioDSPyError
 from ..telemetry import semconv as sc
@@ -117,11 +117,11 @@ class Module:
         """Every :class:`Predictor` (e.g. :class:`~trio_dspy.Predict`) in the tree."""
         return [p for _, p in self.named_predictors()]
 
-    def deepcopy(self) -> Module:
+    def deepcopy(self) -> Self:
         """A deep copy; language models are shared, not copied."""
         return copy.deepcopy(self)
 
-    def reset_copy(self) -> Module:
+    def reset_copy(self) -> Self:
         """A deep copy with every predictor's demos cleared."""
         clone = self.deepcopy()
         for p in clone.predictors():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ..errors import TrioDSPyError
 from ..modules.module import Module
@@ -58,16 +58,6 @@ def check_trainset(trainset: Sequence[Example], what: str = "trainset") -> list[
                 "td.datasets.load_jsonl(path, input_keys=[...])"
             )
     return examples
-
-
-def fresh_copy(module: ModuleT) -> ModuleT:
-    """A deep copy of ``module`` with every predictor's demos cleared."""
-    return cast(ModuleT, module.reset_copy())
-
-
-def copy_of(module: ModuleT) -> ModuleT:
-    """A deep copy of ``module`` (models shared)."""
-    return cast(ModuleT, module.deepcopy())
 
 
 def matching_predictors(student: Module, teacher: Module) -> dict[str, Any]:

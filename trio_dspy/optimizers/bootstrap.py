@@ -23,7 +23,7 @@ from ..modules.module import Module
 from ..primitives import Example
 from ..settings import context, current
 from ..trace import collect_trace
-from .base import ModuleT, Optimizer, check_trainset, copy_of, fresh_copy, matching_predictors
+from .base import ModuleT, Optimizer, check_trainset, matching_predictors
 from .labeled import LabeledFewShot
 
 __all__ = ["BootstrapFewShot", "BootstrapStats"]
@@ -110,15 +110,15 @@ class BootstrapFewShot(Optimizer):
                 the student, or more than ``max_errors`` teacher runs raised.
         """
         examples = check_trainset(trainset)
-        compiled = fresh_copy(student)
+        compiled = student.reset_copy()
         if teacher is None:
-            teacher = fresh_copy(student)
+            teacher = student.reset_copy()
             if self.max_labeled_demos:
                 teacher = await LabeledFewShot(self.max_labeled_demos).compile(
                     teacher, trainset=examples
                 )
         else:
-            teacher = copy_of(teacher)
+            teacher = teacher.deepcopy()
         matching_predictors(compiled, teacher)
         found = await self.bootstrap(teacher, examples, limiter or trio.CapacityLimiter(self.limit))
         self._install(compiled, examples, found)

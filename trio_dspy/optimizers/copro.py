@@ -23,7 +23,7 @@ from ..modules.module import Module
 from ..modules.predict import Predict
 from ..primitives import Example
 from ..signature import InputField, OutputField, Signature
-from .base import ModuleT, Optimizer, check_trainset, copy_of
+from .base import ModuleT, Optimizer, check_trainset
 from .race import Race
 
 __all__ = ["COPRO", "InstructionAttempt"]
@@ -127,7 +127,7 @@ class COPRO(Optimizer):
             trio_dspy.errors.LMError: a proposal call failed.
         """
         examples = check_trainset(trainset)
-        best = copy_of(student)
+        best = student.deepcopy()
         limiter = trio.CapacityLimiter(self.limit)
         self.attempts = []
         proposals = {
@@ -188,7 +188,7 @@ class COPRO(Optimizer):
     async def _sample(self, proposer: Predict, n: int, **inputs: Any) -> list[str]:
         def one(i: int) -> Callable[[], Awaitable[Any]]:
             async def call() -> Any:
-                proposer_i = copy_of(proposer)
+                proposer_i = proposer.deepcopy()
                 proposer_i.lm_kwargs = {"temperature": self.init_temperature + 0.001 * i}
                 pred = await proposer_i(**inputs)
                 return str(pred.proposed_instruction).strip()
@@ -202,7 +202,7 @@ class COPRO(Optimizer):
 
 
 def _with_instruction(program: ModuleT, name: str, instruction: str) -> ModuleT:
-    clone = copy_of(program)
+    clone = program.deepcopy()
     predictor = dict(clone.named_predictors())[name]
     predictor.signature = predictor.signature.with_instructions(instruction)
     return clone

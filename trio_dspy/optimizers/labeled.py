@@ -9,7 +9,7 @@ import trio
 
 from ..modules.module import Module
 from ..primitives import Example
-from .base import ModuleT, Optimizer, check_trainset, fresh_copy
+from .base import ModuleT, Optimizer, check_trainset
 
 __all__ = ["LabeledFewShot"]
 
@@ -45,7 +45,7 @@ class LabeledFewShot(Optimizer):
         """
         await trio.lowlevel.checkpoint()
         examples = check_trainset(trainset)
-        compiled = fresh_copy(student)
+        compiled = student.reset_copy()
         size = min(self.k, len(examples))
         for predictor in compiled.predictors():
             if self.sample:

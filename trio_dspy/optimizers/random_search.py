@@ -21,7 +21,7 @@ import trio
 from ..evaluate.evaluate import Metric
 from ..modules.module import Module
 from ..primitives import Example
-from .base import ModuleT, Optimizer, check_trainset, fresh_copy
+from .base import ModuleT, Optimizer, check_trainset
 from .bootstrap import BootstrapFewShot
 from .labeled import LabeledFewShot
 from .race import Candidate, Race, RaceStats
@@ -133,7 +133,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
     ) -> Module:
         if seed == -3:
             await trio.lowlevel.checkpoint()
-            return fresh_copy(student)
+            return student.reset_copy()
         if seed == -2:
             return await LabeledFewShot(self.max_labeled_demos).compile(student, trainset=trainset)
         size = self.max_bootstrapped_demos
