@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -59,7 +59,7 @@ def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "out", "schema": schema, "strict": True}}
 
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
@@ -262,7 +262,7 @@ async def test_tools_are_called_until_a_tool_result_is_in_the_conversation() -> 
 async def test_refused_capabilities_answer_400_naming_the_parameter() -> None:
     config = SimConfig(supports_json_schema=False, supports_json_object=False, supports_tools=False)
     msgs = [{"role": "user", "content": "hi"}]
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         (
             {"response_format": json_schema_format({"type": "object"})},
             "json_schema",
@@ -364,7 +364,7 @@ async def test_anthropic_messages_endpoint_shape_auth_and_tools() -> None:
 
 # ----------------------------------------------------------------- scripts
 async def test_scripted_outputs_render_in_the_requested_format() -> None:
-    def script(body: dict[str, Any]) -> SimReply | None:
+    def script(body: Mapping[str, Any]) -> SimReply | None:
         return SimReply(outputs={"mood": "calm", "action": Refund(12.5, "late")})
 
     schema = td.JSONAdapter().response_format(Triage).schema
@@ -388,7 +388,7 @@ async def test_scripted_outputs_render_in_the_requested_format() -> None:
 
 
 async def test_scripted_text_tool_calls_latency_and_finish_reason(autojump_clock: Any) -> None:
-    async def script(body: dict[str, Any]) -> SimReply | None:
+    async def script(body: Mapping[str, Any]) -> SimReply | None:
         last = body["messages"][-1]["content"]
         if last == "call":
             return SimReply(tool_calls=[SimToolCall("refund", {"amount": 3})])

@@ -287,9 +287,9 @@ async def test_loopback_receiver_gets_a_valid_payload() -> None:
         exporter = OtlpHttpExporter(server.base_url, headers={"Authorization": SECRET})
         async with collect(exporter, policy="unbounded"):
             with start_span("invoke_agent qa", attributes={"gen_ai.agent.name": "qa"}):
-                with start_span("chat m", kind=SpanKind.CLIENT) as chat:
-                    chat.set_attributes({"gen_ai.usage.input_tokens": 3, "temperature": 0.2})
-                    chat.set_attribute("gen_ai.response.finish_reasons", ["stop"])
+                with start_span("chat m", kind=SpanKind.CLIENT) as chat_span:
+                    chat_span.set_attributes({"gen_ai.usage.input_tokens": 3, "temperature": 0.2})
+                    chat_span.set_attribute("gen_ai.response.finish_reasons", ["stop"])
                 with pytest.raises(ZeroDivisionError), start_span("execute_tool calc"):
                     _ = 1 / 0
     assert receiver.requests
