@@ -14,7 +14,7 @@ import inspect
 import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import trio
 
@@ -22,7 +22,15 @@ from ..errors import TrioDSPyError
 from ..primitives import Example
 from .result import EvaluationResult
 
-__all__ = ["Evaluate", "EvaluationError", "Metric", "call_metric", "run_examples", "run_in_order"]
+__all__ = [
+    "Evaluate",
+    "EvaluationError",
+    "Limiter",
+    "Metric",
+    "call_metric",
+    "run_examples",
+    "run_in_order",
+]
 
 Metric = Callable[..., float | bool | Awaitable[float | bool]]
 """``metric(example, prediction, trace=None) -> float | bool``, sync or async."""
@@ -186,7 +194,7 @@ async def run_examples(
     metric: Metric,
     result: EvaluationResult,
     *,
-    limiter: trio.CapacityLimiter,
+    limiter: Limiter,
     max_errors: int | None = None,
     failure_score: float = 0.0,
     report: Callable[[EvaluationResult], None] | None = None,
@@ -233,29 +241,52 @@ async def run_examples(
     result.complete = result.finished == result.total
 
 
+class Limiter(Protocol):
+    """What bounds runs in flight: :class:`trio.CapacityLimiter` or an optimizer's slots."""
+
+    async def acquire_on_behalf_of(self, borrower: Any) -> None:
+        """Wait for a slot for ``borrower``."""
+
+    def release_on_behalf_of(self, borrower: Any) -> None:
+        """Free ``borrower``'s slot."""
+
+
 async def run_in_order(
     count: int,
     job: Callable[[int, trio.CancelScope], Awaitable[None]],
-    limiter: trio.CapacityLimiter,
+    limiter: Limiter,
+    *,
+    window: Callable[[], int] | None = None,
 ) -> None:
     """Run ``job(index, cancel_scope)`` for each index as child tasks, started in order.
 
     A task starts only once it holds a slot of ``limiter`` (released when it
-    ends), and slots are taken in index order, so the first items run first
-    even when several callers share the limiter. ``cancel_scope`` cancels
-    every job of this call.
+    ends), and slots are requested in index order, so the first items run
+    first even when several callers share the limiter. ``window()``, when
+    given, caps how many of these jobs may run at once, asked again each time
+    one ends (at least one always may). ``cancel_scope`` cancels every job of
+    this call.
     """
+    running = 0
+    finished = trio.Event()
 
     async def hold(index: int, token: object, cancel: trio.CancelScope) -> None:
+        nonlocal running, finished
         try:
             await job(index, cancel)
         finally:
             limiter.release_on_behalf_of(token)
+            running -= 1
+            finished.set()
+            finished = trio.Event()
 
     async with trio.open_nursery() as nursery:
         for index in range(count):
+            while window is not None and running >= max(1, window()):
+                await finished.wait()
             token = object()
             await limiter.acquire_on_behalf_of(token)
+            running += 1
             nursery.start_soon(hold, index, token, nursery.cancel_scope)
 
 

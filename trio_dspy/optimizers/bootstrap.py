@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from ..errors import TrioDSPyError
-from ..evaluate.evaluate import Metric, call_metric, run_in_order
+from ..evaluate.evaluate import Limiter, Metric, call_metric, run_in_order
 from ..modules.module import Module
 from ..primitives import Example
 from ..settings import context, current
@@ -97,7 +97,7 @@ class BootstrapFewShot(Optimizer):
         trainset: Sequence[Example],
         valset: Sequence[Example] | None = None,
         teacher: Module | None = None,
-        limiter: trio.CapacityLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> ModuleT:
         """A copy of ``student`` with bootstrapped and labelled demos.
 
@@ -125,7 +125,7 @@ class BootstrapFewShot(Optimizer):
         return compiled
 
     async def bootstrap(
-        self, teacher: Module, examples: list[Example], limiter: trio.CapacityLimiter
+        self, teacher: Module, examples: list[Example], limiter: Limiter
     ) -> list[Demos | None]:
         """Run the teacher; for each example, its demos if it is among the first passing.
 
@@ -142,7 +142,12 @@ class BootstrapFewShot(Optimizer):
             if settled.done(index, results[index] is not None) or self._too_many(errors):
                 cancel.cancel()
 
-        await run_in_order(len(examples) if want > 0 else 0, run, limiter)
+        # Never more runs in flight than passes still missing: a teacher that
+        # passes every time costs exactly ``want`` runs, as a one-by-one loop would.
+        def window() -> int:
+            return want - sum(isinstance(r, dict) for r in results)
+
+        await run_in_order(len(examples) if want > 0 else 0, run, limiter, window=window)
         if self._too_many(errors):
             raise TrioDSPyError(
                 f"{len(errors)} teacher run(s) raised, more than max_errors={self.max_errors}; "

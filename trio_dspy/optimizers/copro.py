@@ -17,14 +17,14 @@ import attrs
 import trio
 
 from ..concurrency import gather
-from ..evaluate.evaluate import Metric
+from ..evaluate.evaluate import Limiter, Metric
 from ..lm.base import BaseLM
 from ..modules.module import Module
 from ..modules.predict import Predict
 from ..primitives import Example
 from ..signature import InputField, OutputField, Signature
 from .base import ModuleT, Optimizer, check_trainset
-from .race import Race
+from .race import Builder, Race
 
 __all__ = ["COPRO", "InstructionAttempt"]
 
@@ -128,7 +128,6 @@ class COPRO(Optimizer):
         """
         examples = check_trainset(trainset)
         best = student.deepcopy()
-        limiter = trio.CapacityLimiter(self.limit)
         self.attempts = []
         proposals = {
             name: [p.signature.instructions, *await self._propose_initial(p.signature.instructions)]
@@ -136,7 +135,7 @@ class COPRO(Optimizer):
         }
         for depth in range(self.depth):
             for name, _ in best.named_predictors():
-                best = await self._round(best, name, proposals[name], examples, limiter, depth)
+                best = await self._round(best, name, proposals[name], examples, depth)
             if depth + 1 < self.depth:
                 for name, _ in best.named_predictors():
                     proposals[name] = await self._propose_more(name)
@@ -148,20 +147,19 @@ class COPRO(Optimizer):
         name: str,
         instructions: list[str],
         trainset: list[Example],
-        limiter: trio.CapacityLimiter,
         depth: int,
     ) -> ModuleT:
         """Score ``instructions`` for predictor ``name``; the program with the best one."""
         tried = {a.instruction for a in self.attempts if a.predictor == name}
         unique = list(dict.fromkeys(i for i in instructions if i.strip()))
         fresh = [i for i in unique if i not in tried] or unique[:1]
-        builders: list[tuple[str, Callable[[], Awaitable[Module]]]] = [
+        builders: list[tuple[str, Builder]] = [
             (text, _builder(_with_instruction(current, name, text))) for text in fresh
         ]
         race = Race(
             trainset, self.metric, max_score=self.max_score, early_stopping=self.early_stopping
         )
-        winner = await race.run(builders, limiter)
+        winner = await race.run(builders, self.limit)
         for candidate in race.candidates:
             self.attempts.append(InstructionAttempt(name, candidate.label, candidate.score, depth))
         previous = [a for a in self.attempts if a.predictor == name and a.depth < depth]
@@ -208,8 +206,8 @@ def _with_instruction(program: ModuleT, name: str, instruction: str) -> ModuleT:
     return clone
 
 
-def _builder(program: Module) -> Callable[[], Awaitable[Module]]:
-    async def build() -> Module:
+def _builder(program: Module) -> Builder:
+    async def build(slots: Limiter) -> Module:
         await trio.lowlevel.checkpoint()
         return program
 

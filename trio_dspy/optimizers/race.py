@@ -1,9 +1,10 @@
 """Evaluate candidate programs side by side and cancel those that can no longer win.
 
 Every candidate is built and then scored on the valset in its own child task;
-all of them share one limiter, so at most ``limit`` examples are in flight in
-total. After every scored example the race compares bounds: a candidate's
-*floor* is the sum of its scores so far (the rest counted as 0), its
+all of them share one set of slots, so at most ``limit`` runs are in flight in
+total, handed out by candidate rank (see :mod:`.slots`) so that one candidate
+finishes before the next is far along. After every scored example the race
+compares bounds: a candidate's *floor* is the sum of its scores so far (the rest counted as 0), its
 *ceiling* that sum plus ``max_score`` for each example it has not scored yet.
 A candidate whose ceiling is below another's floor (or equal to the floor of
 an earlier candidate, which would win the tie) cannot be chosen, and is
@@ -21,12 +22,16 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from ..evaluate.evaluate import Metric, run_examples
+from ..evaluate.evaluate import Limiter, Metric, run_examples
 from ..evaluate.result import EvaluationResult
 from ..modules.module import Module
 from ..primitives import Example
+from .slots import PrioritySlots, RankedSlots
 
-__all__ = ["Candidate", "Race", "RaceStats"]
+__all__ = ["Builder", "Candidate", "Race", "RaceStats"]
+
+Builder = Callable[[Limiter], Awaitable[Module]]
+"""Makes a candidate program, running whatever it runs through the slots given."""
 
 
 @attrs.define(eq=False)
@@ -100,35 +105,39 @@ class Race:
 
     async def run(
         self,
-        builders: Sequence[tuple[str, Callable[[], Awaitable[Module]]]],
-        limiter: trio.CapacityLimiter,
+        builders: Sequence[tuple[str, Builder]],
+        limit: int,
+        *,
+        ranks: Sequence[int] | None = None,
     ) -> Candidate:
         """Build and score every ``(label, build)`` candidate; return the winner.
+
+        ``build(slots)`` makes the candidate program, running whatever it runs
+        through ``slots``. ``ranks`` orders the candidates' claims on the
+        ``limit`` slots (default: their order); the winner is chosen by score
+        and then by position in ``builders``, whatever the ranks.
 
         Raises:
             Exception: whatever building a candidate raised (the race stops).
         """
+        slots = PrioritySlots(limit)
+        order = list(ranks) if ranks is not None else list(range(len(builders)))
         self.candidates = [Candidate(i, label) for i, (label, _) in enumerate(builders)]
         async with trio.open_nursery() as nursery:
-            for candidate, (_, build) in zip(self.candidates, builders):
-                nursery.start_soon(self._run_one, candidate, build, limiter)
+            for candidate, (_, build), rank in zip(self.candidates, builders, order):
+                nursery.start_soon(self._run_one, candidate, build, slots.view(rank))
         return self.winner()
 
-    async def _run_one(
-        self,
-        candidate: Candidate,
-        build: Callable[[], Awaitable[Module]],
-        limiter: trio.CapacityLimiter,
-    ) -> None:
+    async def _run_one(self, candidate: Candidate, build: Builder, slots: RankedSlots) -> None:
         with candidate.scope:
-            candidate.program = await build()
+            candidate.program = await build(slots)
             candidate.result = EvaluationResult.empty(len(self.valset))
             await run_examples(
                 candidate.program,
                 self.valset,
                 self.metric,
                 candidate.result,
-                limiter=limiter,
+                limiter=slots,
                 on_row=lambda _index, _result: self._scored(candidate),
             )
         stop = self.stop_at_score

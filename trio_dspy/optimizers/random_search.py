@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import trio
 
-from ..evaluate.evaluate import Metric
+from ..evaluate.evaluate import Limiter, Metric
 from ..modules.module import Module
 from ..primitives import Example
 from .base import ModuleT, Optimizer, check_trainset
 from .bootstrap import BootstrapFewShot
 from .labeled import LabeledFewShot
-from .race import Candidate, Race, RaceStats
+from .race import Builder, Candidate, Race, RaceStats
 
 __all__ = ["BootstrapFewShotWithRandomSearch"]
 
@@ -103,11 +103,14 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         """
         examples = check_trainset(trainset)
         scoring = check_trainset(valset, "valset") if valset is not None else examples
-        limiter = trio.CapacityLimiter(self.limit)
-        builders: list[tuple[str, Callable[[], Awaitable[Module]]]] = []
-        for seed in range(-3, self.num_candidate_programs):
-            build = functools.partial(self._build, seed, student, examples, teacher, limiter)
-            builders.append((_label(seed), build))
+        seeds = range(-3, self.num_candidate_programs)
+        builders: list[tuple[str, Builder]] = [
+            (_label(seed), functools.partial(self._build, seed, student, examples, teacher))
+            for seed in seeds
+        ]
+        # Bootstrapped candidates usually score best, so they claim slots first:
+        # a strong leader known early lets the race cancel weak candidates sooner.
+        ranks = [seed if seed >= -1 else self.num_candidate_programs - seed for seed in seeds]
         race = Race(
             scoring,
             self.metric,
@@ -116,7 +119,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             stop_at_score=self.stop_at_score,
         )
         try:
-            best = await race.run(builders, limiter)
+            best = await race.run(builders, self.limit, ranks=ranks)
         finally:
             self.candidates = race.candidates
             self.stats = race.stats()
@@ -129,7 +132,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         student: Module,
         trainset: list[Example],
         teacher: Module | None,
-        limiter: trio.CapacityLimiter,
+        limiter: Limiter,
     ) -> Module:
         if seed == -3:
             await trio.lowlevel.checkpoint()
