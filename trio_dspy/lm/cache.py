@@ -27,10 +27,10 @@ from pathlib import Path
 
 import attrs
 import cattrs
-import structlog
 import trio
 
 from ..errors import LMError, LMTimeoutError
+from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
 from ..runlocal import RunLocal
@@ -47,7 +47,7 @@ __all__ = [
     "make_cache",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 _converter = cattrs.Converter()
 # Never let a credential that slipped into the parameters reach a cache key.
 _SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})

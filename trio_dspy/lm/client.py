@@ -22,11 +22,11 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import httpx
-import structlog
 import trio
 
 from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
 from ..http import HTTPClient, Reply, Secret, TransportFailure
+from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
 from ..telemetry.span import current_span
 from .base import BaseLM
@@ -44,7 +44,7 @@ from .retry import Backoff, OnRetry, Retryable, call_with_retries
 
 __all__ = ["LM", "known_providers", "register_provider"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # provider -> "module:Class", imported on first use.
 _PROVIDERS: dict[str, str | type[LM]] = {

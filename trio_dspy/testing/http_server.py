@@ -25,12 +25,13 @@ from urllib.parse import parse_qsl
 
 import attrs
 import h11
-import structlog
 import trio
+
+from ..logs import get_logger
 
 __all__ = ["HttpServer", "Request", "Response", "serve_http"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _READ_SIZE = 65536
 _MAX_BODY = 64 * 1024 * 1024

@@ -1,0 +1,62 @@
+"""The library logs through ``logging``: silent by default, visible when the application asks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import structlog
+import trio
+
+from trio_dspy.lm import Backoff, LMRequest, Message
+from trio_dspy.logs import get_logger
+
+from .test_lm_support import Scripted, error, ok
+
+REQUEST = LMRequest([Message("user", "hi")])
+
+
+async def test_a_retry_prints_nothing_by_default(
+    autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = Scripted(error(503, "busy"), ok("fine"))
+    response = await server.lm(backoff=Backoff(base=0.1)).request(REQUEST)
+    assert response.text == "fine" and len(server.requests) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+async def test_a_retry_reaches_logging_at_debug_with_the_bound_ids(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Scripted(error(503, "busy"), ok("fine"))
+    caplog.set_level(logging.DEBUG, logger="trio_dspy")
+    with structlog.contextvars.bound_contextvars(request_id="req-42"):
+        await server.lm(backoff=Backoff(base=0.1)).request(REQUEST)
+    retries = [r for r in caplog.records if "lm.retry" in r.getMessage()]
+    assert len(retries) == 1
+    record = retries[0]
+    assert record.levelno == logging.DEBUG
+    assert record.name == "trio_dspy.lm.client"
+    assert "attempt=1" in record.getMessage() and "req-42" in record.getMessage()
+
+
+def test_events_below_the_level_are_dropped_and_above_it_rendered(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(structlog, "is_configured", lambda: False)
+    log = get_logger("trio_dspy.test")
+    caplog.set_level(logging.INFO, logger="trio_dspy")
+    log.debug("hidden", x=1)
+    log.warning("shown")
+    log.info("with.args %s", "a", y=2)
+    assert [r.getMessage() for r in caplog.records] == ["shown", "with.args %s y=2"]
+
+
+def test_a_configured_structlog_chain_processes_the_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_dspy")
+    with structlog.testing.capture_logs() as logs:
+        get_logger("trio_dspy.test").info("through.app", n=3)
+    assert logs == [{"event": "through.app", "n": 3, "log_level": "info"}]
