@@ -8,6 +8,7 @@ call it started has finished or been cancelled.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +19,7 @@ import attrs
 import structlog
 import trio
 
+from .checkpoint import entered
 from .errors import RequestTimeoutError
 from .primitives import Usage
 from .settings import context
@@ -38,6 +40,53 @@ T = TypeVar("T")
 def _check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+_HOW = (
+    "pass zero-argument async callables instead, e.g. "
+    "functools.partial(pred, question=...) or lambda: pred(question=...)"
+)
+
+
+def _check_calls(what: str, calls: tuple[Any, ...]) -> None:
+    """Refuse coroutines and non-callables before anything starts.
+
+    Coroutines (the asyncio habit, ``gather(pred(question=q))``) are closed so
+    no "never awaited" warning follows the error.
+
+    Raises:
+        TypeError: a call is a coroutine or awaitable, or is not callable.
+    """
+    bad = [(i, c) for i, c in enumerate(calls) if inspect.isawaitable(c) or not callable(c)]
+    if not bad:
+        return
+    for _, call in bad:
+        if inspect.iscoroutine(call):
+            call.close()
+    index, call = bad[0]
+    if inspect.isawaitable(call):
+        got = f"a coroutine ({_name(call)}), already called"
+    else:
+        got = f"{type(call).__name__} {call!r:.60}, which is not callable"
+    raise TypeError(f"{what} argument {index} is {got}: {_HOW}")
+
+
+def _name(coro: Any) -> str:
+    return str(getattr(coro, "__qualname__", type(coro).__name__))
+
+
+def _not_awaitable(call: Callable[[], Any], value: Any) -> TypeError:
+    return TypeError(
+        f"{getattr(call, '__qualname__', call)!r} returned {type(value).__name__} "
+        f"{value!r:.60}, not an awaitable: is it a sync function? {_HOW}"
+    )
+
+
+async def _await_call(call: Callable[[], Awaitable[T]]) -> T:
+    value = call()
+    if not inspect.isawaitable(value):
+        raise _not_awaitable(call, value)
+    return await value
 
 
 @overload
@@ -70,11 +119,21 @@ async def gather(
     failed call's slot holds its exception and the others run to completion.
     Cancellation from outside cancels every call and propagates.
 
+    ``gather`` is a checkpoint even with no calls. Calls are checked before
+    any starts: a coroutine (``gather(pred(question=q))``, the asyncio habit)
+    or a non-callable raises ``TypeError`` showing the right form,
+    ``gather(functools.partial(pred, question=q))``; a callable that returns
+    a non-awaitable (a sync function) fails its slot with ``TypeError``.
+
     Raises:
         ValueError: ``limit`` is not a positive integer.
+        TypeError: a call is a coroutine or not callable.
+        RuntimeError: not running under ``trio.run``.
         Exception: the first failure, when ``return_exceptions`` is false.
     """
+    _check_calls("gather", calls)
     _check_limit(limit)
+    await entered()
     results: list[Any] = [None] * len(calls)
     limiter = trio.CapacityLimiter(limit) if limit is not None else None
     failures: list[Exception] = []
@@ -82,7 +141,7 @@ async def gather(
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
         try:
             async with limiter if limiter is not None else nullcontext():
-                results[index] = await call()
+                results[index] = await _await_call(call)
         except Exception as exc:
             if not return_exceptions:
                 failures.append(exc)
@@ -121,17 +180,23 @@ async def as_completed(
     than a bare async iterator so that the calls live in a nursery that
     closes with the block.)
 
+    Calls are checked as for :func:`gather`.
+
     Raises:
         ValueError: ``limit`` is not a positive integer.
+        TypeError: a call is a coroutine or not callable.
+        RuntimeError: not running under ``trio.run``.
     """
+    _check_calls("as_completed", calls)
     _check_limit(limit)
+    await entered()
     send, receive = trio.open_memory_channel[tuple[int, Any]](math.inf)
     limiter = trio.CapacityLimiter(limit) if limit is not None else None
 
     async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
         async with limiter if limiter is not None else nullcontext():
             try:
-                result: Any = await call()
+                result: Any = await _await_call(call)
             except Exception as exc:
                 result = exc
         send.send_nowait((index, result))

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
+from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..primitives import Example
 from .result import EvaluationResult
@@ -168,7 +169,9 @@ class Evaluate:
         Raises:
             EvaluationError: more than ``max_errors`` examples failed; ``.result``
                 holds the rows finished until then.
+            RuntimeError: not running under ``trio.run``.
         """
+        await entered()
         result = EvaluationResult.empty(len(self.devset))
         self.last_result = result
         await run_examples(

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from ..checkpoint import entered
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, SpanKind, start_span
@@ -92,9 +93,14 @@ class BaseLM(abc.ABC):
         messages and the completion in the span (``Settings.trace_content``;
         the caller that reads the settings passes it).
 
+        The call is a checkpoint even when ``send`` never waits (a cache hit,
+        a scripted model): it checks for cancellation and yields first.
+
         Raises:
             trio_dspy.errors.LMError: the call failed (subclass says how).
+            RuntimeError: not running under ``trio.run``.
         """
+        await entered()
         if self.defaults:
             request = attrs.evolve(request, params={**self.defaults, **request.params})
         started_at, t0 = time.time(), time.perf_counter()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
+from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
@@ -67,7 +68,15 @@ class Module:
     """Base class of modules: subclass it and write ``async def forward``."""
 
     async def __call__(self, **inputs: Any) -> Any:
-        """Run :meth:`forward` with ``inputs`` inside a telemetry span."""
+        """Run :meth:`forward` with ``inputs`` inside a telemetry span.
+
+        The call is a checkpoint (it checks for cancellation and yields first),
+        as trio's rule asks of every async function.
+
+        Raises:
+            RuntimeError: not running under ``trio.run``.
+        """
+        await entered()
         with start_span(self._span_name()) as span:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())

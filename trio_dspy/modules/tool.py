@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
 from ..types import check_supported, json_schema, structure, unstructure
@@ -145,7 +146,9 @@ class Tool:
             ToolArgumentError: invalid arguments (the function is not called).
             ToolTimeoutError: the call took longer than ``timeout``.
             Exception: whatever the function raises.
+            RuntimeError: not running under ``trio.run``.
         """
+        await entered()
         values = self.validate(arguments)
         if self.timeout is None:
             return await self._run(values)

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..evaluate.evaluate import Limiter, Metric, call_metric, run_in_order
 from ..modules.module import Module
@@ -109,6 +110,7 @@ class BootstrapFewShot(Optimizer):
             TrioDSPyError: the trainset is unusable, the teacher does not match
                 the student, or more than ``max_errors`` teacher runs raised.
         """
+        await entered()
         examples = check_trainset(trainset)
         compiled = student.reset_copy()
         if teacher is None:

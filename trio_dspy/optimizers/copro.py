@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..checkpoint import entered
 from ..concurrency import gather
 from ..evaluate.evaluate import Limiter, Metric
 from ..lm.base import BaseLM
@@ -126,6 +127,7 @@ class COPRO(Optimizer):
             TrioDSPyError: the trainset is unusable.
             trio_dspy.errors.LMError: a proposal call failed.
         """
+        await entered()
         examples = check_trainset(trainset)
         best = student.deepcopy()
         self.attempts = []

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-import trio
-
+from ..checkpoint import entered
 from ..modules.module import Module
 from ..primitives import Example
 from .base import ModuleT, Optimizer, check_trainset
@@ -43,7 +42,7 @@ class LabeledFewShot(Optimizer):
         Raises:
             TrioDSPyError: the trainset is empty or does not mark inputs.
         """
-        await trio.lowlevel.checkpoint()
+        await entered()
         examples = check_trainset(trainset)
         compiled = student.reset_copy()
         size = min(self.k, len(examples))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..checkpoint import entered
 from ..evaluate.evaluate import Limiter, Metric
 from ..modules.module import Module
 from ..primitives import Example
@@ -101,6 +102,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         Raises:
             TrioDSPyError: the trainset or valset is unusable, or bootstrapping failed.
         """
+        await entered()
         examples = check_trainset(trainset)
         scoring = check_trainset(valset, "valset") if valset is not None else examples
         seeds = range(-3, self.num_candidate_programs)
