@@ -34,6 +34,7 @@ from ..types import (
     accepts_str,
     find_json,
     json_schema,
+    loads_json,
     parse_text,
     strip_code_fences,
     structure,
@@ -393,7 +394,7 @@ def parse_json_outputs(
 def _find_object(completion: str) -> dict[str, Any] | None:
     text = strip_code_fences(completion.strip()).strip()
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         data = find_json(text, "{")  # an object inside prose
     return data if isinstance(data, dict) else None

@@ -23,6 +23,7 @@ from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
+from ..types import loads_json
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -196,12 +197,15 @@ class Module:
 
         Raises:
             OSError: the file cannot be read.
-            TrioDSPyError: the file is not a saved trio_dspy module, or does not
-                match this module's predictors.
+            TrioDSPyError: the file is not UTF-8 JSON, not a saved trio_dspy
+                module, or does not match this module's predictors and their
+                signatures' fields (nothing is changed then).
         """
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
         try:
-            payload = json.loads(text)
+            payload = loads_json(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise TrioDSPyError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
         except ValueError as exc:
             raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:

@@ -47,6 +47,7 @@ from ..settings import Settings, current, resolve_lm
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
+from ..types import loads_json
 from ..usage import track_usage
 from .chain_of_thought import ChainOfThought
 from .module import Module
@@ -344,7 +345,7 @@ def refuses_tools(exc: LMBadRequestError) -> bool:
 
 def _args(call: ToolCall) -> Any:
     try:
-        return json.loads(call.arguments)
+        return loads_json(call.arguments)
     except ValueError:
         return call.arguments
 

@@ -25,7 +25,7 @@ import trio
 from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
-from ..types import check_supported, json_schema, structure, unstructure
+from ..types import check_supported, json_schema, loads_json, structure, unstructure
 
 __all__ = ["Tool", "ensure_tool"]
 
@@ -110,7 +110,7 @@ class Tool:
         data: Any = arguments if arguments is not None else {}
         if isinstance(data, str):
             try:
-                data = json.loads(data) if data.strip() else {}
+                data = loads_json(data) if data.strip() else {}
             except ValueError as exc:
                 raise self._arg_error(f"arguments are not valid JSON ({exc})") from None
         if not isinstance(data, Mapping):

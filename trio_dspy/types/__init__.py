@@ -32,10 +32,11 @@ from __future__ import annotations
 from .convert import converter, structure
 from .schema import json_schema
 from .support import TAG, accepts_str, check_supported, is_record, type_name
-from .text import find_json, parse_text, strip_code_fences
+from .text import MAX_JSON_DEPTH, find_json, loads_json, parse_text, strip_code_fences
 from .unstructure import unstructure
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "TAG",
     "accepts_str",
     "check_supported",
@@ -43,6 +44,7 @@ __all__ = [
     "find_json",
     "is_record",
     "json_schema",
+    "loads_json",
     "parse_text",
     "strip_code_fences",
     "structure",

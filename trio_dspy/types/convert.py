@@ -244,7 +244,12 @@ def structure(value: Any, tp: Any, *, path: str = "") -> Any:
     try:
         return converter.structure(value, tp)
     except Exception as exc:
-        sub_path, leaf_value, reason = _first_leaf(exc, value)
+        try:
+            sub_path, leaf_value, reason = _first_leaf(exc, value)
+        except RecursionError:
+            # Hostile nesting: cattrs gave up deep down, and its error tree and
+            # the value are too deep to walk or show.
+            sub_path, leaf_value, reason = "", None, "nested too deeply"
         full = _join(path, sub_path)
         raise StructuringError(full, leaf_value, reason) from None
 

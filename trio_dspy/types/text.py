@@ -10,7 +10,17 @@ from ..errors import StructuringError
 from .convert import structure
 from .support import is_record, is_union, non_none
 
-__all__ = ["find_json", "parse_text", "strip_code_fences"]
+__all__ = ["MAX_JSON_DEPTH", "find_json", "loads_json", "parse_text", "strip_code_fences"]
+
+MAX_JSON_DEPTH = 200
+"""The deepest nesting of arrays and objects read from a model or a file.
+
+Deeper JSON (hostile or broken output) is refused as invalid, so it can never
+reach code that recurses over values (``repr``, ``json.dumps``, cattrs) and
+escape as a bare ``RecursionError``.
+"""
+
+_TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
 
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
@@ -19,6 +29,46 @@ def strip_code_fences(text: str) -> str:
     """Remove one Markdown code fence around ``text`` (```json ... ```), if any."""
     match = _FENCE.match(text)
     return match.group(1) if match else text
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that also refuses JSON nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    Raises:
+        ValueError: not JSON, or nested too deeply.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
+    _check_depth(text, value)
+    return value
+
+
+def _depth_ok(text: str, value: Any) -> bool:
+    try:
+        _check_depth(text, value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_depth(text: str, value: Any) -> None:
+    """Raise ``ValueError`` if ``value`` (decoded from ``text``) nests too deeply."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # cannot be deeper than its number of brackets
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(_TOO_DEEP)
+        stack.extend((child, depth + 1) for child in children)
 
 
 def parse_text(text: str, tp: Any, *, path: str = "") -> Any:
@@ -35,7 +85,7 @@ def parse_text(text: str, tp: Any, *, path: str = "") -> Any:
         return text.strip()
     body = strip_code_fences(text.strip()).strip()
     try:
-        data: Any = json.loads(body)
+        data: Any = loads_json(body)
     except ValueError:
         data = _first_json_value(body, tp)
     members = non_none(get_args(tp)) if is_union(tp) else ()
@@ -79,10 +129,15 @@ def find_json(body: str, openers: str) -> Any:
             return None
         at = min(positions)
         try:
-            value, _ = decoder.raw_decode(body[at:])
-            return value
+            value, end = decoder.raw_decode(body, at)
         except ValueError:
             start = at + 1
+            continue
+        except RecursionError:
+            return None  # hostile nesting: nothing after it is worth the search
+        if _depth_ok(body[at:end], value):
+            return value
+        start = end  # too deep: skip it whole (its insides are parts of it)
 
 
 def _first_json_value(body: str, tp: Any) -> Any:
