@@ -155,6 +155,31 @@ def test_load_rejects_files_that_are_not_saved_modules(tmp_path: Path) -> None:
         td.Predict("a -> b").load(path)
 
 
+def test_load_refuses_a_file_saved_from_another_signature(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    source = td.Predict("question -> answer")
+    source.signature = source.signature.with_instructions("Answer briefly.")
+    source.demos = [td.Example(question="q", answer="a")]
+    source.save(path)
+    target = td.Predict("request -> category")
+    target.demos = [td.Example(request="x", category="y")]
+    before = target.signature
+    with pytest.raises(TrioDSPyError, match="another signature") as info:
+        target.load(path)
+    message = str(info.value)
+    assert "lacks field(s) request, category" in message
+    assert "has field(s) question, answer that" in message
+    assert target.signature is before  # instructions unchanged
+    assert target.demos == [td.Example(request="x", category="y")]
+
+
+def test_load_of_invalid_utf8_is_a_trio_dspy_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.json"
+    path.write_bytes(b'{"format": "\xff\xfe"}')
+    with pytest.raises(TrioDSPyError, match="not a UTF-8 text file"):
+        td.Predict("a -> b").load(path)
+
+
 def test_deepcopy_copies_state_but_shares_the_lm() -> None:
     source = Triage()
     lm = DummyLM([])

@@ -152,7 +152,9 @@ class Predict(Module, Predictor):
         """Validate saved state against this predictor's signature.
 
         Raises:
-            TrioDSPyError: the state is malformed or a demo value does not fit its type.
+            TrioDSPyError: the state is malformed, was saved from a signature
+                with other fields (the message names them), or a demo value
+                does not fit its type.
         """
         if not isinstance(state, Mapping) or not isinstance(state.get("demos"), list):
             raise TrioDSPyError(f"malformed predictor state: {state!r}")
@@ -164,6 +166,8 @@ class Predict(Module, Predictor):
             raise TrioDSPyError(
                 f"malformed predictor state: 'fields' must be an object: {fields!r}"
             )
+        if "fields" in state:
+            _check_same_fields(sig, fields)
         for name, info in fields.items():
             if name in sig.fields and isinstance(info, Mapping):
                 changes = {k: info[k] for k in ("desc", "prefix") if isinstance(info.get(k), str)}
@@ -197,3 +201,21 @@ class Predict(Module, Predictor):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature!r})"
+
+
+def _check_same_fields(sig: type[Signature], saved: Mapping[str, Any]) -> None:
+    """Refuse state saved from a signature whose fields differ from ``sig``'s.
+
+    Raises:
+        TrioDSPyError: naming the fields only one side has.
+    """
+    missing = [n for n in sig.fields if n not in saved]
+    extra = [str(n) for n in saved if n not in sig.fields]
+    if missing or extra:
+        parts = [
+            f"lacks field(s) {', '.join(missing)}" if missing else "",
+            f"has field(s) {', '.join(extra)} that {sig.__name__} does not" if extra else "",
+        ]
+        raise TrioDSPyError(
+            f"saved state is for another signature: it {' and '.join(p for p in parts if p)}"
+        )
