@@ -88,6 +88,15 @@ async def test_missing_and_unknown_inputs_raise_type_error_naming_them() -> None
             await predict(request="hi", mood=Mood.happy, colour="red")
 
 
+async def test_a_misspelt_input_is_named_with_its_likely_spelling() -> None:
+    predict = td.Predict(HandleCustomer)
+    with td.context(lm=DummyLM([ANSWER])), pytest.raises(TypeError) as info:
+        await predict(reqest="hi", mood=Mood.happy)
+    message = str(info.value)
+    assert "unknown input field(s) reqest (did you mean request?)" in message
+    assert "missing required input field(s): request" in message
+
+
 async def test_no_lm_configured_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="no language model configured"):
         await td.Predict("q -> a")(q="?")

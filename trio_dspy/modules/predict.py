@@ -8,6 +8,7 @@ error, up to ``max_parse_retries`` times, before ``AdapterParseError``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,17 +39,31 @@ def resolve_adapter(pinned: Adapter | None, settings: Settings) -> Adapter:
 
 
 def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` naming missing or unknown input fields of ``signature``."""
+    """Raise ``TypeError`` naming unknown and missing input fields of ``signature``.
+
+    An unknown name close to a missing one is suggested as its spelling
+    (``got unknown input field reqest (did you mean request?)``).
+    """
     where = f"{type(owner).__name__}({signature.__name__})"
-    missing = [n for n in signature.input_fields if n not in inputs]
-    if missing:
-        raise TypeError(f"{where} missing required input field(s): {', '.join(missing)}")
-    unknown = [n for n in inputs if n not in signature.input_fields]
+    expected = signature.input_fields
+    unknown = [n for n in inputs if n not in expected]
+    missing = [n for n in expected if n not in inputs]
+    if not unknown and not missing:
+        return
+    parts = []
     if unknown:
-        raise TypeError(
-            f"{where} got unknown input field(s): {', '.join(unknown)}; "
-            f"inputs are {', '.join(signature.input_fields)}"
+        parts.append(
+            "got unknown input field(s) "
+            + ", ".join(_with_suggestion(n, missing or list(expected)) for n in unknown)
         )
+    if missing:
+        parts.append(f"missing required input field(s): {', '.join(missing)}")
+    raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+
+
+def _with_suggestion(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 class Predict(Module, Predictor):
