@@ -349,3 +349,42 @@ def test_reserved_tool_names() -> None:
 
     with pytest.raises(td.errors.SignatureError, match="reserved or used twice"):
         td.ReAct(Order, tools=[finish])
+
+
+async def test_trajectory_iterates_steps_and_has_dspys_flat_keys() -> None:
+    shop = Shop()
+    lm = DummyLM(
+        [
+            turn(
+                call("a", "check_menu", item="latte"),
+                call("b", "check_menu", item="mocha"),
+                text="Check prices.",
+            ),
+            turn(call("c", "make_drink", name="latte", size="large"), text="Make it."),
+            turn(call("d", "finish", **FINISH_ARGS)),
+        ],
+        supports_tools=True,
+    )
+    with td.context(lm=lm):
+        pred = await td.ReAct(Order, tools=[shop.check_menu, shop.make_drink])(request="latte")
+    trajectory: td.Trajectory = pred.trajectory
+    assert [step.thought for step in trajectory] == ["Check prices.", "Make it.", ""]
+    assert trajectory[1].calls[0].name == "make_drink"
+    assert trajectory.to_dict() == {
+        "thought_0": "Check prices.",
+        "tool_name_0": "check_menu",
+        "tool_args_0": {"item": "latte"},
+        "observation_0": "latte: $4.0",
+        "thought_1": "",  # the second call of the same step
+        "tool_name_1": "check_menu",
+        "tool_args_1": {"item": "mocha"},
+        "observation_1": "mocha: $4.5",
+        "thought_2": "Make it.",
+        "tool_name_2": "make_drink",
+        "tool_args_2": {"name": "latte", "size": "large"},
+        "observation_2": "made a large latte",
+        "thought_3": "",
+        "tool_name_3": "finish",
+        "tool_args_3": {},
+        "observation_3": "Completed.",
+    }

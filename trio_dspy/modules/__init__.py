@@ -3,8 +3,9 @@
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict
-from .react import ReAct, Step, ToolCallRecord, Trajectory
+from .react import ReAct
 from .tool import Tool
+from .trajectory import Step, ToolCallRecord, Trajectory
 
 __all__ = [
     "ChainOfThought",

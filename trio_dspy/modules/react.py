@@ -53,6 +53,7 @@ from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict, check_inputs, resolve_adapter
 from .tool import Tool, ensure_tool, format_observation
+from .trajectory import Step, ToolCallRecord, Trajectory
 
 __all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory", "refuses_tools"]
 
@@ -60,60 +61,6 @@ FINISH = FINISH_TOOL
 Termination = Literal["finish", "answered", "max_iters", "parse_error"]
 # The request parameters a server blames when it takes no tool definitions.
 _TOOL_PARAMS = frozenset({"tools", "tool_choice"})
-
-
-@attrs.frozen
-class ToolCallRecord:
-    """One tool call of a step: what was asked, what came back, when, how long."""
-
-    id: str
-    name: str
-    arguments: Any
-    observation: str
-    ok: bool
-    started: float  # trio clock, seconds
-    duration: float
-
-
-@attrs.frozen
-class Step:
-    """One turn of the agent: its thought and the tool calls it made."""
-
-    thought: str
-    calls: tuple[ToolCallRecord, ...] = ()
-
-
-@attrs.define
-class Trajectory:
-    """The steps of an agent run, in order."""
-
-    steps: list[Step] = attrs.field(factory=list)
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    @property
-    def tool_calls(self) -> list[ToolCallRecord]:
-        """Every tool call of every step."""
-        return [c for s in self.steps for c in s.calls]
-
-    def format(self) -> str:
-        """The trajectory as text for prompts."""
-        if not self.steps:
-            return "(no steps yet)"
-        lines = []
-        for i, step in enumerate(self.steps, start=1):
-            lines.append(f"Step {i}\nThought: {step.thought}")
-            for call in step.calls:
-                args = json.dumps(call.arguments, ensure_ascii=False, default=str)
-                lines.append(
-                    f"Tool: {call.name}\nArguments: {args}\nObservation: {call.observation}"
-                )
-        return "\n\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"steps": [attrs.asdict(s) for s in self.steps]}
 
 
 class ReAct(Module):
@@ -134,7 +81,10 @@ class ReAct(Module):
         max_tokens: optional limit on tokens for one run, likewise.
 
     The prediction holds the signature's outputs plus ``trajectory``
-    (a :class:`Trajectory`) and ``termination_reason``.
+    (a :class:`~trio_dspy.Trajectory`: iterate it for the
+    steps, ``to_dict()`` for DSPy's ``thought_0``, ``tool_name_0``,
+    ``tool_args_0``, ``observation_0``, ... keys) and ``termination_reason``
+    (``"finish"``, ``"answered"``, ``"max_iters"`` or ``"parse_error"``).
 
     Raises:
         SignatureError: a tool is named ``finish`` or two tools share a name,
