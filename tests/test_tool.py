@@ -133,3 +133,73 @@ def test_varargs_are_rejected() -> None:
 
     with pytest.raises(SignatureError, match=r"\*args/\*\*kwargs"):
         td.Tool(anything)
+
+
+NUMPY_DOC = """Make a drink and add it
+to the order.
+
+Parameters
+----------
+name : str
+    the drink, e.g. latte.
+size : str
+    cup size, medium
+    unless asked.
+"""
+SPHINX_DOC = """Make a drink and add it
+to the order.
+
+:param str name: the drink, e.g. latte.
+:param size: cup size, medium
+    unless asked.
+:returns: the drink made.
+"""
+EPYDOC_DOC = """Make a drink and add it
+to the order.
+
+@param name: the drink, e.g. latte.
+@param size: cup size, medium unless asked.
+@return: the drink made.
+"""
+GOOGLE_DOC = """Make a drink and add it
+to the order.
+
+Args:
+    name (str): the drink, e.g. latte.
+    size: cup size, medium
+        unless asked.
+
+Returns:
+    the drink made.
+"""
+
+
+@pytest.mark.parametrize("doc", [NUMPY_DOC, SPHINX_DOC, EPYDOC_DOC, GOOGLE_DOC])
+def test_every_common_docstring_style_describes_the_arguments(doc: str) -> None:
+    def brew(name: str, size: str = "medium") -> str:
+        return name
+
+    brew.__doc__ = doc
+    tool = td.Tool(brew)
+    assert tool.desc == "Make a drink and add it to the order."
+    props = tool.parameters["properties"]
+    assert props["name"]["description"] == "the drink, e.g. latte."
+    assert props["size"]["description"] == "cup size, medium unless asked."
+
+
+def test_a_lambda_is_refused_until_it_is_named() -> None:
+    with pytest.raises(SignatureError, match=r"a lambda has no name.*Tool\(fn, name="):
+        td.Tool(lambda x: x)
+    assert td.Tool(lambda: "ok", name="ping").name == "ping"
+    with pytest.raises(SignatureError, match="'check menu' is not a name a model can call"):
+        td.Tool(make_drink, name="check menu")
+
+
+def test_a_tool_without_type_hints_warns_naming_the_arguments() -> None:
+    def lookup(item, count: int = 1):  # type: ignore[no-untyped-def]
+        """Look an item up."""
+        return item
+
+    with pytest.warns(UserWarning, match=r"tool lookup: argument\(s\) item have no type hint"):
+        tool = td.Tool(lookup)
+    assert tool.validate({"item": [1, "any JSON"]}) == {"item": [1, "any JSON"]}

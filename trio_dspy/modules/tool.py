@@ -16,6 +16,7 @@ import json
 import re
 import sys
 import typing
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,9 @@ from ..messages import ToolSpec
 from ..types import check_supported, json_schema, loads_json, structure, unstructure
 
 __all__ = ["Tool", "ensure_tool"]
+
+# What OpenAI and Anthropic accept as a function name.
+_VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @attrs.frozen
@@ -86,6 +90,16 @@ class Tool:
         self.fn: Callable[..., Any] = fn
         target = _introspectable(fn)
         self.name: str = name or str(getattr(target, "__name__", type(fn).__name__))
+        if not _VALID_NAME.fullmatch(self.name):
+            what = (
+                "a lambda has no name"
+                if self.name == "<lambda>"
+                else f"{self.name!r} is not a name"
+            )
+            raise SignatureError(
+                f"tool {self.name}: {what} a model can call (letters, digits, _ and -, at "
+                "most 64): give it one with Tool(fn, name='check_menu')"
+            )
         summary, arg_docs = _parse_docstring(inspect.getdoc(target) or "")
         self.desc: str = desc if desc is not None else summary
         self.timeout: float | None = timeout
@@ -93,7 +107,14 @@ class Tool:
         self.is_async = inspect.iscoroutinefunction(target)
         # Where the function was defined: annotations (under `from __future__
         # import annotations`) may name classes local to that scope.
-        self.args = _arguments(fn, target, self.name, arg_docs, _caller_locals())
+        self.args, untyped = _arguments(fn, target, self.name, arg_docs, _caller_locals())
+        if untyped:
+            warnings.warn(
+                f"tool {self.name}: argument(s) {', '.join(untyped)} have no type hint, so "
+                "the model may send any JSON value; annotate them to have arguments checked",
+                UserWarning,
+                stacklevel=2,
+            )
         self.parameters = _schema(self.args)
 
     def spec(self) -> ToolSpec:
@@ -213,7 +234,8 @@ def _arguments(
     name: str,
     docs: Mapping[str, str],
     localns: Mapping[str, Any],
-) -> dict[str, Argument]:
+) -> tuple[dict[str, Argument], list[str]]:
+    """The tool's arguments, and the names of those without a type hint."""
     try:
         sig = inspect.signature(fn)  # partials and bound methods drop what is bound
     except (TypeError, ValueError) as exc:
@@ -232,6 +254,7 @@ def _arguments(
         bound |= set(inner.keywords)
         inner = inner.func
     args: dict[str, Argument] = {}
+    untyped: list[str] = []
     for param in sig.parameters.values():
         if param.name in bound:
             continue
@@ -242,11 +265,13 @@ def _arguments(
                 f"tool {name}: argument {param.name} is positional-only; tools are called "
                 "with keyword arguments"
             )
+        if param.name not in hints:
+            untyped.append(param.name)
         annotation = hints.get(param.name, Any)
         check_supported(annotation, f"tool {name}, argument {param.name}")
         default = attrs.NOTHING if param.default is param.empty else param.default
         args[param.name] = Argument(param.name, annotation, default, docs.get(param.name, ""))
-    return args
+    return args, untyped
 
 
 def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
@@ -267,37 +292,32 @@ def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
     }
 
 
-_SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
-_GOOGLE_ARG = re.compile(r"^\s+(\*{0,2}\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
-_SPHINX_ARG = re.compile(r"^\s*:param\s+(?:[\w\[\], |]+\s+)?(\w+):\s*(.*)$")
-
-
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """(summary, {argument: description}) from a Google- or Sphinx-style docstring."""
-    lines = doc.splitlines()
-    summary: list[str] = []
-    for line in lines:
-        if not line.strip() or _SECTION.match(line.strip()) or line.strip().startswith(":"):
-            break
-        summary.append(line.strip())
-    args: dict[str, str] = {}
-    section = None
-    current = None
-    for line in lines:
-        stripped = line.strip()
-        if m := _SECTION.match(stripped):
-            section, current = m.group(1), None
-            continue
-        if m := _SPHINX_ARG.match(line):
-            args[m.group(1)] = m.group(2).strip()
-            current = None
-            continue
-        if section in ("Args", "Arguments", "Parameters"):
-            if m := _GOOGLE_ARG.match(line):
-                current = m.group(1).lstrip("*")
-                args[current] = m.group(2).strip()
-            elif current and stripped:
-                args[current] = f"{args[current]} {stripped}".strip()
-            elif not stripped:
-                current = None
-    return " ".join(summary), args
+    """(summary, {argument: description}) from a docstring in any common style.
+
+    Google (``Args:``), NumPy (``Parameters`` / ``----------``), Sphinx
+    (``:param x:``) and Epydoc (``@param x:``) are read by ``docstring_parser``
+    (imported here, when a tool is built, so ``import trio_dspy`` stays light).
+    The summary is the first paragraph.
+    """
+    if not doc.strip():
+        return "", {}
+    import docstring_parser
+
+    try:
+        parsed = docstring_parser.parse(doc)
+    except docstring_parser.ParseError:
+        return _first_paragraph(doc), {}
+    summary = parsed.short_description or ""
+    if summary and not parsed.blank_after_short_description and parsed.long_description:
+        summary = f"{summary} {_first_paragraph(parsed.long_description)}"
+    args = {
+        p.arg_name.lstrip("*"): " ".join((p.description or "").split())
+        for p in parsed.params
+        if p.args and p.args[0] in ("param", "parameter", "arg", "argument", "key", "keyword")
+    }
+    return " ".join(summary.split()), args
+
+
+def _first_paragraph(text: str) -> str:
+    return " ".join(text.strip().split("\n\n", 1)[0].split())
