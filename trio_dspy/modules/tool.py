@@ -2,7 +2,8 @@
 
 The schema comes from the function's type hints (everything a signature field
 supports, defaults included) and its docstring (the first paragraph describes
-the tool; an ``Args:`` section or ``:param x:`` lines describe the arguments).
+the tool; the arguments' descriptions are read from Google ``Args:``, NumPy
+``Parameters``, Sphinx ``:param x:`` or Epydoc ``@param x:`` sections).
 Arguments from the model are validated and structured with cattrs *before*
 the call: invalid arguments never reach the function.
 """
@@ -54,8 +55,9 @@ class Tool:
 
     Args:
         fn: the function. Its parameters must be annotated with supported types
-            (unannotated ones accept any JSON value).
-        name: the name the model sees (default: the function's name).
+            (unannotated ones accept any JSON value, with a ``UserWarning``).
+        name: the name the model sees (default: the function's name; required
+            for a lambda). Letters, digits, ``_`` and ``-``, at most 64.
         desc: the description the model sees (default: the docstring's first paragraph).
         timeout: seconds after which a call is cancelled and fails with
             :class:`~trio_dspy.errors.ToolTimeoutError` (only this call).
@@ -69,8 +71,9 @@ class Tool:
     finish on its own and its result is discarded.
 
     Raises:
-        SignatureError: a parameter has an unsupported type, or the function
-            takes ``*args``/``**kwargs``.
+        SignatureError: a parameter has an unsupported type, the function
+            takes ``*args``/``**kwargs``, or the name is not one a model can
+            call (a lambda without ``name=``).
     """
 
     def __init__(
