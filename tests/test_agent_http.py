@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -121,3 +121,31 @@ async def test_retries_are_events_on_the_chat_span(autojump_clock: object) -> No
     retries = [e for e in chat.events if e.name == "retry"]
     assert [e.attributes["attempt"] for e in retries] == [1, 2]
     assert all(e.attributes["http.response.status_code"] == 429 for e in retries)
+
+
+async def test_text_mode_react_calls_tools_with_valid_arguments_from_the_simulated_server() -> None:
+    made: list[str] = []
+
+    def make_drink(name: str, size: Literal["small", "medium", "large"], shots: int = 1) -> str:
+        """Make a drink."""
+        made.append(f"{size} {name} x{shots}")
+        return f"made a {size} {name}"
+
+    def check_menu(item: str) -> str:
+        """Look an item up on the menu."""
+        return f"{item} is on the menu"
+
+    def refund(order_id: str, amount: float) -> str:
+        """Refund an order."""
+        return f"refunded {amount} for {order_id}"
+
+    agent = td.ReAct("request -> reply", tools=[make_drink, check_menu, refund], mode="text")
+    async with serve_sim(SimConfig()) as server:
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="k")
+        async with lm:
+            with td.context(lm=lm):
+                preds = [await agent(request=f"customer {i}") for i in range(4)]
+    calls = [c for p in preds for c in p.trajectory.tool_calls]
+    assert calls, "the simulated model never picked a tool"
+    assert all(c.ok for c in calls), [c.observation for c in calls if not c.ok]
+    assert {c.name for c in calls} <= {"make_drink", "check_menu", "refund"}

@@ -17,6 +17,10 @@ asks for, in this order:
    ``[[ ## completed ## ]]``;
 5. anything else: a few plausible words.
 
+In 3 and 4, a ReAct step prompt (one listing tools as ``(1) name, whose
+description is <desc>...</desc>. It takes arguments {...} in JSON format.``)
+gets ``next_tool_args`` valid for the ``next_tool_name`` chosen.
+
 A :class:`SimReply` from a script overrides any part of this.
 """
 
@@ -173,12 +177,20 @@ class _Field:
 class _Plan:
     fields: tuple[_Field, ...] = ()
     json_schema: Any = None
+    # A ReAct step prompt's tools: name -> the JSON schema of its arguments.
+    tools: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 _OUTPUTS = "Your output fields are:\n"
 _JSON_INTRO = "Outputs will be a JSON object with the following fields, matching this JSON schema:"
 # DSPy's own prompts end a field line with ":" even without a description.
 _FIELD_LINE = re.compile(r"\d+\. `(\w+)` \((.*?)\)(?=:|$)")
+# How a ReAct step prompt (DSPy's and ours) lists a tool and its arguments.
+_TOOL_LINE = re.compile(
+    r"^\s*\(\d+\) (\S+?), whose description is <desc>.*?</desc>\. "
+    r"It takes arguments (.*?)(?: in JSON format)?\.$",
+    re.MULTILINE,
+)
 _NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.+)$", re.MULTILINE)
 
 
@@ -196,6 +208,7 @@ def _plan(system: str) -> _Plan:
     at = system.find(_OUTPUTS)
     if at < 0:
         return _Plan(json_schema=schema)
+    tools = {m.group(1): _arguments_schema(m.group(2)) for m in _TOOL_LINE.finditer(system)}
     types: dict[str, str] = {}
     for line in system[at + len(_OUTPUTS) :].splitlines():
         m = _FIELD_LINE.match(line)
@@ -204,7 +217,37 @@ def _plan(system: str) -> _Plan:
         types[m.group(1)] = m.group(2)
     notes = {m.group(1): m.group(2) for m in _NOTE.finditer(system)}
     fields = tuple(_field(name, types[name], notes.get(name, "")) for name in types)
-    return _Plan(fields=fields, json_schema=schema)
+    return _Plan(fields=fields, json_schema=schema, tools=tools)
+
+
+def _arguments_schema(properties: str) -> Any:
+    """The object schema of a tool's arguments from the properties a prompt lists."""
+    try:
+        props = json.loads(properties)
+    except ValueError:
+        return {"type": "object"}
+    if not isinstance(props, dict):
+        return {"type": "object"}
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def _fill_tool_args(
+    plan: _Plan, values: dict[str, Any], given: Mapping[str, Any], rng: random.Random
+) -> None:
+    """Give ``next_tool_args`` arguments valid for the ``next_tool_name`` chosen.
+
+    A ReAct step in text mode picks a tool and its arguments in two fields;
+    generated independently the arguments would be ``{}`` and fail every
+    tool's validation, so they follow the chosen tool's schema, as a native
+    tool call's do.
+    """
+    schema = plan.tools.get(values.get("next_tool_name"))  # type: ignore[arg-type]
+    if schema is None or "next_tool_args" not in values or "next_tool_args" in given:
+        return
+    try:
+        values["next_tool_args"] = schema_value(schema, rng)
+    except ValueError:  # a schema the prompt cut short ($ref into unlisted $defs)
+        values["next_tool_args"] = {}
 
 
 def _field(name: str, type_name: str, note: str) -> _Field:
@@ -333,10 +376,12 @@ def _content(
             value = {} if given else {"response": words(rng, 3, 9)}
         if isinstance(value, dict):
             value.update(unstructure(dict(given), tag_all=True))
+            _fill_tool_args(plan, value, given, rng)
         return json.dumps(value, ensure_ascii=False)
     if plan.fields or given:
         values = {f.name: _field_value(f, rng) for f in plan.fields}
         values.update(unstructure(dict(given), tag_all=True))
+        _fill_tool_args(plan, values, given, rng)
         body = sections({k: _chat_value(v) for k, v in values.items()})
         return f"{body}\n\n{COMPLETED}"
     return words(rng, 4, 12).capitalize() + "."
