@@ -302,7 +302,7 @@ class Desk(td.Module):
         self.triage = td.Predict("request -> kind")
         self.inner = Counter()
 
-    async def forward(self, **inputs: Any) -> td.Prediction:
+    async def forward(self, **inputs: Any) -> Any:
         await self.triage(request=inputs["request"])
         return await self.inner(request=inputs["request"])
 
@@ -336,7 +336,7 @@ async def test_nested_composition_pinning_and_save_load(tmp_path: Path) -> None:
     desk.save(tmp_path / "desk.json")
     copy = Desk()
     copy.load(tmp_path / "desk.json")
-    assert copy.inner.agent.extract.demos[0].action == MakeDrink(Drink("latte", Size.large))
+    assert copy.inner.agent.extract.demos[0]["action"] == MakeDrink(Drink("latte", Size.large))
     assert (
         copy.inner.agent.react.signature.instructions
         == desk.inner.agent.react.signature.instructions

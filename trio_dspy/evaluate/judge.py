@@ -92,7 +92,7 @@ class SemanticF1(Module):
         )
         self.module = ChainOfThought(signature)
 
-    async def forward(self, *, example: Any, pred: Any, trace: Any = None) -> float | bool:  # type: ignore[override]
+    async def forward(self, *, example: Any, pred: Any, trace: Any = None) -> float | bool:
         """Ask the judge for recall and precision and return their F1 (or pass/fail).
 
         Raises:

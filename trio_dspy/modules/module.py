@@ -92,11 +92,18 @@ class Module:
             sc.GEN_AI_AGENT_NAME: type(self).__name__,
         }
 
-    async def forward(self, **inputs: Any) -> Any:
-        """Do the module's work. Subclasses override this."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must define async def forward(self, **inputs)"
-        )
+    if TYPE_CHECKING:
+        # Subclasses declare their own keyword arguments
+        # (``async def forward(self, question: str) -> Prediction``): typed as a
+        # callable attribute, any such signature is a valid override.
+        forward: Callable[..., Awaitable[Any]]
+    else:
+
+        async def forward(self, **inputs: Any) -> Any:
+            """Do the module's work. Subclasses override this."""
+            raise NotImplementedError(
+                f"{type(self).__name__} must define async def forward(self, **inputs)"
+            )
 
     # ------------------------------------------------------------- the module tree
     def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -92,6 +92,10 @@ class Predict(Module, Predictor):
         self.demos: list[Mapping[str, Any]] = []
         self.lm: BaseLM | None = None
         self.adapter: Adapter | None = None
+
+    if TYPE_CHECKING:  # what a call returns, for type checkers (Module.__call__ runs it)
+
+        async def __call__(self, **inputs: Any) -> Prediction: ...
 
     def reset(self) -> None:
         """Forget learned state (demos)."""

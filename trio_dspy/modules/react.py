@@ -24,7 +24,7 @@ import json
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
@@ -124,6 +124,10 @@ class ReAct(Module):
         self._refused_tools: weakref.WeakSet[BaseLM] = weakref.WeakSet()
         self.react = Predict(self._step_signature())
         self.extract = ChainOfThought(self._extract_signature())
+
+    if TYPE_CHECKING:  # what a call returns, for type checkers (Module.__call__ runs it)
+
+        async def __call__(self, **inputs: Any) -> Prediction: ...
 
     # ------------------------------------------------------------- signatures
     def _step_signature(self) -> type[Signature]:
