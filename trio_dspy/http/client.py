@@ -16,8 +16,12 @@ httpx applies environment proxies only there.
 Injected transports (``httpx.MockTransport`` in tests) take the place of the
 pool.
 
-httpx's own timeouts are off: deadlines are trio cancel scopes set by the
-caller, which cancel the request, its connection and its pool slot at once.
+Deadlines are trio cancel scopes: the caller's bound a whole request;
+``connect_timeout`` bounds opening a connection and ``read_timeout`` each
+silence once the response has begun (the wait for its first byte is the
+server's generation time, bounded by the caller). ``max_response_bytes``
+bounds each body as read and as decompressed, incrementally: a larger one
+raises :class:`ResponseTooLargeFailure` without being read or inflated whole.
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ from typing import Any
 import attrs
 import h11
 import httpx
+import trio
 
 from ..runlocal import RunLocal
 from .secret import Secret
-from .transport import H11Transport
+from .transport import H11Transport, ResponseTooLarge
 
-__all__ = ["USER_AGENT", "HTTPClient", "Reply", "TransportFailure"]
+__all__ = ["USER_AGENT", "HTTPClient", "Reply", "ResponseTooLargeFailure", "TransportFailure"]
 
 USER_AGENT = "trio-dspy"
+# Bytes inflated between checkpoints (about 2 ms of zlib).
+_INFLATE_STEP = 1 << 20
 
 
 def _proxies_configured() -> bool:
@@ -80,6 +87,10 @@ class Reply:
         """The body as text (UTF-8, undecodable bytes replaced)."""
         return self.content.decode("utf-8", errors="replace")
 
+    def head(self, chars: int) -> str:
+        """The first ``chars`` characters of :attr:`text`, without decoding the rest."""
+        return self.content[: chars * 4].decode("utf-8", errors="replace")[:chars]
+
 
 class TransportFailure(Exception):
     """No HTTP response arrived: the connection failed, was reset or timed out.
@@ -95,22 +106,79 @@ class TransportFailure(Exception):
         super().__init__(message)
 
 
+class ResponseTooLargeFailure(TransportFailure):
+    """The response body (or what it inflates to) is over ``max_response_bytes``: not retried."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the response is larger than max_response_bytes={limit}", retryable=False)
+
+
 def redact_url(url: httpx.URL) -> httpx.URL:
     """``url`` without user name and password (safe for reprs, logs and errors)."""
     return url.copy_with(username=None, password=None) if url.userinfo else url
 
 
-def _decoded(content: bytes, headers: httpx.Headers) -> bytes:
-    """Undo a gzip/deflate ``Content-Encoding`` (servers may compress unasked)."""
+async def _decoded(content: bytes, headers: httpx.Headers, limit: int | None) -> bytes:
+    """Undo a gzip/deflate ``Content-Encoding`` (servers may compress unasked).
+
+    Inflates step by step with a checkpoint between steps, and stops as soon
+    as the output passes ``limit`` (a small "zip bomb" is never inflated whole).
+
+    Raises:
+        zlib.error: the body is not valid compressed data.
+        ResponseTooLargeFailure: it inflates to more than ``limit`` bytes.
+    """
     encoding = headers.get("content-encoding", "identity").lower()
     if encoding in ("gzip", "x-gzip"):
-        return zlib.decompress(content, 16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        try:
-            return zlib.decompress(content)
-        except zlib.error:
-            return zlib.decompress(content, -zlib.MAX_WBITS)
-    return content
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
+        wbits = zlib.MAX_WBITS if _zlib_header(content) else -zlib.MAX_WBITS
+    else:
+        return content
+    inflater = zlib.decompressobj(wbits)
+    out: list[bytes] = []
+    size = 0
+    data = content
+    while data:
+        part = inflater.decompress(data, _INFLATE_STEP)
+        data = inflater.unconsumed_tail
+        size += len(part)
+        if limit is not None and size > limit:
+            raise ResponseTooLargeFailure(limit)
+        out.append(part)
+        if inflater.eof:
+            break
+        await trio.lowlevel.checkpoint()
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated compressed stream")
+    return b"".join(out)
+
+
+def _zlib_header(content: bytes) -> bool:
+    """Whether ``content`` starts with a zlib header (RFC 1950) rather than raw deflate."""
+    return len(content) >= 2 and content[0] & 0x0F == 8 and (content[0] << 8 | content[1]) % 31 == 0
+
+
+def _capped(response: httpx.Response, limit: int | None) -> bytes:
+    if limit is not None and len(response.content) > limit:
+        raise ResponseTooLargeFailure(limit)
+    return response.content
+
+
+async def _read_raw(response: httpx.Response, limit: int | None) -> bytes:
+    """The raw (still encoded) body of a streamed ``response``, up to ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ResponseTooLargeFailure(limit)
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -156,6 +224,12 @@ class HTTPClient:
             reprs or logs.
         max_connections: connection pool size; ``None`` means unbounded.
         keepalive_expiry: seconds an idle connection is kept for reuse.
+        connect_timeout: seconds to open a connection (``None``: no limit).
+        read_timeout: the longest silence, in seconds, once the response has
+            begun (``None``: no limit). The wait for its first byte is not
+            bounded here: the caller's deadline bounds it.
+        max_response_bytes: the largest response body, as received and as
+            decompressed (``None``: no limit).
         transport: an ``httpx.AsyncBaseTransport`` to use instead of the
             network (the test seam: ``httpx.MockTransport(handler)``).
 
@@ -171,6 +245,9 @@ class HTTPClient:
         secret_headers: Mapping[str, Secret] | None = None,
         max_connections: int | None = None,
         keepalive_expiry: float = 5.0,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_response_bytes: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
@@ -180,6 +257,18 @@ class HTTPClient:
         self._secret_headers = dict(secret_headers or {})
         self.max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
+        self.max_response_bytes = max_response_bytes
+        self._timeouts: dict[str, float | None] = {
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "write": read_timeout,
+            "pool": None,
+            "first_byte": None,
+        }
+        # httpx's read timeout also bounds the first byte, which the caller bounds.
+        self._httpx_timeout = httpx.Timeout(
+            connect=connect_timeout, read=None, write=read_timeout, pool=None
+        )
         self._transport = transport
         self._tls: ssl.SSLContext | None = None
         self._pools: RunLocal[_RunPool] = RunLocal(self._new_pool, name="trio_dspy.http.pool")
@@ -229,7 +318,7 @@ class HTTPClient:
             client = httpx.AsyncClient(
                 headers=headers,
                 limits=limits,
-                timeout=httpx.Timeout(None),
+                timeout=self._httpx_timeout,
                 follow_redirects=False,
                 trust_env=True,
             )
@@ -238,6 +327,7 @@ class HTTPClient:
             max_connections=self.max_connections,
             keepalive_expiry=self._keepalive_expiry,
             ssl_context=self._ssl_context(),
+            max_response_bytes=self.max_response_bytes,
         )
         raw_headers = [(b"host", self.base_url.netloc)]
         raw_headers += [
@@ -255,26 +345,39 @@ class HTTPClient:
         connection.
 
         Raises:
+            ResponseTooLargeFailure: the body is over ``max_response_bytes``.
             TransportFailure: connecting, sending or receiving failed.
         """
         pool = self._pools.get()
+        limit = self.max_response_bytes
         try:
             if pool.transport is None:
                 assert pool.client is not None
-                response = await pool.client.post(url, content=content)
+                request = pool.client.build_request("POST", url, content=content)
+                response = await pool.client.send(request, stream=True)
+                raw_body = await _read_raw(response, limit)
             elif isinstance(pool.transport, H11Transport):
                 # The fast path: no httpx Request/Response models per call.
                 headers = [*pool.raw_headers, (b"content-length", str(len(content)).encode())]
-                raw = await pool.transport.request(b"POST", url, headers, content)
+                raw = await pool.transport.request(b"POST", url, headers, content, self._timeouts)
                 reply_headers = httpx.Headers(raw.headers)
-                return Reply(raw.status, reply_headers, _decoded(raw.content, reply_headers))
+                body = await _decoded(raw.content, reply_headers, limit)
+                return Reply(raw.status, reply_headers, body)
             else:
-                request = httpx.Request("POST", url, headers=pool.headers, content=content)
+                request = httpx.Request(
+                    "POST",
+                    url,
+                    headers=pool.headers,
+                    content=content,
+                    extensions={"timeout": self._httpx_timeout.as_dict()},
+                )
                 response = await pool.transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+                if response.is_stream_consumed:  # built in memory, already decoded (tests)
+                    return Reply(response.status_code, response.headers, _capped(response, limit))
+                raw_body = await _read_raw(response, limit)
+            body = await _decoded(raw_body, response.headers, limit)
+        except ResponseTooLarge as exc:
+            raise ResponseTooLargeFailure(exc.limit) from None
         except httpx.TimeoutException as exc:
             raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
         except (httpx.LocalProtocolError, h11.LocalProtocolError):
@@ -288,7 +391,7 @@ class HTTPClient:
             raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
         except zlib.error as exc:
             raise TransportFailure(f"the response body could not be decompressed: {exc}") from exc
-        return Reply(response.status_code, response.headers, response.content)
+        return Reply(response.status_code, response.headers, body)
 
     async def aclose(self) -> None:
         """Close this run's connections; a later request opens new ones."""

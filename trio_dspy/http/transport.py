@@ -20,7 +20,12 @@ transport serves exactly that:
   later loss is an error for the caller's retry policy.
 
 httpx timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured as
-trio deadlines and raised as the matching httpx exceptions.
+trio deadlines and raised as the matching httpx exceptions; the fast path
+also takes ``first_byte`` (the wait for the response to begin, which for a
+language model is the whole generation) apart from ``read`` (the longest
+silence once the response has begun). ``max_response_bytes`` bounds each
+response body as it is read: a longer one raises :class:`ResponseTooLarge`
+without reading further.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import h11
 import httpx
 import trio
 
-__all__ = ["H11Transport", "RawResponse"]
+__all__ = ["H11Transport", "RawResponse", "ResponseTooLarge"]
 
 Origin = tuple[str, str, int]
 _CHUNK = 65536
@@ -81,6 +86,14 @@ class RawResponse:
     reason: bytes = b""
 
 
+class ResponseTooLarge(Exception):
+    """A response body is longer than the transport's ``max_response_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the response body is larger than max_response_bytes={limit}")
+
+
 class _StaleConnection(Exception):
     """A reused connection died before any response byte: the server had closed it."""
 
@@ -92,6 +105,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         max_connections: the most open connections (``None``: unbounded).
         keepalive_expiry: seconds an idle connection is kept for reuse.
         ssl_context: for ``https`` (default: ``ssl.create_default_context()``).
+        max_response_bytes: the longest response body read (``None``: no bound);
+            a longer one raises :class:`ResponseTooLarge` and closes its connection.
 
     Create it inside the trio run that uses it; :meth:`aclose` closes the
     idle connections.
@@ -103,12 +118,14 @@ class H11Transport(httpx.AsyncBaseTransport):
         max_connections: int | None = None,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be >= 1 or None, got {max_connections!r}")
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
+        self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
         self._closed = False
@@ -195,11 +212,14 @@ class H11Transport(httpx.AsyncBaseTransport):
 
         This is the fast path the LM clients use. ``headers`` must include
         ``Host`` and, with a body, ``Content-Length``. ``timeouts`` has the keys
-        of ``httpx.Timeout`` (``connect``, ``read``, ``write``, ``pool``).
+        of ``httpx.Timeout`` (``connect``, ``read``, ``write``, ``pool``) and
+        ``first_byte``: the wait for the response to begin (``read`` when
+        absent, ``None`` for no limit); ``read`` then bounds each silence.
 
         Raises:
             RuntimeError: the transport is closed.
             httpx.TransportError: as :meth:`handle_async_request`.
+            ResponseTooLarge: the body is longer than ``max_response_bytes``.
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -283,37 +303,61 @@ class H11Transport(httpx.AsyncBaseTransport):
             raise httpx.WriteError(f"cannot send the request: {exc}") from exc
 
         try:
-            return await self._read_response(conn, timeouts.get("read"), reused)
+            return await self._read_response(conn, timeouts, reused)
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
 
     async def _read_response(
-        self, conn: _Connection, read_timeout: float | None, reused: bool
+        self, conn: _Connection, timeouts: Mapping[str, Any], reused: bool
     ) -> tuple[h11.Response, bytes]:
         # A reused connection that dies before a single response byte arrives
         # was most likely closed by the server as idle (some servers close
         # after every response without saying so): it is sent once more on a
         # fresh connection. Anything later is an error for the caller's
         # retry policy.
+        # Until the first byte the wait is the server's thinking time
+        # (``first_byte``); after it, ``read`` bounds each silence.
+        read_timeout = timeouts.get("read")
+        timeout = timeouts.get("first_byte", read_timeout)
+        limit = self.max_response_bytes
         response: h11.Response | None = None
         chunks: list[bytes] = []
+        size = 0
+        closed = False
         while True:
-            event = conn.h11.next_event()
+            try:
+                event = conn.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                if closed:
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection mid-response"
+                    ) from exc
+                raise
             if event is h11.NEED_DATA:
                 try:
-                    with _deadline(read_timeout, httpx.ReadTimeout):
+                    with _deadline(timeout, httpx.ReadTimeout):
                         received = await conn.stream.receive_some(_CHUNK)
                 except (trio.BrokenResourceError, OSError) as exc:
                     if reused and response is None:
                         raise _StaleConnection from exc
                     raise httpx.ReadError(f"connection lost: {exc}") from exc
-                if not received and reused and response is None:
-                    raise _StaleConnection
+                if not received and response is None:
+                    if reused:
+                        raise _StaleConnection
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection without answering"
+                    )
+                timeout = read_timeout
+                closed = not received
                 conn.h11.receive_data(bytes(received))
                 continue
             if isinstance(event, h11.Response):
                 response = event
+                _check_length(event, limit)
             elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if limit is not None and size > limit:
+                    raise ResponseTooLarge(limit)
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 assert response is not None
@@ -330,6 +374,15 @@ class H11Transport(httpx.AsyncBaseTransport):
         for stack in idle.values():
             for conn in stack:
                 await conn.aclose()
+
+
+def _check_length(response: h11.Response, limit: int | None) -> None:
+    """Refuse at once a response whose ``Content-Length`` is over ``limit``."""
+    if limit is None:
+        return
+    for name, value in response.headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise ResponseTooLarge(limit)
 
 
 def _close_now(conn: _Connection) -> None:
