@@ -20,8 +20,12 @@ import attrs
 import trio
 
 from ..errors import LMError
+from ..logs import get_logger
+from ..telemetry.span import current_span
 
-__all__ = ["Backoff", "OnRetry", "Retryable", "call_with_retries"]
+__all__ = ["Backoff", "OnRetry", "Retryable", "call_with_retries", "report_retry"]
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -51,7 +55,7 @@ class Backoff:
 
     base: float = 0.5
     cap: float = 30.0
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
 
     def delay(self, retry: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before retry ``retry``; ``None`` means give up now."""
@@ -84,9 +88,37 @@ async def call_with_retries(
             return await attempt(retry)
         except Retryable as failure:
             delay = backoff.delay(retry, failure.retry_after) if retry < max_retries else None
+            if delay is None and retry < max_retries and failure.retry_after is not None:
+                failure.error.message += (
+                    f" (the server asked to wait {failure.retry_after:g} s, more than "
+                    f"max_retry_after={backoff.max_retry_after:g} s: not waiting)"
+                )
             if delay is None or trio.current_time() + delay >= trio.current_effective_deadline():
                 raise failure.error from failure.__cause__
             retry += 1
             if on_retry is not None:
                 on_retry(retry, delay, failure.error)
             await trio.sleep(delay)
+
+
+def report_retry(model: str, server: str, attempt: int, delay: float, error: LMError) -> None:
+    """Log a coming retry (at debug level) and add a ``retry`` event to the current span."""
+    log.debug(
+        "lm.retry",
+        model=model,
+        server=server,
+        attempt=attempt,
+        delay=round(delay, 3),
+        error=str(error),
+    )
+    span = current_span()
+    if span is not None:  # the call's "chat" span
+        span.add_event(
+            "retry",
+            {
+                "attempt": attempt,
+                "delay_s": round(delay, 3),
+                "error.type": type(error).__name__,
+                "http.response.status_code": error.status_code,
+            },
+        )
