@@ -16,6 +16,7 @@ __all__ = [
     "LMBadRequestError",
     "LMError",
     "LMRateLimitError",
+    "LMResponseTooLargeError",
     "LMServerError",
     "LMTimeoutError",
     "RequestTimeoutError",
@@ -143,6 +144,18 @@ class LMTimeoutError(LMError):
 
 class LMServerError(LMError):
     """The provider failed (5xx, dropped connection) after every retry."""
+
+
+class LMResponseTooLargeError(LMServerError):
+    """The response was larger than the LM's ``max_response_bytes``: not retried.
+
+    ``limit`` is that bound in bytes. The body was neither read nor
+    decompressed past it.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kw: object) -> None:
+        self.limit = limit
+        super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
 class LMBadRequestError(LMError):

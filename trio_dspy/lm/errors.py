@@ -22,17 +22,19 @@ from ..errors import (
     LMBadRequestError,
     LMError,
     LMRateLimitError,
+    LMResponseTooLargeError,
     LMServerError,
     LMTimeoutError,
     ToolsUnsupportedError,
 )
-from ..http.client import Reply
+from ..http.client import Reply, ResponseTooLargeFailure, TransportFailure
 from ..http.headers import parse_retry_after
 
 __all__ = [
     "ErrorBody",
     "FormatRefused",
     "after_retries",
+    "error_for_failure",
     "error_for_reply",
     "error_for_status",
     "is_retryable_status",
@@ -194,11 +196,21 @@ def error_for_reply(
     ``scrub`` cleans the message (of the API key, which some servers echo).
     Raises nothing.
     """
+    if 300 <= reply.status < 400:
+        location = scrub(reply.headers.get("location", "")) or "an address it did not give"
+        return LMBadRequestError(
+            f"the server answered with a redirect to {location}; redirects are not followed "
+            "(the API key must not travel to another address): if the new address is right, "
+            "set base_url to it",
+            status_code=reply.status,
+            provider=provider,
+            model=model,
+        )
     try:
         data = json.loads(reply.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
         data = None
-    raw = reply.text[:2000].strip() or f"HTTP {reply.status} with an empty body"
+    raw = reply.head(2000).strip() or f"HTTP {reply.status} with an empty body"
     body = read_error_body(data, raw)
     retryable = is_retryable_status(reply.status)
     return error_for_status(
@@ -236,3 +248,54 @@ def refuses_format(error: LMError, body_text: str) -> bool:
         return error.param.split(".")[0].split("[")[0] == _FORMAT_PARAM
     text = body_text[:2000].lower()
     return any(marker in text for marker in _FORMAT_MARKERS)
+
+
+def error_for_failure(
+    failure: TransportFailure,
+    *,
+    where: str,
+    retries: int = 0,
+    provider: str = "",
+    model: str = "",
+    scrub: Callable[[str], str] = str,
+) -> tuple[LMError, BaseException | None]:
+    """The typed error for a request that got no usable response from ``where``.
+
+    Returns the error and the exception to chain it to: a copy of ``failure``
+    whose text ``scrub`` cleaned (of the key), or ``None`` when chaining adds
+    nothing. The error is final when ``failure.retryable`` is false (an
+    untrusted certificate, a response over ``max_response_bytes``). Raises nothing.
+    """
+    if isinstance(failure, ResponseTooLargeFailure):
+        error: LMError = LMResponseTooLargeError(
+            f"the response from {where} is larger than max_response_bytes={failure.limit} "
+            "(as received or decompressed); raise max_response_bytes= on the LM if that "
+            "is expected",
+            limit=failure.limit,
+            provider=provider,
+            model=model,
+        )
+        return error, None
+    exc = TransportFailure(
+        scrub(str(failure)), timeout=failure.timeout, retryable=failure.retryable
+    )
+    exc.__cause__ = failure.__cause__
+    if exc.timeout:
+        error = LMTimeoutError(
+            f"{where} timed out ({exc}){after_retries(retries)}", provider=provider, model=model
+        )
+    elif not exc.retryable:
+        error = LMServerError(
+            f"cannot open a trusted connection to {where} ({exc}): check base_url, "
+            "or point SSL_CERT_FILE at the certificate authority the server uses",
+            provider=provider,
+            model=model,
+        )
+    else:
+        error = LMServerError(
+            f"could not get a response from {where} ({exc}){after_retries(retries)}: "
+            "check that the server is running and base_url is right",
+            provider=provider,
+            model=model,
+        )
+    return error, exc
