@@ -16,6 +16,7 @@ from ..http import Secret
 from ..messages import LMRequest, LMResponse, Message, ToolCall
 from ..primitives import Usage
 from .client import LM
+from .params import token_count
 
 __all__ = ["AnthropicLM"]
 
@@ -162,13 +163,15 @@ class AnthropicLM(LM):
                         arguments=json.dumps(block.get("input") or {}, ensure_ascii=False),
                     )
                 )
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        # A count that is not a number is unknown (0); the answer is kept.
         prompt = (
-            int(usage.get("input_tokens") or 0)
-            + int(usage.get("cache_creation_input_tokens") or 0)
-            + int(usage.get("cache_read_input_tokens") or 0)
+            token_count(usage.get("input_tokens"))
+            + token_count(usage.get("cache_creation_input_tokens"))
+            + token_count(usage.get("cache_read_input_tokens"))
         )
-        completion = int(usage.get("output_tokens") or 0)
+        completion = token_count(usage.get("output_tokens"))
         reason = data.get("stop_reason")
         return LMResponse(
             text="".join(texts),

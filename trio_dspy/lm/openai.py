@@ -16,6 +16,7 @@ from ..http import Secret
 from ..messages import LMRequest, LMResponse, Message, ToolCall
 from ..primitives import Usage
 from .client import LM
+from .params import token_count
 
 __all__ = ["OpenAILM"]
 
@@ -127,10 +128,12 @@ class OpenAILM(LM):
             )
             for i, c in enumerate(message.get("tool_calls") or ())
         )
-        usage = data.get("usage") or {}
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        total = int(usage.get("total_tokens") or prompt + completion)
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        # A count that is not a number is unknown (0); the answer is kept.
+        prompt = token_count(usage.get("prompt_tokens"))
+        completion = token_count(usage.get("completion_tokens"))
+        total = token_count(usage.get("total_tokens")) or prompt + completion
         return LMResponse(
             text=message.get("content") or "",
             tool_calls=calls,
