@@ -9,8 +9,10 @@ import httpx
 import pytest
 import trio
 
+from trio_dspy.errors import LMBadRequestError
 from trio_dspy.lm import Limits, LMRequest, Message
 from trio_dspy.lm.limits import TokenBucket
+from trio_dspy.lm.params import COMPLETION_ESTIMATE
 
 from .test_lm_support import Scripted, ok
 
@@ -98,19 +100,60 @@ async def test_rpm_spaces_requests_after_the_burst(autojump_clock: Any) -> None:
 async def test_tpm_charges_real_usage_after_each_call(autojump_clock: Any) -> None:
     meter = Meter(latency=0.0, usage=(900, 100))  # each call really costs 1000 tokens
     server = Scripted(meter)
-    lm = server.lm(tpm=1000)  # 1000 per minute: 60 s per 1000 tokens
+    lm = server.lm(tpm=1000, max_tokens=100)  # 1000 per minute: 60 s per 1000 tokens
     start = trio.current_time()
     for _ in range(3):
         await lm.request(REQUEST)
     offsets = [t - start for t in meter.started]
-    estimate = len(server.requests[0].content) // 4  # request size, about 4 bytes a token
+    # The prompt at about 4 bytes a token, plus the completion's max_tokens.
+    estimate = len(server.requests[0].content) // 4 + 100
     per_token = 60 / 1000
-    # The first call is estimated at its size; charging its real 1000 tokens
+    # The first call reserves its estimate; charging its real 1000 tokens
     # empties the bucket, so the second waits for its estimate to refill; the
     # third then waits for the second's full 1000 tokens.
     assert offsets[0] == 0
     assert offsets[1] == pytest.approx(estimate * per_token)
     assert offsets[2] - offsets[1] == pytest.approx(1000 * per_token)
+
+
+async def test_tpm_reserves_the_completion_so_a_burst_stays_within_budget(
+    autojump_clock: Any,
+) -> None:
+    meter = Meter(latency=1.0, usage=(10, 800))
+    server = Scripted(meter)
+    lm = server.lm(tpm=6000, max_tokens=800)
+    await run_many(lm, 12)
+    estimate = len(server.requests[0].content) // 4 + 800
+    burst = [t for t in meter.started if t - meter.started[0] < 0.01]
+    # Only what the budget holds goes out at once, not all 12 as when the
+    # completion was left out of the reservation.
+    assert len(burst) == 6000 // estimate == 7
+    assert len(burst) * 810 <= 6000  # what the burst really cost
+
+
+async def test_tpm_without_max_tokens_reserves_the_documented_estimate(
+    autojump_clock: Any,
+) -> None:
+    meter = Meter(latency=0.0, usage=(0, 0))  # no usage reported: the estimate stays
+    server = Scripted(meter)
+    lm = server.lm(tpm=60_000)
+    await run_many(lm, 3)
+    estimate = len(server.requests[0].content) // 4 + COMPLETION_ESTIMATE
+    assert meter.started[1] == meter.started[0]
+    assert meter.started[2] == meter.started[0]
+    bucket_level = 60_000 - 3 * estimate
+    assert bucket_level > 0
+
+
+async def test_a_failed_call_gives_back_its_completion_reservation(autojump_clock: Any) -> None:
+    failing = Scripted(httpx.Response(400, json={"error": {"message": "bad"}}))
+    lm = failing.lm(tpm=2000, max_tokens=1500)
+    start = trio.current_time()
+    for _ in range(3):
+        with pytest.raises(LMBadRequestError):
+            await lm.request(REQUEST)
+    # Each keeps only its prompt share (tens of tokens): no call waited for a refill.
+    assert trio.current_time() == start
 
 
 async def test_token_bucket_refills_on_the_trio_clock(autojump_clock: Any) -> None:

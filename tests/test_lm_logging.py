@@ -37,7 +37,7 @@ async def test_a_retry_reaches_logging_at_debug_with_the_bound_ids(
     assert len(retries) == 1
     record = retries[0]
     assert record.levelno == logging.DEBUG
-    assert record.name == "trio_dspy.lm.client"
+    assert record.name == "trio_dspy.lm.retry"
     assert "attempt=1" in record.getMessage() and "req-42" in record.getMessage()
 
 

@@ -132,7 +132,7 @@ async def test_response_without_usage_reports_zero_tokens() -> None:
 
 async def test_a_body_of_the_wrong_shape_fails_without_retries() -> None:
     server = Scripted(httpx.Response(200, json={"content": [{"type": "text", "text": "hi"}]}))
-    with pytest.raises(LMServerError, match="does not look like a openai response"):
+    with pytest.raises(LMServerError, match="not in the openai format"):
         await server.lm().request(LMRequest([Message("user", "hi")]))
     assert len(server.requests) == 1
 

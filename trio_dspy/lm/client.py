@@ -14,9 +14,10 @@ and the providers supply only the wire mapping (:meth:`LM.build_body`,
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import json
 import os
+from collections.abc import Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar
@@ -28,65 +29,30 @@ from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
 from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
-from ..telemetry.span import current_span
 from .base import BaseLM
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .errors import (
     FormatRefused,
     after_retries,
+    error_for_failure,
     error_for_reply,
     is_retryable_status,
     parse_retry_after,
     refuses_format,
 )
 from .limits import Limits
-from .retry import Backoff, OnRetry, Retryable, call_with_retries
+from .params import check_params, completion_estimate, load_json
+from .providers import known_providers, provider_class, register_provider
+from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
 
-__all__ = ["LM", "known_providers", "register_provider"]
+__all__ = ["LM", "known_providers", "register_provider"]  # the last two from .providers
 
 log = get_logger(__name__)
 
-# provider -> "module:Class", imported on first use.
-_PROVIDERS: dict[str, str | type[LM]] = {
-    "openai": "trio_dspy.lm.openai:OpenAILM",
-    "anthropic": "trio_dspy.lm.anthropic:AnthropicLM",
-}
-
-
-def register_provider(name: str, cls: type[LM] | str) -> None:
-    """Make ``LM("name/model")`` build ``cls`` (a class or ``"module:Class"``)."""
-    _PROVIDERS[name] = cls
-
-
-def known_providers() -> list[str]:
-    """The provider prefixes ``LM`` understands, sorted."""
-    return sorted(_PROVIDERS)
-
-
-def _provider_class(model: str) -> type[LM]:
-    provider, sep, name = model.partition("/")
-    if not sep or not provider or not name:
-        raise ConfigurationError(
-            f"model {model!r} does not name a provider: write 'provider/name', for example "
-            f"'openai/gpt-4o-mini' (known providers: {', '.join(known_providers())})"
-        )
-    entry = _PROVIDERS.get(provider)
-    if entry is None:
-        raise ConfigurationError(
-            f"unknown provider {provider!r} in model {model!r}: known providers are "
-            f"{', '.join(known_providers())} (any OpenAI-compatible server is "
-            "'openai/<model>' with base_url=...)"
-        )
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = getattr(importlib.import_module(module), attr)
-        _PROVIDERS[provider] = entry
-    assert isinstance(entry, type) and issubclass(entry, LM)
-    return entry
-
-
 # Seconds aclose() may spend closing connections and the cache, shielded.
 _CLOSE_TIMEOUT = 5.0
+#: The default of ``max_response_bytes``: 32 MiB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 class LM(BaseLM):
@@ -106,12 +72,33 @@ class LM(BaseLM):
             provider's environment variable, then its public endpoint.
         api_key: defaults to the provider's environment variable
             (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``). Never shown or logged.
+        temperature, max_tokens, top_p, stop, seed: sampling parameters sent
+            with every call (a request's own ``params`` win). Other known ones
+            (``n``, ``presence_penalty``, ``max_completion_tokens``, ``top_k``,
+            ... see :data:`~trio_dspy.lm.params.SAMPLING_PARAMS`) are taken by
+            name too; an unknown name raises ``TypeError`` with a suggestion.
+        extra_body: more fields for every request body, sent as given (for
+            parameters of a particular server that this library does not know).
         max_retries: retries of transient failures (408, 409, 429, 5xx,
             connection errors, timeouts) with exponential backoff and full jitter.
         timeout: seconds for a whole call, retries and backoff included
-            (``LMRequest.timeout`` overrides it per call); ``None``: no limit.
-        attempt_timeout: seconds for one HTTP attempt; a slower attempt is
-            retried like a read timeout. ``None``: no limit.
+            (``LMRequest.timeout`` overrides it per call); ``None`` (default):
+            no limit beyond the per-attempt ones below.
+        attempt_timeout: seconds for one HTTP attempt (default 600); a slower
+            attempt is retried like a read timeout. The server sends nothing
+            until the whole completion is generated, so this is also the wait
+            for the first byte: 10 minutes, the default of the OpenAI and
+            Anthropic SDKs, leaves room for long generations and bounds a
+            server that never answers or trickles its answer. ``None``: no limit.
+        connect_timeout: seconds to open a connection (default 10): a handshake
+            takes well under a second, so a dead host fails fast and is retried.
+        read_timeout: the longest silence, in seconds, once the response has
+            begun (default 60): a server sends a finished answer at once, so a
+            minute without a byte mid-response is a stall; it is retried.
+        max_response_bytes: the largest response body accepted, as received and
+            as decompressed (default 32 MiB, far above any completion);
+            a larger one raises :class:`~trio_dspy.errors.LMResponseTooLargeError`
+            without being read or inflated further, and is not retried.
         max_concurrency: requests in flight at once, shared by every task
             using this LM (``None``: unbounded).
         max_connections: connection-pool size; defaults to ``max_concurrency``
@@ -125,13 +112,21 @@ class LM(BaseLM):
             (tests pass ``httpx.MockTransport(handler)``).
         on_retry: ``on_retry(attempt, delay, error)`` called before each retry.
         backoff: a :class:`~trio_dspy.lm.retry.Backoff` to tune the delays.
-        **defaults: sampling parameters for every call (``temperature``,
-            ``max_tokens``, ``top_p``, ``stop``, ``seed``, ...).
+            Its ``max_retry_after`` (default 60 s) caps a server's
+            ``Retry-After``: asked to wait longer, the call fails at once with
+            :class:`~trio_dspy.errors.LMRateLimitError` (its ``retry_after``
+            says how long the server asked for) rather than sleeping through it.
+        **params: other known sampling parameters (see ``temperature``).
+
+    The ``tpm`` budget is charged before a request is sent with an estimate:
+    a quarter of the body's bytes for the prompt plus its ``max_tokens``
+    (``COMPLETION_ESTIMATE`` = 1024 tokens when unset), so a burst cannot
+    overrun it; the real usage settles the charge afterwards.
 
     Raises:
         ConfigurationError: ``model`` names no known provider.
         ValueError: an option is out of range or ``base_url`` is not http(s).
-        TypeError: ``cache`` is of an unsupported kind.
+        TypeError: ``cache`` is of an unsupported kind, or a keyword is unknown.
     """
 
     provider = ""
@@ -143,9 +138,10 @@ class LM(BaseLM):
     api_key_env: ClassVar[str] = ""
     endpoint: ClassVar[str] = ""
 
-    def __new__(cls, model: str = "", /, *args: Any, **kwargs: Any) -> LM:
+    def __new__(cls, *args: Any, **kwargs: Any) -> LM:
         if cls is LM:
-            cls = _provider_class(model)
+            model = args[0] if args else kwargs.get("model", "")
+            cls = provider_class(model if isinstance(model, str) else repr(model))
         return super().__new__(cls)
 
     def __init__(
@@ -154,9 +150,18 @@ class LM(BaseLM):
         *,
         base_url: str | None = None,
         api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         max_retries: int = 4,
         timeout: float | None = None,
-        attempt_timeout: float | None = None,
+        attempt_timeout: float | None = 600.0,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 60.0,
+        max_response_bytes: int | None = MAX_RESPONSE_BYTES,
         max_concurrency: int | None = None,
         max_connections: int | None = None,
         rpm: float | None = None,
@@ -166,8 +171,9 @@ class LM(BaseLM):
         transport: httpx.AsyncBaseTransport | None = None,
         on_retry: OnRetry | None = None,
         backoff: Backoff | None = None,
-        **defaults: Any,
+        **params: Any,
     ) -> None:
+        check_params(params, _OPTIONS)
         provider, _, name = model.partition("/")
         if provider != self.provider or not name:
             raise ConfigurationError(
@@ -175,9 +181,24 @@ class LM(BaseLM):
             )
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        for label, value in (("timeout", timeout), ("attempt_timeout", attempt_timeout)):
+        for label, value in (
+            ("timeout", timeout),
+            ("attempt_timeout", attempt_timeout),
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+        ):
             if value is not None and not value > 0:
                 raise ValueError(f"{label} must be a positive number of seconds or None")
+        if max_response_bytes is not None and max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1 or None, got {max_response_bytes!r}")
+        named: dict[str, Any] = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "top_p": top_p,
+        }
+        named |= {"stop": stop, "seed": seed}
+        defaults = {k: v for k, v in named.items() if v is not None}
+        defaults |= {**params, **(extra_body or {})}
         super().__init__(model, history_size=history_size, **defaults)
         #: the model name without the provider prefix (``gpt-4o-mini``).
         self.model_name = name
@@ -206,6 +227,9 @@ class LM(BaseLM):
             headers=self.extra_headers(),
             secret_headers=self.auth_headers(self._api_key) if self._api_key else {},
             max_connections=max_connections if max_connections is not None else max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_response_bytes=max_response_bytes,
             transport=transport,
         )
         self._url = self._http.url(self.endpoint_path(self._http.base_url.path))
@@ -314,46 +338,35 @@ class LM(BaseLM):
                 )
 
     async def _call_at(self, request: LMRequest, level: str | None) -> LMResponse:
-        content = json.dumps(
-            self.build_body(request, level), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        body = self.build_body(request, level)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # tpm reserves the prompt (about 4 bytes a token) and the completion.
+        estimate = len(content) // 4 + completion_estimate(body)
         return await call_with_retries(
-            partial(self._attempt, content, level, bool(request.tools)),
+            partial(self._attempt, content, estimate, level, bool(request.tools)),
             max_retries=self.max_retries,
             backoff=self.backoff,
             on_retry=self._retrying,
         )
 
     def _retrying(self, attempt: int, delay: float, error: LMError) -> None:
-        log.debug(
-            "lm.retry",
-            model=self.model,
-            server=self.server_address,
-            attempt=attempt,
-            delay=round(delay, 3),
-            error=str(error),
-        )
-        span = current_span()
-        if span is not None:  # the call's "chat" span
-            span.add_event(
-                "retry",
-                {
-                    "attempt": attempt,
-                    "delay_s": round(delay, 3),
-                    "error.type": type(error).__name__,
-                    "http.response.status_code": error.status_code,
-                },
-            )
+        report_retry(self.model, self.server_address, attempt, delay, error)
         if self.on_retry is not None:
             self.on_retry(attempt, delay, error)
 
     async def _attempt(
-        self, content: bytes, level: str | None, tools: bool, retries: int
+        self, content: bytes, estimate: int, level: str | None, tools: bool, retries: int
     ) -> LMResponse:
         if self._limits is None:
-            return self._handle(await self._post(content, retries), level, tools, retries)
-        async with self._limits.acquire(len(content) // 4) as permit:
-            response = self._handle(await self._post(content, retries), level, tools, retries)
+            return await self._handle(await self._post(content, retries), level, tools, retries)
+        async with self._limits.acquire(estimate) as permit:
+            try:
+                reply = await self._post(content, retries)
+                response = await self._handle(reply, level, tools, retries)
+            except BaseException:
+                # No completion was produced: keep only the prompt's share.
+                permit.settle(len(content) // 4)
+                raise
             if response.usage.total_tokens:  # servers without usage keep the estimate
                 permit.settle(response.usage.total_tokens)
             return response
@@ -365,34 +378,18 @@ class LM(BaseLM):
             with trio.move_on_after(self.attempt_timeout):
                 return await self._http.post(self._url, content)
         except TransportFailure as failure:
-            exc = TransportFailure(  # the same failure, its text scrubbed of the key
-                self._api_key.scrub(str(failure)),
-                timeout=failure.timeout,
-                retryable=failure.retryable,
-            )
-            exc.__cause__ = failure.__cause__
             where = f"{self.server_address}:{self.server_port}"
-            if exc.timeout:
-                error: LMError = LMTimeoutError(
-                    f"{where} timed out ({exc}){after_retries(retries)}",
-                    provider=self.provider,
-                    model=self.model_name,
-                )
-            elif not exc.retryable:
-                raise LMServerError(
-                    f"cannot open a trusted connection to {where} ({exc}): check base_url, "
-                    "or point SSL_CERT_FILE at the certificate authority the server uses",
-                    provider=self.provider,
-                    model=self.model_name,
-                ) from exc
-            else:
-                error = LMServerError(
-                    f"could not get a response from {where} ({exc}){after_retries(retries)}: "
-                    "check that the server is running and base_url is right",
-                    provider=self.provider,
-                    model=self.model_name,
-                )
-            raise Retryable(error) from exc
+            error, cause = error_for_failure(
+                failure,
+                where=where,
+                retries=retries,
+                provider=self.provider,
+                model=self.model_name,
+                scrub=self._api_key.scrub,
+            )
+            if not failure.retryable:
+                raise error from cause
+            raise Retryable(error) from cause
         raise Retryable(
             LMTimeoutError(
                 f"no response within attempt_timeout={self.attempt_timeout:g} s"
@@ -402,7 +399,9 @@ class LM(BaseLM):
             )
         )
 
-    def _handle(self, reply: Reply, level: str | None, tools: bool, retries: int) -> LMResponse:
+    async def _handle(
+        self, reply: Reply, level: str | None, tools: bool, retries: int
+    ) -> LMResponse:
         """The response in a successful reply, or the typed error for a failed one.
 
         Raises:
@@ -411,7 +410,7 @@ class LM(BaseLM):
             LMError: a final failure.
         """
         if 200 <= reply.status < 300:
-            return self._parse(reply, retries)
+            return await self._parse(reply, retries)
         error = error_for_reply(
             reply,
             sent_tools=tools,
@@ -427,11 +426,20 @@ class LM(BaseLM):
             raise Retryable(error, retry_after=parse_retry_after(reply.headers))
         raise error
 
-    def _parse(self, reply: Reply, retries: int) -> LMResponse:
+    async def _parse(self, reply: Reply, retries: int) -> LMResponse:
         """The :class:`LMResponse` in a successful reply's JSON body."""
         try:
-            data = json.loads(reply.content)
-        except ValueError:  # cut off or garbled on the way: worth another try
+            data = await load_json(reply.content)
+        except ValueError as exc:
+            if "nested too deeply" in str(exc):  # hostile, not garbled: do not ask again
+                raise LMServerError(
+                    f"the server's response is nested too deeply to decode: "
+                    f"{self._snippet(reply)!r}",
+                    status_code=reply.status,
+                    provider=self.provider,
+                    model=self.model_name,
+                ) from None
+            # Cut off or garbled on the way: worth another try.
             raise Retryable(
                 LMServerError(
                     f"the server answered with a body that is not JSON{after_retries(retries)}: "
@@ -443,9 +451,9 @@ class LM(BaseLM):
             ) from None
         try:
             return self.parse_body(data)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise LMServerError(
-                f"the server's response does not look like a {self.provider} response "
+                f"the server's response is not in the {self.provider} format "
                 f"({exc!r}): {self._snippet(reply)!r}; "
                 "check base_url and the provider prefix of the model",
                 status_code=reply.status,
@@ -455,7 +463,7 @@ class LM(BaseLM):
 
     def _snippet(self, reply: Reply) -> str:
         """The start of a reply's body for an error message, without the key."""
-        return self._api_key.scrub(reply.text[:300])
+        return self._api_key.scrub(reply.head(300))
 
     # ------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:
@@ -481,4 +489,11 @@ class LM(BaseLM):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model!r}, base_url={self._public_base_url!r})"
+        # Safe on an instance whose constructor raised half-way.
+        model = getattr(self, "model", "?")
+        base_url = getattr(self, "_public_base_url", "?")
+        return f"{type(self).__name__}({model!r}, base_url={base_url!r})"
+
+
+#: The constructor's own keyword options (offered when a name is misspelt).
+_OPTIONS = frozenset(inspect.signature(LM.__init__).parameters) - {"self", "model", "params"}

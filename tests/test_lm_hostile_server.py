@@ -1,0 +1,368 @@
+"""Hostile and broken servers: default timeouts, bounded bodies, deep nesting, early closes.
+
+Each server here is written in the test over loopback (the simulated server
+does not misbehave in these ways). Timeouts run under ``autojump_clock``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from trio_dspy.errors import (
+    LMBadRequestError,
+    LMRateLimitError,
+    LMResponseTooLargeError,
+    LMServerError,
+    LMTimeoutError,
+)
+from trio_dspy.http import HTTPClient
+from trio_dspy.http.client import ResponseTooLargeFailure
+from trio_dspy.lm import LM, LMRequest, Message
+from trio_dspy.testing.http_server import Request, Response, serve_http
+
+from .test_lm_support import KEY, Scripted, chat, error
+from .test_lm_transport import raw_server, read_request
+
+ASK = LMRequest([Message("user", "hi")])
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+
+
+def lm_at(port: int, **kw: Any) -> LM:
+    return LM("openai/m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, **kw)
+
+
+# ------------------------------------------------------------------ default timeouts
+def test_defaults_are_documented_values() -> None:
+    lm = LM("openai/m", api_key="k")
+    assert lm.attempt_timeout == 600.0
+    assert lm.backoff.max_retry_after == 60.0
+    assert lm._http._timeouts["connect"] == 10.0
+    assert lm._http._timeouts["read"] == 60.0
+    assert lm._http.max_response_bytes == 32 * 1024 * 1024
+    for name in ("attempt_timeout", "connect_timeout", "read_timeout", "max_response_bytes"):
+        assert name in (LM.__doc__ or "")
+
+
+async def test_a_server_that_never_answers_times_out_by_default(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    attempts = 0
+
+    async def never(request: Request) -> Response:
+        nonlocal attempts
+        attempts += 1
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async with serve_http(never) as server:
+        lm = LM("openai/m", base_url=server.base_url, api_key=KEY, max_retries=1)
+        start = trio.current_time()
+        with pytest.raises(LMTimeoutError, match="attempt_timeout=600"):
+            await lm.request(ASK)
+        # Two attempts of 600 s each (plus a backoff under a second).
+        assert 1200 <= trio.current_time() - start < 1202
+        assert attempts == 2
+        await lm.aclose()
+
+
+async def test_a_stall_mid_body_times_out_after_the_read_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def stall(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(HEAD + b'content-length: 100\r\n\r\n{"choi')
+            await trio.sleep_forever()
+
+    async with raw_server(stall) as port:
+        lm = lm_at(port, max_retries=0)
+        start = trio.current_time()
+        with pytest.raises(LMTimeoutError, match="ReadTimeout"):
+            await lm.request(ASK)
+        assert trio.current_time() - start == pytest.approx(60, abs=1)
+        await lm.aclose()
+
+
+async def test_a_trickling_server_is_cut_off_by_the_attempt_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def trickle(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(HEAD + b"content-length: 100000\r\n\r\n")
+            while True:
+                await trio.sleep(1)
+                await stream.send_all(b" ")
+
+    async with raw_server(trickle) as port:
+        lm = lm_at(port, max_retries=0)
+        start = trio.current_time()
+        with pytest.raises(LMTimeoutError, match="attempt_timeout"):
+            await lm.request(ASK)
+        assert trio.current_time() - start == pytest.approx(600, abs=1)
+        await lm.aclose()
+
+
+async def test_connecting_is_bounded_by_the_connect_timeout(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(host: str, port: int) -> trio.SocketStream:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    monkeypatch.setattr(trio, "open_tcp_stream", unreachable)
+    lm = LM("openai/m", base_url="http://10.255.255.1/v1", api_key=KEY, max_retries=0)
+    start = trio.current_time()
+    with pytest.raises(LMTimeoutError, match="ConnectTimeout"):
+        await lm.request(ASK)
+    assert trio.current_time() - start == pytest.approx(10)
+
+
+async def test_a_retry_after_beyond_the_cap_fails_at_once(autojump_clock: trio.abc.Clock) -> None:
+    server = Scripted(error(429, "slow down", **{"retry-after": "100"}))
+    start = trio.current_time()
+    with pytest.raises(LMRateLimitError) as caught:
+        await server.lm().request(ASK)
+    assert trio.current_time() == start  # no sleeping through a 100 s pause
+    assert caught.value.retry_after == 100.0
+    assert "100" in str(caught.value) and "max_retry_after" in str(caught.value)
+    assert len(server.requests) == 1
+
+
+# ------------------------------------------------------------------ bounded bodies
+async def test_a_declared_oversized_body_is_refused_unread_and_not_retried() -> None:
+    async def huge(request: Request) -> Response:
+        return Response(200, (("content-type", "application/json"),), b" " * 2_000_000)
+
+    async with serve_http(huge) as server:
+        lm = LM("openai/m", base_url=server.base_url, api_key=KEY, max_response_bytes=1_000_000)
+        with trio.fail_after(10), pytest.raises(LMResponseTooLargeError) as caught:
+            await lm.request(ASK)
+        assert isinstance(caught.value, LMServerError)
+        assert caught.value.limit == 1_000_000 and "max_response_bytes" in str(caught.value)
+        assert server.connections_accepted == 1  # not retried
+        await lm.aclose()
+
+
+async def test_an_oversized_chunked_body_stops_being_read_at_the_limit() -> None:
+    sent = 0
+
+    async def endless(stream: trio.SocketStream) -> None:
+        nonlocal sent
+        await read_request(stream)
+        await stream.send_all(HEAD + b"transfer-encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        while True:
+            await stream.send_all(chunk)
+            sent += 0x10000
+
+    async with raw_server(endless) as port:
+        lm = lm_at(port, max_response_bytes=1 << 20)
+        with trio.fail_after(10), pytest.raises(LMResponseTooLargeError):
+            await lm.request(ASK)
+        await lm.aclose()
+    assert sent < 64 << 20  # the client hung up long before the server ran dry
+
+
+def gzip_bomb(size: int) -> bytes:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 20)
+    return b"".join(deflater.compress(block) for _ in range(size >> 20)) + deflater.flush()
+
+
+async def test_a_gzip_bomb_is_never_inflated_whole() -> None:
+    bomb = gzip_bomb(1 << 30)  # 1 GiB of zeros in about 1 MB
+    assert len(bomb) < 2 << 20
+
+    async def bomber(request: Request) -> Response:
+        headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
+        return Response(200, headers, bomb)
+
+    async with serve_http(bomber) as server:
+        lm = LM("openai/m", base_url=server.base_url, api_key=KEY)
+        with trio.fail_after(10), pytest.raises(LMResponseTooLargeError, match="33554432"):
+            await lm.request(ASK)
+        assert server.connections_accepted == 1
+        await lm.aclose()
+
+
+async def test_compressed_bodies_within_the_limit_decode_in_every_encoding() -> None:
+    text = json.dumps(chat("unzipped")).encode()
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bodies = {
+        "gzip": gzip.compress(text),
+        "deflate": zlib.compress(text),
+        "x-deflate-raw": raw_deflate.compress(text) + raw_deflate.flush(),
+    }
+
+    async def compressed(request: Request) -> Response:
+        encoding = request.path.rsplit("/", 1)[-1]
+        body = bodies[encoding]
+        sent = "deflate" if encoding.startswith("x-deflate") else encoding
+        return Response(200, (("content-encoding", sent),), body)
+
+    async with serve_http(compressed) as server:
+        for encoding in bodies:
+            client = HTTPClient(server.base_url)
+            reply = await client.post(client.url(f"/{encoding}"), b"{}")
+            assert reply.json() == json.loads(text), encoding
+            await client.aclose()
+        client = HTTPClient(server.base_url, max_response_bytes=len(text) - 1)
+        with pytest.raises(ResponseTooLargeFailure):
+            await client.post(client.url("/gzip"), b"{}")
+        await client.aclose()
+
+
+async def test_a_truncated_gzip_body_is_a_retryable_failure() -> None:
+    async def cut(request: Request) -> Response:
+        body = gzip.compress(json.dumps(chat("x")).encode())[:-12]
+        return Response(200, (("content-encoding", "gzip"),), body)
+
+    async with serve_http(cut) as server:
+        lm = LM("openai/m", base_url=server.base_url, api_key=KEY, max_retries=1)
+        with trio.fail_after(10), pytest.raises(LMServerError, match="decompressed"):
+            await lm.request(ASK)
+        await lm.aclose()
+
+
+async def test_injected_transports_are_bounded_too() -> None:
+    big = Scripted(httpx.Response(200, content=b"x" * 5000))
+    with pytest.raises(LMResponseTooLargeError):
+        await big.lm(max_response_bytes=1000).request(ASK)
+
+    async def streamed(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(b"y" * 5000))
+
+    lm = LM(
+        "openai/m",
+        api_key=KEY,
+        max_response_bytes=1000,
+        transport=httpx.MockTransport(streamed),
+    )
+    with pytest.raises(LMResponseTooLargeError):
+        await lm.request(ASK)
+
+
+async def test_a_large_valid_body_is_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threaded: list[object] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kw: Any) -> Any:
+        threaded.append(fn)
+        return await run_sync(fn, *args, **kw)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    text = "z" * (3 << 20)
+    body = json.dumps(chat(text)).encode()
+
+    async def large(request: Request) -> Response:
+        return Response(200, (("content-type", "application/json"),), body)
+
+    async with serve_http(large) as server:
+        lm = LM("openai/m", base_url=server.base_url, api_key=KEY)
+        with trio.fail_after(30):
+            assert (await lm.request(ASK)).text == text
+        assert len(threaded) == 1  # json.loads ran in a worker thread
+        await lm.aclose()
+
+
+# ------------------------------------------------------------------ hostile content
+async def test_deeply_nested_json_is_a_server_error_not_a_recursion_error() -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    server = Scripted(httpx.Response(200, content=nested))
+    with pytest.raises(LMServerError, match="nested too deeply"):
+        await server.lm(max_retries=3).request(ASK)
+    assert len(server.requests) == 1  # not worth asking again
+    error_body = Scripted(httpx.Response(500, content=nested))
+    with pytest.raises(LMServerError):
+        await error_body.lm(max_retries=0).request(ASK)
+    large = b'{"a":' + b"[" * 600_000 + b"]" * 600_000 + b"}"  # decoded in a thread
+    with pytest.raises(LMServerError, match="nested too deeply"):
+        await Scripted(httpx.Response(200, content=large)).lm().request(ASK)
+
+
+async def test_nested_tool_input_in_an_anthropic_answer_is_a_server_error() -> None:
+    deep: Any = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    calls: list[dict[str, Any]] = [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]
+    body = json.dumps({"content": calls, "usage": {}})
+    body = body.replace('"input": {}', '"input": ' + '{"a":' * 5000 + "{}" + "}" * 5000)
+    server = Scripted(httpx.Response(200, content=body.encode()))
+    with pytest.raises(LMServerError):
+        await server.lm("anthropic/c", max_retries=0).request(ASK)
+
+
+async def test_a_non_numeric_usage_keeps_the_answer() -> None:
+    body = chat("kept")
+    body["usage"] = {"prompt_tokens": "many", "completion_tokens": None, "total_tokens": [1]}
+    response = await Scripted(httpx.Response(200, json=body)).lm().request(ASK)
+    assert response.text == "kept"
+    assert (response.usage.prompt_tokens, response.usage.total_tokens) == (0, 0)
+    anthropic = {
+        "content": [{"type": "text", "text": "kept too"}],
+        "usage": {"input_tokens": "n/a", "output_tokens": 3},
+    }
+    server = Scripted(httpx.Response(200, json=anthropic))
+    response = await server.lm("anthropic/c").request(ASK)
+    assert response.text == "kept too" and response.usage.completion_tokens == 3
+
+
+# ------------------------------------------------------------------ redirects and closes
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_reported_with_its_location_and_not_followed(status: int) -> None:
+    followed = 0
+
+    async def elsewhere(request: Request) -> Response:
+        nonlocal followed
+        if request.path.startswith("/moved"):
+            followed += 1
+            return Response.from_json(chat("followed"))
+        location = "https://other.example/v1/chat/completions"
+        return Response(status, (("location", location),))
+
+    async with serve_http(elsewhere) as server:
+        lm = LM("openai/m", base_url=server.base_url + "/v1", api_key=KEY)
+        with pytest.raises(LMBadRequestError) as caught:
+            await lm.request(ASK)
+        message = str(caught.value)
+        assert f"HTTP {status}" in message and "redirect" in message
+        assert "https://other.example/v1/chat/completions" in message
+        assert "empty body" not in message and KEY not in message
+        assert followed == 0 and server.connections_accepted == 1
+        await lm.aclose()
+
+
+async def test_a_server_that_closes_before_answering_says_so() -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.aclose()
+
+    async with raw_server(hang_up) as port:
+        lm = lm_at(port, max_retries=0)
+        with trio.fail_after(10), pytest.raises(LMServerError) as caught:
+            await lm.request(ASK)
+        message = str(caught.value)
+        assert "closed the connection without answering" in message
+        assert "can't handle event" not in message
+        await lm.aclose()
+
+
+async def test_a_server_that_closes_mid_body_says_so() -> None:
+    async def cut(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(HEAD + b'content-length: 100\r\n\r\n{"cho')
+        await stream.aclose()
+
+    async with raw_server(cut) as port:
+        lm = lm_at(port, max_retries=0)
+        with trio.fail_after(10), pytest.raises(LMServerError, match="mid-response"):
+            await lm.request(ASK)
+        await lm.aclose()

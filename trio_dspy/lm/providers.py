@@ -1,0 +1,55 @@
+"""The provider registry: which class serves ``LM("provider/name")``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .client import LM
+
+__all__ = ["known_providers", "provider_class", "register_provider"]
+
+# provider -> "module:Class", imported on first use.
+_PROVIDERS: dict[str, str | type[LM]] = {
+    "openai": "trio_dspy.lm.openai:OpenAILM",
+    "anthropic": "trio_dspy.lm.anthropic:AnthropicLM",
+}
+
+
+def register_provider(name: str, cls: type[LM] | str) -> None:
+    """Make ``LM("name/model")`` build ``cls`` (a class or ``"module:Class"``)."""
+    _PROVIDERS[name] = cls
+
+
+def known_providers() -> list[str]:
+    """The provider prefixes ``LM`` understands, sorted."""
+    return sorted(_PROVIDERS)
+
+
+def provider_class(model: str) -> type[LM]:
+    """The class that serves ``model`` (``"provider/name"``), imported on first use.
+
+    Raises:
+        ConfigurationError: no known provider prefix.
+    """
+    provider, sep, name = model.partition("/")
+    if not sep or not provider or not name:
+        raise ConfigurationError(
+            f"model {model!r} does not name a provider: write 'provider/name', for example "
+            f"'openai/gpt-4o-mini' (known providers: {', '.join(known_providers())})"
+        )
+    entry = _PROVIDERS.get(provider)
+    if entry is None:
+        raise ConfigurationError(
+            f"unknown provider {provider!r} in model {model!r}: known providers are "
+            f"{', '.join(known_providers())} (any OpenAI-compatible server is "
+            "'openai/<model>' with base_url=...)"
+        )
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+        _PROVIDERS[provider] = entry
+    return entry
