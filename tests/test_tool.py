@@ -202,4 +202,7 @@ def test_a_tool_without_type_hints_warns_naming_the_arguments() -> None:
 
     with pytest.warns(UserWarning, match=r"tool lookup: argument\(s\) item have no type hint"):
         tool = td.Tool(lookup)
+    with pytest.warns(UserWarning, match="tool lookup") as caught:
+        td.ReAct("q -> a", tools=[lookup])
+    assert caught[0].filename == __file__  # points at the caller, not into the package
     assert tool.validate({"item": [1, "any JSON"]}) == {"item": [1, "any JSON"]}

@@ -116,7 +116,7 @@ class Tool:
                 f"tool {self.name}: argument(s) {', '.join(untyped)} have no type hint, so "
                 "the model may send any JSON value; annotate them to have arguments checked",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
         self.parameters = _schema(self.args)
 
@@ -218,6 +218,14 @@ def _introspectable(fn: Callable[..., Any]) -> Any:
     if not inspect.isroutine(fn) and callable(fn):
         return type(fn).__call__  # a callable object: its __call__
     return fn
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package."""
+    level, frame = 2, sys._getframe(2)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("trio_dspy."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _caller_locals() -> dict[str, Any]:
