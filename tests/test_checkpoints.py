@@ -15,6 +15,7 @@ import trio.testing
 
 import trio_dspy as td
 from trio_dspy.lm import LMRequest, Message
+from trio_dspy.optimizers.base import Optimizer
 from trio_dspy.testing import DummyLM
 
 from .test_lm_support import Scripted, ok
@@ -156,3 +157,28 @@ async def test_a_sync_function_fails_its_slot_with_the_right_call() -> None:
     async with td.as_completed(sync) as done:  # type: ignore[arg-type]
         got = [r async for r in done]
     assert isinstance(got[0][1], TypeError)
+
+
+def _metric(example: td.Example, pred: Any) -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        td.LabeledFewShot(1),
+        td.BootstrapFewShot(_metric),
+        td.BootstrapFewShotWithRandomSearch(_metric, num_candidate_programs=2),
+        td.COPRO(_metric, breadth=2, depth=1),
+    ],
+    ids=type,
+)
+async def test_compile_is_a_checkpoint(optimizer: Optimizer) -> None:
+    qa = td.Predict("question -> answer")
+    qa.lm = DummyLM([{"answer": "4"}], cycle=True)
+    example = td.Example(question="q", answer="4").with_inputs("question")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await optimizer.compile(qa, trainset=[example])
+    assert qa.lm.requests == []
