@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 import trio_dspy as td
-from trio_dspy.errors import ConfigurationError
-from trio_dspy.lm import LMRequest, Message, ToolCall, inspect_history
+from trio_dspy.lm import LMRequest, Message, ToolCall, format_history, inspect_history
+from trio_dspy.lm.history import GLOBAL_HISTORY_SIZE, clear_history
 
 from .test_lm_support import KEY, Scripted, chat, ok
 
@@ -68,9 +68,38 @@ async def test_n_limits_and_default_lm_comes_from_settings(
     assert "second question" in printed and "first question" not in printed
 
 
-def test_without_any_lm_it_says_what_to_do() -> None:
-    with pytest.raises(ConfigurationError, match="configure"):
-        inspect_history()
+def test_without_any_call_it_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    clear_history()
+    td.inspect_history()
+    assert "no calls recorded yet" in capsys.readouterr().out
+
+
+async def test_it_works_outside_any_context_and_shows_every_models_calls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clear_history()
+    first = Scripted(ok("from the first")).lm("openai/first")
+    second = Scripted(ok("from the second")).lm("openai/second")
+    await first.request(LMRequest([Message("user", "q1")]))
+    await second.request(LMRequest([Message("user", "q2")]))
+    td.inspect_history(2)  # no td.context, nothing configured
+    printed = capsys.readouterr().out
+    assert printed.index("from the first") < printed.index("from the second")
+    assert "lm=openai/first" in printed and "lm=openai/second" in printed
+    inspect_history(5, lm=first)  # one model's own history still works
+    assert "from the second" not in capsys.readouterr().out
+
+
+async def test_the_process_wide_history_is_bounded() -> None:
+    clear_history()
+    lm = Scripted().lm(history_size=3)
+    for i in range(GLOBAL_HISTORY_SIZE + 5):
+        await lm.request(LMRequest([Message("user", f"q{i}")]))
+    assert len(lm.history) == 3
+    text = format_history(GLOBAL_HISTORY_SIZE + 5)
+    assert text.count("User message:") == GLOBAL_HISTORY_SIZE
+    assert "q4\n" not in text and f"q{GLOBAL_HISTORY_SIZE + 4}" in text
+    assert format_history(0) == format_history(-1)
 
 
 def test_empty_history_says_so() -> None:

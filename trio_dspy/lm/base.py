@@ -29,6 +29,7 @@ from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall,
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, SpanKind, start_span
 from ..usage import record_usage
+from .history import record
 
 __all__ = [
     "BaseLM",
@@ -111,7 +112,7 @@ class BaseLM(abc.ABC):
             if span.is_recording:
                 span.set_attributes(_response_attributes(response, trace_content))
         record_usage(response.usage)
-        self.history.append(HistoryEntry(request, response, started_at, time.perf_counter() - t0))
+        record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
         return response
 
     def _request_attributes(

@@ -1,20 +1,45 @@
-"""``inspect_history``: print a model's last calls in a readable form."""
+"""``inspect_history``: print the last calls in a readable form.
+
+Every call is kept twice, both bounded: in its model's own
+:attr:`~trio_dspy.lm.BaseLM.history` and in one process-wide history of the
+calls of every model (:data:`GLOBAL_HISTORY_SIZE` of them), so
+``td.inspect_history()`` works anywhere, as DSPy's does.
+"""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..errors import ConfigurationError
-from .base import BaseLM, HistoryEntry
+if TYPE_CHECKING:
+    from .base import BaseLM, HistoryEntry
 
-__all__ = ["format_history", "inspect_history"]
+__all__ = ["GLOBAL_HISTORY_SIZE", "clear_history", "format_history", "inspect_history", "record"]
+
+#: How many calls (of every model together) the process-wide history keeps.
+GLOBAL_HISTORY_SIZE = 200
+
+# (model, entry) of the last calls of every model, oldest first.
+_global: collections.deque[tuple[str, HistoryEntry]] = collections.deque(maxlen=GLOBAL_HISTORY_SIZE)
+
+
+def record(lm: BaseLM, entry: HistoryEntry) -> None:
+    """Keep ``entry`` (a finished call of ``lm``) in ``lm.history`` and the process-wide one."""
+    lm.history.append(entry)
+    _global.append((lm.model, entry))
+
+
+def clear_history() -> None:
+    """Forget the process-wide history (each model keeps its own)."""
+    _global.clear()
+
 
 _RULE = "─" * 72
 
 
-def _entry(entry: HistoryEntry, index: int, total: int) -> str:
+def _entry(entry: HistoryEntry, index: int, total: int, lm: str = "") -> str:
     request, response = entry.request, entry.response
     when = dt.datetime.fromtimestamp(entry.started_at).isoformat(timespec="seconds")
     usage = response.usage
@@ -23,6 +48,8 @@ def _entry(entry: HistoryEntry, index: int, total: int) -> str:
         f"{entry.duration:.3f} s  tokens: {usage.prompt_tokens} prompt + "
         f"{usage.completion_tokens} completion = {usage.total_tokens}"
     )
+    if lm:
+        head += f"  lm={lm}"
     if response.cached:
         head += "  (cached)"
     lines = [_RULE, head]
@@ -45,35 +72,31 @@ def _entry(entry: HistoryEntry, index: int, total: int) -> str:
 
 
 def format_history(n: int = 1, lm: BaseLM | None = None) -> str:
-    """The last ``n`` calls of ``lm`` (the configured model if ``None``) as text.
+    """The last ``n`` calls of ``lm`` as text; of any model when ``lm`` is ``None``.
 
-    Raises:
-        ConfigurationError: ``lm`` is ``None`` and no model is configured.
+    Raises nothing: with no calls recorded it says so.
     """
-    if lm is None:
-        from ..settings import current
-
-        lm = current().lm
-        if lm is None:
-            raise ConfigurationError(
-                "inspect_history needs a model: pass lm=... or td.configure(lm=...)"
-            )
-    entries = list(lm.history)[-n:] if n > 0 else []
+    if lm is not None:
+        entries = [("", e) for e in list(lm.history)[-n:]] if n > 0 else []
+        empty = f"(no calls recorded for {lm!r})"
+    else:
+        entries = list(_global)[-n:] if n > 0 else []
+        empty = "(no calls recorded yet: inspect_history shows the calls made by any LM)"
     if not entries:
-        return f"(no calls recorded for {lm!r})"
+        return empty
     total = len(entries)
-    body = "\n\n".join(_entry(e, i, total) for i, e in enumerate(entries, start=1))
+    body = "\n\n".join(_entry(e, i, total, model) for i, (model, e) in enumerate(entries, start=1))
     return f"{body}\n{_RULE}"
 
 
 def inspect_history(n: int = 1, lm: BaseLM | None = None, file: TextIO | None = None) -> None:
-    """Print the last ``n`` calls of ``lm`` (default: the configured model).
+    """Print the last ``n`` calls of ``lm``, or of any model when ``lm`` is ``None``.
 
-    Each call shows its messages by role, the response text and tool calls,
-    the token usage, the duration and the model that answered. Credentials
-    are never part of a recorded call, so none are printed.
-
-    Raises:
-        ConfigurationError: ``lm`` is ``None`` and no model is configured.
+    Works anywhere, inside or outside ``td.context``: without ``lm`` it reads
+    the process-wide history of every model's calls (the last
+    :data:`GLOBAL_HISTORY_SIZE`), each marked with its model. Each call shows
+    its messages by role, the response text and tool calls, the token usage,
+    the duration and the model that answered. Credentials are never part of a
+    recorded call, so none are printed.
     """
     print(format_history(n, lm), file=file if file is not None else sys.stdout)
