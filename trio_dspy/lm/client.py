@@ -41,7 +41,7 @@ from .errors import (
     refuses_format,
 )
 from .limits import Limits
-from .params import check_params, completion_estimate, load_json
+from .params import TooDeep, check_params, check_positive, completion_estimate, load_json
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
 
@@ -181,23 +181,15 @@ class LM(BaseLM):
             )
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        for label, value in (
-            ("timeout", timeout),
-            ("attempt_timeout", attempt_timeout),
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-        ):
-            if value is not None and not value > 0:
-                raise ValueError(f"{label} must be a positive number of seconds or None")
-        if max_response_bytes is not None and max_response_bytes < 1:
-            raise ValueError(f"max_response_bytes must be >= 1 or None, got {max_response_bytes!r}")
-        named: dict[str, Any] = {
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "top_p": top_p,
-        }
-        named |= {"stop": stop, "seed": seed}
-        defaults = {k: v for k, v in named.items() if v is not None}
+        check_positive(
+            timeout=timeout,
+            attempt_timeout=attempt_timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_response_bytes=max_response_bytes,
+        )
+        named = dict(temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop)
+        defaults = {k: v for k, v in {**named, "seed": seed}.items() if v is not None}
         defaults |= {**params, **(extra_body or {})}
         super().__init__(model, history_size=history_size, **defaults)
         #: the model name without the provider prefix (``gpt-4o-mini``).
@@ -430,16 +422,14 @@ class LM(BaseLM):
         """The :class:`LMResponse` in a successful reply's JSON body."""
         try:
             data = await load_json(reply.content)
-        except ValueError as exc:
-            if "nested too deeply" in str(exc):  # hostile, not garbled: do not ask again
-                raise LMServerError(
-                    f"the server's response is nested too deeply to decode: "
-                    f"{self._snippet(reply)!r}",
-                    status_code=reply.status,
-                    provider=self.provider,
-                    model=self.model_name,
-                ) from None
-            # Cut off or garbled on the way: worth another try.
+        except TooDeep:  # hostile, not garbled: not worth asking again
+            raise LMServerError(
+                f"the server's response is nested too deeply to decode: {self._snippet(reply)!r}",
+                status_code=reply.status,
+                provider=self.provider,
+                model=self.model_name,
+            ) from None
+        except ValueError:  # cut off or garbled on the way: worth another try
             raise Retryable(
                 LMServerError(
                     f"the server answered with a body that is not JSON{after_retries(retries)}: "

@@ -23,7 +23,9 @@ import trio
 __all__ = [
     "COMPLETION_ESTIMATE",
     "SAMPLING_PARAMS",
+    "TooDeep",
     "check_params",
+    "check_positive",
     "completion_estimate",
     "load_json",
     "token_count",
@@ -89,6 +91,17 @@ def check_params(params: Mapping[str, Any], options: Iterable[str]) -> None:
         )
 
 
+def check_positive(**values: float | None) -> None:
+    """Refuse values that are set but not positive (timeouts in seconds, byte limits).
+
+    Raises:
+        ValueError: naming the first offending option.
+    """
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+
+
 def completion_estimate(body: Mapping[str, Any]) -> int:
     """The completion tokens to reserve for ``body``: its ``max_tokens`` (or
     ``max_completion_tokens``), else :data:`COMPLETION_ESTIMATE`."""
@@ -110,11 +123,18 @@ def token_count(value: Any) -> int:
     return max(count, 0)
 
 
+class TooDeep(ValueError):
+    """A JSON document nested too deeply to decode (a hostile body, not a garbled one)."""
+
+    def __init__(self) -> None:
+        super().__init__("the JSON is nested too deeply to decode")
+
+
 def _loads(content: bytes) -> Any:
     try:
         return json.loads(content)
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
+        raise TooDeep from None
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -127,14 +147,15 @@ def _loads_yielding(content: bytes) -> Any:
     try:
         return json.loads(content, object_pairs_hook=_pairs)
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
+        raise TooDeep from None
 
 
 async def load_json(content: bytes) -> Any:
     """``content`` decoded as JSON; large bodies are decoded in a worker thread.
 
     Raises:
-        ValueError: not JSON (invalid UTF-8 included), or nested too deeply.
+        TooDeep: nested too deeply (a ``ValueError``).
+        ValueError: not JSON (invalid UTF-8 included).
     """
     if len(content) <= _THREAD_THRESHOLD:
         return _loads(content)
