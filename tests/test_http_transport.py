@@ -6,7 +6,7 @@ import httpx
 import pytest
 import trio
 
-from trio_dspy.http.transport import H11Transport
+from trio_dspy.http.transport import H11Transport, ResponseTooLarge
 from trio_dspy.testing.http_server import Request, Response, serve_http
 
 
@@ -145,3 +145,40 @@ async def test_closed_transport_refuses_requests() -> None:
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:1/"))
     with pytest.raises(ValueError, match="max_connections"):
         H11Transport(max_connections=0)
+
+
+async def test_first_byte_and_read_timeouts_are_separate(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The wait for a response to begin is the model's thinking time; once bytes
+    # flow, "read" bounds each silence.
+    async def slow_start(request: Request) -> Response:
+        await trio.sleep(100)
+        return Response.from_json({"ok": True})
+
+    transport = H11Transport()
+    headers = [(b"host", b"x"), (b"content-length", b"0")]
+    async with serve_http(slow_start) as server:
+        url = httpx.URL(server.base_url + "/")
+        timeouts = {"read": 5.0, "first_byte": None}
+        raw = await transport.request(b"GET", url, headers, b"", timeouts)
+        assert raw.status == 200  # 100 s before the first byte, then no silence
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.request(b"GET", url, headers, b"", {"read": 5.0})  # read bounds both
+    await transport.aclose()
+
+
+async def test_max_response_bytes_bounds_each_body_and_closes_its_connection() -> None:
+    async def sized(request: Request) -> Response:
+        return Response(200, (), b"x" * int(request.path.strip("/")))
+
+    transport = H11Transport(max_response_bytes=1000)
+    headers = [(b"host", b"x"), (b"content-length", b"0")]
+    async with serve_http(sized) as server:
+        ok = await transport.request(b"GET", httpx.URL(server.base_url + "/1000"), headers, b"")
+        assert len(ok.content) == 1000
+        with pytest.raises(ResponseTooLarge) as caught:
+            await transport.request(b"GET", httpx.URL(server.base_url + "/1001"), headers, b"")
+        assert caught.value.limit == 1000
+        assert transport.idle_connections == 0  # the refused body's connection is not reused
+    await transport.aclose()
