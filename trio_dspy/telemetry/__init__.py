@@ -15,7 +15,7 @@ and tools are in :mod:`trio_dspy.telemetry.semconv`.
 
 from . import semconv
 from .codec import span_from_dict, span_to_dict
-from .collector import Collector, CollectorStats, Exporter, collect
+from .collector import Collector, CollectorStats, Exporter, ExporterStats, collect
 from .exporters import InMemoryExporter, JsonlExporter, StructlogExporter, read_jsonl
 from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
 from .span import (
@@ -37,6 +37,7 @@ __all__ = [
     "CollectorStats",
     "Event",
     "Exporter",
+    "ExporterStats",
     "InMemoryExporter",
     "JsonlExporter",
     "NonRecordingSpan",

@@ -1,23 +1,31 @@
-"""The span collector: a nursery-scoped channel drained by a background task.
+"""The span collector: one buffer and one drain task per exporter, under a nursery.
 
-``async with collect(*exporters) as collector:`` opens a nursery, a trio
-memory channel and one drain task. For the body of the block (and every task
-spawned from it) finished spans go to this collector; a nested ``collect``
-takes over for its own body. Instrumented code hands spans over with
-``send_nowait``, so the request path never waits on telemetry: when the
-buffer is full the span is dropped and counted in :attr:`Collector.stats`.
+``async with collect(*exporters) as collector:`` opens a nursery and, for each
+exporter, a trio memory channel and a drain task of its own. For the body of
+the block (and every task spawned from it) finished spans go to this
+collector; a nested ``collect`` takes over for its own body. Instrumented code
+hands each span to every exporter's channel with ``send_nowait``, so the
+request path never waits on telemetry: an exporter whose buffer is full drops
+the span, and the drop is counted for that exporter alone.
 
-The drain task batches spans (``batch_size`` of them, or whatever arrived
+Each drain task batches spans (``batch_size`` of them, or whatever arrived
 within ``flush_interval`` of a batch's first span) and passes each batch to
-every exporter concurrently. An exporter that raises is counted and logged,
-and never disturbs the application or the other exporters.
+its exporter. An exporter that raises, hangs or lags never delays or starves
+another one: a JSONL file gets every span while an OTLP endpoint that never
+answers drops its own. Failures are counted and logged, never raised.
 
-On exit (normal, cancelled or by an exception) the channel closes and the
-drain task exports what is left under a shielded deadline of
-``drain_timeout`` seconds, so every span finished before the exit is exported
-unless the exporters are stalled; spans still unexported at the deadline are
-counted as dropped. Then each exporter's ``aclose()`` is awaited, shielded
-and bounded by ``drain_timeout`` as well.
+On exit (normal, cancelled or by an exception) the channels close and the
+drain tasks export what is left under a shielded deadline of
+``drain_timeout`` seconds; spans still unexported at the deadline are counted
+as dropped by their exporter, whose drain task is then cancelled. Then every
+exporter's ``aclose()`` runs, concurrently, shielded and bounded by
+``drain_timeout`` again. So the exit takes at most twice ``drain_timeout``,
+provided the exporters' blocking work can be cancelled: trio cannot stop a
+worker thread, so the built-in exporters run theirs with
+``trio.to_thread.run_sync(..., abandon_on_cancel=True)``. An abandoned thread
+goes on in the background (a write to a hung file may still land later); an
+exporter that waits on a thread it cannot abandon holds the exit until that
+thread returns.
 """
 
 from __future__ import annotations
@@ -35,20 +43,22 @@ import trio
 
 from .span import Span, detach_from_tracing, send_spans_to
 
-__all__ = ["Collector", "CollectorStats", "Exporter", "collect"]
+__all__ = ["Collector", "CollectorStats", "Exporter", "ExporterStats", "collect"]
 
 _log = structlog.get_logger("trio_dspy.telemetry")
 
 
 @runtime_checkable
 class Exporter(Protocol):
-    """Where finished spans go. Implement both methods; both run in the drain task.
+    """Where finished spans go. Implement both methods; both run in the exporter's drain task.
 
-    ``export`` may raise anything: the collector counts the failure in
-    ``stats.export_failures`` and carries on. ``aclose`` releases resources
-    (files, HTTP clients) and runs when the ``collect`` block exits; an
-    exporter must reopen them lazily if it is used again, even in a later
-    ``trio.run``.
+    ``export`` may raise anything: the collector counts the failure in that
+    exporter's ``export_failures`` and carries on. ``aclose`` releases
+    resources (files, HTTP clients) and runs when the ``collect`` block exits;
+    an exporter must reopen them lazily if it is used again, even in a later
+    ``trio.run``. Blocking work belongs in
+    ``trio.to_thread.run_sync(..., abandon_on_cancel=True)``, or it can hold
+    the exit of ``collect`` past its deadline.
     """
 
     async def export(self, spans: Sequence[Span]) -> None:
@@ -59,25 +69,79 @@ class Exporter(Protocol):
 
 
 @attrs.define
+class ExporterStats:
+    """Counters of one exporter in a :class:`Collector`.
+
+    Attributes:
+        exporter: the exporter's class name.
+        exported: spans it accepted.
+        dropped: spans it lost: its buffer was full, they were handed over
+            after the collector closed, or still unexported at the drain deadline.
+        failed: spans in batches its ``export`` raised on.
+        export_failures: ``export`` calls that raised.
+
+    Every span emitted is, for each exporter, exported, dropped, failed or
+    (while the block runs) still on its way.
+    """
+
+    exporter: str
+    exported: int = 0
+    dropped: int = 0
+    failed: int = 0
+    export_failures: int = 0
+
+
+@attrs.define
 class CollectorStats:
-    """Counters of a :class:`Collector`, updated as spans flow.
+    """Counters of a :class:`Collector`: per exporter in :attr:`exporters`, and in aggregate.
 
     Attributes:
         emitted: spans handed to the collector.
-        exported: spans every exporter accepted (all of them when there are
-            no exporters).
-        dropped: spans lost: buffer full (``policy="drop"``), handed over after
-            the collector closed, or still unexported at the drain deadline.
-        export_failures: ``export`` calls that raised (one per exporter and batch).
+        exporters: one :class:`ExporterStats` per exporter, in ``collect``'s order.
 
-    ``emitted - exported - dropped`` is the number of spans in batches some
-    exporter failed on (or still in flight while the block runs).
+    The aggregate properties summarise them: :attr:`exported` is the fewest
+    spans any exporter accepted, :attr:`dropped` the most any dropped, and
+    :attr:`export_failures` the failed ``export`` calls of all of them. With
+    one exporter they are its own counters; with none, every span handed over
+    while the block runs counts as exported.
     """
 
     emitted: int = 0
-    exported: int = 0
-    dropped: int = 0
-    export_failures: int = 0
+    exporters: tuple[ExporterStats, ...] = ()
+    unrouted_drops: int = attrs.field(default=0, repr=False)
+
+    @property
+    def exported(self) -> int:
+        """The fewest spans any one exporter accepted."""
+        if not self.exporters:
+            return self.emitted - self.unrouted_drops
+        return min(stats.exported for stats in self.exporters)
+
+    @property
+    def dropped(self) -> int:
+        """The most spans any one exporter dropped."""
+        if not self.exporters:
+            return self.unrouted_drops
+        return max(stats.dropped for stats in self.exporters)
+
+    @property
+    def export_failures(self) -> int:
+        """``export`` calls that raised, all exporters together."""
+        return sum(stats.export_failures for stats in self.exporters)
+
+    def __repr__(self) -> str:
+        each = ", ".join(
+            f"{s.exporter}(exported={s.exported}, dropped={s.dropped}, failed={s.failed}, "
+            f"export_failures={s.export_failures})"
+            for s in self.exporters
+        )
+        return (
+            f"CollectorStats(emitted={self.emitted}, exported={self.exported}, "
+            f"dropped={self.dropped}, export_failures={self.export_failures}, "
+            f"exporters=[{each}])"
+        )
+
+    __str__ = __repr__
 
 
 Policy = Literal["drop", "unbounded", "block"]
@@ -86,6 +150,23 @@ Policy = Literal["drop", "unbounded", "block"]
 ``"block"`` is a deprecated name of ``"unbounded"``: a span ends synchronously
 and cannot wait, so nothing ever blocked.
 """
+
+
+class _Lane:
+    """One exporter's channel, drain task and counters."""
+
+    def __init__(self, exporter: Exporter, capacity: float) -> None:
+        self.exporter = exporter
+        self.stats = ExporterStats(type(exporter).__name__)
+        self.send, self.receive = trio.open_memory_channel[Span](capacity)
+        self.scope = trio.CancelScope(shield=True)
+        self.drained = trio.Event()
+
+    def offer(self, span: Span) -> None:
+        try:
+            self.send.send_nowait(span)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.stats.dropped += 1
 
 
 class Collector:
@@ -110,13 +191,12 @@ class Collector:
         self.flush_interval = flush_interval
         self.policy: Policy = policy
         self.drain_timeout = drain_timeout
-        self.stats = CollectorStats()
-        self._failed_spans = 0
-        self._send: trio.MemorySendChannel[Span] | None = None
+        capacity = math.inf if policy == "unbounded" else buffer
+        self._lanes = tuple(_Lane(exporter, capacity) for exporter in self.exporters)
+        self.stats = CollectorStats(exporters=tuple(lane.stats for lane in self._lanes))
+        self._open = False
         self._thread = threading.get_ident()
         self._token: trio.lowlevel.TrioToken | None = None
-        self._drain_scope = trio.CancelScope(shield=True)
-        self._drained = trio.Event()
 
     def __repr__(self) -> str:
         names = ", ".join(type(e).__name__ for e in self.exporters)
@@ -125,7 +205,7 @@ class Collector:
     # --- the request path ---------------------------------------------------
 
     def submit(self, span: Span) -> None:
-        """Take a finished span without waiting; count it as dropped if it cannot go.
+        """Hand a finished span to every exporter without waiting; count what cannot go.
 
         Spans call this as they end (the collector is their
         :class:`~trio_dspy.telemetry.span.SpanSink`); from a worker thread it
@@ -135,14 +215,16 @@ class Collector:
             self._submit_from_thread(span)
             return
         self.stats.emitted += 1
-        send = self._send
-        if send is None:
-            self.stats.dropped += 1
+        if not self._open:
+            self._drop_everywhere()
             return
-        try:
-            send.send_nowait(span)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.stats.dropped += 1
+        for lane in self._lanes:
+            lane.offer(span)
+
+    def _drop_everywhere(self) -> None:
+        self.stats.unrouted_drops += 1
+        for lane in self._lanes:
+            lane.stats.dropped += 1
 
     def _submit_from_thread(self, span: Span) -> None:
         """A span finished in a worker thread (``trio.to_thread``): hop to the trio thread."""
@@ -150,18 +232,19 @@ class Collector:
             trio.from_thread.run_sync(self.submit, span, trio_token=self._token)
         except (trio.RunFinishedError, RuntimeError):
             self.stats.emitted += 1
-            self.stats.dropped += 1
+            self._drop_everywhere()
 
-    # --- the drain task -----------------------------------------------------
+    # --- the drain tasks ----------------------------------------------------
 
-    async def _drain(self, receive: trio.MemoryReceiveChannel[Span]) -> None:
-        """Receive spans in batches and export them, until the channel closes."""
+    async def _drain(self, lane: _Lane) -> None:
+        """Receive one exporter's spans in batches and export them, until its channel closes."""
         # Nothing the exporters do is traced into this (or any) collector, and
         # their log lines do not pretend to belong to the spawner's trace.
         detach_from_tracing()
+        receive = lane.receive
         # Shielded from the start: an outer cancellation must not lose the
         # spans in flight. collect() cancels this scope itself at the deadline.
-        with self._drain_scope, receive:
+        with lane.scope, receive:
             closed = False
             while not closed:
                 try:
@@ -181,75 +264,67 @@ class Collector:
                         except trio.EndOfChannel:
                             closed = True
                             break
-                await self._export(batch)
-        self._drained.set()
+                await self._export(lane, batch)
+        lane.drained.set()
 
-    async def _export(self, batch: list[Span]) -> None:
-        """Give ``batch`` to every exporter at once; count the outcome."""
-        if len(self.exporters) == 1:
-            ok = await self._export_one(self.exporters[0], batch)
-        else:
-            results: list[bool] = []
-
-            async def run(exporter: Exporter) -> None:
-                results.append(await self._export_one(exporter, batch))
-
-            async with trio.open_nursery() as nursery:
-                for exporter in self.exporters:
-                    nursery.start_soon(run, exporter)
-            ok = all(results)
-        if ok:
-            self.stats.exported += len(batch)
-        else:
-            self._failed_spans += len(batch)
-
-    async def _export_one(self, exporter: Exporter, batch: list[Span]) -> bool:
+    async def _export(self, lane: _Lane, batch: list[Span]) -> None:
+        """Give ``batch`` to the lane's exporter; count the outcome."""
         try:
-            await exporter.export(batch)
+            await lane.exporter.export(batch)
         except Exception as exc:
-            self.stats.export_failures += 1
+            lane.stats.export_failures += 1
+            lane.stats.failed += len(batch)
             _log.warning(
                 "telemetry export failed",
-                exporter=type(exporter).__name__,
+                exporter=lane.stats.exporter,
                 spans=len(batch),
                 error_type=type(exc).__qualname__,
                 error=str(exc),
             )
-            return False
-        return True
+        else:
+            lane.stats.exported += len(batch)
 
     # --- shutdown -----------------------------------------------------------
 
     async def _finish_draining(self) -> None:
-        """Close the channel and let the drain task finish, at most ``drain_timeout`` s."""
-        if self._send is not None:
-            self._send.close()
+        """Close the channels and let the drain tasks finish, at most ``drain_timeout`` s."""
+        self._open = False
+        for lane in self._lanes:
+            lane.send.close()
         with trio.move_on_after(self.drain_timeout, shield=True):
-            await self._drained.wait()
-        self._drain_scope.cancel()
+            for lane in self._lanes:
+                await lane.drained.wait()
+        for lane in self._lanes:
+            lane.scope.cancel()
 
     def _settle(self) -> None:
-        """Count every span that is neither exported nor in a failed batch as dropped."""
-        stats = self.stats
-        lost = stats.emitted - stats.exported - stats.dropped - self._failed_spans
-        stats.dropped += max(lost, 0)
+        """Count every span an exporter neither took, dropped nor failed on as dropped."""
+        for lane in self._lanes:
+            stats = lane.stats
+            lost = self.stats.emitted - stats.exported - stats.dropped - stats.failed
+            stats.dropped += max(lost, 0)
 
     async def _close_exporters(self) -> None:
-        """Await every exporter's ``aclose()``, shielded and bounded; never raise."""
+        """Await every exporter's ``aclose()`` concurrently, shielded and bounded; never raise."""
+
+        async def close(exporter: Exporter) -> None:
+            aclose = getattr(exporter, "aclose", None)
+            if aclose is None:
+                return
+            try:
+                await aclose()
+            except Exception as exc:
+                _log.warning(
+                    "telemetry exporter close failed",
+                    exporter=type(exporter).__name__,
+                    error_type=type(exc).__qualname__,
+                    error=str(exc),
+                )
+
         with trio.move_on_after(self.drain_timeout, shield=True):
-            for exporter in self.exporters:
-                aclose = getattr(exporter, "aclose", None)
-                if aclose is None:
-                    continue
-                try:
-                    await aclose()
-                except Exception as exc:
-                    _log.warning(
-                        "telemetry exporter close failed",
-                        exporter=type(exporter).__name__,
-                        error_type=type(exc).__qualname__,
-                        error=str(exc),
-                    )
+            async with trio.open_nursery() as nursery:
+                for exporter in self.exporters:
+                    nursery.start_soon(close, exporter)
 
 
 def _check_collect_options(
@@ -292,8 +367,10 @@ async def collect(
             await td.gather(*requests)
 
     Args:
-        exporters: where batches go; each gets every batch, concurrently.
-        buffer: spans the channel holds before ``policy="drop"`` drops them.
+        exporters: where batches go; each has its own buffer, drain task and
+            counters (``collector.stats.exporters``), so none waits on another.
+        buffer: spans each exporter's channel holds before ``policy="drop"``
+            drops them (for that exporter).
         batch_size: most spans per ``export`` call.
         flush_interval: seconds a batch waits for more spans before it is exported.
         policy: ``"drop"`` (default) drops and counts a span when the buffer is
@@ -301,7 +378,9 @@ async def collect(
             (``buffer`` is ignored), so memory grows while exporters lag. Use it
             in tests and audits. ``"block"`` is its deprecated old name.
         drain_timeout: seconds the exit may spend exporting what is left, and
-            again closing the exporters; both shielded from cancellation.
+            again closing the exporters; both shielded from cancellation. The
+            exit takes at most twice this, unless an exporter waits on a
+            worker thread it cannot abandon (see the module's documentation).
 
     The body's own exception (or cancellation) propagates unchanged. Exporter
     errors never do: see :attr:`Collector.stats`.
@@ -326,15 +405,14 @@ async def collect(
         policy=policy,
         drain_timeout=drain_timeout,
     )
-    capacity = math.inf if policy == "unbounded" else buffer
-    send, receive = trio.open_memory_channel[Span](capacity)
-    collector._send = send
     collector._token = trio.lowlevel.current_trio_token()
+    collector._open = True
     body_exc: BaseException | None = None
     reraise: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(collector._drain, receive)
+            for lane in collector._lanes:
+                nursery.start_soon(collector._drain, lane)
             try:
                 with send_spans_to(collector):
                     yield collector

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import IO, Any
 
 import structlog
 import trio
@@ -42,29 +43,60 @@ class InMemoryExporter:
         self.spans.clear()
 
 
-class _AsyncTextFile(Protocol):
-    async def write(self, text: str, /) -> int: ...
-    async def flush(self) -> None: ...
-    async def aclose(self) -> None: ...
-
-
 class JsonlExporter:
     """Appends one JSON object per span and line to a file.
 
     The file is opened lazily at the first batch: truncated then (unless
     ``append=True``), appended to when the exporter is reused after
-    :meth:`aclose`. Writes run in a worker thread through ``trio.open_file``,
-    so the drain task never blocks the event loop. Read the file back with
-    :func:`read_jsonl`.
+    :meth:`aclose`. Opening, writing and closing run in a worker thread, so
+    the drain task never blocks the event loop, and the thread is abandoned
+    when the drain task is cancelled (``abandon_on_cancel=True``): a file that
+    hangs (a stalled network mount, a FIFO nobody reads) cannot hold the exit
+    of :func:`~trio_dspy.telemetry.collect` past its deadline. An abandoned
+    write finishes in the background, and the file is closed after it. One
+    lock orders the threads, so lines never interleave. Read the file back
+    with :func:`read_jsonl`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
         self.path = trio.Path(path)
         self._append = append
-        self._file: _AsyncTextFile | None = None
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()  # held by whichever thread uses the file
+        self._count_lock = threading.Lock()  # guards _writes, held for an instant
+        self._writes = 0  # writes handed to a thread and not yet returned
 
     def __repr__(self) -> str:
         return f"<JsonlExporter path={str(self.path)!r}>"
+
+    def _write(self, text: str, job: list[bool]) -> None:
+        """Open if needed, write and flush (in a worker thread, under the lock).
+
+        ``job`` is ``[started, given_up]``, shared with :meth:`export` under
+        the count lock, so exactly one side counts this write as finished.
+        """
+        with self._count_lock:
+            if job[1]:
+                return
+            job[0] = True
+        try:
+            with self._lock:
+                file = self._file
+                if file is None:
+                    mode = "a" if self._append else "w"
+                    file = self._file = open(self.path, mode, encoding="utf-8")  # noqa: SIM115
+                    self._append = True
+                file.write(text)
+                file.flush()
+        finally:
+            with self._count_lock:
+                self._writes -= 1
+
+    def _close(self) -> None:
+        with self._lock:
+            file, self._file = self._file, None
+            if file is not None:
+                file.close()
 
     async def export(self, spans: Sequence[Span]) -> None:
         """Write ``spans`` as JSON lines and flush.
@@ -72,27 +104,35 @@ class JsonlExporter:
         Raises:
             OSError: the file cannot be opened or written.
         """
-        if self._file is None:
-            # The wrapper runs each call in a worker thread of the *current*
-            # trio.run, so one opened file also serves a later run.
-            mode = "a" if self._append else "w"
-            self._file = await trio.open_file(self.path, mode, encoding="utf-8")
-            self._append = True
         text = "".join(
             json.dumps(span_to_dict(span), ensure_ascii=False, default=str) + "\n" for span in spans
         )
-        await self._file.write(text)
-        await self._file.flush()
+        job = [False, False]
+        with self._count_lock:
+            self._writes += 1
+        try:
+            await trio.to_thread.run_sync(self._write, text, job, abandon_on_cancel=True)
+        finally:
+            with self._count_lock:
+                if not job[0]:  # cancelled before the thread began: it never will
+                    job[1] = True
+                    self._writes -= 1
 
     async def aclose(self) -> None:
         """Close the file (reopened, appending, on the next export).
 
+        If an abandoned write has not returned yet, a daemon thread closes
+        the file after it, and this returns at once.
+
         Raises:
             OSError: closing failed (the data was already flushed).
         """
-        file, self._file = self._file, None
-        if file is not None:
-            await file.aclose()
+        with self._count_lock:
+            writing = self._writes > 0
+        if writing:
+            threading.Thread(target=self._close, name="JsonlExporter close", daemon=True).start()
+            return
+        await trio.to_thread.run_sync(self._close, abandon_on_cancel=True)
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Span]:
