@@ -14,6 +14,9 @@ Ctrl-C and prints its base URL on the first line of standard output.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -24,9 +27,58 @@ import trio
 from .testing.sim_config import Fault, Latency, SimConfig
 from .testing.sim_server import SimServer, serve_sim
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main", "sim_config_from_args"]
+__all__ = [
+    "SUBCOMMANDS",
+    "HelpFormatter",
+    "build_parser",
+    "exit_quietly_on_broken_pipe",
+    "main",
+    "plain_text",
+    "sim_config_from_args",
+]
 
 Subparsers = Any  # argparse's _SubParsersAction is private
+
+# What a process killed by SIGPIPE reports in a shell (128 + 13).
+BROKEN_PIPE_EXIT = 141
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' paragraphs and shows each option's default.
+
+    Unlike ``argparse.ArgumentDefaultsHelpFormatter`` it says nothing of a
+    default that is ``None``, ``False`` or empty (an option that is off).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "(default" in text
+            or not action.option_strings
+            or default in (None, False, [], argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def plain_text(doc: str | None) -> str:
+    """A docstring as terminal text: RST and markdown markup (``code``, **bold**) removed."""
+    text = doc or ""
+    text = re.sub(r"``(.+?)``", r"\1", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.strip()
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio_dspy")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        from . import __version__
+
+        return __version__
 
 
 # ---------------------------------------------------------------- serve-sim
@@ -37,16 +89,17 @@ def add_serve_sim(subparsers: Subparsers) -> None:
         help="run the simulated OpenAI-compatible server",
         description="Serve /v1/chat/completions, /v1/messages and /v1/models on loopback "
         "until Ctrl-C. The first line printed is the base URL to give an OpenAI client.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=0, help="port to bind (0: a free one)")
     p.add_argument(
         "--latency",
         type=_latency,
-        default=Latency.constant(0.0),
-        help="SECONDS, uniform:LO,HI or lognormal:MEDIAN,SIGMA (default 0)",
+        default="0",
+        help="SECONDS, uniform:LO,HI or lognormal:MEDIAN,SIGMA",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of all randomness (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of all randomness")
     p.add_argument(
         "--fault",
         type=_fault,
@@ -145,8 +198,8 @@ def add_demo(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help="serve the coffee-shop customers sequentially, then concurrently",
-        description=runner.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain_text(runner.__doc__),
+        formatter_class=HelpFormatter,
     )
     runner.add_arguments(p)
     p.set_defaults(run=runner.run_from_args)
@@ -159,8 +212,8 @@ def add_bench(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
         help="measure sequential vs nursery vs nursery-with-limit over real HTTP",
-        description=bench.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain_text(bench.__doc__),
+        formatter_class=HelpFormatter,
     )
     bench.add_arguments(p)
     p.set_defaults(run=bench.run_from_args)
@@ -175,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trio-dspy",
         description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)
@@ -193,7 +247,37 @@ def main(argv: list[str] | None = None) -> int:
     if run is None:
         parser.print_help(sys.stderr)
         return 2
-    return run(args)
+    return exit_quietly_on_broken_pipe(run, args)
+
+
+def exit_quietly_on_broken_pipe(
+    run: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    """``run(args)``, except that a closed standard output (``| head``) ends it quietly.
+
+    A reader that stops early closes the pipe; the next write raises
+    ``BrokenPipeError`` (inside an ``ExceptionGroup`` when it happens in a
+    trio task). Like other command-line tools, exit with 141 (as if killed
+    by SIGPIPE) and no traceback; standard output is pointed at devnull so
+    the interpreter's final flush does not fail again.
+    """
+    try:
+        code = run(args)
+        sys.stdout.flush()
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        if not _only_broken_pipes(exc):
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
+    return code
+
+
+def _only_broken_pipes(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_broken_pipes(inner) for inner in exc.exceptions)
+    return isinstance(exc, BrokenPipeError)
 
 
 if __name__ == "__main__":  # pragma: no cover
