@@ -16,7 +16,7 @@ from trio_dspy.demo.story import customers
 async def test_demo_serves_every_customer_both_ways_and_writes_spans(tmp_path: Path) -> None:
     out = io.StringIO()
     spans = tmp_path / "spans.jsonl"
-    numbers = await run_demo(count=6, time_scale=0.0, spans=spans, out=out)
+    numbers = await run_demo(count=6, time_scale=0.0, spans=spans, out=out, width=300)
     text = out.getvalue()
     assert text.count("MakeDrink(large iced latte") == 2  # once per pass
     assert text.count("RefundOrder(A17, $5.25)") == 2

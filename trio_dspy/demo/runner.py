@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import sys
+import textwrap
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -102,24 +104,63 @@ async def concurrent(
     return [s for s in served if s is not None], trio.current_time() - start
 
 
-def _cut(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+# "#", mood, latency and the gaps between the six columns take this much;
+# customer, action and reply share the rest and wrap, never narrower than 12.
+_FIXED_WIDTH = 2 + 7 + 8 + 5 * 2
+_MIN_COLUMN = 12
 
 
-def print_table(title: str, served: list[Served], total: float, out: Any = sys.stdout) -> None:
-    """The per-customer table of one pass."""
+def table_width() -> int:
+    """The terminal's width (``COLUMNS``, or 100 when it is not a terminal), at least 60."""
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _column_widths(texts: list[list[str]], width: int) -> list[int]:
+    """Each column as wide as its longest cell, the widest narrowed first to fit ``width``."""
+    widths = [max(len(" ".join(t.split())) for t in column) for column in texts]
+    room = width - _FIXED_WIDTH
+    while sum(widths) > room and max(widths) > _MIN_COLUMN:
+        widths[widths.index(max(widths))] -= 1
+    return widths
+
+
+def print_table(
+    title: str, served: list[Served], total: float, out: Any = sys.stdout, width: int = 100
+) -> None:
+    """The per-customer table of one pass, ``width`` columns wide; long cells wrap."""
+    columns = [
+        ["customer", *(s.customer.request for s in served)],
+        ["action", *(s.action for s in served)],
+        ["reply", *(s.reply for s in served)],
+    ]
+    customer_w, action_w, reply_w = _column_widths(columns, width)
     print(f"\n{title}", file=out)
-    header = f"{'#':>2}  {'customer':30}  {'mood':7}  {'action':34}  {'reply':40}  {'latency':>8}"
-    print(header, file=out)
+    header = (
+        f"{'#':>2}  {'customer':{customer_w}}  {'mood':7}  {'action':{action_w}}  "
+        f"{'reply':{reply_w}}  {'latency':>8}"
+    )
+    print(header.rstrip(), file=out)
     print("-" * len(header), file=out)
     for i, s in enumerate(served, start=1):
-        print(
-            f"{i:>2}  {_cut(s.customer.request, 30):30}  {s.customer.mood.value:7}  "
-            f"{_cut(s.action, 34):34}  {_cut(s.reply, 40):40}  {s.latency:>7.2f}s",
-            file=out,
-        )
+        cells = [
+            _wrap(s.customer.request, customer_w),
+            _wrap(s.action, action_w),
+            _wrap(s.reply, reply_w),
+        ]
+        for line in range(max(len(c) for c in cells)):
+            customer, action, reply = (c[line] if line < len(c) else "" for c in cells)
+            first = line == 0
+            row = (
+                f"{i if first else '':>2}  {customer:{customer_w}}  "
+                f"{s.customer.mood.value if first else '':7}  {action:{action_w}}  "
+                f"{reply:{reply_w}}  " + (f"{s.latency:>7.2f}s" if first else "")
+            )
+            print(row.rstrip(), file=out)
     print(f"{'total':>{len(header) - 10}}  {total:>7.2f}s", file=out)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width) or [""]
 
 
 async def run_demo(
@@ -128,16 +169,21 @@ async def run_demo(
     time_scale: float = 0.1,
     model: str | None = None,
     base_url: str | None = None,
-    spans: Path = Path("trio-dspy-demo-spans.jsonl"),
+    spans: Path | None = None,
     customer_timeout: float | None = None,
     out: Any = sys.stdout,
+    width: int | None = None,
 ) -> dict[str, float]:
     """Run both passes and print the tables, totals and speedup.
+
+    ``spans``: a JSONL file to write every span to (none by default).
+    ``width``: of the tables (default: the terminal's, see :func:`table_width`).
 
     Returns the measured numbers (``sequential``, ``concurrent``, ``speedup``,
     ``slowest``).
     """
     people = customers(count)
+    columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
         if model is None:
             config = SimConfig(script=script(people, time_scale), seed=1)
@@ -148,25 +194,31 @@ async def run_demo(
             lm = td.LM(model, base_url=base_url)
             where = f"{model}" + (f" at {base_url}" if base_url else "")
         await stack.enter_async_context(lm)
-        collector = await stack.enter_async_context(collect(JsonlExporter(spans)))
-        print(f"Serving {len(people)} customers with {where}", file=out)
+        exporters = [JsonlExporter(spans)] if spans is not None else []
+        collector = await stack.enter_async_context(collect(*exporters))
+        print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
         with td.context(lm=lm):
             seq, seq_total = await sequential(people, customer_timeout)
-            print_table("Sequential: one customer after another", seq, seq_total, out)
+            title = "Sequential: one customer after another"
+            print_table(title, seq, seq_total, out, columns)
             conc, conc_total = await concurrent(people, customer_timeout)
-            print_table(
-                "Concurrent: every customer a child task of one nursery", conc, conc_total, out
-            )
+            title = "Concurrent: every customer a child task of one nursery"
+            print_table(title, conc, conc_total, out, columns)
     slowest = max(s.latency for s in seq)
     speedup = seq_total / conc_total if conc_total else float("inf")
-    print(
-        f"\nsequential {seq_total:.2f}s, concurrent {conc_total:.2f}s: {speedup:.1f}x faster "
+    summary = (
+        f"sequential {seq_total:.2f}s, concurrent {conc_total:.2f}s: {speedup:.1f}x faster "
         f"(slowest single customer {slowest:.2f}s; "
-        f"concurrent/slowest = {conc_total / slowest:.2f})",
-        file=out,
+        f"concurrent/slowest = {conc_total / slowest:.2f})"
     )
     stats = collector.stats
-    print(f"{stats.exported} spans written to {spans} ({stats.dropped} dropped)", file=out)
+    if spans is not None:
+        written = f"{stats.exported} spans written to {spans} ({stats.dropped} dropped)"
+    else:
+        written = f"{stats.emitted} spans recorded; --spans PATH writes them as JSONL"
+    print(file=out)
+    for paragraph in (summary, written):
+        print(textwrap.fill(paragraph, columns), file=out)
     return {
         "sequential": seq_total,
         "concurrent": conc_total,
@@ -177,19 +229,19 @@ async def run_demo(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's command-line options (shared by ``trio-dspy demo`` and the example)."""
-    parser.add_argument("--customers", type=int, default=4, help="how many customers (default 4)")
+    parser.add_argument("--customers", type=int, default=4, help="how many customers")
     parser.add_argument(
         "--time-scale",
         type=float,
         default=0.1,
-        help="scale of the story's latencies on the simulated server (default 0.1)",
+        help="scale of the story's latencies on the simulated server",
     )
     parser.add_argument(
         "--model", help="a real model, e.g. openai/gpt-4o-mini (key from the environment)"
     )
     parser.add_argument("--base-url", help="the endpoint of an OpenAI-compatible server")
     parser.add_argument(
-        "--spans", type=Path, default=Path("trio-dspy-demo-spans.jsonl"), help="JSONL span file"
+        "--spans", type=Path, metavar="PATH", help="write every span to this JSONL file"
     )
     parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
 
@@ -214,6 +266,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python examples/coffee_shop.py [options]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    from ..cli import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
+
+    parser = argparse.ArgumentParser(
+        description=plain_text(__doc__).splitlines()[0], formatter_class=HelpFormatter
+    )
     add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    return exit_quietly_on_broken_pipe(run_from_args, parser.parse_args(argv))
