@@ -140,9 +140,11 @@ def test_a_short_bench_writes_its_results_and_compares_with_dspy(
     assert "cpu per request, trio_dspy / dspy at N=2" in summary["ratios"]
     table = (out / "nursery_vs_sequential.txt").read_text()
     assert "dspy" in table and "limit=1" in table
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "nursery wall / ideal at N=2" in printed
-    assert f"wrote {out}/nursery_vs_sequential.json" in printed
+    assert f"wrote {out}/nursery_vs_sequential.json, .txt" in printed
+    assert "measured N=" not in captured.err  # progress only on a terminal
 
 
 @pytest.mark.slow

@@ -200,7 +200,8 @@ async def run_bench(
                     rows.append(await _median_of(repeat, "nursery", n, calls, None))
                     if n > limit:
                         rows.append(await _median_of(repeat, f"limit={limit}", n, calls, limit))
-                    print(f"  measured N={n}", file=sys.stderr, flush=True)
+                    if sys.stderr.isatty():  # progress for a person, not for a log file
+                        print(f"  measured N={n}", file=sys.stderr, flush=True)
     rows = _estimate_sequential(rows)
     if _is_constant(latency):
         # Every request takes the same time alone: that is the ideal wall time.
@@ -242,8 +243,13 @@ def _estimate_sequential(rows: list[Row]) -> list[Row]:
     return sorted(rows + extra, key=lambda r: (r.n, r.mode != "sequential", r.mode))
 
 
+def _number(value: float, spec: str, suffix: str = "") -> str:
+    """``value`` formatted, or "-" when there is none (not measured, nothing to compare)."""
+    return "-" if math.isnan(value) else f"{value:{spec}}{suffix}"
+
+
 def format_table(rows: list[Row], dspy_rows: list[dict[str, Any]] | None = None) -> str:
-    """The results as an aligned text table."""
+    """The results as an aligned text table ("-" where a figure does not apply)."""
     seq = {r.n: r.wall for r in rows if r.mode == "sequential"}
     lines = [
         f"{'N':>5}  {'mode':12}  {'wall s':>8}  {'speedup':>8}  {'efficiency':>10}  "
@@ -251,17 +257,20 @@ def format_table(rows: list[Row], dspy_rows: list[dict[str, Any]] | None = None)
     ]
     all_rows = [attrs.asdict(r) for r in rows] + list(dspy_rows or [])
     for r in sorted(all_rows, key=lambda r: (r["n"], r["mode"] != "sequential", r["mode"])):
-        speedup = seq.get(r["n"], math.nan) / r["wall"] if r["mode"] != "sequential" else 1.0
-        efficiency = r["ideal"] / r["wall"] if r["mode"] != "sequential" else math.nan
+        sequential = r["mode"] == "sequential"
+        speedup = 1.0 if sequential else seq.get(r["n"], math.nan) / r["wall"]
+        efficiency = math.nan if sequential else r["ideal"] / r["wall"]
         wall = f"{r['wall']:.2f}" + ("*" if r.get("estimated") else " ")
         lines.append(
-            f"{r['n']:>5}  {r['mode']:12}  {wall:>8}  {speedup:>7.1f}x  {efficiency:>10.2f}  "
-            f"{r['cpu_per_request_ms']:>10.3f}  {r['p50']:>7.3f}  {r['p99']:>7.3f}  "
-            f"{r['peak_rss_mb']:>7.1f}  {r['errors']:>6}"
+            f"{r['n']:>5}  {r['mode']:12}  {wall:>8}  {_number(speedup, '.1f', 'x'):>8}  "
+            f"{_number(efficiency, '.2f'):>10}  {_number(r['cpu_per_request_ms'], '.3f'):>10}  "
+            f"{_number(r['p50'], '.3f'):>7}  {_number(r['p99'], '.3f'):>7}  "
+            f"{_number(r['peak_rss_mb'], '.1f'):>7}  {r['errors']:>6}"
         )
-    lines.append(
-        "* estimated: N x the per-request wall time of the largest measured sequential run"
-    )
+    if any(r.get("estimated") for r in all_rows):
+        lines.append(
+            "* estimated: N x the per-request wall time of the largest measured sequential run"
+        )
     return "\n".join(lines)
 
 
@@ -339,12 +348,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transport",
         choices=("h11", "httpcore"),
         default="h11",
-        help="the HTTP transport under the LM: ours (default) or httpx's own pool",
+        help="the HTTP transport under the LM: ours (h11) or httpx's own pool (httpcore)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument("--compare-dspy", action="store_true", help="also run DSPy's acall")
     parser.add_argument(
-        "--dspy-python", default=sys.executable, help="a Python with dspy installed"
+        "--dspy-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="a Python with dspy installed (default: this one)",
     )
 
 
@@ -382,7 +394,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     (args.out / "nursery_vs_sequential.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "nursery_vs_sequential.txt").write_text(table + "\n")
     drew = plot(rows, dspy_rows, args.out / "nursery_vs_sequential.png")
-    print(f"\nwrote {args.out}/nursery_vs_sequential.json" + (" and .png" if drew else ""))
+    written = "nursery_vs_sequential.json, .txt" + (" and .png" if drew else "")
+    print(f"\nwrote {args.out}/{written}")
+    if not drew:
+        print("no PNG: matplotlib is missing (install trio_dspy[plot] for a PNG)")
     for key, value in summary.get("ratios", {}).items():
         print(f"{key}: {value:.3f}")
     print(f"benchmark took {summary['seconds']:.0f}s")
@@ -408,6 +423,10 @@ def _ratios(rows: list[Row], dspy_rows: list[dict[str, Any]], summary: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/nursery_vs_sequential.py [options]``."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    from ..cli import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
+
+    parser = argparse.ArgumentParser(
+        description=plain_text(__doc__).splitlines()[0], formatter_class=HelpFormatter
+    )
     add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    return exit_quietly_on_broken_pipe(run_from_args, parser.parse_args(argv))
