@@ -55,9 +55,9 @@ PROGRAM = textwrap.dedent(
             super().__init__()
             self.handle = td.ChainOfThought(HandleCustomer)
 
-        async def forward(self, **inputs: object) -> td.Prediction:
-            pred: td.Prediction = await self.handle(**inputs)
-            return pred
+        # A typed forward, as the README writes it, and a typed call result.
+        async def forward(self, request: str, mood: Mood) -> td.Prediction:
+            return await self.handle(request=request, mood=mood)
 
 
     async def main() -> float:
