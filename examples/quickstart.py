@@ -1,4 +1,4 @@
-"""A typed signature, two adapters and four concurrent calls, with a scripted model.
+"""A typed signature and two adapters, each serving two concurrent calls, with a scripted model.
 
 Run: python examples/quickstart.py
 """
