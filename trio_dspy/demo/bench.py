@@ -41,6 +41,8 @@ import trio
 
 import trio_dspy as td
 
+from .terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
+
 __all__ = ["main", "run_bench"]
 
 SIZES = (1, 4, 16, 64, 256, 1024)
@@ -423,8 +425,6 @@ def _ratios(rows: list[Row], dspy_rows: list[dict[str, Any]], summary: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/nursery_vs_sequential.py [options]``."""
-    from ..cli import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
-
     parser = argparse.ArgumentParser(
         description=plain_text(__doc__).splitlines()[0], formatter_class=HelpFormatter
     )

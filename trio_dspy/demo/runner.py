@@ -28,6 +28,7 @@ from ..telemetry import JsonlExporter, collect
 from ..testing import SimConfig, serve_sim
 from .coffee_shop import CoffeeShopAgent, CustomerMood
 from .story import Customer, customers, script
+from .terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
 
 __all__ = ["main", "run_demo"]
 
@@ -266,8 +267,6 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python examples/coffee_shop.py [options]``."""
-    from ..cli import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
-
     parser = argparse.ArgumentParser(
         description=plain_text(__doc__).splitlines()[0], formatter_class=HelpFormatter
     )
