@@ -60,3 +60,26 @@ def test_a_configured_structlog_chain_processes_the_events(
     with structlog.testing.capture_logs() as logs:
         get_logger("trio_dspy.test").info("through.app", n=3)
     assert logs == [{"event": "through.app", "n": 3, "log_level": "info"}]
+
+
+async def test_a_failing_exporter_is_reported_through_logging_only(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from trio_dspy.telemetry import collect, start_span
+
+    class Broken:
+        async def export(self, spans: object) -> None:
+            raise OSError("disk full")
+
+        async def aclose(self) -> None:
+            pass
+
+    caplog.set_level(logging.WARNING, logger="trio_dspy")
+    async with collect(Broken()) as collector:
+        with start_span("work"):
+            pass
+    assert collector.stats.export_failures == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    warnings = [r for r in caplog.records if r.name.startswith("trio_dspy.telemetry")]
+    assert warnings and "disk full" in warnings[0].getMessage()

@@ -38,14 +38,14 @@ from contextlib import asynccontextmanager
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
-import structlog
 import trio
 
+from ..logs import get_logger
 from .span import Span, detach_from_tracing, send_spans_to
 
 __all__ = ["Collector", "CollectorStats", "Exporter", "ExporterStats", "collect"]
 
-_log = structlog.get_logger("trio_dspy.telemetry")
+_log = get_logger(__name__)
 
 
 @runtime_checkable

@@ -24,16 +24,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import structlog
 import trio
 
 from ..http.client import redact_url
 from ..http.headers import parse_retry_after
+from ..logs import get_logger
 from .span import Span, StatusCode
 
 __all__ = ["OtlpExportError", "OtlpHttpExporter", "encode_spans"]
 
-_log = structlog.get_logger("trio_dspy.telemetry")
+_log = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
