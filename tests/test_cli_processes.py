@@ -62,11 +62,6 @@ def test_serve_sim_serves_until_sigterm_then_prints_its_counters(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the bind error reaches run_serve_sim inside trio's ExceptionGroup, "
-    "so `except OSError` misses it and a traceback is printed instead",
-)
 def test_serve_sim_on_a_busy_port_says_so_and_fails() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

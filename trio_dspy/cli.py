@@ -145,11 +145,15 @@ def run_serve_sim(args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()
                     break
 
+    failed: list[BaseException] = []
     try:
         trio.run(serve)
-    except OSError as exc:
+    except* OSError as group:
+        # The bind fails inside the server's nursery, so it arrives grouped.
+        failed.extend(group.exceptions)
+    if failed:
         where = f"{args.host}:{args.port}"
-        print(f"trio-dspy serve-sim: cannot listen on {where}: {exc}", file=sys.stderr)
+        print(f"trio-dspy serve-sim: cannot listen on {where}: {failed[0]}", file=sys.stderr)
         return 1
     if holder:
         print(f"served: {holder[0].stats}", file=sys.stderr)
