@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from .errors import StructuringError, TrioDSPyError
 from .primitives import Example
+from .types import structure
 
 __all__ = ["load_csv", "load_jsonl", "shuffle", "split"]
 
@@ -128,8 +129,6 @@ def _example(
     if missing:
         raise TrioDSPyError(f"{where}: missing input field(s) {', '.join(missing)}")
     if types:
-        from .types import structure
-
         for key, annotation in types.items():
             if key in record:
                 try:

@@ -20,6 +20,7 @@ import trio
 
 from ..checkpoint import entered
 from ..errors import TrioDSPyError
+from ..modules.module import Module
 from ..primitives import Example
 from .result import EvaluationResult
 
@@ -80,8 +81,6 @@ async def call_metric(metric: Metric, example: Example, prediction: Any, trace: 
         TypeError: the metric returned something that is not a number or bool.
         Exception: whatever the metric raised.
     """
-    from ..modules.module import Module
-
     if isinstance(metric, Module):
         value: Any = await metric(example=example, pred=prediction, trace=trace)
     elif _takes_trace(metric):

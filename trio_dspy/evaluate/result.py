@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from ..primitives import Example, Prediction
+from ..types import unstructure
 
 __all__ = ["EvaluationResult", "Row"]
 
@@ -168,8 +169,6 @@ def _error_text(exc: BaseException) -> str:
 
 def _jsonable(value: Any) -> Any:
     """``value`` as JSON-ready data: records and enums unstructured, the rest as text."""
-    from ..types import unstructure
-
     try:
         data = unstructure(value)
         json.dumps(data)
