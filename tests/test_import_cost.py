@@ -15,6 +15,10 @@ ON_FIRST_USE = (
     "trio_dspy.evaluate",
     "trio_dspy.optimizers",
     "trio_dspy.datasets",
+    "trio_dspy.lm.client",
+    "trio_dspy.telemetry.otlp",
+    "httpx",
+    "h11",
 )
 
 
@@ -66,3 +70,15 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         td.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
     with pytest.raises(ImportError):
         exec("from trio_dspy import no_such_thing")
+
+
+def test_the_http_clients_load_when_first_named() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "assert 'httpx' not in sys.modules\n"
+        "from trio_dspy.lm import LM\n"
+        "assert LM is td.LM and 'httpx' in sys.modules\n"
+        "from trio_dspy.telemetry import OtlpHttpExporter\n"
+        "print(OtlpHttpExporter.__module__)"
+    )
+    assert out.strip() == "trio_dspy.telemetry.otlp"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors, telemetry
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
-from .lm import LM, inspect_history
+from .lm import inspect_history
 from .lm.base import BaseLM
 from .messages import LMRequest, LMResponse, Message
 from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 # testing`` work as for any other name. name -> (module, attribute or None).
 _LAZY: dict[str, tuple[str, str | None]] = {
     "testing": (".testing", None),
+    "LM": (".lm", "LM"),
     "datasets": (".datasets", None),
     "evaluate": (".evaluate", None),
     "optimizers": (".optimizers", None),
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     # make every misspelt ``td.<name>`` an ``Any``.
     from . import datasets, evaluate, optimizers, testing
     from .evaluate import Evaluate, EvaluationResult
+    from .lm import LM
     from .optimizers import (
         COPRO,
         BootstrapFewShot,

@@ -6,15 +6,48 @@ exchanges (:class:`Message`, :class:`LMRequest`, ...) are defined in
 :mod:`trio_dspy.messages` and re-exported here.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
-from .anthropic import AnthropicLM
 from .base import BaseLM, HistoryEntry
-from .cache import Cache, DiskCache, MemoryCache
-from .client import LM, known_providers, register_provider
 from .history import format_history, inspect_history
-from .limits import Limits
-from .openai import OpenAILM
-from .retry import Backoff
+
+# The HTTP clients (httpx, h11, the transport, retries, limits, cache) load on
+# first use: a program that only defines signatures and modules, or runs on
+# DummyLM, does not pay for them. name -> submodule.
+_LAZY = {
+    "AnthropicLM": ".anthropic",
+    "Cache": ".cache",
+    "DiskCache": ".cache",
+    "MemoryCache": ".cache",
+    "LM": ".client",
+    "known_providers": ".client",
+    "register_provider": ".client",
+    "Limits": ".limits",
+    "OpenAILM": ".openai",
+    "Backoff": ".retry",
+}
+
+if TYPE_CHECKING:
+    from .anthropic import AnthropicLM
+    from .cache import Cache, DiskCache, MemoryCache
+    from .client import LM, known_providers, register_provider
+    from .limits import Limits
+    from .openai import OpenAILM
+    from .retry import Backoff
+else:
+
+    def __getattr__(name: str) -> Any:
+        try:
+            module = _LAZY[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        import importlib
+
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
 
 __all__ = [
     "LM",

@@ -13,11 +13,12 @@ Spans record only while a :func:`collect` block is active; elsewhere
 and tools are in :mod:`trio_dspy.telemetry.semconv`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import semconv
 from .codec import span_from_dict, span_to_dict
 from .collector import Collector, CollectorStats, Exporter, ExporterStats, collect
 from .exporters import InMemoryExporter, JsonlExporter, StructlogExporter, read_jsonl
-from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
 from .span import (
     AttributeValue,
     Event,
@@ -58,3 +59,19 @@ __all__ = [
     "span_to_dict",
     "start_span",
 ]
+
+# The OTLP exporter brings httpx and the HTTP layer; it loads on first use.
+_OTLP = ("OtlpExportError", "OtlpHttpExporter", "encode_spans")
+
+if TYPE_CHECKING:
+    from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _OTLP:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import otlp
+
+        value = getattr(otlp, name)
+        globals()[name] = value
+        return value
