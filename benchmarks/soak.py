@@ -28,15 +28,13 @@ import argparse
 import collections
 import os
 import random
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import trio
 
 import trio_dspy as td
+from trio_dspy.demo.bench import sim_process
 
 FAULTS = (
     "rate_limit:probability=0.03,retry_after=0.02",
@@ -47,34 +45,6 @@ FAULTS = (
     "malformed:probability=0.02",
     "truncate:probability=0.02",
 )
-
-
-@asynccontextmanager
-async def sim_process(latency: str, faults: tuple[str, ...], seed: int) -> AsyncIterator[str]:
-    """``trio-dspy serve-sim`` in a child process, on loopback; yields its base URL."""
-    cmd = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--host", "127.0.0.1"]
-    cmd += ["--port", "0", "--latency", latency, "--seed", str(seed)]
-    for fault in faults:
-        cmd += ["--fault", fault]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with trio.fail_after(30):
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some(1)
-                if not chunk:
-                    raise RuntimeError("the simulated server exited before printing its URL")
-                line += chunk
-        yield line.decode().strip()
-    finally:
-        proc.terminate()
-        with trio.move_on_after(5):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-        if proc.stdout is not None:
-            await proc.stdout.aclose()
 
 
 def open_fds() -> tuple[int, int]:
@@ -113,7 +83,7 @@ async def soak(args: argparse.Namespace) -> int:
     tally = Tally()
     rss: list[float] = []
     predict = td.Predict("question -> answer")
-    async with sim_process(args.latency, FAULTS, args.seed) as base_url:
+    async with sim_process(args.latency, args.seed, FAULTS, quiet=True) as base_url:
         sockets_before, fds_before = open_fds()
         lm = td.LM(
             "openai/sim-model",

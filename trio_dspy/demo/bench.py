@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,11 +80,19 @@ def _peak_rss_mb() -> float:
 
 
 @asynccontextmanager
-async def sim_process(latency: str, seed: int = 1) -> Any:
-    """Run ``trio-dspy serve-sim`` in a child process; yield its base URL."""
-    cmd = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--port", "0"]
-    cmd += ["--latency", latency, "--seed", str(seed)]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+async def sim_process(
+    latency: str, seed: int = 1, faults: Sequence[str] = (), *, quiet: bool = False
+) -> Any:
+    """Run ``trio-dspy serve-sim`` on loopback in a child process; yield its base URL.
+
+    ``faults`` are ``--fault`` rules; ``quiet`` discards the server's stderr.
+    """
+    cmd = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--host", "127.0.0.1"]
+    cmd += ["--port", "0", "--latency", latency, "--seed", str(seed)]
+    for fault in faults:
+        cmd += ["--fault", fault]
+    stderr = subprocess.DEVNULL if quiet else None
+    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert proc.stdout is not None
         line = b""
