@@ -19,6 +19,7 @@ _LAZY = {
     "AnthropicLM": ".anthropic",
     "Cache": ".cache",
     "DiskCache": ".cache",
+    "FallbackLM": ".fallback",
     "MemoryCache": ".cache",
     "LM": ".client",
     "known_providers": ".client",
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .anthropic import AnthropicLM
     from .cache import Cache, DiskCache, MemoryCache
     from .client import LM, known_providers, register_provider
+    from .fallback import FallbackLM
     from .limits import Limits
     from .openai import OpenAILM
     from .retry import Backoff
@@ -56,6 +58,7 @@ __all__ = [
     "BaseLM",
     "Cache",
     "DiskCache",
+    "FallbackLM",
     "HistoryEntry",
     "LMRequest",
     "LMResponse",
