@@ -192,6 +192,18 @@ async def test_hedging_waits_for_the_last_model_once_all_have_started(
     assert len(second.started) == 1
 
 
+async def test_a_failing_hedge_leaves_the_earlier_attempt_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    first = Scripted("first", latency=10.0)
+    second = Scripted("second", latency=0.5, error=LMServerError("down", status_code=500))
+    t0 = trio.current_time()
+    response = await FallbackLM(first, second, hedge_after=1.0).send(REQUEST)
+    assert response.text == "first"
+    assert trio.current_time() - t0 == pytest.approx(10.0)
+    assert (first.completed, second.completed) == (1, 1)
+
+
 async def test_usage_counts_each_attempt_exactly_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
