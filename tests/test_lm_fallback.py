@@ -267,6 +267,17 @@ async def test_cancelling_the_call_cancels_every_attempt(
     assert lm.history == type(lm.history)()
 
 
+async def test_predict_runs_on_a_fallback_model(autojump_clock: trio.testing.MockClock) -> None:
+    def down(request: LMRequest) -> str:
+        raise LMServerError("down", status_code=503)
+
+    backup = DummyLM([{"answer": "4"}])
+    with td.context(lm=FallbackLM(DummyLM(down), backup)):
+        prediction = await td.Predict("question -> answer")(question="2 + 2?")
+    assert prediction.answer == "4"
+    assert len(backup.requests) == 1
+
+
 def test_names_tools_and_arguments() -> None:
     a = DummyLM(["x"], model="a", supports_tools=True)
     b = DummyLM(["x"], model="b", supports_tools=True)
