@@ -11,8 +11,20 @@ from .concurrency import RequestScope, as_completed, current_request, gather, re
 from .lm import inspect_history
 from .lm.base import BaseLM
 from .messages import LMRequest, LMResponse, Message
-from .modules import ChainOfThought, Module, Predict, ReAct, Tool, Trajectory
+from .modules import (
+    BestOfN,
+    ChainOfThought,
+    Module,
+    MultiChainComparison,
+    Predict,
+    ReAct,
+    Refine,
+    Tool,
+    Trajectory,
+    majority,
+)
 from .primitives import Example, Prediction, Usage
+from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
 from .usage import track_usage
@@ -70,6 +82,7 @@ __all__ = [
     "LM",
     "Adapter",
     "BaseLM",
+    "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "ChainOfThought",
@@ -84,10 +97,12 @@ __all__ = [
     "LabeledFewShot",
     "Message",
     "Module",
+    "MultiChainComparison",
     "OutputField",
     "Predict",
     "Prediction",
     "ReAct",
+    "Refine",
     "RequestScope",
     "Settings",
     "Signature",
@@ -103,9 +118,11 @@ __all__ = [
     "evaluate",
     "gather",
     "inspect_history",
+    "majority",
     "make_signature",
     "optimizers",
     "request_scope",
+    "run",
     "telemetry",
     "testing",
     "track_usage",
