@@ -38,6 +38,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str | None]] = {
     "testing": (".testing", None),
     "LM": (".lm", "LM"),
+    "FallbackLM": (".lm", "FallbackLM"),
     "datasets": (".datasets", None),
     "evaluate": (".evaluate", None),
     "optimizers": (".optimizers", None),
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     # make every misspelt ``td.<name>`` an ``Any``.
     from . import datasets, evaluate, optimizers, testing
     from .evaluate import Evaluate, EvaluationResult
-    from .lm import LM
+    from .lm import LM, FallbackLM
     from .optimizers import (
         COPRO,
         BootstrapFewShot,
@@ -90,6 +91,7 @@ __all__ = [
     "Evaluate",
     "EvaluationResult",
     "Example",
+    "FallbackLM",
     "InputField",
     "JSONAdapter",
     "LMRequest",
