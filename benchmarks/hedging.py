@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
 import trio
 
 import trio_dspy as td
+from trio_dspy.demo.bench import url_process
 from trio_dspy.lm import BaseLM, FallbackLM, LMRequest, LMResponse, Message
 
 TAIL_SHARE = 0.01
@@ -62,27 +62,10 @@ async def serve(median: float, seed: int) -> None:
         await trio.sleep_forever()
 
 
-@asynccontextmanager
-async def server_process(median: float, seed: int) -> AsyncIterator[str]:
-    """Start this script with ``--serve`` in a child process; yield its base URL."""
+def server_process(median: float, seed: int) -> AbstractAsyncContextManager[str]:
+    """Start this script with ``--serve`` in a child process; yields its base URL."""
     cmd = [sys.executable, __file__, "--serve", "--median", str(median), "--seed", str(seed)]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with trio.fail_after(30):
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some(1)
-                if not chunk:
-                    raise RuntimeError("the simulated server exited before printing its URL")
-                line += chunk
-        yield line.decode().strip()
-    finally:
-        proc.terminate()
-        with trio.move_on_after(5):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
+    return url_process(cmd)
 
 
 class Counted(BaseLM):

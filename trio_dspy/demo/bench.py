@@ -91,8 +91,22 @@ async def sim_process(
     cmd += ["--port", "0", "--latency", latency, "--seed", str(seed)]
     for fault in faults:
         cmd += ["--fault", fault]
+    async with url_process(cmd, quiet=quiet) as base_url:
+        yield base_url
+
+
+@asynccontextmanager
+async def url_process(cmd: Sequence[str], *, quiet: bool = False) -> Any:
+    """Run ``cmd``, a server that prints its base URL first; yield that URL.
+
+    The process is terminated (killed after 5 s) when the block ends.
+
+    Raises:
+        RuntimeError: the process exited before printing a line.
+        trio.TooSlowError: no line within 30 s.
+    """
     stderr = subprocess.DEVNULL if quiet else None
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=stderr)
+    proc = await trio.lowlevel.open_process(list(cmd), stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert proc.stdout is not None
         line = b""
