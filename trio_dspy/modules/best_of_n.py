@@ -71,7 +71,25 @@ def _check_args(n: int, fail_count: int | None) -> int:
     return fail_count
 
 
-class BestOfN(Module):
+class _Attempts(Module):
+    """What BestOfN and Refine share: the module, how many attempts, the reward."""
+
+    def __init__(
+        self,
+        module: Module,
+        N: int,
+        reward_fn: RewardFn,
+        threshold: float,
+        fail_count: int | None = None,
+    ) -> None:
+        self.fail_count = _check_args(N, fail_count)
+        self.module = module
+        self.N = N
+        self.reward_fn = reward_fn
+        self.threshold = threshold
+
+
+class BestOfN(_Attempts):
     """Run ``module`` ``N`` times concurrently; return the first answer that passes.
 
     ::
@@ -104,20 +122,6 @@ class BestOfN(Module):
     Raises:
         ValueError: ``N`` or ``fail_count`` is below 1 (from the constructor).
     """
-
-    def __init__(
-        self,
-        module: Module,
-        N: int,
-        reward_fn: RewardFn,
-        threshold: float,
-        fail_count: int | None = None,
-    ) -> None:
-        self.fail_count = _check_args(N, fail_count)
-        self.module = module
-        self.N = N
-        self.reward_fn = reward_fn
-        self.threshold = threshold
 
     async def forward(self, **inputs: Any) -> Prediction:
         """Run the attempts and return the winning (or best) prediction.
@@ -161,7 +165,7 @@ class BestOfN(Module):
         return max(scored, key=lambda s: (s[0], -s[1]))[2]
 
 
-class Refine(Module):
+class Refine(_Attempts):
     """Run ``module`` up to ``N`` times in turn, telling each attempt how the last fell short.
 
     ::
@@ -193,20 +197,6 @@ class Refine(Module):
     Raises:
         ValueError: ``N`` or ``fail_count`` is below 1 (from the constructor).
     """
-
-    def __init__(
-        self,
-        module: Module,
-        N: int,
-        reward_fn: RewardFn,
-        threshold: float,
-        fail_count: int | None = None,
-    ) -> None:
-        self.fail_count = _check_args(N, fail_count)
-        self.module = module
-        self.N = N
-        self.reward_fn = reward_fn
-        self.threshold = threshold
 
     async def forward(self, **inputs: Any) -> Prediction:
         """Run attempts until one passes; return it, or the best.
