@@ -9,7 +9,7 @@ exchanges (:class:`Message`, :class:`LMRequest`, ...) are defined in
 from typing import TYPE_CHECKING, Any
 
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
-from .base import BaseLM, HistoryEntry
+from .base import BaseLM, HistoryEntry, LMStream
 from .history import format_history, inspect_history
 
 # The HTTP clients (httpx, h11, the transport, retries, limits, cache) load on
@@ -62,6 +62,7 @@ __all__ = [
     "HistoryEntry",
     "LMRequest",
     "LMResponse",
+    "LMStream",
     "Limits",
     "MemoryCache",
     "Message",

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import trio
 
 from ..checkpoint import entered
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
@@ -36,6 +39,7 @@ __all__ = [
     "HistoryEntry",
     "LMRequest",
     "LMResponse",
+    "LMStream",
     "Message",
     "ResponseFormat",
     "ToolCall",
@@ -51,6 +55,65 @@ class HistoryEntry:
     response: LMResponse
     started_at: float  # wall clock (time.time())
     duration: float  # seconds
+
+
+class LMStream:
+    """The text of one completion as it arrives, from :meth:`BaseLM.stream`.
+
+    ``async for delta in stream`` gives the completion's text in pieces
+    (``str``, never empty) in order; their concatenation is
+    ``stream.response.text``. Once the iteration has ended, :attr:`response`
+    is the whole :class:`~trio_dspy.messages.LMResponse` (tool calls
+    assembled, usage, finish reason).
+
+    The producer feeds ``deltas`` (a bounded channel, so a slow reader slows
+    the producer rather than growing a buffer), calls :meth:`finish` with the
+    final response and then closes its end.
+    """
+
+    def __init__(self, deltas: trio.abc.ReceiveChannel[str]) -> None:
+        self._deltas = deltas
+        self._response: LMResponse | None = None
+
+    @classmethod
+    def whole(cls, response: LMResponse) -> LMStream:
+        """A stream of an already complete ``response``: its text as one piece."""
+        send, receive = trio.open_memory_channel[str](1)
+        if response.text:
+            send.send_nowait(response.text)
+        send.close()
+        stream = cls(receive)
+        stream.finish(response)
+        return stream
+
+    def finish(self, response: LMResponse) -> None:
+        """Set the final response (the producer's side; call before closing)."""
+        self._response = response
+
+    def __aiter__(self) -> LMStream:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return await self._deltas.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final response has arrived."""
+        return self._response is not None
+
+    @property
+    def response(self) -> LMResponse:
+        """The whole response, once the stream has been read to its end.
+
+        Raises:
+            RuntimeError: the stream has not finished yet.
+        """
+        if self._response is None:
+            raise RuntimeError("the stream has not finished: read it to the end first")
+        return self._response
 
 
 class BaseLM(abc.ABC):
@@ -114,6 +177,31 @@ class BaseLM(abc.ABC):
         record_usage(response.usage)
         record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
         return response
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, request: LMRequest, *, trace_content: bool = False
+    ) -> AsyncIterator[LMStream]:
+        """Call the model with ``request`` and read its completion as it arrives.
+
+        ::
+
+            async with lm.stream(request) as stream:
+                async for delta in stream:
+                    print(delta, end="")
+            response = stream.response
+
+        The call belongs to the ``async with``: leaving the block early
+        cancels it. Usage, history and the span are recorded as for
+        :meth:`request`. This default makes every model streamable: it waits
+        for the whole response and gives its text as one piece; models that
+        can stream (the HTTP :class:`~trio_dspy.lm.LM`) override it.
+
+        Raises:
+            trio_dspy.errors.LMError: the call failed (subclass says how).
+            RuntimeError: not running under ``trio.run``.
+        """
+        yield LMStream.whole(await self.request(request, trace_content=trace_content))
 
     def _request_attributes(
         self, request: LMRequest, trace_content: bool
