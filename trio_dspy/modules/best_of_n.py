@@ -345,6 +345,11 @@ class HintAdapter(Adapter):
         """The wrapped adapter's re-ask after a parse failure."""
         return self.inner.format_retry(completion, error, signature)
 
+    def structured_fallback(self) -> Adapter | None:
+        """The wrapped adapter's structured re-ask, still with the ``hint_`` input."""
+        fallback = self.inner.structured_fallback()
+        return None if fallback is None else HintAdapter(fallback, self.hint)
+
     def tool_system_prompt(self, signature: type[Signature]) -> str:
         """The wrapped adapter's tool-calling system prompt."""
         return self.inner.tool_system_prompt(signature)

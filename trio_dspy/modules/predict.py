@@ -2,8 +2,11 @@
 
 The data flow of a call: check the inputs, let the adapter format the
 request, ask the model, let the adapter parse the response into typed
-values. A completion that does not parse is shown back to the model with the
-error, up to ``max_parse_retries`` times, before ``AdapterParseError``.
+values. A completion that does not parse is re-asked, up to
+``max_parse_retries`` times, before ``AdapterParseError``: the first re-ask
+after a ``ChatAdapter`` failure is the ``JSONAdapter`` request in
+structured-output mode (the adapter's ``structured_fallback()``);
+the others show the model its error.
 """
 
 from __future__ import annotations
@@ -118,12 +121,17 @@ class Predict(Module, Predictor):
         request = adapter.format_request(
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
-        prediction = await self._ask(lm, adapter, request, settings)
+        prediction = await self._ask(lm, adapter, request, settings, inputs)
         record_trace(self, inputs, prediction)
         return prediction
 
     async def _ask(
-        self, lm: BaseLM, adapter: Adapter, request: LMRequest, settings: Settings
+        self,
+        lm: BaseLM,
+        adapter: Adapter,
+        request: LMRequest,
+        settings: Settings,
+        inputs: Mapping[str, Any],
     ) -> Prediction:
         retries = settings.max_parse_retries
         usage = Usage()
@@ -137,15 +145,32 @@ class Predict(Module, Predictor):
                 values = adapter.parse_response(self.signature, response)
             except AdapterParseError as exc:
                 exc.attempts = attempt
+                fallback = adapter.structured_fallback() if attempt <= retries else None
                 span = current_span()
                 if span is not None:
                     span.add_event(
                         "parse_error",
-                        {"attempt": attempt, "adapter": exc.adapter, "error": exc.args[0]},
+                        {
+                            "attempt": attempt,
+                            "adapter": exc.adapter,
+                            "error": exc.args[0],
+                            "next_adapter": fallback.name if fallback else None,
+                        },
                     )
                 if attempt > retries:
                     raise
-                messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                if fallback is None:
+                    messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                    continue
+                # A model that lost the text format (small models ramble past the
+                # sections) is asked afresh in structured-output mode, as DSPy's
+                # ChatAdapter falls back to its JSONAdapter. The LM steps the
+                # response_format down if the server refuses it.
+                adapter = fallback
+                request = fallback.format_request(
+                    self.signature, self.demos, inputs, params=request.params
+                )
+                messages = list(request.messages)
                 continue
             return Prediction.from_completions(values, usage)
         raise AssertionError("unreachable")  # pragma: no cover
