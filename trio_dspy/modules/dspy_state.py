@@ -124,7 +124,7 @@ def _predictor_state(
                 f"{signature.__name__}: it was saved from another signature"
             )
         loaded[name] = {"desc": "" if placeholder else desc, "prefix": prefix}
-    instructions = sig.get("instructions")
+    instructions = entry["signature"].get("instructions")
     return {
         **({"instructions": instructions} if isinstance(instructions, str) else {}),
         "fields": loaded,

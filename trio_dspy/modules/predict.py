@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,7 +22,8 @@ from ..adapters.base import Adapter
 from ..adapters.chat import ChatAdapter
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
-from ..messages import LMRequest
+from ..concurrency import gather
+from ..messages import LMRequest, LMResponse
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
@@ -62,6 +64,20 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     if missing:
         parts.append(f"missing required input field(s): {', '.join(missing)}")
     raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+
+
+def _completions_wanted(params: Mapping[str, Any], lm: BaseLM) -> int:
+    """How many completions a call asks for: ``n`` in its params or the LM's defaults.
+
+    Raises:
+        ValueError: ``n`` is not a positive integer.
+    """
+    n = params.get("n", lm.defaults.get("n"))
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (the number of completions) must be a positive integer, got {n!r}")
+    return n
 
 
 def _with_suggestion(name: str, candidates: list[str]) -> str:
@@ -121,9 +137,47 @@ class Predict(Module, Predictor):
         request = adapter.format_request(
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
-        prediction = await self._ask(lm, adapter, request, settings, inputs)
+        n = _completions_wanted(request.params, lm)
+        ask = self._ask if n == 1 else partial(self._ask_n, n)
+        completions, usage = await ask(lm, adapter, request, settings, inputs)
+        prediction = Prediction.from_completions(completions[0], usage, completions)
         record_trace(self, inputs, prediction)
         return prediction
+
+    async def _ask_n(
+        self,
+        n: int,
+        lm: BaseLM,
+        adapter: Adapter,
+        request: LMRequest,
+        settings: Settings,
+        inputs: Mapping[str, Any],
+    ) -> tuple[list[dict[str, Any]], Usage]:
+        """``n`` completions: one request where the model takes ``n``, else ``n`` at once.
+
+        Completions missing from the answer (the server ignored ``n``, or some
+        did not parse) are asked for with separate calls, all at once.
+        """
+        completions: list[dict[str, Any]] = []
+        usage = Usage()
+        if lm.supports_n:
+            completions, usage = await self._ask(lm, adapter, request, settings, inputs)
+        missing = n - len(completions)
+        if missing > 0:
+            # A provider without ``n`` (Anthropic), a server that ignored it, or
+            # completions that did not parse: the rest are separate calls, all at once, as DSPy makes them one by
+            # one; each its own rollout, so a cache does not answer them all alike.
+            single = attrs.evolve(request, params={**request.params, "n": None})
+            calls = [
+                partial(
+                    self._ask, lm, adapter, attrs.evolve(single, rollout_id=i), settings, inputs
+                )
+                for i in range(missing)
+            ]
+            for values, used in await gather(*calls):
+                completions += values
+                usage.add(used)
+        return completions[:n], usage
 
     async def _ask(
         self,
@@ -132,7 +186,7 @@ class Predict(Module, Predictor):
         request: LMRequest,
         settings: Settings,
         inputs: Mapping[str, Any],
-    ) -> Prediction:
+    ) -> tuple[list[dict[str, Any]], Usage]:
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
@@ -142,7 +196,7 @@ class Predict(Module, Predictor):
             )
             usage.add(response.usage)
             try:
-                values = adapter.parse_response(self.signature, response)
+                values = self._parse_choices(adapter, response)
             except AdapterParseError as exc:
                 exc.attempts = attempt
                 fallback = adapter.structured_fallback() if attempt <= retries else None
@@ -172,8 +226,26 @@ class Predict(Module, Predictor):
                 )
                 messages = list(request.messages)
                 continue
-            return Prediction.from_completions(values, usage)
+            return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse_choices(self, adapter: Adapter, response: LMResponse) -> list[dict[str, Any]]:
+        """The outputs of every completion in ``response`` that parses, in order.
+
+        Raises:
+            AdapterParseError: none parses (the first completion's error).
+        """
+        parsed: list[dict[str, Any]] = []
+        error: AdapterParseError | None = None
+        for choice in response.choices:
+            try:
+                parsed.append(adapter.parse_response(self.signature, choice))
+            except AdapterParseError as exc:
+                error = error or exc
+        if not parsed:
+            assert error is not None
+            raise error
+        return parsed
 
     # ---------------------------------------------------------------- saved state
     def dump_predictor_state(self) -> dict[str, Any]:
