@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -257,7 +258,7 @@ def test_hint_adapter_delegates_everything_but_the_request() -> None:
 
 
 # ------------------------------------------------------- BestOfN over HTTP
-def sim_attempt(body: dict[str, Any]) -> SimReply:
+def sim_attempt(body: Mapping[str, Any]) -> SimReply:
     """Attempt i (by its temperature) answers ``a<i>`` after ``i + 1`` seconds."""
     index = round((body["temperature"] - 1.0) / 0.001)
     return SimReply(outputs={"answer": f"a{index}"}, latency=index + 1.0)

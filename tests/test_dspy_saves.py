@@ -88,9 +88,9 @@ async def test_a_dspy_program_with_chain_of_thought_maps_predict_paths() -> None
     assert triage[0]["content"].endswith("Read the customer's mood from their words.")
     assert "[[ ## reasoning ## ]]\nThey complain." in triage[2]["content"]
     # A demo without reasoning (DSPy's labelled demos) says so, as DSPy does.
-    assert "[[ ## reasoning ## ]]\nNot supplied for this particular example." in triage[4][
-        "content"
-    ]
+    assert (
+        "[[ ## reasoning ## ]]\nNot supplied for this particular example." in triage[4]["content"]
+    )
     assert "[[ ## reply ## ]]\nComing right up!" in reply[2]["content"]
 
 

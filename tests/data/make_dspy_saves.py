@@ -13,21 +13,21 @@ from typing import Literal
 import dspy
 
 
-class QA(dspy.Signature):
+class QA(dspy.Signature):  # type: ignore[misc]
     """Answer the question in one word."""
 
     question: str = dspy.InputField(desc="a trivia question")
     answer: str = dspy.OutputField(desc="one word")
 
 
-class Triage(dspy.Signature):
+class Triage(dspy.Signature):  # type: ignore[misc]
     """Decide how the customer feels."""
 
     request: str = dspy.InputField(desc="what the customer said")
     mood: Literal["happy", "upset"] = dspy.OutputField()
 
 
-class CoffeeShop(dspy.Module):
+class CoffeeShop(dspy.Module):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.triage = dspy.ChainOfThought(Triage)
@@ -57,9 +57,7 @@ def main() -> None:
         "Read the customer's mood from their words."
     )
     shop.triage.predict.demos = [
-        dspy.Example(
-            request="This coffee is terrible!", reasoning="They complain.", mood="upset"
-        ),
+        dspy.Example(request="This coffee is terrible!", reasoning="They complain.", mood="upset"),
         dspy.Example(request="Lovely latte, thanks!", mood="happy", augmented=True),
     ]
     shop.reply.demos = [

@@ -20,9 +20,9 @@ import attrs
 
 from ..adapters.base import Adapter
 from ..adapters.chat import ChatAdapter
+from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
-from ..concurrency import gather
 from ..messages import LMRequest, LMResponse
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
@@ -64,6 +64,16 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     if missing:
         parts.append(f"missing required input field(s): {', '.join(missing)}")
     raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+
+
+@attrs.frozen
+class _Call:
+    """What every model call of one ``Predict`` call shares."""
+
+    lm: BaseLM
+    adapter: Adapter
+    settings: Settings
+    inputs: Mapping[str, Any]
 
 
 def _completions_wanted(params: Mapping[str, Any], lm: BaseLM) -> int:
@@ -137,21 +147,18 @@ class Predict(Module, Predictor):
         request = adapter.format_request(
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
+        call = _Call(lm, adapter, settings, inputs)
         n = _completions_wanted(request.params, lm)
-        ask = self._ask if n == 1 else partial(self._ask_n, n)
-        completions, usage = await ask(lm, adapter, request, settings, inputs)
+        if n == 1:
+            completions, usage = await self._ask(call, request)
+        else:
+            completions, usage = await self._ask_n(call, request, n)
         prediction = Prediction.from_completions(completions[0], usage, completions)
         record_trace(self, inputs, prediction)
         return prediction
 
     async def _ask_n(
-        self,
-        n: int,
-        lm: BaseLM,
-        adapter: Adapter,
-        request: LMRequest,
-        settings: Settings,
-        inputs: Mapping[str, Any],
+        self, call: _Call, request: LMRequest, n: int
     ) -> tuple[list[dict[str, Any]], Usage]:
         """``n`` completions: one request where the model takes ``n``, else ``n`` at once.
 
@@ -160,33 +167,26 @@ class Predict(Module, Predictor):
         """
         completions: list[dict[str, Any]] = []
         usage = Usage()
-        if lm.supports_n:
-            completions, usage = await self._ask(lm, adapter, request, settings, inputs)
+        if call.lm.supports_n:
+            completions, usage = await self._ask(call, request)
         missing = n - len(completions)
         if missing > 0:
             # A provider without ``n`` (Anthropic), a server that ignored it, or
-            # completions that did not parse: the rest are separate calls, all at once, as DSPy makes them one by
-            # one; each its own rollout, so a cache does not answer them all alike.
+            # completions that did not parse: the rest are separate calls, all at
+            # once (DSPy makes them one by one); each its own rollout, so that a
+            # cache does not answer them all alike.
             single = attrs.evolve(request, params={**request.params, "n": None})
             calls = [
-                partial(
-                    self._ask, lm, adapter, attrs.evolve(single, rollout_id=i), settings, inputs
-                )
-                for i in range(missing)
+                partial(self._ask, call, attrs.evolve(single, rollout_id=i)) for i in range(missing)
             ]
             for values, used in await gather(*calls):
                 completions += values
                 usage.add(used)
         return completions[:n], usage
 
-    async def _ask(
-        self,
-        lm: BaseLM,
-        adapter: Adapter,
-        request: LMRequest,
-        settings: Settings,
-        inputs: Mapping[str, Any],
-    ) -> tuple[list[dict[str, Any]], Usage]:
+    async def _ask(self, call: _Call, request: LMRequest) -> tuple[list[dict[str, Any]], Usage]:
+        """One completion (or several, with ``n``), re-asked when it does not parse."""
+        lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
@@ -222,7 +222,7 @@ class Predict(Module, Predictor):
                 # response_format down if the server refuses it.
                 adapter = fallback
                 request = fallback.format_request(
-                    self.signature, self.demos, inputs, params=request.params
+                    self.signature, self.demos, call.inputs, params=request.params
                 )
                 messages = list(request.messages)
                 continue

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .sim_config import Script
-
 from .sim_answers import SimReply
+from .sim_config import Script
 
 __all__ = ["RAMBLE", "small_model_script"]
 
