@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -17,6 +18,7 @@ from trio_dspy.errors import AdapterParseError
 from trio_dspy.messages import LMRequest, LMResponse, ToolCall
 from trio_dspy.modules import BestOfN, Refine
 from trio_dspy.modules.best_of_n import AttemptCounts, BestOfNPrediction, HintAdapter
+from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import DummyLM, SimConfig, SimReply, serve_sim
 
 
@@ -74,6 +76,24 @@ async def test_best_of_n_second_attempt_wins_and_cancels_the_rest_in_flight(
         [1.0, 1.001, 1.002, 1.003, 1.004]
     )
     assert all(r.params["max_tokens"] == 7 for r in lm.requests)
+
+
+async def test_best_of_n_span_counts_completed_and_cancelled_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def reward(inputs: dict[str, Any], pred: td.Prediction) -> float:
+        return 1.0 if pred.answer == "a1" else 0.0
+
+    exporter = InMemoryExporter()
+    best = BestOfN(td.Predict("question -> answer"), 5, reward, threshold=1.0)
+    async with collect(exporter):
+        with td.context(lm=CountingLM()):
+            pred = await best(question="q")
+    (span,) = [s for s in exporter.spans if s.name == "invoke_agent BestOfN"]
+    assert span.attributes["trio_dspy.attempts.completed"] == 2
+    assert span.attributes["trio_dspy.attempts.failed"] == 0
+    assert span.attributes["trio_dspy.attempts.cancelled"] == 3
+    assert pred.attempts == AttemptCounts(completed=2, failed=0, cancelled=3)
 
 
 async def test_best_of_n_with_none_passing_returns_the_best(
@@ -255,6 +275,11 @@ def test_hint_adapter_delegates_everything_but_the_request() -> None:
     )
     request = hinted.format_request(sig, [], {"question": "q"}, tools=[])
     assert "hint_" in request.messages[0].content
+    # The structured re-ask after a chat failure keeps the hint.
+    assert hinted.structured_fallback() is None
+    fallback = HintAdapter(td.ChatAdapter(), "be brief").structured_fallback()
+    assert isinstance(fallback, HintAdapter) and isinstance(fallback.inner, td.JSONAdapter)
+    assert "be brief" in fallback.format(sig, [], {"question": "q"})[-1].content
 
 
 # ------------------------------------------------------- BestOfN over HTTP
@@ -299,3 +324,5 @@ async def test_best_of_n_over_http_cancels_the_other_calls_and_counts_only_arriv
     # in track_usage alike; the three cancelled calls cost nothing counted.
     arrived = [h.response.usage.total_tokens for h in list(lm.history)[:2]]
     assert usage.total_tokens == pred.usage.total_tokens == sum(arrived) > 0
+    copy = pickle.loads(pickle.dumps(pred))
+    assert copy == pred and copy.attempts == pred.attempts and copy.usage == pred.usage

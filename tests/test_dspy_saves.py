@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,3 +147,27 @@ def test_a_program_with_a_predictor_the_dspy_file_lacks_is_refused() -> None:
 
     with pytest.raises(TrioDSPyError, match="no state for predictor\\(s\\) extra"):
         Bigger().load(DATA / "dspy_program.json")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"demos": {}, "signature": {"fields": []}}, "is malformed"),
+        (
+            {"demos": [], "signature": {"fields": ["question", "answer"]}},
+            "field 1 is not an object",
+        ),
+    ],
+)
+def test_a_malformed_dspy_file_is_refused(entry: Any, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"self": entry, "metadata": {}}))
+    with pytest.raises(TrioDSPyError, match=message):
+        td.Predict(QA).load(path)
+
+
+def test_a_json_file_that_is_neither_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"predictors": {}}))
+    with pytest.raises(TrioDSPyError, match="not a saved trio_dspy module .* nor a DSPy save"):
+        td.Predict(QA).load(path)
