@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,8 +17,9 @@ from trio_dspy.adapters.base import ToolTurn
 from trio_dspy.errors import AdapterParseError
 from trio_dspy.messages import LMRequest, LMResponse, ToolCall
 from trio_dspy.modules import BestOfN, Refine
-from trio_dspy.modules.best_of_n import HintAdapter
-from trio_dspy.testing import DummyLM
+from trio_dspy.modules.best_of_n import AttemptCounts, BestOfNPrediction, HintAdapter
+from trio_dspy.telemetry import InMemoryExporter, collect
+from trio_dspy.testing import DummyLM, SimConfig, SimReply, serve_sim
 
 
 def attempt_of(request: LMRequest) -> int:
@@ -72,6 +76,24 @@ async def test_best_of_n_second_attempt_wins_and_cancels_the_rest_in_flight(
         [1.0, 1.001, 1.002, 1.003, 1.004]
     )
     assert all(r.params["max_tokens"] == 7 for r in lm.requests)
+
+
+async def test_best_of_n_span_counts_completed_and_cancelled_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def reward(inputs: dict[str, Any], pred: td.Prediction) -> float:
+        return 1.0 if pred.answer == "a1" else 0.0
+
+    exporter = InMemoryExporter()
+    best = BestOfN(td.Predict("question -> answer"), 5, reward, threshold=1.0)
+    async with collect(exporter):
+        with td.context(lm=CountingLM()):
+            pred = await best(question="q")
+    (span,) = [s for s in exporter.spans if s.name == "invoke_agent BestOfN"]
+    assert span.attributes["trio_dspy.attempts.completed"] == 2
+    assert span.attributes["trio_dspy.attempts.failed"] == 0
+    assert span.attributes["trio_dspy.attempts.cancelled"] == 3
+    assert pred.attempts == AttemptCounts(completed=2, failed=0, cancelled=3)
 
 
 async def test_best_of_n_with_none_passing_returns_the_best(
@@ -253,3 +275,54 @@ def test_hint_adapter_delegates_everything_but_the_request() -> None:
     )
     request = hinted.format_request(sig, [], {"question": "q"}, tools=[])
     assert "hint_" in request.messages[0].content
+    # The structured re-ask after a chat failure keeps the hint.
+    assert hinted.structured_fallback() is None
+    fallback = HintAdapter(td.ChatAdapter(), "be brief").structured_fallback()
+    assert isinstance(fallback, HintAdapter) and isinstance(fallback.inner, td.JSONAdapter)
+    assert "be brief" in fallback.format(sig, [], {"question": "q"})[-1].content
+
+
+# ------------------------------------------------------- BestOfN over HTTP
+def sim_attempt(body: Mapping[str, Any]) -> SimReply:
+    """Attempt i (by its temperature) answers ``a<i>`` after ``i + 1`` seconds."""
+    index = round((body["temperature"] - 1.0) / 0.001)
+    return SimReply(outputs={"answer": f"a{index}"}, latency=index + 1.0)
+
+
+async def test_best_of_n_over_http_cancels_the_other_calls_and_counts_only_arrived_usage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def reward(inputs: dict[str, Any], pred: td.Prediction) -> float:
+        return 1.0 if pred.answer == "a1" else 0.0
+
+    best = BestOfN(td.Predict("question -> answer"), 5, reward, threshold=1.0)
+    async with serve_sim(SimConfig(script=sim_attempt)) as sim:
+        lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k", max_connections=5)
+        async with lm:
+            with td.context(lm=lm), td.track_usage() as usage:
+                start = trio.current_time()
+                pred = await best(question="q")
+                elapsed = trio.current_time() - start
+            answered = sim.stats.ok
+            # The five went out at once, each at its own temperature.
+            assert sorted(b["temperature"] for b in sim.requests) == pytest.approx(
+                [1.0, 1.001, 1.002, 1.003, 1.004]
+            )
+            # Every connection came back to the pool: five more calls at once
+            # need all five slots (a leaked one would hang, and fail_after fail).
+            again = partial(td.Predict("question -> answer"), question="q")
+            with td.context(lm=lm, lm_kwargs={"temperature": 1.0}), trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(5):
+                        nursery.start_soon(again)
+    assert isinstance(pred, BestOfNPrediction)
+    assert pred.answer == "a1"
+    assert elapsed == pytest.approx(2.0)  # the second's latency, not the slowest's
+    assert answered == 2  # the server had answered two when the others were dropped
+    assert pred.attempts == AttemptCounts(completed=2, failed=0, cancelled=3)
+    # Usage counts the two calls whose answers arrived, in the prediction and
+    # in track_usage alike; the three cancelled calls cost nothing counted.
+    arrived = [h.response.usage.total_tokens for h in list(lm.history)[:2]]
+    assert usage.total_tokens == pred.usage.total_tokens == sum(arrived) > 0
+    copy = pickle.loads(pickle.dumps(pred))
+    assert copy == pred and copy.attempts == pred.attempts and copy.usage == pred.usage

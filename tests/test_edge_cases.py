@@ -135,6 +135,12 @@ async def test_an_answer_cut_off_at_the_token_limit_is_not_accepted() -> None:
     with td.context(lm=lm):
         pred = await td.Predict("q -> a: int")(q="?")
     assert pred.a == 123
+    assert lm.requests[1].response_format is not None  # re-asked in structured-output mode
+    # Re-asked in the chat format, the model is told why.
+    lm = DummyLM([cut, {"a": "123"}])
+    with td.context(lm=lm, adapter=td.ChatAdapter(use_json_adapter_fallback=False)):
+        pred = await td.Predict("q -> a: int")(q="?")
+    assert pred.a == 123
     assert "cut off at the token limit" in lm.requests[1].messages[-1].content
     with td.context(lm=DummyLM([cut]), max_parse_retries=0), pytest.raises(AdapterParseError):
         await td.Predict("q -> a: int")(q="?")

@@ -40,7 +40,8 @@ async def test_union_member_refund_through_json_adapter() -> None:
 async def test_malformed_completions_are_retried_with_the_error_then_raise() -> None:
     garbage = ["I'd make a latte.", "Still not sure.", "[[ ## action ## ]]\nlatte"]
     lm = DummyLM(garbage)
-    with td.context(lm=lm), pytest.raises(AdapterParseError) as info:
+    no_fallback = td.ChatAdapter(use_json_adapter_fallback=False)
+    with td.context(lm=lm, adapter=no_fallback), pytest.raises(AdapterParseError) as info:
         await td.Predict(HandleCustomer)(request="latte", mood=Mood.happy)
     # One call plus max_parse_retries (2) re-asks, each showing the model its error.
     assert len(lm.requests) == 3

@@ -23,7 +23,7 @@ from .modules import (
     Trajectory,
     majority,
 )
-from .primitives import Example, Prediction, Usage
+from .primitives import Completions, Example, Prediction, Usage
 from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
@@ -88,6 +88,7 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "ChainOfThought",
     "ChatAdapter",
+    "Completions",
     "Evaluate",
     "EvaluationResult",
     "Example",

@@ -85,11 +85,20 @@ class LMRequest:
     response_format: ResponseFormat | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict)
     timeout: float | None = None
+    #: Tells otherwise identical requests apart in the LM's cache (never sent), as
+    #: DSPy's ``rollout_id``: separate samples of one prompt get separate answers.
+    rollout_id: int | None = None
 
 
 @attrs.frozen
 class LMResponse:
-    """What a model returned: text, tool calls, usage, why it stopped, which model."""
+    """What a model returned: text, tool calls, usage, why it stopped, which model.
+
+    These describe the first completion. A request for several (``n=3``)
+    puts the others in ``alternatives``, each an ``LMResponse`` of its own
+    text, tool calls and finish reason (its usage is counted in this one's);
+    :attr:`choices` lists them all, this one first.
+    """
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
@@ -97,3 +106,9 @@ class LMResponse:
     finish_reason: str | None = None
     model: str = ""
     cached: bool = False
+    alternatives: tuple[LMResponse, ...] = attrs.field(default=(), converter=_tuple)
+
+    @property
+    def choices(self) -> tuple[LMResponse, ...]:
+        """Every completion: this response, then its :attr:`alternatives`."""
+        return (self, *self.alternatives)

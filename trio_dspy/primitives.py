@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-__all__ = ["Example", "Prediction", "Usage"]
+__all__ = ["Completions", "Example", "Prediction", "Usage"]
 
 
 class Example(Mapping[str, Any]):
@@ -117,29 +117,104 @@ class Prediction(Example):
     """The result of a module call: the signature's output fields as attributes.
 
     Agents add fields such as ``trajectory``; :attr:`usage` holds the tokens the
-    call spent (summed over every LM call it made).
+    call spent (summed over every LM call it made). A call for several
+    completions (``n=3`` among the LM arguments) keeps them all in
+    :attr:`completions`; the prediction's own fields are the first.
     """
 
-    __slots__ = ("usage",)
+    __slots__ = ("_completions", "usage")
 
     def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         super().__init__(base, **fields)
         object.__setattr__(self, "usage", Usage())
+        object.__setattr__(self, "_completions", None)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "usage": self.usage}
+        return {**super().__getstate__(), "usage": self.usage, "completions": self._completions}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         object.__setattr__(self, "usage", state["usage"])
+        object.__setattr__(self, "_completions", state.get("completions"))
 
     @classmethod
-    def from_completions(cls, fields: Mapping[str, Any], usage: Usage | None = None) -> Prediction:
-        """Build a prediction from parsed fields and the usage that produced them."""
+    def from_completions(
+        cls,
+        fields: Mapping[str, Any],
+        usage: Usage | None = None,
+        completions: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Prediction:
+        """Build a prediction from parsed fields and the usage that produced them.
+
+        ``completions`` lists every completion's fields when there were several
+        (``fields`` is then the first of them).
+        """
         pred = cls(fields)
         if usage is not None:
             object.__setattr__(pred, "usage", usage)
+        if completions is not None and len(completions) > 1:
+            object.__setattr__(pred, "_completions", Completions(completions))
         return pred
+
+    @property
+    def completions(self) -> Completions:
+        """Every completion of the call, as in DSPy: ``pred.completions.answer`` is
+        the list of answers, ``pred.completions[i]`` the ``i``-th as a ``Prediction``.
+        A single completion when the call asked for one."""
+        return self._completions or Completions([self._store])
+
+
+class Completions:
+    """Several completions of one call (:attr:`Prediction.completions`).
+
+    ``len(c)`` completions; ``c[i]`` (and iteration) gives each as a
+    :class:`Prediction`; ``c.answer`` or ``c["answer"]`` the list of one
+    field's values, in completion order; ``c.items()`` every field's list.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, completions: Iterable[Mapping[str, Any]]) -> None:
+        self._items = tuple(dict(c) for c in completions)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return (Prediction(c) for c in self._items)
+
+    def __getitem__(self, key: int | str) -> Any:
+        """The ``key``-th completion (an ``int``), or one field's values (a ``str``).
+
+        Raises:
+            IndexError: no completion ``key``.
+            KeyError: no completion has field ``key``.
+        """
+        if isinstance(key, int):
+            return Prediction(self._items[key])
+        if not any(key in c for c in self._items):
+            raise KeyError(key)
+        return [c.get(key) for c in self._items]
+
+    def __getattr__(self, name: str) -> list[Any]:
+        if name.startswith("_"):  # not a field (and _items before __init__, in copies)
+            raise AttributeError(name)
+        try:
+            return self[name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(f"no completion has a field {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in c for c in self._items)
+
+    def items(self) -> list[tuple[str, list[Any]]]:
+        """``(field, values)`` for every field, values in completion order."""
+        names = dict.fromkeys(k for c in self._items for k in c)
+        return [(n, [c.get(n) for c in self._items]) for n in names]
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{name}={values!r}" for name, values in self.items())
+        return f"Completions({body})"
 
 
 @attrs.define

@@ -171,6 +171,14 @@ class Adapter(abc.ABC):
         """The structured-output request to send with the prompt, if any."""
         return None
 
+    def structured_fallback(self) -> Adapter | None:
+        """The adapter that re-asks, in structured-output mode, after an answer did not parse.
+
+        ``None`` (the default) re-asks in this adapter's own format, showing
+        the model its error (:meth:`format_retry`).
+        """
+        return None
+
     def format_retry(
         self, completion: str, error: AdapterParseError, signature: type[Signature]
     ) -> list[Message]:

@@ -26,17 +26,41 @@ from .base import (
     requirement_hint,
     type_note,
 )
+from .json import JSONAdapter
 from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 
 __all__ = ["ChatAdapter"]
 
 _MISSING = "Not supplied for this particular example."
+# One shared instance: its system-prompt cache then serves every re-ask.
+_JSON_FALLBACK = JSONAdapter()
 
 
 class ChatAdapter(Adapter):
-    """The ``[[ ## field ## ]]`` format (the default adapter)."""
+    """The ``[[ ## field ## ]]`` format (the default adapter).
+
+    Args:
+        use_json_adapter_fallback: when an answer does not parse, re-ask once
+            with :class:`~trio_dspy.JSONAdapter`'s request, which asks for
+            ``response_format`` ``json_schema`` (stepped down by the LM when
+            the server refuses it), as DSPy's ChatAdapter falls back to its
+            JSONAdapter. Small models that lose the sections keep to a JSON
+            schema. ``False``: re-ask in this format, showing the error.
+    """
 
     name = "ChatAdapter"
+
+    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+        self.use_json_adapter_fallback = use_json_adapter_fallback
+
+    def structured_fallback(self) -> Adapter | None:
+        """A :class:`~trio_dspy.JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
+        return _JSON_FALLBACK if self.use_json_adapter_fallback else None
+
+    def __repr__(self) -> str:
+        if self.use_json_adapter_fallback:
+            return "ChatAdapter()"
+        return "ChatAdapter(use_json_adapter_fallback=False)"
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, structure and instructions, as DSPy lays them out."""

@@ -128,6 +128,9 @@ class BaseLM(abc.ABC):
     provider: str = "custom"
     supports_tools: bool = False
     """Whether the model takes native tool definitions (agents pick their mode by it)."""
+    supports_n: bool = False
+    """Whether one request with ``n`` in its params returns ``n`` completions
+    (``Predict`` makes ``n`` separate calls, at once, for a model without it)."""
 
     def __init__(self, model: str, *, history_size: int = 100, **defaults: Any) -> None:
         self.model = model

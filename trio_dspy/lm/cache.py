@@ -24,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import cattrs
@@ -55,7 +56,7 @@ _SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_header
 
 def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> str:
     """The SHA-256 hex digest identifying ``request`` to this provider, model and server."""
-    doc = {
+    doc: dict[str, Any] = {
         "provider": provider,
         "model": model,
         "base_url": base_url,
@@ -67,6 +68,8 @@ def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> s
         ),
         "params": {k: v for k, v in request.params.items() if k.lower() not in _SECRET_PARAMS},
     }
+    if request.rollout_id is not None:  # absent otherwise, so existing keys stay valid
+        doc["rollout_id"] = request.rollout_id
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 

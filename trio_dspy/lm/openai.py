@@ -69,6 +69,7 @@ class OpenAILM(LM):
     """
 
     provider = "openai"
+    supports_n = True
     format_levels: ClassVar[tuple[str, ...]] = ("json_schema", "json_object", "prompt")
     default_base_url = "https://api.openai.com/v1"
     base_url_env = "OPENAI_BASE_URL"
@@ -113,20 +114,18 @@ class OpenAILM(LM):
         return body
 
     def parse_body(self, data: Any) -> LMResponse:
-        """``choices[0]`` of a Chat Completions response.
+        """``choices[0]`` of a Chat Completions response, the other choices (``n``) as
+        its ``alternatives``.
 
         Raises:
             KeyError, IndexError, TypeError: the body is not a Chat Completions response.
         """
         choice = data["choices"][0]
-        message = choice.get("message") or {}
-        calls = tuple(
-            ToolCall(
-                id=str(c.get("id") or f"call_{i}"),
-                name=c["function"]["name"],
-                arguments=_arguments(c["function"].get("arguments")),
-            )
-            for i, c in enumerate(message.get("tool_calls") or ())
+        text, calls = _choice(choice)
+        model = str(data.get("model") or self.model_name)
+        alternatives = tuple(
+            LMResponse(*_choice(c), finish_reason=c.get("finish_reason"), model=model)
+            for c in data["choices"][1:]
         )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
@@ -135,12 +134,27 @@ class OpenAILM(LM):
         completion = token_count(usage.get("completion_tokens"))
         total = token_count(usage.get("total_tokens")) or prompt + completion
         return LMResponse(
-            text=message.get("content") or "",
+            text=text,
             tool_calls=calls,
             usage=Usage(prompt, completion, total),
             finish_reason=choice.get("finish_reason"),
-            model=str(data.get("model") or self.model_name),
+            model=model,
+            alternatives=alternatives,
         )
+
+
+def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
+    """The text and tool calls of one element of ``choices``."""
+    message = choice.get("message") or {}
+    calls = tuple(
+        ToolCall(
+            id=str(c.get("id") or f"call_{i}"),
+            name=c["function"]["name"],
+            arguments=_arguments(c["function"].get("arguments")),
+        )
+        for i, c in enumerate(message.get("tool_calls") or ())
+    )
+    return message.get("content") or "", calls
 
 
 def _arguments(raw: Any) -> str:

@@ -1,7 +1,7 @@
 """Modules: composable, callable units of LM work."""
 
 from .aggregation import majority
-from .best_of_n import BestOfN, Refine
+from .best_of_n import AttemptCounts, BestOfN, BestOfNPrediction, Refine
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .multi_chain_comparison import MultiChainComparison
@@ -11,7 +11,9 @@ from .tool import Tool
 from .trajectory import Step, ToolCallRecord, Trajectory
 
 __all__ = [
+    "AttemptCounts",
     "BestOfN",
+    "BestOfNPrediction",
     "ChainOfThought",
     "Module",
     "MultiChainComparison",

@@ -26,18 +26,29 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from ..adapters.base import Adapter, ToolTurn
 from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
-from ..primitives import Prediction
+from ..primitives import Prediction, Usage
 from ..settings import context, current
 from ..signature import InputField, Signature
+from ..telemetry.span import current_span
 from .module import Module
 from .predict import resolve_adapter
 
-__all__ = ["HINT_FIELD", "BestOfN", "HintAdapter", "Refine", "RewardFn", "attempt_lm_kwargs"]
+__all__ = [
+    "HINT_FIELD",
+    "AttemptCounts",
+    "BestOfN",
+    "BestOfNPrediction",
+    "HintAdapter",
+    "Refine",
+    "RewardFn",
+    "attempt_lm_kwargs",
+]
 
 RewardFn = Callable[[dict[str, Any], Prediction], float | Awaitable[float]]
 """``reward_fn(inputs, prediction) -> float``, or an async function returning one."""
@@ -105,7 +116,12 @@ class BestOfN(_Attempts):
     cancelled, their model calls abandoned in flight. If none reaches it, the
     prediction with the highest reward is returned (the earliest attempt
     among equals). Attempts differ by temperature (``1.0 + 0.001 * i`` for
-    attempt ``i``).
+    attempt ``i``), so they sample differently and never share a cache entry.
+
+    The result is a :class:`BestOfNPrediction`: the chosen attempt's fields,
+    ``usage`` summed over every attempt whose answer arrived (cancelled calls
+    cost nothing counted, here or in ``td.track_usage``), and ``attempts``
+    counting those completed, failed and cancelled.
 
     An attempt fails when the module or ``reward_fn`` raises an
     ``Exception``. The ``fail_count``-th failure (default ``N``: every attempt
@@ -124,7 +140,8 @@ class BestOfN(_Attempts):
     """
 
     async def forward(self, **inputs: Any) -> Prediction:
-        """Run the attempts and return the winning (or best) prediction.
+        """Run the attempts and return the winning (or best) prediction, as a
+        :class:`BestOfNPrediction`.
 
         Raises:
             Exception: the ``fail_count``-th failure of an attempt (the module's
@@ -133,6 +150,7 @@ class BestOfN(_Attempts):
         """
         scored: list[tuple[float, int, Prediction]] = []
         failures: list[Exception] = []
+        usage = Usage()
         winner: Prediction | None = None
         fatal: Exception | None = None
 
@@ -141,6 +159,7 @@ class BestOfN(_Attempts):
             try:
                 with context(lm_kwargs=attempt_lm_kwargs(index)):
                     prediction: Prediction = await self.module(**inputs)
+                usage.add(prediction.usage)
                 reward = await _score(self.reward_fn, inputs, prediction)
             except Exception as exc:
                 failures.append(exc)
@@ -156,13 +175,71 @@ class BestOfN(_Attempts):
         async with trio.open_nursery() as nursery:
             for index in range(self.N):
                 nursery.start_soon(attempt, index, nursery.cancel_scope)
+        counts = AttemptCounts(
+            completed=len(scored),
+            failed=len(failures),
+            cancelled=self.N - len(scored) - len(failures),
+        )
+        span = current_span()
+        if span is not None:
+            span.set_attributes(
+                {f"trio_dspy.attempts.{k}": v for k, v in attrs.asdict(counts).items()}
+            )
         if fatal is not None:
             raise fatal
-        if winner is not None:
-            return winner
-        if not scored:
+        if winner is None and not scored:
             raise failures[-1]
-        return max(scored, key=lambda s: (s[0], -s[1]))[2]
+        best = winner or max(scored, key=lambda s: (s[0], -s[1]))[2]
+        return BestOfNPrediction.of(best, usage, counts)
+
+
+@attrs.frozen
+class AttemptCounts:
+    """How the attempts of one :class:`BestOfN` call ended.
+
+    Attributes:
+        completed: attempts whose prediction arrived and was scored.
+        failed: attempts whose module or ``reward_fn`` raised.
+        cancelled: attempts cancelled in flight once the answer was known
+            (their model calls never completed and cost no counted tokens).
+    """
+
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class BestOfNPrediction(Prediction):
+    """What :class:`BestOfN` returns: the winning attempt's prediction, plus how the attempts went.
+
+    Its fields (and ``completions``) are the winner's. ``usage`` is the sum over
+    every attempt whose prediction arrived, the winner's included: what the
+    search cost. Cancelled calls are not in it (nor in ``td.track_usage``):
+    their answers never arrived. ``attempts`` says how many attempts
+    completed, failed and were cancelled.
+    """
+
+    __slots__ = ("attempts",)
+
+    def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        super().__init__(base, **fields)
+        object.__setattr__(self, "attempts", AttemptCounts(0, 0, 0))
+
+    @classmethod
+    def of(cls, winner: Prediction, usage: Usage, counts: AttemptCounts) -> BestOfNPrediction:
+        """``winner``'s fields and completions with the search's ``usage`` and ``counts``."""
+        pred = cls(winner)
+        object.__setattr__(pred, "_completions", winner._completions)
+        object.__setattr__(pred, "usage", usage)
+        object.__setattr__(pred, "attempts", counts)
+        return pred
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "attempts": self.attempts}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        object.__setattr__(self, "attempts", state["attempts"])
 
 
 class Refine(_Attempts):
@@ -344,6 +421,11 @@ class HintAdapter(Adapter):
     ) -> list[Message]:
         """The wrapped adapter's re-ask after a parse failure."""
         return self.inner.format_retry(completion, error, signature)
+
+    def structured_fallback(self) -> Adapter | None:
+        """The wrapped adapter's structured re-ask, still with the ``hint_`` input."""
+        fallback = self.inner.structured_fallback()
+        return None if fallback is None else HintAdapter(fallback, self.hint)
 
     def tool_system_prompt(self, signature: type[Signature]) -> str:
         """The wrapped adapter's tool-calling system prompt."""

@@ -24,6 +24,7 @@ from ..errors import TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
+from .dspy_state import dspy_state, is_dspy_save
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -200,13 +201,19 @@ class Module:
             raise
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Read state written by :meth:`save` from ``path``.
+        """Read state written by :meth:`save`, or by DSPy's ``program.save(path)``.
+
+        A DSPy file (its JSON format; pickles are never read) gives each
+        predictor its demos, instructions, field descriptions and prefixes
+        when the predictors and their fields match this module's (DSPy's
+        ``"x.predict"`` is this module's ChainOfThought ``"x"``).
 
         Raises:
             OSError: the file cannot be read.
             TrioDSPyError: the file is not UTF-8 JSON, not a saved trio_dspy
-                module, or does not match this module's predictors and their
-                signatures' fields (nothing is changed then).
+                module nor a DSPy save, or does not match this module's
+                predictors and their signatures' fields (the message names the
+                predictor and field; nothing is changed then).
         """
         data = Path(path).read_bytes()
         try:
@@ -215,8 +222,14 @@ class Module:
             raise TrioDSPyError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
         except ValueError as exc:
             raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
+        if is_dspy_save(payload):
+            self.load_state(dspy_state(payload, dict(self.named_predictors()), str(path)))
+            return
         if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-            raise TrioDSPyError(f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r})")
+            raise TrioDSPyError(
+                f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r}) "
+                "nor a DSPy save file"
+            )
         predictors = payload.get("predictors")
         if not isinstance(predictors, dict):
             raise TrioDSPyError(f"{path}: 'predictors' must be an object of predictor states")

@@ -2,23 +2,28 @@
 
 The data flow of a call: check the inputs, let the adapter format the
 request, ask the model, let the adapter parse the response into typed
-values. A completion that does not parse is shown back to the model with the
-error, up to ``max_parse_retries`` times, before ``AdapterParseError``.
+values. A completion that does not parse is re-asked, up to
+``max_parse_retries`` times, before ``AdapterParseError``: the first re-ask
+after a ``ChatAdapter`` failure is the ``JSONAdapter`` request in
+structured-output mode (the adapter's ``structured_fallback()``);
+the others show the model its error.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..adapters.base import Adapter
 from ..adapters.chat import ChatAdapter
+from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
-from ..messages import LMRequest
+from ..messages import LMRequest, LMResponse
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
@@ -59,6 +64,30 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     if missing:
         parts.append(f"missing required input field(s): {', '.join(missing)}")
     raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+
+
+@attrs.frozen
+class _Call:
+    """What every model call of one ``Predict`` call shares."""
+
+    lm: BaseLM
+    adapter: Adapter
+    settings: Settings
+    inputs: Mapping[str, Any]
+
+
+def _completions_wanted(params: Mapping[str, Any], lm: BaseLM) -> int:
+    """How many completions a call asks for: ``n`` in its params or the LM's defaults.
+
+    Raises:
+        ValueError: ``n`` is not a positive integer.
+    """
+    n = params.get("n", lm.defaults.get("n"))
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (the number of completions) must be a positive integer, got {n!r}")
+    return n
 
 
 def _with_suggestion(name: str, candidates: list[str]) -> str:
@@ -118,13 +147,46 @@ class Predict(Module, Predictor):
         request = adapter.format_request(
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
-        prediction = await self._ask(lm, adapter, request, settings)
+        call = _Call(lm, adapter, settings, inputs)
+        n = _completions_wanted(request.params, lm)
+        if n == 1:
+            completions, usage = await self._ask(call, request)
+        else:
+            completions, usage = await self._ask_n(call, request, n)
+        prediction = Prediction.from_completions(completions[0], usage, completions)
         record_trace(self, inputs, prediction)
         return prediction
 
-    async def _ask(
-        self, lm: BaseLM, adapter: Adapter, request: LMRequest, settings: Settings
-    ) -> Prediction:
+    async def _ask_n(
+        self, call: _Call, request: LMRequest, n: int
+    ) -> tuple[list[dict[str, Any]], Usage]:
+        """``n`` completions: one request where the model takes ``n``, else ``n`` at once.
+
+        Completions missing from the answer (the server ignored ``n``, or some
+        did not parse) are asked for with separate calls, all at once.
+        """
+        completions: list[dict[str, Any]] = []
+        usage = Usage()
+        if call.lm.supports_n:
+            completions, usage = await self._ask(call, request)
+        missing = n - len(completions)
+        if missing > 0:
+            # A provider without ``n`` (Anthropic), a server that ignored it, or
+            # completions that did not parse: the rest are separate calls, all at
+            # once (DSPy makes them one by one); each its own rollout, so that a
+            # cache does not answer them all alike.
+            single = attrs.evolve(request, params={**request.params, "n": None})
+            calls = [
+                partial(self._ask, call, attrs.evolve(single, rollout_id=i)) for i in range(missing)
+            ]
+            for values, used in await gather(*calls):
+                completions += values
+                usage.add(used)
+        return completions[:n], usage
+
+    async def _ask(self, call: _Call, request: LMRequest) -> tuple[list[dict[str, Any]], Usage]:
+        """One completion (or several, with ``n``), re-asked when it does not parse."""
+        lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
@@ -134,21 +196,56 @@ class Predict(Module, Predictor):
             )
             usage.add(response.usage)
             try:
-                values = adapter.parse_response(self.signature, response)
+                values = self._parse_choices(adapter, response)
             except AdapterParseError as exc:
                 exc.attempts = attempt
+                fallback = adapter.structured_fallback() if attempt <= retries else None
                 span = current_span()
                 if span is not None:
                     span.add_event(
                         "parse_error",
-                        {"attempt": attempt, "adapter": exc.adapter, "error": exc.args[0]},
+                        {
+                            "attempt": attempt,
+                            "adapter": exc.adapter,
+                            "error": exc.args[0],
+                            "next_adapter": fallback.name if fallback else None,
+                        },
                     )
                 if attempt > retries:
                     raise
-                messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                if fallback is None:
+                    messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                    continue
+                # A model that lost the text format (small models ramble past the
+                # sections) is asked afresh in structured-output mode, as DSPy's
+                # ChatAdapter falls back to its JSONAdapter. The LM steps the
+                # response_format down if the server refuses it.
+                adapter = fallback
+                request = fallback.format_request(
+                    self.signature, self.demos, call.inputs, params=request.params
+                )
+                messages = list(request.messages)
                 continue
-            return Prediction.from_completions(values, usage)
+            return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse_choices(self, adapter: Adapter, response: LMResponse) -> list[dict[str, Any]]:
+        """The outputs of every completion in ``response`` that parses, in order.
+
+        Raises:
+            AdapterParseError: none parses (the first completion's error).
+        """
+        parsed: list[dict[str, Any]] = []
+        error: AdapterParseError | None = None
+        for choice in response.choices:
+            try:
+                parsed.append(adapter.parse_response(self.signature, choice))
+            except AdapterParseError as exc:
+                error = error or exc
+        if not parsed:
+            assert error is not None
+            raise error
+        return parsed
 
     # ---------------------------------------------------------------- saved state
     def dump_predictor_state(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from .dummy import DummyLM
 from .sim_answers import SimReply, SimToolCall
 from .sim_config import Fault, Latency, SimConfig, keyword_script
 from .sim_server import SimServer, SimStats, serve_sim
+from .sim_small_model import small_model_script
 from .sim_values import schema_value
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "keyword_script",
     "schema_value",
     "serve_sim",
+    "small_model_script",
 ]

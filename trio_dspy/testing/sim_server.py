@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from .http_server import HttpServer, Request, Response, serve_http
-from .sim_answers import Answer, Dialect, SimReply, build_answer, read_request
+from .sim_answers import Answer, Dialect, SimReply, SimRequest, build_answer, read_request
 from .sim_config import Fault, SimConfig
 from .sim_timer import SleepQueue
 from .sim_wire import anthropic_body, error_response, openai_body, openai_stream, tokens
@@ -235,6 +235,8 @@ class SimServer:
         answer = _truncated(answer, fault is not None and fault.kind == "truncate", req.max_tokens)
         render = anthropic_body if dialect == "anthropic" else openai_body
         payload = render(answer, model=req.model, prompt_chars=req.prompt_chars, number=number)
+        if dialect == "openai" and isinstance(body.get("n"), int) and body["n"] > 1:
+            _more_choices(payload, req, request.body, self.config.seed, reply, body["n"])
         self.stats.ok += 1
         if fault is not None and fault.kind == "malformed":
             text = Response.from_json(payload).body
@@ -253,6 +255,32 @@ class SimServer:
         if inspect.isawaitable(reply):
             reply = await reply
         return reply
+
+
+def _more_choices(
+    payload: dict[str, Any],
+    req: SimRequest,
+    raw: bytes,
+    seed: int,
+    reply: SimReply | None,
+    n: int,
+) -> None:
+    """Add choices 1 to ``n - 1`` (at most 127) to ``payload``, as OpenAI answers ``n``.
+
+    Each is generated from a key of its own, so they differ; their tokens
+    count in the usage.
+    """
+    usage = payload["usage"]
+    for index in range(1, min(n, _MAX_CHOICES)):
+        key = zlib.crc32(raw + f"#{index}".encode()) | (seed << 32)
+        answer = _truncated(build_answer(req, key, reply), False, req.max_tokens)
+        extra = openai_body(answer, model=req.model, prompt_chars=req.prompt_chars, number=0)
+        payload["choices"].append({**extra["choices"][0], "index": index})
+        usage["completion_tokens"] += extra["usage"]["completion_tokens"]
+        usage["total_tokens"] += extra["usage"]["completion_tokens"]
+
+
+_MAX_CHOICES = 128
 
 
 def _truncated(answer: Answer, fault: bool, max_tokens: int | None) -> Answer:

@@ -1,0 +1,173 @@
+"""``Module.load`` reads the JSON DSPy's ``program.save`` writes (files in tests/data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+import trio_dspy as td
+from trio_dspy.errors import TrioDSPyError
+from trio_dspy.testing import SimConfig, serve_sim
+
+DATA = Path(__file__).parent / "data"
+
+
+class QA(td.Signature):
+    """Answer the question in one word."""
+
+    question: str = td.InputField(desc="a trivia question")
+    answer: str = td.OutputField(desc="one word")
+
+
+class Triage(td.Signature):
+    """Decide how the customer feels."""
+
+    request: str = td.InputField(desc="what the customer said")
+    mood: Literal["happy", "upset"] = td.OutputField()
+
+
+class CoffeeShop(td.Module):
+    def __init__(self, reply: str = "request, mood -> reply") -> None:
+        self.triage = td.ChainOfThought(Triage)
+        self.reply = td.Predict(reply)
+
+    async def forward(self, request: str) -> td.Prediction:
+        mood = (await self.triage(request=request)).mood
+        return await self.reply(request=request, mood=mood)
+
+
+def look_up(city: str) -> str:
+    """Look up the weather in a city."""
+    return "sunny"
+
+
+async def wire(program: td.Module, **inputs: Any) -> list[list[dict[str, Any]]]:
+    """The messages of every request ``program`` sends to the simulated server."""
+    async with serve_sim(SimConfig()) as sim:
+        async with td.LM("openai/sim-model", base_url=sim.base_url, api_key="k") as lm:
+            with td.context(lm=lm):
+                await program(**inputs)
+        return [body["messages"] for body in sim.requests]
+
+
+async def test_a_dspy_predict_file_sends_its_demos_and_instructions() -> None:
+    predict = td.Predict(QA)
+    predict.load(DATA / "dspy_predict.json")
+    assert predict.signature.instructions == "Answer in one word, no punctuation."
+    assert predict.demos == [
+        td.Example(question="Capital of France?", answer="Paris"),
+        td.Example(question="Largest planet?", answer="Jupiter"),
+    ]
+    # The descriptions written by hand stay; DSPy's prefixes come along.
+    assert predict.signature.fields["question"].desc == "a trivia question"
+    assert predict.signature.fields["answer"].prefix == "Answer:"
+    (messages,) = await wire(predict, question="Capital of Peru?")
+    assert messages[0]["content"].endswith("Answer in one word, no punctuation.")
+    assert "1. `question` (str): a trivia question" in messages[0]["content"]
+    assert [m["role"] for m in messages] == ["system", *["user", "assistant"] * 2, "user"]
+    assert "[[ ## question ## ]]\nCapital of France?" in messages[1]["content"]
+    assert "[[ ## answer ## ]]\nParis" in messages[2]["content"]
+    assert "[[ ## answer ## ]]\nJupiter" in messages[4]["content"]
+
+
+async def test_a_dspy_program_with_chain_of_thought_maps_predict_paths() -> None:
+    shop = CoffeeShop()
+    shop.load(DATA / "dspy_program.json")
+    # DSPy's "triage.predict" is this program's ChainOfThought "triage".
+    assert shop.triage.signature.instructions == "Read the customer's mood from their words."
+    assert shop.triage.demos[0] == {
+        "request": "This coffee is terrible!",
+        "reasoning": "They complain.",
+        "mood": "upset",
+    }
+    # The placeholder "${mood}" DSPy writes for a field without description reads as none.
+    assert shop.triage.signature.fields["mood"].desc == ""
+    triage, reply = await wire(shop, request="Cold again!")
+    assert triage[0]["content"].endswith("Read the customer's mood from their words.")
+    assert "[[ ## reasoning ## ]]\nThey complain." in triage[2]["content"]
+    # A demo without reasoning (DSPy's labelled demos) says so, as DSPy does.
+    assert (
+        "[[ ## reasoning ## ]]\nNot supplied for this particular example." in triage[4]["content"]
+    )
+    assert "[[ ## reply ## ]]\nComing right up!" in reply[2]["content"]
+
+
+async def test_a_dspy_chain_of_thought_file_loads_into_a_chain_of_thought() -> None:
+    cot = td.ChainOfThought("question -> answer")
+    cot.load(DATA / "dspy_chain_of_thought.json")
+    (messages,) = await wire(cot, question="3 + 3?")
+    assert "[[ ## reasoning ## ]]\nTwo and two." in messages[2]["content"]
+    assert "[[ ## answer ## ]]\n4" in messages[2]["content"]
+
+
+def test_a_dspy_react_file_loads_into_react() -> None:
+    agent = td.ReAct("question -> answer", tools=[look_up])
+    agent.load(DATA / "dspy_react.json")
+    predictors = dict(agent.named_predictors())
+    assert predictors["extract"].demos[0]["answer"] == "sunny"
+    assert "(1) look_up, whose description is" in predictors["react"].signature.instructions
+
+
+@pytest.mark.parametrize(
+    ("program", "message"),
+    [
+        (
+            lambda: CoffeeShop("request -> reply"),
+            "DSPy predictor 'reply' has 3 fields, .* has 2 \\(request, reply\\)",
+        ),
+        (
+            lambda: CoffeeShop("request, tone -> reply"),
+            "DSPy predictor 'reply': field 2 is 'mood' there and 'tone' in",
+        ),
+        (
+            lambda: td.Predict(QA),
+            "DSPy predictor 'triage.predict' has no counterpart in this program",
+        ),
+    ],
+    ids=["field-count", "field-name", "predictor"],
+)
+def test_a_dspy_file_for_another_program_is_refused_naming_the_difference(
+    program: Any, message: str
+) -> None:
+    module = program()
+    before = module.dump_state()
+    with pytest.raises(TrioDSPyError, match=message):
+        module.load(DATA / "dspy_program.json")
+    assert module.dump_state() == before  # nothing changed
+
+
+def test_a_program_with_a_predictor_the_dspy_file_lacks_is_refused() -> None:
+    class Bigger(CoffeeShop):
+        def __init__(self) -> None:
+            super().__init__()
+            self.extra = td.Predict("a -> b")
+
+    with pytest.raises(TrioDSPyError, match="no state for predictor\\(s\\) extra"):
+        Bigger().load(DATA / "dspy_program.json")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"demos": {}, "signature": {"fields": []}}, "is malformed"),
+        (
+            {"demos": [], "signature": {"fields": ["question", "answer"]}},
+            "field 1 is not an object",
+        ),
+    ],
+)
+def test_a_malformed_dspy_file_is_refused(entry: Any, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"self": entry, "metadata": {}}))
+    with pytest.raises(TrioDSPyError, match=message):
+        td.Predict(QA).load(path)
+
+
+def test_a_json_file_that_is_neither_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"predictors": {}}))
+    with pytest.raises(TrioDSPyError, match="not a saved trio_dspy module .* nor a DSPy save"):
+        td.Predict(QA).load(path)

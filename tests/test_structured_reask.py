@@ -1,0 +1,97 @@
+"""A ChatAdapter answer that does not parse is re-asked once in structured-output mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import trio_dspy as td
+from trio_dspy.errors import AdapterParseError
+from trio_dspy.testing import DummyLM, SimConfig, serve_sim, small_model_script
+
+from .story import HandleCustomer, MakeDrink, Mood, Refund
+
+
+def format_of(body: dict[str, Any]) -> str | None:
+    fmt = body.get("response_format")
+    return fmt["type"] if fmt else None
+
+
+async def ask(base_url: str, adapter: td.Adapter | None = None) -> td.Prediction:
+    lm = td.LM("openai/sim-model", base_url=base_url, api_key="k", max_tokens=200)
+    async with lm:
+        with td.context(lm=lm, adapter=adapter):
+            return await td.Predict(HandleCustomer)(request="A large latte", mood=Mood.happy)
+
+
+async def test_a_small_model_lost_in_free_text_is_recovered_by_one_structured_call() -> None:
+    async with serve_sim(SimConfig(script=small_model_script())) as sim:
+        pred = await ask(sim.base_url)
+        bodies = list(sim.requests)
+    assert isinstance(pred.action, MakeDrink | Refund)
+    assert isinstance(pred.confidence, float)
+    # The chat request (answered with a ramble cut at the limit), then exactly
+    # one structured-output request, which parsed.
+    assert [format_of(b) for b in bodies] == [None, "json_schema"]
+    assert "[[ ## action ## ]]" in bodies[0]["messages"][0]["content"]
+    assert bodies[1]["response_format"]["json_schema"]["schema"]["required"] == [
+        "action",
+        "confidence",
+    ]
+    # A fresh request in JSONAdapter's format, not the ramble shown back.
+    assert [m["role"] for m in bodies[1]["messages"]] == ["system", "user"]
+    assert pred.usage.total_tokens > 0
+
+
+async def test_a_server_refusing_json_schema_recovers_through_the_step_down() -> None:
+    config = SimConfig(script=small_model_script(), supports_json_schema=False)
+    async with serve_sim(config) as sim:
+        pred = await ask(sim.base_url)
+        bodies = list(sim.requests)
+    assert isinstance(pred.confidence, float)
+    # json_schema refused (400), stepped down to json_object with the schema inline.
+    assert [format_of(b) for b in bodies] == [None, "json_schema", "json_object"]
+    assert bodies[2]["response_format"]["schema"]["required"] == ["action", "confidence"]
+    assert sim.stats.errors == 1
+
+
+async def test_a_clean_chat_answer_costs_one_call() -> None:
+    async with serve_sim(SimConfig()) as sim:
+        pred = await ask(sim.base_url)
+        bodies = list(sim.requests)
+    assert isinstance(pred.confidence, float)
+    assert [format_of(b) for b in bodies] == [None]
+
+
+async def test_the_fallback_can_be_turned_off() -> None:
+    adapter = td.ChatAdapter(use_json_adapter_fallback=False)
+    assert repr(adapter) == "ChatAdapter(use_json_adapter_fallback=False)"
+    async with serve_sim(SimConfig(script=small_model_script())) as sim:
+        with pytest.raises(AdapterParseError, match="cut off"):
+            await ask(sim.base_url, adapter)
+        bodies = list(sim.requests)
+    # One call and two free-text re-asks, none in structured-output mode.
+    assert [format_of(b) for b in bodies] == [None, None, None]
+
+
+async def test_structured_reask_failing_too_continues_with_json_reasks() -> None:
+    lm = DummyLM(["rambling", "still rambling", '{"action": 1}', "more"])
+    with td.context(lm=lm), pytest.raises(AdapterParseError) as info:
+        await td.Predict(HandleCustomer)(request="latte", mood=Mood.happy)
+    assert info.value.attempts == 3
+    assert len(lm.requests) == 3
+    first, structured, again = lm.requests
+    assert first.response_format is None
+    assert structured.response_format == td.JSONAdapter().response_format(HandleCustomer)
+    # After the structured call, the re-ask shows the JSON answer its error.
+    assert again.response_format == structured.response_format
+    assert again.messages[-2].content == "still rambling"
+    assert "Respond with a JSON object" in again.messages[-1].content
+
+
+async def test_no_reask_at_all_without_parse_retries() -> None:
+    lm = DummyLM(["rambling"], cycle=True)
+    with td.context(lm=lm, max_parse_retries=0), pytest.raises(AdapterParseError):
+        await td.Predict(HandleCustomer)(request="latte", mood=Mood.happy)
+    assert len(lm.requests) == 1
