@@ -25,7 +25,13 @@ from typing import Any, ClassVar
 import httpx
 import trio
 
-from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
+from ..errors import (
+    ConfigurationError,
+    LMError,
+    LMServerError,
+    LMTimeoutError,
+    ToolsUnsupportedError,
+)
 from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
@@ -414,7 +420,7 @@ class LM(BaseLM):
         )
         if level not in (None, "prompt") and refuses_format(error, reply.text):
             raise FormatRefused(error)
-        if is_retryable_status(reply.status):
+        if is_retryable_status(reply.status) and not isinstance(error, ToolsUnsupportedError):
             raise Retryable(error, retry_after=parse_retry_after(reply.headers))
         raise error
 
