@@ -293,3 +293,22 @@ def test_names_tools_and_arguments() -> None:
         FallbackLM()
     with pytest.raises(ValueError, match="hedge_after"):
         FallbackLM(a, hedge_after=-1.0)
+
+
+async def test_closing_a_fallback_closes_every_model_that_can_be_closed() -> None:
+    closed: list[str] = []
+
+    class Closable(DummyLM):
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()
+            closed.append(self.model)
+
+    first, second = Closable(["a"]), Closable(["b"])
+    async with FallbackLM(first, DummyLM(["c"]), second) as lm:
+        assert lm.lms == (first, lm.lms[1], second)
+    assert closed == [first.model, second.model]
+    closed.clear()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await FallbackLM(first, second).aclose()  # shielded: closes even when cancelled
+    assert closed == [first.model, second.model]

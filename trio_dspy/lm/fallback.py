@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import TracebackType
 
 import trio
 
@@ -72,6 +73,9 @@ class FallbackLM(BaseLM):
     already has the attempt.
 
     ``supports_tools`` is true only if every model supports tools.
+
+    ``async with FallbackLM(...) as lm:`` (or ``await lm.aclose()``) closes
+    every model's connections at the end.
 
     Raises:
         ValueError: no model given, or ``hedge_after`` is negative.
@@ -200,6 +204,40 @@ class FallbackLM(BaseLM):
         for earlier in failures:
             raised.add_note(f"also failed: {type(earlier).__name__}: {earlier}")
         raise raised
+
+    async def aclose(self) -> None:
+        """Close every model in :attr:`lms` that can be closed (``LM.aclose``).
+
+        Shielded from cancellation, so leaving ``async with fallback:`` because
+        of a cancel still releases each model's connections; a model without
+        ``aclose`` is left as it is. Raises what a model's ``aclose`` raises,
+        after trying every model.
+        """
+        failures: list[Exception] = []
+        with trio.CancelScope(shield=True):
+            for lm in self.lms:
+                close = getattr(lm, "aclose", None)
+                if close is None:
+                    continue
+                try:
+                    await close()
+                except Exception as exc:  # the others are closed all the same
+                    failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup("closing the models of a FallbackLM failed", failures)
+
+    async def __aenter__(self) -> FallbackLM:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         hedge = f", hedge_after={self.hedge_after!r}" if self.hedge_after is not None else ""
