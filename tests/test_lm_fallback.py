@@ -295,7 +295,7 @@ def test_names_tools_and_arguments() -> None:
         FallbackLM(a, hedge_after=-1.0)
 
 
-async def test_closing_a_fallback_closes_every_model_that_can_be_closed() -> None:
+async def test_closing_a_fallback_closes_every_model() -> None:
     closed: list[str] = []
 
     class Closable(DummyLM):

@@ -19,7 +19,6 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import partial
-from types import TracebackType
 from typing import Any, ClassVar
 
 import httpx
@@ -472,17 +471,6 @@ class LM(BaseLM):
             await self._http.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
-
-    async def __aenter__(self) -> LM:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         # Safe on an instance whose constructor raised half-way.

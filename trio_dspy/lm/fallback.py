@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from types import TracebackType
 
 import trio
 
@@ -206,38 +205,24 @@ class FallbackLM(BaseLM):
         raise raised
 
     async def aclose(self) -> None:
-        """Close every model in :attr:`lms` that can be closed (``LM.aclose``).
+        """Close every model in :attr:`lms` (``LM.aclose`` releases connections).
 
         Shielded from cancellation, so leaving ``async with fallback:`` because
-        of a cancel still releases each model's connections; a model without
-        ``aclose`` is left as it is. Raises what a model's ``aclose`` raises,
+        of a cancel still releases each model's connections. Raises what a
+        model's ``aclose`` raises (an ``ExceptionGroup`` when several do),
         after trying every model.
         """
         failures: list[Exception] = []
         with trio.CancelScope(shield=True):
             for lm in self.lms:
-                close = getattr(lm, "aclose", None)
-                if close is None:
-                    continue
                 try:
-                    await close()
+                    await lm.aclose()
                 except Exception as exc:  # the others are closed all the same
                     failures.append(exc)
         if len(failures) == 1:
             raise failures[0]
         if failures:
             raise ExceptionGroup("closing the models of a FallbackLM failed", failures)
-
-    async def __aenter__(self) -> FallbackLM:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         hedge = f", hedge_after={self.hedge_after!r}" if self.hedge_after is not None else ""
