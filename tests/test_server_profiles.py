@@ -133,6 +133,20 @@ async def test_react_uses_native_tools_or_falls_back_when_the_server_refuses_the
         assert native and sim.stats.errors == 0
 
 
+async def test_react_on_gemini_through_the_generic_client_falls_back_to_text() -> None:
+    def make_drink(drink: str) -> str:
+        """Make a drink."""
+        return f"made {drink}"
+
+    # The generic client sends additionalProperties, which Gemini refuses.
+    async with server("gemini") as sim, generic(sim) as lm:
+        with td.context(lm=lm):
+            pred = await td.ReAct(Order, tools=[make_drink], max_iters=3)(request="a latte")
+    assert isinstance(pred.cups, int)
+    assert sum(1 for body in sim.requests if body.get("tools")) == 1
+    assert sim.stats.errors == 1
+
+
 @pytest.mark.parametrize("name", sorted(NO_TOOLS))
 async def test_a_tool_refusal_is_a_tools_unsupported_error(name: str) -> None:
     spec = ToolSpec("make_drink", "Make a drink.", {"type": "object", "properties": {}})

@@ -7,16 +7,14 @@ and logs say ``ollama``, not ``openai``). ``base_url=`` and ``api_key=`` still
 win over everything, then the environment variables, then the defaults (a
 local server needs no key: none is sent when its variable is unset):
 
-=========  =========================================================  ==============
-alias      default base URL (``$<ALIAS>_BASE_URL`` overrides)          key from
-=========  =========================================================  ==============
-ollama     ``http://localhost:11434/v1``                              ``OLLAMA_API_KEY``
-lmstudio   ``http://localhost:1234/v1``                               ``LMSTUDIO_API_KEY``
-vllm       ``http://localhost:8000/v1``                               ``VLLM_API_KEY``
-llamacpp   ``http://localhost:8080/v1``                               ``LLAMA_API_KEY``
-groq       ``https://api.groq.com/openai/v1``                         ``GROQ_API_KEY``
-gemini     ``https://generativelanguage.googleapis.com/v1beta/openai/`` ``GEMINI_API_KEY``
-=========  =========================================================  ==============
+| alias | default base URL (``$<ALIAS>_BASE_URL`` overrides) | key from |
+| --- | --- | --- |
+| ollama | ``http://localhost:11434/v1`` | ``OLLAMA_API_KEY`` |
+| lmstudio | ``http://localhost:1234/v1`` | ``LMSTUDIO_API_KEY`` |
+| vllm | ``http://localhost:8000/v1`` | ``VLLM_API_KEY`` |
+| llamacpp | ``http://localhost:8080/v1`` | ``LLAMA_API_KEY`` |
+| groq | ``https://api.groq.com/openai/v1`` | ``GROQ_API_KEY`` |
+| gemini | ``https://generativelanguage.googleapis.com/v1beta/openai/`` | ``GEMINI_API_KEY`` |
 
 The generic ``openai/<model>`` with ``base_url=`` reaches the same servers and
 copes with them too (refused response formats are stepped down, refused
@@ -115,8 +113,9 @@ class GeminiLM(OpenAILM):
 
     Gemini parses requests strictly: it refuses ``additionalProperties`` and
     ``$schema`` in a response schema or a tool's parameters, so this client
-    leaves them out (the generic ``openai/`` client would be stepped down to
-    plain prompting and its tools refused). Its errors come as a list of one
+    leaves them out (through the generic ``openai/`` client, structured output
+    would be stepped down to plain prompting and ``ReAct`` would fall back
+    from native tools to text). Its errors come as a list of one
     error object. Thinking models spend hidden reasoning tokens out of
     ``max_tokens``: a small ``max_tokens`` can leave an empty answer cut off
     (``finish_reason`` "length"). Key from ``$GEMINI_API_KEY``.

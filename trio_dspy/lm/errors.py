@@ -63,8 +63,15 @@ _FORMAT_MARKERS = (_FORMAT_PARAM, "json_schema", "response_schema")
 # How servers that blame no parameter say they take no tools: Ollama (400,
 # "<model> does not support tools"), vLLM without auto tool choice (400,
 # '"auto" tool choice requires --enable-auto-tool-choice ...'), llama.cpp's
-# server without --jinja (500, "tools param requires --jinja flag").
-_TOOL_REFUSALS = ("does not support tools", "tool choice requires", "tools param requires")
+# server without --jinja (500, "tools param requires --jinja flag"), Gemini
+# refusing a keyword of the tool definitions (400, 'Unknown name
+# "additionalProperties" at 'tools[0].function_declarations[0]...').
+_TOOL_REFUSALS = (
+    "does not support tools",
+    "tool choice requires",
+    "tools param requires",
+    "at 'tools[",
+)
 
 
 @attrs.frozen
@@ -158,8 +165,8 @@ def error_for_status(
     A 400/422/500 on a request that carried tools is a
     :class:`~trio_dspy.errors.ToolsUnsupportedError` when it blames ``tools``
     or ``tool_choice`` (by its ``param`` or ``code``) or, naming no
-    parameter, says in the words of Ollama, vLLM or llama.cpp's server that
-    the server takes no tools. ``retries`` is how many
+    parameter, says in the words of Ollama, vLLM, llama.cpp's server or
+    Gemini that the server takes no tools, or not these tool definitions. ``retries`` is how many
     retries were spent (mentioned for transient errors), ``retry_after`` the
     pause the server asked for (kept on rate-limit errors). Raises nothing.
     """
