@@ -93,13 +93,6 @@ def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _code(*values: Any) -> str | None:
-    """The first of ``values`` that is a word (``"rate_limit_exceeded"``,
-    ``"INVALID_ARGUMENT"``); a bare status number (``400``) says nothing new."""
-    words = [_text(v) for v in values if not isinstance(v, int | float)]
-    return next((w for w in words if w), None)
-
-
 def read_error_body(data: Any, fallback: str) -> ErrorBody:
     """The message, code and blamed parameter in a decoded error body.
 
@@ -115,9 +108,9 @@ def read_error_body(data: Any, fallback: str) -> ErrorBody:
     if isinstance(data, Mapping):
         err = data.get("error")
         if isinstance(err, Mapping):
-            code = _code(err.get("code"), err.get("type"), err.get("status"))
+            code = _text(err.get("code")) or _text(err.get("type")) or _text(err.get("status"))
             return ErrorBody(str(err.get("message") or fallback), code, _text(err.get("param")))
-        code = _code(data.get("code"), data.get("type"))
+        code = _text(data.get("code")) or _text(data.get("type"))
         if isinstance(err, str) and err:
             return ErrorBody(err, code, _text(data.get("param")))
         for key in ("message", "detail"):
