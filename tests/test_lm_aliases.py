@@ -12,7 +12,7 @@ import trio_dspy as td
 from trio_dspy.lm import known_providers
 from trio_dspy.lm.compatible import GeminiLM, LMStudioLM, OllamaLM
 from trio_dspy.lm.openai import OpenAILM
-from trio_dspy.messages import LMRequest, Message, ToolSpec
+from trio_dspy.messages import LMRequest, Message, ResponseFormat, ToolSpec
 from trio_dspy.testing import SimConfig, serve_sim
 
 ALIASES = {
@@ -147,3 +147,36 @@ def test_gemini_alias_keeps_fields_named_like_refused_keywords() -> None:
     body = lm.build_body(LMRequest([Message("user", "hi")], tools=(spec,)), None)
     sent = body["tools"][0]["function"]["parameters"]
     assert sent == {"type": "object", "properties": {"additionalProperties": {"type": "string"}}}
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+async def test_each_alias_gets_typed_answers_from_its_simulated_server(alias: str) -> None:
+    class Pick(td.Signature):
+        """Pick numbers."""
+
+        question: str = td.InputField()
+        numbers: list[int] = td.OutputField()
+        note: str | None = td.OutputField()
+
+    async with (
+        serve_sim(SimConfig(profile=alias)) as sim,
+        td.LM(f"{alias}/sim-model", base_url=sim.base_url) as lm,
+    ):
+        with td.context(lm=lm, adapter=td.JSONAdapter()):
+            pred = await td.Predict(Pick)(question="three numbers")
+    assert all(isinstance(n, int) for n in pred.numbers)
+    assert lm.provider == alias
+
+
+async def test_gemini_alias_sends_json_object_without_a_schema_beside_it() -> None:
+    request = LMRequest(
+        [Message("user", "Answer in JSON.")],
+        response_format=ResponseFormat("json_object", schema={"type": "object"}),
+    )
+    async with (
+        serve_sim(SimConfig(profile="gemini")) as sim,
+        td.LM("gemini/sim-model", base_url=sim.base_url) as lm,
+    ):
+        await lm.request(request)
+    assert sim.requests[0]["response_format"] == {"type": "json_object"}
+    assert sim.stats.errors == 0

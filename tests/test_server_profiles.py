@@ -306,3 +306,17 @@ def test_error_bodies_of_each_server_are_read() -> None:
     status_only = read_error_body([{"error": {"message": "m", "status": "UNAVAILABLE"}}], "")
     assert status_only.code == "UNAVAILABLE"
     assert read_error_body({"error": "'response_format.type' must be"}, "").param is None
+
+
+async def test_groq_wants_the_word_json_for_json_object_and_the_client_steps_down() -> None:
+    request = LMRequest(
+        [Message("user", "How many cups?")], response_format=ResponseFormat("json_object")
+    )
+    async with server("groq") as sim, generic(sim) as lm:
+        response = await lm.request(request)
+    assert response.text
+    assert formats(sim) == ["json_object", None]
+    # The word counts wherever it is, in text parts too.
+    parts = {"role": "user", "content": [{"type": "text", "text": "Reply in JSON"}]}
+    body = {"messages": [parts], "response_format": {"type": "json_object"}}
+    assert PROFILES["groq"].refusal(body) is None
