@@ -31,7 +31,9 @@ def test_model_prefix_picks_the_provider_class() -> None:
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigurationError, match="known providers are anthropic, openai"):
+    with pytest.raises(
+        ConfigurationError, match="known providers are anthropic, gemini, .*, openai, vllm"
+    ):
         LM("mistral/large")
     with pytest.raises(ConfigurationError, match="'provider/name'"):
         LM("gpt-4o")

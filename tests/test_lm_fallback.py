@@ -293,3 +293,44 @@ def test_names_tools_and_arguments() -> None:
         FallbackLM()
     with pytest.raises(ValueError, match="hedge_after"):
         FallbackLM(a, hedge_after=-1.0)
+
+
+async def test_closing_a_fallback_closes_every_model() -> None:
+    closed: list[str] = []
+
+    class Closable(DummyLM):
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()
+            closed.append(self.model)
+
+    first, second = Closable(["a"]), Closable(["b"])
+    async with FallbackLM(first, DummyLM(["c"]), second) as lm:
+        assert lm.lms == (first, lm.lms[1], second)
+    assert closed == [first.model, second.model]
+    closed.clear()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await FallbackLM(first, second).aclose()  # shielded: closes even when cancelled
+    assert closed == [first.model, second.model]
+
+
+async def test_a_model_failing_to_close_does_not_keep_the_others_open() -> None:
+    closed: list[str] = []
+
+    class Broken(DummyLM):
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()
+            raise OSError(f"cannot close {self.model}")
+
+    class Closable(DummyLM):
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()
+            closed.append(self.model)
+
+    good = Closable(["a"])
+    with pytest.raises(OSError, match="cannot close"):
+        await FallbackLM(Broken(["x"]), good).aclose()
+    assert closed == [good.model]
+    with pytest.raises(ExceptionGroup) as group:
+        await FallbackLM(Broken(["x"]), Broken(["y"]), good).aclose()
+    assert len(group.value.exceptions) == 2 and closed == [good.model, good.model]

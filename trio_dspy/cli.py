@@ -24,6 +24,7 @@ import trio
 
 from .demo.terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
 from .testing.sim_config import Fault, Latency, SimConfig
+from .testing.sim_profiles import PROFILES
 from .testing.sim_server import SimServer, serve_sim
 
 __all__ = [
@@ -82,6 +83,12 @@ def add_serve_sim(subparsers: Subparsers) -> None:
     p.add_argument("--no-json-object", action="store_true", help="refuse json_object")
     p.add_argument("--no-tools", action="store_true", help="refuse tools")
     p.add_argument("--context-window", type=int, default=None, help="max prompt tokens")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="imitate that server's refusals, error bodies and usage",
+    )
     p.set_defaults(run=run_serve_sim)
 
 
@@ -110,6 +117,7 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
         supports_json_object=not args.no_json_object,
         supports_tools=not args.no_tools,
         context_window=args.context_window,
+        profile=args.profile,
     )
 
 

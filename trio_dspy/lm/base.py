@@ -22,7 +22,8 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import attrs
 import trio
@@ -226,6 +227,26 @@ class BaseLM(abc.ABC):
                 [attrs.asdict(m) for m in request.messages], ensure_ascii=False
             )
         return attributes
+
+    async def aclose(self) -> None:
+        """Release what the model holds (connections, files): nothing here.
+
+        Models that hold something override it (:meth:`LM.aclose
+        <trio_dspy.lm.LM.aclose>`). ``async with model:`` calls it on the way
+        out. Raises nothing here.
+        """
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> BaseLM:
         # A model is a shared resource (connections, limits, cache): copies of a

@@ -19,13 +19,18 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import partial
-from types import TracebackType
 from typing import Any, ClassVar
 
 import httpx
 import trio
 
-from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
+from ..errors import (
+    ConfigurationError,
+    LMError,
+    LMServerError,
+    LMTimeoutError,
+    ToolsUnsupportedError,
+)
 from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
@@ -414,7 +419,7 @@ class LM(BaseLM):
         )
         if level not in (None, "prompt") and refuses_format(error, reply.text):
             raise FormatRefused(error)
-        if is_retryable_status(reply.status):
+        if is_retryable_status(reply.status) and not isinstance(error, ToolsUnsupportedError):
             raise Retryable(error, retry_after=parse_retry_after(reply.headers))
         raise error
 
@@ -466,17 +471,6 @@ class LM(BaseLM):
             await self._http.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
-
-    async def __aenter__(self) -> LM:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         # Safe on an instance whose constructor raised half-way.

@@ -58,7 +58,20 @@ _CONTEXT_MARKERS = (
 # Request parameters whose rejection means "this server takes no tools".
 _TOOL_PARAMS = frozenset({"tools", "tool_choice"})
 _FORMAT_PARAM = "response_format"
-_FORMAT_MARKERS = (_FORMAT_PARAM, "json_schema")
+# Gemini names the schema it refuses ``generation_config.response_schema``.
+_FORMAT_MARKERS = (_FORMAT_PARAM, "json_schema", "response_schema")
+# How servers that blame no parameter say they take no tools: Ollama (400,
+# "<model> does not support tools"), vLLM without auto tool choice (400,
+# '"auto" tool choice requires --enable-auto-tool-choice ...'), llama.cpp's
+# server without --jinja (500, "tools param requires --jinja flag"), Gemini
+# refusing a keyword of the tool definitions (400, 'Unknown name
+# "additionalProperties" at 'tools[0].function_declarations[0]...').
+_TOOL_REFUSALS = (
+    "does not support tools",
+    "tool choice requires",
+    "tools param requires",
+    "at 'tools[",
+)
 
 
 @attrs.frozen
@@ -86,13 +99,16 @@ def read_error_body(data: Any, fallback: str) -> ErrorBody:
     Understands OpenAI (``{"error": {"message", "type", "param", "code"}}``),
     Anthropic (``{"type": "error", "error": {"type", "message"}}``) and the
     shapes of common OpenAI-compatible servers (``{"error": "..."}``,
-    ``{"message": ...}``, ``{"detail": ...}``). ``fallback`` (the raw body)
-    is the message when the body has none. Raises nothing.
+    ``{"message": ...}``, ``{"detail": ...}``), and Gemini's list of one
+    error (``[{"error": {"code", "message", "status"}}]``). ``fallback`` (the
+    raw body) is the message when the body has none. Raises nothing.
     """
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
     if isinstance(data, Mapping):
         err = data.get("error")
         if isinstance(err, Mapping):
-            code = _text(err.get("code")) or _text(err.get("type"))
+            code = _text(err.get("code")) or _text(err.get("type")) or _text(err.get("status"))
             return ErrorBody(str(err.get("message") or fallback), code, _text(err.get("param")))
         code = _text(data.get("code")) or _text(data.get("type"))
         if isinstance(err, str) and err:
@@ -119,7 +135,10 @@ def _is_context_error(body: ErrorBody) -> bool:
 
 
 def _refuses_tools(body: ErrorBody) -> bool:
-    return body.param in _TOOL_PARAMS or body.code in _TOOL_PARAMS
+    if body.param is not None or body.code in _TOOL_PARAMS:
+        return body.param in _TOOL_PARAMS or body.code in _TOOL_PARAMS
+    text = body.message[:2000].lower()
+    return any(marker in text for marker in _TOOL_REFUSALS)
 
 
 def error_for_status(
@@ -136,9 +155,11 @@ def error_for_status(
     """The typed error for a failed HTTP ``status``, carrying the provider's
     message, code and blamed parameter from ``body``.
 
-    A 400/422 that blames ``tools`` or ``tool_choice`` (by its ``param`` or
-    ``code``) on a request that carried tools is a
-    :class:`~trio_dspy.errors.ToolsUnsupportedError`. ``retries`` is how many
+    A 400/422/500 on a request that carried tools is a
+    :class:`~trio_dspy.errors.ToolsUnsupportedError` when it blames ``tools``
+    or ``tool_choice`` (by its ``param`` or ``code``) or, naming no
+    parameter, says in the words of Ollama, vLLM, llama.cpp's server or
+    Gemini that the server takes no tools, or not these tool definitions. ``retries`` is how many
     retries were spent (mentioned for transient errors), ``retry_after`` the
     pause the server asked for (kept on rate-limit errors). Raises nothing.
     """
@@ -162,13 +183,15 @@ def error_for_status(
         )
     if status == 408:
         return LMTimeoutError(f"{message} (the server timed out{after})", **kw)
-    if status >= 500 or status == 409:
-        return LMServerError(f"{message} (the server kept failing{after}; try again later)", **kw)
-    if status in (400, 422) and sent_tools and _refuses_tools(body):
+    # Before the 5xx case: llama.cpp's server refuses tools with a 500, which
+    # no retry changes.
+    if status in (400, 422, 500) and sent_tools and _refuses_tools(body):
         return ToolsUnsupportedError(
             f"{message} (the server takes no tool definitions)",
             **kw,
         )
+    if status >= 500 or status == 409:
+        return LMServerError(f"{message} (the server kept failing{after}; try again later)", **kw)
     if status in (400, 413, 422) and _is_context_error(body):
         return ContextWindowExceededError(
             f"{message} (shorten the prompt: fewer demos or smaller inputs, or use a model "

@@ -73,6 +73,9 @@ class FallbackLM(BaseLM):
 
     ``supports_tools`` is true only if every model supports tools.
 
+    ``async with FallbackLM(...) as lm:`` (or ``await lm.aclose()``) closes
+    every model's connections at the end.
+
     Raises:
         ValueError: no model given, or ``hedge_after`` is negative.
     """
@@ -200,6 +203,26 @@ class FallbackLM(BaseLM):
         for earlier in failures:
             raised.add_note(f"also failed: {type(earlier).__name__}: {earlier}")
         raise raised
+
+    async def aclose(self) -> None:
+        """Close every model in :attr:`lms` (``LM.aclose`` releases connections).
+
+        Shielded from cancellation, so leaving ``async with fallback:`` because
+        of a cancel still releases each model's connections. Raises what a
+        model's ``aclose`` raises (an ``ExceptionGroup`` when several do),
+        after trying every model.
+        """
+        failures: list[Exception] = []
+        with trio.CancelScope(shield=True):
+            for lm in self.lms:
+                try:
+                    await lm.aclose()
+                except Exception as exc:  # the others are closed all the same
+                    failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup("closing the models of a FallbackLM failed", failures)
 
     def __repr__(self) -> str:
         hedge = f", hedge_after={self.hedge_after!r}" if self.hedge_after is not None else ""

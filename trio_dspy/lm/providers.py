@@ -16,6 +16,13 @@ __all__ = ["known_providers", "provider_class", "register_provider"]
 _PROVIDERS: dict[str, str | type[LM]] = {
     "openai": "trio_dspy.lm.openai:OpenAILM",
     "anthropic": "trio_dspy.lm.anthropic:AnthropicLM",
+    # OpenAI-compatible servers with a conventional address (lm/compatible.py).
+    "ollama": "trio_dspy.lm.compatible:OllamaLM",
+    "lmstudio": "trio_dspy.lm.compatible:LMStudioLM",
+    "vllm": "trio_dspy.lm.compatible:VLLMLM",
+    "llamacpp": "trio_dspy.lm.compatible:LlamaCppLM",
+    "groq": "trio_dspy.lm.compatible:GroqLM",
+    "gemini": "trio_dspy.lm.compatible:GeminiLM",
 }
 
 

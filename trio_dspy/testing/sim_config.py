@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import attrs
 
 from .sim_answers import SimReply, read_request
+from .sim_profiles import SimProfile, get_profile
 
 __all__ = ["Fault", "FaultKind", "Latency", "Script", "SimConfig", "keyword_script"]
 
@@ -237,7 +238,12 @@ class SimConfig:
     * ``context_window``: prompts above this many tokens (chars / 4) get a
       400 ``context_length_exceeded``;
     * ``keep_requests``: how many request bodies :attr:`SimServer.requests` keeps;
-    * ``models``: the ids ``GET /v1/models`` lists.
+    * ``models``: the ids ``GET /v1/models`` lists;
+    * ``profile``: a server to imitate (``"ollama"``, ``"lmstudio"``, ``"vllm"``,
+      ``"llamacpp"``, ``"groq"``, ``"gemini"`` or a
+      :class:`~trio_dspy.testing.sim_profiles.SimProfile`): its refusals, error
+      bodies and usage on ``/v1/chat/completions``. An unknown name raises
+      ``ValueError``.
     """
 
     latency: Latency = attrs.field(factory=Latency, converter=_to_latency)
@@ -251,6 +257,7 @@ class SimConfig:
     context_window: int | None = None
     keep_requests: int = 1000
     models: tuple[str, ...] = ("sim-model",)
+    profile: SimProfile | None = attrs.field(default=None, converter=get_profile)
 
 
 ScriptAnswer = SimReply | str | Mapping[str, Any]

@@ -153,6 +153,10 @@ class SimServer:
 
     def _refusal(self, body: Mapping[str, Any], dialect: Dialect) -> Response | None:
         cfg = self.config
+        if cfg.profile is not None and dialect == "openai":  # the imitated server's refusals
+            refused = cfg.profile.refusal(body)
+            if refused is not None:
+                return refused
         fmt = body.get("response_format")
         kind = fmt.get("type") if isinstance(fmt, Mapping) else None
         if body.get("tools") and not cfg.supports_tools:
@@ -237,13 +241,19 @@ class SimServer:
         payload = render(answer, model=req.model, prompt_chars=req.prompt_chars, number=number)
         if dialect == "openai" and isinstance(body.get("n"), int) and body["n"] > 1:
             _more_choices(payload, req, request.body, self.config.seed, reply, body["n"])
+        profile = self.config.profile if dialect == "openai" else None
+        if profile is not None:  # the imitated server's usage and extra fields
+            payload = profile.shape(payload, body)
         self.stats.ok += 1
         if fault is not None and fault.kind == "malformed":
             text = Response.from_json(payload).body
             return Response(200, (("content-type", "application/json"),), text[: len(text) // 2])
         if dialect == "openai" and body.get("stream"):
             options = body.get("stream_options") or {}
-            data = openai_stream(payload, include_usage=bool(options.get("include_usage")))
+            include_usage = bool(options.get("include_usage"))
+            if profile is not None:
+                include_usage = profile.stream_usage_for(body, payload)
+            data = openai_stream(payload, include_usage=include_usage)
             return Response(200, (("content-type", "text/event-stream"),), data)
         return Response.from_json(payload)
 
