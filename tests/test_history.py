@@ -24,6 +24,7 @@ TURNS = [
     {"question": "Capital of France?", "answer": "Paris"},
     {"question": "And of Germany?", "answer": "Berlin"},
 ]
+WITH_TWO_TURNS = ["system", "user", "assistant", "user", "assistant", "user"]
 
 
 def sim_lm(sim: Any, provider: str) -> td.LM:
@@ -65,14 +66,7 @@ async def test_json_adapter_turns_are_json_answers() -> None:
     with td.context(lm=lm, adapter=td.JSONAdapter()):
         await td.Predict(QA)(question="And Italy?", history=td.History(TURNS))
     messages = lm.history[-1].request.messages
-    assert [m.role for m in messages] == [
-        "system",
-        "user",
-        "assistant",
-        "user",
-        "assistant",
-        "user",
-    ]
+    assert [m.role for m in messages] == WITH_TWO_TURNS
     assert json.loads(messages[2].text) == {"answer": "Paris"}
 
 
@@ -109,14 +103,7 @@ def test_the_tool_calling_request_carries_the_history_too() -> None:
     request = td.ChatAdapter().format_request(
         QA, [], {"question": "now?", "history": td.History(TURNS)}, tools=[]
     )
-    assert [m.role for m in request.messages] == [
-        "system",
-        "user",
-        "assistant",
-        "user",
-        "assistant",
-        "user",
-    ]
+    assert [m.role for m in request.messages] == WITH_TWO_TURNS
     assert "`history`" not in request.messages[0].text
 
 

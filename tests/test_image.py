@@ -45,35 +45,33 @@ def sim_lm(sim: Any, provider: str) -> td.LM:
 
 
 # ---------------------------------------------------------------- on the wire
+WIRE_IMAGE = {
+    "openai": ("image_url", "image_url", {"url": f"data:image/png;base64,{PNG_B64}"}),
+    "anthropic": (
+        "image",
+        "source",
+        {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+    ),
+}
+
+
 @ADAPTERS
-async def test_an_image_from_bytes_arrives_as_an_openai_image_url_part(
-    adapter: td.Adapter,
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_image_from_bytes_arrives_as_an_image_part_between_texts(
+    adapter: td.Adapter, provider: str
 ) -> None:
-    async with serve_sim() as sim, sim_lm(sim, "openai") as lm:
+    async with serve_sim() as sim, sim_lm(sim, provider) as lm:
         with td.context(lm=lm, adapter=adapter):
             pred = await td.Predict(Describe)(question="What?", photo=td.Image.from_bytes(PNG))
     assert isinstance(pred.caption, str) and pred.caption
     parts = sim.content_parts()
-    assert [p["type"] for p in parts] == ["text", "image_url", "text"]
+    kind, key, value = WIRE_IMAGE[provider]
+    assert [p["type"] for p in parts] == ["text", kind, "text"]
     assert all(p["role"] == "user" for p in parts)
     assert parts[0]["text"].endswith("[[ ## photo ## ]]\n")
     assert "What?" in parts[0]["text"]
-    assert parts[1]["image_url"] == {"url": f"data:image/png;base64,{PNG_B64}"}
+    assert parts[1][key] == value
     assert "Respond with" in parts[2]["text"]
-
-
-@ADAPTERS
-async def test_an_image_from_bytes_arrives_as_an_anthropic_base64_block(
-    adapter: td.Adapter,
-) -> None:
-    async with serve_sim() as sim, sim_lm(sim, "anthropic") as lm:
-        with td.context(lm=lm, adapter=adapter):
-            pred = await td.Predict(Describe)(question="What?", photo=td.Image.from_bytes(PNG))
-    assert pred.caption
-    parts = sim.content_parts()
-    assert [p["type"] for p in parts] == ["text", "image", "text"]
-    source = {"type": "base64", "media_type": "image/png", "data": PNG_B64}
-    assert parts[1]["source"] == source
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

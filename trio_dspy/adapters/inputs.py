@@ -12,7 +12,6 @@ messages as user/assistant turns before the current inputs.
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,11 +22,11 @@ from ..types import History, Image
 
 __all__ = ["given_fields", "history_field", "image_text", "split_history", "user_content"]
 
-# Private-use characters and a per-process nonce: text a user passes in
-# cannot forge a marker and smuggle an image URL into the request.
-_NONCE = secrets.token_hex(6)
-_OPEN, _CLOSE = f"\ue000{_NONCE}:", "\ue001"
-_MARK = re.compile(re.escape(_OPEN) + "([^\ue001]*)" + _CLOSE)
+# A NUL and a per-process nonce: text a user passes in cannot forge a marker
+# and smuggle an image URL into the request. ASCII, so a long prompt stays a
+# one-byte-per-character string while megabytes of base64 pass through it.
+_OPEN = f"\x00image-{secrets.token_hex(6)}:"
+_CLOSE = "\x00"
 
 
 def image_text(value: Any) -> str | None:
@@ -54,17 +53,22 @@ def image_text(value: Any) -> str | None:
 def user_content(text: str) -> str | tuple[ContentPart, ...]:
     """A user message's content: ``text`` itself, or its text and image parts
     in order when it holds image markers."""
-    if _OPEN not in text:
+    at = text.find(_OPEN)
+    if at < 0:
         return text
     parts: list[ContentPart] = []
-    at = 0
-    for m in _MARK.finditer(text):
-        if m.start() > at:
-            parts.append(TextPart(text[at : m.start()]))
-        parts.append(ImagePart(m.group(1)))
-        at = m.end()
-    if at < len(text):
-        parts.append(TextPart(text[at:]))
+    done = 0
+    while at >= 0:
+        end = text.find(_CLOSE, at + len(_OPEN))
+        if end < 0:
+            break
+        if at > done:
+            parts.append(TextPart(text[done:at]))
+        parts.append(ImagePart(text[at + len(_OPEN) : end]))
+        done = end + len(_CLOSE)
+        at = text.find(_OPEN, done)
+    if done < len(text):
+        parts.append(TextPart(text[done:]))
     return tuple(parts)
 
 

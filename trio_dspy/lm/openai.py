@@ -42,7 +42,7 @@ def _message(m: Message) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.text}
     out: dict[str, Any] = {"role": m.role, "content": _content(m.content)}
     if m.tool_calls:
-        out["content"] = m.content or None
+        out["content"] = out["content"] or None
         out["tool_calls"] = [
             {
                 "id": c.id,
