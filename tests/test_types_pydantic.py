@@ -11,7 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import trio_dspy as td
 from trio_dspy import types
-from trio_dspy.errors import AdapterParseError, SignatureError, StructuringError
+from trio_dspy.errors import (
+    AdapterParseError,
+    SignatureError,
+    StructuringError,
+    ToolArgumentError,
+)
 from trio_dspy.testing import DummyLM, SimConfig, SimReply, serve_sim
 
 ADAPTERS = pytest.mark.parametrize(
@@ -227,3 +232,24 @@ async def test_saved_demos_with_models_load_back(tmp_path: Any) -> None:
     loaded = td.Predict(TakeOrder)
     loaded.load(tmp_path / "p.json")
     assert loaded.demos[0]["order"] == Order(items=[Item(name="Tea", qty=1)])
+
+
+async def test_a_tool_taking_a_model_gets_it_validated() -> None:
+    async def order(item: Item) -> str:
+        return f"{item.qty} x {item.name}"
+
+    tool = td.Tool(order)
+    assert tool.parameters["properties"]["item"]["required"] == ["name", "qty"]
+    assert await tool.acall('{"item": {"name": "mocha", "qty": "2"}}') == "2 x Mocha"
+    with pytest.raises(ToolArgumentError, match=r"item\.name: Value error, name a real drink"):
+        await tool.acall('{"item": {"name": "?", "qty": 1}}')
+
+
+def test_a_union_of_models_reads_whichever_fits() -> None:
+    class Refund(BaseModel):
+        order_id: str
+        amount: float
+
+    value = types.structure({"order_id": "A1", "amount": "4.5"}, Item | Refund)
+    assert value == Refund(order_id="A1", amount=4.5)
+    assert types.json_schema(Item | Refund)["anyOf"][1]["title"] == "Refund"
