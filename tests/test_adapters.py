@@ -18,7 +18,7 @@ INPUTS = {"request": "Large iced latte with oat milk", "mood": Mood.happy}
 def test_chat_system_prompt_follows_dspy_layout() -> None:
     system = td.ChatAdapter().format(HandleCustomer, [], INPUTS)[0]
     assert system.role == "system"
-    text = system.content
+    text = system.text
     assert text.startswith(
         "Your input fields are:\n"
         "1. `request` (str): what the customer said\n"
@@ -40,10 +40,10 @@ def test_chat_system_prompt_follows_dspy_layout() -> None:
 def test_chat_user_message_has_inputs_and_output_requirements() -> None:
     user = td.ChatAdapter().format(HandleCustomer, [], INPUTS)[-1]
     assert user.role == "user"
-    assert user.content.startswith(
+    assert user.text.startswith(
         "[[ ## request ## ]]\nLarge iced latte with oat milk\n\n[[ ## mood ## ]]\nhappy\n\n"
     )
-    assert user.content.endswith(
+    assert user.text.endswith(
         "then `[[ ## confidence ## ]]` (must be formatted as a valid Python float), "
         "and then ending with the marker for `[[ ## completed ## ]]`."
     )
@@ -61,7 +61,7 @@ def test_demos_render_as_user_assistant_turns_and_round_trip(adapter: td.Adapter
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
     assert "Refund order 7" in messages[1].content
     # What a demo shows the model is exactly what the adapter parses back.
-    assert adapter.parse(HandleCustomer, messages[2].content) == {
+    assert adapter.parse(HandleCustomer, messages[2].text) == {
         "action": Refund("7", 3.5),
         "confidence": 0.9,
     }
@@ -191,7 +191,7 @@ def test_format_request_with_tools_offers_them_and_finish(adapter: Adapter) -> N
     system, user = request.messages
     assert "call the `finish` tool" in system.content
     assert HandleCustomer.instructions in system.content
-    assert user.content.startswith(markers.field_header("request"))
+    assert user.text.startswith(markers.field_header("request"))
     assert "Large iced latte with oat milk" in user.content
 
 

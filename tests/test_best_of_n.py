@@ -46,7 +46,7 @@ class CountingLM(DummyLM):
 
 
 def last_user(request: LMRequest) -> str:
-    return [m.content for m in request.messages if m.role == "user"][-1]
+    return [m.text for m in request.messages if m.role == "user"][-1]
 
 
 async def test_best_of_n_second_attempt_wins_and_cancels_the_rest_in_flight(

@@ -82,3 +82,34 @@ def test_the_http_clients_load_when_first_named() -> None:
         "print(OtlpHttpExporter.__module__)"
     )
     assert out.strip() == "trio_dspy.telemetry.otlp"
+
+
+def test_signatures_images_and_history_never_import_pydantic() -> None:
+    out = _run(
+        "import sys, attrs, trio_dspy as td\n"
+        "@attrs.frozen\n"
+        "class Item:\n"
+        "    name: str\n"
+        "class Look(td.Signature):\n"
+        "    photo: td.Image = td.InputField()\n"
+        "    history: td.History = td.InputField()\n"
+        "    found: list[Item] | None = td.OutputField()\n"
+        "td.JSONAdapter().format_request(Look, [], {'photo': td.Image.from_url('https://x.y/a.png'),"
+        " 'history': td.History([{'found': None}])})\n"
+        'td.ChatAdapter().parse(Look, \'[[ ## found ## ]]\\n[{"name": "a"}]\')\n'
+        "print('pydantic' in sys.modules)"
+    )
+    assert out.strip() == "False"
+
+
+def test_a_signature_with_a_pydantic_model_works_once_the_user_imports_pydantic() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "assert 'pydantic' not in sys.modules\n"
+        "import pydantic\n"
+        "class Item(pydantic.BaseModel):\n"
+        "    name: str\n"
+        "sig = td.make_signature('q -> item: Item', custom_types={'Item': Item})\n"
+        "print(td.ChatAdapter().parse(sig, '[[ ## item ## ]]\\n{\"name\": \"a\"}')['item'])"
+    )
+    assert out.strip() == "name='a'"

@@ -28,7 +28,7 @@ def _set(n: int, start: int = 0) -> list[td.Example]:
 
 
 def _asked(request: LMRequest) -> int:
-    found = re.findall(r"what is (\d+) doubled", request.messages[-1].content)
+    found = re.findall(r"what is (\d+) doubled", request.messages[-1].text)
     return int(found[-1])
 
 
@@ -159,7 +159,7 @@ async def test_random_search_cancels_losers_and_picks_what_a_full_search_picks(
     # so candidates differ by the demos they drew.
     def answer(request: LMRequest) -> dict[str, str]:
         i = _asked(request)
-        demos = " ".join(m.content for m in request.messages[1:-1])
+        demos = " ".join(m.text for m in request.messages[1:-1])
         right = i % 2 == 0 or "what is 5 doubled" in demos
         return {"answer": str(2 * i) if right else "-1"}
 

@@ -27,6 +27,7 @@ from .primitives import Completions, Example, Prediction, Usage
 from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
+from .types import History, Image
 from .usage import track_usage
 
 __version__ = "0.1.0"
@@ -93,6 +94,8 @@ __all__ = [
     "EvaluationResult",
     "Example",
     "FallbackLM",
+    "History",
+    "Image",
     "InputField",
     "JSONAdapter",
     "LMRequest",

@@ -14,16 +14,57 @@ import attrs
 from .primitives import Usage
 
 __all__ = [
+    "ContentPart",
+    "ImagePart",
     "LMRequest",
     "LMResponse",
     "Message",
     "ResponseFormat",
     "Role",
+    "TextPart",
     "ToolCall",
     "ToolSpec",
+    "loggable",
+    "short_url",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
+
+
+def short_url(url: str) -> str:
+    """``url`` as reprs, logs and spans show it: a ``data:`` URL without its payload.
+
+    ``data:image/png;base64,iVBOR...`` (megabytes) becomes
+    ``data:image/png;base64,<183204 chars>``; other URLs are returned as is.
+    """
+    if not url.startswith("data:"):
+        return url
+    head, sep, payload = url.partition(",")
+    return f"{head}{sep}<{len(payload)} chars>"
+
+
+@attrs.frozen
+class TextPart:
+    """A piece of text in a message made of several parts."""
+
+    text: str
+
+
+@attrs.frozen(repr=False)
+class ImagePart:
+    """An image in a message: an ``http(s)`` URL, or a ``data:`` URL holding the bytes.
+
+    Its repr shows a ``data:`` URL without the payload (:func:`short_url`).
+    """
+
+    url: str
+
+    def __repr__(self) -> str:
+        return f"ImagePart({short_url(self.url)!r})"
+
+
+ContentPart = TextPart | ImagePart
+"""One part of a message's content: text, or an image."""
 
 
 @attrs.frozen
@@ -35,16 +76,47 @@ class ToolCall:
     arguments: str = "{}"
 
 
+def _content(value: str | Sequence[ContentPart]) -> str | tuple[ContentPart, ...]:
+    return value if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen
 class Message:
     """One chat message. Assistant messages may carry ``tool_calls``; tool
-    results are ``role="tool"`` messages naming the ``tool_call_id`` they answer."""
+    results are ``role="tool"`` messages naming the ``tool_call_id`` they answer.
+
+    ``content`` is text, or (for a user message that shows images) a tuple of
+    :class:`TextPart` and :class:`ImagePart` in reading order.
+    """
 
     role: Role
-    content: str = ""
+    content: str | tuple[ContentPart, ...] = attrs.field(default="", converter=_content)
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The content as plain text: the text parts in order, each image as a
+        short ``[image: URL]`` placeholder (never its data)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(
+            p.text if isinstance(p, TextPart) else f"[image: {short_url(p.url)}]"
+            for p in self.content
+        )
+
+
+def _short_images(inst: Any, field: attrs.Attribute[Any] | None, value: Any) -> Any:
+    if isinstance(inst, ImagePart) and field is not None and field.name == "url":
+        return short_url(value)
+    return value
+
+
+def loggable(message: Message) -> dict[str, Any]:
+    """``message`` as a dict for spans and logs: an image shows as its URL
+    without the base64 payload (:func:`short_url`), never as megabytes of data."""
+    return attrs.asdict(message, value_serializer=_short_images)
 
 
 @attrs.frozen

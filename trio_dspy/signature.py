@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 import attrs
 
 from .errors import SignatureError
-from .types import check_supported, type_name
+from .types import History, Image, check_field, type_name
 
 __all__ = [
     "Field",
@@ -128,6 +128,12 @@ class SignatureMeta(type):
             raise SignatureError(
                 f"signature {name} has no output field: add one with td.OutputField()"
             )
+        histories = [n for n, f in cls.input_fields.items() if f.annotation is History]
+        if len(histories) > 1:
+            raise SignatureError(
+                f"signature {name} has {len(histories)} td.History inputs "
+                f"({', '.join(histories)}): a conversation has one history; keep one"
+            )
         doc = ns.get("__doc__")
         cls.instructions = (
             _dedent(doc) if doc else default_instructions(cls.input_fields, cls.output_fields)
@@ -177,7 +183,7 @@ def _collect_fields(
                 "set it to td.InputField() or td.OutputField()"
             )
         _check_name(name, attr)
-        check_supported(annotation, f"{name}.{attr}")
+        check_field(annotation, f"{name}.{attr}", is_input=value.is_input)
         fields[attr] = attrs.evolve(value, name=attr, annotation=annotation)
     return fields
 
@@ -305,6 +311,8 @@ _BASE_TYPES: dict[str, Any] = {
     "Optional": Optional,
     "Union": Union,
     "Literal": Literal,
+    "Image": Image,
+    "History": History,
     "List": list,
     "Dict": dict,
     "Tuple": tuple,
@@ -321,7 +329,8 @@ def make_signature(
     """Build a signature from ``"a, b: list[str] -> c: float"``.
 
     Types are read without evaluating code: builtins, ``Optional``,
-    ``Union``, ``Literal``, ``X | Y`` and any names given in ``custom_types``.
+    ``Union``, ``Literal``, ``X | Y``, ``Image``, ``History`` and any names
+    given in ``custom_types``.
 
     Raises:
         SignatureError: the spec is malformed, names an unknown type, repeats a
@@ -333,8 +342,8 @@ def make_signature(
         )
     left, right = spec.split("->")
     types = {**_BASE_TYPES, **(custom_types or {})}
-    inputs = _parse_side(left, types, spec)
-    outputs = _parse_side(right, types, spec)
+    inputs = _parse_side(left, types, spec, is_input=True)
+    outputs = _parse_side(right, types, spec, is_input=False)
     if not outputs:
         raise SignatureError(f"signature {spec!r} has no output field")
     seen: set[str] = set()
@@ -348,7 +357,9 @@ def make_signature(
     return _build(name, fields, instructions)
 
 
-def _parse_side(text: str, types: Mapping[str, Any], spec: str) -> list[tuple[str, Any]]:
+def _parse_side(
+    text: str, types: Mapping[str, Any], spec: str, *, is_input: bool
+) -> list[tuple[str, Any]]:
     items = []
     for part in _split_top_level(text):
         part = part.strip()
@@ -358,7 +369,9 @@ def _parse_side(text: str, types: Mapping[str, Any], spec: str) -> list[tuple[st
         fname = fname.strip()
         if not fname.isidentifier():
             raise SignatureError(f"signature {spec!r}: {fname!r} is not a valid field name")
-        annotation = _parse_type(tp_text.strip(), types, spec, fname) if tp_text.strip() else str
+        annotation = (
+            _parse_type(tp_text.strip(), types, spec, fname, is_input) if tp_text.strip() else str
+        )
         items.append((fname, annotation))
     return items
 
@@ -381,7 +394,7 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
-def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str) -> Any:
+def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str, is_input: bool) -> Any:
     try:
         node = ast.parse(text, mode="eval").body
     except SyntaxError:
@@ -425,7 +438,7 @@ def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str) -> A
         raise SignatureError(f"signature {spec!r}: cannot read the type of {field!r}: {text!r}")
 
     annotation = build(node)
-    check_supported(annotation, f"signature {spec!r}: field {field!r}")
+    check_field(annotation, f"signature {spec!r}: field {field!r}", is_input=is_input)
     return annotation
 
 

@@ -31,8 +31,10 @@ from ..errors import AdapterParseError, StructuringError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..signature import Field, Signature
 from ..types import (
+    Image,
     accepts_str,
     find_json,
+    image_annotation,
     json_schema,
     loads_json,
     parse_text,
@@ -40,6 +42,7 @@ from ..types import (
     structure,
     unstructure,
 )
+from .inputs import given_fields, image_text, split_history, user_content
 
 __all__ = ["FINISH_TOOL", "Adapter", "ToolTurn", "format_value", "parse_json_outputs"]
 
@@ -93,6 +96,8 @@ class Adapter(abc.ABC):
         Raises:
             ValueError: ``tools`` come with demos (a tool-calling prompt shows
                 none), or a tool is named ``finish``.
+            TypeError: an image or history input is not a ``td.Image`` /
+                ``td.History`` (:meth:`format`).
         """
         params = dict(params or {})
         if tools is None:
@@ -105,9 +110,11 @@ class Adapter(abc.ABC):
             raise ValueError("a tool-calling request shows no demos: pass demos=[] with tools")
         if any(t.name == FINISH_TOOL for t in tools):
             raise ValueError(f"the tool name {FINISH_TOOL!r} is reserved for the answer")
+        signature, inputs, turns = split_history(signature, inputs)
         messages = [
             Message("system", self.tool_system_prompt(signature)),
-            Message("user", self.format_inputs(signature, inputs)),
+            *self.format_history(signature, turns),
+            Message("user", user_content(self.format_inputs(signature, inputs))),
         ]
         return LMRequest(messages, tools=(*tools, self.finish_spec(signature)), params=params)
 
@@ -120,15 +127,40 @@ class Adapter(abc.ABC):
         """The messages that ask the model for ``signature``'s outputs given ``inputs``.
 
         The system prompt, then each demo as a user turn (its inputs) and an
-        assistant turn (its outputs), then the inputs and what to answer.
+        assistant turn (its outputs), then the messages of a ``td.History``
+        input the same way, then the inputs and what to answer. The History
+        field itself appears nowhere else; image inputs become image parts of
+        the user messages, where their sections are.
+
+        Raises:
+            TypeError: an image or history input is not a ``td.Image`` /
+                ``td.History``, or a history message has no field of ``signature``.
         """
+        signature, inputs, turns = split_history(signature, inputs)
         messages = [Message("system", self.cached_system_prompt(signature))]
         for demo in usable_demos(signature, demos):
-            messages.append(Message("user", self.format_inputs(signature, demo)))
-            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+            messages.extend(self._turn(signature, demo))
+        messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
-        messages.append(Message("user", f"{body}\n\n{self.output_requirements(signature)}"))
+        requirements = self.output_requirements(signature)
+        messages.append(Message("user", user_content(f"{body}\n\n{requirements}")))
         return messages
+
+    def format_history(
+        self, signature: type[Signature], turns: Sequence[Mapping[str, Any]]
+    ) -> list[Message]:
+        """Earlier turns of a conversation (the messages of a ``td.History``) as
+        a user message of each turn's inputs and an assistant message of its
+        outputs, each showing only the fields the turn has."""
+        return [m for turn in turns for m in self._turn(given_fields(signature, turn), turn)]
+
+    def _turn(self, signature: type[Signature], values: Mapping[str, Any]) -> list[Message]:
+        out = []
+        if any(n in values for n in signature.input_fields):
+            out.append(Message("user", user_content(self.format_inputs(signature, values))))
+        if any(n in values for n in signature.output_fields):
+            out.append(Message("assistant", self.format_outputs(signature, values)))
+        return out
 
     @abc.abstractmethod
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
@@ -271,7 +303,16 @@ class ToolTurn:
 
 # --------------------------------------------------------------- shared pieces
 def format_value(value: Any, annotation: Any = Any) -> str:
-    """A field value as prompt text: strings as written, the rest as JSON."""
+    """A field value as prompt text: strings as written, images as markers that
+    become image parts (:func:`~trio_dspy.adapters.inputs.user_content`), the rest as JSON.
+
+    Raises:
+        TypeError: a field typed ``td.Image`` holds something else.
+    """
+    if annotation is not str and (isinstance(value, Image) or image_annotation(annotation)):
+        marks = image_text(value)
+        if marks is not None:
+            return marks
     if type(value) is str:  # the common case, on every call's hot path
         return value
     data = unstructure(value, annotation)

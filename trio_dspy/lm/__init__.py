@@ -8,7 +8,17 @@ exchanges (:class:`Message`, :class:`LMRequest`, ...) are defined in
 
 from typing import TYPE_CHECKING, Any
 
-from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
+from ..messages import (
+    ContentPart,
+    ImagePart,
+    LMRequest,
+    LMResponse,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
 from .base import BaseLM, HistoryEntry, LMStream
 from .history import format_history, inspect_history
 
@@ -57,9 +67,11 @@ __all__ = [
     "Backoff",
     "BaseLM",
     "Cache",
+    "ContentPart",
     "DiskCache",
     "FallbackLM",
     "HistoryEntry",
+    "ImagePart",
     "LMRequest",
     "LMResponse",
     "LMStream",
@@ -68,6 +80,7 @@ __all__ = [
     "Message",
     "OpenAILM",
     "ResponseFormat",
+    "TextPart",
     "ToolCall",
     "ToolSpec",
     "format_history",

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..http import Secret
-from ..messages import LMRequest, LMResponse, Message, ToolCall
+from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
 from ..primitives import Usage
 from .client import LM
 from .params import token_count
@@ -55,10 +55,28 @@ def _input(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
+def _content_blocks(content: str | tuple[ContentPart, ...]) -> list[dict[str, Any]]:
+    """``text`` blocks, and ``image`` blocks: a data: URL as ``base64``, else ``url``."""
+    parts = (TextPart(content),) if isinstance(content, str) else content
+    blocks: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            if p.text:
+                blocks.append({"type": "text", "text": p.text})
+        elif p.url.startswith("data:"):
+            head, _, data = p.url.partition(",")
+            media_type = head[5:].partition(";")[0]
+            source = {"type": "base64", "media_type": media_type, "data": data}
+            blocks.append({"type": "image", "source": source})
+        else:
+            blocks.append({"type": "image", "source": {"type": "url", "url": p.url}})
+    return blocks
+
+
 def _blocks(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.text}]
+    blocks = _content_blocks(m.content)
     blocks.extend(
         {"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)}
         for c in m.tool_calls
@@ -71,7 +89,7 @@ def _messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "system":
-            system.append(m.content)
+            system.append(m.text)
             continue
         role = "assistant" if m.role == "assistant" else "user"
         blocks = _blocks(m)

@@ -29,7 +29,7 @@ import attrs
 import trio
 
 from ..checkpoint import entered
-from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
+from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec, loggable
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, SpanKind, start_span
 from ..usage import record_usage
@@ -224,7 +224,7 @@ class BaseLM(abc.ABC):
         }
         if trace_content:
             attributes[sc.GEN_AI_INPUT_MESSAGES] = json.dumps(
-                [attrs.asdict(m) for m in request.messages], ensure_ascii=False
+                [loggable(m) for m in request.messages], ensure_ascii=False
             )
         return attributes
 

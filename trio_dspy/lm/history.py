@@ -64,7 +64,7 @@ def _entry(entry: HistoryEntry, index: int, total: int, lm: str = "") -> str:
         label = f"{m.role.capitalize()} message"
         if m.role == "tool":
             label += f" (tool_call_id={m.tool_call_id})"
-        lines.extend(["", f"{label}:", "", m.content])
+        lines.extend(["", f"{label}:", "", m.text])
         lines.extend(f"  -> tool call {c.name}({c.arguments}) [id={c.id}]" for c in m.tool_calls)
     lines.extend(["", f"Response (finish_reason={response.finish_reason}):", "", response.text])
     lines.extend(f"  -> tool call {c.name}({c.arguments}) [id={c.id}]" for c in response.tool_calls)

@@ -13,7 +13,7 @@ import json
 from typing import Any, ClassVar
 
 from ..http import Secret
-from ..messages import LMRequest, LMResponse, Message, ToolCall
+from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
 from ..primitives import Usage
 from .client import LM
 from .params import token_count
@@ -25,12 +25,24 @@ _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
 _DROPPED = frozenset({"stream", "stream_options"})
 
 
+def _content(content: str | tuple[ContentPart, ...]) -> str | list[dict[str, Any]]:
+    """Text as is; parts as ``text`` and ``image_url`` parts (a data: URL carries bytes)."""
+    if isinstance(content, str):
+        return content
+    return [
+        {"type": "text", "text": p.text}
+        if isinstance(p, TextPart)
+        else {"type": "image_url", "image_url": {"url": p.url}}
+        for p in content
+    ]
+
+
 def _message(m: Message) -> dict[str, Any]:
     if m.role == "tool":
-        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.text}
+    out: dict[str, Any] = {"role": m.role, "content": _content(m.content)}
     if m.tool_calls:
-        out["content"] = m.content or None
+        out["content"] = out["content"] or None
         out["tool_calls"] = [
             {
                 "id": c.id,

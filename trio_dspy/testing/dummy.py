@@ -91,7 +91,7 @@ class DummyLM(BaseLM):
         if isinstance(answer, LMResponse):
             return answer
         text = answer if isinstance(answer, str) else _render(answer, request)
-        prompt = sum(len(m.content) for m in request.messages) // 4 + 1
+        prompt = sum(len(m.text) for m in request.messages) // 4 + 1
         completion = len(text) // 4 + 1
         return LMResponse(
             text=text,
@@ -105,9 +105,7 @@ class DummyLM(BaseLM):
         if callable(script):
             return script(request)
         if isinstance(script, Mapping):
-            last_user = next(
-                (m.content for m in reversed(request.messages) if m.role == "user"), ""
-            )
+            last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
             for key, answer in script.items():
                 if key in last_user:
                     return answer

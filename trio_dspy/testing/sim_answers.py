@@ -39,7 +39,15 @@ from ..adapters.markers import COMPLETED, sections
 from ..types import unstructure
 from .sim_values import schema_value, words
 
-__all__ = ["Answer", "SimReply", "SimRequest", "SimToolCall", "build_answer", "read_request"]
+__all__ = [
+    "Answer",
+    "SimReply",
+    "SimRequest",
+    "SimToolCall",
+    "build_answer",
+    "content_parts",
+    "read_request",
+]
 
 Dialect = Literal["openai", "anthropic"]
 
@@ -98,14 +106,34 @@ class Answer:
     finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
 
 
+_IMAGE_PARTS = frozenset({"image", "image_url"})
+
+
 def _text(content: Any) -> str:
+    """The text of a message's content: a string, or its text parts (images skipped)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content
+            str(p.get("text", "")) if isinstance(p, Mapping) else str(p)
+            for p in content
+            if not (isinstance(p, Mapping) and p.get("type") in _IMAGE_PARTS)
         )
     return "" if content is None else str(content)
+
+
+def content_parts(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every content part of a request body's messages given as a list of parts
+    (OpenAI ``text`` / ``image_url`` parts, Anthropic ``text`` / ``image`` / ...
+    blocks), in order, each with the ``role`` of its message added."""
+    messages = body.get("messages")
+    return [
+        {"role": m.get("role"), **p}
+        for m in (messages if isinstance(messages, list) else ())
+        if isinstance(m, Mapping) and isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, Mapping)
+    ]
 
 
 def read_request(body: Mapping[str, Any], dialect: Dialect) -> SimRequest:

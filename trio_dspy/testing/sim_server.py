@@ -35,7 +35,15 @@ import attrs
 import trio
 
 from .http_server import HttpServer, Request, Response, serve_http
-from .sim_answers import Answer, Dialect, SimReply, SimRequest, build_answer, read_request
+from .sim_answers import (
+    Answer,
+    Dialect,
+    SimReply,
+    SimRequest,
+    build_answer,
+    content_parts,
+    read_request,
+)
 from .sim_config import Fault, SimConfig
 from .sim_timer import SleepQueue
 from .sim_wire import anthropic_body, error_response, openai_body, openai_stream, tokens
@@ -104,6 +112,16 @@ class SimServer:
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT/v1`` (what OpenAI clients take as ``base_url``)."""
         return self.root_url + "/v1"
+
+    def content_parts(self, index: int = -1) -> list[dict[str, Any]]:
+        """The content parts of recorded request ``index`` (the last by default):
+        every part of its messages whose content is a list (text, images, tool
+        results), in order, each with its message's ``role`` added.
+
+        Raises:
+            IndexError: no request recorded at ``index``.
+        """
+        return content_parts(self.requests[index])
 
     def clear(self) -> None:
         """Forget the recorded requests and reset the counters (numbering restarts at 1)."""

@@ -20,7 +20,12 @@ Every supported field type goes through this package, one job per module:
 
 Supported: ``str``, ``int``, ``float``, ``bool``, ``None``, ``Any``, enums,
 ``Literal``, ``list``/``tuple``/``dict`` of supported types, ``Optional`` and
-unions, attrs classes and dataclasses (nested). A value whose declared type is
+unions, attrs classes and dataclasses (nested), and pydantic ``BaseModel``
+classes (described and validated by pydantic itself, in
+:mod:`~trio_dspy.types.pydantic_models`, imported only when a type is one).
+Inputs may also be :class:`~trio_dspy.types.image.Image` (alone, in a list,
+or ``Optional``) and :class:`~trio_dspy.types.history.History`
+(:func:`check_field`). A value whose declared type is
 a union of attrs classes (or dataclasses) is a JSON object tagged
 ``"_type": "<ClassName>"``: :func:`json_schema` requires the tag,
 :func:`unstructure` writes it, and :func:`structure` reads by it (falling back
@@ -30,18 +35,34 @@ to the fields present when a model leaves it out).
 from __future__ import annotations
 
 from .convert import converter, structure
+from .history import History
+from .image import Image
 from .schema import json_schema
-from .support import TAG, accepts_str, check_supported, is_record, type_name
+from .support import (
+    TAG,
+    accepts_str,
+    check_field,
+    check_supported,
+    image_annotation,
+    is_pydantic_model,
+    is_record,
+    type_name,
+)
 from .text import MAX_JSON_DEPTH, find_json, loads_json, parse_text, strip_code_fences
 from .unstructure import unstructure
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "TAG",
+    "History",
+    "Image",
     "accepts_str",
+    "check_field",
     "check_supported",
     "converter",
     "find_json",
+    "image_annotation",
+    "is_pydantic_model",
     "is_record",
     "json_schema",
     "loads_json",

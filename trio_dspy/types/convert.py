@@ -41,7 +41,16 @@ from .scalars import (
     structure_none,
     structure_str,
 )
-from .support import TAG, is_enum, is_record, is_union, non_none, record_fields, type_name
+from .support import (
+    TAG,
+    is_enum,
+    is_pydantic_model,
+    is_record,
+    is_union,
+    non_none,
+    record_fields,
+    type_name,
+)
 
 __all__ = ["converter", "structure"]
 
@@ -87,6 +96,8 @@ def _make_union_hook(tp: Any) -> Callable[[Any, Any], Any]:
         for member in members:  # an exact type match wins over coercion
             if type(value) is member:
                 return value
+        if len(members) == 1:  # Optional[X]: X's own error, with its path inside the value
+            return converter.structure(value, members[0])
         reasons = []
         for member in members:
             try:
@@ -195,6 +206,13 @@ def _record_structure_guard(tp: Any, conv: cattrs.Converter) -> Callable[[Any, A
     return hook
 
 
+def _structure_pydantic(value: Any, tp: Any) -> Any:
+    # Imported here: only a signature that uses a BaseModel gets this far.
+    from .pydantic_models import structure_model
+
+    return structure_model(value, tp)
+
+
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     # cattrs dispatches these by class, so they also receive subclasses such
@@ -223,6 +241,7 @@ def _build_converter() -> cattrs.Converter:
         _is_dict, _guarded(mapping_structure_factory, "an object", (Mapping,))
     )
     conv.register_structure_hook_factory(is_record, _record_structure_guard)
+    conv.register_structure_hook_func(is_pydantic_model, _structure_pydantic)
 
     # Enums unstructure to their values. Union tags are added by
     # trio_dspy.types.unstructure, which knows the declared types.

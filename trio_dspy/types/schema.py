@@ -14,6 +14,7 @@ from ..errors import SignatureError
 from .support import (
     TAG,
     is_enum,
+    is_pydantic_model,
     is_record,
     is_tagged_union,
     is_union,
@@ -78,6 +79,10 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": value}
     if is_record(tp):
         return _record_schema(tp, strict)
+    if is_pydantic_model(tp):
+        from .pydantic_models import model_schema
+
+        return model_schema(tp, strict=strict)
     raise SignatureError(f"unsupported type {type_name(tp)}")
 
 

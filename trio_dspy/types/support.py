@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import sys
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -18,12 +19,18 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 
 from ..errors import SignatureError
+from .history import History
+from .image import Image
 
 __all__ = [
     "TAG",
     "accepts_str",
+    "check_field",
     "check_supported",
+    "image_annotation",
     "is_enum",
+    "is_object_type",
+    "is_pydantic_model",
     "is_record",
     "is_tagged_union",
     "is_union",
@@ -39,6 +46,23 @@ TAG = "_type"
 def is_record(tp: Any) -> bool:
     """True for attrs classes and dataclasses (JSON objects with fixed keys)."""
     return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
+def is_pydantic_model(tp: Any) -> bool:
+    """True for pydantic ``BaseModel`` subclasses.
+
+    Never imports pydantic: a class that is a ``BaseModel`` was defined by
+    code that already imported it, so without ``pydantic.main`` loaded the
+    answer is no.
+    """
+    main = sys.modules.get("pydantic.main")
+    return main is not None and isinstance(tp, type) and issubclass(tp, main.BaseModel)
+
+
+def is_object_type(tp: Any) -> bool:
+    """True for the classes whose values are JSON objects with fixed keys
+    (records and pydantic models)."""
+    return is_record(tp) or is_pydantic_model(tp)
 
 
 def is_union(tp: Any) -> bool:
@@ -124,6 +148,9 @@ _SCALARS: tuple[Any, ...] = (str, int, float, bool, type(None), Any)
 def check_supported(tp: Any, where: str) -> None:
     """Check that ``tp`` is a type trio_dspy can describe, structure and unstructure.
 
+    ``td.Image`` and ``td.History`` are not: they are only ever inputs, which
+    :func:`check_field` allows.
+
     Raises:
         SignatureError: ``tp`` (or a type inside it) is not supported; the
             message names ``where`` and the offending type.
@@ -134,13 +161,60 @@ def check_supported(tp: Any, where: str) -> None:
         raise SignatureError(f"{where}: unsupported type {exc.args[0]}") from None
 
 
+def check_field(tp: Any, where: str, *, is_input: bool) -> None:
+    """Check that ``tp`` can be the type of an input (``is_input``) or output field.
+
+    Inputs may also be ``td.History``, or ``td.Image`` alone, in a list, or
+    ``Optional``: the forms the adapters send as message parts.
+
+    Raises:
+        SignatureError: as :func:`check_supported`; or ``td.Image`` /
+            ``td.History`` in an output, or inside a type adapters cannot send.
+    """
+    if is_input and (tp is History or image_annotation(tp)):
+        return
+    check_supported(tp, where)
+
+
+def image_annotation(tp: Any) -> bool:
+    """True for the input types sent as image parts: ``Image``, ``list[Image]``
+    and either one ``| None``."""
+    try:
+        return _image_annotation_cached(tp)
+    except TypeError:  # an unhashable annotation: work it out each time
+        return _image_annotation(tp)
+
+
+def _image_annotation(tp: Any) -> bool:
+    if is_union(tp):
+        args = get_args(tp)
+        members = non_none(args)
+        return len(args) == 2 and len(members) == 1 and _images(members[0])
+    return _images(tp)
+
+
+_image_annotation_cached = functools.cache(_image_annotation)
+
+
+def _images(tp: Any) -> bool:
+    return tp is Image or (get_origin(tp) is list and get_args(tp) == (Image,))
+
+
 class _Unsupported(Exception):
     pass
+
+
+_INPUT_ONLY = (
+    "(td.Image and td.History can only be input types: td.History alone, td.Image alone, "
+    "in a list, or Optional)"
+)
 
 
 def _check(tp: Any, seen: set[Any]) -> None:
     if tp in _SCALARS or is_enum(tp):
         return
+    if tp is Image or tp is History:
+        raise _Unsupported(f"{tp.__name__} here {_INPUT_ONLY}")
     origin = get_origin(tp)
     if origin is Literal:
         for a in get_args(tp):
@@ -172,5 +246,13 @@ def _check(tp: Any, seen: set[Any]) -> None:
             _check(ftp, seen)
         return
     if tp in (list, tuple, dict):  # bare containers: elements of any JSON type
+        return
+    if is_pydantic_model(tp):
+        from .pydantic_models import model_schema
+
+        try:
+            model_schema(tp, strict=False)  # pydantic says here whether it can describe it
+        except SignatureError as exc:
+            raise _Unsupported(f"{tp.__name__} ({exc})") from None
         return
     raise _Unsupported(type_name(tp))

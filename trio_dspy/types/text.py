@@ -8,7 +8,7 @@ from typing import Any, get_args, get_origin
 
 from ..errors import StructuringError
 from .convert import structure
-from .support import is_record, is_union, non_none
+from .support import is_object_type, is_union, non_none
 
 __all__ = ["MAX_JSON_DEPTH", "find_json", "loads_json", "parse_text", "strip_code_fences"]
 
@@ -109,7 +109,7 @@ def _wanted_openers(tp: Any) -> str:
     """The JSON brackets a value of ``tp`` may start with."""
     if is_union(tp):
         return "".join(dict.fromkeys("".join(_wanted_openers(m) for m in non_none(get_args(tp)))))
-    if is_record(tp) or get_origin(tp) is dict or tp is dict:
+    if is_object_type(tp) or get_origin(tp) is dict or tp is dict:
         return "{"
     if get_origin(tp) in (list, tuple) or tp in (list, tuple):
         return "["

@@ -7,7 +7,15 @@ import functools
 from typing import Any, get_args, get_origin
 
 from .convert import converter
-from .support import TAG, is_record, is_tagged_union, is_union, non_none, record_fields
+from .support import (
+    TAG,
+    is_pydantic_model,
+    is_record,
+    is_tagged_union,
+    is_union,
+    non_none,
+    record_fields,
+)
 
 __all__ = ["unstructure"]
 
@@ -17,10 +25,11 @@ def unstructure(value: Any, annotation: Any = Any, *, tag_all: bool = False) -> 
     reads back as the same value.
 
     Records (attrs classes, dataclasses) become objects of their ``__init__``
-    fields, enums their values, tuples lists; dict keys that are enums become
-    their values. ``annotation`` is the type ``value`` is declared as. Where
-    the declared type of a value -- ``annotation`` itself, or a record field,
-    list item or dict value inside it -- is a union of records, the record's
+    fields, pydantic models what ``model_dump(mode="json")`` gives, enums
+    their values, tuples lists; dict keys that are enums become their values.
+    ``annotation`` is the type ``value`` is declared as. Where the declared
+    type of a value -- ``annotation`` itself, or a record field, list item or
+    dict value inside it -- is a union of records, the record's
     object is tagged ``"_type": "<ClassName>"``, as :func:`~trio_dspy.types.json_schema`
     describes it. A record declared as a single class (or as ``Any``) is
     written without a tag, unless ``tag_all`` is true: then every record is
@@ -51,6 +60,10 @@ def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
         return data
     if isinstance(value, enum.Enum):
         return value.value
+    if is_pydantic_model(cls):
+        from .pydantic_models import dump_model
+
+        return dump_model(value)
     if isinstance(value, list | tuple):
         items = _item_types(tp, len(value))
         return [_unstructure(v, t, tag_all) for v, t in zip(value, items, strict=True)]

@@ -1,0 +1,136 @@
+"""Inputs that are more than text: images become message parts, a History earlier turns.
+
+An image input is written into the prompt text as a marker holding its URL
+(:func:`image_text`); :func:`user_content` then cuts the finished user
+message at the markers into text and image parts, so an image sits exactly
+where its field's value goes: text before, the image, text after, as DSPy
+sends it. A ``td.History`` input is not a section at all: :func:`split_history`
+takes it out of the signature and the inputs, and the adapter writes its
+messages as user/assistant turns before the current inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..messages import ContentPart, ImagePart, TextPart
+from ..signature import Signature, signature_from_fields
+from ..types import History, Image
+
+__all__ = ["given_fields", "history_field", "image_text", "split_history", "user_content"]
+
+# A NUL and a per-process nonce: text a user passes in cannot forge a marker
+# and smuggle an image URL into the request. ASCII, so a long prompt stays a
+# one-byte-per-character string while megabytes of base64 pass through it.
+_OPEN = f"\x00image-{secrets.token_hex(6)}:"
+_CLOSE = "\x00"
+
+
+def image_text(value: Any) -> str | None:
+    """The marker text of an image input (``Image``, or a list of them), else ``None``.
+
+    ``None`` means the value is not images (a ``None`` for an ``Optional``
+    field); it is then shown as any other value.
+
+    Raises:
+        TypeError: ``value`` is neither an image, a list of images nor ``None``.
+    """
+    if isinstance(value, Image):
+        return f"{_OPEN}{value.url}{_CLOSE}"
+    if isinstance(value, list | tuple) and all(isinstance(v, Image) for v in value):
+        return "".join(f"{_OPEN}{v.url}{_CLOSE}" for v in value)
+    if value is None:
+        return None
+    raise TypeError(
+        f"an input typed Image needs a td.Image (td.Image.from_url, .from_file or "
+        f".from_bytes), or a list of them; got {type(value).__name__}"
+    )
+
+
+def user_content(text: str) -> str | tuple[ContentPart, ...]:
+    """A user message's content: ``text`` itself, or its text and image parts
+    in order when it holds image markers."""
+    at = text.find(_OPEN)
+    if at < 0:
+        return text
+    parts: list[ContentPart] = []
+    done = 0
+    while at >= 0:
+        end = text.find(_CLOSE, at + len(_OPEN))
+        if end < 0:
+            break
+        if at > done:
+            parts.append(TextPart(text[done:at]))
+        parts.append(ImagePart(text[at + len(_OPEN) : end]))
+        done = end + len(_CLOSE)
+        at = text.find(_OPEN, done)
+    if done < len(text):
+        parts.append(TextPart(text[done:]))
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def history_field(signature: type[Signature]) -> str | None:
+    """The name of ``signature``'s ``td.History`` input, if it has one."""
+    return next((n for n, f in signature.input_fields.items() if f.annotation is History), None)
+
+
+@functools.lru_cache(maxsize=256)
+def _without(signature: type[Signature], name: str) -> type[Signature]:
+    fields = [f for f in signature.fields.values() if f.name != name]
+    return signature_from_fields(signature.__name__, fields, signature.instructions)
+
+
+def given_fields(signature: type[Signature], values: Mapping[str, Any]) -> type[Signature]:
+    """``signature`` limited to the fields ``values`` has (its outputs all kept
+    when it has none), so a history turn shows only what was said, as DSPy's does."""
+    names = frozenset(n for n in signature.fields if n in values)
+    if len(names) == len(signature.fields):
+        return signature
+    return _limited(signature, names)
+
+
+@functools.lru_cache(maxsize=256)
+def _limited(signature: type[Signature], names: frozenset[str]) -> type[Signature]:
+    no_outputs = names.isdisjoint(signature.output_fields)
+    fields = [
+        f for f in signature.fields.values() if f.name in names or (no_outputs and not f.is_input)
+    ]
+    return signature_from_fields(signature.__name__, fields, signature.instructions)
+
+
+def split_history(
+    signature: type[Signature], inputs: Mapping[str, Any]
+) -> tuple[type[Signature], Mapping[str, Any], Sequence[Mapping[str, Any]]]:
+    """``signature`` and ``inputs`` without the History input, and its messages.
+
+    A signature without one comes back as is, with no messages. The
+    messages keep the keys that are fields of the signature.
+
+    Raises:
+        TypeError: the History input is not a ``td.History`` (nor ``None``),
+            or one of its messages has no field of the signature.
+    """
+    name = history_field(signature)
+    if name is None:
+        return signature, inputs, ()
+    history = inputs.get(name)
+    if history is not None and not isinstance(history, History):
+        raise TypeError(
+            f"{signature.__name__}.{name} needs a td.History(messages=[...]), "
+            f"got {type(history).__name__}"
+        )
+    rest = _without(signature, name)
+    turns = []
+    for i, message in enumerate(history.messages if history else ()):
+        known = {k: v for k, v in message.items() if k in rest.fields}
+        if not known:
+            raise TypeError(
+                f"{signature.__name__}.{name}: message {i} has none of the signature's fields "
+                f"({', '.join(rest.fields)}); it has {', '.join(map(str, message)) or 'none'}"
+            )
+        turns.append(known)
+    return rest, {k: v for k, v in inputs.items() if k != name}, turns

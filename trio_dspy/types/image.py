@@ -1,0 +1,151 @@
+"""``td.Image``: an image as the input of a signature field.
+
+An image is kept as a URL: an ``http(s)`` URL the provider fetches itself, or
+a ``data:`` URL holding the bytes (base64). Adapters send it as an image
+part of the user message (:class:`~trio_dspy.messages.ImagePart`), which each
+model client writes in its provider's format.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from typing import Any
+
+import attrs
+
+from ..messages import ImagePart, short_url
+
+__all__ = ["Image", "sniff_image_type"]
+
+# The formats every provider that takes images accepts, by their first bytes.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _is_base64(text: str) -> bool:
+    """Whether ``text`` is base64 (padding only at the end); a few ms for megabytes."""
+    body = text.rstrip("=")
+    if not body or len(text) - len(body) > 2 or not body.isascii():
+        return False
+    return not body.encode("ascii").translate(None, _ALPHABET)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The MIME type of PNG, JPEG, GIF or WEBP ``data`` by its first bytes; ``None`` otherwise."""
+    for magic, mime in _SIGNATURES:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _check_url(_: Any, __: Any, url: str) -> None:
+    if not isinstance(url, str):
+        raise TypeError(f"an image URL must be a string, got {type(url).__name__}")
+    if url.startswith("data:"):
+        head, comma, payload = url.partition(",")
+        if not comma or not head.endswith(";base64") or not head[5:].startswith("image/"):
+            raise ValueError(
+                f"{short_url(url)!r} is not a base64 image data: URL "
+                "(data:image/<type>;base64,<data>); use td.Image.from_bytes(data)"
+            )
+        if not _is_base64(payload):
+            raise ValueError(f"{short_url(url)!r} does not hold base64 data")
+        return
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"{url[:80]!r} is not an http(s) or data: URL; "
+            "for a local file use td.Image.from_file(path)"
+        )
+
+
+@attrs.frozen(repr=False)
+class Image:
+    """An image for an input field typed ``td.Image`` (or ``list[td.Image]``).
+
+    Build it with :meth:`from_url`, :meth:`from_file` or :meth:`from_bytes`.
+    ``url`` is an ``http(s)`` URL or a ``data:image/...;base64,`` URL; its
+    repr never shows the base64 data.
+
+    Raises:
+        ValueError: ``url`` is neither an ``http(s)`` URL nor a base64 image
+            ``data:`` URL.
+    """
+
+    url: str = attrs.field(validator=_check_url)
+
+    @classmethod
+    def from_url(cls, url: str) -> Image:
+        """An image the provider fetches from ``url`` (``http(s)://``), or a ``data:`` URL.
+
+        Raises:
+            ValueError: ``url`` is not an ``http(s)`` or base64 image ``data:`` URL.
+        """
+        return cls(url)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, mime_type: str | None = None) -> Image:
+        """An image of the encoded bytes ``data`` (PNG, JPEG, GIF or WEBP), sent inline.
+
+        ``mime_type`` (``"image/png"``) is read from the bytes when not given.
+
+        Raises:
+            TypeError: ``data`` is not bytes.
+            ValueError: ``data`` is empty, or its type cannot be recognised and
+                no ``mime_type`` was given, or ``mime_type`` is not ``image/...``.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"image data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if not data:
+            raise ValueError("image data is empty")
+        mime = mime_type or sniff_image_type(data)
+        if mime is None:
+            raise ValueError(
+                "cannot tell the image type from its bytes (not PNG, JPEG, GIF or WEBP): "
+                "pass mime_type='image/...'"
+            )
+        if not mime.startswith("image/"):
+            raise ValueError(f"mime_type must be an image type (image/...), got {mime!r}")
+        return cls(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], mime_type: str | None = None) -> Image:
+        """The image in the file at ``path``, read now and sent inline.
+
+        The type comes from ``mime_type``, else the bytes, else the file name.
+
+        Raises:
+            OSError: the file cannot be read (``FileNotFoundError``, ...).
+            ValueError: as :meth:`from_bytes`, naming the file.
+        """
+        with open(path, "rb") as f:
+            data = f.read()
+        guessed = mimetypes.guess_type(os.fspath(path))[0]
+        mime = mime_type or sniff_image_type(data) or guessed
+        try:
+            return cls.from_bytes(data, mime)
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)}: {exc}") from None
+
+    @property
+    def mime_type(self) -> str | None:
+        """The MIME type of an inline image (``image/png``); ``None`` for a remote URL."""
+        if not self.url.startswith("data:"):
+            return None
+        return self.url[5:].partition(";")[0]
+
+    def part(self) -> ImagePart:
+        """The image as a message content part."""
+        return ImagePart(self.url)
+
+    def __repr__(self) -> str:
+        return f"Image({short_url(self.url)!r})"
