@@ -23,7 +23,7 @@ from ..adapters.chat import ChatAdapter
 from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
-from ..messages import LMRequest, LMResponse
+from ..messages import LMRequest, LMResponse, Message, TextPart
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
@@ -219,12 +219,16 @@ class Predict(Module, Predictor):
                 # A model that lost the text format (small models ramble past the
                 # sections) is asked afresh in structured-output mode, as DSPy's
                 # ChatAdapter falls back to its JSONAdapter. The LM steps the
-                # response_format down if the server refuses it.
+                # response_format down if the server refuses it. The rambling
+                # answer is not shown again, but why it failed is (a validator's
+                # complaint is worth reading).
                 adapter = fallback
                 request = fallback.format_request(
                     self.signature, self.demos, call.inputs, params=request.params
                 )
-                messages = list(request.messages)
+                messages = _noted(
+                    request.messages, f"An earlier answer could not be used: {exc.args[0]}"
+                )
                 continue
             return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
@@ -335,3 +339,15 @@ def _check_same_fields(sig: type[Signature], saved: Mapping[str, Any]) -> None:
         raise TrioDSPyError(
             f"saved state is for another signature: it {' and '.join(p for p in parts if p)}"
         )
+
+
+def _noted(messages: tuple[Message, ...], note: str) -> list[Message]:
+    """``messages`` with ``note`` added to the last user message (or as a new one)."""
+    last = messages[-1] if messages else None
+    if last is None or last.role != "user":
+        return [*messages, Message("user", note)]
+    if isinstance(last.content, str):
+        content: str | tuple[Any, ...] = f"{last.content}\n\n{note}"
+    else:
+        content = (*last.content, TextPart(note))
+    return [*messages[:-1], attrs.evolve(last, content=content)]
