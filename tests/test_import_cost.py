@@ -82,3 +82,15 @@ def test_the_http_clients_load_when_first_named() -> None:
         "print(OtlpHttpExporter.__module__)"
     )
     assert out.strip() == "trio_dspy.telemetry.otlp"
+
+
+def test_mcp_tools_load_the_sdk_when_first_named() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "td.ReAct('q -> a', tools=[td.Tool(lambda: 'x', name='x')])\n"
+        "assert 'mcp' not in sys.modules\n"
+        "from trio_dspy import mcp\n"
+        "assert td.mcp is mcp and 'mcp' in sys.modules\n"
+        "print(mcp.stdio.__module__)"
+    )
+    assert out.strip() == "trio_dspy.mcp"
