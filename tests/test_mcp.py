@@ -337,6 +337,10 @@ async def test_an_error_result_is_a_tool_error_with_the_servers_words() -> None:
     tool, _ = scripted(failed)
     with pytest.raises(ToolError, match="^out of milk$"):
         await tool()
+    structured = types.CallToolResult(content=[], structured_content={"code": 7}, is_error=True)
+    tool, _ = scripted(structured)
+    with pytest.raises(ToolError, match='^{"code": 7}$'):
+        await tool()
 
 
 async def test_arguments_are_checked_against_what_the_schema_requires() -> None:
