@@ -113,3 +113,15 @@ def test_a_signature_with_a_pydantic_model_works_once_the_user_imports_pydantic(
         "print(td.ChatAdapter().parse(sig, '[[ ## item ## ]]\\n{\"name\": \"a\"}')['item'])"
     )
     assert out.strip() == "name='a'"
+
+
+def test_mcp_tools_load_the_sdk_when_first_named() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "td.ReAct('q -> a', tools=[td.Tool(lambda: 'x', name='x')])\n"
+        "assert 'mcp' not in sys.modules\n"
+        "from trio_dspy import mcp\n"
+        "assert td.mcp is mcp and 'mcp' in sys.modules\n"
+        "print(mcp.stdio.__module__)"
+    )
+    assert out.strip() == "trio_dspy.mcp"

@@ -20,7 +20,8 @@ them, right after the first block (which defines ``Mood``):
   three training examples and an exact-match metric, for Evaluate and the
   optimizers; ``dev.jsonl`` in the working directory is the devset;
 * ``requests``: three zero-argument calls, for ``td.gather``;
-* ``customers``: two customers with ``.text`` and ``.mood``.
+* ``customers``: two customers with ``.text`` and ``.mood``;
+* ``mcp_server.py`` in the working directory: the tests' MCP server.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ customers = [
     types.SimpleNamespace(text="A large latte", mood=Mood.happy),
     types.SimpleNamespace(text="This coffee is terrible!", mood=Mood.upset),
 ]
+import importlib.util, shutil
+shutil.copy(importlib.util.find_spec("tests.mcp_server").origin, "mcp_server.py")
 '''
 
 

@@ -41,6 +41,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "LM": (".lm", "LM"),
     "FallbackLM": (".lm", "FallbackLM"),
     "datasets": (".datasets", None),
+    "mcp": (".mcp", None),
     "evaluate": (".evaluate", None),
     "optimizers": (".optimizers", None),
     "Evaluate": (".evaluate", "Evaluate"),
@@ -54,7 +55,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, optimizers, testing
+    from . import datasets, evaluate, mcp, optimizers, testing
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
     from .optimizers import (
@@ -126,6 +127,7 @@ __all__ = [
     "inspect_history",
     "majority",
     "make_signature",
+    "mcp",
     "optimizers",
     "request_scope",
     "run",

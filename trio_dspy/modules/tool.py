@@ -6,6 +6,9 @@ the tool; the arguments' descriptions are read from Google ``Args:``, NumPy
 ``Parameters``, Sphinx ``:param x:`` or Epydoc ``@param x:`` sections).
 Arguments from the model are validated and structured with cattrs *before*
 the call: invalid arguments never reach the function.
+
+A tool of an MCP server (:meth:`Tool.from_mcp`) has the server's name,
+description and schema instead; calling it sends the server a request.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sys
 import typing
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -28,6 +31,10 @@ from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
 from ..types import check_supported, json_schema, loads_json, structure, unstructure
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+    from mcp.types import Tool as McpTool
 
 __all__ = ["Tool", "ensure_tool"]
 
@@ -86,39 +93,100 @@ class Tool:
         blocking: bool | None = None,
     ) -> None:
         if isinstance(fn, Tool):  # re-wrapping keeps what was not overridden
-            timeout = fn.timeout if timeout is None else timeout
-            blocking = fn.blocking if blocking is None else blocking
-            name, desc = name or fn.name, desc if desc is not None else fn.desc
-            fn = fn.fn
-        self.fn: Callable[..., Any] = fn
+            name = name or fn.name
+            _check_name(name)
+            self._set(
+                fn.fn,
+                name,
+                desc if desc is not None else fn.desc,
+                (fn.args, fn.parameters),
+                fn.timeout if timeout is None else timeout,
+                fn.blocking if blocking is None else blocking,
+                fn.is_async,
+            )
+            return
         target = _introspectable(fn)
-        self.name: str = name or str(getattr(target, "__name__", type(fn).__name__))
-        if not _VALID_NAME.fullmatch(self.name):
-            what = (
-                "a lambda has no name"
-                if self.name == "<lambda>"
-                else f"{self.name!r} is not a name"
-            )
-            raise SignatureError(
-                f"tool {self.name}: {what} a model can call (letters, digits, _ and -, at "
-                "most 64): give it one with Tool(fn, name='check_menu')"
-            )
+        name = name or str(getattr(target, "__name__", type(fn).__name__))
+        _check_name(name)
         summary, arg_docs = _parse_docstring(inspect.getdoc(target) or "")
-        self.desc: str = desc if desc is not None else summary
-        self.timeout: float | None = timeout
-        self.blocking: bool = True if blocking is None else blocking
-        self.is_async = inspect.iscoroutinefunction(target)
         # Where the function was defined: annotations (under `from __future__
         # import annotations`) may name classes local to that scope.
-        self.args, untyped = _arguments(fn, target, self.name, arg_docs, _caller_locals())
+        args, untyped = _arguments(fn, target, name, arg_docs, _caller_locals())
         if untyped:
             warnings.warn(
-                f"tool {self.name}: argument(s) {', '.join(untyped)} have no type hint, so "
+                f"tool {name}: argument(s) {', '.join(untyped)} have no type hint, so "
                 "the model may send any JSON value; annotate them to have arguments checked",
                 UserWarning,
                 stacklevel=_user_stacklevel(),
             )
-        self.parameters = _schema(self.args)
+        self._set(
+            fn,
+            name,
+            desc if desc is not None else summary,
+            (args, _schema(args)),
+            timeout,
+            True if blocking is None else blocking,
+            inspect.iscoroutinefunction(target),
+        )
+
+    def _set(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        desc: str,
+        arguments: tuple[dict[str, Argument], dict[str, Any]],
+        timeout: float | None,
+        blocking: bool,
+        is_async: bool,
+    ) -> None:
+        """Every attribute of a tool; ``arguments`` is ``(args, JSON schema)``."""
+        self.fn: Callable[..., Any] = fn
+        self.name: str = name
+        self.desc: str = desc
+        self.args: dict[str, Argument] = arguments[0]
+        self.parameters: dict[str, Any] = arguments[1]
+        self.timeout: float | None = timeout
+        self.blocking: bool = blocking
+        self.is_async: bool = is_async
+
+    @classmethod
+    def from_mcp(
+        cls, session: ClientSession, tool: McpTool, *, timeout: float | None = None
+    ) -> Tool:
+        """A tool that calls ``tool``, listed by an MCP server, through ``session``.
+
+        Needs the ``mcp`` extra (``pip install 'trio_dspy[mcp]'``). The name,
+        description and argument schema are the server's (``tool.input_schema``
+        is sent to the model as is; a name a model cannot call has its other
+        characters replaced by ``_``). Arguments are checked for what the
+        schema requires before the request; the server checks the rest.
+
+        A call returns the result's structured content when there is some,
+        else its content as text (text joined; images, audio and resources
+        described in a line each). It raises :class:`~trio_dspy.errors.ToolError`
+        for an error result or an MCP error, which an agent shows the model.
+        Cancelling a call cancels its request on the server. The session is
+        yours: the tool works while it is open (see :mod:`trio_dspy.mcp` for
+        context managers that open one for you).
+
+        Args:
+            session: an initialised ``mcp.ClientSession``.
+            tool: one of the ``tools`` its ``list_tools()`` returned.
+            timeout: seconds after which a call is cancelled (on the server
+                too) and fails with :class:`~trio_dspy.errors.ToolTimeoutError`.
+
+        Raises:
+            ImportError: the ``mcp`` package is not installed.
+        """
+        from .mcp_call import McpCall, model_name
+
+        made = cls.__new__(cls)
+        schema = dict(tool.input_schema)
+        schema.setdefault("properties", {})
+        arguments = (_schema_arguments(schema), schema)
+        call, desc = McpCall(session, tool.name), tool.description or tool.title or ""
+        made._set(call, model_name(tool.name), desc, arguments, timeout, False, True)
+        return made
 
     def spec(self) -> ToolSpec:
         """The definition sent to models that call tools natively."""
@@ -140,7 +208,9 @@ class Tool:
         if not isinstance(data, Mapping):
             raise self._arg_error(f"arguments must be a JSON object, got {data!r}")
         unknown = [k for k in data if k not in self.args]
-        if unknown:
+        # A schema that does not forbid other properties (an MCP server's may
+        # not) lets them through, as Any.
+        if unknown and self.parameters.get("additionalProperties", True) is False:
             raise self._arg_error(
                 f"unknown argument(s) {', '.join(map(str, unknown))}; "
                 f"expected {', '.join(self.args) or 'none'}"
@@ -151,7 +221,8 @@ class Tool:
         values: dict[str, Any] = {}
         for key, raw in data.items():
             try:
-                values[key] = structure(raw, self.args[key].annotation, path=key)
+                arg = self.args.get(key)
+                values[key] = structure(raw, Any if arg is None else arg.annotation, path=key)
             except StructuringError as exc:
                 raise self._arg_error(str(exc)) from None
         return values
@@ -193,6 +264,15 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
+
+
+def _check_name(name: str) -> None:
+    if not _VALID_NAME.fullmatch(name):
+        what = "a lambda has no name" if name == "<lambda>" else f"{name!r} is not a name"
+        raise SignatureError(
+            f"tool {name}: {what} a model can call (letters, digits, _ and -, at "
+            "most 64): give it one with Tool(fn, name='check_menu')"
+        )
 
 
 def ensure_tool(tool: Tool | Callable[..., Any]) -> Tool:
@@ -300,6 +380,22 @@ def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
         "properties": props,
         "required": [a.name for a in args.values() if a.required],
         "additionalProperties": False,
+    }
+
+
+def _schema_arguments(schema: Mapping[str, Any]) -> dict[str, Argument]:
+    """The arguments a JSON schema lists, typed ``Any``: the schema's owner checks values."""
+    required = set(schema.get("required") or ())
+    props = schema.get("properties") or {}
+    return {
+        name: Argument(
+            name,
+            Any,
+            attrs.NOTHING if name in required else prop.get("default"),
+            str(prop.get("description", "")),
+        )
+        for name, prop in props.items()
+        if isinstance(prop, Mapping)
     }
 
 

@@ -1,0 +1,211 @@
+"""Tools from MCP servers, for agents (extra ``mcp``: ``pip install 'trio_dspy[mcp]'``).
+
+::
+
+    async with td.mcp.stdio("python", args=["weather_server.py"]) as tools:
+        agent = td.ReAct("city -> forecast", tools=tools)
+        pred = await agent(city="Lisbon")
+
+:func:`stdio` starts a server as a child process and talks to it over its
+standard streams; :func:`http` connects to a streamable HTTP endpoint. Both
+yield the server's tools (every page of its listing) as :class:`~trio_dspy.Tool`
+objects, named, described and with argument schemas as the server lists them.
+The connection, its tasks and the child process live exactly as long as the
+``async with`` block; a tool called after it raises
+:class:`~trio_dspy.errors.ToolError`. To use a session of your own, wrap its
+tools with :meth:`Tool.from_mcp <trio_dspy.Tool.from_mcp>`.
+
+The MCP SDK is built on anyio and runs under trio; this module imports it,
+``import trio_dspy`` does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from .checkpoint import entered
+from .errors import ConfigurationError
+from .modules.mcp_call import McpCall  # first: without the SDK, says which extra to install
+from .modules.tool import Tool
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+    from mcp.client._transport import TransportStreams
+
+__all__ = ["http", "stdio"]
+
+
+@asynccontextmanager
+async def stdio(
+    command: str,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[list[Tool]]:
+    """Start ``command args...`` as an MCP server over stdio; yield its tools.
+
+    Args:
+        command: the server's executable (looked up on ``PATH``).
+        args: its arguments.
+        env: environment variables for the server, over a minimal inherited
+            set (``PATH``, ``HOME``, ``USER``, ...): the rest of this process's
+            environment, API keys included, is not passed on.
+
+    The server's standard error goes to this process's. When the block ends
+    the server's stdin is closed and the process is stopped (terminated, then
+    killed, if it lingers).
+
+    Raises:
+        ConfigurationError: the server could not be started, or did not
+            answer the MCP handshake (its standard error says why).
+        ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
+    """
+    await entered()
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=command, args=list(args), env=dict(env or {}))
+    async with _tools(stdio_client(params), f"the MCP server {command!r}") as tools:
+        yield tools
+
+
+@asynccontextmanager
+async def http(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[list[Tool]]:
+    """Connect to the streamable HTTP MCP endpoint ``url``; yield its tools.
+
+    Args:
+        url: the endpoint, e.g. ``"https://example.com/mcp"``.
+        headers: sent with every request (e.g. ``{"Authorization": "Bearer ..."}``);
+            they are secrets to this library: never logged, traced or shown.
+
+    When the block ends the session is ended on the server (``DELETE``) and
+    the connections are closed.
+
+    Raises:
+        ConfigurationError: the endpoint could not be reached or did not
+            answer the MCP handshake.
+        ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
+    """
+    await entered()
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    # The SDK's own defaults: a server may hold a response stream open a while.
+    client = httpx2.AsyncClient(
+        headers=dict(headers or {}), timeout=httpx2.Timeout(30.0, read=300.0)
+    )
+    async with client:
+        transport = streamable_http_client(url, http_client=client)
+        async with _tools(transport, f"the MCP endpoint {_origin(url)}") as tools:
+            yield tools
+
+
+@asynccontextmanager
+async def _tools(
+    transport: AbstractAsyncContextManager[TransportStreams],
+    what: str,
+) -> AsyncIterator[list[Tool]]:
+    """Open a session over ``transport``, list the tools, close them with the block.
+
+    The SDK's task groups are trio nurseries that wrap whatever crosses them
+    in exception groups; what the block (or the handshake) raised comes out
+    as itself.
+    """
+    from mcp import ClientSession
+
+    raised: BaseException | None = None
+    reraise: BaseException | None = None
+    opened = False
+    try:
+        async with transport as (read, write), ClientSession(read, write) as session:
+            tools: list[Tool] = []
+            try:
+                tools = await _handshake(session, what)
+                opened = True
+                yield tools
+            except BaseException as exc:
+                raised = exc
+                raise
+            finally:
+                for tool in tools:
+                    if isinstance(tool.fn, McpCall):
+                        tool.fn.close()
+    except BaseExceptionGroup as group:
+        failure = _first_failure(group)
+        if raised is not None and _only(group, raised):
+            reraise = raised
+        elif not opened and failure is not None:
+            # The transport's task failed (say, nothing listens at the URL).
+            message = f"cannot open {what}: {type(failure).__name__}: {failure}"
+            raise ConfigurationError(message) from group
+        else:
+            raise
+    except OSError as exc:  # spawning the process (before any task group)
+        if raised is not None:
+            raise
+        raise ConfigurationError(f"cannot start {what}: {exc}") from exc
+    if reraise is not None:
+        # Raised here, outside the handler, so the group is not its context.
+        try:
+            raise reraise
+        finally:
+            reraise = raised = None
+
+
+async def _handshake(session: ClientSession, what: str) -> list[Tool]:
+    """Initialise ``session`` and list every page of its tools.
+
+    Raises:
+        ConfigurationError: the server failed the handshake or the listing.
+    """
+    import mcp.types as types
+    from mcp.shared.exceptions import MCPError
+
+    listed: list[types.Tool] = []
+    try:
+        await session.initialize()
+        cursor: str | None = None
+        while True:
+            page = await session.list_tools(
+                params=None if cursor is None else types.PaginatedRequestParams(cursor=cursor)
+            )
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    except MCPError as exc:
+        raise ConfigurationError(
+            f"{what} did not answer the MCP handshake ({exc.message}); check that it is "
+            "an MCP server, and its error output"
+        ) from None
+    return [Tool.from_mcp(session, tool) for tool in listed]
+
+
+def _first_failure(group: BaseExceptionGroup[Any]) -> Exception | None:
+    """The first plain exception (not a cancellation) in ``group``, through nested groups."""
+    failure: Exception | None = group.split(Exception)[0]
+    while isinstance(failure, ExceptionGroup):
+        failure = failure.exceptions[0]
+    return failure
+
+
+def _only(group: BaseExceptionGroup[Any], exc: BaseException) -> bool:
+    """Whether ``group`` holds ``exc`` and nothing else, through nested groups."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+        if inner is exc:
+            return True
+    return False
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port of ``url``: never its path or query, which may hold a token."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"

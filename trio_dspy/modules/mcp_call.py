@@ -1,0 +1,107 @@
+"""Calling one tool of an MCP server: the request, its errors, its result as a value.
+
+:meth:`Tool.from_mcp <trio_dspy.Tool.from_mcp>` wraps a :class:`McpCall`; this
+module imports the MCP SDK, so it is imported only when an MCP tool is made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import ToolError
+
+try:
+    import mcp.types as types
+    from mcp import ClientSession
+    from mcp.shared.exceptions import MCPError
+except ImportError as exc:  # pragma: no cover - exercised with the SDK hidden
+    raise ImportError(
+        f"MCP tools need the MCP SDK ({exc}): pip install 'trio_dspy[mcp]'", name="mcp"
+    ) from exc
+
+__all__ = ["McpCall", "describe_result", "model_name"]
+
+# Characters a model's function name may not hold (OpenAI, Anthropic: [A-Za-z0-9_-]{1,64}).
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def model_name(name: str) -> str:
+    """``name`` as a model can call it: other characters become ``_``, at most 64."""
+    return _NOT_IN_NAME.sub("_", name)[:64] or "_"
+
+
+class McpCall:
+    """Calls the server's tool ``name`` through ``session`` until :meth:`close`.
+
+    The session is referenced, never owned: whoever opened it closes it.
+    """
+
+    def __init__(self, session: ClientSession, name: str) -> None:
+        self._session: ClientSession | None = session
+        self.name = name
+
+    def close(self) -> None:
+        """Forget the session: later calls raise a :class:`ToolError` saying it closed."""
+        self._session = None
+
+    async def __call__(self, **arguments: Any) -> Any:
+        """Call the tool; return structured content if any, else the content as text.
+
+        Raises:
+            ToolError: the session closed, the server answered with an error
+                result or an MCP error (the message is the server's).
+        """
+        session = self._session
+        if session is None:
+            raise ToolError(
+                f"tool {self.name}: its MCP session has closed; call MCP tools inside "
+                "the `async with td.mcp.stdio(...)` (or `td.mcp.http(...)`) block that "
+                "listed them",
+                tool=self.name,
+            )
+        try:
+            result = await session.call_tool(self.name, arguments)
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:
+                raise ToolError(
+                    f"tool {self.name}: the MCP server's connection is closed", tool=self.name
+                ) from None
+            raise ToolError(f"MCP error {exc.code}: {exc.message}", tool=self.name) from None
+        if result.is_error:
+            raise ToolError(describe_result(result) or "the tool failed", tool=self.name)
+        if result.structured_content is not None:
+            return result.structured_content
+        return describe_result(result)
+
+    def __repr__(self) -> str:
+        return f"McpCall({self.name!r})"
+
+
+def describe_result(result: types.CallToolResult) -> str:
+    """The result's content as text: text as is, anything else described in a line."""
+    parts = [_describe(block) for block in result.content]
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def _describe(block: types.ContentBlock) -> str:
+    if isinstance(block, types.TextContent):
+        return block.text
+    if isinstance(block, types.ImageContent | types.AudioContent):
+        return f"[{block.type}: {block.mime_type}, {_size(block.data)}]"
+    if isinstance(block, types.ResourceLink):
+        return f"[resource link: {block.name} <{block.uri}>]"
+    resource = block.resource  # an embedded resource
+    if isinstance(resource, types.TextResourceContents):
+        return resource.text
+    mime = resource.mime_type or "binary"
+    return f"[resource: {resource.uri}, {mime}, {_size(resource.blob)}]"
+
+
+def _size(data: str) -> str:
+    """The decoded size of base64 ``data`` (counted, not decoded), for a description."""
+    data = data.strip()
+    return f"{len(data) * 3 // 4 - data[-2:].count('=')} bytes"
