@@ -161,19 +161,27 @@ async def test_spans_started_inside_an_opentelemetry_span_join_its_trace(
     assert sum(span.parent is None for span in finished) == 1
 
 
-async def test_new_trace_and_no_current_opentelemetry_span_start_their_own_trace() -> None:
+async def test_without_a_current_opentelemetry_span_a_new_trace_starts() -> None:
     ours = InMemoryExporter()
     async with collect(ours):
         with start_span("outside"):
             pass
-        with remote_parent(), start_span("asked for a new trace", new_trace=True):
+        with remote_parent(flags=TraceFlags.DEFAULT), start_span("joins even unsampled"):
             pass
-        with remote_parent(), start_span("joined"):
-            pass
-    outside, fresh, joined = ours.spans
-    assert outside.parent_id is None and fresh.parent_id is None
-    assert f"{TRACE_ID:032x}" not in (outside.trace_id, fresh.trace_id)
+    outside, joined = ours.spans
+    assert outside.parent_id is None and outside.trace_id != f"{TRACE_ID:032x}"
     assert (joined.trace_id, joined.parent_id) == (f"{TRACE_ID:032x}", f"{SPAN_ID:016x}")
+
+
+async def test_request_scopes_inside_an_opentelemetry_span_join_it_not_each_other() -> None:
+    ours = InMemoryExporter()
+    async with collect(ours):
+        # A request scope starts a new trace: "nested" is not "customer"'s child.
+        with remote_parent(), td.request_scope("customer"), td.request_scope("nested"):
+            pass
+    nested, customer = ours.spans
+    for span in (nested, customer):
+        assert (span.trace_id, span.parent_id) == (f"{TRACE_ID:032x}", f"{SPAN_ID:016x}")
 
 
 async def test_lm_requests_carry_the_traceparent_of_their_chat_span() -> None:

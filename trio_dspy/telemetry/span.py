@@ -12,9 +12,8 @@ from async code::
 The current span lives in a :class:`contextvars.ContextVar`. trio copies the
 spawner's context into every new task, so a task spawned inside a span is that
 span's child, whichever nursery runs it. A span opened with no current span
-starts a new trace, or joins the trace of the current OpenTelemetry span if
-the application has one (see :func:`start_span`); ``new_trace=True`` always
-starts a new trace.
+(or with ``new_trace=True``) starts a new trace, or joins the trace of the
+current OpenTelemetry span if the application has one (see :func:`start_span`).
 
 Recording is off unless a collector is active (see
 :func:`trio_dspy.telemetry.collect`): without one, :func:`start_span` hands out
@@ -442,12 +441,13 @@ def start_span(
 ) -> AbstractContextManager[Span]:
     """Open a span around a block: ``with start_span("name") as span: ...``.
 
-    The span is the child of the current span. With none, it joins the
-    trace of the current OpenTelemetry span if the application uses
-    OpenTelemetry and one is active (that span is its parent), and otherwise
-    starts a new trace; ``new_trace=True`` always starts a new trace. The
-    span becomes the current span for the block and for tasks spawned
-    inside it, and binds ``trace_id`` / ``span_id`` into
+    The span is the child of the current span. With none, or with
+    ``new_trace=True`` (which ignores the current span: a request handled
+    inside a batch's span is a trace of its own), it joins the trace of the
+    current OpenTelemetry span if the application uses OpenTelemetry and one
+    is active (that span is its parent: the application's context comes
+    first), and otherwise starts a new trace. The span becomes the current
+    span for the block and for tasks spawned inside it, and binds ``trace_id`` / ``span_id`` into
     ``structlog.contextvars`` (restored on exit). On exit it records the end
     time; if an exception escapes it sets status ``ERROR`` and ``error.type``
     (``"cancelled"`` for cancellation) and records an ``exception`` event;
@@ -463,7 +463,7 @@ def start_span(
         return _NOOP_SCOPE
     parent = None if new_trace else _current.get()
     if parent is None:
-        joined = None if new_trace else _opentelemetry_parent()
+        joined = _opentelemetry_parent()
         if joined is None:
             while (trace_id := _randbytes(16).hex()) == _ZERO_TRACE_ID:
                 pass
