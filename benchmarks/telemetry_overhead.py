@@ -8,6 +8,9 @@ where the drain task exports, is not counted: it is off the request path).
 Reported: nanoseconds per span, median (and min / max) over R runs.
 "empty loop" (no span) and "bare `with`" (a do-nothing context manager) are
 the floor to compare with.
+
+``--otel`` runs every case inside a current OpenTelemetry span (which root
+spans then join): the cost of the trace join (needs the ``otel`` extra).
 """
 
 from __future__ import annotations
@@ -119,5 +122,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--otel", action="store_true", help="inside an OpenTelemetry span")
     args = parser.parse_args()
-    trio.run(main, args.spans, args.runs)
+    if not args.otel:
+        trio.run(main, args.spans, args.runs)
+    else:
+        from opentelemetry import trace
+
+        caller = trace.SpanContext(1, 1, is_remote=True, trace_flags=trace.TraceFlags(1))
+        with trace.use_span(trace.NonRecordingSpan(caller)):
+            trio.run(main, args.spans, args.runs)

@@ -17,6 +17,7 @@ ON_FIRST_USE = (
     "trio_dspy.datasets",
     "trio_dspy.lm.client",
     "trio_dspy.telemetry.otlp",
+    "trio_dspy.telemetry.otel",
     "httpx",
     "h11",
 )
@@ -125,3 +126,28 @@ def test_mcp_tools_load_the_sdk_when_first_named() -> None:
         "print(mcp.stdio.__module__)"
     )
     assert out.strip() == "trio_dspy.mcp"
+
+
+def test_telemetry_runs_without_loading_opentelemetry() -> None:
+    out = _run(
+        "import sys, trio\n"
+        "from trio_dspy.telemetry import InMemoryExporter, collect, start_span\n"
+        "from trio_dspy.telemetry.propagation import trace_headers\n"
+        "async def main():\n"
+        "    async with collect(InMemoryExporter()):\n"
+        "        with start_span('root') as span:\n"
+        "            print(span.parent_id, trace_headers()[0][1].endswith(span.span_id + '-01'))\n"
+        "trio.run(main)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    assert out.split() == ["None", "True", "[]"]
+
+
+def test_the_opentelemetry_exporter_loads_the_sdk_when_first_named() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "assert 'opentelemetry' not in sys.modules\n"
+        "exporter = td.telemetry.OpenTelemetryExporter\n"
+        "print(exporter.__module__, 'opentelemetry.sdk.trace' in sys.modules)"
+    )
+    assert out.split() == ["trio_dspy.telemetry.otel", "True"]

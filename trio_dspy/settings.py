@@ -37,6 +37,9 @@ class Settings:
             does not parse before raising ``AdapterParseError``.
         lm_kwargs: sampling parameters (``temperature=...``) for every call.
         trace_content: record prompts and completions in telemetry spans.
+        propagate_trace: send the W3C ``traceparent`` (and ``tracestate``)
+            header of the current span with every HTTP request to a model,
+            so the provider's own tracing can join the trace.
     """
 
     lm: BaseLM | None = None
@@ -44,6 +47,7 @@ class Settings:
     max_parse_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     lm_kwargs: dict[str, Any] = attrs.field(factory=dict)
     trace_content: bool = False
+    propagate_trace: bool = True
 
 
 _FIELDS = frozenset(a.name for a in attrs.fields(Settings))

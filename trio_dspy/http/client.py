@@ -30,7 +30,7 @@ import json
 import ssl
 import urllib.request
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -337,12 +337,15 @@ class HTTPClient:
         ]
         return _RunPool(transport, None, headers, raw_headers)
 
-    async def post(self, url: httpx.URL, content: bytes) -> Reply:
+    async def post(
+        self, url: httpx.URL, content: bytes, headers: Sequence[tuple[str, str]] = ()
+    ) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
 
-        Any HTTP status is returned as a :class:`Reply`; only the absence of a
-        response raises. Cancellation aborts the request and frees its
-        connection.
+        ``headers`` are sent with this request only, after the client's own
+        (per-request values such as ``traceparent``). Any HTTP status is
+        returned as a :class:`Reply`; only the absence of a response raises.
+        Cancellation aborts the request and frees its connection.
 
         Raises:
             ResponseTooLargeFailure: the body is over ``max_response_bytes``.
@@ -353,13 +356,18 @@ class HTTPClient:
         try:
             if pool.transport is None:
                 assert pool.client is not None
-                request = pool.client.build_request("POST", url, content=content)
+                request = pool.client.build_request(
+                    "POST", url, content=content, headers=list(headers)
+                )
                 response = await pool.client.send(request, stream=True)
                 raw_body = await _read_raw(response, limit)
             elif isinstance(pool.transport, H11Transport):
                 # The fast path: no httpx Request/Response models per call.
-                headers = [*pool.raw_headers, (b"content-length", str(len(content)).encode())]
-                raw = await pool.transport.request(b"POST", url, headers, content, self._timeouts)
+                raw_headers = [*pool.raw_headers, (b"content-length", str(len(content)).encode())]
+                raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+                raw = await pool.transport.request(
+                    b"POST", url, raw_headers, content, self._timeouts
+                )
                 reply_headers = httpx.Headers(raw.headers)
                 body = await _decoded(raw.content, reply_headers, limit)
                 return Reply(raw.status, reply_headers, body)
@@ -367,7 +375,7 @@ class HTTPClient:
                 request = httpx.Request(
                     "POST",
                     url,
-                    headers=pool.headers,
+                    headers=[*pool.headers.multi_items(), *headers] if headers else pool.headers,
                     content=content,
                     extensions={"timeout": self._httpx_timeout.as_dict()},
                 )

@@ -34,6 +34,7 @@ from ..errors import (
 from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
+from ..telemetry.propagation import trace_headers
 from .base import BaseLM
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .errors import (
@@ -369,11 +370,12 @@ class LM(BaseLM):
             return response
 
     async def _post(self, content: bytes, retries: int) -> Reply:
+        headers = trace_headers()  # per request: the context of this call's span
         try:
             if self.attempt_timeout is None:
-                return await self._http.post(self._url, content)
+                return await self._http.post(self._url, content, headers)
             with trio.move_on_after(self.attempt_timeout):
-                return await self._http.post(self._url, content)
+                return await self._http.post(self._url, content, headers)
         except TransportFailure as failure:
             where = f"{self.server_address}:{self.server_port}"
             error, cause = error_for_failure(

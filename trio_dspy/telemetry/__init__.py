@@ -11,8 +11,14 @@
 Spans record only while a :func:`collect` block is active; elsewhere
 :func:`start_span` is a near-free no-op. Attribute names for LM calls, agents
 and tools are in :mod:`trio_dspy.telemetry.semconv`.
+
+With the extra ``otel``, :class:`OpenTelemetryExporter` hands spans to the
+application's OpenTelemetry SDK, and spans started inside an OpenTelemetry
+span join its trace. LM requests carry the W3C ``traceparent`` header of the
+current span (``td.configure(propagate_trace=False)`` turns it off).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import semconv
@@ -42,6 +48,7 @@ __all__ = [
     "InMemoryExporter",
     "JsonlExporter",
     "NonRecordingSpan",
+    "OpenTelemetryExporter",
     "OtlpExportError",
     "OtlpHttpExporter",
     "Span",
@@ -60,18 +67,24 @@ __all__ = [
     "start_span",
 ]
 
-# The OTLP exporter brings httpx and the HTTP layer; it loads on first use.
-_OTLP = ("OtlpExportError", "OtlpHttpExporter", "encode_spans")
+# The OTLP exporter brings httpx and the HTTP layer, the OpenTelemetry one the
+# OpenTelemetry SDK (extra ``otel``); each loads on first use.
+_LAZY = {
+    "OtlpExportError": "otlp",
+    "OtlpHttpExporter": "otlp",
+    "encode_spans": "otlp",
+    "OpenTelemetryExporter": "otel",
+}
 
 if TYPE_CHECKING:
+    from .otel import OpenTelemetryExporter
     from .otlp import OtlpExportError, OtlpHttpExporter, encode_spans
 else:
 
     def __getattr__(name: str) -> Any:
-        if name not in _OTLP:
+        module = _LAZY.get(name)
+        if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        from . import otlp
-
-        value = getattr(otlp, name)
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
         globals()[name] = value
         return value

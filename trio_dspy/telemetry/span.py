@@ -12,7 +12,8 @@ from async code::
 The current span lives in a :class:`contextvars.ContextVar`. trio copies the
 spawner's context into every new task, so a task spawned inside a span is that
 span's child, whichever nursery runs it. A span opened with no current span
-(or with ``new_trace=True``) starts a new trace.
+(or with ``new_trace=True``) starts a new trace, or joins the trace of the
+current OpenTelemetry span if the application has one (see :func:`start_span`).
 
 Recording is off unless a collector is active (see
 :func:`trio_dspy.telemetry.collect`): without one, :func:`start_span` hands out
@@ -30,6 +31,7 @@ import contextvars
 import enum
 import os
 import random
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +56,7 @@ __all__ = [
     "current_span",
     "detach_from_tracing",
     "error_type",
+    "opentelemetry_span_context",
     "send_spans_to",
     "start_span",
 ]
@@ -407,6 +410,28 @@ class _SpanScope:
         return None
 
 
+def opentelemetry_span_context() -> Any | None:
+    """The ``SpanContext`` of the current OpenTelemetry span, or ``None``.
+
+    ``None`` as well when there is no valid current span, or when the
+    application has not imported ``opentelemetry.trace``: a program without
+    OpenTelemetry pays one dictionary lookup and imports nothing.
+    """
+    otel_trace = sys.modules.get("opentelemetry.trace")
+    if otel_trace is None:
+        return None
+    context = otel_trace.get_current_span().get_span_context()
+    return context if context.is_valid else None
+
+
+def _opentelemetry_parent() -> tuple[str, str] | None:
+    """The trace id and span id of the current OpenTelemetry span (see above)."""
+    context = opentelemetry_span_context()
+    if context is None:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
 def start_span(
     name: str,
     kind: SpanKind = SpanKind.INTERNAL,
@@ -416,9 +441,13 @@ def start_span(
 ) -> AbstractContextManager[Span]:
     """Open a span around a block: ``with start_span("name") as span: ...``.
 
-    The span is the child of the current span (in a new trace if there is
-    none, or if ``new_trace`` is true), becomes the current span for the block
-    and for tasks spawned inside it, and binds ``trace_id`` / ``span_id`` into
+    The span is the child of the current span. With none, or with
+    ``new_trace=True`` (which ignores the current span: a request handled
+    inside a batch's span is a trace of its own), it joins the trace of the
+    current OpenTelemetry span if the application uses OpenTelemetry and one
+    is active (that span is its parent: the application's context comes
+    first), and otherwise starts a new trace. The span becomes the current
+    span for the block and for tasks spawned inside it, and binds ``trace_id`` / ``span_id`` into
     ``structlog.contextvars`` (restored on exit). On exit it records the end
     time; if an exception escapes it sets status ``ERROR`` and ``error.type``
     (``"cancelled"`` for cancellation) and records an ``exception`` event;
@@ -434,9 +463,13 @@ def start_span(
         return _NOOP_SCOPE
     parent = None if new_trace else _current.get()
     if parent is None:
-        while (trace_id := _randbytes(16).hex()) == _ZERO_TRACE_ID:
-            pass
-        parent_id = None
+        joined = _opentelemetry_parent()
+        if joined is None:
+            while (trace_id := _randbytes(16).hex()) == _ZERO_TRACE_ID:
+                pass
+            parent_id = None
+        else:
+            trace_id, parent_id = joined
     else:
         trace_id, parent_id = parent.trace_id, parent.span_id
     span = Span(

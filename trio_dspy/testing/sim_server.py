@@ -50,6 +50,9 @@ from .sim_wire import anthropic_body, error_response, openai_body, openai_stream
 
 __all__ = ["SimServer", "SimStats", "serve_sim"]
 
+# Left out of SimServer.request_headers: tests print what they record.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+
 
 @attrs.define
 class SimStats:
@@ -79,12 +82,17 @@ class SimServer:
     """A running simulated server (yielded by :func:`serve_sim`).
 
     ``requests`` holds the most recent JSON request bodies (up to
-    ``config.keep_requests``); ``stats`` the counters. :meth:`clear` resets both.
+    ``config.keep_requests``); ``request_headers`` the headers of as many
+    recent completion requests (lower-case names; the credentials left out);
+    ``stats`` the counters. :meth:`clear` resets them all.
     """
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.requests: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=config.keep_requests
+        )
+        self.request_headers: collections.deque[dict[str, str]] = collections.deque(
             maxlen=config.keep_requests
         )
         self.stats = SimStats()
@@ -126,6 +134,7 @@ class SimServer:
     def clear(self) -> None:
         """Forget the recorded requests and reset the counters (numbering restarts at 1)."""
         self.requests.clear()
+        self.request_headers.clear()
         in_flight = self.stats.in_flight
         self.stats = SimStats(in_flight=in_flight, max_in_flight=in_flight)
 
@@ -203,6 +212,9 @@ class SimServer:
         stats = self.stats
         stats.requests += 1
         number = stats.requests
+        self.request_headers.append(
+            {k: v for k, v in request.headers if k not in _CREDENTIAL_HEADERS}
+        )
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:

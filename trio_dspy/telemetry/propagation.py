@@ -1,0 +1,51 @@
+"""W3C Trace Context headers for outgoing requests (``traceparent``, ``tracestate``).
+
+A request to a model carries the context of the span it is made in, so a
+server (or a gateway in front of it) that traces can join the caller's trace.
+The span is trio_dspy's current span (the ``chat`` span of an LM call) or,
+with no collector recording, the current OpenTelemetry span when the
+application uses OpenTelemetry. :attr:`~trio_dspy.settings.Settings.propagate_trace`
+turns the headers off.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .. import settings
+from .span import current_span, opentelemetry_span_context
+
+__all__ = ["trace_headers"]
+
+# A trio_dspy span is recorded whenever it is current (the non-recording span
+# is never current), so its flags say "sampled".
+_SAMPLED = 0x01
+
+
+def trace_headers() -> list[tuple[str, str]]:
+    """The ``traceparent`` (and ``tracestate``) headers for a request made now.
+
+    Empty when no span is current or ``propagate_trace`` is off. The
+    ``tracestate`` comes from the current OpenTelemetry span when it belongs
+    to the same trace. Raises nothing.
+    """
+    span = current_span()
+    if span is None and "opentelemetry.trace" not in sys.modules:
+        return []  # the common case without tracing: not even a settings lookup
+    if not settings.current().propagate_trace:
+        return []
+    otel = opentelemetry_span_context()
+    if span is not None:
+        trace_id, span_id, flags = span.trace_id, span.span_id, _SAMPLED
+        if otel is not None and f"{otel.trace_id:032x}" != trace_id:
+            otel = None  # another trace's state says nothing about ours
+    elif otel is not None:
+        trace_id, span_id = f"{otel.trace_id:032x}", f"{otel.span_id:016x}"
+        flags = otel.trace_flags
+    else:
+        return []
+    headers = [("traceparent", f"00-{trace_id}-{span_id}-{flags:02x}")]
+    state = otel.trace_state.to_header() if otel is not None else ""
+    if state:
+        headers.append(("tracestate", state))
+    return headers
