@@ -161,28 +161,25 @@ async def test_a_stall_mid_stream_times_out_after_read_timeout(autojump_clock: A
         assert pool(lm).connections_in_use == 0
 
 
-async def test_an_error_status_before_the_stream_is_retried(autojump_clock: Any) -> None:
-    faults = [Fault("server_error", first=2)]
+@pytest.mark.parametrize(
+    ("fault", "requests"),
+    [
+        (Fault("server_error", first=2), 3),  # an error status, as for a whole call
+        (Fault("stream_reset", after=1, first=1), 2),  # only the role chunk was sent
+    ],
+    ids=["error-status", "reset-before-text"],
+)
+async def test_a_failure_before_any_text_is_retried(
+    autojump_clock: Any, fault: Fault, requests: int
+) -> None:
     async with (
-        serve_sim(config(faults=faults)) as sim,
+        serve_sim(config(faults=[fault])) as sim,
         make_lm(sim) as lm,
         lm.stream(ASK) as stream,
     ):
         text = "".join([piece async for piece in stream])
     assert text == TEXT
-    assert sim.stats.requests == 3
-
-
-async def test_a_reset_before_any_text_is_retried(autojump_clock: Any) -> None:
-    faults = [Fault("stream_reset", after=1, first=1)]  # only the role chunk was sent
-    async with (
-        serve_sim(config(faults=faults)) as sim,
-        make_lm(sim) as lm,
-        lm.stream(ASK) as stream,
-    ):
-        text = "".join([piece async for piece in stream])
-    assert text == TEXT
-    assert sim.stats.requests == 2
+    assert sim.stats.requests == requests
 
 
 async def test_attempt_timeout_bounds_the_first_event_not_a_long_stream(

@@ -324,12 +324,9 @@ class LM(BaseLM):
     ) -> AsyncIterator[LMStream]:
         """Call the model and read its completion as the server sends it (SSE).
 
-        ::
-
-            async with lm.stream(request) as stream:
-                async for delta in stream:
-                    print(delta, end="")
-            response = stream.response  # tool calls, usage, finish reason
+        Used as :meth:`BaseLM.stream <trio_dspy.lm.BaseLM.stream>` says; once
+        read to the end, ``stream.response`` has the tool calls, usage and
+        finish reason too.
 
         The call goes the way :meth:`send` does (timeout, response-format
         step-down, retries, limits) with these differences:
