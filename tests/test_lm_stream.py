@@ -17,6 +17,7 @@ import trio_dspy as td
 from trio_dspy.errors import LMServerError, LMTimeoutError
 from trio_dspy.http.transport import H11Transport
 from trio_dspy.lm import LM, LMRequest, Message, ToolSpec
+from trio_dspy.lm.streaming import BUFFER
 from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import Fault, SimConfig, SimReply, SimServer, serve_sim
 from trio_dspy.testing.sim_answers import SimToolCall
@@ -243,3 +244,25 @@ async def test_tpm_settles_with_the_streamed_usage(autojump_clock: Any) -> None:
         assert bucket is not None
         spent = stream.response.usage.total_tokens
         assert bucket.capacity - bucket.level == pytest.approx(spent, abs=2)
+
+
+async def test_a_slow_reader_holds_back_the_reading(autojump_clock: Any) -> None:
+    long_text = "word " * 400  # 250 pieces of 8 characters, sent without delay
+    fast = config(script=lambda body: SimReply(text=long_text), stream_delay=0)
+    async with serve_sim(fast) as sim, make_lm(sim) as lm, lm.stream(ASK) as stream:
+        pieces = [await stream.__anext__()]
+        await trio.sleep(100)  # the reader dawdles; the producer must wait
+        assert not stream.finished
+        deltas = stream._deltas
+        assert isinstance(deltas, trio.MemoryReceiveChannel)
+        assert deltas.statistics().current_buffer_used <= BUFFER
+        pieces += [piece async for piece in stream]
+    assert "".join(pieces) == long_text
+
+
+async def test_timeout_bounds_the_whole_stream(autojump_clock: Any) -> None:
+    async with serve_sim(config()) as sim, make_lm(sim, timeout=2) as lm:
+        with pytest.raises(LMTimeoutError, match="no response within 2 s"):
+            async with lm.stream(ASK) as stream:
+                async for _ in stream:
+                    pass
