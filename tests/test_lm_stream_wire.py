@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from trio_dspy.errors import LMRateLimitError, LMServerError, LMTimeoutError
+from trio_dspy.errors import LMBadRequestError, LMRateLimitError, LMServerError, LMTimeoutError
 from trio_dspy.lm import LM, LMRequest, Message
 
 ASK = LMRequest([Message("user", "tell me")])
@@ -157,3 +157,13 @@ async def test_an_error_status_before_the_stream_maps_like_a_whole_call() -> Non
     with pytest.raises(LMRateLimitError, match="too many"):
         await read(lm)
     assert len(seen) == 1
+
+
+async def test_an_openai_error_chunk_takes_its_status_from_the_code(autojump_clock: Any) -> None:
+    broken = events(b'data: {"error": {"message": "engine crashed", "code": 503}}\n\n')
+    refused = events(b'data: {"error": {"message": "bad prompt", "code": 400}}\n\n')
+    transport, seen = serving(broken, refused)
+    lm = LM("openai/m", base_url="http://sim.test/v1", transport=transport)
+    with pytest.raises(LMBadRequestError, match="bad prompt"):
+        await read(lm)
+    assert len(seen) == 2  # the 503 was retried, the 400 was not

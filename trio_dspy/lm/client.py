@@ -93,6 +93,7 @@ class LM(BaseLM):
             for the first byte: 10 minutes, the default of the OpenAI and
             Anthropic SDKs, leaves room for long generations and bounds a
             server that never answers or trickles its answer. ``None``: no limit.
+            For :meth:`stream` it bounds only the wait for the first event.
         connect_timeout: seconds to open a connection (default 10): a handshake
             takes well under a second, so a dead host fails fast and is retried.
         read_timeout: the longest silence, in seconds, once the response has
