@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import trio_dspy as td
 from trio_dspy.errors import LMServerError, LMTimeoutError
@@ -266,3 +267,12 @@ async def test_timeout_bounds_the_whole_stream(autojump_clock: Any) -> None:
             async with lm.stream(ASK) as stream:
                 async for _ in stream:
                     pass
+
+
+async def test_streaming_a_cached_answer_is_still_a_checkpoint(autojump_clock: Any) -> None:
+    async with serve_sim(config()) as sim, make_lm(sim, cache=True) as lm:
+        async with lm.stream(ASK) as stream:
+            _ = [piece async for piece in stream]
+        with trio.testing.assert_checkpoints():
+            async with lm.stream(ASK) as stream:
+                pass
