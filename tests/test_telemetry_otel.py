@@ -196,6 +196,28 @@ async def test_lm_requests_carry_the_traceparent_of_their_chat_span() -> None:
     assert "authorization" not in headers  # the recorder leaves credentials out
 
 
+async def test_streamed_requests_carry_the_traceparent_of_their_chat_span() -> None:
+    ours = InMemoryExporter()
+    request = LMRequest([Message("user", "2+2?")])
+    async with sim_lm() as (sim, lm), collect(ours), lm.stream(request) as stream:
+        text = "".join([piece async for piece in stream])
+    assert text == stream.response.text
+    chat = by_name(ours.spans, "chat")
+    (headers,) = sim.request_headers
+    assert headers["traceparent"] == f"00-{chat.trace_id}-{chat.span_id}-01"
+
+
+async def test_streamed_requests_through_a_given_transport_carry_the_traceparent() -> None:
+    server = Scripted(ok("4"))
+    ours = InMemoryExporter()
+    request = LMRequest([Message("user", "2+2?")])
+    async with collect(ours), server.lm() as lm, lm.stream(request) as stream:  # httpx's path
+        assert [piece async for piece in stream] == ["4"]
+    chat = by_name(ours.spans, "chat")
+    (sent,) = server.requests
+    assert sent.headers["traceparent"] == f"00-{chat.trace_id}-{chat.span_id}-01"
+
+
 async def test_every_retry_carries_the_traceparent_beside_the_clients_headers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -89,6 +89,12 @@ def add_serve_sim(subparsers: Subparsers) -> None:
         default=None,
         help="imitate that server's refusals, error bodies and usage",
     )
+    p.add_argument(
+        "--stream-chunk-chars", type=int, default=16, help="characters per streamed piece"
+    )
+    p.add_argument(
+        "--stream-delay", type=float, default=0.0, help="seconds between streamed events"
+    )
     p.set_defaults(run=run_serve_sim)
 
 
@@ -118,6 +124,8 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
         supports_tools=not args.no_tools,
         context_window=args.context_window,
         profile=args.profile,
+        stream_chunk_chars=args.stream_chunk_chars,
+        stream_delay=args.stream_delay,
     )
 
 

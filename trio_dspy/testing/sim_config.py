@@ -30,6 +30,8 @@ FaultKind = Literal[
     "malformed",  # 200 with a body that is not valid JSON
     "truncate",  # half the content, finish_reason "length"
     "context_length",  # 400 with code context_length_exceeded
+    "stream_reset",  # a stream's connection is aborted after ``after`` events
+    "stream_stall",  # a stream stops for ``stall`` seconds after ``after`` events
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -143,7 +145,8 @@ class Fault:
 
     ``retry_after`` (seconds, ``None`` for no header) goes into ``Retry-After``
     on 429/503, and ``retry_after_ms=True`` adds ``retry-after-ms``;
-    ``stall`` is the wait of a ``"stall"`` fault.
+    ``stall`` is the wait of a ``"stall"`` (or ``"stream_stall"``) fault;
+    ``after`` the events a stream sends before a ``"stream_*"`` fault.
 
     Raises:
         ValueError: unknown ``kind`` or a selector out of range.
@@ -157,6 +160,7 @@ class Fault:
     retry_after: float | None = 1.0
     retry_after_ms: bool = False
     stall: float = 60.0
+    after: int = 2
 
     def __attrs_post_init__(self) -> None:
         if self.every is not None and self.every < 1:
@@ -183,7 +187,7 @@ class Fault:
         """``KIND[:key=value,...]``, e.g. ``"rate_limit:every=2,retry_after=0.5"``.
 
         Keys: ``every``, ``first``, ``probability``, ``retry_after``
-        (``none`` for no header), ``retry_after_ms`` (0/1), ``stall``.
+        (``none`` for no header), ``retry_after_ms`` (0/1), ``stall``, ``after``.
 
         Raises:
             ValueError: unknown kind or key, or a value that is not a number.
@@ -211,6 +215,7 @@ _FAULT_OPTIONS: dict[str, Callable[[str], Any]] = {
     "first": int,
     "probability": float,
     "stall": float,
+    "after": int,
     "retry_after": lambda raw: None if raw.lower() == "none" else float(raw),
     "retry_after_ms": lambda raw: raw.lower() in ("1", "true", "yes"),
 }
@@ -244,6 +249,8 @@ class SimConfig:
       :class:`~trio_dspy.testing.sim_profiles.SimProfile`): its refusals, error
       bodies and usage on ``/v1/chat/completions``. An unknown name raises
       ``ValueError``.
+    * ``stream_chunk_chars`` / ``stream_delay``: a streamed answer's pieces
+      of text (characters) and the seconds between its events.
     """
 
     latency: Latency = attrs.field(factory=Latency, converter=_to_latency)
@@ -258,6 +265,8 @@ class SimConfig:
     keep_requests: int = 1000
     models: tuple[str, ...] = ("sim-model",)
     profile: SimProfile | None = attrs.field(default=None, converter=get_profile)
+    stream_chunk_chars: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    stream_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
 
 ScriptAnswer = SimReply | str | Mapping[str, Any]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from .http_server import Response
 from .sim_answers import Answer, Dialect
 
-__all__ = ["anthropic_body", "error_response", "openai_body", "openai_stream", "tokens"]
+__all__ = ["anthropic_body", "error_response", "openai_body", "tokens"]
 
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -100,31 +100,6 @@ def openai_body(answer: Answer, *, model: str, prompt_chars: int, number: int) -
         },
         "system_fingerprint": "fp_sim",
     }
-
-
-def openai_stream(body: Mapping[str, Any], *, include_usage: bool) -> bytes:
-    """The same completion as server-sent ``chat.completion.chunk`` events, ending in ``[DONE]``."""
-    choice = body["choices"][0]
-    message = choice["message"]
-    head = {k: body[k] for k in ("id", "created", "model", "system_fingerprint")}
-    head["object"] = "chat.completion.chunk"
-
-    def event(delta: dict[str, Any], finish: str | None = None) -> str:
-        chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-
-    parts = [event({"role": "assistant", "content": ""})]
-    text = message.get("content") or ""
-    step = max(1, len(text) // 4)
-    parts += [event({"content": text[i : i + step]}) for i in range(0, len(text), step)]
-    for i, call in enumerate(message.get("tool_calls", ())):
-        parts.append(event({"tool_calls": [{"index": i, **call}]}))
-    parts.append(event({}, choice["finish_reason"]))
-    if include_usage:
-        usage_chunk = {**head, "choices": [], "usage": body["usage"]}
-        parts.append(f"data: {json.dumps(usage_chunk, separators=(',', ':'))}\n\n")
-    parts.append("data: [DONE]\n\n")
-    return "".join(parts).encode()
 
 
 def anthropic_body(answer: Answer, *, model: str, prompt_chars: int, number: int) -> dict[str, Any]:
