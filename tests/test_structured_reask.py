@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import trio_dspy as td
 from trio_dspy.errors import AdapterParseError
+from trio_dspy.messages import LMRequest
+from trio_dspy.modules import format_memory
 from trio_dspy.testing import DummyLM, SimConfig, serve_sim, small_model_script
 
 from .story import HandleCustomer, MakeDrink, Mood, Refund
@@ -95,3 +98,38 @@ async def test_no_reask_at_all_without_parse_retries() -> None:
     with td.context(lm=lm, max_parse_retries=0), pytest.raises(AdapterParseError):
         await td.Predict(HandleCustomer)(request="latte", mood=Mood.happy)
     assert len(lm.requests) == 1
+
+
+async def test_a_model_rescued_twice_in_a_row_is_asked_in_structured_mode_first() -> None:
+    async with serve_sim(SimConfig(script=small_model_script())) as sim:
+        lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k", max_tokens=200)
+        async with lm:
+            with td.context(lm=lm):
+                for _ in range(3):
+                    pred = await td.Predict(HandleCustomer)(request="A latte", mood=Mood.happy)
+                    assert isinstance(pred.confidence, float)
+        bodies = list(sim.requests)
+    # Two rescues cost two calls each; the third answer is one structured call.
+    assert [format_of(b) for b in bodies] == [None, "json_schema"] * 2 + ["json_schema"]
+    assert format_memory.prefers_structured(lm)
+    format_memory.forget(lm)
+    assert not format_memory.prefers_structured(lm)
+
+
+async def test_a_model_that_only_slips_now_and_then_keeps_the_text_format() -> None:
+    # Chat answers alternate: a ramble (rescued in JSON), then a clean one.
+    chat_answers: Iterator[str | dict[str, str]] = iter(["rambling", {"answer": "4"}] * 3)
+
+    def answer(request: LMRequest) -> str | dict[str, str]:
+        if request.response_format is not None:
+            return {"answer": "4"}
+        return next(chat_answers)
+
+    lm = DummyLM(answer)
+    with td.context(lm=lm):
+        for _ in range(6):
+            assert (await td.Predict("question -> answer")(question="2+2?")).answer == "4"
+    formats = [r.response_format is not None for r in lm.requests]
+    # Never two rescues in a row: every call starts in the text format.
+    assert formats == [False, True, False] * 3
+    assert not format_memory.prefers_structured(lm)

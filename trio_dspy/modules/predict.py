@@ -30,6 +30,7 @@ from ..signature import Signature, ensure_signature
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
+from . import format_memory
 from .module import Module, Predictor
 
 __all__ = ["Predict", "check_inputs", "resolve_adapter"]
@@ -144,6 +145,9 @@ class Predict(Module, Predictor):
         settings = current()
         lm = resolve_lm(self.lm, settings)
         adapter = resolve_adapter(self.adapter, settings)
+        structured = adapter.structured_fallback()
+        if structured is not None and format_memory.prefers_structured(lm):
+            adapter = structured  # this model keeps losing the text format
         request = adapter.format_request(
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
@@ -190,6 +194,7 @@ class Predict(Module, Predictor):
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
+        rescued = False
         for attempt in range(1, retries + 2):
             response = await lm.request(
                 attrs.evolve(request, messages=messages), trace_content=settings.trace_content
@@ -222,7 +227,7 @@ class Predict(Module, Predictor):
                 # response_format down if the server refuses it. The rambling
                 # answer is not shown again, but why it failed is (a validator's
                 # complaint is worth reading).
-                adapter = fallback
+                adapter, rescued = fallback, True
                 request = fallback.format_request(
                     self.signature, self.demos, call.inputs, params=request.params
                 )
@@ -230,6 +235,10 @@ class Predict(Module, Predictor):
                     request.messages, f"An earlier answer could not be used: {exc.args[0]}"
                 )
                 continue
+            if rescued:
+                format_memory.note_rescued(lm)
+            elif adapter.structured_fallback() is not None:
+                format_memory.note_parsed(lm)
             return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
 
