@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -20,7 +21,7 @@ def split(text: str, cuts: list[int]) -> list[str]:
     """``text`` cut at the given positions (any order, duplicates allowed)."""
     points = sorted({c % (len(text) + 1) for c in cuts})
     edges = [0, *points, len(text)]
-    return [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def run(parser: FieldParser, deltas: list[str]) -> list[Piece]:

@@ -27,6 +27,7 @@ from .primitives import Example, Prediction, Usage
 from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
+from .streaming import StatusMessage, StreamResponse, streamify
 from .usage import track_usage
 
 __version__ = "0.1.0"
@@ -108,6 +109,8 @@ __all__ = [
     "RequestScope",
     "Settings",
     "Signature",
+    "StatusMessage",
+    "StreamResponse",
     "Tool",
     "Trajectory",
     "Usage",
@@ -125,6 +128,7 @@ __all__ = [
     "optimizers",
     "request_scope",
     "run",
+    "streamify",
     "telemetry",
     "testing",
     "track_usage",

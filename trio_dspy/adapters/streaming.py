@@ -94,15 +94,11 @@ class ChatFieldParser:
             return []
         self._pending += delta
         pieces: list[Piece] = []
-        while not self._done:
-            match = HEADER_PATTERN.search(self._pending)
-            if match is None:
-                break
+        while (match := HEADER_PATTERN.search(self._pending)) is not None:
             self._report(self._pending[: match.start()], pieces)
             self._pending = self._pending[match.end() :]
-            self._open(match.group(1))
-        if self._done:
-            return pieces
+            if self._open(match.group(1)):
+                return pieces
         cut = _marker_start(self._pending)
         self._report(self._pending[:cut], pieces, more=True)
         self._pending = self._pending[cut:]
@@ -116,14 +112,16 @@ class ChatFieldParser:
         self._pending, self._done = "", True
         return pieces
 
-    def _open(self, name: str) -> None:
+    def _open(self, name: str) -> bool:
+        """Start the section of marker ``name``; return whether the reading is over."""
         key = name.lower()
         self._field, self._started, self._spaces = None, False, ""
         if key == _COMPLETED:
-            self._done = True
+            self._pending, self._done = "", True
         elif key in self._wanted and key not in self._seen:
             self._field = self._wanted[key]
         self._seen.add(key)
+        return self._done
 
     def _report(self, text: str, pieces: list[Piece], *, more: bool = False) -> None:
         """Report ``text`` of the current section; ``more``: the section goes on."""

@@ -22,6 +22,7 @@ from ..messages import LMRequest
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
+from ..stream_listener import predictor_stream, status
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
@@ -128,10 +129,23 @@ class Predict(Module, Predictor):
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
+        # Inside streamify, listened fields are read as the model writes them.
+        # Only the first answer is streamed: a re-ask's text may not continue
+        # the chunks already sent (``PredictorStream.complete`` sends the rest
+        # when it does).
+        streaming = predictor_stream(self)
         for attempt in range(1, retries + 2):
-            response = await lm.request(
-                attrs.evolve(request, messages=messages), trace_content=settings.trace_content
-            )
+            attempt_request = attrs.evolve(request, messages=messages)
+            if streaming is not None and attempt == 1:
+                response = await streaming.request(
+                    lm,
+                    adapter,
+                    self.signature,
+                    attempt_request,
+                    trace_content=settings.trace_content,
+                )
+            else:
+                response = await lm.request(attempt_request, trace_content=settings.trace_content)
             usage.add(response.usage)
             try:
                 values = adapter.parse_response(self.signature, response)
@@ -146,7 +160,11 @@ class Predict(Module, Predictor):
                 if attempt > retries:
                     raise
                 messages.extend(adapter.format_retry(response.text, exc, self.signature))
+                if streaming is not None:
+                    await status(f"{streaming.name}: the answer did not parse, asking again")
                 continue
+            if streaming is not None:
+                await streaming.complete(values)
             return Prediction.from_completions(values, usage)
         raise AssertionError("unreachable")  # pragma: no cover
 
