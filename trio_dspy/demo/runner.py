@@ -44,7 +44,7 @@ class Served:
     tokens: int
 
 
-def _overrides(customer: Customer) -> dict[str, Any]:
+def customer_overrides(customer: Customer) -> dict[str, Any]:
     # An upset customer gets a more careful (lower temperature) model; the
     # override lives in that customer's scope only.
     if customer.mood is CustomerMood.upset:
@@ -58,9 +58,10 @@ async def serve(
     """Serve one customer inside its own request scope."""
     start = trio.current_time()
     try:
-        with td.request_scope("customer", timeout=customer_timeout, **_overrides(customer)) as req:
+        overrides = customer_overrides(customer)
+        with td.request_scope("customer", timeout=customer_timeout, **overrides) as req:
             pred = await agent(request=customer.request, mood=customer.mood)
-        action, reply = _describe(pred.action), pred.reply
+        action, reply = describe_action(pred.action), pred.reply
     except td.errors.TrioDSPyError as exc:
         action, reply = "error", f"{type(exc).__name__}: {exc}"
         req = None
@@ -68,7 +69,7 @@ async def serve(
     return Served(customer, action, reply, trio.current_time() - start, tokens)
 
 
-def _describe(action: Any) -> str:
+def describe_action(action: Any) -> str:
     name = type(action).__name__
     if name == "MakeDrink":
         o = action.order
@@ -164,6 +165,30 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(" ".join(text.split()), width) or [""]
 
 
+async def demo_model(
+    stack: AsyncExitStack,
+    people: list[Customer],
+    time_scale: float,
+    model: str | None,
+    base_url: str | None,
+) -> tuple[td.LM, str]:
+    """The demo's model, open in ``stack``, and a phrase saying where it runs.
+
+    Without ``model``: a simulated server (also in ``stack``) scripted to
+    serve ``people``, its latencies scaled by ``time_scale``.
+    """
+    if model is None:
+        config = SimConfig(script=script(people, time_scale), seed=1)
+        server = await stack.enter_async_context(serve_sim(config))
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
+        where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
+    else:
+        lm = td.LM(model, base_url=base_url)
+        where = f"{model}" + (f" at {base_url}" if base_url else "")
+    await stack.enter_async_context(lm)
+    return lm, where
+
+
 async def run_demo(
     *,
     count: int = 4,
@@ -186,15 +211,7 @@ async def run_demo(
     people = customers(count)
     columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
-        if model is None:
-            config = SimConfig(script=script(people, time_scale), seed=1)
-            server = await stack.enter_async_context(serve_sim(config))
-            lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
-            where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
-        else:
-            lm = td.LM(model, base_url=base_url)
-            where = f"{model}" + (f" at {base_url}" if base_url else "")
-        await stack.enter_async_context(lm)
+        lm, where = await demo_model(stack, people, time_scale, model, base_url)
         exporters = [JsonlExporter(spans)] if spans is not None else []
         collector = await stack.enter_async_context(collect(*exporters))
         print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
@@ -245,6 +262,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spans", type=Path, metavar="PATH", help="write every span to this JSONL file"
     )
     parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="serve everyone at once through td.streamify, printing each reply and "
+        "tool status as it arrives",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -252,6 +275,20 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.customers < 1:
         print("--customers must be at least 1", file=sys.stderr)
         return 2
+    if args.stream:
+        from .live import run_stream_demo
+
+        trio.run(
+            functools.partial(
+                run_stream_demo,
+                count=args.customers,
+                time_scale=args.time_scale,
+                model=args.model,
+                base_url=args.base_url,
+                customer_timeout=args.timeout,
+            )
+        )
+        return 0
     demo = functools.partial(
         run_demo,
         count=args.customers,
