@@ -26,23 +26,33 @@ raises :class:`ResponseTooLargeFailure` without being read or inflated whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import urllib.request
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import h11
 import httpx
 import trio
 
 from ..runlocal import RunLocal
+from .failures import ResponseTooLargeFailure, TransportFailure, mapped_failures
 from .secret import Secret
-from .transport import H11Transport, ResponseTooLarge
+from .streaming import HttpxBody, StreamReply, zlib_header
+from .transport import H11Transport
 
-__all__ = ["USER_AGENT", "HTTPClient", "Reply", "ResponseTooLargeFailure", "TransportFailure"]
+__all__ = [
+    "USER_AGENT",
+    "HTTPClient",
+    "Reply",
+    "ResponseTooLargeFailure",
+    "StreamReply",
+    "TransportFailure",
+]
 
 USER_AGENT = "trio-dspy"
 # Bytes inflated between checkpoints (about 2 ms of zlib).
@@ -92,28 +102,6 @@ class Reply:
         return self.content[: chars * 4].decode("utf-8", errors="replace")[:chars]
 
 
-class TransportFailure(Exception):
-    """No HTTP response arrived: the connection failed, was reset or timed out.
-
-    ``timeout`` says whether it was a timeout (connect/read/write/pool);
-    ``retryable`` is false when trying again cannot help (the server's TLS
-    certificate cannot be verified).
-    """
-
-    def __init__(self, message: str, *, timeout: bool = False, retryable: bool = True) -> None:
-        self.timeout = timeout
-        self.retryable = retryable
-        super().__init__(message)
-
-
-class ResponseTooLargeFailure(TransportFailure):
-    """The response body (or what it inflates to) is over ``max_response_bytes``: not retried."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"the response is larger than max_response_bytes={limit}", retryable=False)
-
-
 def redact_url(url: httpx.URL) -> httpx.URL:
     """``url`` without user name and password (safe for reprs, logs and errors)."""
     return url.copy_with(username=None, password=None) if url.userinfo else url
@@ -133,7 +121,7 @@ async def _decoded(content: bytes, headers: httpx.Headers, limit: int | None) ->
     if encoding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
-        wbits = zlib.MAX_WBITS if _zlib_header(content) else -zlib.MAX_WBITS
+        wbits = zlib.MAX_WBITS if zlib_header(content) else -zlib.MAX_WBITS
     else:
         return content
     inflater = zlib.decompressobj(wbits)
@@ -155,11 +143,6 @@ async def _decoded(content: bytes, headers: httpx.Headers, limit: int | None) ->
     return b"".join(out)
 
 
-def _zlib_header(content: bytes) -> bool:
-    """Whether ``content`` starts with a zlib header (RFC 1950) rather than raw deflate."""
-    return len(content) >= 2 and content[0] & 0x0F == 8 and (content[0] << 8 | content[1]) % 31 == 0
-
-
 def _capped(response: httpx.Response, limit: int | None) -> bytes:
     if limit is not None and len(response.content) > limit:
         raise ResponseTooLargeFailure(limit)
@@ -179,15 +162,6 @@ async def _read_raw(response: httpx.Response, limit: int | None) -> bytes:
     finally:
         await response.aclose()
     return b"".join(chunks)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _check_url(base_url: str) -> httpx.URL:
@@ -350,7 +324,7 @@ class HTTPClient:
         """
         pool = self._pools.get()
         limit = self.max_response_bytes
-        try:
+        with mapped_failures():
             if pool.transport is None:
                 assert pool.client is not None
                 request = pool.client.build_request("POST", url, content=content)
@@ -376,22 +350,67 @@ class HTTPClient:
                     return Reply(response.status_code, response.headers, _capped(response, limit))
                 raw_body = await _read_raw(response, limit)
             body = await _decoded(raw_body, response.headers, limit)
-        except ResponseTooLarge as exc:
-            raise ResponseTooLargeFailure(exc.limit) from None
-        except httpx.TimeoutException as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
-        except (httpx.LocalProtocolError, h11.LocalProtocolError):
-            # Our own request is malformed (h11 quotes header values here,
-            # credentials included): say so without the details.
-            raise TransportFailure(
-                "the request could not be encoded (an invalid header?)", retryable=False
-            ) from None
-        except httpx.RequestError as exc:
-            retryable = not _caused_by(exc, ssl.SSLCertVerificationError)
-            raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
-        except zlib.error as exc:
-            raise TransportFailure(f"the response body could not be decompressed: {exc}") from exc
         return Reply(response.status_code, response.headers, body)
+
+    @asynccontextmanager
+    async def stream(self, url: httpx.URL, content: bytes) -> AsyncIterator[StreamReply]:
+        """POST ``content`` (JSON bytes) to ``url`` and yield the response as it arrives.
+
+        The :class:`StreamReply` is yielded once the status and headers are in;
+        its body is read inside the block (``receive()`` piece by piece, or
+        ``read()`` whole), ``read_timeout`` bounding each silence. The request
+        belongs to the block: leaving it before the body ends (early, on an
+        exception or cancelled) closes the connection rather than pooling it.
+        The request asks for ``text/event-stream``.
+
+        Raises:
+            ResponseTooLargeFailure: the body is over ``max_response_bytes``.
+            TransportFailure: connecting, sending or receiving failed.
+        """
+        pool = self._pools.get()
+        limit = self.max_response_bytes
+        async with contextlib.AsyncExitStack() as stack:
+            with mapped_failures():
+                if isinstance(pool.transport, H11Transport):
+                    headers = [
+                        *(h for h in pool.raw_headers if h[0] != b"accept"),
+                        (b"accept", b"text/event-stream"),
+                        (b"content-length", str(len(content)).encode()),
+                    ]
+                    streamed = await stack.enter_async_context(
+                        pool.transport.stream(b"POST", url, headers, content, self._timeouts)
+                    )
+                    reply_headers = httpx.Headers(streamed.headers)
+                    reply = StreamReply(streamed.status, reply_headers, streamed, limit)
+                else:
+                    response = await self._send_streaming(pool, url, content)
+                    stack.push_async_callback(response.aclose)
+                    body = HttpxBody(response, self._timeouts["read"])
+                    # An in-memory response (tests) is already decoded.
+                    encoded = not response.is_stream_consumed
+                    reply = StreamReply(
+                        response.status_code, response.headers, body, limit, encoded=encoded
+                    )
+            yield reply
+
+    async def _send_streaming(
+        self, pool: _RunPool, url: httpx.URL, content: bytes
+    ) -> httpx.Response:
+        """The httpx paths of :meth:`stream`: the response, its body not read yet."""
+        headers = httpx.Headers(pool.headers)
+        headers["accept"] = "text/event-stream"
+        if pool.transport is None:
+            assert pool.client is not None
+            request = pool.client.build_request("POST", url, content=content, headers=headers)
+            return await pool.client.send(request, stream=True)
+        request = httpx.Request(
+            "POST",
+            url,
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._httpx_timeout.as_dict()},
+        )
+        return await pool.transport.handle_async_request(request)
 
     async def aclose(self) -> None:
         """Close this run's connections; a later request opens new ones."""

@@ -10,7 +10,8 @@ transport serves exactly that:
 * one TCP (or TLS) connection per in-flight request, reused through a LIFO
   stack of idle connections per origin: O(1) to check out and in;
 * ``max_connections`` bounds the connections of the whole pool;
-* responses are read whole before they are returned (no streaming);
+* responses are read whole before they are returned, or (:meth:`H11Transport.stream`)
+  piece by piece as they arrive, for server-sent events;
 * any exception or cancellation during a request closes its connection and
   frees its slot before it propagates: nothing is left half-used;
 * an idle connection the server has closed is noticed before reuse; a
@@ -33,8 +34,8 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
@@ -42,7 +43,7 @@ import h11
 import httpx
 import trio
 
-__all__ = ["H11Transport", "RawResponse", "ResponseTooLarge"]
+__all__ = ["H11Transport", "RawResponse", "ResponseTooLarge", "StreamedResponse"]
 
 Origin = tuple[str, str, int]
 _CHUNK = 65536
@@ -84,6 +85,49 @@ class RawResponse:
     headers: list[tuple[bytes, bytes]]
     content: bytes
     reason: bytes = b""
+
+
+class StreamedResponse:
+    """A response whose body is read as it arrives (from :meth:`H11Transport.stream`).
+
+    ``status``, ``headers`` (raw pairs) and ``reason`` are known at once;
+    :meth:`receive` returns the body piece by piece.
+    """
+
+    def __init__(
+        self,
+        transport: H11Transport,
+        conn: _Connection,
+        head: h11.Response,
+        read_timeout: float | None,
+    ) -> None:
+        self.status = head.status_code
+        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
+        self.reason = head.reason
+        self._limit = transport.max_response_bytes
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._size = 0
+        self.complete = False
+
+    async def receive(self) -> bytes:
+        """The next piece of the body (never empty), or ``b""`` once it has ended.
+
+        Raises:
+            httpx.ReadTimeout: silence longer than the ``read`` timeout.
+            httpx.ReadError, httpx.RemoteProtocolError: the connection failed.
+            ResponseTooLarge: the body passed ``max_response_bytes``.
+        """
+        timeout = self._read_timeout
+        while not self.complete:
+            event = await _next_event(self._conn, timeout, timeout, reused=False, started=True)
+            if isinstance(event, h11.Data) and event.data:
+                self._size += len(event.data)
+                if self._limit is not None and self._size > self._limit:
+                    raise ResponseTooLarge(self._limit)
+                return bytes(event.data)
+            self.complete = isinstance(event, h11.EndOfMessage)
+        return b""
 
 
 class ResponseTooLarge(Exception):
@@ -221,70 +265,131 @@ class H11Transport(httpx.AsyncBaseTransport):
             httpx.TransportError: as :meth:`handle_async_request`.
             ResponseTooLarge: the body is longer than ``max_response_bytes``.
         """
+        origin, head = self._prepare(method, url, headers)
+        timeouts = timeouts or {}
+        async with self._slot(timeouts):
+            conn, response = await self._start(origin, head, body, timeouts)
+            try:
+                content = await self._read_body(conn, timeouts.get("read"))
+            except BaseException:
+                await conn.aclose()  # mid-response: never pooled
+                raise
+            await self._finish(origin, conn)
+            return RawResponse(
+                response.status_code, list(response.headers), content, response.reason
+            )
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: bytes,
+        url: httpx.URL,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: Mapping[str, float | None] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """Send one request and yield its response once the head has arrived.
+
+        The body is read piece by piece with :meth:`StreamedResponse.receive`
+        inside the ``async with``; ``read`` bounds each silence and
+        ``max_response_bytes`` the whole body. Leaving the block before the
+        body ends (or with an exception, or cancelled) closes the connection
+        instead of pooling it; the pool slot is freed either way. Arguments
+        are those of :meth:`request`.
+
+        Raises:
+            RuntimeError: the transport is closed.
+            httpx.TransportError: as :meth:`handle_async_request`.
+            ResponseTooLarge: the body is longer than ``max_response_bytes``.
+        """
+        origin, head = self._prepare(method, url, headers)
+        timeouts = timeouts or {}
+        async with self._slot(timeouts):
+            conn, response = await self._start(origin, head, body, timeouts)
+            streamed = StreamedResponse(self, conn, response, timeouts.get("read"))
+            try:
+                yield streamed
+            except BaseException:
+                await conn.aclose()
+                raise
+            if streamed.complete:
+                await self._finish(origin, conn)
+            else:
+                await conn.aclose()  # left early: the rest of the body is not wanted
+
+    def _prepare(
+        self, method: bytes, url: httpx.URL, headers: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[Origin, h11.Request]:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        timeouts = timeouts or {}
         scheme = url.scheme
         origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-        head = h11.Request(method=method, target=url.raw_path, headers=list(headers))
+        return origin, h11.Request(method=method, target=url.raw_path, headers=list(headers))
+
+    @asynccontextmanager
+    async def _slot(self, timeouts: Mapping[str, Any]) -> AsyncIterator[None]:
         if self._slots is None:
-            return await self._with_slot(origin, head, body, timeouts)
+            yield
+            return
         with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
         try:
-            return await self._with_slot(origin, head, body, timeouts)
+            yield
         finally:
             self._slots.release()
 
-    async def _with_slot(
+    async def _start(
         self, origin: Origin, head: h11.Request, body: bytes, timeouts: Mapping[str, Any]
-    ) -> RawResponse:
+    ) -> tuple[_Connection, h11.Response]:
+        """Send the request and read the response head: the connection and the head."""
         conn = self._checkout(origin)
         if conn is not None:
             try:
-                return await self._exchange(origin, conn, head, body, timeouts, reused=True)
+                return conn, await self._begin(conn, head, body, timeouts, reused=True)
             except _StaleConnection:
                 pass  # the server dropped the idle connection: try once on a fresh one
         conn = await self._connect(origin, timeouts.get("connect"))
         try:
-            return await self._exchange(origin, conn, head, body, timeouts, reused=False)
+            return conn, await self._begin(conn, head, body, timeouts, reused=False)
         except _StaleConnection as exc:
             raise httpx.RemoteProtocolError(
                 "server closed the connection without answering"
             ) from exc
 
-    async def _exchange(
+    async def _begin(
         self,
-        origin: Origin,
         conn: _Connection,
         head: h11.Request,
         body: bytes,
         timeouts: Mapping[str, Any],
         *,
         reused: bool,
-    ) -> RawResponse:
+    ) -> h11.Response:
         try:
-            response, content = await self._round_trip(conn, head, body, timeouts, reused)
+            await self._send_request(conn, head, body, timeouts, reused)
+            return await self._read_head(conn, timeouts, reused)
         except BaseException:
             # Cancelled or failed mid-request: the connection is in an unknown
             # state, so it is closed, never pooled.
             await conn.aclose()
             raise
+
+    async def _finish(self, origin: Origin, conn: _Connection) -> None:
+        """Pool a connection whose exchange is complete; close any other."""
         if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
             conn.h11.start_next_cycle()
             self._checkin(origin, conn)
         else:
             await conn.aclose()
-        return RawResponse(response.status_code, list(response.headers), content, response.reason)
 
-    async def _round_trip(
+    async def _send_request(
         self,
         conn: _Connection,
         head: h11.Request,
         body: bytes,
         timeouts: Mapping[str, Any],
         reused: bool,
-    ) -> tuple[h11.Response, bytes]:
+    ) -> None:
         try:
             parts = [conn.h11.send(head)]
         except h11.LocalProtocolError:
@@ -302,70 +407,34 @@ class H11Transport(httpx.AsyncBaseTransport):
                 raise _StaleConnection from exc
             raise httpx.WriteError(f"cannot send the request: {exc}") from exc
 
-        try:
-            return await self._read_response(conn, timeouts, reused)
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
-
-    async def _read_response(
+    async def _read_head(
         self, conn: _Connection, timeouts: Mapping[str, Any], reused: bool
-    ) -> tuple[h11.Response, bytes]:
-        # A reused connection that dies before a single response byte arrives
-        # was most likely closed by the server as idle (some servers close
-        # after every response without saying so): it is sent once more on a
-        # fresh connection. Anything later is an error for the caller's
-        # retry policy.
+    ) -> h11.Response:
         # Until the first byte the wait is the server's thinking time
         # (``first_byte``); after it, ``read`` bounds each silence.
         read_timeout = timeouts.get("read")
         timeout = timeouts.get("first_byte", read_timeout)
+        while True:
+            event = await _next_event(conn, timeout, read_timeout, reused=reused, started=False)
+            timeout = read_timeout
+            if isinstance(event, h11.Response):
+                _check_length(event, self.max_response_bytes)
+                return event
+            # h11.InformationalResponse (1xx): keep reading.
+
+    async def _read_body(self, conn: _Connection, read_timeout: float | None) -> bytes:
         limit = self.max_response_bytes
-        response: h11.Response | None = None
         chunks: list[bytes] = []
         size = 0
-        closed = False
         while True:
-            try:
-                event = conn.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                if closed:
-                    raise httpx.RemoteProtocolError(
-                        "server closed the connection mid-response"
-                    ) from exc
-                raise
-            if event is h11.NEED_DATA:
-                try:
-                    with _deadline(timeout, httpx.ReadTimeout):
-                        received = await conn.stream.receive_some(_CHUNK)
-                except (trio.BrokenResourceError, OSError) as exc:
-                    if reused and response is None:
-                        raise _StaleConnection from exc
-                    raise httpx.ReadError(f"connection lost: {exc}") from exc
-                if not received and response is None:
-                    if reused:
-                        raise _StaleConnection
-                    raise httpx.RemoteProtocolError(
-                        "server closed the connection without answering"
-                    )
-                timeout = read_timeout
-                closed = not received
-                conn.h11.receive_data(bytes(received))
-                continue
-            if isinstance(event, h11.Response):
-                response = event
-                _check_length(event, limit)
-            elif isinstance(event, h11.Data):
+            event = await _next_event(conn, read_timeout, read_timeout, reused=False, started=True)
+            if isinstance(event, h11.Data):
                 size += len(event.data)
                 if limit is not None and size > limit:
                     raise ResponseTooLarge(limit)
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                assert response is not None
-                return response, b"".join(chunks)
-            elif isinstance(event, h11.ConnectionClosed):
-                where = "without answering" if response is None else "mid-response"
-                raise httpx.RemoteProtocolError(f"server closed the connection {where}")
-            # h11.InformationalResponse (1xx): keep reading.
+                return b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close every idle connection; later requests raise."""
@@ -374,6 +443,55 @@ class H11Transport(httpx.AsyncBaseTransport):
         for stack in idle.values():
             for conn in stack:
                 await conn.aclose()
+
+
+async def _next_event(
+    conn: _Connection,
+    first_wait: float | None,
+    read_timeout: float | None,
+    *,
+    reused: bool,
+    started: bool,
+) -> Any:
+    """The next h11 event of the response, receiving as needed.
+
+    ``first_wait`` bounds the first wait, ``read_timeout`` the later ones.
+    ``started``: the response head has arrived. A reused connection that
+    dies before that was most likely closed by the server as idle (some
+    servers close after every response without saying so): that raises
+    :class:`_StaleConnection`, and the request is sent once more on a fresh
+    connection. Anything later is an error for the caller's retry policy.
+    """
+    closed = False
+    wait = first_wait
+    while True:
+        try:
+            event = conn.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            if closed:
+                raise httpx.RemoteProtocolError(
+                    "server closed the connection mid-response"
+                ) from exc
+            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
+        if event is not h11.NEED_DATA:
+            if isinstance(event, h11.ConnectionClosed):
+                where = "mid-response" if started else "without answering"
+                raise httpx.RemoteProtocolError(f"server closed the connection {where}")
+            return event
+        try:
+            with _deadline(wait, httpx.ReadTimeout):
+                received = await conn.stream.receive_some(_CHUNK)
+        except (trio.BrokenResourceError, OSError) as exc:
+            if reused and not started:
+                raise _StaleConnection from exc
+            raise httpx.ReadError(f"connection lost: {exc}") from exc
+        if not received and not started:
+            if reused:
+                raise _StaleConnection
+            raise httpx.RemoteProtocolError("server closed the connection without answering")
+        wait = read_timeout
+        closed = not received
+        conn.h11.receive_data(bytes(received))
 
 
 def _check_length(response: h11.Response, limit: int | None) -> None:

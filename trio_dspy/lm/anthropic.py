@@ -15,20 +15,14 @@ from typing import Any
 from ..http import Secret
 from ..messages import LMRequest, LMResponse, Message, ToolCall
 from ..primitives import Usage
+from .anthropic_stream import STOP_REASONS, AnthropicStreamDecoder, anthropic_tokens
 from .client import LM
-from .params import token_count
 
 __all__ = ["AnthropicLM"]
 
 DEFAULT_MAX_TOKENS = 4096
 API_VERSION = "2023-06-01"
 
-_STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-}
 # OpenAI-only parameters Anthropic would reject.
 _DROPPED = frozenset(
     {
@@ -163,20 +157,16 @@ class AnthropicLM(LM):
                         arguments=json.dumps(block.get("input") or {}, ensure_ascii=False),
                     )
                 )
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
-        # A count that is not a number is unknown (0); the answer is kept.
-        prompt = (
-            token_count(usage.get("input_tokens"))
-            + token_count(usage.get("cache_creation_input_tokens"))
-            + token_count(usage.get("cache_read_input_tokens"))
-        )
-        completion = token_count(usage.get("output_tokens"))
+        prompt, completion = anthropic_tokens(data.get("usage"))
         reason = data.get("stop_reason")
         return LMResponse(
             text="".join(texts),
             tool_calls=tuple(calls),
             usage=Usage(prompt, completion, prompt + completion),
-            finish_reason=_STOP_REASONS.get(reason, reason) if reason else None,
+            finish_reason=STOP_REASONS.get(reason, reason) if reason else None,
             model=str(data.get("model") or self.model_name),
         )
+
+    def stream_decoder(self) -> AnthropicStreamDecoder:
+        """A reader of Messages stream events."""
+        return AnthropicStreamDecoder(self.model_name)

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
@@ -30,12 +30,13 @@ import trio
 from ..checkpoint import entered
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..telemetry import semconv as sc
-from ..telemetry.span import AttributeValue, SpanKind, start_span
+from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
 from .history import record
 
 __all__ = [
     "BaseLM",
+    "Call",
     "HistoryEntry",
     "LMRequest",
     "LMResponse",
@@ -57,6 +58,24 @@ class HistoryEntry:
     duration: float  # seconds
 
 
+class Call:
+    """One call being watched by :meth:`BaseLM._observed`: set :attr:`response` when done."""
+
+    __slots__ = ("_span", "_t0", "response")
+
+    def __init__(self, span: Span, t0: float) -> None:
+        self._span = span
+        self._t0 = t0
+        self.response: LMResponse | None = None
+
+    def first_chunk(self) -> None:
+        """Note (once) on the span that the first chunk of a streamed completion arrived."""
+        if self._t0 and self._span.is_recording:
+            elapsed = time.perf_counter() - self._t0
+            self._span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, round(elapsed, 6))
+        self._t0 = 0.0
+
+
 class LMStream:
     """The text of one completion as it arrives, from :meth:`BaseLM.stream`.
 
@@ -74,6 +93,7 @@ class LMStream:
     def __init__(self, deltas: trio.abc.ReceiveChannel[str]) -> None:
         self._deltas = deltas
         self._response: LMResponse | None = None
+        self._error: BaseException | None = None
 
     @classmethod
     def whole(cls, response: LMResponse) -> LMStream:
@@ -90,6 +110,14 @@ class LMStream:
         """Set the final response (the producer's side; call before closing)."""
         self._response = response
 
+    def fail(self, error: BaseException) -> None:
+        """End the stream with ``error`` (the producer's side; call before closing).
+
+        The reader's ``async for`` raises ``error`` once it has read the
+        deltas that came before it.
+        """
+        self._error = error
+
     def __aiter__(self) -> LMStream:
         return self
 
@@ -97,6 +125,8 @@ class LMStream:
         try:
             return await self._deltas.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._error is not None:
+                raise self._error from self._error.__cause__
             raise StopAsyncIteration from None
 
     @property
@@ -165,18 +195,45 @@ class BaseLM(abc.ABC):
             RuntimeError: not running under ``trio.run``.
         """
         await entered()
+        request = self._with_defaults(request)
+        with self._observed(request, trace_content) as call:
+            call.response = await self.send(request)
+        return call.response
+
+    def _with_defaults(self, request: LMRequest) -> LMRequest:
+        """``request`` with :attr:`defaults` under its own ``params``."""
         if self.defaults:
             request = attrs.evolve(request, params={**self.defaults, **request.params})
+        return request
+
+    @contextlib.contextmanager
+    def _observed(
+        self, request: LMRequest, trace_content: bool, *, stream: bool = False
+    ) -> Iterator[Call]:
+        """Watch one call in the block: the ``chat {model}`` span, usage and history.
+
+        The block sets ``call.response``; once it has, leaving the block
+        records the response's attributes on the span, its usage in every
+        active :func:`~trio_dspy.track_usage` and an entry in :attr:`history`.
+        A block left without a response (an error, or a stream abandoned
+        early) records none of these. ``stream`` marks the span as a streamed
+        call (``call.first_chunk()`` then notes the time to its first chunk).
+        """
         started_at, t0 = time.time(), time.perf_counter()
         with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
             if span.is_recording:
                 span.set_attributes(self._request_attributes(request, trace_content))
-            response = await self.send(request)
+                if stream:
+                    span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
+            call = Call(span, t0)
+            yield call
+            response = call.response
+            if response is None:
+                return
             if span.is_recording:
                 span.set_attributes(_response_attributes(response, trace_content))
         record_usage(response.usage)
         record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
-        return response
 
     @contextlib.asynccontextmanager
     async def stream(

@@ -42,6 +42,8 @@ __all__ = [
     "SingleFlight",
     "as_cached",
     "cache_key",
+    "cache_lookup",
+    "cache_store",
     "cached_call",
     "default_cache_path",
     "make_cache",
@@ -285,6 +287,23 @@ class SingleFlight:
             flight.done.set()
 
 
+async def cache_lookup(cache: Cache, key: str) -> LMResponse | None:
+    """The response stored under ``key``, or ``None`` (also when the cache fails: logged)."""
+    try:
+        return await cache.get(key)
+    except Exception as exc:  # a broken cache must not fail the call
+        log.warning("lm.cache_read_failed", cache=repr(cache), error=repr(exc))
+        return None
+
+
+async def cache_store(cache: Cache, key: str, response: LMResponse) -> None:
+    """Store ``response`` under ``key``; a failure to store is logged, not raised."""
+    try:
+        await cache.put(key, response)
+    except Exception as exc:  # keep the (paid-for) response even if storing fails
+        log.warning("lm.cache_write_failed", cache=repr(cache), error=repr(exc))
+
+
 async def cached_call(
     cache: Cache,
     flights: SingleFlight,
@@ -292,20 +311,13 @@ async def cached_call(
     call: Callable[[], Awaitable[LMResponse]],
 ) -> LMResponse:
     """Serve ``key`` from ``cache``, else run ``call`` once (single-flight) and store it."""
-    try:
-        hit = await cache.get(key)
-    except Exception as exc:  # a broken cache must not fail the call
-        log.warning("lm.cache_read_failed", cache=repr(cache), error=repr(exc))
-        hit = None
+    hit = await cache_lookup(cache, key)
     if hit is not None:
         return as_cached(hit)
 
     async def call_and_store() -> LMResponse:
         response = await call()
-        try:
-            await cache.put(key, response)
-        except Exception as exc:  # keep the (paid-for) response even if storing fails
-            log.warning("lm.cache_write_failed", cache=repr(cache), error=repr(exc))
+        await cache_store(cache, key, response)
         return response
 
     return await flights.run(key, call_and_store)

@@ -14,10 +14,11 @@ and the providers supply only the wire mapping (:meth:`LM.build_body`,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar
@@ -25,11 +26,12 @@ from typing import Any, ClassVar
 import httpx
 import trio
 
+from ..checkpoint import entered
 from ..errors import ConfigurationError, LMError, LMServerError, LMTimeoutError
 from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
-from .base import BaseLM
+from .base import BaseLM, LMStream
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .errors import (
     FormatRefused,
@@ -44,6 +46,7 @@ from .limits import Limits
 from .params import TooDeep, check_params, check_positive, completion_estimate, load_json
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
+from .streaming import Sink, StreamDecoder, open_stream, stream_exchange
 
 __all__ = ["LM", "known_providers", "register_provider"]  # the last two from .providers
 
@@ -255,6 +258,14 @@ class LM(BaseLM):
         """
         raise NotImplementedError
 
+    def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (from :meth:`build_body`) asking for the answer as a stream of events."""
+        return {**body, "stream": True}
+
+    def stream_decoder(self) -> StreamDecoder:
+        """A new reader of this provider's stream events (one per attempt)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ telemetry facts
     @property
     def base_url(self) -> str:
@@ -289,11 +300,17 @@ class LM(BaseLM):
             ToolsUnsupportedError: the request carried tools and the server takes none.
             ContextWindowExceededError: the prompt does not fit the model.
         """
+        return await self._within_timeout(request, self._send(request))
+
+    async def _within_timeout(
+        self, request: LMRequest, call: Coroutine[Any, Any, LMResponse]
+    ) -> LMResponse:
+        """``await call`` within the call's timeout (the LM's, or the request's own)."""
         timeout = request.timeout if request.timeout is not None else self.timeout
         if timeout is None:
-            return await self._send(request)
+            return await call
         with trio.move_on_after(timeout):
-            return await self._send(request)
+            return await call
         raise LMTimeoutError(
             f"no response within {timeout:g} s (retries included): raise timeout= on the LM "
             "or the request, or check that the server is responsive",
@@ -301,22 +318,70 @@ class LM(BaseLM):
             model=self.model_name,
         )
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, request: LMRequest, *, trace_content: bool = False
+    ) -> AsyncIterator[LMStream]:
+        """Call the model and read its completion as the server sends it (SSE).
+
+        ::
+
+            async with lm.stream(request) as stream:
+                async for delta in stream:
+                    print(delta, end="")
+            response = stream.response  # tool calls, usage, finish reason
+
+        The call goes the way :meth:`send` does (timeout, response-format
+        step-down, retries, limits) with these differences:
+
+        * ``attempt_timeout`` bounds the wait for the stream to begin (the
+          response head and its first event), not the whole stream; from
+          then on ``read_timeout`` bounds each silence, so a long stream
+          that keeps talking is never cut. ``timeout`` still bounds the
+          whole call, the reading included.
+        * A failure is retried only while no text has reached the reader;
+          after that it raises its typed error (a retry could repeat or
+          contradict what was read).
+        * A cached LM answers a cached request at once, in one piece; a
+          streamed answer is stored once complete. Concurrent identical
+          streams are not merged.
+
+        Leaving the block early cancels the request and closes its
+        connection; the limits' slot is freed. The reader sets the pace: the
+        connection is read only as fast as the deltas are taken. Usage,
+        history and the ``chat`` span are recorded as for :meth:`request`
+        once the stream has been read to its end, the span also noting
+        ``gen_ai.response.time_to_first_chunk``.
+
+        Raises:
+            LMError: as :meth:`send`, from the ``async for`` or the ``async with``.
+            RuntimeError: not running under ``trio.run``.
+        """
+        await entered()
+        request = self._with_defaults(request)
+        with self._observed(request, trace_content, stream=True) as call:
+            async with open_stream(self, request, call) as stream:
+                yield stream
+            if stream.finished:
+                call.response = stream.response
+
     async def _send(self, request: LMRequest) -> LMResponse:
         if self.cache is None:
             return await self._call(request)
         key = cache_key(self.provider, self.model_name, self._public_base_url, request)
         return await cached_call(self.cache, self._flights, key, partial(self._call, request))
 
-    async def _call(self, request: LMRequest) -> LMResponse:
+    async def _call(self, request: LMRequest, sink: Sink | None = None) -> LMResponse:
+        """The call from response-format step-down on; ``sink``: stream it there."""
         fmt = request.response_format
         if fmt is None:
-            return await self._call_at(request, None)
+            return await self._call_at(request, None, sink)
         levels = self.format_levels
         start = levels.index(fmt.type) if fmt.type in levels else 0
         while True:
             index = max(start, self._format_level)
             try:
-                return await self._call_at(request, levels[index])
+                return await self._call_at(request, levels[index], sink)
             except FormatRefused as refused:
                 if index + 1 >= len(levels):
                     raise refused.error from None
@@ -329,13 +394,17 @@ class LM(BaseLM):
                     next=levels[index + 1],
                 )
 
-    async def _call_at(self, request: LMRequest, level: str | None) -> LMResponse:
+    async def _call_at(
+        self, request: LMRequest, level: str | None, sink: Sink | None
+    ) -> LMResponse:
         body = self.build_body(request, level)
+        if sink is not None:
+            body = self.stream_body(body)
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = len(content) // 4 + completion_estimate(body)
         return await call_with_retries(
-            partial(self._attempt, content, estimate, level, bool(request.tools)),
+            partial(self._attempt, content, estimate, level, bool(request.tools), sink),
             max_retries=self.max_retries,
             backoff=self.backoff,
             on_retry=self._retrying,
@@ -347,14 +416,21 @@ class LM(BaseLM):
             self.on_retry(attempt, delay, error)
 
     async def _attempt(
-        self, content: bytes, estimate: int, level: str | None, tools: bool, retries: int
+        self,
+        content: bytes,
+        estimate: int,
+        level: str | None,
+        tools: bool,
+        sink: Sink | None,
+        retries: int,
     ) -> LMResponse:
+        exchange: Callable[[bytes, str | None, bool, int], Awaitable[LMResponse]]
+        exchange = self._exchange if sink is None else partial(stream_exchange, self, sink)
         if self._limits is None:
-            return await self._handle(await self._post(content, retries), level, tools, retries)
+            return await exchange(content, level, tools, retries)
         async with self._limits.acquire(estimate) as permit:
             try:
-                reply = await self._post(content, retries)
-                response = await self._handle(reply, level, tools, retries)
+                response = await exchange(content, level, tools, retries)
             except BaseException:
                 # No completion was produced: keep only the prompt's share.
                 permit.settle(len(content) // 4)
@@ -363,6 +439,12 @@ class LM(BaseLM):
                 permit.settle(response.usage.total_tokens)
             return response
 
+    async def _exchange(
+        self, content: bytes, level: str | None, tools: bool, retries: int
+    ) -> LMResponse:
+        """One POST and its response read whole."""
+        return await self._handle(await self._post(content, retries), level, tools, retries)
+
     async def _post(self, content: bytes, retries: int) -> Reply:
         try:
             if self.attempt_timeout is None:
@@ -370,19 +452,31 @@ class LM(BaseLM):
             with trio.move_on_after(self.attempt_timeout):
                 return await self._http.post(self._url, content)
         except TransportFailure as failure:
-            where = f"{self.server_address}:{self.server_port}"
-            error, cause = error_for_failure(
-                failure,
-                where=where,
-                retries=retries,
-                provider=self.provider,
-                model=self.model_name,
-                scrub=self._api_key.scrub,
-            )
-            if not failure.retryable:
-                raise error from cause
-            raise Retryable(error) from cause
-        raise Retryable(
+            error, cause = self._transport_error(failure, retries, final=False)
+            raise error from cause
+        raise self._attempt_timed_out(retries)
+
+    def _transport_error(
+        self, failure: TransportFailure, retries: int, *, final: bool
+    ) -> tuple[Exception, BaseException | None]:
+        """The typed error for ``failure`` (wrapped in :class:`Retryable` unless
+        ``final`` or not worth retrying) and the exception to chain it to."""
+        where = f"{self.server_address}:{self.server_port}"
+        error, cause = error_for_failure(
+            failure,
+            where=where,
+            retries=retries,
+            provider=self.provider,
+            model=self.model_name,
+            scrub=self._api_key.scrub,
+        )
+        if final or not failure.retryable:
+            return error, cause
+        return Retryable(error), cause
+
+    def _attempt_timed_out(self, retries: int) -> Retryable:
+        """An attempt got no response within ``attempt_timeout``: worth retrying."""
+        return Retryable(
             LMTimeoutError(
                 f"no response within attempt_timeout={self.attempt_timeout:g} s"
                 + after_retries(retries),

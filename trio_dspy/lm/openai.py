@@ -14,14 +14,13 @@ from typing import Any, ClassVar
 
 from ..http import Secret
 from ..messages import LMRequest, LMResponse, Message, ToolCall
-from ..primitives import Usage
 from .client import LM
-from .params import token_count
+from .openai_stream import OpenAIStreamDecoder, openai_usage
 
 __all__ = ["OpenAILM"]
 
 _TOOL_CHOICE_KEYWORDS = frozenset({"auto", "none", "required"})
-# Parameters this client owns (streaming is not supported).
+# Parameters this client owns (it asks for a stream in stream_body).
 _DROPPED = frozenset({"stream", "stream_options"})
 
 
@@ -128,19 +127,21 @@ class OpenAILM(LM):
             )
             for i, c in enumerate(message.get("tool_calls") or ())
         )
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
-        # A count that is not a number is unknown (0); the answer is kept.
-        prompt = token_count(usage.get("prompt_tokens"))
-        completion = token_count(usage.get("completion_tokens"))
-        total = token_count(usage.get("total_tokens")) or prompt + completion
         return LMResponse(
             text=message.get("content") or "",
             tool_calls=calls,
-            usage=Usage(prompt, completion, total),
+            usage=openai_usage(data.get("usage")),
             finish_reason=choice.get("finish_reason"),
             model=str(data.get("model") or self.model_name),
         )
+
+    def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` with ``stream`` on and usage asked for in the last chunk."""
+        return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+    def stream_decoder(self) -> OpenAIStreamDecoder:
+        """A reader of ``chat.completion.chunk`` events."""
+        return OpenAIStreamDecoder(self.model_name)
 
 
 def _arguments(raw: Any) -> str:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,7 +29,7 @@ import trio
 
 from ..logs import get_logger
 
-__all__ = ["HttpServer", "Request", "Response", "serve_http"]
+__all__ = ["ClientGone", "ConnectionReset", "HttpServer", "Request", "Response", "serve_http"]
 
 log = get_logger(__name__)
 
@@ -85,18 +85,31 @@ def _norm_headers(
     return tuple((str(k), str(v)) for k, v in items)
 
 
+class ConnectionReset(Exception):
+    """Raised by a streamed body to abort its connection (the client sees a reset)."""
+
+
+class ClientGone(Exception):
+    """Thrown into a streamed body when the client has gone away before its end."""
+
+
 @attrs.frozen
 class Response:
     """What the handler answers.
 
     ``content-length`` is added automatically. ``reset_connection=True``
     means: send nothing and abort the connection (the client sees a reset).
+    ``stream``, when set, is the body instead of ``body``: sent piece by
+    piece as the generator yields (chunked transfer encoding). It may raise
+    :class:`ConnectionReset` to abort the connection; when the client goes
+    away, :class:`ClientGone` is thrown into it at its ``yield``.
     """
 
     status: int = 200
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_norm_headers)
     body: bytes = b""
     reset_connection: bool = False
+    stream: AsyncGenerator[bytes, None] | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def from_json(
@@ -216,7 +229,11 @@ async def _serve_connection(
             if response.reset_connection:
                 _abort(stream)
                 return
-            await _send_response(stream, conn, response)
+            if response.stream is not None:
+                if not await _send_streamed(stream, conn, response, response.stream):
+                    return
+            else:
+                await _send_response(stream, conn, response)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -281,6 +298,35 @@ async def _send_response(
         data += conn.send(h11.Data(data=response.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)
+
+
+async def _send_streamed(
+    stream: trio.SocketStream,
+    conn: h11.Connection,
+    response: Response,
+    pieces: AsyncGenerator[bytes, None],
+) -> bool:
+    """Send a streamed response; ``False`` when the connection is done for (reset, gone)."""
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    try:
+        await stream.send_all(
+            conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        )
+        async for piece in pieces:
+            try:
+                await stream.send_all(conn.send(h11.Data(data=piece)) or b"")
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                with contextlib.suppress(ClientGone, StopAsyncIteration):
+                    await pieces.athrow(ClientGone())
+                log.debug("http_server.client_gone_mid_stream")
+                return False
+        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+    except ConnectionReset:
+        _abort(stream)
+        return False
+    finally:
+        await pieces.aclose()
+    return True
 
 
 async def _try_send_error(

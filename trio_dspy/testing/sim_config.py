@@ -29,6 +29,8 @@ FaultKind = Literal[
     "malformed",  # 200 with a body that is not valid JSON
     "truncate",  # half the content, finish_reason "length"
     "context_length",  # 400 with code context_length_exceeded
+    "stream_reset",  # a stream's connection is aborted after ``after`` events
+    "stream_stall",  # a stream stops for ``stall`` seconds after ``after`` events
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -142,7 +144,8 @@ class Fault:
 
     ``retry_after`` (seconds, ``None`` for no header) goes into ``Retry-After``
     on 429/503, and ``retry_after_ms=True`` adds ``retry-after-ms``;
-    ``stall`` is the wait of a ``"stall"`` fault.
+    ``stall`` is the wait of a ``"stall"`` (or ``"stream_stall"``) fault;
+    ``after`` the events a stream sends before a ``"stream_*"`` fault.
 
     Raises:
         ValueError: unknown ``kind`` or a selector out of range.
@@ -156,6 +159,7 @@ class Fault:
     retry_after: float | None = 1.0
     retry_after_ms: bool = False
     stall: float = 60.0
+    after: int = 2
 
     def __attrs_post_init__(self) -> None:
         if self.every is not None and self.every < 1:
@@ -182,7 +186,7 @@ class Fault:
         """``KIND[:key=value,...]``, e.g. ``"rate_limit:every=2,retry_after=0.5"``.
 
         Keys: ``every``, ``first``, ``probability``, ``retry_after``
-        (``none`` for no header), ``retry_after_ms`` (0/1), ``stall``.
+        (``none`` for no header), ``retry_after_ms`` (0/1), ``stall``, ``after``.
 
         Raises:
             ValueError: unknown kind or key, or a value that is not a number.
@@ -210,6 +214,7 @@ _FAULT_OPTIONS: dict[str, Callable[[str], Any]] = {
     "first": int,
     "probability": float,
     "stall": float,
+    "after": int,
     "retry_after": lambda raw: None if raw.lower() == "none" else float(raw),
     "retry_after_ms": lambda raw: raw.lower() in ("1", "true", "yes"),
 }
@@ -237,7 +242,9 @@ class SimConfig:
     * ``context_window``: prompts above this many tokens (chars / 4) get a
       400 ``context_length_exceeded``;
     * ``keep_requests``: how many request bodies :attr:`SimServer.requests` keeps;
-    * ``models``: the ids ``GET /v1/models`` lists.
+    * ``models``: the ids ``GET /v1/models`` lists;
+    * ``stream_chunk_chars`` / ``stream_delay``: a streamed answer's pieces
+      of text (characters) and the seconds between its events.
     """
 
     latency: Latency = attrs.field(factory=Latency, converter=_to_latency)
@@ -251,6 +258,8 @@ class SimConfig:
     context_window: int | None = None
     keep_requests: int = 1000
     models: tuple[str, ...] = ("sim-model",)
+    stream_chunk_chars: int = 16
+    stream_delay: float = 0.0
 
 
 ScriptAnswer = SimReply | str | Mapping[str, Any]

@@ -37,8 +37,9 @@ import trio
 from .http_server import HttpServer, Request, Response, serve_http
 from .sim_answers import Answer, Dialect, SimReply, build_answer, read_request
 from .sim_config import Fault, SimConfig
+from .sim_stream import stream_response
 from .sim_timer import SleepQueue
-from .sim_wire import anthropic_body, error_response, openai_body, openai_stream, tokens
+from .sim_wire import anthropic_body, error_response, openai_body, tokens
 
 __all__ = ["SimServer", "SimStats", "serve_sim"]
 
@@ -51,7 +52,9 @@ class SimStats:
     rules use), ``ok`` those answered with a completion, ``errors`` the 4xx
     answers that were not injected faults (auth, refusals, bad bodies),
     ``faults`` the injected faults by kind; ``in_flight`` and
-    ``max_in_flight`` count completion requests being handled at once.
+    ``max_in_flight`` count completion requests being handled at once;
+    ``streams`` counts streamed answers begun, ``streams_abandoned`` those
+    whose client went away before their end.
     """
 
     requests: int = 0
@@ -60,6 +63,8 @@ class SimStats:
     faults: dict[str, int] = attrs.field(factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    streams: int = 0
+    streams_abandoned: int = 0
 
     @property
     def faults_injected(self) -> int:
@@ -239,10 +244,16 @@ class SimServer:
         if fault is not None and fault.kind == "malformed":
             text = Response.from_json(payload).body
             return Response(200, (("content-type", "application/json"),), text[: len(text) // 2])
-        if dialect == "openai" and body.get("stream"):
-            options = body.get("stream_options") or {}
-            data = openai_stream(payload, include_usage=bool(options.get("include_usage")))
-            return Response(200, (("content-type", "text/event-stream"),), data)
+        if body.get("stream"):
+            return stream_response(
+                payload,
+                body,
+                dialect,
+                config=self.config,
+                stats=self.stats,
+                sleep=self._sleeps.sleep,
+                fault=fault,
+            )
         return Response.from_json(payload)
 
     async def _scripted(self, body: dict[str, Any]) -> SimReply | None:

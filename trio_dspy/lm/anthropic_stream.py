@@ -1,0 +1,156 @@
+"""Anthropic Messages streams (``stream: true``): named server-sent events.
+
+``message_start`` brings the message (model, input usage);
+``content_block_start`` opens block ``index`` (``text``, or ``tool_use``
+with ``id`` and ``name``); ``content_block_delta`` adds to it (``text_delta``
+text, ``input_json_delta`` a piece of the tool input's JSON; other kinds,
+such as thinking, are skipped); ``message_delta`` gives the
+``stop_reason`` and the output usage so far; ``message_stop`` ends the
+stream; ``ping`` keeps it alive; ``error`` reports an error mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from ..http.sse import SSEEvent
+from ..messages import LMResponse, ToolCall
+from ..primitives import Usage
+from .errors import read_error_body
+from .params import token_count
+from .streaming import StreamDecoder, StreamErrorEvent, load_event
+
+__all__ = ["STOP_REASONS", "AnthropicStreamDecoder", "anthropic_tokens"]
+
+#: Anthropic's stop reasons as the OpenAI finish reasons the rest of the library uses.
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+# The statuses an error event's type stands for (as Anthropic documents them).
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def anthropic_tokens(usage: Any) -> tuple[int, int]:
+    """Prompt and completion tokens of an Anthropic ``usage`` object (cache reads included)."""
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = (
+        token_count(usage.get("input_tokens"))
+        + token_count(usage.get("cache_creation_input_tokens"))
+        + token_count(usage.get("cache_read_input_tokens"))
+    )
+    return prompt, token_count(usage.get("output_tokens"))
+
+
+@attrs.define
+class _Block:
+    kind: str
+    id: str = ""
+    name: str = ""
+    start_input: Any = None
+    parts: list[str] = attrs.field(factory=list)
+
+
+class AnthropicStreamDecoder(StreamDecoder):
+    """Assembles a Messages stream into an :class:`LMResponse`."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._blocks: dict[int, _Block] = {}
+        self._prompt = 0
+        self._completion = 0
+        self._stop: str | None = None
+
+    def feed(self, event: SSEEvent) -> str:
+        """The text delta of one event; tool input pieces, usage and stop reason are kept.
+
+        Raises:
+            StreamErrorEvent: an ``error`` event.
+            ValueError, KeyError, TypeError, AttributeError: the event is garbled.
+        """
+        data = load_event(event)
+        kind = event.event if event.event != "message" else str(data.get("type") or "")
+        if kind == "content_block_delta":
+            return self._delta(data)
+        if kind == "message_start":
+            message = data["message"]
+            self._model = str(message.get("model") or self._model)
+            self._prompt, self._completion = anthropic_tokens(message.get("usage"))
+        elif kind == "content_block_start":
+            block = data["content_block"]
+            self._blocks[int(data["index"])] = _Block(
+                kind=str(block.get("type")),
+                id=str(block.get("id") or ""),
+                name=str(block.get("name") or ""),
+                start_input=block.get("input"),
+            )
+            if block.get("type") == "text" and block.get("text"):
+                self._blocks[int(data["index"])].parts.append(block["text"])
+                return str(block["text"])
+        elif kind == "message_delta":
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                self._stop = STOP_REASONS.get(reason, reason)
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                prompt, completion = anthropic_tokens(usage)
+                self._prompt = prompt or self._prompt
+                self._completion = completion or self._completion
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            error = data.get("error") or {}
+            status = _ERROR_STATUS.get(str(error.get("type")), 500)
+            raise StreamErrorEvent(status, read_error_body(data, event.data[:2000]))
+        return ""
+
+    def _delta(self, data: dict[str, Any]) -> str:
+        block = self._blocks.setdefault(int(data["index"]), _Block("text"))
+        delta = data["delta"]
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = str(delta.get("text") or "")
+            block.parts.append(text)
+            return text
+        if kind == "input_json_delta":
+            block.parts.append(str(delta.get("partial_json") or ""))
+        return ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``message_stop`` or a stop reason arrived."""
+        return self.finished or self._stop is not None
+
+    def response(self) -> LMResponse:
+        """The text blocks joined, the ``tool_use`` blocks as calls, usage, stop reason."""
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for _, block in sorted(self._blocks.items()):
+            if block.kind == "text":
+                texts.append("".join(block.parts))
+            elif block.kind == "tool_use":
+                arguments = "".join(block.parts) or json.dumps(
+                    block.start_input or {}, ensure_ascii=False
+                )
+                calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))
+        return LMResponse(
+            text="".join(texts),
+            tool_calls=tuple(calls),
+            usage=Usage(self._prompt, self._completion, self._prompt + self._completion),
+            finish_reason=self._stop,
+            model=self._model,
+        )

@@ -1,0 +1,119 @@
+"""Chat Completions streams (``stream: true``): ``chat.completion.chunk`` events.
+
+Each event's data is a chunk whose ``choices[0].delta`` carries a piece of
+the text (``content``) or of tool calls (``tool_calls``, pieces of one call
+share its ``index``: the first brings ``id`` and ``function.name``, the
+rest pieces of ``function.arguments``); the chunk that ends the choice has
+its ``finish_reason``. With ``stream_options.include_usage`` a last chunk
+with no choices carries ``usage``. ``data: [DONE]`` ends the stream. A chunk
+with an ``error`` object is an error the server met mid-stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ..http.sse import SSEEvent
+from ..messages import LMResponse, ToolCall
+from ..primitives import Usage
+from .errors import read_error_body
+from .params import token_count
+from .streaming import StreamDecoder, StreamErrorEvent, load_event
+
+__all__ = ["OpenAIStreamDecoder", "openai_usage"]
+
+
+def openai_usage(usage: Any) -> Usage:
+    """The :class:`Usage` in an OpenAI ``usage`` object (a count that is not a number is 0)."""
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens"))
+    total = token_count(usage.get("total_tokens")) or prompt + completion
+    return Usage(prompt, completion, total)
+
+
+@attrs.define
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = attrs.field(factory=list)
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """Assembles a Chat Completions stream (``choices[0]``) into an :class:`LMResponse`."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._text: list[str] = []
+        self._calls: dict[int, _Call] = {}
+        self._finish: str | None = None
+        self._usage = Usage()
+
+    def feed(self, event: SSEEvent) -> str:
+        """The text delta of one chunk; tool-call pieces, finish reason and usage are kept.
+
+        Raises:
+            StreamErrorEvent: the chunk is an error.
+            ValueError, KeyError, TypeError, AttributeError: the chunk is garbled.
+        """
+        if event.data.strip() == "[DONE]":
+            self.finished = True
+            return ""
+        chunk = load_event(event)
+        if chunk.get("error"):
+            error = chunk["error"]
+            code = token_count(error.get("code")) if isinstance(error, dict) else 0
+            status = code if 400 <= code < 600 else 500  # vLLM puts the status in code
+            raise StreamErrorEvent(status, read_error_body(chunk, event.data[:2000]))
+        if chunk.get("model"):
+            self._model = str(chunk["model"])
+        if chunk.get("usage"):
+            self._usage = openai_usage(chunk["usage"])
+        delta = ""
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta += self._choice(choice)
+        return delta
+
+    def _choice(self, choice: dict[str, Any]) -> str:
+        if choice.get("finish_reason"):
+            self._finish = str(choice["finish_reason"])
+        piece = choice.get("delta") or {}
+        for part in piece.get("tool_calls") or ():
+            call = self._calls.setdefault(int(part.get("index", len(self._calls))), _Call())
+            call.id = call.id or str(part.get("id") or "")
+            function = part.get("function") or {}
+            call.name = call.name or str(function.get("name") or "")
+            if function.get("arguments"):
+                call.arguments.append(str(function["arguments"]))
+        content = piece.get("content")
+        if not isinstance(content, str):
+            return ""
+        self._text.append(content)
+        return content
+
+    @property
+    def complete(self) -> bool:
+        """Whether ``[DONE]`` or a finish reason arrived."""
+        return self.finished or self._finish is not None
+
+    def response(self) -> LMResponse:
+        """The text, the tool calls in index order, usage, finish reason and model."""
+        calls = tuple(
+            ToolCall(
+                id=call.id or f"call_{index}",
+                name=call.name,
+                arguments="".join(call.arguments) or "{}",
+            )
+            for index, call in sorted(self._calls.items())
+        )
+        return LMResponse(
+            text="".join(self._text),
+            tool_calls=calls,
+            usage=self._usage,
+            finish_reason=self._finish,
+            model=self._model,
+        )

@@ -1,0 +1,288 @@
+"""Streamed calls of the HTTP :class:`~trio_dspy.lm.LM`: server-sent events to text deltas.
+
+:meth:`LM.stream <trio_dspy.lm.LM.stream>` opens :func:`open_stream`: a
+producer task runs the usual call path (timeout, response-format step-down,
+retries, limits) with :func:`stream_exchange` as its HTTP step, and hands
+each text delta to the reader through a small bounded channel, so the
+connection is read only as fast as the reader reads. Each provider supplies
+a :class:`StreamDecoder` for its events.
+
+Where a streamed attempt differs from a whole one:
+
+* ``attempt_timeout`` bounds the wait for the response head and the first
+  event; after it only ``read_timeout`` (the longest silence) applies.
+* A failure is retryable only while :attr:`Sink.delivered` is false (no
+  text has reached the reader); after that it is final.
+* A server that answers ``stream: true`` with a whole JSON body (some
+  compatible servers ignore the flag) is read as a whole answer: one delta.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import contextlib
+import json
+import math
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..errors import LMError, LMServerError
+from ..http import Reply, StreamReply, TransportFailure
+from ..http.sse import SSEDecoder, SSEEvent
+from ..messages import LMRequest, LMResponse
+from .base import Call, LMStream
+from .cache import as_cached, cache_key, cache_lookup, cache_store
+from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
+from .retry import Retryable
+
+if TYPE_CHECKING:
+    from .client import LM
+
+__all__ = [
+    "Sink",
+    "StreamDecoder",
+    "StreamErrorEvent",
+    "open_stream",
+    "sole_error",
+    "stream_exchange",
+]
+
+#: Deltas the channel holds before the producer waits for the reader.
+BUFFER = 8
+
+
+class StreamErrorEvent(Exception):
+    """The server reported an error inside the stream (an ``error`` event)."""
+
+    def __init__(self, status: int, body: ErrorBody) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(body.message)
+
+
+class StreamDecoder(abc.ABC):
+    """Reads one provider's stream, event by event, into text deltas and a response.
+
+    :attr:`finished` turns true at the provider's end marker; :attr:`complete`
+    says whether what arrived is a whole answer (the end marker, or at least
+    a finish reason).
+    """
+
+    finished: bool = False
+
+    @abc.abstractmethod
+    def feed(self, event: SSEEvent) -> str:
+        """The text delta in ``event`` (``""`` when it carries none).
+
+        Raises:
+            StreamErrorEvent: the event reports an error.
+            ValueError, KeyError, TypeError, AttributeError: the event is garbled.
+        """
+
+    @property
+    @abc.abstractmethod
+    def complete(self) -> bool:
+        """Whether the events so far make a whole answer."""
+
+    @abc.abstractmethod
+    def response(self) -> LMResponse:
+        """The whole answer: text, tool calls assembled, usage, finish reason."""
+
+
+def load_event(event: SSEEvent) -> dict[str, Any]:
+    """The JSON object in an event's data.
+
+    Raises:
+        ValueError: the data is not a JSON object.
+    """
+    data = json.loads(event.data)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {event.data[:100]!r}")
+    return data
+
+
+@attrs.define(eq=False)
+class Sink:
+    """Where one streamed call puts its deltas, and what it has given so far."""
+
+    send: trio.MemorySendChannel[str]
+    call: Call
+    delivered: bool = False  # a delta reached the reader: failures are final from now
+
+    async def put(self, delta: str) -> None:
+        """Hand ``delta`` (non-empty) to the reader, waiting while its buffer is full."""
+        self.delivered = True
+        await self.send.send(delta)
+
+
+@contextlib.asynccontextmanager
+async def open_stream(lm: LM, request: LMRequest, call: Call) -> AsyncIterator[LMStream]:
+    """The stream of one call: from the cache whole, else from a producer task.
+
+    The producer belongs to the block: leaving it early cancels the call.
+    An error raised in the block or by the producer comes out as itself.
+    """
+    key = None
+    if lm.cache is not None:
+        key = cache_key(lm.provider, lm.model_name, lm.base_url, request)
+        hit = await cache_lookup(lm.cache, key)
+        if hit is not None:
+            yield LMStream.whole(as_cached(hit))
+            return
+    send, receive = trio.open_memory_channel[str](BUFFER)
+    stream = LMStream(receive)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_produce, lm, request, key, Sink(send, call), stream)
+            yield stream
+            nursery.cancel_scope.cancel()  # read to the end, or left early
+    except BaseExceptionGroup as group:
+        error = sole_error(group)
+        if error is None:
+            raise
+        raise error from error.__cause__
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception worth raising out of ``group``, or ``None`` when there are several.
+
+    Cancellations that came with a real error are its consequence, not news.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    errors = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if len(errors) == 1:
+        return errors[0]
+    return leaves[0] if not errors else None
+
+
+async def _produce(
+    lm: LM, request: LMRequest, key: str | None, sink: Sink, stream: LMStream
+) -> None:
+    async with sink.send:
+        try:
+            response = await lm._within_timeout(request, lm._call(request, sink))
+        except LMError as error:
+            stream.fail(error)  # raised to the reader where it reads
+            return
+        if key is not None:
+            assert lm.cache is not None
+            await cache_store(lm.cache, key, response)
+        stream.finish(response)
+
+
+class _Events:
+    """The server-sent events of a streamed reply, one at a time."""
+
+    def __init__(self, reply: StreamReply) -> None:
+        self._reply = reply
+        self._decoder = SSEDecoder()
+        self._ready: collections.deque[SSEEvent] = collections.deque()
+
+    async def next(self) -> SSEEvent | None:
+        """The next event, or ``None`` once the body has ended."""
+        while not self._ready:
+            piece = await self._reply.receive()
+            if not piece:
+                return None
+            self._ready.extend(self._decoder.feed(piece))
+        return self._ready.popleft()
+
+
+def _is_event_stream(reply: StreamReply) -> bool:
+    kind = str(reply.headers.get("content-type", ""))
+    return kind.split(";")[0].strip().lower() == "text/event-stream"
+
+
+async def stream_exchange(
+    lm: LM, sink: Sink, content: bytes, level: str | None, tools: bool, retries: int
+) -> LMResponse:
+    """One streamed POST: its events to ``sink``, and the whole response at the end.
+
+    Raises:
+        Retryable: a transient failure before any text reached the reader.
+        FormatRefused: the server refused the ``response_format`` of ``level``.
+        LMError: a final failure.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            first: SSEEvent | None = None
+            whole: LMResponse | None = None
+            limit = math.inf if lm.attempt_timeout is None else lm.attempt_timeout
+            with trio.move_on_after(limit) as waiting:
+                reply = await stack.enter_async_context(lm._http.stream(lm._url, content))
+                if 200 <= reply.status < 300 and _is_event_stream(reply):
+                    events = _Events(reply)
+                    first = await events.next()
+                else:  # an error status, or a server that answers whole
+                    body = Reply(reply.status, reply.headers, await reply.read())
+                    whole = await lm._handle(body, level, tools, retries)
+            if waiting.cancelled_caught:
+                raise lm._attempt_timed_out(retries)
+            if whole is not None:
+                if whole.text:
+                    await sink.put(whole.text)
+                return whole
+            sink.call.first_chunk()
+            return await _read_events(lm, sink, events, first, tools, retries)
+        except TransportFailure as failure:
+            error, cause = lm._transport_error(failure, retries, final=sink.delivered)
+            raise error from cause
+
+
+async def _read_events(
+    lm: LM, sink: Sink, events: _Events, event: SSEEvent | None, tools: bool, retries: int
+) -> LMResponse:
+    decoder = lm.stream_decoder()
+    while event is not None:
+        if not decoder.finished:  # events after the end marker are ignored
+            try:
+                delta = decoder.feed(event)
+            except StreamErrorEvent as exc:
+                raise _reported(lm, sink, exc, tools, retries) from None
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                message = (
+                    f"the server sent an event that is not in the {lm.provider} format "
+                    f"({exc!r}): check base_url and the provider prefix of the model"
+                )
+                raise _garbled(lm, sink, message) from None
+            if delta:
+                await sink.put(delta)
+        event = await events.next()  # to the end of the body, so the connection is reused
+    if not decoder.complete:
+        message = "the server ended the stream before the answer was complete"
+        raise _garbled(lm, sink, message + after_retries(retries))
+    return decoder.response()
+
+
+def _reported(lm: LM, sink: Sink, exc: StreamErrorEvent, tools: bool, retries: int) -> Exception:
+    """The typed error for an error event, retryable while the reader has seen nothing."""
+    body = attrs.evolve(exc.body, message=lm._api_key.scrub(exc.body.message))
+    error = error_for_status(
+        exc.status,
+        body,
+        sent_tools=tools,
+        retries=retries,
+        provider=lm.provider,
+        model=lm.model_name,
+        auth_hint=f"check api_key= or ${lm.api_key_env}",
+    )
+    if is_retryable_status(exc.status) and not sink.delivered:
+        return Retryable(error)
+    return error
+
+
+def _garbled(lm: LM, sink: Sink, message: str) -> Exception:
+    """An unreadable or cut stream: retryable while the reader has seen nothing."""
+    error = LMServerError(message, provider=lm.provider, model=lm.model_name)
+    return error if sink.delivered else Retryable(error)
