@@ -8,28 +8,28 @@ Each stream is one ``td.streamify(td.Predict("question -> answer"))`` call
 whose answer is ``--chunks`` pieces of ``--chunk-size`` characters; every
 stream of a run is a child task of one nursery. Targets:
 
-* ``sim`` (default): ``td.LM`` over loopback HTTP to the simulated server,
-  which runs in its own process (this script started with ``--serve``).
-  ``--sim-option`` sets ``SimConfig`` fields of that server, e.g. its
-  streaming chunk size and the delay between chunks; a server that does not
-  stream gives each answer as one piece, which the report shows as
-  ``chunks/stream`` 1.
+* ``sim`` (default): ``td.LM`` over loopback HTTP (server-sent events) to
+  the simulated server, which runs in its own process (this script started
+  with ``--serve``) and streams ``--chunk-size`` characters per event,
+  ``--delay`` seconds apart; ``--sim-option`` sets other ``SimConfig``
+  fields of that server.
 * ``dummy``: an in-process ``DummyLM(stream_chunk=..., stream_delay=...)``:
   the cost of streamify, the parsers and the channels without HTTP.
 
 Each configuration runs in a fresh child process (``--one``), so the peak
 RSS it reports is its own. Rows: ``--streams`` sizes with a fast reader,
 then the smallest size with a reader that sleeps ``--slow-reader`` seconds
-per chunk, with ``--chunks`` and with 10x as many (``dummy`` only: the
-simulated server's answer has one length): the items waiting for a reader
-are bounded by the buffer, so a slow reader slows its model down instead of
-piling chunks up.
+per chunk, with ``--chunks`` and with 10x as many: the items waiting for a
+reader are bounded by the buffer, so a slow reader slows its model down
+instead of piling chunks up.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import re
 import resource
 import statistics
 import subprocess
@@ -61,10 +61,16 @@ async def serve(options: dict[str, Any]) -> None:
     """The server process: print the base URL, then serve until terminated."""
     from trio_dspy.testing import SimConfig, SimReply, serve_sim
 
-    text = options.pop("text")
+    chunk_size = options.pop("chunk_size")
+
+    @functools.cache
+    def text(chunks: int) -> str:
+        return answer_text(chunks, chunk_size)
 
     def script(body: Any) -> SimReply:
-        return SimReply(text=text)
+        # The question says how long the answer should be ("... chunks=50").
+        match = re.search(r"chunks=(\d+)", json.dumps(body))
+        return SimReply(text=text(int(match.group(1)) if match else 50))
 
     async with serve_sim(SimConfig(script=script, **options)) as sim:
         print(sim.base_url, flush=True)
@@ -94,7 +100,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
 
     async def one(index: int) -> None:
         n, started = 0, time.perf_counter()
-        async with program(question=f"question {index}") as stream:
+        async with program(question=f"question {index} chunks={args.chunks}") as stream:
             async for item in stream:
                 if isinstance(item, td.StreamResponse):
                     if n == 0:
@@ -163,23 +169,21 @@ async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     plan = [(n, args.chunks, 0.0) for n in sizes]
     plan.append((min(sizes), args.chunks, args.slow_reader))
     plan.append((min(sizes), args.chunks * 10, args.slow_reader))
-    rows = []
     if args.target == "sim":
-        options: dict[str, Any] = {"text": None}
+        options: dict[str, Any] = {
+            "stream_chunk_chars": args.chunk_size,
+            "stream_delay": args.delay,
+        }
         for option in args.sim_option:
             name, _, value = option.partition("=")
             options[name] = json.loads(value)
         cmd = [sys.executable, __file__, "--serve", "--options", json.dumps(options)]
-        cmd += ["--chunks", str(args.chunks), "--chunk-size", str(args.chunk_size)]
+        cmd += ["--chunk-size", str(args.chunk_size)]
         async with url_process(cmd) as base_url:
             args.base_url = base_url
-            for streams, chunks, delay in plan:
-                if chunks != args.chunks:
-                    continue  # the server's answer has a fixed length
-                rows.append(await trio.to_thread.run_sync(child, args, streams, chunks, delay))
+            rows = [await trio.to_thread.run_sync(child, args, *row) for row in plan]
     else:
-        for streams, chunks, delay in plan:
-            rows.append(await trio.to_thread.run_sync(child, args, streams, chunks, delay))
+        rows = [await trio.to_thread.run_sync(child, args, *row) for row in plan]
     return rows
 
 
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         options = json.loads(args.options)
-        options["text"] = answer_text(args.chunks, args.chunk_size)
+        options["chunk_size"] = args.chunk_size
         trio.run(serve, options)
         return 0
     if args.one:
