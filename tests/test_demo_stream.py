@@ -6,14 +6,17 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from trio_dspy.demo.live import run_stream_demo
 from trio_dspy.demo.story import customers
 
 
-def test_the_streamed_demo_shows_each_customers_progress_then_the_table() -> None:
+def test_the_streamed_demo_shows_each_customers_progress_then_the_table(tmp_path: Path) -> None:
+    spans = tmp_path / "spans.jsonl"
+    command = ["demo", "--stream", "--time-scale", "0", "--spans", str(spans)]
     result = subprocess.run(
-        [sys.executable, "-m", "trio_dspy.cli", "demo", "--stream", "--time-scale", "0"],
+        [sys.executable, "-m", "trio_dspy.cli", *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -31,6 +34,7 @@ def test_the_streamed_demo_shows_each_customers_progress_then_the_table() -> Non
         reply = "".join(text for kind, text in mine if kind == "reply")
         assert reply.startswith(person.reply.split("{")[0].strip()[:20])
     assert "Streamed: every customer a child task of one nursery" in result.stdout
+    assert spans.read_text().count("\n") > 4 * 3  # request, agent and chat spans each
 
 
 async def test_generated_customers_are_served_streamed_too() -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import sys
 import textwrap
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import trio
 
 import trio_dspy as td
 
+from ..telemetry import JsonlExporter, collect
 from .coffee_shop import CoffeeShopAgent
 from .runner import (
     Served,
@@ -79,18 +81,21 @@ async def run_stream_demo(
     time_scale: float = 0.1,
     model: str | None = None,
     base_url: str | None = None,
+    spans: Path | None = None,
     customer_timeout: float | None = None,
     out: Any = sys.stdout,
     width: int | None = None,
 ) -> float:
     """Serve ``count`` customers at once, streamed; print the items, then the table.
 
+    ``spans``: a JSONL file to write every span to (none by default).
     Returns the wall time of the pass (seconds).
     """
     people = customers(count)
     columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
         lm, where = await demo_model(stack, people, time_scale, model, base_url)
+        await stack.enter_async_context(collect(*([JsonlExporter(spans)] if spans else [])))
         print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
         print(f"{'':4}Every line appears the moment it arrives.\n", file=out)
         agent = CoffeeShopAgent()

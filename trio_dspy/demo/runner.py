@@ -275,30 +275,20 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.customers < 1:
         print("--customers must be at least 1", file=sys.stderr)
         return 2
+    options: dict[str, Any] = {
+        "count": args.customers,
+        "time_scale": args.time_scale,
+        "model": args.model,
+        "base_url": args.base_url,
+        "spans": args.spans,
+        "customer_timeout": args.timeout,
+    }
     if args.stream:
         from .live import run_stream_demo
 
-        trio.run(
-            functools.partial(
-                run_stream_demo,
-                count=args.customers,
-                time_scale=args.time_scale,
-                model=args.model,
-                base_url=args.base_url,
-                customer_timeout=args.timeout,
-            )
-        )
-        return 0
-    demo = functools.partial(
-        run_demo,
-        count=args.customers,
-        time_scale=args.time_scale,
-        model=args.model,
-        base_url=args.base_url,
-        spans=args.spans,
-        customer_timeout=args.timeout,
-    )
-    trio.run(demo)
+        trio.run(functools.partial(run_stream_demo, **options))
+    else:
+        trio.run(functools.partial(run_demo, **options))
     return 0
 
 
