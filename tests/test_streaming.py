@@ -343,3 +343,20 @@ async def test_status_and_opening_a_stream_are_checkpoints() -> None:
             stream = await stream_cm.__aenter__()
         await collect(stream)
         await stream_cm.__aexit__(None, None, None)
+
+
+async def test_best_of_n_and_refine_stream_no_candidate_only_the_chosen_prediction(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    def long_enough(inputs: Any, prediction: td.Prediction) -> float:
+        return 1.0 if len(prediction.answer) > 3 else 0.0
+
+    for module in (td.BestOfN, td.Refine):
+        lm = DummyLM([chat(answer="no"), chat(answer="yes indeed")], stream_chunk=2)
+        program = module(td.Predict("question -> answer"), 2, long_enough, 1.0)
+        with td.context(lm=lm):
+            async with td.streamify(program)(question="?") as stream:
+                items = await collect(stream)
+        assert len(lm.requests) == 2
+        assert len(items) == 1 and isinstance(items[0], td.Prediction)
+        assert items[0].answer == "yes indeed"

@@ -18,8 +18,9 @@ program instead of growing memory.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -41,6 +42,7 @@ __all__ = [
     "predictor_stream",
     "status",
     "str_output_fields",
+    "unheard",
 ]
 
 
@@ -116,6 +118,20 @@ _LISTENER: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
 def listen_here(listener: Listener) -> None:
     """Install ``listener`` for the calling task (and the tasks it starts later)."""
     _LISTENER.set(listener)
+
+
+@contextlib.contextmanager
+def unheard() -> Iterator[None]:
+    """Stream nothing from the calls in the block (this task and those it starts).
+
+    For modules whose calls are candidates that may be thrown away
+    (``BestOfN``, ``Refine``): their chunks would not add up to the answer.
+    """
+    token = _LISTENER.set(None)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
 
 
 def predictor_stream(predictor: Any) -> PredictorStream | None:

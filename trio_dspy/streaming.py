@@ -15,7 +15,10 @@ program comes out of the iteration, and so out of the ``async with``, as
 itself (not wrapped in an exception group).
 
 Every call of every listened predictor is streamed, nested modules and child
-tasks included (a contextvar carries the listener). A predictor whose answer
+tasks included (a contextvar carries the listener); predictors are those of
+``program.named_predictors()`` when the stream opens. ``BestOfN`` and
+``Refine`` stream none of their attempts (any of them may be thrown away):
+their prediction comes whole. A predictor whose answer
 did not parse asks again without streaming (a :class:`StatusMessage` says
 so); if the new answer does not continue what was sent, the chunks of that
 field stop short of its value and the final :class:`~trio_dspy.Prediction`
