@@ -218,11 +218,15 @@ async def test_a_reask_that_continues_the_streamed_text_completes_it(
     lm = DummyLM([chat(answer="first"), chat(answer="first and more")])
     with td.context(lm=lm, max_parse_retries=1), pytest.raises(AdapterParseError):
         await td.Predict("question -> answer, n: int")(question="?")  # no stream: plain errors
-    lm = DummyLM([chat(answer="first", n="x"), chat(answer="first and more", n="1")])
+    first = " ".join(["first"] * 30)  # streamed in more pieces than are kept apart
+    lm = DummyLM(
+        [chat(answer=first, n="x"), chat(answer=f"{first} and more", n="1")], stream_chunk=1
+    )
     with td.context(lm=lm):
         async with td.streamify(td.Predict("question -> answer, n: int"))(question="?") as s:
             items = await collect(s)
-    assert texts(items, "answer") == "first and more"
+    assert texts(items, "answer") == f"{first} and more"
+    assert items[-2] == td.StreamResponse("self", "answer", " and more")
 
 
 async def test_two_streams_at_once_never_mix(autojump_clock: trio.abc.Clock) -> None:

@@ -110,6 +110,8 @@ class Listener:
         return PredictorStream(self, name, fields) if fields else None
 
 
+_JOIN_EVERY = 64
+
 _LISTENER: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
     "trio_dspy_stream_listener", default=None
 )
@@ -212,5 +214,10 @@ class PredictorStream:
 
     async def _send_pieces(self, pieces: Iterable[tuple[str, str]]) -> None:
         for field, chunk in pieces:
-            self._sent[field].append(chunk)
+            sent = self._sent[field]
+            sent.append(chunk)
+            if len(sent) >= _JOIN_EVERY:
+                # Thousands of small strings cost several times their text:
+                # keep what was sent as one string, joined now and then.
+                sent[:] = ["".join(sent)]
             await self.listener.send(StreamResponse(self.name, field, chunk))
