@@ -63,7 +63,7 @@ def test_one_space_after_the_colon_is_dropped_not_more() -> None:
 
 
 _values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=8
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=8
 )
 _endings = st.sampled_from(["\n", "\r", "\r\n"])
 

@@ -82,6 +82,12 @@ def add_serve_sim(subparsers: Subparsers) -> None:
     p.add_argument("--no-json-object", action="store_true", help="refuse json_object")
     p.add_argument("--no-tools", action="store_true", help="refuse tools")
     p.add_argument("--context-window", type=int, default=None, help="max prompt tokens")
+    p.add_argument(
+        "--stream-chunk-chars", type=int, default=16, help="characters per streamed piece"
+    )
+    p.add_argument(
+        "--stream-delay", type=float, default=0.0, help="seconds between streamed events"
+    )
     p.set_defaults(run=run_serve_sim)
 
 
@@ -110,6 +116,8 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
         supports_json_object=not args.no_json_object,
         supports_tools=not args.no_tools,
         context_window=args.context_window,
+        stream_chunk_chars=args.stream_chunk_chars,
+        stream_delay=args.stream_delay,
     )
 
 

@@ -14,7 +14,9 @@ environment configures an HTTP proxy (``HTTPS_PROXY`` and friends), requests
 go through an ``httpx.AsyncClient`` with httpx's own pool instead, since
 httpx applies environment proxies only there.
 Injected transports (``httpx.MockTransport`` in tests) take the place of the
-pool.
+pool. :meth:`HTTPClient.post` reads a response whole; :meth:`HTTPClient.stream`
+yields it as soon as its head has arrived and reads the body piece by piece
+(server-sent events), on each of these paths.
 
 Deadlines are trio cancel scopes: the caller's bound a whole request;
 ``connect_timeout`` bounds opening a connection and ``read_timeout`` each

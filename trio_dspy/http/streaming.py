@@ -102,6 +102,8 @@ class StreamReply:
             TransportFailure: the connection failed, fell silent for longer
                 than ``read_timeout`` or sent undecodable compressed data.
         """
+        # A checkpoint even when the piece was already buffered.
+        await trio.lowlevel.checkpoint()
         with mapped_failures():
             while True:
                 raw = await self._source.receive()

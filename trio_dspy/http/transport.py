@@ -295,12 +295,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         ``max_response_bytes`` the whole body. Leaving the block before the
         body ends (or with an exception, or cancelled) closes the connection
         instead of pooling it; the pool slot is freed either way. Arguments
-        are those of :meth:`request`.
-
-        Raises:
-            RuntimeError: the transport is closed.
-            httpx.TransportError: as :meth:`handle_async_request`.
-            ResponseTooLarge: the body is longer than ``max_response_bytes``.
+        and exceptions are those of :meth:`request`.
         """
         origin, head = self._prepare(method, url, headers)
         timeouts = timeouts or {}

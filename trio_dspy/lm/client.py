@@ -93,6 +93,7 @@ class LM(BaseLM):
             for the first byte: 10 minutes, the default of the OpenAI and
             Anthropic SDKs, leaves room for long generations and bounds a
             server that never answers or trickles its answer. ``None``: no limit.
+            For :meth:`stream` it bounds only the wait for the first event.
         connect_timeout: seconds to open a connection (default 10): a handshake
             takes well under a second, so a dead host fails fast and is retried.
         read_timeout: the longest silence, in seconds, once the response has
@@ -324,12 +325,9 @@ class LM(BaseLM):
     ) -> AsyncIterator[LMStream]:
         """Call the model and read its completion as the server sends it (SSE).
 
-        ::
-
-            async with lm.stream(request) as stream:
-                async for delta in stream:
-                    print(delta, end="")
-            response = stream.response  # tool calls, usage, finish reason
+        Used as :meth:`BaseLM.stream <trio_dspy.lm.BaseLM.stream>` says; once
+        read to the end, ``stream.response`` has the tool calls, usage and
+        finish reason too.
 
         The call goes the way :meth:`send` does (timeout, response-format
         step-down, retries, limits) with these differences:

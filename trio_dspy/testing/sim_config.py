@@ -258,8 +258,8 @@ class SimConfig:
     context_window: int | None = None
     keep_requests: int = 1000
     models: tuple[str, ...] = ("sim-model",)
-    stream_chunk_chars: int = 16
-    stream_delay: float = 0.0
+    stream_chunk_chars: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    stream_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
 
 ScriptAnswer = SimReply | str | Mapping[str, Any]
