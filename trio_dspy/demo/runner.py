@@ -15,6 +15,7 @@ import functools
 import shutil
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -262,16 +263,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spans", type=Path, metavar="PATH", help="write every span to this JSONL file"
     )
     parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
-    parser.add_argument(
-        "--stream",
-        action="store_true",
-        help="serve everyone at once through td.streamify, printing each reply and "
-        "tool status as it arrives",
-    )
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run the demo with parsed arguments; returns the exit status."""
+def run_from_args(
+    args: argparse.Namespace, demo: Callable[..., Awaitable[Any]] | None = None
+) -> int:
+    """Run the demo with parsed arguments; returns the exit status.
+
+    ``demo`` is the pass to run (default :func:`run_demo`; ``trio-dspy demo
+    --stream`` gives :func:`~trio_dspy.demo.live.run_stream_demo`).
+    """
     if args.customers < 1:
         print("--customers must be at least 1", file=sys.stderr)
         return 2
@@ -283,12 +284,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         "spans": args.spans,
         "customer_timeout": args.timeout,
     }
-    if args.stream:
-        from .live import run_stream_demo
-
-        trio.run(functools.partial(run_stream_demo, **options))
-    else:
-        trio.run(functools.partial(run_demo, **options))
+    trio.run(functools.partial(demo or run_demo, **options))
     return 0
 
 
