@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -31,8 +32,11 @@ def test_the_streamed_demo_shows_each_customers_progress_then_the_table(tmp_path
         # The tool starts and finishes, the reply comes, then the customer is done.
         assert kinds[:2] == ["status", "status"] and kinds[-1] == "done", mine
         assert mine[0][1] == f"Calling tool {person.tool}"
-        reply = "".join(text for kind, text in mine if kind == "reply")
-        assert reply.startswith(person.reply.split("{")[0].strip()[:20])
+        # The reply grows line by line, a chunk at a time, to the whole of it.
+        replies = [text for kind, text in mine if kind == "reply"]
+        assert len(replies) > 2
+        assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(replies))
+        assert replies[-1].startswith(person.reply.split("{")[0].strip())
     assert "Streamed: every customer a child task of one nursery" in result.stdout
     assert spans.read_text().count("\n") > 4 * 3  # request, agent and chat spans each
 

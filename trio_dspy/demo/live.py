@@ -3,8 +3,12 @@
 Each customer's agent runs through :func:`~trio_dspy.streamify` in its own
 request scope, all of them child tasks of one nursery. Every item is printed
 the moment it arrives, prefixed with the customer's number: the agent's
-status lines (which tool it calls, when the tool is done) and the chunks of
-its ``reply``. The table of the concurrent pass follows.
+status lines (which tool it calls, when the tool is done) and its ``reply``
+so far, each time a chunk of it arrives. The table of the concurrent pass follows.
+
+The agent runs DSPy's text loop (``mode="text"``), whose last step writes the
+reply as text, so it arrives in pieces; with native tool calling the reply
+comes as the ``finish`` tool's arguments, in one piece.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ async def serve_streamed(
     start = trio.current_time()
     stream_agent = td.streamify(agent, listen=["reply"])
     prediction: Any = None
+    so_far = ""
     try:
         overrides = customer_overrides(customer)
         with td.request_scope("customer", timeout=customer_timeout, **overrides) as req:
@@ -63,7 +68,8 @@ async def serve_streamed(
                     if isinstance(item, td.StatusMessage):
                         _say(out, width, index, "status", item.text)
                     elif isinstance(item, td.StreamResponse):
-                        _say(out, width, index, "reply", item.chunk)
+                        so_far += item.chunk  # the reply as it grows
+                        _say(out, width, index, "reply", so_far)
                     else:
                         prediction = item
         action, reply = describe_action(prediction.action), prediction.reply
@@ -98,7 +104,7 @@ async def run_stream_demo(
         await stack.enter_async_context(collect(*([JsonlExporter(spans)] if spans else [])))
         print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
         print(f"{'':4}Every line appears the moment it arrives.\n", file=out)
-        agent = CoffeeShopAgent()
+        agent = CoffeeShopAgent(mode="text")
         served: list[Served | None] = [None] * len(people)
         timeout = customer_timeout
         start = trio.current_time()

@@ -179,7 +179,13 @@ async def demo_model(
     serve ``people``, its latencies scaled by ``time_scale``.
     """
     if model is None:
-        config = SimConfig(script=script(people, time_scale), seed=1)
+        # Streamed answers (demo --stream) come 8 characters at a time.
+        config = SimConfig(
+            script=script(people, time_scale),
+            seed=1,
+            stream_chunk_chars=8,
+            stream_delay=0.1 * time_scale,
+        )
         server = await stack.enter_async_context(serve_sim(config))
         lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
         where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
