@@ -112,6 +112,12 @@ def streamify(
         buffer: how many items may wait for the consumer before the program
             waits in turn.
 
+    Returns:
+        A function of the program's inputs; each call gives an async context
+        manager that runs the program once and yields its
+        :class:`ProgramStream`. The program's own errors come out of the
+        stream's iteration (and so of the ``async with``) unchanged.
+
     Raises:
         TypeError: ``program`` is not a module.
         ValueError: a name in ``listen`` is no ``str`` output field of any
