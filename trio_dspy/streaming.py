@@ -16,7 +16,8 @@ itself (not wrapped in an exception group).
 
 Every call of every listened predictor is streamed, nested modules and child
 tasks included (a contextvar carries the listener); predictors are those of
-``program.named_predictors()`` when the stream opens. ``BestOfN`` and
+``program.named_predictors()`` when the stream opens, and a predictor called
+again (an agent's steps) streams each call in turn. ``BestOfN`` and
 ``Refine`` stream none of their attempts (any of them may be thrown away):
 their prediction comes whole. A predictor whose answer
 did not parse asks again without streaming (a :class:`StatusMessage` says
