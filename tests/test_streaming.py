@@ -15,6 +15,7 @@ from trio_dspy.errors import AdapterParseError, ConfigurationError
 from trio_dspy.messages import LMResponse, ToolCall
 from trio_dspy.streaming import ProgramStream, StreamItem, status
 from trio_dspy.testing import DummyLM
+from trio_dspy.trace import collect_trace
 
 REPLY = "Here is your large latte, enjoy it!"
 
@@ -106,9 +107,11 @@ async def test_every_call_of_every_nested_predictor_streams_under_its_name(
         [chat(reply="draft text"), chat(reasoning="be kind", reply="polished text", tone="0.9")],
         stream_chunk=2,
     )
-    with td.context(lm=lm):
-        async with td.streamify(Respond())(request="a latte") as stream:
+    program = Respond()
+    with td.context(lm=lm), collect_trace() as trace:
+        async with td.streamify(program)(request="a latte") as stream:
             items = await collect(stream)
+    assert [entry[0] for entry in trace] == [program.draft, program.polish]  # traced as usual
     assert texts(items, "reply", "draft") == "draft text"
     assert texts(items, "reasoning", "polish") == "be kind"
     assert texts(items, "reply", "polish") == "polished text"
