@@ -27,6 +27,7 @@ from .primitives import Completions, Example, Prediction, Usage
 from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
+from .streaming import StatusMessage, StreamResponse, streamify
 from .types import History, Image
 from .usage import track_usage
 
@@ -113,6 +114,8 @@ __all__ = [
     "RequestScope",
     "Settings",
     "Signature",
+    "StatusMessage",
+    "StreamResponse",
     "Tool",
     "Trajectory",
     "Usage",
@@ -131,6 +134,7 @@ __all__ = [
     "optimizers",
     "request_scope",
     "run",
+    "streamify",
     "telemetry",
     "testing",
     "track_usage",

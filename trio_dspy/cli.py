@@ -34,6 +34,7 @@ __all__ = [
     "exit_quietly_on_broken_pipe",
     "main",
     "plain_text",
+    "run_demo",
     "sim_config_from_args",
 ]
 
@@ -189,7 +190,20 @@ def add_demo(subparsers: Subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     runner.add_arguments(p)
-    p.set_defaults(run=runner.run_from_args)
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="serve everyone at once through td.streamify, printing each tool status and "
+        "reply as it arrives",
+    )
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run ``demo``: both passes, or with ``--stream`` the streamed one."""
+    from .demo import live, runner
+
+    return runner.run_from_args(args, live.run_stream_demo if args.stream else None)
 
 
 def add_bench(subparsers: Subparsers) -> None:

@@ -21,6 +21,7 @@ import trio
 
 from .checkpoint import entered
 from .errors import RequestTimeoutError
+from .groups import raise_single
 from .primitives import Usage
 from .settings import context
 from .telemetry.span import Span, SpanKind, start_span
@@ -215,14 +216,7 @@ async def as_completed(
     except BaseExceptionGroup as group:
         # The calls' own failures are yielded, never raised, so whatever is in
         # the group came from the caller's block: give it back as it was.
-        rest = group.split(trio.Cancelled)[1]
-        if (
-            rest is not None
-            and len(rest.exceptions) == 1
-            and not isinstance(rest.exceptions[0], BaseExceptionGroup)
-        ):
-            raise rest.exceptions[0] from None
-        raise
+        raise_single(group)
 
 
 # ---------------------------------------------------------------- request scopes

@@ -43,6 +43,7 @@ from ..types import (
     unstructure,
 )
 from .inputs import given_fields, image_text, split_history, user_content
+from .streaming import FieldParser, NullFieldParser
 
 __all__ = ["FINISH_TOOL", "Adapter", "ToolTurn", "format_value", "parse_json_outputs"]
 
@@ -194,6 +195,15 @@ class Adapter(abc.ABC):
                 signature=signature.__name__,
             )
         return self.parse(signature, response.text)
+
+    def stream_parser(self, signature: type[Signature], fields: Sequence[str]) -> FieldParser:
+        """A fresh incremental parser of one completion's ``fields`` (``str`` outputs).
+
+        Fed the completion's text deltas, it reports ``(field, chunk)`` pieces
+        whose concatenation per field is the value :meth:`parse` gives. This
+        default reports nothing; the wire formats override it.
+        """
+        return NullFieldParser()
 
     @abc.abstractmethod
     def output_requirements(self, signature: type[Signature]) -> str:

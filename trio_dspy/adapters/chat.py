@@ -10,7 +10,7 @@ sometimes answer in JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import AdapterParseError, StructuringError
@@ -28,6 +28,7 @@ from .base import (
 )
 from .json import JSONAdapter
 from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
+from .streaming import ChatFieldParser
 
 __all__ = ["ChatAdapter"]
 
@@ -116,6 +117,10 @@ class ChatAdapter(Adapter):
             }
         )
         return f"{body}\n\n{COMPLETED}"
+
+    def stream_parser(self, signature: type[Signature], fields: Sequence[str]) -> ChatFieldParser:
+        """A fresh :class:`~trio_dspy.adapters.streaming.ChatFieldParser` of ``fields``."""
+        return ChatFieldParser(fields)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read each output section and structure it to its field's type.

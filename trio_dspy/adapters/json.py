@@ -9,7 +9,7 @@ out in the prompt itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..messages import ResponseFormat
@@ -26,6 +26,7 @@ from .base import (
     requirement_hint,
 )
 from .markers import sections
+from .streaming import JSONFieldParser
 
 __all__ = ["JSONAdapter"]
 
@@ -84,6 +85,10 @@ class JSONAdapter(Adapter):
             schema=outputs_schema(signature, strict=True),
             strict=True,
         )
+
+    def stream_parser(self, signature: type[Signature], fields: Sequence[str]) -> JSONFieldParser:
+        """A fresh :class:`~trio_dspy.adapters.streaming.JSONFieldParser` of ``fields``."""
+        return JSONFieldParser(fields)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Find the JSON object in ``completion`` and structure each output field.

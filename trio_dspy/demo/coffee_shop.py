@@ -218,9 +218,17 @@ class Shop:
 class CoffeeShopAgent(td.Module):
     """The barista: a ReAct agent over the shop's tools."""
 
-    def __init__(self, shop: Shop | None = None, *, max_iters: int = 6) -> None:
+    def __init__(
+        self,
+        shop: Shop | None = None,
+        *,
+        max_iters: int = 6,
+        mode: Literal["auto", "native", "text"] = "auto",
+    ) -> None:
         self.shop = shop or Shop()
-        self.barista = td.ReAct(HandleCustomer, tools=self.shop.tools(), max_iters=max_iters)
+        self.barista = td.ReAct(
+            HandleCustomer, tools=self.shop.tools(), max_iters=max_iters, mode=mode
+        )
 
     async def forward(self, **inputs: Any) -> td.Prediction:
         """Serve one customer: ``request`` and ``mood`` in, ``action`` and ``reply`` out."""

@@ -15,6 +15,7 @@ import functools
 import shutil
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class Served:
     tokens: int
 
 
-def _overrides(customer: Customer) -> dict[str, Any]:
+def customer_overrides(customer: Customer) -> dict[str, Any]:
     # An upset customer gets a more careful (lower temperature) model; the
     # override lives in that customer's scope only.
     if customer.mood is CustomerMood.upset:
@@ -58,9 +59,10 @@ async def serve(
     """Serve one customer inside its own request scope."""
     start = trio.current_time()
     try:
-        with td.request_scope("customer", timeout=customer_timeout, **_overrides(customer)) as req:
+        overrides = customer_overrides(customer)
+        with td.request_scope("customer", timeout=customer_timeout, **overrides) as req:
             pred = await agent(request=customer.request, mood=customer.mood)
-        action, reply = _describe(pred.action), pred.reply
+        action, reply = describe_action(pred.action), pred.reply
     except td.errors.TrioDSPyError as exc:
         action, reply = "error", f"{type(exc).__name__}: {exc}"
         req = None
@@ -68,7 +70,7 @@ async def serve(
     return Served(customer, action, reply, trio.current_time() - start, tokens)
 
 
-def _describe(action: Any) -> str:
+def describe_action(action: Any) -> str:
     name = type(action).__name__
     if name == "MakeDrink":
         o = action.order
@@ -164,6 +166,36 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(" ".join(text.split()), width) or [""]
 
 
+async def demo_model(
+    stack: AsyncExitStack,
+    people: list[Customer],
+    time_scale: float,
+    model: str | None,
+    base_url: str | None,
+) -> tuple[td.LM, str]:
+    """The demo's model, open in ``stack``, and a phrase saying where it runs.
+
+    Without ``model``: a simulated server (also in ``stack``) scripted to
+    serve ``people``, its latencies scaled by ``time_scale``.
+    """
+    if model is None:
+        # Streamed answers (demo --stream) come 8 characters at a time.
+        config = SimConfig(
+            script=script(people, time_scale),
+            seed=1,
+            stream_chunk_chars=8,
+            stream_delay=0.1 * time_scale,
+        )
+        server = await stack.enter_async_context(serve_sim(config))
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
+        where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
+    else:
+        lm = td.LM(model, base_url=base_url)
+        where = f"{model}" + (f" at {base_url}" if base_url else "")
+    await stack.enter_async_context(lm)
+    return lm, where
+
+
 async def run_demo(
     *,
     count: int = 4,
@@ -186,15 +218,7 @@ async def run_demo(
     people = customers(count)
     columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
-        if model is None:
-            config = SimConfig(script=script(people, time_scale), seed=1)
-            server = await stack.enter_async_context(serve_sim(config))
-            lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
-            where = f"the simulated server at {server.base_url} (time scale {time_scale:g})"
-        else:
-            lm = td.LM(model, base_url=base_url)
-            where = f"{model}" + (f" at {base_url}" if base_url else "")
-        await stack.enter_async_context(lm)
+        lm, where = await demo_model(stack, people, time_scale, model, base_url)
         exporters = [JsonlExporter(spans)] if spans is not None else []
         collector = await stack.enter_async_context(collect(*exporters))
         print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
@@ -247,21 +271,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run the demo with parsed arguments; returns the exit status."""
+def run_from_args(
+    args: argparse.Namespace, demo: Callable[..., Awaitable[Any]] | None = None
+) -> int:
+    """Run the demo with parsed arguments; returns the exit status.
+
+    ``demo`` is the pass to run (default :func:`run_demo`; ``trio-dspy demo
+    --stream`` gives :func:`~trio_dspy.demo.live.run_stream_demo`).
+    """
     if args.customers < 1:
         print("--customers must be at least 1", file=sys.stderr)
         return 2
-    demo = functools.partial(
-        run_demo,
-        count=args.customers,
-        time_scale=args.time_scale,
-        model=args.model,
-        base_url=args.base_url,
-        spans=args.spans,
-        customer_timeout=args.timeout,
-    )
-    trio.run(demo)
+    options: dict[str, Any] = {
+        "count": args.customers,
+        "time_scale": args.time_scale,
+        "model": args.model,
+        "base_url": args.base_url,
+        "spans": args.spans,
+        "customer_timeout": args.timeout,
+    }
+    trio.run(functools.partial(demo or run_demo, **options))
     return 0
 
 

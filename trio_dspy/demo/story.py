@@ -24,8 +24,10 @@ from .coffee_shop import CustomerMood
 
 __all__ = ["Customer", "customers", "script"]
 
-# Model calls per customer: one turn that calls a tool, one that finishes.
+# Model calls per customer: one turn that calls a tool, one that finishes
+# (and in text mode, DSPy's loop, a third that extracts the outputs).
 CALLS_PER_CUSTOMER = 2
+TEXT_CALLS_PER_CUSTOMER = 3
 
 
 @attrs.frozen
@@ -155,6 +157,11 @@ def script(people: list[Customer], time_scale: float) -> Any:
         customer = next((c for r, c in by_request.items() if r in request.last_user), None)
         if customer is None:
             return None  # not one of ours: let the server generate an answer
+        if not request.tools:
+            latency = customer.latency * time_scale / TEXT_CALLS_PER_CUSTOMER
+            return SimReply(
+                outputs=_text_mode(customer, request.system, request.last_user), latency=latency
+            )
         latency = customer.latency * time_scale / CALLS_PER_CUSTOMER
         if not request.has_tool_result:
             call = SimToolCall(customer.tool, dict(customer.tool_args))
@@ -169,6 +176,31 @@ def script(people: list[Customer], time_scale: float) -> Any:
         return SimReply(tool_calls=[SimToolCall("finish", arguments)], latency=latency)
 
     return answer
+
+
+def _text_mode(customer: Customer, system: str, last_user: str) -> dict[str, Any]:
+    """The outputs of a text-mode agent's request: a step of the loop, or the extraction."""
+    observed = re.search(r"^Observation: (.*)$", last_user, re.MULTILINE)
+    if "next_tool_name" in system:  # a step: call the customer's tool, then finish
+        if observed is None:
+            return {
+                "next_thought": f"I should use {customer.tool}.",
+                "next_tool_name": customer.tool,
+                "next_tool_args": dict(customer.tool_args),
+            }
+        return {
+            "next_thought": "I have what I need.",
+            "next_tool_name": "finish",
+            "next_tool_args": {},
+        }
+    observation = observed.group(1) if observed else ""
+    match = re.search(r"order (A\d+)", observation)
+    order_id = match.group(1) if match else "A17"
+    return {
+        "reasoning": f"The {customer.tool} tool answered: {observation}",
+        "action": _fill(customer.action, observation, order_id),
+        "reply": _fill(customer.reply, observation, order_id),
+    }
 
 
 def _last_tool_result(body: Mapping[str, Any]) -> str:

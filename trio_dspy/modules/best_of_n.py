@@ -13,6 +13,9 @@ as in DSPy.
   failed one is told what went wrong (the previous outputs and their reward,
   or the error) in an extra input field, ``hint_``.
 
+Inside :func:`~trio_dspy.streamify` the attempts stream nothing (any of
+them may be thrown away): the chosen prediction comes whole, last.
+
 Attempt ``i`` (from 0) runs with ``temperature = 1.0 + 0.001 * i`` set in the
 settings' ``lm_kwargs``, so attempts sample differently and never share a
 cache entry (DSPy uses ``temperature=1.0`` and a rollout id to the same end).
@@ -35,6 +38,7 @@ from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall,
 from ..primitives import Prediction, Usage
 from ..settings import context, current
 from ..signature import InputField, Signature
+from ..stream_listener import unheard
 from ..telemetry.span import current_span
 from .module import Module
 from .predict import resolve_adapter
@@ -157,7 +161,7 @@ class BestOfN(_Attempts):
         async def attempt(index: int, cancel_scope: trio.CancelScope) -> None:
             nonlocal winner, fatal
             try:
-                with context(lm_kwargs=attempt_lm_kwargs(index)):
+                with context(lm_kwargs=attempt_lm_kwargs(index)), unheard():
                     prediction: Prediction = await self.module(**inputs)
                 usage.add(prediction.usage)
                 reward = await _score(self.reward_fn, inputs, prediction)
@@ -291,7 +295,7 @@ class Refine(_Attempts):
             if hint is not None:
                 overrides["adapter"] = HintAdapter(resolve_adapter(None, current()), hint)
             try:
-                with context(**overrides):
+                with context(**overrides), unheard():
                     prediction: Prediction = await self.module(**inputs)
                 reward = await _score(self.reward_fn, inputs, prediction)
             except Exception as exc:

@@ -27,6 +27,7 @@ from ..messages import LMRequest, LMResponse, Message, TextPart
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
+from ..stream_listener import predictor_stream, status
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
@@ -181,24 +182,44 @@ class Predict(Module, Predictor):
             # cache does not answer them all alike.
             single = attrs.evolve(request, params={**request.params, "n": None})
             calls = [
-                partial(self._ask, call, attrs.evolve(single, rollout_id=i)) for i in range(missing)
+                partial(self._ask, call, attrs.evolve(single, rollout_id=i), stream=False)
+                for i in range(missing)
             ]
             for values, used in await gather(*calls):
                 completions += values
                 usage.add(used)
         return completions[:n], usage
 
-    async def _ask(self, call: _Call, request: LMRequest) -> tuple[list[dict[str, Any]], Usage]:
-        """One completion (or several, with ``n``), re-asked when it does not parse."""
+    async def _ask(
+        self, call: _Call, request: LMRequest, *, stream: bool = True
+    ) -> tuple[list[dict[str, Any]], Usage]:
+        """One completion (or several, with ``n``), re-asked when it does not parse.
+
+        Inside :func:`~trio_dspy.streamify` the first answer is streamed unless
+        ``stream`` is false (the extra calls that top up ``n`` completions).
+        """
         lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
         usage = Usage()
         messages = list(request.messages)
         rescued = False
+        # Inside streamify, listened fields are read as the model writes them.
+        # Only the first answer is streamed: a re-ask's text may not continue
+        # the chunks already sent (``PredictorStream.complete`` sends the rest
+        # when it does).
+        streaming = predictor_stream(self) if stream else None
         for attempt in range(1, retries + 2):
-            response = await lm.request(
-                attrs.evolve(request, messages=messages), trace_content=settings.trace_content
-            )
+            attempt_request = attrs.evolve(request, messages=messages)
+            if streaming is not None and attempt == 1:
+                response = await streaming.request(
+                    lm,
+                    adapter,
+                    self.signature,
+                    attempt_request,
+                    trace_content=settings.trace_content,
+                )
+            else:
+                response = await lm.request(attempt_request, trace_content=settings.trace_content)
             usage.add(response.usage)
             try:
                 values = self._parse_choices(adapter, response)
@@ -218,6 +239,8 @@ class Predict(Module, Predictor):
                     )
                 if attempt > retries:
                     raise
+                if streaming is not None:
+                    await status(f"{streaming.name}: the answer did not parse, asking again")
                 if fallback is None:
                     messages.extend(adapter.format_retry(response.text, exc, self.signature))
                     continue
@@ -239,6 +262,8 @@ class Predict(Module, Predictor):
                 format_memory.note_rescued(lm)
             elif adapter.structured_fallback() is not None:
                 format_memory.note_parsed(lm)
+            if streaming is not None:
+                await streaming.complete(values[0])
             return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -45,6 +45,7 @@ from ..messages import ToolCall
 from ..primitives import Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
+from ..stream_listener import predictor_stream, status
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
 from ..types import loads_json
@@ -277,6 +278,12 @@ class ReAct(Module):
                     messages.extend(adapter.format_tool_results(turn, results))
                     continue
                 run.trajectory.steps.append(Step(turn.text, tuple(records)))
+                # The answer came as tool-call arguments, which the model's
+                # stream does not carry: a streamed run gets each field whole,
+                # under the name of the predictor that answers in text mode.
+                streaming = predictor_stream(self.extract)
+                if streaming is not None:
+                    await streaming.complete(outputs)
                 return outputs, "finish"
             run.trajectory.steps.append(Step(turn.text, tuple(records)))
             messages.extend(adapter.format_tool_results(turn, results))
@@ -353,7 +360,10 @@ class _Run:
                         sc.GEN_AI_TOOL_CALL_ID: call.id,
                     }
                 )
+            with_args = f" with {call.arguments}" if current().trace_content else ""
+            await status(f"Calling tool {call.name}{with_args}")
             record = await self._run_tool(call)
+            await status(f"Tool {call.name} {'finished' if record.ok else 'failed'}")
             if span.is_recording and not record.ok:
                 span.set_status(StatusCode.ERROR, record.observation)
                 span.set_attribute(sc.ERROR_TYPE, "tool_error")

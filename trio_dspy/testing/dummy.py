@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
 from ..adapters.markers import COMPLETED, sections
 from ..errors import ConfigurationError, ToolsUnsupportedError
-from ..lm.base import BaseLM
+from ..groups import raise_single
+from ..lm.base import BaseLM, LMStream
 from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
 from ..types import unstructure
@@ -45,6 +47,12 @@ class DummyLM(BaseLM):
     ``trio.sleep``, so it is instant under ``autojump_clock``. Every request
     is kept in :attr:`requests`.
 
+    ``stream_chunk=N`` makes :meth:`stream` give the answer's text ``N``
+    characters at a time, ``stream_delay`` seconds apart (after the latency),
+    each handed over directly (an unbuffered channel): a reader that stops
+    stops the model. :attr:`deltas_sent` counts the pieces handed over. Without
+    ``stream_chunk`` the text comes as one piece, as for any model.
+
     Raises (from calls):
         ConfigurationError: the script has no answer for the request.
         ToolsUnsupportedError: ``refuse_tools`` is set and the request offers tools.
@@ -61,6 +69,8 @@ class DummyLM(BaseLM):
         model: str = "dummy",
         supports_tools: bool = False,
         refuse_tools: bool = False,
+        stream_chunk: int | None = None,
+        stream_delay: float = 0.0,
         **defaults: Any,
     ) -> None:
         super().__init__(model, **defaults)
@@ -71,6 +81,52 @@ class DummyLM(BaseLM):
         self.cycle = cycle
         self.requests: list[LMRequest] = []
         self._next = 0
+        if stream_chunk is not None and stream_chunk < 1:
+            raise ValueError(f"stream_chunk must be at least 1, got {stream_chunk}")
+        self.stream_chunk = stream_chunk
+        self.stream_delay = stream_delay
+        self.deltas_sent = 0
+
+    @asynccontextmanager
+    async def stream(
+        self, request: LMRequest, *, trace_content: bool = False
+    ) -> AsyncIterator[LMStream]:
+        """The scripted answer's text in ``stream_chunk``-sized pieces (see the class).
+
+        Leaving the block early cancels the task feeding the pieces.
+
+        Raises:
+            ConfigurationError: the script has no answer for the request.
+            ToolsUnsupportedError: ``refuse_tools`` is set and the request offers tools.
+        """
+        if self.stream_chunk is None:
+            async with super().stream(request, trace_content=trace_content) as whole:
+                yield whole
+            return
+        response = await self.request(request, trace_content=trace_content)
+        send, receive = trio.open_memory_channel[str](0)
+        stream = LMStream(receive)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._feed, send, stream, response)
+                try:
+                    yield stream
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_single(group)
+
+    async def _feed(
+        self, send: trio.MemorySendChannel[str], stream: LMStream, response: LMResponse
+    ) -> None:
+        text, size = response.text, self.stream_chunk or len(response.text)
+        async with send:
+            for start in range(0, len(text), size):
+                if self.stream_delay > 0:
+                    await trio.sleep(self.stream_delay)
+                await send.send(text[start : start + size])
+                self.deltas_sent += 1
+            stream.finish(response)
 
     async def send(self, request: LMRequest) -> LMResponse:
         """Record ``request``, wait the latency, return the scripted answer."""

@@ -1,0 +1,223 @@
+"""What a streamed run reports to, and what modules report: chunks and status lines.
+
+:func:`~trio_dspy.streamify` runs a program in a child task with a
+:class:`Listener` in a contextvar, so every call inside the run (nested
+modules, child tasks, every call of a predictor, not just the first) sees it,
+and runs started elsewhere never do. Modules report through it:
+
+* :class:`~trio_dspy.Predict` asks :func:`predictor_stream` whether its
+  fields are listened to; if so it reads the model with ``lm.stream`` and
+  sends a :class:`StreamResponse` per piece the adapter's incremental parser
+  finds (:class:`PredictorStream`);
+* any module may call :func:`status` to say what it is doing (a
+  :class:`StatusMessage`); outside a streamed run that does nothing.
+
+Sending waits while the consumer's buffer is full, so a slow reader slows the
+program instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from .checkpoint import entered
+
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
+    from .lm.base import BaseLM
+    from .messages import LMRequest, LMResponse
+    from .signature import Signature
+
+__all__ = [
+    "Listener",
+    "PredictorStream",
+    "StatusMessage",
+    "StreamResponse",
+    "predictor_stream",
+    "status",
+    "str_output_fields",
+    "unheard",
+]
+
+
+@attrs.frozen
+class StreamResponse:
+    """A piece of an output field's value, as the model writes it.
+
+    Attributes:
+        predictor: the predictor's name in the program (``"respond"``,
+            ``"agent.extract"``: a name of ``program.named_predictors()``;
+            ``"self"`` when the program is the predictor).
+        field: the output field.
+        chunk: the next piece of its text (never empty).
+    """
+
+    predictor: str
+    field: str
+    chunk: str
+
+
+@attrs.frozen
+class StatusMessage:
+    """A line about what the program is doing (``"Calling tool check_menu"``)."""
+
+    text: str
+
+
+def str_output_fields(signature: type[Signature]) -> list[str]:
+    """The names of ``signature``'s output fields of type ``str``, in order."""
+    return [n for n, f in signature.output_fields.items() if f.annotation is str]
+
+
+class Listener:
+    """The receiving end of one streamed run, as modules see it.
+
+    ``names`` maps each predictor (by ``id``) to its name in the program;
+    ``listen`` is the set of field names to stream (``None``: every ``str``
+    output field).
+    """
+
+    def __init__(
+        self,
+        send: trio.MemorySendChannel[Any],
+        names: Mapping[int, str],
+        listen: Collection[str] | None,
+    ) -> None:
+        self._send = send
+        self._names = dict(names)
+        self._listen = None if listen is None else frozenset(listen)
+
+    async def send(self, item: StreamResponse | StatusMessage) -> None:
+        """Hand ``item`` to the consumer, waiting while its buffer is full."""
+        await self._send.send(item)
+
+    def for_predictor(self, predictor: Any) -> PredictorStream | None:
+        """The stream of ``predictor``'s listened fields, or ``None`` if it has none."""
+        name = self._names.get(id(predictor))
+        if name is None:
+            return None
+        fields = [
+            n
+            for n in str_output_fields(predictor.signature)
+            if self._listen is None or n in self._listen
+        ]
+        return PredictorStream(self, name, fields) if fields else None
+
+
+_JOIN_EVERY = 64
+
+_LISTENER: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
+    "trio_dspy_stream_listener", default=None
+)
+
+
+def listen_here(listener: Listener) -> None:
+    """Install ``listener`` for the calling task (and the tasks it starts later)."""
+    _LISTENER.set(listener)
+
+
+@contextlib.contextmanager
+def unheard() -> Iterator[None]:
+    """Stream nothing from the calls in the block (this task and those it starts).
+
+    For modules whose calls are candidates that may be thrown away
+    (``BestOfN``, ``Refine``): their chunks would not add up to the answer.
+    """
+    token = _LISTENER.set(None)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def predictor_stream(predictor: Any) -> PredictorStream | None:
+    """The current run's stream of ``predictor``'s fields; ``None`` when not listened to."""
+    listener = _LISTENER.get()
+    return None if listener is None else listener.for_predictor(predictor)
+
+
+async def status(text: str) -> None:
+    """Tell the consumer of the current streamed run what is happening.
+
+    Sends ``StatusMessage(text)`` inside :func:`~trio_dspy.streamify`, waiting
+    while the consumer's buffer is full; elsewhere it does nothing (but is
+    still a checkpoint).
+
+    Raises:
+        RuntimeError: not running under ``trio.run``.
+    """
+    listener = _LISTENER.get()
+    if listener is None:
+        await entered()
+    else:
+        await listener.send(StatusMessage(text))
+
+
+class PredictorStream:
+    """One predictor call's fields, sent to the listener as the model writes them.
+
+    :meth:`request` reads the model with ``lm.stream`` through the adapter's
+    incremental parser; :meth:`complete` sends what the parser could not see
+    (a value read another way, e.g. a JSON answer to the chat format or a
+    tool call's arguments), so the chunks of a field add up to its value.
+    """
+
+    def __init__(self, listener: Listener, name: str, fields: list[str]) -> None:
+        self.listener = listener
+        self.name = name
+        self.fields = fields
+        self._sent: dict[str, list[str]] = {f: [] for f in fields}
+
+    async def request(
+        self,
+        lm: BaseLM,
+        adapter: Adapter,
+        signature: type[Signature],
+        request: LMRequest,
+        *,
+        trace_content: bool = False,
+    ) -> LMResponse:
+        """Call ``lm`` with ``request`` as a stream, sending the fields' pieces as they come.
+
+        Returns the whole response.
+
+        Raises:
+            trio_dspy.errors.LMError: the call failed.
+        """
+        parser = adapter.stream_parser(signature, self.fields)
+        async with lm.stream(request, trace_content=trace_content) as stream:
+            async for delta in stream:
+                await self._send_pieces(parser.feed(delta))
+        await self._send_pieces(parser.finish())
+        return stream.response
+
+    async def complete(self, values: Mapping[str, Any]) -> None:
+        """Send the rest of each listened ``str`` value in ``values`` not sent yet.
+
+        A value that does not start with what was sent (the model was asked
+        again after an answer that did not parse) gets nothing more: the
+        prediction is the reference.
+        """
+        for field in self.fields:
+            value = values.get(field)
+            if not isinstance(value, str):
+                continue
+            sent = "".join(self._sent[field])
+            if len(value) > len(sent) and value.startswith(sent):
+                await self._send_pieces([(field, value[len(sent) :])])
+
+    async def _send_pieces(self, pieces: Iterable[tuple[str, str]]) -> None:
+        for field, chunk in pieces:
+            sent = self._sent[field]
+            sent.append(chunk)
+            if len(sent) >= _JOIN_EVERY:
+                # Thousands of small strings cost several times their text:
+                # keep what was sent as one string, joined now and then.
+                sent[:] = ["".join(sent)]
+            await self.listener.send(StreamResponse(self.name, field, chunk))
