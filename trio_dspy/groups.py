@@ -19,24 +19,25 @@ __all__ = ["raise_single"]
 def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     """Raise the one exception in ``group`` besides ``trio.Cancelled``, else ``group``.
 
-    The cancellations are those of the sibling tasks the failure stopped;
-    anything more (two real failures, a nested group) is raised as it is. A
-    group of nothing but cancellations raises one ``trio.Cancelled``, as a
-    plain checkpoint would (so ``except trio.Cancelled`` sees it).
+    Nested groups are looked into. The cancellations are those of the sibling
+    tasks the failure stopped; two real failures or more are raised as the
+    group itself. A group of nothing but cancellations raises one
+    ``trio.Cancelled``, as a plain checkpoint would (so ``except
+    trio.Cancelled`` sees it). The exception keeps its own ``__cause__``.
 
     Raises:
         BaseException: the single exception, or ``group`` itself.
     """
-    cancelled, rest = group.split(trio.Cancelled)
-    if rest is None and cancelled is not None:
-        leaf: BaseException = cancelled
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        raise leaf from None
-    if (
-        rest is not None
-        and len(rest.exceptions) == 1
-        and not isinstance(rest.exceptions[0], BaseExceptionGroup)
-    ):
-        raise rest.exceptions[0] from None
-    raise group
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    errors = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if len(errors) > 1 or not leaves:
+        raise group
+    leaf = errors[0] if errors else leaves[0]
+    raise leaf from leaf.__cause__

@@ -11,6 +11,7 @@ stream; ``ping`` keeps it alive; ``error`` reports an error mid-stream.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -62,7 +63,9 @@ class _Block:
     id: str = ""
     name: str = ""
     start_input: Any = None
-    parts: list[str] = attrs.field(factory=list)
+    # One growing buffer, not a list of pieces: a long answer in thousands of
+    # small deltas would cost an object header per piece.
+    parts: io.StringIO = attrs.field(factory=io.StringIO)
 
 
 class AnthropicStreamDecoder(StreamDecoder):
@@ -99,7 +102,7 @@ class AnthropicStreamDecoder(StreamDecoder):
                 start_input=block.get("input"),
             )
             if block.get("type") == "text" and block.get("text"):
-                self._blocks[int(data["index"])].parts.append(block["text"])
+                self._blocks[int(data["index"])].parts.write(block["text"])
                 return str(block["text"])
         elif kind == "message_delta":
             reason = (data.get("delta") or {}).get("stop_reason")
@@ -124,10 +127,10 @@ class AnthropicStreamDecoder(StreamDecoder):
         kind = delta.get("type")
         if kind == "text_delta":
             text = str(delta.get("text") or "")
-            block.parts.append(text)
+            block.parts.write(text)
             return text
         if kind == "input_json_delta":
-            block.parts.append(str(delta.get("partial_json") or ""))
+            block.parts.write(str(delta.get("partial_json") or ""))
         return ""
 
     @property
@@ -141,9 +144,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         calls: list[ToolCall] = []
         for _, block in sorted(self._blocks.items()):
             if block.kind == "text":
-                texts.append("".join(block.parts))
+                texts.append(block.parts.getvalue())
             elif block.kind == "tool_use":
-                arguments = "".join(block.parts) or json.dumps(
+                arguments = block.parts.getvalue() or json.dumps(
                     block.start_input or {}, ensure_ascii=False
                 )
                 calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))

@@ -11,6 +11,7 @@ with an ``error`` object is an error the server met mid-stream.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import attrs
@@ -46,7 +47,8 @@ class OpenAIStreamDecoder(StreamDecoder):
 
     def __init__(self, model: str) -> None:
         self._model = model
-        self._text: list[str] = []
+        # One growing buffer, not a list of pieces (an object header each).
+        self._text = io.StringIO()
         self._calls: dict[int, _Call] = {}
         self._finish: str | None = None
         self._usage = Usage()
@@ -92,7 +94,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         content = piece.get("content")
         if not isinstance(content, str):
             return ""
-        self._text.append(content)
+        self._text.write(content)
         return content
 
     @property
@@ -111,7 +113,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             for index, call in sorted(self._calls.items())
         )
         return LMResponse(
-            text="".join(self._text),
+            text=self._text.getvalue(),
             tool_calls=calls,
             usage=self._usage,
             finish_reason=self._finish,

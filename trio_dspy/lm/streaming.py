@@ -31,6 +31,7 @@ import attrs
 import trio
 
 from ..errors import LMError, LMServerError
+from ..groups import raise_single
 from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
 from ..messages import LMRequest, LMResponse
@@ -48,7 +49,6 @@ __all__ = [
     "StreamDecoder",
     "StreamErrorEvent",
     "open_stream",
-    "sole_error",
     "stream_exchange",
 ]
 
@@ -142,29 +142,7 @@ async def open_stream(lm: LM, request: LMRequest, call: Call) -> AsyncIterator[L
             yield stream
             nursery.cancel_scope.cancel()  # read to the end, or left early
     except BaseExceptionGroup as group:
-        error = sole_error(group)
-        if error is None:
-            raise
-        raise error from error.__cause__
-
-
-def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception worth raising out of ``group``, or ``None`` when there are several.
-
-    Cancellations that came with a real error are its consequence, not news.
-    """
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    errors = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if len(errors) == 1:
-        return errors[0]
-    return leaves[0] if not errors else None
+        raise_single(group)
 
 
 async def _produce(
