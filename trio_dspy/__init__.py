@@ -48,6 +48,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShot": (".optimizers", "BootstrapFewShot"),
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
+    "RedisCache": (".lm.redis_cache", "RedisCache"),
+    "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from . import datasets, evaluate, optimizers, testing
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
+    from .lm.redis_cache import RedisCache
+    from .lm.redis_limits import RedisLimits
     from .optimizers import (
         COPRO,
         BootstrapFewShot,
@@ -104,6 +108,8 @@ __all__ = [
     "Predict",
     "Prediction",
     "ReAct",
+    "RedisCache",
+    "RedisLimits",
     "Refine",
     "RequestScope",
     "Settings",
