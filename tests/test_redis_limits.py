@@ -104,7 +104,7 @@ async def test_a_lease_nobody_renews_frees_its_slot_after_the_ttl(redis_url: str
     keys = [f"{ns}:limits:m@u:{k}" for k in ("leases", "queue", "tickets", "counter")]
     # What a worker killed mid-call leaves behind: a lease, never renewed or released.
     async with RedisConnector(redis_url).client() as client:
-        assert await client.eval(SLOT, keys=keys, args=["dead", "1", "300"]) == 1
+        assert await client.eval(SLOT, keys=keys, args=["dead", "1", "300"]) == -1
     lim = limiter(redis_url, ns, lease_ttl=0.3, max_concurrency=1)
     with trio.fail_after(2):
         async with lim.acquire(), RedisConnector(redis_url).client() as client:

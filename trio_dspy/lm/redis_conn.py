@@ -7,8 +7,10 @@ task group that must be entered and left by the same task, so a client
 cannot outlive the block that opened it nor be shared by sibling tasks.
 Each limited or cached call therefore opens its own client for exactly as
 long as it needs one (:meth:`RedisConnector.client`): nothing outlives the
-call, and nothing is bound to a trio run that has ended. On loopback a
-connection costs about a millisecond (``benchmarks/scale_out.py``).
+call, and nothing is bound to a trio run that has ended. That costs a
+connection per call; a program that makes many calls opens one client for
+all of them with ``async with shared.connected():`` around its work
+(:meth:`RedisConnector.connected`), and the calls inside share its pool.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import trio
 
 from ..errors import ConfigurationError
 from ..logs import get_logger
+from ..runlocal import RunLocal
 
 if TYPE_CHECKING:
     import coredis
@@ -102,7 +105,8 @@ def _public_url(url: str) -> str:
 
 
 class RedisConnector:
-    """Opens coredis clients for one Redis URL, one per call.
+    """Opens coredis clients for one Redis URL: the one of an enclosing
+    :meth:`connected` block, else one per call.
 
     Raises:
         ValueError: ``url`` is not a ``redis://``, ``rediss://`` or ``unix://`` URL.
@@ -117,14 +121,13 @@ class RedisConnector:
         self._url = url
         #: the URL without its password.
         self.public_url = _public_url(url)
+        # The clients of this run's open connected() blocks, innermost last.
+        self._open: RunLocal[list[coredis.Redis[bytes]]] = RunLocal(
+            list, name="trio_dspy.lm.redis_conn"
+        )
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[coredis.Redis[bytes]]:
-        """A client whose connection lives for the body of the block.
-
-        Raises:
-            ConfigurationError: coredis is not installed.
-        """
+    async def _new_client(self) -> AsyncIterator[coredis.Redis[bytes]]:
         coredis = _coredis()
         redis = coredis.Redis.from_url(
             self._url,
@@ -134,6 +137,40 @@ class RedisConnector:
         )
         async with _as_itself(redis):
             yield redis
+
+    @asynccontextmanager
+    async def client(self) -> AsyncIterator[coredis.Redis[bytes]]:
+        """The client of the innermost :meth:`connected` block of this run, else a
+        client whose connection lives for the body of this block.
+
+        Raises:
+            ConfigurationError: coredis is not installed.
+        """
+        shared = self._open.get()
+        if shared:
+            yield shared[-1]
+            return
+        async with self._new_client() as redis:
+            yield redis
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """Keep one client (and its connection pool) open for the block.
+
+        Every call made while the block is open, from any task of this trio
+        run, uses it instead of connecting for itself. Its connections are
+        tasks of this block: wrap the block around the work that makes the calls.
+
+        Raises:
+            ConfigurationError: coredis is not installed.
+        """
+        async with self._new_client() as redis:
+            stack = self._open.get()
+            stack.append(redis)
+            try:
+                yield
+            finally:
+                stack.remove(redis)
 
     def __repr__(self) -> str:
         return f"RedisConnector({self.public_url!r})"
@@ -229,7 +266,7 @@ async def clean_up(
         except errors:
             pass
         try:
-            async with connector.client() as fresh:
+            async with connector._new_client() as fresh:
                 await action(fresh)
             return None
         except errors as exc:

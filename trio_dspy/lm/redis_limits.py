@@ -14,11 +14,12 @@ the server's clock (``TIME``), so the workers' clocks do not matter:
 * ``max_concurrency`` is a set of leases (a sorted set scored by expiry).
   A holder renews its lease every third of ``lease_ttl`` from a task in a
   nursery scoped to the call, so a worker killed mid-call frees its slot
-  within ``lease_ttl``. Waiters take a ticket in a FIFO queue and poll with
-  backoff (2 ms doubling to 50 ms); a ticket is granted a slot when its place
-  in the queue is below the number of free slots, so slots go out in ticket
-  order (a waiter polling late may start a few milliseconds after one
-  behind it, never take its slot). Tickets expire like leases, so a killed
+  within ``lease_ttl``. Waiters take a ticket in a FIFO queue and poll, the
+  next in line every few milliseconds, those further back less often (4 ms
+  per waiter ahead, at most 250 ms, jittered); a ticket is granted a slot
+  when its place in the queue is below the number of free slots, so slots go
+  out in ticket order (a waiter polling late may start a few milliseconds
+  after one behind it, never instead of it). Tickets expire like leases, so a killed
   waiter leaves the queue too.
 
 A cancelled waiter takes nothing: its ticket, any lease granted by a reply
@@ -36,9 +37,10 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -48,7 +50,6 @@ from ..logs import get_logger
 from .limits import Limits
 from .redis_conn import (
     RedisConnector,
-    backoff_delays,
     clean_up,
     keep_alive,
     redis_errors,
@@ -62,6 +63,10 @@ if TYPE_CHECKING:
 __all__ = ["RedisLimiter", "RedisLimits"]
 
 log = get_logger(__name__)
+
+#: Seconds between a waiter's polls per waiter ahead of it, and at most.
+POLL_STEP = 0.004
+POLL_CAP = 0.25
 
 # KEYS[1] the bucket; ARGV capacity, refill per ms, amount (negative gives back).
 # Returns the milliseconds until the level is back to zero (0 if it is not below).
@@ -82,7 +87,8 @@ return tostring(-level / rate)
 """
 
 # KEYS leases, queue (score: ticket number), tickets (score: expiry), counter;
-# ARGV id, max_concurrency, ttl ms. Returns 1 when the id now holds a lease.
+# ARGV id, max_concurrency, ttl ms. Returns -1 when the id now holds a lease,
+# else how many waiters must be served before it.
 SLOT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -95,18 +101,17 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ARGV[1])
 end
-local granted = 0
 local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
-if redis.call('ZRANK', KEYS[2], ARGV[1]) < free then
+local ahead = redis.call('ZRANK', KEYS[2], ARGV[1]) - free
+if ahead < 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-  granted = 1
 else
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
 end
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
-return granted
+return ahead
 """
 
 # KEYS leases; ARGV id, ttl ms. Returns 0 if the lease is gone (expired).
@@ -159,6 +164,22 @@ class RedisLimits:
     def bind(self, limits: Limits, scope: str) -> RedisLimiter:
         """The limiter enforcing ``limits`` on the budgets of ``scope`` (model and server)."""
         return RedisLimiter(self, limits, scope)
+
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        """Keep one Redis connection pool open for the block, shared by every call in it.
+
+        ::
+
+            async with shared.connected():
+                await td.gather(*calls)
+
+        Without it each call connects for itself, which costs about a
+        millisecond of CPU per call (see ``benchmarks/scale_out.py``).
+
+        Raises:
+            ConfigurationError: coredis is not installed.
+        """
+        return self.connector.connected()
 
     def __repr__(self) -> str:
         return (
@@ -258,12 +279,14 @@ class RedisLimiter:
         return _Permit(reserved[-1][2] if self.limits.tpm else 0.0)
 
     async def _take_slot(self, client: coredis.Redis[bytes], lease: str) -> None:
-        delays = backoff_delays()
         args = [lease, self.limits.max_concurrency, self._ttl_ms]
         while True:
-            if await run_script(client, SLOT, self.slot_keys, args):
+            ahead = await run_script(client, SLOT, self.slot_keys, args)
+            if ahead < 0:
                 return
-            await trio.sleep(delays())
+            # The next in line polls every few milliseconds, those far behind
+            # rarely: polling costs every waiter's process CPU, not just Redis.
+            await trio.sleep(min(POLL_CAP, POLL_STEP * (ahead + 1)) * random.uniform(0.5, 1.0))
 
     async def _renew(self, client: coredis.Redis[bytes], lease: str) -> bool:
         return bool(await run_script(client, RENEW, self.slot_keys[:1], [lease, self._ttl_ms]))
