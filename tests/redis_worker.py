@@ -2,8 +2,9 @@
 
 Makes ``--calls`` concurrent calls to ``--base-url`` with its limits (or
 cache) in Redis and prints one JSON line: ``{"ok": n, "cached": n,
-"errors": [...], "seconds": s}``. ``--deadline`` cancels the calls still
-waiting after that many seconds.
+"errors": [...], "seconds": s, ...}`` (also when it started and ended, and
+each call's duration). ``--deadline`` cancels the calls still waiting after
+that many seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import math
 import time
+from contextlib import AsyncExitStack
 
 import trio
 
@@ -36,23 +38,41 @@ async def work(args: argparse.Namespace) -> dict[str, object]:
     )
     counts = {"ok": 0, "cached": 0}
     errors: list[str] = []
+    durations: list[float] = []
 
     async def call(i: int) -> None:
         prompt = args.prompt if args.prompt else f"question {args.worker}-{i}"
+        began = time.perf_counter()
         try:
             response = await lm.request(LMRequest([Message("user", prompt)]))
         except td.errors.TrioDSPyError as exc:
             errors.append(repr(exc))
             return
+        durations.append(time.perf_counter() - began)
         counts["ok"] += 1
         counts["cached"] += response.cached
 
-    start = time.perf_counter()
-    with trio.move_on_after(args.deadline if args.deadline else math.inf):
-        async with trio.open_nursery() as nursery:
-            for i in range(args.calls):
-                nursery.start_soon(call, i)
-    return {**counts, "errors": errors, "seconds": time.perf_counter() - start}
+    async with AsyncExitStack() as stack:
+        if args.connected:  # one connection pool for all the calls
+            for shared in (limits, cache):
+                if isinstance(shared, td.RedisLimits | td.RedisCache):
+                    await stack.enter_async_context(shared.connected())
+        if args.warmup:  # import and connect before the clock starts
+            await lm.request(LMRequest([Message("user", f"warm-up {args.worker}")]))
+        started, start = time.time(), time.perf_counter()
+        with trio.move_on_after(args.deadline if args.deadline else math.inf):
+            async with trio.open_nursery() as nursery:
+                for i in range(args.calls):
+                    nursery.start_soon(call, i)
+    seconds = time.perf_counter() - start
+    return {
+        **counts,
+        "errors": errors,
+        "seconds": seconds,
+        "started": started,  # wall clock, to line workers up
+        "ended": started + seconds,
+        "durations": durations,
+    }
 
 
 def main() -> None:
@@ -67,8 +87,10 @@ def main() -> None:
     parser.add_argument("--rpm", type=float, default=None)
     parser.add_argument("--lease-ttl", type=float, default=10.0)
     parser.add_argument("--deadline", type=float, default=0.0)
+    parser.add_argument("--warmup", action="store_true", help="one call before the clock starts")
     parser.add_argument("--cache", action="store_true", help="share answers in Redis")
     parser.add_argument("--local", action="store_true", help="limits in this process only")
+    parser.add_argument("--connected", action="store_true", help="one Redis pool for all calls")
     args = parser.parse_args()
     print(json.dumps(trio.run(work, args)), flush=True)
 
