@@ -194,3 +194,27 @@ def test_bad_settings_are_refused_and_reprs_hide_the_password() -> None:
     lim = shared.bind(Limits(rpm=5), "m@u")
     assert "hunter2" not in repr(shared) + repr(lim)
     assert "localhost:6379" in repr(shared)
+
+
+async def test_calls_inside_connected_share_one_client(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = td.RedisLimits(redis_url, namespace=namespace())
+    opened = 0
+    new_client = shared.connector._new_client
+
+    def counting() -> Any:
+        nonlocal opened
+        opened += 1
+        return new_client()
+
+    monkeypatch.setattr(shared.connector, "_new_client", counting)
+    async with serve_sim(SimConfig(latency=0.0)) as sim:
+        lm = td.LM("openai/sim", base_url=sim.base_url, api_key="k", rpm=600, limits=shared)
+        async with shared.connected():
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(lm.request, REQUEST)
+            assert opened == 1
+        await lm.request(REQUEST)  # after the block: a client of its own
+        assert opened == 2
