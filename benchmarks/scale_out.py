@@ -32,7 +32,6 @@ worker's start to the last one's end (process start-up excluded).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import socket
 import statistics
@@ -43,7 +42,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -54,7 +52,10 @@ from trio_dspy.lm import LMRequest, Message
 #: limits in each process; in Redis, connecting per call; in Redis through one
 #: pool per worker (``async with shared.connected()``).
 MODES = ("local", "redis", "redis+pool")
-WORKER = str(Path(__file__).resolve().parent.parent / "tests" / "redis_worker.py")
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = str(ROOT / "tests" / "redis_worker.py")
+sys.path.insert(0, str(ROOT))  # the worker script's module, for run_workers
+from tests.redis_worker import run_workers  # noqa: E402
 
 
 @asynccontextmanager
@@ -84,19 +85,6 @@ async def redis_server(url: str | None) -> AsyncIterator[str]:
     finally:
         proc.terminate()
         await proc.wait()
-
-
-async def run_workers(cmds: list[list[str]]) -> list[dict[str, Any]]:
-    reports: list[dict[str, Any]] = [{} for _ in cmds]
-
-    async def run(i: int) -> None:
-        done = await trio.run_process(cmds[i], capture_stdout=True, check=True)
-        reports[i] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-
-    async with trio.open_nursery() as nursery:
-        for i in range(len(cmds)):
-            nursery.start_soon(run, i)
-    return reports
 
 
 async def measure(

@@ -1,10 +1,11 @@
 """One worker process of the multi-process tests (and benchmarks/scale_out.py).
 
-Makes ``--calls`` concurrent calls to ``--base-url`` with its limits (or
-cache) in Redis and prints one JSON line: ``{"ok": n, "cached": n,
-"errors": [...], "seconds": s, ...}`` (also when it started and ended, and
-each call's duration). ``--deadline`` cancels the calls still waiting after
-that many seconds.
+Run as a script, it makes ``--calls`` concurrent calls to ``--base-url``
+with its limits (or cache) in Redis and prints one JSON line: ``{"ok": n,
+"cached": n, "errors": [...], "seconds": s, ...}`` (also when it started and
+ended, and each call's duration). ``--deadline`` cancels the calls still
+waiting after that many seconds. :func:`run_workers` starts several workers
+and collects their reports.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 import trio
 
@@ -73,6 +75,24 @@ async def work(args: argparse.Namespace) -> dict[str, object]:
         "ended": started + seconds,
         "durations": durations,
     }
+
+
+async def run_workers(cmds: list[list[str]]) -> list[dict[str, Any]]:
+    """Run worker processes at once; their JSON reports, in order.
+
+    Raises:
+        subprocess.CalledProcessError: a worker failed.
+    """
+    reports: list[dict[str, Any]] = [{} for _ in cmds]
+
+    async def run(i: int) -> None:
+        done = await trio.run_process(cmds[i], capture_stdout=True, check=True)
+        reports[i] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(cmds)):
+            nursery.start_soon(run, i)
+    return reports
 
 
 def main() -> None:

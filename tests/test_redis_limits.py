@@ -38,23 +38,28 @@ async def level(url: str, key: str) -> float:
         return float(await client.hget(key, "level") or "nan")
 
 
+class Holders:
+    """Counts the slots held at once through any limiter, and the most ever."""
+
+    def __init__(self) -> None:
+        self.held = self.peak = 0
+
+    async def call(self, lim: RedisLimiter, duration: float) -> None:
+        async with lim.acquire():
+            self.held += 1
+            self.peak = max(self.peak, self.held)
+            await trio.sleep(duration)
+            self.held -= 1
+
+
 async def test_workers_sharing_redis_never_exceed_max_concurrency(redis_url: str) -> None:
     ns = namespace()
     workers = [limiter(redis_url, ns, max_concurrency=3) for _ in range(2)]
-    held = peak = 0
-
-    async def call(lim: RedisLimiter) -> None:
-        nonlocal held, peak
-        async with lim.acquire():
-            held += 1
-            peak = max(peak, held)
-            await trio.sleep(0.02)
-            held -= 1
-
+    holders = Holders()
     async with trio.open_nursery() as nursery:
         for i in range(12):
-            nursery.start_soon(call, workers[i % 2])
-    assert peak == 3
+            nursery.start_soon(holders.call, workers[i % 2], 0.02)
+    assert holders.peak == 3
 
 
 async def test_waiters_get_slots_in_the_order_they_asked(redis_url: str) -> None:
@@ -114,21 +119,12 @@ async def test_a_lease_nobody_renews_frees_its_slot_after_the_ttl(redis_url: str
 async def test_a_running_call_keeps_its_slot_past_the_ttl(redis_url: str) -> None:
     ns = namespace()
     lim = limiter(redis_url, ns, lease_ttl=0.15, max_concurrency=1)
-    held = peak = 0
-
-    async def call(duration: float) -> None:
-        nonlocal held, peak
-        async with lim.acquire():
-            held += 1
-            peak = max(peak, held)
-            await trio.sleep(duration)
-            held -= 1
-
+    holders = Holders()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(call, 0.5)  # renewed every 0.05 s
+        nursery.start_soon(holders.call, lim, 0.5)  # renewed every 0.05 s
         await trio.sleep(0.05)
-        nursery.start_soon(call, 0.0)
-    assert peak == 1
+        nursery.start_soon(holders.call, lim, 0.0)
+    assert holders.peak == 1
 
 
 async def bucket_wait(url: str, ns: str, per_minute: float, amount: float) -> float:

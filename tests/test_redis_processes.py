@@ -7,7 +7,6 @@ takes a few seconds.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from trio_dspy.lm import LMRequest, Message
 from trio_dspy.testing import SimConfig, SimServer, serve_sim
 
 from .redis_fixture import RedisProcess, namespace
+from .redis_worker import run_workers
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +35,6 @@ REQUEST = LMRequest([Message("user", "What is the capital of France?")])
 def worker_cmd(sim: SimServer, redis_url: str, ns: str, *options: str) -> list[str]:
     base = [sys.executable, WORKER, "--base-url", sim.base_url, "--redis", redis_url]
     return [*base, "--namespace", ns, *options]
-
-
-async def run_workers(cmds: list[list[str]]) -> list[dict[str, Any]]:
-    """Run the workers at once; their JSON reports, in order."""
-    reports: list[dict[str, Any]] = [{} for _ in cmds]
-
-    async def run(i: int) -> None:
-        done = await trio.run_process(cmds[i], capture_stdout=True, check=True)
-        reports[i] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-
-    async with trio.open_nursery() as nursery:
-        for i in range(len(cmds)):
-            nursery.start_soon(run, i)
-    return reports
 
 
 async def until(condition: Callable[[], bool]) -> None:

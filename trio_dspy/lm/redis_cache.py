@@ -23,7 +23,6 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import trio
@@ -32,6 +31,7 @@ from ..logs import get_logger
 from ..messages import LMResponse
 from .cache import Cache, as_cached, decode_response, encode_response
 from .redis_conn import (
+    RedisBacked,
     RedisConnector,
     backoff_delays,
     clean_up,
@@ -65,7 +65,7 @@ return 1
 """
 
 
-class RedisCache(Cache):
+class RedisCache(RedisBacked, Cache):
     """Responses in Redis, shared by every process with the same URL and namespace.
 
     ::
@@ -131,6 +131,7 @@ class RedisCache(Cache):
     async def get(self, key: str) -> LMResponse | None:
         """The response under ``key``; ``None`` if absent, unreadable or Redis is unreachable."""
         if not self._available():
+            await trio.lowlevel.checkpoint()
             return None
         try:
             async with self.connector.client() as client:
@@ -144,6 +145,7 @@ class RedisCache(Cache):
     async def put(self, key: str, response: LMResponse) -> None:
         """Store ``response`` under ``key`` for ``ttl`` seconds (skipped if Redis is down)."""
         if not self._available():
+            await trio.lowlevel.checkpoint()
             return
         px = None if self.ttl is None else max(1, int(self.ttl * 1000))
         try:
@@ -200,22 +202,6 @@ class RedisCache(Cache):
     async def _lock(self, client: coredis.Redis[bytes], lock: str, token: str, ms: int) -> bool:
         """Extend the lock to ``ms`` from now (``0``: release it); ``False`` if not ours."""
         return bool(await run_script(client, LOCK, [lock], [token, ms]))
-
-    def connected(self) -> AbstractAsyncContextManager[None]:
-        """Keep one Redis connection pool open for the block, shared by every call in it.
-
-        ::
-
-            async with shared.connected():
-                await td.gather(*calls)
-
-        Without it each call connects for itself, which costs about a
-        millisecond of CPU per call (see ``benchmarks/scale_out.py``).
-
-        Raises:
-            ConfigurationError: coredis is not installed.
-        """
-        return self.connector.connected()
 
     def __repr__(self) -> str:
         return (

@@ -40,7 +40,7 @@ import math
 import random
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -49,6 +49,7 @@ from ..errors import LimitsUnavailableError
 from ..logs import get_logger
 from .limits import Limits
 from .redis_conn import (
+    RedisBacked,
     RedisConnector,
     clean_up,
     keep_alive,
@@ -131,7 +132,7 @@ return 1
 """
 
 
-class RedisLimits:
+class RedisLimits(RedisBacked):
     """Limits kept in Redis, shared by every process with the same URL and namespace.
 
     ::
@@ -164,22 +165,6 @@ class RedisLimits:
     def bind(self, limits: Limits, scope: str) -> RedisLimiter:
         """The limiter enforcing ``limits`` on the budgets of ``scope`` (model and server)."""
         return RedisLimiter(self, limits, scope)
-
-    def connected(self) -> AbstractAsyncContextManager[None]:
-        """Keep one Redis connection pool open for the block, shared by every call in it.
-
-        ::
-
-            async with shared.connected():
-                await td.gather(*calls)
-
-        Without it each call connects for itself, which costs about a
-        millisecond of CPU per call (see ``benchmarks/scale_out.py``).
-
-        Raises:
-            ConfigurationError: coredis is not installed.
-        """
-        return self.connector.connected()
 
     def __repr__(self) -> str:
         return (
