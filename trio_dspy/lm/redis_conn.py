@@ -4,7 +4,8 @@
 coredis (the ``redis`` extra) is imported here, on first use, never by
 ``import trio_dspy``. A coredis client runs its connections as tasks in a
 task group that must be entered and left by the same task, so a client
-cannot outlive the block that opened it nor be shared by sibling tasks.
+cannot outlive the block that opened it (other tasks may send commands
+through it while the block is open).
 Each limited or cached call therefore opens its own client for exactly as
 long as it needs one (:meth:`RedisConnector.client`): nothing outlives the
 call, and nothing is bound to a trio run that has ended. That costs a
