@@ -18,3 +18,16 @@ def _fresh_settings() -> Iterator[None]:
         yield
     finally:
         settings._global = saved
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a redis-server started for this test session (stopped after it)."""
+    from .redis_fixture import RedisProcess
+
+    server = RedisProcess()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

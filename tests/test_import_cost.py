@@ -9,7 +9,7 @@ import pytest
 
 import trio_dspy as td
 
-OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy")
+OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis")
 ON_FIRST_USE = (
     "trio_dspy.testing",
     "trio_dspy.evaluate",
@@ -18,6 +18,8 @@ ON_FIRST_USE = (
     "trio_dspy.lm.client",
     "trio_dspy.telemetry.otlp",
     "trio_dspy.telemetry.otel",
+    "trio_dspy.lm.redis_limits",
+    "trio_dspy.lm.redis_cache",
     "httpx",
     "h11",
 )
@@ -151,3 +153,13 @@ def test_the_opentelemetry_exporter_loads_the_sdk_when_first_named() -> None:
         "print(exporter.__module__, 'opentelemetry.sdk.trace' in sys.modules)"
     )
     assert out.split() == ["trio_dspy.telemetry.otel", "True"]
+
+
+def test_redis_support_loads_coredis_only_when_used() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "limits, cache = td.RedisLimits('redis://localhost'), td.RedisCache('redis://localhost')\n"
+        "td.LM('openai/m', base_url='http://127.0.0.1:1/v1', rpm=60, limits=limits, cache=cache)\n"
+        "print('coredis' in sys.modules)"
+    )
+    assert out.strip() == "False"  # built, but nothing sent yet

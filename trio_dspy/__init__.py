@@ -51,6 +51,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShot": (".optimizers", "BootstrapFewShot"),
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
+    "RedisCache": (".lm.redis_cache", "RedisCache"),
+    "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
 
 if TYPE_CHECKING:
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from . import datasets, evaluate, mcp, optimizers, testing
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
+    from .lm.redis_cache import RedisCache
+    from .lm.redis_limits import RedisLimits
     from .optimizers import (
         COPRO,
         BootstrapFewShot,
@@ -110,6 +114,8 @@ __all__ = [
     "Predict",
     "Prediction",
     "ReAct",
+    "RedisCache",
+    "RedisLimits",
     "Refine",
     "RequestScope",
     "Settings",

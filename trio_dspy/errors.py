@@ -19,6 +19,7 @@ __all__ = [
     "LMResponseTooLargeError",
     "LMServerError",
     "LMTimeoutError",
+    "LimitsUnavailableError",
     "RequestTimeoutError",
     "SignatureError",
     "StopAgent",
@@ -156,6 +157,15 @@ class LMResponseTooLargeError(LMServerError):
     def __init__(self, message: str, *, limit: int, **kw: object) -> None:
         self.limit = limit
         super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class LimitsUnavailableError(LMError):
+    """The shared limits (``LM(limits=td.RedisLimits(...))``) could not be reached.
+
+    Raised before the request is sent: nothing was spent. Not retried by the
+    LM, since every process would then run unlimited or pile up retries;
+    check that Redis is up and its URL is right.
+    """
 
 
 class LMBadRequestError(LMError):

@@ -36,6 +36,8 @@ _LAZY = {
     "register_provider": ".client",
     "Limits": ".limits",
     "OpenAILM": ".openai",
+    "RedisCache": ".redis_cache",
+    "RedisLimits": ".redis_limits",
     "Backoff": ".retry",
 }
 
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
     from .fallback import FallbackLM
     from .limits import Limits
     from .openai import OpenAILM
+    from .redis_cache import RedisCache
+    from .redis_limits import RedisLimits
     from .retry import Backoff
 else:
 
@@ -79,6 +83,8 @@ __all__ = [
     "MemoryCache",
     "Message",
     "OpenAILM",
+    "RedisCache",
+    "RedisLimits",
     "ResponseFormat",
     "TextPart",
     "ToolCall",

@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ __all__ = [
     "cache_lookup",
     "cache_store",
     "cached_call",
+    "decode_response",
     "default_cache_path",
+    "encode_response",
     "make_cache",
 ]
 
@@ -81,6 +84,19 @@ def as_cached(response: LMResponse) -> LMResponse:
     return attrs.evolve(response, cached=True, usage=Usage())
 
 
+def encode_response(response: LMResponse) -> str:
+    """``response`` as the JSON text a cache stores."""
+    return json.dumps(_converter.unstructure(response), ensure_ascii=False)
+
+
+def decode_response(raw: str | bytes) -> LMResponse | None:
+    """The response in stored JSON text, or ``None`` if it is unreadable."""
+    try:
+        return _converter.structure(json.loads(raw), LMResponse)
+    except (ValueError, TypeError, cattrs.BaseValidationError):
+        return None
+
+
 class Cache(abc.ABC):
     """Where responses are kept. Subclass to store them elsewhere."""
 
@@ -95,6 +111,15 @@ class Cache(abc.ABC):
     async def aclose(self) -> None:
         """Release resources (files, connections); the cache may reopen on next use."""
         return None
+
+    async def call_once(self, key: str, call: Callable[[], Awaitable[LMResponse]]) -> LMResponse:
+        """Run ``call`` (which stores its response) for a miss on ``key``.
+
+        In-process single-flight has already run; a cache shared by several
+        processes overrides this to let an identical call running in another
+        process finish and serve its stored response instead.
+        """
+        return await call()
 
 
 class MemoryCache(Cache):
@@ -191,17 +216,11 @@ class DiskCache(Cache):
     async def get(self, key: str) -> LMResponse | None:
         """The response under ``key``, or ``None`` (also for an unreadable entry)."""
         raw = await trio.to_thread.run_sync(self._get, key)
-        if raw is None:
-            return None
-        try:
-            return _converter.structure(json.loads(raw), LMResponse)
-        except (ValueError, TypeError, cattrs.BaseValidationError):
-            return None
+        return None if raw is None else decode_response(raw)
 
     async def put(self, key: str, response: LMResponse) -> None:
         """Store ``response`` under ``key`` (replacing any older entry)."""
-        value = json.dumps(_converter.unstructure(response), ensure_ascii=False)
-        await trio.to_thread.run_sync(self._put, key, value)
+        await trio.to_thread.run_sync(self._put, key, encode_response(response))
 
     async def aclose(self) -> None:
         """Close the SQLite connection (reopened on next use)."""
@@ -323,4 +342,4 @@ async def cached_call(
         await cache_store(cache, key, response)
         return response
 
-    return await flights.run(key, call_and_store)
+    return await flights.run(key, partial(cache.call_once, key, call_and_store))

@@ -48,7 +48,7 @@ from .errors import (
     parse_retry_after,
     refuses_format,
 )
-from .limits import Limits
+from .limits import Limits, LimitsBackend, LimitsStore
 from .params import TooDeep, check_params, check_positive, completion_estimate, load_json
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
@@ -115,6 +115,11 @@ class LM(BaseLM):
             (unbounded when that is ``None``).
         rpm: requests per minute (a token bucket on the trio clock).
         tpm: tokens per minute (a token bucket on the trio clock).
+        limits: where ``max_concurrency``, ``rpm`` and ``tpm`` are kept:
+            ``None`` (default) in this process; a
+            :class:`~trio_dspy.lm.limits.LimitsStore` such as
+            ``td.RedisLimits(url)`` to share them with every process using the
+            same store (see :mod:`trio_dspy.lm.redis_limits`).
         cache: ``False`` (default); ``True``/``"memory"`` for an in-memory LRU;
             ``"disk"`` or a path for SQLite; or a :class:`~trio_dspy.lm.cache.Cache`.
         history_size: how many calls :attr:`history` keeps.
@@ -176,6 +181,7 @@ class LM(BaseLM):
         max_connections: int | None = None,
         rpm: float | None = None,
         tpm: float | None = None,
+        limits: LimitsStore | None = None,
         cache: bool | str | os.PathLike[str] | Cache | None = False,
         history_size: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -210,7 +216,7 @@ class LM(BaseLM):
         self.on_retry = on_retry
         self.backoff = backoff or Backoff()
         self.limits = Limits(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm)
-        self._limits = self.limits if self.limits.active else None
+        self._limits: LimitsBackend | None = self.limits if self.limits.active else None
         self.cache = make_cache(cache)
         self._flights = SingleFlight()
         self._format_level = 0
@@ -236,6 +242,8 @@ class LM(BaseLM):
         )
         self._url = self._http.url(self.endpoint_path(self._http.base_url.path))
         self._public_base_url = str(self._http.base_url.copy_with(username=None, password=None))
+        if limits is not None and self._limits is not None:
+            self._limits = limits.bind(self.limits, f"{self.model}@{self._public_base_url}")
 
     # ------------------------------------------------------------ provider hooks
     def endpoint_path(self, base_path: str) -> str:

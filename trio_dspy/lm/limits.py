@@ -9,19 +9,53 @@ the bucket ends up charged with what the provider actually counted.
 All waiting is cancellable and fair (first come, first served). The
 semaphore, locks and bucket levels are bound to a trio run and recreated in
 the next one.
+
+:class:`LimitsBackend` is what the LM needs of a limiter: :class:`Limits`
+keeps the budgets in this process; a :class:`LimitsStore` given as
+``LM(limits=...)`` (:class:`~trio_dspy.lm.redis_limits.RedisLimits`) binds
+the same numbers to budgets shared by several processes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 import trio
 
 from ..runlocal import RunLocal
 
-__all__ = ["Limits", "Permit", "TokenBucket"]
+__all__ = ["Limits", "LimitsBackend", "LimitsStore", "Permit", "Settle", "TokenBucket"]
+
+
+class Settle(Protocol):
+    """A permit: told the real token usage of the call it admitted."""
+
+    def settle(self, actual_tokens: int) -> None:
+        """Charge the call's real usage instead of its estimate."""
+
+
+class LimitsBackend(Protocol):
+    """Admits each HTTP attempt of an LM: the seam between the LM and its limiter."""
+
+    def acquire(self, estimated_tokens: int = 0) -> AbstractAsyncContextManager[Settle]:
+        """Wait (cancellably) for a slot and the rate budget; hold them for the block."""
+        ...
+
+
+class LimitsStore(Protocol):
+    """Where an LM's limits are kept when not in the process (``LM(limits=...)``)."""
+
+    def bind(self, limits: Limits, scope: str) -> LimitsBackend:
+        """The limiter enforcing ``limits`` on the budgets named ``scope``
+        (the model and its server: one set of budgets per model).
+
+        Raises:
+            ConfigurationError: the store's client library is not installed.
+        """
+        ...
 
 
 class TokenBucket:
