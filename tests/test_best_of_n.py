@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from trio.testing import wait_all_tasks_blocked
 
 import trio_dspy as td
 from trio_dspy.adapters.base import ToolTurn
@@ -304,6 +305,9 @@ async def test_best_of_n_over_http_cancels_the_other_calls_and_counts_only_arriv
                 pred = await best(question="q")
                 elapsed = trio.current_time() - start
             answered = sim.stats.ok
+            # The server saw the three others hang up and stopped working on them.
+            await wait_all_tasks_blocked()
+            assert sim.http is not None and sim.http.requests_abandoned == 3
             # The five went out at once, each at its own temperature.
             assert sorted(b["temperature"] for b in sim.requests) == pytest.approx(
                 [1.0, 1.001, 1.002, 1.003, 1.004]

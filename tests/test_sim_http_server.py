@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from trio_dspy.testing.http_server import Request, Response, serve_http
 
@@ -113,3 +114,41 @@ async def test_exit_cancels_stalled_handlers() -> None:
                 await entered.wait()
             assert cancelled == [True]
     assert len(errors) == 1
+
+
+async def test_a_client_that_hangs_up_cancels_its_handler() -> None:
+    cancelled = trio.Event()
+
+    async def slow(request: Request) -> Response:
+        try:
+            await trio.sleep(3600)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async with serve_http(slow) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.aclose()
+        with trio.fail_after(5):
+            await cancelled.wait()
+        assert server.requests_abandoned == 1
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async with serve_http(_echo) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        first = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
+        second = b"GET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        await stream.send_all(first + second)
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        await stream.aclose()
+        assert received.count(b"HTTP/1.1 200") == 2
+        assert b'"path":"/one"' in received.replace(b" ", b"")
+        assert b'"path":"/two"' in received.replace(b" ", b"")
+        assert server.requests_abandoned == 0

@@ -153,13 +153,16 @@ class HttpServer:
     """A running server: where it listens and what it has seen.
 
     ``connections_accepted`` counts TCP connections (so tests can check
-    keep-alive reuse); ``open_connections`` is how many are open now.
+    keep-alive reuse); ``open_connections`` is how many are open now;
+    ``requests_abandoned`` counts requests whose client closed the connection
+    before the handler had answered (the handler is cancelled then).
     """
 
     host: str
     port: int
     connections_accepted: int = 0
     open_connections: int = 0
+    requests_abandoned: int = 0
 
     @property
     def base_url(self) -> str:
@@ -221,11 +224,9 @@ async def _serve_connection(
             request = await _read_request(stream, conn)
             if request is None:
                 return
-            try:
-                response = await handler(request)
-            except Exception as exc:  # a broken handler must not kill the server
-                log.warning("http_server.handler_failed", path=request.path, error=repr(exc))
-                response = Response.from_text("internal error in handler\n", status=500)
+            response = await _answer_while_connected(stream, conn, handler, request, server)
+            if response is None:  # the client left first
+                return
             if response.reset_connection:
                 _abort(stream)
                 return
@@ -245,6 +246,43 @@ async def _serve_connection(
     finally:
         server.open_connections -= 1
         await trio.aclose_forcefully(stream)
+
+
+async def _answer_while_connected(
+    stream: trio.SocketStream,
+    conn: h11.Connection,
+    handler: Handler,
+    request: Request,
+    server: HttpServer,
+) -> Response | None:
+    """The handler's response, or ``None`` when the client hung up before it was ready.
+
+    A client that gives up on a request (cancelled, timed out) closes its
+    connection; a real server notices and stops working on it. So while the
+    handler runs, the connection is watched: end of file cancels the handler.
+    Bytes that arrive meanwhile (a pipelined request) are kept for the next
+    cycle.
+    """
+    response: Response | None = None
+
+    async def watch(cancel_scope: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            while data := await stream.receive_some(_READ_SIZE):
+                conn.receive_data(data)
+        # End of file, or reset: the client is gone either way.
+        server.requests_abandoned += 1
+        log.debug("http_server.request_abandoned", path=request.path)
+        cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        try:
+            response = await handler(request)
+        except Exception as exc:  # a broken handler must not kill the server
+            log.warning("http_server.handler_failed", path=request.path, error=repr(exc))
+            response = Response.from_text("internal error in handler\n", status=500)
+        nursery.cancel_scope.cancel()
+    return response
 
 
 async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> Any:
