@@ -38,6 +38,17 @@ async def test_a_cache_hit_is_a_checkpoint() -> None:
     assert response.cached
 
 
+async def test_closing_models_and_reading_caches_are_checkpoints() -> None:
+    unused = td.LM("openai/m", base_url="http://127.0.0.1:9/v1", api_key="k")
+    with trio.testing.assert_checkpoints():
+        await unused.aclose()
+    with trio.testing.assert_checkpoints():
+        await DummyLM([]).aclose()
+    cache = td.lm.MemoryCache()
+    with trio.testing.assert_checkpoints():
+        assert await cache.get("absent") is None
+
+
 async def test_module_tool_gather_and_lm_calls_are_checkpoints() -> None:
     lm = DummyLM([{"answer": "4"}], cycle=True)
     td.configure(lm=lm)

@@ -142,3 +142,31 @@ async def test_a_single_completion_is_its_own_completions() -> None:
         pred = await td.Predict("question -> answer")(question="q")
     assert len(pred.completions) == 1
     assert pred.completions.answer == ["a"]
+
+
+async def test_groq_which_refuses_n_gets_separate_calls() -> None:
+    async with serve_sim(SimConfig(profile="groq")) as sim:
+        lm = td.LM("groq/llama-3.3-70b-versatile", base_url=sim.base_url, api_key="k")
+        async with lm:
+            with td.context(lm=lm):
+                pred = await td.Predict("question -> answer", n=3)(question="q")
+        bodies = list(sim.requests)
+    assert len(pred.completions) == 3
+    assert len(bodies) == 3 and all(b.get("n") in (None, 1) for b in bodies)
+    assert sim.stats.errors == 0
+
+
+async def test_streamed_n_is_one_request_not_streamed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with serve_sim(SimConfig()) as sim:
+        async with td.LM("openai/sim-model", base_url=sim.base_url, api_key="k") as lm:
+            program = td.streamify(td.Predict("question -> answer", n=3))
+            with td.context(lm=lm):
+                async with program(question="q") as stream:
+                    items = [item async for item in stream]
+        bodies = list(sim.requests)
+    # One request for the three completions, not a stream of one plus two more.
+    assert len(bodies) == 1 and bodies[0]["n"] == 3 and not bodies[0].get("stream")
+    (prediction,) = items
+    assert isinstance(prediction, td.Prediction) and len(prediction.completions) == 3

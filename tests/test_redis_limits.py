@@ -7,6 +7,7 @@ keeps real time, so these tests do too (each well under a second).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -190,6 +191,29 @@ def test_bad_settings_are_refused_and_reprs_hide_the_password() -> None:
     lim = shared.bind(Limits(rpm=5), "m@u")
     assert "hunter2" not in repr(shared) + repr(lim)
     assert "localhost:6379" in repr(shared)
+    for url in ("redis://localhost/0?password=hunter2", "unix:///tmp/r.sock?db=1&password=hunter2"):
+        shared = td.RedisLimits(url)
+        assert "hunter2" not in repr(shared), repr(shared)
+        assert "password=***" in repr(shared)
+
+
+async def test_an_unreachable_redis_never_shows_a_password_from_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "redis://127.0.0.1:9/0?password=hunter2"  # nothing listens on port 9
+    lm = td.LM(
+        "openai/m",
+        base_url="http://127.0.0.1:9/v1",
+        api_key="k",
+        rpm=60,
+        limits=td.RedisLimits(url),
+        cache=td.RedisCache(url),
+        max_retries=0,
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(td.errors.LMError) as info:
+        await lm.request(LMRequest([Message("user", "hi")]))
+    assert "hunter2" not in str(info.value)
+    assert "hunter2" not in caplog.text
 
 
 async def test_calls_inside_connected_share_one_client(

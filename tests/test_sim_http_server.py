@@ -152,3 +152,14 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         assert b'"path":"/one"' in received.replace(b" ", b"")
         assert b'"path":"/two"' in received.replace(b" ", b"")
         assert server.requests_abandoned == 0
+
+
+async def test_an_error_in_the_block_comes_out_as_itself() -> None:
+    from trio_dspy.testing import serve_sim
+
+    with pytest.raises(KeyError, match="mine"):
+        async with serve_http(_echo):
+            raise KeyError("mine")
+    with pytest.raises(KeyError, match="mine"):
+        async with serve_sim():
+            raise KeyError("mine")

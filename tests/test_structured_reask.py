@@ -133,3 +133,29 @@ async def test_a_model_that_only_slips_now_and_then_keeps_the_text_format() -> N
     # Never two rescues in a row: every call starts in the text format.
     assert formats == [False, True, False] * 3
     assert not format_memory.prefers_structured(lm)
+
+
+async def test_values_that_fail_their_type_do_not_switch_the_model_to_structured_mode() -> None:
+    # Well-formed sections, but "four" is not an int: a value error, not a lost format.
+    def answer(request: LMRequest) -> str | dict[str, int]:
+        if request.response_format is not None:
+            return {"answer": 4}
+        return "[[ ## answer ## ]]\nfour\n\n[[ ## completed ## ]]"
+
+    lm = DummyLM(answer)
+    with td.context(lm=lm):
+        for _ in range(3):
+            assert (await td.Predict("question -> answer: int")(question="2+2?")).answer == 4
+    # Each call starts in the chat format and is rescued by one structured re-ask.
+    assert [r.response_format is not None for r in lm.requests] == [False, True] * 3
+    assert not format_memory.prefers_structured(lm)
+
+
+async def test_the_structured_reask_keeps_the_rollout_and_the_timeout() -> None:
+    lm = DummyLM(lambda r: {"answer": "4"} if r.response_format else "rambling")
+    with td.context(lm=lm):
+        pred = await td.Predict("question -> answer", n=2)(question="2+2?")
+    assert len(pred.completions) == 2
+    # Two separate calls (DummyLM takes no n), each re-asked under its own rollout id.
+    rollouts = sorted((r.rollout_id, r.response_format is not None) for r in lm.requests)
+    assert rollouts == [(0, False), (0, True), (1, False), (1, True)]

@@ -135,7 +135,9 @@ class ChatAdapter(Adapter):
             try:
                 return parse_json_outputs(signature, completion, adapter=self.name)
             except AdapterParseError:
-                raise chat_error from None
+                # The chat reading's error is the one to report, with its cause
+                # (a value that failed its type) kept.
+                raise chat_error from chat_error.__cause__
 
     def _parse_sections(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         wanted = {n.lower(): n for n in signature.output_fields}

@@ -136,7 +136,11 @@ class MemoryCache(Cache):
         self._items: collections.OrderedDict[str, LMResponse] = collections.OrderedDict()
 
     async def get(self, key: str) -> LMResponse | None:
-        """The response under ``key`` (marking it most recently used), or ``None``."""
+        """The response under ``key`` (marking it most recently used), or ``None``.
+
+        A checkpoint, like every cache's ``get``, though nothing here waits.
+        """
+        await trio.lowlevel.checkpoint()
         response = self._items.get(key)
         if response is not None:
             self._items.move_to_end(key)

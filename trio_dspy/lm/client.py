@@ -567,12 +567,15 @@ class LM(BaseLM):
         """Close this run's connections (and the cache's file); the LM stays usable.
 
         Shielded from cancellation (and bounded), so leaving ``async with lm:``
-        because of a cancel still releases everything.
+        because of a cancel still releases everything. A checkpoint, like
+        trio's own ``aclose`` methods: closed first, then ``Cancelled`` if the
+        surrounding scope is cancelled.
         """
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
             await self._http.aclose()
             if self.cache is not None:
                 await self.cache.aclose()
+        await trio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:
         # Safe on an instance whose constructor raised half-way.

@@ -95,10 +95,12 @@ class GroqLM(OpenAILM):
     ``json_schema`` only on some models (others answer 400 "This model does
     not support response format `json_schema`" and the LM steps down to
     ``json_object``); ``logprobs``, ``logit_bias``, ``top_logprobs`` and ``n``
-    above 1 are refused with 400. Key from ``$GROQ_API_KEY``.
+    above 1 are refused with 400, so ``Predict(..., n=3)`` makes three
+    concurrent calls here. Key from ``$GROQ_API_KEY``.
     """
 
     provider = "groq"
+    supports_n = False
     default_base_url = "https://api.groq.com/openai/v1"
     base_url_env = "GROQ_BASE_URL"
     api_key_env = "GROQ_API_KEY"

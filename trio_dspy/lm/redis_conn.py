@@ -117,16 +117,25 @@ async def run_script(
     return await _script(source)(keys=keys, args=[str(a) for a in args], client=client)
 
 
+# Query parameters that carry credentials (coredis reads ``?password=``, the
+# usual form for ``unix://`` sockets).
+_SECRET_QUERY = frozenset({"password", "username"})
+
+
 def _public_url(url: str) -> str:
-    """``url`` without its password (for reprs and messages)."""
+    """``url`` without its password, in the address or the query (for reprs and messages)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urllib.parse.urlunsplit(parts._replace(netloc=user + host))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        parts = parts._replace(netloc=user + host)
+    if parts.query:
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        masked = [(k, "***" if k.lower() in _SECRET_QUERY else v) for k, v in query]
+        parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
+    return urllib.parse.urlunsplit(parts)
 
 
 class RedisConnector:

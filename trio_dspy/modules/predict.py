@@ -168,12 +168,14 @@ class Predict(Module, Predictor):
         """``n`` completions: one request where the model takes ``n``, else ``n`` at once.
 
         Completions missing from the answer (the server ignored ``n``, or some
-        did not parse) are asked for with separate calls, all at once.
+        did not parse) are asked for with separate calls, all at once. None
+        of them streams inside :func:`~trio_dspy.streamify`: a stream carries
+        one completion, and the rest would be paid for twice.
         """
         completions: list[dict[str, Any]] = []
         usage = Usage()
         if call.lm.supports_n:
-            completions, usage = await self._ask(call, request)
+            completions, usage = await self._ask(call, request, stream=False)
         missing = n - len(completions)
         if missing > 0:
             # A provider without ``n`` (Anthropic), a server that ignored it, or
@@ -250,9 +252,17 @@ class Predict(Module, Predictor):
                 # response_format down if the server refuses it. The rambling
                 # answer is not shown again, but why it failed is (a validator's
                 # complaint is worth reading).
-                adapter, rescued = fallback, True
-                request = fallback.format_request(
-                    self.signature, self.demos, call.inputs, params=request.params
+                # Only an answer that lost the format counts towards asking
+                # this model in structured-output mode first; a value that
+                # failed its type says nothing about the format.
+                adapter = fallback
+                rescued = not isinstance(exc.__cause__, StructuringError)
+                request = attrs.evolve(
+                    fallback.format_request(
+                        self.signature, self.demos, call.inputs, params=request.params
+                    ),
+                    rollout_id=request.rollout_id,
+                    timeout=request.timeout,
                 )
                 messages = _noted(
                     request.messages, f"An earlier answer could not be used: {exc.args[0]}"

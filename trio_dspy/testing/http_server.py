@@ -27,6 +27,7 @@ import attrs
 import h11
 import trio
 
+from ..groups import raise_single
 from ..logs import get_logger
 
 __all__ = ["ClientGone", "ConnectionReset", "HttpServer", "Request", "Response", "serve_http"]
@@ -187,13 +188,16 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port = listeners[0].socket.getsockname()[1]
     server = HttpServer(host=host, port=bound_port)
-    async with trio.open_nursery() as nursery:
-        for listener in listeners:
-            nursery.start_soon(_accept_loop, listener, handler, server, nursery)
-        try:
-            yield server
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept_loop, listener, handler, server, nursery)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the block's own error comes out as itself
+        raise_single(group)
 
 
 async def _accept_loop(

@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..groups import raise_single
 from .http_server import HttpServer, Request, Response, serve_http
 from .sim_answers import (
     Answer,
@@ -388,9 +389,12 @@ async def serve_sim(
         OSError: the address cannot be bound.
     """
     sim = SimServer(config or SimConfig())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sim._sleeps.run)
-        async with serve_http(sim.handle, host=host, port=port) as http:
-            sim.http = http
-            yield sim
-        nursery.cancel_scope.cancel()  # after every request handler has finished
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sim._sleeps.run)
+            async with serve_http(sim.handle, host=host, port=port) as http:
+                sim.http = http
+                yield sim
+            nursery.cancel_scope.cancel()  # after every request handler has finished
+    except BaseExceptionGroup as group:  # the block's own error comes out as itself
+        raise_single(group)
