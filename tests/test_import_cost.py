@@ -118,16 +118,17 @@ def test_a_signature_with_a_pydantic_model_works_once_the_user_imports_pydantic(
     assert out.strip() == "name='a'"
 
 
-def test_mcp_tools_load_the_sdk_when_first_named() -> None:
+def test_mcp_tools_load_the_sdk_only_when_a_session_opens() -> None:
     out = _run(
         "import sys, trio_dspy as td\n"
         "td.ReAct('q -> a', tools=[td.Tool(lambda: 'x', name='x')])\n"
-        "assert 'mcp' not in sys.modules\n"
+        "from trio_dspy import *\n"
         "from trio_dspy import mcp\n"
-        "assert td.mcp is mcp and 'mcp' in sys.modules\n"
-        "print(mcp.stdio.__module__)"
+        "assert td.mcp is mcp and 'mcp' not in sys.modules\n"
+        "import trio_dspy.modules.mcp_call\n"  # what opening a session imports
+        "print(mcp.stdio.__module__, 'mcp' in sys.modules)"
     )
-    assert out.strip() == "trio_dspy.mcp"
+    assert out.strip() == "trio_dspy.mcp True"
 
 
 def test_telemetry_runs_without_loading_opentelemetry() -> None:

@@ -270,10 +270,19 @@ def test_without_the_mcp_extra_the_error_says_what_to_install(
     for name in ("trio_dspy.mcp", "trio_dspy.modules.mcp_call"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.delattr(td, "mcp", raising=False)
+    # The module itself loads (so `from trio_dspy import *` works without the SDK) ...
+    exported = {name: getattr(td, name) for name in td.__all__}
+    assert exported["mcp"] is td.mcp
+    # ... and opening a session says what to install.
     with pytest.raises(ImportError, match=r"pip install 'trio_dspy\[mcp\]'"):
-        _ = td.mcp
+        trio.run(_open_stdio)
     with pytest.raises(ImportError, match=r"pip install 'trio_dspy\[mcp\]'"):
         td.Tool.from_mcp(cast(Any, None), cast(Any, None))
+
+
+async def _open_stdio() -> None:
+    async with td.mcp.stdio(sys.executable):
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ------------------------------------------------ one tool, a scripted session

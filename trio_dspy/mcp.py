@@ -15,19 +15,20 @@ The connection, its tasks and the child process live exactly as long as the
 :class:`~trio_dspy.errors.ToolError`. To use a session of your own, wrap its
 tools with :meth:`Tool.from_mcp <trio_dspy.Tool.from_mcp>`.
 
-The MCP SDK is built on anyio and runs under trio; this module imports it,
-``import trio_dspy`` does not.
+The MCP SDK is built on anyio and runs under trio. It is imported when a
+session opens, so ``td.mcp`` (and ``from trio_dspy import *``) work without
+it; :func:`stdio` and :func:`http` then say which extra to install.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import entered
 from .errors import ConfigurationError
-from .modules.mcp_call import McpCall  # first: without the SDK, says which extra to install
 from .modules.tool import Tool
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ async def stdio(
         ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
     """
     await entered()
+    _require_sdk()
     from mcp import StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -91,6 +93,7 @@ async def http(
         ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
     """
     await entered()
+    _require_sdk()
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
@@ -116,6 +119,8 @@ async def _tools(
     as itself.
     """
     from mcp import ClientSession
+
+    from .modules.mcp_call import McpCall
 
     raised: BaseException | None = None
     reraise: BaseException | None = None
@@ -154,6 +159,16 @@ async def _tools(
             raise reraise
         finally:
             reraise = raised = None
+
+
+def _require_sdk() -> None:
+    """Import the SDK's side of MCP tools.
+
+    Raises:
+        ImportError: the SDK is not installed (the message names the extra).
+    """
+    # The module raises the ImportError that says what to do.
+    importlib.import_module(".modules.mcp_call", __package__)
 
 
 async def _handshake(session: ClientSession, what: str) -> list[Tool]:
