@@ -23,6 +23,7 @@ __all__ = [
     "Role",
     "TextPart",
     "ToolCall",
+    "ToolCallDelta",
     "ToolSpec",
     "loggable",
     "short_url",
@@ -74,6 +75,23 @@ class ToolCall:
     id: str
     name: str
     arguments: str = "{}"
+
+
+@attrs.frozen
+class ToolCallDelta:
+    """A piece of a tool call's arguments, as a streamed model writes them.
+
+    Attributes:
+        index: the call's position among the response's tool calls (from 0).
+        id: the call's id, once known (``""`` before the provider sent it).
+        name: the tool's name, once known.
+        arguments: the next piece of the call's JSON arguments (never empty).
+    """
+
+    index: int
+    id: str
+    name: str
+    arguments: str
 
 
 def _content(value: str | Sequence[ContentPart]) -> str | tuple[ContentPart, ...]:

@@ -17,6 +17,7 @@ from ..messages import (
     ResponseFormat,
     TextPart,
     ToolCall,
+    ToolCallDelta,
     ToolSpec,
 )
 from .base import BaseLM, HistoryEntry, LMStream
@@ -88,6 +89,7 @@ __all__ = [
     "ResponseFormat",
     "TextPart",
     "ToolCall",
+    "ToolCallDelta",
     "ToolSpec",
     "format_history",
     "inspect_history",

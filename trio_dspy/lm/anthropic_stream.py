@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from ..http.sse import SSEEvent
-from ..messages import LMResponse, ToolCall
+from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
 from .params import token_count
@@ -60,6 +60,7 @@ def anthropic_tokens(usage: Any) -> tuple[int, int]:
 @attrs.define
 class _Block:
     kind: str
+    call_index: int = 0  # its position among the tool_use blocks
     id: str = ""
     name: str = ""
     start_input: Any = None
@@ -72,6 +73,7 @@ class AnthropicStreamDecoder(StreamDecoder):
     """Assembles a Messages stream into an :class:`LMResponse`."""
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model
         self._blocks: dict[int, _Block] = {}
         self._prompt = 0
@@ -79,7 +81,8 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._stop: str | None = None
 
     def feed(self, event: SSEEvent) -> str:
-        """The text delta of one event; tool input pieces, usage and stop reason are kept.
+        """The text delta of one event; tool input pieces (also queued in
+        :attr:`tool_deltas`), usage and stop reason are kept.
 
         Raises:
             StreamErrorEvent: an ``error`` event.
@@ -97,6 +100,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             block = data["content_block"]
             self._blocks[int(data["index"])] = _Block(
                 kind=str(block.get("type")),
+                call_index=sum(b.kind == "tool_use" for b in self._blocks.values()),
                 id=str(block.get("id") or ""),
                 name=str(block.get("name") or ""),
                 start_input=block.get("input"),
@@ -130,7 +134,12 @@ class AnthropicStreamDecoder(StreamDecoder):
             block.parts.write(text)
             return text
         if kind == "input_json_delta":
-            block.parts.write(str(delta.get("partial_json") or ""))
+            piece = str(delta.get("partial_json") or "")
+            block.parts.write(piece)
+            if piece and block.kind == "tool_use":
+                self.tool_deltas.append(
+                    ToolCallDelta(block.call_index, block.id, block.name, piece)
+                )
         return ""
 
     @property

@@ -29,7 +29,16 @@ import attrs
 import trio
 
 from ..checkpoint import entered
-from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec, loggable
+from ..messages import (
+    LMRequest,
+    LMResponse,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    loggable,
+)
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
@@ -45,7 +54,9 @@ __all__ = [
     "Message",
     "ResponseFormat",
     "ToolCall",
+    "ToolCallDelta",
     "ToolSpec",
+    "whole_events",
 ]
 
 
@@ -77,31 +88,49 @@ class Call:
         self._t0 = 0.0
 
 
+def whole_events(response: LMResponse) -> list[str | ToolCallDelta]:
+    """What a stream of an already complete ``response`` gives: its text, then each tool call."""
+    events: list[str | ToolCallDelta] = [response.text] if response.text else []
+    events.extend(
+        ToolCallDelta(i, call.id, call.name, call.arguments)
+        for i, call in enumerate(response.tool_calls)
+        if call.arguments
+    )
+    return events
+
+
 class LMStream:
     """The text of one completion as it arrives, from :meth:`BaseLM.stream`.
 
     ``async for delta in stream`` gives the completion's text in pieces
     (``str``, never empty) in order; their concatenation is
-    ``stream.response.text``. Once the iteration has ended, :attr:`response`
-    is the whole :class:`~trio_dspy.messages.LMResponse` (tool calls
-    assembled, usage, finish reason).
+    ``stream.response.text``. :meth:`events` gives the same pieces with the
+    tool calls' argument pieces (:class:`~trio_dspy.messages.ToolCallDelta`)
+    among them, in the order they arrived. Once the iteration has ended,
+    :attr:`response` is the whole :class:`~trio_dspy.messages.LMResponse`
+    (tool calls assembled, usage, finish reason).
 
     The producer feeds ``deltas`` (a bounded channel, so a slow reader slows
     the producer rather than growing a buffer), calls :meth:`finish` with the
     final response and then closes its end.
     """
 
-    def __init__(self, deltas: trio.abc.ReceiveChannel[str]) -> None:
+    def __init__(self, deltas: trio.abc.ReceiveChannel[str | ToolCallDelta]) -> None:
         self._deltas = deltas
         self._response: LMResponse | None = None
         self._error: BaseException | None = None
 
     @classmethod
     def whole(cls, response: LMResponse) -> LMStream:
-        """A stream of an already complete ``response``: its text as one piece."""
-        send, receive = trio.open_memory_channel[str](1)
-        if response.text:
-            send.send_nowait(response.text)
+        """A stream of an already complete ``response``.
+
+        Its text comes as one piece, then each tool call as one
+        :class:`~trio_dspy.messages.ToolCallDelta`.
+        """
+        events = whole_events(response)
+        send, receive = trio.open_memory_channel[str | ToolCallDelta](max(1, len(events)))
+        for event in events:
+            send.send_nowait(event)
         send.close()
         stream = cls(receive)
         stream.finish(response)
@@ -123,6 +152,23 @@ class LMStream:
         return self
 
     async def __anext__(self) -> str:
+        while True:
+            event = await self._next_event()
+            if isinstance(event, str):
+                return event
+
+    def events(self) -> AsyncIterator[str | ToolCallDelta]:
+        """Text pieces and tool-call argument pieces, in the order they arrived.
+
+        ``async for event in stream.events()``: a ``str`` is text, a
+        :class:`~trio_dspy.messages.ToolCallDelta` a piece of a call's
+        arguments. Read either this or the plain iteration, not both: each
+        piece is given once. The iteration raises the call's
+        :class:`~trio_dspy.errors.LMError` after the pieces before the failure.
+        """
+        return _Events(self)
+
+    async def _next_event(self) -> str | ToolCallDelta:
         try:
             return await self._deltas.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -145,6 +191,19 @@ class LMStream:
         if self._response is None:
             raise RuntimeError("the stream has not finished: read it to the end first")
         return self._response
+
+
+class _Events:
+    """An :class:`LMStream`'s pieces, tool-call pieces included."""
+
+    def __init__(self, stream: LMStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> str | ToolCallDelta:
+        return await self._stream._next_event()
 
 
 class BaseLM(abc.ABC):

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ..http.sse import SSEEvent
-from ..messages import LMResponse, ToolCall
+from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
 from .params import token_count
@@ -46,6 +46,7 @@ class OpenAIStreamDecoder(StreamDecoder):
     """Assembles a Chat Completions stream (``choices[0]``) into an :class:`LMResponse`."""
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model
         # One growing buffer, not a list of pieces (an object header each).
         self._text = io.StringIO()
@@ -54,7 +55,8 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._usage = Usage()
 
     def feed(self, event: SSEEvent) -> str:
-        """The text delta of one chunk; tool-call pieces, finish reason and usage are kept.
+        """The text delta of one chunk; tool-call pieces (also queued in
+        :attr:`tool_deltas`), finish reason and usage are kept.
 
         Raises:
             StreamErrorEvent: the chunk is an error.
@@ -85,12 +87,15 @@ class OpenAIStreamDecoder(StreamDecoder):
             self._finish = str(choice["finish_reason"])
         piece = choice.get("delta") or {}
         for part in piece.get("tool_calls") or ():
-            call = self._calls.setdefault(int(part.get("index", len(self._calls))), _Call())
+            index = int(part.get("index", len(self._calls)))
+            call = self._calls.setdefault(index, _Call())
             call.id = call.id or str(part.get("id") or "")
             function = part.get("function") or {}
             call.name = call.name or str(function.get("name") or "")
             if function.get("arguments"):
-                call.arguments.append(str(function["arguments"]))
+                arguments = str(function["arguments"])
+                call.arguments.append(arguments)
+                self.tool_deltas.append(ToolCallDelta(index, call.id, call.name, arguments))
         content = piece.get("content")
         if not isinstance(content, str):
             return ""

@@ -15,6 +15,9 @@ Where a streamed attempt differs from a whole one:
   text has reached the reader); after that it is final.
 * A server that answers ``stream: true`` with a whole JSON body (some
   compatible servers ignore the flag) is read as a whole answer: one delta.
+* Tool calls' argument pieces go through the same channel as
+  :class:`~trio_dspy.messages.ToolCallDelta` values (``LMStream.events()``
+  shows them; plain iteration skips them), and count as delivered too.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from ..errors import LMError, LMServerError
 from ..groups import raise_single
 from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
-from ..messages import LMRequest, LMResponse
+from ..messages import LMRequest, LMResponse, ToolCallDelta
 from ..telemetry.propagation import trace_headers
-from .base import Call, LMStream
+from .base import Call, LMStream, whole_events
 from .cache import as_cached, cache_key, cache_lookup, cache_store
 from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
 from .retry import Retryable
@@ -70,10 +73,20 @@ class StreamDecoder(abc.ABC):
 
     :attr:`finished` turns true at the provider's end marker; :attr:`complete`
     says whether what arrived is a whole answer (the end marker, or at least
-    a finish reason).
+    a finish reason). The pieces of tool calls' arguments an event brings
+    wait in :attr:`tool_deltas` until the reader takes them
+    (:meth:`take_tool_deltas`).
     """
 
     finished: bool = False
+
+    def __init__(self) -> None:
+        self.tool_deltas: list[ToolCallDelta] = []
+
+    def take_tool_deltas(self) -> list[ToolCallDelta]:
+        """The tool-call argument pieces since the last call, in arrival order."""
+        deltas, self.tool_deltas = self.tool_deltas, []
+        return deltas
 
     @abc.abstractmethod
     def feed(self, event: SSEEvent) -> str:
@@ -110,11 +123,11 @@ def load_event(event: SSEEvent) -> dict[str, Any]:
 class Sink:
     """Where one streamed call puts its deltas, and what it has given so far."""
 
-    send: trio.MemorySendChannel[str]
+    send: trio.MemorySendChannel[str | ToolCallDelta]
     call: Call
     delivered: bool = False  # a delta reached the reader: failures are final from now
 
-    async def put(self, delta: str) -> None:
+    async def put(self, delta: str | ToolCallDelta) -> None:
         """Hand ``delta`` (non-empty) to the reader, waiting while its buffer is full."""
         self.delivered = True
         await self.send.send(delta)
@@ -134,7 +147,7 @@ async def open_stream(lm: LM, request: LMRequest, call: Call) -> AsyncIterator[L
         if hit is not None:
             yield LMStream.whole(as_cached(hit))
             return
-    send, receive = trio.open_memory_channel[str](BUFFER)
+    send, receive = trio.open_memory_channel[str | ToolCallDelta](BUFFER)
     stream = LMStream(receive)
     try:
         async with trio.open_nursery() as nursery:
@@ -210,8 +223,8 @@ async def stream_exchange(
             if waiting.cancelled_caught:
                 raise lm._attempt_timed_out(retries)
             if whole is not None:
-                if whole.text:
-                    await sink.put(whole.text)
+                for piece in whole_events(whole):
+                    await sink.put(piece)
                 return whole
             sink.call.first_chunk()
             return await _read_events(lm, sink, events, first, tools, retries)
@@ -238,6 +251,8 @@ async def _read_events(
                 raise _garbled(lm, sink, message) from None
             if delta:
                 await sink.put(delta)
+            for piece in decoder.take_tool_deltas():
+                await sink.put(piece)
         event = await events.next()  # to the end of the body, so the connection is reused
     if not decoder.complete:
         message = "the server ended the stream before the answer was complete"

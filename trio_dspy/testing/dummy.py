@@ -13,7 +13,7 @@ from ..adapters.markers import COMPLETED, sections
 from ..errors import ConfigurationError, ToolsUnsupportedError
 from ..groups import raise_single
 from ..lm.base import BaseLM, LMStream
-from ..messages import LMRequest, LMResponse
+from ..messages import LMRequest, LMResponse, ToolCallDelta
 from ..primitives import Usage
 from ..types import unstructure
 
@@ -50,8 +50,12 @@ class DummyLM(BaseLM):
     ``stream_chunk=N`` makes :meth:`stream` give the answer's text ``N``
     characters at a time, ``stream_delay`` seconds apart (after the latency),
     each handed over directly (an unbuffered channel): a reader that stops
-    stops the model. :attr:`deltas_sent` counts the pieces handed over. Without
-    ``stream_chunk`` the text comes as one piece, as for any model.
+    stops the model. A scripted :class:`LMResponse`'s tool calls follow the
+    text, their arguments ``N`` characters at a time
+    (:class:`~trio_dspy.messages.ToolCallDelta`, seen by ``stream.events()``).
+    :attr:`deltas_sent` counts the pieces handed over. Without
+    ``stream_chunk`` the text comes as one piece and each call whole, as for
+    any model.
 
     Raises (from calls):
         ConfigurationError: the script has no answer for the request.
@@ -104,7 +108,7 @@ class DummyLM(BaseLM):
                 yield whole
             return
         response = await self.request(request, trace_content=trace_content)
-        send, receive = trio.open_memory_channel[str](0)
+        send, receive = trio.open_memory_channel[str | ToolCallDelta](0)
         stream = LMStream(receive)
         try:
             async with trio.open_nursery() as nursery:
@@ -117,16 +121,27 @@ class DummyLM(BaseLM):
             raise_single(group)
 
     async def _feed(
-        self, send: trio.MemorySendChannel[str], stream: LMStream, response: LMResponse
+        self,
+        send: trio.MemorySendChannel[str | ToolCallDelta],
+        stream: LMStream,
+        response: LMResponse,
     ) -> None:
-        text, size = response.text, self.stream_chunk or len(response.text)
+        pieces: list[str | ToolCallDelta] = list(self._cut(response.text))
+        for index, call in enumerate(response.tool_calls):
+            pieces.extend(
+                ToolCallDelta(index, call.id, call.name, part) for part in self._cut(call.arguments)
+            )
         async with send:
-            for start in range(0, len(text), size):
+            for piece in pieces:
                 if self.stream_delay > 0:
                     await trio.sleep(self.stream_delay)
-                await send.send(text[start : start + size])
+                await send.send(piece)
                 self.deltas_sent += 1
             stream.finish(response)
+
+    def _cut(self, text: str) -> list[str]:
+        size = self.stream_chunk or len(text)
+        return [text[start : start + size] for start in range(0, len(text), size)]
 
     async def send(self, request: LMRequest) -> LMResponse:
         """Record ``request``, wait the latency, return the scripted answer."""
