@@ -8,7 +8,8 @@ and runs started elsewhere never do. Modules report through it:
 * :class:`~trio_dspy.Predict` asks :func:`predictor_stream` whether its
   fields are listened to; if so it reads the model with ``lm.stream`` and
   sends a :class:`StreamResponse` per piece the adapter's incremental parser
-  finds (:class:`PredictorStream`);
+  finds (:class:`PredictorStream`); :class:`~trio_dspy.ReAct` does the same
+  with the arguments of its ``finish`` tool call as the model writes them;
 * any module may call :func:`status` to say what it is doing (a
   :class:`StatusMessage`); outside a streamed run that does nothing.
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from .adapters.streaming import JSONFieldParser
 from .checkpoint import entered
 
 if TYPE_CHECKING:
@@ -163,7 +165,8 @@ class PredictorStream:
     """One predictor call's fields, sent to the listener as the model writes them.
 
     :meth:`request` reads the model with ``lm.stream`` through the adapter's
-    incremental parser; :meth:`complete` sends what the parser could not see
+    incremental parser, :meth:`tool_call` reads a tool call's JSON arguments
+    likewise; :meth:`complete` sends what the parser could not see
     (a value read another way, e.g. a JSON answer to the chat format or a
     tool call's arguments), so the chunks of a field add up to its value.
     """
@@ -195,6 +198,29 @@ class PredictorStream:
             async for delta in stream:
                 await self._send_pieces(parser.feed(delta))
         await self._send_pieces(parser.finish())
+        return stream.response
+
+    async def tool_call(
+        self, lm: BaseLM, request: LMRequest, tool: str, *, trace_content: bool = False
+    ) -> LMResponse:
+        """Call ``lm`` with ``request`` as a stream, sending the fields' pieces of a tool call.
+
+        The fields are read from the JSON arguments of the first call of
+        ``tool`` as they arrive; text and other calls' arguments are read but
+        not sent. Returns the whole response.
+
+        Raises:
+            trio_dspy.errors.LMError: the call failed.
+        """
+        parser = JSONFieldParser(self.fields)
+        index: int | None = None  # the first call of ``tool``: the one that answers
+        async with lm.stream(request, trace_content=trace_content) as stream:
+            async for event in stream.events():
+                if isinstance(event, str) or event.name != tool:
+                    continue
+                index = event.index if index is None else index
+                if event.index == index:
+                    await self._send_pieces(parser.feed(event.arguments))
         return stream.response
 
     async def complete(self, values: Mapping[str, Any]) -> None:

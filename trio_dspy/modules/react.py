@@ -247,11 +247,18 @@ class ReAct(Module):
         )
         messages = list(request.messages)
         for _ in range(self.max_iters):
+            # A streamed run reads each turn as a stream and sends the
+            # ``finish`` call's fields as they are written, under the name of
+            # the predictor that answers in text mode.
+            streaming = predictor_stream(self.extract)
+            turn_request = attrs.evolve(request, messages=messages)
             try:
-                response = await lm.request(
-                    attrs.evolve(request, messages=messages),
-                    trace_content=settings.trace_content,
-                )
+                if streaming is None:
+                    response = await lm.request(turn_request, trace_content=settings.trace_content)
+                else:
+                    response = await streaming.tool_call(
+                        lm, turn_request, FINISH, trace_content=settings.trace_content
+                    )
             except LMBadRequestError as exc:
                 # Only a refusal of the very first request means "this server
                 # takes no tools"; a 400 later in a run is an ordinary error.
@@ -278,10 +285,8 @@ class ReAct(Module):
                     messages.extend(adapter.format_tool_results(turn, results))
                     continue
                 run.trajectory.steps.append(Step(turn.text, tuple(records)))
-                # The answer came as tool-call arguments, which the model's
-                # stream does not carry: a streamed run gets each field whole,
-                # under the name of the predictor that answers in text mode.
-                streaming = predictor_stream(self.extract)
+                # What the stream did not show (a value that is not a JSON
+                # string as written, or arguments a server sent whole).
                 if streaming is not None:
                     await streaming.complete(outputs)
                 return outputs, "finish"
