@@ -90,7 +90,7 @@ async def test_sync_async_and_two_argument_metrics_all_work(autojump_clock: Any)
     assert (await td.Evaluate(_devset(4), two_args)(program)).score == 100.0
 
 
-async def test_a_metric_returning_nonsense_is_a_failed_row() -> None:
+async def test_a_metric_returning_nonsense_is_a_failed_row(autojump_clock: Any) -> None:
     result = await td.Evaluate(_devset(2), lambda e, p: "yes", progress=False)(Echo())  # type: ignore[arg-type, return-value]
     assert all(isinstance(out, TypeError) for _, out, _ in result.results)
     assert result.errors == 2

@@ -351,7 +351,9 @@ def test_reserved_tool_names() -> None:
         td.ReAct(Order, tools=[finish])
 
 
-async def test_trajectory_iterates_steps_and_has_dspys_flat_keys() -> None:
+async def test_trajectory_iterates_steps_and_has_dspys_flat_keys(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     shop = Shop()
     lm = DummyLM(
         [
