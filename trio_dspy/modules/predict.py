@@ -248,25 +248,13 @@ class Predict(Module, Predictor):
                     continue
                 # A model that lost the text format (small models ramble past the
                 # sections) is asked afresh in structured-output mode, as DSPy's
-                # ChatAdapter falls back to its JSONAdapter. The LM steps the
-                # response_format down if the server refuses it. The rambling
-                # answer is not shown again, but why it failed is (a validator's
-                # complaint is worth reading).
-                # Only an answer that lost the format counts towards asking
-                # this model in structured-output mode first; a value that
+                # ChatAdapter falls back to its JSONAdapter. Only such an answer
+                # counts towards asking this model that way first: a value that
                 # failed its type says nothing about the format.
                 adapter = fallback
                 rescued = not isinstance(exc.__cause__, StructuringError)
-                request = attrs.evolve(
-                    fallback.format_request(
-                        self.signature, self.demos, call.inputs, params=request.params
-                    ),
-                    rollout_id=request.rollout_id,
-                    timeout=request.timeout,
-                )
-                messages = _noted(
-                    request.messages, f"An earlier answer could not be used: {exc.args[0]}"
-                )
+                request = self._structured_request(call, fallback, request, exc)
+                messages = list(request.messages)
                 continue
             if rescued:
                 format_memory.note_rescued(lm)
@@ -276,6 +264,27 @@ class Predict(Module, Predictor):
                 await streaming.complete(values[0])
             return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _structured_request(
+        self, call: _Call, fallback: Adapter, request: LMRequest, error: AdapterParseError
+    ) -> LMRequest:
+        """``fallback``'s request for this call, after ``request``'s answer failed with ``error``.
+
+        The LM steps its ``response_format`` down if the server refuses it.
+        The failed answer is not shown again, but why it failed is (a
+        validator's complaint is worth reading). ``request``'s rollout and
+        timeout carry over, so a cache keeps ``n`` completions apart.
+        """
+        fresh = fallback.format_request(
+            self.signature, self.demos, call.inputs, params=request.params
+        )
+        note = f"An earlier answer could not be used: {error.args[0]}"
+        return attrs.evolve(
+            fresh,
+            messages=_noted(fresh.messages, note),
+            rollout_id=request.rollout_id,
+            timeout=request.timeout,
+        )
 
     def _parse_choices(self, adapter: Adapter, response: LMResponse) -> list[dict[str, Any]]:
         """The outputs of every completion in ``response`` that parses, in order.
