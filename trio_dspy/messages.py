@@ -12,6 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from .primitives import Usage
+from .unicode import clean_json, clean_text
 
 __all__ = [
     "ContentPart",
@@ -48,7 +49,7 @@ def short_url(url: str) -> str:
 class TextPart:
     """A piece of text in a message made of several parts."""
 
-    text: str
+    text: str = attrs.field(converter=clean_text)
 
 
 @attrs.frozen(repr=False)
@@ -72,9 +73,9 @@ ContentPart = TextPart | ImagePart
 class ToolCall:
     """A tool the model asked to call. ``arguments`` is the JSON text it sent."""
 
-    id: str
-    name: str
-    arguments: str = "{}"
+    id: str = attrs.field(converter=clean_text)
+    name: str = attrs.field(converter=clean_text)
+    arguments: str = attrs.field(default="{}", converter=clean_text)
 
 
 @attrs.frozen
@@ -95,7 +96,11 @@ class ToolCallDelta:
 
 
 def _content(value: str | Sequence[ContentPart]) -> str | tuple[ContentPart, ...]:
-    return value if isinstance(value, str) else tuple(value)
+    return clean_text(value) if isinstance(value, str) else tuple(value)
+
+
+def _optional_text(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
 
 
 @attrs.frozen
@@ -110,8 +115,8 @@ class Message:
     role: Role
     content: str | tuple[ContentPart, ...] = attrs.field(default="", converter=_content)
     tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
+    tool_call_id: str | None = attrs.field(default=None, converter=_optional_text)
+    name: str | None = attrs.field(default=None, converter=_optional_text)
 
     @property
     def text(self) -> str:
@@ -141,9 +146,9 @@ def loggable(message: Message) -> dict[str, Any]:
 class ToolSpec:
     """A tool offered to the model: name, description, JSON schema of arguments."""
 
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
+    name: str = attrs.field(converter=clean_text)
+    description: str = attrs.field(converter=clean_text)
+    parameters: Mapping[str, Any] = attrs.field(converter=clean_json)
 
 
 @attrs.frozen
@@ -190,7 +195,7 @@ class LMResponse:
     :attr:`choices` lists them all, this one first.
     """
 
-    text: str = ""
+    text: str = attrs.field(default="", converter=clean_text)
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
     usage: Usage = attrs.field(factory=Usage)
     finish_reason: str | None = None

@@ -37,6 +37,7 @@ from ..http import HTTPClient, Reply, Secret, TransportFailure
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
 from ..telemetry.propagation import trace_headers
+from ..unicode import utf8
 from .base import BaseLM, LMStream
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .errors import (
@@ -412,7 +413,7 @@ class LM(BaseLM):
         body = self.build_body(request, level)
         if sink is not None:
             body = self.stream_body(body)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = len(content) // 4 + completion_estimate(body)
         return await call_with_retries(

@@ -16,6 +16,7 @@ from typing import IO, Any
 import structlog
 import trio
 
+from ..unicode import clean_text
 from .codec import span_from_dict, span_to_dict
 from .span import Span
 
@@ -104,8 +105,12 @@ class JsonlExporter:
         Raises:
             OSError: the file cannot be opened or written.
         """
-        text = "".join(
-            json.dumps(span_to_dict(span), ensure_ascii=False, default=str) + "\n" for span in spans
+        # Spans carry whatever text the application put in attributes.
+        text = clean_text(
+            "".join(
+                json.dumps(span_to_dict(span), ensure_ascii=False, default=str) + "\n"
+                for span in spans
+            )
         )
         job = [False, False]
         with self._count_lock:

@@ -7,6 +7,7 @@ import re
 from typing import Any, get_args, get_origin
 
 from ..errors import StructuringError
+from ..unicode import clean_json
 from .convert import structure
 from .support import is_object_type, is_union, non_none
 
@@ -21,6 +22,8 @@ escape as a bare ``RecursionError``.
 """
 
 _TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
@@ -42,6 +45,10 @@ def loads_json(text: str) -> Any:
     except RecursionError:
         raise ValueError(_TOO_DEEP) from None
     _check_depth(text, value)
+    # A decoded string can hold a lone surrogate only if the text held one or
+    # escaped one (``\ud800``): only then is the value walked.
+    if not text.isascii() or _SURROGATE_ESCAPE.search(text):
+        value = clean_json(value)
     return value
 
 
