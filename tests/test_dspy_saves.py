@@ -259,3 +259,21 @@ def test_a_wrong_typed_value_in_a_single_predictor_dspy_file_is_named_from_its_r
     path.write_text(json.dumps(document))
     with pytest.raises(TrioDSPyError, match=r"^signature\.instructions: expected a string"):
         td.Predict(QA).load(path)
+
+
+async def test_a_lone_surrogate_in_a_dspy_file_loads_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    document = json.loads((DATA / "dspy_predict.json").read_text())
+    document["signature"]["instructions"] = "Answer in one word \ud800."
+    document["demos"][0]["answer"] = "Par\udc80is"
+    path = tmp_path / "surrogate.json"
+    # json.dumps writes each lone surrogate as its escape (\ud800), as a file may hold it.
+    path.write_text(json.dumps(document), encoding="utf-8")
+    predict = td.Predict(QA)
+    predict.load(path)
+    assert predict.signature.instructions == "Answer in one word \ufffd."
+    assert predict.demos[0]["answer"] == "Par\ufffdis"
+    (messages,) = await wire(predict, question="Capital of Peru?")  # the request is sent
+    assert messages[0]["content"].endswith("Answer in one word \ufffd.")
+    assert "[[ ## answer ## ]]\nPar\ufffdis" in messages[2]["content"]

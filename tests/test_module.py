@@ -330,3 +330,24 @@ def test_a_saved_demo_with_a_number_in_a_text_field_loads_as_its_text(tmp_path: 
     target = td.Predict("question -> answer")
     target.load(tmp_path / "p.json")
     assert target.demos == [td.Example(question="2 + 2?", answer="4")]
+
+
+async def test_a_lone_surrogate_in_a_saved_module_loads_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    saved = _saved_scored(tmp_path)
+    saved["predictors"]["qa"]["instructions"] = "Answer \ud800 briefly."
+    saved["predictors"]["qa"]["demos"][0]["answer"] = "four \udfff"
+    path = tmp_path / "surrogate.json"
+    # json.dumps writes the lone surrogates as the escapes \ud800 and \udfff.
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    program = Scored()
+    program.load(path)
+    assert program.qa.signature.instructions == "Answer \ufffd briefly."
+    assert program.qa.demos[0]["answer"] == "four \ufffd"
+    lm = DummyLM([{"answer": "5", "score": "0.5"}])
+    with td.context(lm=lm):
+        await program(question="2 + 3?")
+    (request,) = lm.requests
+    sent = json.dumps([m.content for m in request.messages], ensure_ascii=False).encode()
+    assert "four \ufffd".encode() in sent

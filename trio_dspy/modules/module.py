@@ -24,6 +24,7 @@ from ..errors import StructuringError, TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
+from ..types.unicode import clean_json, has_surrogate_escape
 from .dspy_state import dspy_state, is_dspy_save
 from .saved_schema import SavedModule, describe, read
 
@@ -155,7 +156,8 @@ class Module:
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`dump_state` produced: all of it, or nothing.
 
-        Every predictor's state is validated before any predictor changes.
+        Every predictor's state is validated before any predictor changes;
+        lone surrogates in its text become U+FFFD.
 
         Raises:
             StructuringError: a value has the wrong type (or, for a ``Predict``,
@@ -170,6 +172,7 @@ class Module:
         """:meth:`load_state`, naming predictor ``name`` ``labels[name]`` in error paths."""
         if not isinstance(state, Mapping):
             raise TrioDSPyError(f"saved state must be an object, got {describe(state)}")
+        state = clean_json(dict(state))
         predictors = dict(self.named_predictors())
         missing = sorted(set(predictors) - set(state))
         extra = sorted(set(state) - set(predictors))
@@ -225,7 +228,8 @@ class Module:
         ``"x.predict"`` is this module's ChainOfThought ``"x"``). Loading is
         all or nothing: the whole file is validated first, every value for
         its JSON type (and, in the native format, every key), every demo
-        value for its field's type.
+        value for its field's type. Lone surrogates in the file's text
+        become U+FFFD.
 
         Raises:
             OSError: the file cannot be read.
@@ -245,6 +249,8 @@ class Module:
             raise TrioDSPyError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
         except ValueError as exc:
             raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
+        if has_surrogate_escape(data):
+            payload = clean_json(payload)
         try:
             if is_dspy_save(payload):
                 state, labels = dspy_state(payload, dict(self.named_predictors()), str(path))
