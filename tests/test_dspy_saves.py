@@ -224,6 +224,8 @@ def _program_file(tmp_path: Path, where: tuple[Any, ...], value: Any) -> Path:
         (("reply", "lm"), 12, r"reply\.lm: expected an object or null, got 12"),
         (("reply", "traces"), {}, r"reply\.traces: expected a list, got an object"),
         (("metadata",), [], r"metadata: expected an object, got a list"),
+        (("reply",), 12, r"^reply: expected an object, got 12"),
+        (("reply",), {"demos": []}, r"^reply: missing key\(s\) signature"),
     ],
     ids=[
         "instructions-list",
@@ -236,6 +238,8 @@ def _program_file(tmp_path: Path, where: tuple[Any, ...], value: Any) -> Path:
         "lm-number",
         "traces-object",
         "metadata-list",
+        "predictor-number",
+        "predictor-without-signature",
     ],
 )
 def test_a_wrong_typed_value_in_a_dspy_file_is_refused_naming_its_path(

@@ -43,13 +43,16 @@ def _is_predictor_state(value: Any) -> bool:
 
 
 def is_dspy_save(payload: Any) -> bool:
-    """Whether ``payload`` looks like a file DSPy's ``save`` wrote (JSON, not pickled)."""
+    """Whether ``payload`` looks like a file DSPy's ``save`` wrote (JSON, not pickled).
+
+    One predictor's state among its entries is enough: the others are then
+    read as predictors too, so that a broken one is refused by its name.
+    """
     if not isinstance(payload, Mapping) or "format" in payload:
         return False
     if _is_predictor_state(payload):
         return True
-    entries = [v for k, v in payload.items() if k != "metadata"]
-    return bool(entries) and all(_is_predictor_state(v) for v in entries)
+    return any(_is_predictor_state(v) for k, v in payload.items() if k != "metadata")
 
 
 def dspy_state(
