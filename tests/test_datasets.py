@@ -63,3 +63,28 @@ def test_shuffle_and_split_are_seeded() -> None:
         td.datasets.split(items, 1.5)
     with pytest.raises(ValueError):
         td.datasets.split(items, 21)
+
+
+def test_a_lone_surrogate_in_a_jsonl_file_becomes_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.jsonl"
+    # The JSON escapes of lone surrogates, as a file written by another program may hold them.
+    path.write_text('{"q": "caf\\ud800", "a\\udfff": "ok", "size": "small"}\n', encoding="utf-8")
+    (example,) = td.datasets.load_jsonl(path, input_keys=["q"], types={"size": Size})
+    assert dict(example) == {"q": "caf\ufffd", "a\ufffd": "ok", "size": Size.small}
+    assert dict(example.inputs()) == {"q": "caf\ufffd"}
+
+
+def test_a_csv_file_cannot_smuggle_a_surrogate_it_is_refused_as_not_utf8(
+    tmp_path: Path,
+) -> None:
+    # CSV has no escapes: a surrogate could only come as its UTF-8 bytes, which
+    # are not UTF-8 text; an escape written as text stays the six characters.
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"q,a\ncaf\xed\xa0\x80,ok\n")
+    with pytest.raises(TrioDSPyError, match="not UTF-8"):
+        td.datasets.load_csv(path, input_keys=["q"])
+    path.write_text("q,a\ncaf\\ud800,ok\n", encoding="utf-8")
+    (example,) = td.datasets.load_csv(path, input_keys=["q"])
+    assert example.q == "caf\\ud800"

@@ -152,10 +152,17 @@ def test_a_program_with_a_predictor_the_dspy_file_lacks_is_refused() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"demos": {}, "signature": {"fields": []}}, "is malformed"),
         (
-            {"demos": [], "signature": {"fields": ["question", "answer"]}},
-            "field 1 is not an object",
+            {"demos": {}, "signature": {"instructions": "", "fields": []}},
+            r"self\.demos: expected a list, got an object",
+        ),
+        (
+            {"demos": [], "signature": {"instructions": "", "fields": ["question", "answer"]}},
+            r"self\.signature\.fields\[0\]: expected an object, got 'question'",
+        ),
+        (
+            {"demos": [], "signature": {"fields": []}},
+            r"self\.signature: missing key\(s\) instructions",
         ),
     ],
 )
@@ -171,3 +178,106 @@ def test_a_json_file_that_is_neither_format_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"predictors": {}}))
     with pytest.raises(TrioDSPyError, match="not a saved trio_dspy module .* nor a DSPy save"):
         td.Predict(QA).load(path)
+
+
+def _program_file(tmp_path: Path, where: tuple[Any, ...], value: Any) -> Path:
+    document = json.loads((DATA / "dspy_program.json").read_text())
+    node = document
+    for step in where[:-1]:
+        node = node[step]
+    node[where[-1]] = value
+    path = tmp_path / "program.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (
+            ("triage.predict", "signature", "instructions"),
+            ["Read the mood."],
+            r"triage\.predict\.signature\.instructions: expected a string, got a list",
+        ),
+        (
+            ("reply", "signature", "fields", 2, "description"),
+            {"text": "the reply"},
+            r"reply\.signature\.fields\[2\]\.description: expected a string, got an object",
+        ),
+        (
+            ("reply", "signature", "fields", 0, "prefix"),
+            12,
+            r"reply\.signature\.fields\[0\]\.prefix: expected a string, got 12",
+        ),
+        (
+            ("reply", "signature", "fields"),
+            {},
+            r"reply\.signature\.fields: expected a list, got an object",
+        ),
+        (("reply", "signature"), "x", r"reply\.signature: expected an object, got 'x'"),
+        (("reply", "demos", 0), 5, r"reply\.demos\[0\]: expected an object, got 5"),
+        (
+            ("triage.predict", "demos", 0, "mood"),
+            "furious",
+            r"triage\.predict\.demos\[0\]\.mood: 'furious' is not one of",
+        ),
+        (("reply", "lm"), 12, r"reply\.lm: expected an object or null, got 12"),
+        (("reply", "traces"), {}, r"reply\.traces: expected a list, got an object"),
+        (("metadata",), [], r"metadata: expected an object, got a list"),
+        (("reply",), 12, r"^reply: expected an object, got 12"),
+        (("reply",), {"demos": []}, r"^reply: missing key\(s\) signature"),
+    ],
+    ids=[
+        "instructions-list",
+        "description-object",
+        "prefix-number",
+        "fields-object",
+        "signature-text",
+        "demo-number",
+        "demo-value",
+        "lm-number",
+        "traces-object",
+        "metadata-list",
+        "predictor-number",
+        "predictor-without-signature",
+    ],
+)
+def test_a_wrong_typed_value_in_a_dspy_file_is_refused_naming_its_path(
+    where: tuple[Any, ...], value: Any, message: str, tmp_path: Path
+) -> None:
+    path = _program_file(tmp_path, where, value)
+    shop = CoffeeShop()
+    shop.triage.demos = [td.Example(request="kept", mood="happy")]
+    before = shop.dump_state()
+    with pytest.raises(TrioDSPyError, match=message):
+        shop.load(path)
+    assert shop.dump_state() == before  # all or nothing: triage is untouched too
+
+
+def test_a_wrong_typed_value_in_a_single_predictor_dspy_file_is_named_from_its_root(
+    tmp_path: Path,
+) -> None:
+    document = json.loads((DATA / "dspy_predict.json").read_text())
+    document["signature"]["instructions"] = {"text": "Answer."}
+    path = tmp_path / "predict.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(TrioDSPyError, match=r"^signature\.instructions: expected a string"):
+        td.Predict(QA).load(path)
+
+
+async def test_a_lone_surrogate_in_a_dspy_file_loads_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    document = json.loads((DATA / "dspy_predict.json").read_text())
+    document["signature"]["instructions"] = "Answer in one word \ud800."
+    document["demos"][0]["answer"] = "Par\udc80is"
+    path = tmp_path / "surrogate.json"
+    # json.dumps writes each lone surrogate as its escape (\ud800), as a file may hold it.
+    path.write_text(json.dumps(document), encoding="utf-8")
+    predict = td.Predict(QA)
+    predict.load(path)
+    assert predict.signature.instructions == "Answer in one word \ufffd."
+    assert predict.demos[0]["answer"] == "Par\ufffdis"
+    (messages,) = await wire(predict, question="Capital of Peru?")  # the request is sent
+    assert messages[0]["content"].endswith("Answer in one word \ufffd.")
+    assert "[[ ## answer ## ]]\nPar\ufffdis" in messages[2]["content"]

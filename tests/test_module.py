@@ -140,7 +140,9 @@ def test_load_rejects_bad_demo_values_without_partial_update(tmp_path: Path) -> 
     data["predictors"]["handlers['drinks']"]["demos"][0]["mood"] = "furious"
     path.write_text(json.dumps(data))
     target = Triage()
-    with pytest.raises(TrioDSPyError, match="demo 0: mood: 'furious' is not one of"):
+    with pytest.raises(
+        TrioDSPyError, match=r"handlers\['drinks'\]\.demos\[0\]\.mood: 'furious' is not one of"
+    ):
         target.load(path)
     assert target.classify.demos == []
 
@@ -230,3 +232,122 @@ def test_example_and_prediction_behave_like_mappings() -> None:
     assert pred == {"answer": "4"}
     assert "answer" in pred
     assert repr(pred) == "Prediction(answer='4')"
+
+
+class Scored(td.Module):
+    def __init__(self) -> None:
+        self.qa = td.Predict("question -> answer, score: float")
+
+    async def forward(self, question: str) -> td.Prediction:
+        return await self.qa(question=question)
+
+
+def _saved_scored(tmp_path: Path) -> dict[str, Any]:
+    source = Scored()
+    source.qa.demos = [td.Example(question="2 + 2?", answer="4", score=0.9)]
+    source.save(tmp_path / "scored.json")
+    saved: dict[str, Any] = json.loads((tmp_path / "scored.json").read_text())
+    return saved
+
+
+def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    for step in path[:-1]:
+        document = document[step]
+    document[path[-1]] = value
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("qa", "instructions"), {"x": 1}, r"qa\.instructions: expected a string, got an object"),
+        (("qa", "instructions"), None, r"qa\.instructions: expected a string, got null"),
+        (
+            ("qa", "fields", "answer", "desc"),
+            12,
+            r"qa\.fields\.answer\.desc: expected a string, got 12",
+        ),
+        (
+            ("qa", "fields", "answer", "prefix"),
+            ["A:"],
+            r"qa\.fields\.answer\.prefix: expected a string, got a list",
+        ),
+        (("qa", "fields", "answer"), "one word", r"qa\.fields\.answer: expected an object"),
+        (("qa", "fields", "answer", "colour"), "red", r"qa\.fields\.answer\.colour: unknown key"),
+        (("qa", "signature"), 3, r"qa\.signature: expected a string, got 3"),
+        (("qa", "demos"), {}, r"qa\.demos: expected a list, got an object"),
+        (("qa", "demos", 0), "2 + 2?", r"qa\.demos\[0\]: expected an object, got '2 \+ 2\?'"),
+        (("qa", "demos", 0, "score"), "high", r"qa\.demos\[0\]\.score: expected a number"),
+        (("qa", "colour"), "red", r"qa\.colour: unknown key"),
+        (("qa",), [], r"qa: expected an object, got a list"),
+    ],
+    ids=[
+        "instructions-object",
+        "instructions-null",
+        "desc-number",
+        "prefix-list",
+        "field-text",
+        "field-unknown-key",
+        "signature-number",
+        "demos-object",
+        "demo-text",
+        "demo-value",
+        "predictor-unknown-key",
+        "predictor-list",
+    ],
+)
+def test_a_wrong_typed_value_in_a_saved_module_is_refused_naming_its_path(
+    where: tuple[Any, ...], value: Any, message: str, tmp_path: Path
+) -> None:
+    saved = _saved_scored(tmp_path)
+    _set(saved["predictors"], where, value)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(saved))
+    target = Scored()
+    target.qa.demos = [td.Example(question="kept?", answer="yes", score=1.0)]
+    before = target.dump_state()
+    with pytest.raises(TrioDSPyError, match=message):
+        target.load(path)
+    assert target.dump_state() == before
+
+
+def test_unknown_keys_at_the_top_of_a_saved_module_are_refused(tmp_path: Path) -> None:
+    saved = _saved_scored(tmp_path)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**saved, "colour": "red"}))
+    with pytest.raises(TrioDSPyError, match="colour: unknown key"):
+        Scored().load(path)
+    path.write_text(json.dumps({**saved, "predictors": []}))
+    with pytest.raises(TrioDSPyError, match="predictors: expected an object, got a list"):
+        Scored().load(path)
+
+
+def test_a_saved_demo_with_a_number_in_a_text_field_loads_as_its_text(tmp_path: Path) -> None:
+    # A dataset may hold 4 where the signature says str; save writes it as it
+    # is, and loading reads it as a model's answer would be: the text "4".
+    source = td.Predict("question -> answer")
+    source.demos = [td.Example(question="2 + 2?", answer=4)]
+    source.save(tmp_path / "p.json")
+    target = td.Predict("question -> answer")
+    target.load(tmp_path / "p.json")
+    assert target.demos == [td.Example(question="2 + 2?", answer="4")]
+
+
+async def test_a_lone_surrogate_in_a_saved_module_loads_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    saved = _saved_scored(tmp_path)
+    saved["predictors"]["qa"]["instructions"] = "Answer \ud800 briefly."
+    saved["predictors"]["qa"]["demos"][0]["answer"] = "four \udfff"
+    path = tmp_path / "surrogate.json"
+    # json.dumps writes the lone surrogates as the escapes \ud800 and \udfff.
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    program = Scored()
+    program.load(path)
+    assert program.qa.signature.instructions == "Answer \ufffd briefly."
+    assert program.qa.demos[0]["answer"] == "four \ufffd"
+    lm = DummyLM([{"answer": "5", "score": "0.5"}])
+    with td.context(lm=lm):
+        await program(question="2 + 3?")
+    (request,) = lm.requests
+    sent = json.dumps([m.content for m in request.messages], ensure_ascii=False).encode()
+    assert "four \ufffd".encode() in sent

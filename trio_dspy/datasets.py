@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from .errors import StructuringError, TrioDSPyError
 from .primitives import Example
 from .types import structure
+from .types.unicode import clean_json
 
 __all__ = ["load_csv", "load_jsonl", "shuffle", "split"]
 
@@ -37,6 +38,8 @@ def load_jsonl(
     types: Mapping[str, Any] | None = None,
 ) -> list[Example]:
     """One example per line of a JSON Lines file (blank lines skipped).
+
+    Lone surrogates (``"\\ud800"``) in keys and values become U+FFFD.
 
     Raises:
         OSError: the file cannot be read.
@@ -125,6 +128,9 @@ def _read(path: str | os.PathLike[str]) -> str:
 def _example(
     record: dict[str, Any], input_keys: Sequence[str], types: Mapping[str, Any] | None, where: str
 ) -> Example:
+    # A file is where text enters: JSON's escapes can spell lone surrogates,
+    # which become U+FFFD here (a CSV row, read as strict UTF-8, holds none).
+    record = clean_json(record)
     missing = [k for k in input_keys if k not in record]
     if missing:
         raise TrioDSPyError(f"{where}: missing input field(s) {', '.join(missing)}")

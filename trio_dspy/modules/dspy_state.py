@@ -13,7 +13,9 @@ state is saved as ``"cot.predict"`` (``"predict"`` for a program that is one
 ``"cot.predict"`` is read as ``"cot"`` and ``"predict"`` as the program
 itself. A DSPy field without a description is saved with the placeholder
 ``"${name}"``, which names the field; it is read as no description. The
-saved ``lm`` and ``metadata`` are not read.
+saved ``lm``, ``traces``, ``train`` and ``metadata`` are not read, but a value
+of a type DSPy never writes there is refused like any other
+(:mod:`~trio_dspy.modules.saved_schema` has the shapes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrioDSPyError
+from .saved_schema import DSPyPredictor, read
 
 if TYPE_CHECKING:
     from ..signature import Signature
@@ -40,47 +43,66 @@ def _is_predictor_state(value: Any) -> bool:
 
 
 def is_dspy_save(payload: Any) -> bool:
-    """Whether ``payload`` looks like a file DSPy's ``save`` wrote (JSON, not pickled)."""
+    """Whether ``payload`` looks like a file DSPy's ``save`` wrote (JSON, not pickled).
+
+    One predictor's state among its entries is enough: the others are then
+    read as predictors too, so that a broken one is refused by its name.
+    """
     if not isinstance(payload, Mapping) or "format" in payload:
         return False
     if _is_predictor_state(payload):
         return True
-    entries = [v for k, v in payload.items() if k != "metadata"]
-    return bool(entries) and all(_is_predictor_state(v) for v in entries)
+    return any(_is_predictor_state(v) for k, v in payload.items() if k != "metadata")
 
 
 def dspy_state(
     payload: Mapping[str, Any], predictors: Mapping[str, Predictor], source: str
-) -> dict[str, Any]:
-    """The state of each of ``predictors`` (by name) in the DSPy save ``payload``.
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The state of each of ``predictors`` (by name) in the DSPy save ``payload``,
+    and the name each has in the file (``""`` for a one-predictor program's).
+
+    Every value the file holds is checked for the JSON type DSPy writes, the
+    ``lm``, ``traces``, ``train`` and ``metadata`` it is not read for
+    included; keys DSPy may add are not checked.
 
     Raises:
+        StructuringError: a value has the wrong type; the path names it from
+            the file's root (``reply.signature.fields[2].prefix: expected a
+            string, got 12``).
         TrioDSPyError: a DSPy predictor has no counterpart among ``predictors``
-            (or the other way round), a predictor's fields differ in number or
-            name from its signature's, or an entry is malformed; the message
-            names the predictor and the field, and ``source`` (the file).
+            (or the other way round), or a predictor's fields differ in number
+            or name from its signature's; the message names the predictor and
+            the field, and ``source`` (the file).
     """
-    entries = (
-        {"self": payload}
-        if _is_predictor_state(payload)
-        else {k: v for k, v in payload.items() if k != "metadata"}
-    )
+    single = _is_predictor_state(payload)
+    entries = {"": payload} if single else {k: v for k, v in payload.items() if k != "metadata"}
+    if not single and "metadata" in payload:
+        read(payload["metadata"], dict[str, Any], "metadata")
     state: dict[str, Any] = {}
+    labels: dict[str, str] = {}
     for saved_name, entry in entries.items():
-        name = _local_name(saved_name, predictors)
+        name = _local_name(saved_name or "predict", predictors)
         if name is None or name in state:
             raise TrioDSPyError(
                 f"{source}: DSPy predictor {saved_name!r} has no counterpart in this program, "
                 f"whose predictors are {', '.join(predictors)}; load the file into the "
                 "program that saved it"
             )
-        state[name] = _predictor_state(saved_name, entry, predictors[name].signature, source)
+        saved = read(entry, DSPyPredictor, saved_name)
+        signature = predictors[name].signature
+        state[name] = {
+            "signature": signature.__name__,
+            "instructions": saved.signature.instructions,
+            "fields": _fields(saved_name or "the DSPy predictor", saved, signature, source),
+            "demos": saved.demos,
+        }
+        labels[name] = saved_name
     missing = [n for n in predictors if n not in state]
     if missing:
         raise TrioDSPyError(
             f"{source}: the DSPy file has no state for predictor(s) {', '.join(missing)}"
         )
-    return state
+    return state, labels
 
 
 def _local_name(saved: str, predictors: Mapping[str, Predictor]) -> str | None:
@@ -90,14 +112,17 @@ def _local_name(saved: str, predictors: Mapping[str, Predictor]) -> str | None:
     return next((c for c in candidates if c in predictors), None)
 
 
-def _predictor_state(
-    saved_name: str, entry: Any, signature: type[Signature], source: str
-) -> dict[str, Any]:
+def _fields(
+    saved_name: str, saved: DSPyPredictor, signature: type[Signature], source: str
+) -> dict[str, dict[str, str]]:
+    """Each field's description and prefix, by the name ``signature`` gives it.
+
+    Raises:
+        TrioDSPyError: the fields differ in number, or a placeholder or default
+            prefix names another field.
+    """
     where = f"{source}: DSPy predictor {saved_name!r}"
-    sig = entry.get("signature") if isinstance(entry, Mapping) else None
-    fields = sig.get("fields") if isinstance(sig, Mapping) else None
-    if not isinstance(fields, list) or not isinstance(entry.get("demos"), list):
-        raise TrioDSPyError(f"{where} is malformed: expected 'demos' and 'signature.fields' lists")
+    fields = saved.signature.fields
     names = list(signature.fields)
     if len(fields) != len(names):
         raise TrioDSPyError(
@@ -105,10 +130,8 @@ def _predictor_state(
             f"({', '.join(names)}): it was saved from another signature"
         )
     loaded: dict[str, dict[str, str]] = {}
-    for position, (name, saved) in enumerate(zip(names, fields, strict=True), start=1):
-        if not isinstance(saved, Mapping):
-            raise TrioDSPyError(f"{where}: field {position} is not an object: {saved!r}")
-        desc, prefix = str(saved.get("description") or ""), str(saved.get("prefix") or "")
+    for position, (name, field) in enumerate(zip(names, fields, strict=True), start=1):
+        desc, prefix = field.description, field.prefix
         placeholder = _PLACEHOLDER.match(desc)
         default = _DEFAULT_PREFIX.match(prefix)
         said = (
@@ -124,9 +147,4 @@ def _predictor_state(
                 f"{signature.__name__}: it was saved from another signature"
             )
         loaded[name] = {"desc": "" if placeholder else desc, "prefix": prefix}
-    instructions = entry["signature"].get("instructions")
-    return {
-        **({"instructions": instructions} if isinstance(instructions, str) else {}),
-        "fields": loaded,
-        "demos": entry["demos"],
-    }
+    return loaded

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from ..checkpoint import entered
-from ..errors import TrioDSPyError
+from ..errors import StructuringError, TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
+from ..types.unicode import clean_json, has_surrogate_escape
 from .dspy_state import dspy_state, is_dspy_save
+from .saved_schema import SavedModule, describe, read
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -152,14 +154,25 @@ class Module:
         return {name: p.dump_predictor_state() for name, p in self.named_predictors()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`dump_state` produced.
+        """Restore what :meth:`dump_state` produced: all of it, or nothing.
+
+        Every predictor's state is validated before any predictor changes;
+        lone surrogates in its text become U+FFFD.
 
         Raises:
-            TrioDSPyError: the state names predictors this module does not have,
-                or lacks some it has (nothing is changed then).
+            StructuringError: a value has the wrong type (or, for a ``Predict``,
+                a key is missing or unknown); the path starts with the
+                predictor's name (``qa.demos[2].answer: ...``).
+            TrioDSPyError: the state names predictors this module does not
+                have, lacks some it has, or was saved from another signature.
         """
+        self._load_state(state, {})
+
+    def _load_state(self, state: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+        """:meth:`load_state`, naming predictor ``name`` ``labels[name]`` in error paths."""
         if not isinstance(state, Mapping):
-            raise TrioDSPyError(f"saved state must be an object, got {type(state).__name__}")
+            raise TrioDSPyError(f"saved state must be an object, got {describe(state)}")
+        state = clean_json(dict(state))
         predictors = dict(self.named_predictors())
         missing = sorted(set(predictors) - set(state))
         extra = sorted(set(state) - set(predictors))
@@ -176,7 +189,13 @@ class Module:
                 )
             )
         # Validate everything before changing anything, so a bad file loses nothing.
-        loaded = {name: predictors[name].parse_predictor_state(state[name]) for name in predictors}
+        loaded = {}
+        for name, predictor in predictors.items():
+            try:
+                loaded[name] = predictor.parse_predictor_state(state[name])
+            except StructuringError as exc:
+                where = _join(labels.get(name, name), exc.path)
+                raise StructuringError(where, exc.value, exc.reason) from None
         for name, parsed in loaded.items():
             predictors[name].apply_predictor_state(parsed)
 
@@ -206,10 +225,18 @@ class Module:
         A DSPy file (its JSON format; pickles are never read) gives each
         predictor its demos, instructions, field descriptions and prefixes
         when the predictors and their fields match this module's (DSPy's
-        ``"x.predict"`` is this module's ChainOfThought ``"x"``).
+        ``"x.predict"`` is this module's ChainOfThought ``"x"``). Loading is
+        all or nothing: the whole file is validated first, every value for
+        its JSON type (and, in the native format, every key), every demo
+        value for its field's type. Lone surrogates in the file's text
+        become U+FFFD.
 
         Raises:
             OSError: the file cannot be read.
+            StructuringError: a value has the wrong type; the message names
+                its path in the file and what was expected
+                (``triage.predict.signature.instructions: expected a string,
+                got a list``). Nothing is changed then.
             TrioDSPyError: the file is not UTF-8 JSON, not a saved trio_dspy
                 module nor a DSPy save, or does not match this module's
                 predictors and their signatures' fields (the message names the
@@ -222,18 +249,21 @@ class Module:
             raise TrioDSPyError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
         except ValueError as exc:
             raise TrioDSPyError(f"{path}: not a JSON file ({exc})") from None
-        if is_dspy_save(payload):
-            self.load_state(dspy_state(payload, dict(self.named_predictors()), str(path)))
-            return
-        if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-            raise TrioDSPyError(
-                f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r}) "
-                "nor a DSPy save file"
-            )
-        predictors = payload.get("predictors")
-        if not isinstance(predictors, dict):
-            raise TrioDSPyError(f"{path}: 'predictors' must be an object of predictor states")
-        self.load_state(predictors)
+        if has_surrogate_escape(data):
+            payload = clean_json(payload)
+        try:
+            if is_dspy_save(payload):
+                state, labels = dspy_state(payload, dict(self.named_predictors()), str(path))
+                self._load_state(state, labels)
+                return
+            if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+                raise TrioDSPyError(
+                    f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r}) "
+                    "nor a DSPy save file"
+                )
+            self._load_state(read(payload, SavedModule).predictors, {})
+        except StructuringError as exc:
+            raise StructuringError(exc.path, exc.value, f"{exc.reason} (in {path})") from None
 
     async def batch(
         self,
@@ -285,6 +315,13 @@ class Module:
 def _progress_printer(done: int, total: int) -> None:
     end = "\n" if done == total else ""
     print(f"\r{done}/{total} done", end=end, file=sys.stderr, flush=True)
+
+
+def _join(label: str, path: str) -> str:
+    """``label`` then ``path`` as one path (``qa`` + ``demos[0]`` -> ``qa.demos[0]``)."""
+    if not label or not path:
+        return label or path
+    return f"{label}{path}" if path.startswith("[") else f"{label}.{path}"
 
 
 def _walk_value(value: Any, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:

@@ -33,6 +33,7 @@ from ..trace import record as record_trace
 from ..types import structure, unstructure
 from . import format_memory
 from .module import Module, Predictor
+from .saved_schema import SavedPredict, read
 
 __all__ = ["Predict", "check_inputs", "resolve_adapter"]
 
@@ -322,40 +323,32 @@ class Predict(Module, Predictor):
         }
 
     def parse_predictor_state(self, state: Any) -> tuple[type[Signature], list[Example]]:
-        """Validate saved state against this predictor's signature.
+        """Validate saved state against this predictor's signature; change nothing.
+
+        ``state`` is what :meth:`dump_predictor_state` writes: every key
+        present, each value of its JSON type, no other key. Demo values are
+        read as their fields' types, as a model's answer is (a number in a
+        text field is its text).
 
         Raises:
-            TrioDSPyError: the state is malformed, was saved from a signature
-                with other fields (the message names them), or a demo value
-                does not fit its type.
+            StructuringError: a value has the wrong type, a key is missing or
+                unknown, or a demo value does not fit its field's type; the
+                path names it (``demos[2].answer: ...``).
+            TrioDSPyError: the state was saved from a signature with other
+                fields (the message names them).
         """
-        if not isinstance(state, Mapping) or not isinstance(state.get("demos"), list):
-            raise TrioDSPyError(f"malformed predictor state: {state!r}")
+        saved = read(state, SavedPredict)
         sig = self.signature
-        if isinstance(state.get("instructions"), str):
-            sig = sig.with_instructions(state["instructions"])
-        fields = state.get("fields") or {}
-        if not isinstance(fields, Mapping):
-            raise TrioDSPyError(
-                f"malformed predictor state: 'fields' must be an object: {fields!r}"
-            )
-        if "fields" in state:
-            _check_same_fields(sig, fields)
-        for name, info in fields.items():
-            if name in sig.fields and isinstance(info, Mapping):
-                changes = {k: info[k] for k in ("desc", "prefix") if isinstance(info.get(k), str)}
-                sig = sig.with_updated_field(name, **changes)
+        _check_same_fields(sig, saved.fields)
+        sig = sig.with_instructions(saved.instructions)
+        for name, text in saved.fields.items():
+            sig = sig.with_updated_field(name, desc=text.desc, prefix=text.prefix)
         demos = []
-        for i, raw in enumerate(state["demos"]):
-            if not isinstance(raw, Mapping):
-                raise TrioDSPyError(f"demo {i} is not an object: {raw!r}")
+        for i, raw in enumerate(saved.demos):
             values = {}
             for k, v in raw.items():
                 field = sig.fields.get(k)
-                try:
-                    values[k] = structure(v, field.annotation, path=k) if field else v
-                except StructuringError as exc:
-                    raise TrioDSPyError(f"demo {i}: {exc}") from None
+                values[k] = structure(v, field.annotation, path=f"demos[{i}].{k}") if field else v
             demos.append(Example(values))
         return sig, demos
 

@@ -253,15 +253,19 @@ converter: cattrs.Converter = _build_converter()
 """The converter behind :func:`structure` (and the leaves of ``unstructure``)."""
 
 
-def structure(value: Any, tp: Any, *, path: str = "") -> Any:
+def structure(value: Any, tp: Any, *, path: str = "", using: cattrs.Converter | None = None) -> Any:
     """Turn JSON-like ``value`` into an instance of ``tp``.
+
+    ``using`` is another converter to structure with (one whose hooks raise
+    :class:`~trio_dspy.types.scalars.Invalid`, as these do); by default the
+    lenient one that reads model output.
 
     Raises:
         StructuringError: naming the dotted ``path`` to the first value that
             does not fit and why (``action.size: 'huge' is not one of ...``).
     """
     try:
-        return converter.structure(value, tp)
+        return (using or converter).structure(value, tp)
     except Exception as exc:
         try:
             sub_path, leaf_value, reason = _first_leaf(exc, value)
