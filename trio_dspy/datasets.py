@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from .errors import StructuringError, TrioDSPyError
 from .primitives import Example
 from .types import structure
-from .types.unicode import clean_json
+from .unicode import clean_json
 
 __all__ = ["load_csv", "load_jsonl", "shuffle", "split"]
 

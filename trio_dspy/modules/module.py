@@ -24,7 +24,7 @@ from ..errors import StructuringError, TrioDSPyError
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
-from ..types.unicode import clean_json, has_surrogate_escape
+from ..unicode import clean_json, has_surrogate_escape
 from .dspy_state import dspy_state, is_dspy_save
 from .saved_schema import SavedModule, describe, read
 
