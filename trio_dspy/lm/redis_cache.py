@@ -77,7 +77,8 @@ class RedisCache(RedisBacked, Cache):
         lm = td.LM("openai/gpt-4o-mini", cache=td.RedisCache("redis://localhost:6379/0"))
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``);
+            percent-encode the password (``urllib.parse.quote(password, safe="")``).
         namespace: prefix of every key.
         ttl: seconds an answer is kept (``None``: until Redis evicts it).
         lock_ttl: seconds after which the lock of a process that stopped
@@ -85,7 +86,8 @@ class RedisCache(RedisBacked, Cache):
         retry_interval: seconds Redis is left alone after it could not be reached.
 
     Raises:
-        ValueError: ``url`` is not a Redis URL, or a duration is not positive.
+        ValueError: ``url`` is not a Redis URL coredis can connect with (checked here,
+            the message never quotes it), or a duration is not positive.
     """
 
     def __init__(
