@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+import structlog
 import trio
 
 import trio_dspy as td
@@ -190,3 +191,89 @@ async def test_a_broken_cache_does_not_fail_calls() -> None:
 
     server = Scripted(ok("still works"))
     assert (await server.lm(cache=Broken()).request(ask())).text == "still works"
+
+
+# Stored entries no version of this library wrote: each must read as a miss.
+BAD_ENTRIES: dict[str, str | bytes] = {
+    "deep nesting": "[" * 100_000,
+    "deeply nested alternatives": '{"alternatives": [' * 150 + "{}" + "]}" * 150,
+    "a number for the text": '{"text": 5}',
+    "a list for the text": '{"text": ["stored"]}',
+    "an object for the tool calls": '{"tool_calls": {}}',
+    "a tool call without a name": '{"tool_calls": [{"id": "c1"}]}',
+    "a float token count": '{"usage": {"total_tokens": 1.5}}',
+    "a boolean token count": '{"usage": {"total_tokens": true}}',
+    "a non-finite token count": '{"usage": {"total_tokens": Infinity}}',
+    "a huge token count": '{"usage": {"total_tokens": 1' + "0" * 40 + "}}",
+    "a 5000-digit token count": '{"usage": {"total_tokens": ' + "9" * 5000 + "}}",
+    "a string for cached": '{"text": "stored", "cached": "no"}',
+    "not an object": '"stored"',
+    "truncated": '{"text": "stor',
+    "invalid UTF-8": b'{"text": "\xff"}',
+    "an encoded surrogate": b'{"text": "\xed\xa0\x80"}',
+    "empty": "",
+}
+
+
+def poison_disk(path: Path, key: str, value: str | bytes) -> None:
+    """Store ``value`` under ``key`` in the disk cache at ``path`` as another program might."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+        conn.execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, value))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("entry", list(BAD_ENTRIES), ids=list(BAD_ENTRIES))
+async def test_a_poisoned_disk_cache_entry_is_a_miss_and_is_replaced(
+    tmp_path: Path, entry: str
+) -> None:
+    path = tmp_path / "c.sqlite3"
+    server = Scripted(ok("fresh"))
+    lm = server.lm(cache=DiskCache(path))
+    poison_disk(path, cache_key("openai", "m", lm.base_url, ask()), BAD_ENTRIES[entry])
+    with structlog.testing.capture_logs() as logs:
+        first = await lm.request(ask())
+        second = await lm.request(ask())
+    await lm.aclose()
+    assert (first.text, first.cached) == ("fresh", False)
+    assert (second.text, second.cached) == ("fresh", True)  # the entry was overwritten
+    assert len(server.requests) == 1
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "lm.cache_entry_unreadable"
+    ]
+
+
+async def test_a_poisoned_entry_is_logged_once_however_often_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    # The model keeps failing, so the bad entry is never replaced.
+    server = Scripted(*[error(400, "bad")] * 5)
+    lm = server.lm(cache=DiskCache(path))
+    poison_disk(path, cache_key("openai", "m", lm.base_url, ask()), "[" * 100_000)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(5):
+            with pytest.raises(td.errors.LMBadRequestError):
+                await lm.request(ask())
+    await lm.aclose()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["lm.cache_entry_unreadable"]
+    assert warnings[0]["reason"] and "[[[" not in repr(warnings[0])
+
+
+async def test_a_lone_surrogate_in_a_stored_entry_reads_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.sqlite3"
+    server = Scripted(ok("fresh"))
+    lm = server.lm(cache=DiskCache(path))
+    poison_disk(path, cache_key("openai", "m", lm.base_url, ask()), '{"text": "a\\ud800b"}')
+    hit = await lm.request(ask())
+    await lm.aclose()
+    assert (hit.text, hit.cached) == ("a\ufffdb", True)
+    assert not server.requests

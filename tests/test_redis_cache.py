@@ -114,3 +114,50 @@ def test_cache_settings_are_checked_and_the_repr_hides_the_password() -> None:
         td.RedisCache("redis://localhost", retry_interval=-1)
     cache = td.RedisCache("redis://user:hunter2@localhost:6379/0")
     assert "hunter2" not in repr(cache) and "user:***@localhost:6379" in repr(cache)
+
+
+async def poison(redis_url: str, ns: str, key: str, value: str | bytes) -> None:
+    """Store ``value`` under the cache's own key for ``key``, as another program might."""
+    async with RedisConnector(redis_url).client() as client:
+        await client.set(f"{ns}:cache:{key}", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 100_000, '{"text": 5}', '{"usage": {"total_tokens": 1e400}}', b'{"text": "\xff"}'],
+    ids=["deep nesting", "wrong type", "non-finite count", "invalid UTF-8"],
+)
+async def test_a_poisoned_cache_entry_is_a_miss_and_is_replaced(
+    redis_url: str, value: str | bytes
+) -> None:
+    ns = namespace()
+    async with serve_sim(SimConfig(latency=0.0)) as sim:
+        lm = worker_lm(sim, td.RedisCache(redis_url, namespace=ns))
+        await poison(
+            redis_url, ns, td.lm.cache.cache_key("openai", "sim", lm.base_url, REQUEST), value
+        )
+        with structlog.testing.capture_logs() as logs:
+            first = await lm.request(REQUEST)
+            second = await lm.request(REQUEST)
+        assert sim.stats.requests == 1
+    assert not first.cached and second.cached and second.text == first.text
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings == ["lm.cache_entry_unreadable"]
+
+
+async def test_a_poisoned_redis_entry_is_logged_once_however_often_it_is_read(
+    redis_url: str,
+) -> None:
+    ns = namespace()
+    # Every call fails, so the bad entry is never replaced.
+    async with serve_sim(SimConfig(latency=0.0, faults=[Fault("context_length")])) as sim:
+        lm = worker_lm(sim, td.RedisCache(redis_url, namespace=ns))
+        key = td.lm.cache.cache_key("openai", "sim", lm.base_url, REQUEST)
+        await poison(redis_url, ns, key, "[" * 100_000)
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(5):
+                with pytest.raises(td.errors.ContextWindowExceededError):
+                    await lm.request(REQUEST)
+        assert sim.stats.requests == 5
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings == ["lm.cache_entry_unreadable"]

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 import trio
 
 from ..errors import LMError, LMTimeoutError
@@ -36,6 +35,7 @@ from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
 from ..primitives import Usage
 from ..runlocal import RunLocal
+from .cache_codec import EntryReader, decode_response, encode_response
 
 __all__ = [
     "Cache",
@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-_converter = cattrs.Converter()
 # Never let a credential that slipped into the parameters reach a cache key.
 _SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
 
@@ -82,19 +81,6 @@ def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> s
 def as_cached(response: LMResponse) -> LMResponse:
     """``response`` as served from the cache: ``cached=True`` and zero usage."""
     return attrs.evolve(response, cached=True, usage=Usage())
-
-
-def encode_response(response: LMResponse) -> str:
-    """``response`` as the JSON text a cache stores."""
-    return json.dumps(_converter.unstructure(response), ensure_ascii=False)
-
-
-def decode_response(raw: str | bytes) -> LMResponse | None:
-    """The response in stored JSON text, or ``None`` if it is unreadable."""
-    try:
-        return _converter.structure(json.loads(raw), LMResponse)
-    except (ValueError, TypeError, cattrs.BaseValidationError):
-        return None
 
 
 class Cache(abc.ABC):
@@ -184,6 +170,7 @@ class DiskCache(Cache):
         self.path = Path(path) if path is not None else default_cache_path()
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._entries = EntryReader()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -196,14 +183,16 @@ class DiskCache(Cache):
             self._conn = conn
         return self._conn
 
-    def _get(self, key: str) -> str | None:
+    def _get(self, key: str) -> bytes | None:
+        # As bytes, so that a value that is not UTF-8 (or not text at all) reaches
+        # the decoder as a bad entry instead of failing inside sqlite3.
         with self._lock:
             row = (
                 self._connection()
-                .execute("SELECT value FROM responses WHERE key = ?", (key,))
+                .execute("SELECT CAST(value AS BLOB) FROM responses WHERE key = ?", (key,))
                 .fetchone()
             )
-        return None if row is None else str(row[0])
+        return None if row is None or row[0] is None else bytes(row[0])
 
     def _put(self, key: str, value: str) -> None:
         with self._lock:
@@ -220,7 +209,7 @@ class DiskCache(Cache):
     async def get(self, key: str) -> LMResponse | None:
         """The response under ``key``, or ``None`` (also for an unreadable entry)."""
         raw = await trio.to_thread.run_sync(self._get, key)
-        return None if raw is None else decode_response(raw)
+        return None if raw is None else self._entries.read(self, key, raw)
 
     async def put(self, key: str, response: LMResponse) -> None:
         """Store ``response`` under ``key`` (replacing any older entry)."""

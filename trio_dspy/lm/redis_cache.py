@@ -13,7 +13,10 @@ next waiter makes the call itself.
 The cache is best-effort: when Redis cannot be reached, calls go uncached
 and one warning (``lm.redis_cache_unavailable``) is logged for the outage;
 Redis is then left alone for ``retry_interval`` seconds before it is tried
-again, so an outage costs no connection attempts on every call.
+again, so an outage costs no connection attempts on every call. A stored
+answer that cannot be read (written by another program, or spoiled) is a
+miss, logged once per key (:mod:`trio_dspy.lm.cache_codec`), and the call's
+answer replaces it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import trio
 
 from ..logs import get_logger
 from ..messages import LMResponse
-from .cache import Cache, as_cached, decode_response, encode_response
+from .cache import Cache, as_cached
+from .cache_codec import EntryReader, encode_response
 from .redis_conn import (
     RedisBacked,
     RedisConnector,
@@ -73,7 +77,8 @@ class RedisCache(RedisBacked, Cache):
         lm = td.LM("openai/gpt-4o-mini", cache=td.RedisCache("redis://localhost:6379/0"))
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``);
+            percent-encode the password (``urllib.parse.quote(password, safe="")``).
         namespace: prefix of every key.
         ttl: seconds an answer is kept (``None``: until Redis evicts it).
         lock_ttl: seconds after which the lock of a process that stopped
@@ -81,7 +86,8 @@ class RedisCache(RedisBacked, Cache):
         retry_interval: seconds Redis is left alone after it could not be reached.
 
     Raises:
-        ValueError: ``url`` is not a Redis URL, or a duration is not positive.
+        ValueError: ``url`` is not a Redis URL coredis can connect with (checked here,
+            the message never quotes it), or a duration is not positive.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class RedisCache(RedisBacked, Cache):
         self.retry_interval = retry_interval
         self._down_until = -math.inf  # time.monotonic(): shared by every trio run
         self._warned = False
+        self._entries = EntryReader()
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -140,7 +147,7 @@ class RedisCache(RedisBacked, Cache):
             self._failed(exc)
             return None
         self._worked()
-        return None if raw is None else decode_response(raw)
+        return None if raw is None else self._entries.read(self, key, raw)
 
     async def put(self, key: str, response: LMResponse) -> None:
         """Store ``response`` under ``key`` for ``ttl`` seconds (skipped if Redis is down)."""
@@ -178,7 +185,7 @@ class RedisCache(RedisBacked, Cache):
                     self._failed(exc)
                     return await call()
                 if isinstance(got, bytes):
-                    hit = decode_response(got)
+                    hit = self._entries.read(self, key, got)
                     # An unreadable answer is replaced by a fresh one.
                     return await call() if hit is None else as_cached(hit)
                 if got == 1:

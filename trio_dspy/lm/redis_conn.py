@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import random
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +27,7 @@ import trio
 from ..errors import ConfigurationError
 from ..logs import get_logger
 from ..runlocal import RunLocal
+from .redis_url import check_redis_url
 
 if TYPE_CHECKING:
     import coredis
@@ -117,44 +117,20 @@ async def run_script(
     return await _script(source)(keys=keys, args=[str(a) for a in args], client=client)
 
 
-# Query parameters that carry credentials (coredis reads ``?password=``, the
-# usual form for ``unix://`` sockets).
-_SECRET_QUERY = frozenset({"password", "username"})
-
-
-def _public_url(url: str) -> str:
-    """``url`` without its password, in the address or the query (for reprs and messages)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        user = f"{parts.username}:***@" if parts.username else ":***@"
-        parts = parts._replace(netloc=user + host)
-    if parts.query:
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        masked = [(k, "***" if k.lower() in _SECRET_QUERY else v) for k, v in query]
-        parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
-    return urllib.parse.urlunsplit(parts)
-
-
 class RedisConnector:
     """Opens coredis clients for one Redis URL: the one of an enclosing
     :meth:`connected` block, else one per call.
 
     Raises:
-        ValueError: ``url`` is not a ``redis://``, ``rediss://`` or ``unix://`` URL.
+        ValueError: ``url`` is not a Redis URL coredis can connect with
+            (:func:`~trio_dspy.lm.redis_url.check_redis_url`); the message
+            never quotes it.
     """
 
     def __init__(self, url: str) -> None:
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(
-                f"a Redis URL starts with redis://, rediss:// or unix://, got {_public_url(url)!r}"
-            )
-        self._url = url
         #: the URL without its password.
-        self.public_url = _public_url(url)
+        self.public_url = check_redis_url(url)
+        self._url = url
         # The clients of this run's open connected() blocks, innermost last.
         self._open: RunLocal[list[coredis.Redis[bytes]]] = RunLocal(
             list, name="trio_dspy.lm.redis_conn"
@@ -168,6 +144,7 @@ class RedisConnector:
             connect_timeout=CONNECT_TIMEOUT,
             stream_timeout=REPLY_TIMEOUT,
             verify_version=False,  # one round trip less per connection
+            decode_components=True,  # a password may hold any character as %XX
         )
         async with _as_itself(redis):
             yield redis

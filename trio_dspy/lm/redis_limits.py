@@ -146,13 +146,15 @@ class RedisLimits(RedisBacked):
     ``limits=``.
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``);
+            percent-encode the password (``urllib.parse.quote(password, safe="")``).
         namespace: prefix of every key; processes share budgets only within one.
         lease_ttl: seconds after which a concurrency slot whose holder stopped
             renewing (a killed worker) is free again.
 
     Raises:
-        ValueError: ``url`` is not a Redis URL, or ``lease_ttl`` is not above 0.1 s.
+        ValueError: ``url`` is not a Redis URL coredis can connect with (checked here,
+            the message never quotes it), or ``lease_ttl`` is not above 0.1 s.
     """
 
     def __init__(self, url: str, *, namespace: str = "trio_dspy", lease_ttl: float = 10.0) -> None:
