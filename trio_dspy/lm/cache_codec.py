@@ -12,7 +12,7 @@ error: the call goes to the model and its answer replaces the entry.
 :class:`EntryReader` logs each bad entry once per key.
 
 Lone surrogates (``"\\ud800"`` escapes) follow the text policy of
-:mod:`trio_dspy.types.unicode`: they read as U+FFFD.
+:mod:`trio_dspy.unicode`: they read as U+FFFD.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import cattrs
 from ..logs import get_logger
 from ..messages import LMResponse
 from ..types.text import loads_json
-from ..types.unicode import clean_text
+from ..unicode import clean_text
 
 __all__ = ["EntryReader", "decode_response", "encode_response", "read_response"]
 
