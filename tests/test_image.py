@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pydantic
 import pytest
 
 import trio_dspy as td
 from trio_dspy.errors import SignatureError
 from trio_dspy.lm import LMRequest, Message
 from trio_dspy.lm.cache import cache_key
-from trio_dspy.lm.history import format_history
+from trio_dspy.lm.history import clear_history, format_history
 from trio_dspy.messages import ImagePart, TextPart
 from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import DummyLM, serve_sim
@@ -124,6 +125,90 @@ def test_the_tool_calling_request_carries_the_image_too() -> None:
 async def test_a_string_for_an_image_field_is_a_clear_type_error() -> None:
     with td.context(lm=DummyLM([{"caption": "x"}])), pytest.raises(TypeError, match="td.Image"):
         await td.Predict(Describe)(question="?", photo=URL)
+
+
+# ------------------------------------------------- never an image as text
+@attrs.frozen
+class Note:
+    text: str
+    extra: Any = None
+
+
+class Attachment(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    blob: Any = None
+
+
+IMAGE = td.Image.from_bytes(PNG)
+
+# (field type, value holding an image, where the message says the image is)
+STRAY_IMAGES = [
+    ("str", IMAGE, "context"),
+    ("list[str]", ["a", IMAGE], "context[1]"),
+    ("Any", IMAGE, "context"),
+    ("Any", [IMAGE], "context[0]"),
+    ("dict[str, Any]", {"photos": [IMAGE]}, "context['photos'][0]"),
+    ("int", IMAGE, "context"),
+    ("Any", Note("hi", extra=IMAGE), "context.extra"),
+    ("Any", Attachment(name="a", blob=(IMAGE,)), "context.blob[0]"),
+]
+
+
+@ADAPTERS
+@pytest.mark.parametrize(("annotation", "value", "where"), STRAY_IMAGES)
+async def test_an_image_in_a_field_not_typed_image_is_refused_before_anything_is_sent(
+    adapter: td.Adapter, annotation: str, value: Any, where: str
+) -> None:
+    sig = td.make_signature(f"question, context: {annotation} -> answer")
+    lm = DummyLM([{"answer": "a"}])
+    exporter = InMemoryExporter()
+    clear_history()
+    async with collect(exporter):
+        with (
+            td.context(lm=lm, adapter=adapter, trace_content=True),
+            pytest.raises(SignatureError) as info,
+        ):
+            await td.Predict(sig)(question="What?", context=value)
+    message = str(info.value)
+    assert f"{where}" in message and "td.Image" in message
+    assert "list[td.Image]" in message
+    assert PNG_B64[:40] not in message
+    assert lm.requests == [] and list(lm.history) == []
+    assert "no calls recorded" in format_history(5)
+    assert PNG_B64[:40] not in repr([s.attributes for s in exporter.spans])
+    assert PNG_B64[:40] not in repr([s.status for s in exporter.spans])
+
+
+@ADAPTERS
+async def test_an_image_in_a_demo_or_history_text_field_is_refused_too(
+    adapter: td.Adapter,
+) -> None:
+    program = td.Predict("question -> answer")
+    program.demos = [td.Example(question=IMAGE, answer="a cat")]
+    lm = DummyLM([{"answer": "a"}])
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="question"):
+        await program(question="What?")
+    program.demos = [td.Example(question="What?", answer={"seen": IMAGE})]
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="answer"):
+        await program(question="What?")
+    chat = td.make_signature("history: History, question -> answer")
+    turns = td.History(messages=[{"question": "Look", "answer": [IMAGE]}])
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="answer"):
+        await td.Predict(chat)(history=turns, question="What?")
+    assert lm.requests == []
+
+
+async def test_image_fields_still_take_images_and_text_fields_text() -> None:
+    lm = DummyLM([{"caption": "c"}, {"answer": "a"}])
+    with td.context(lm=lm):
+        await td.Predict(Describe)(question="Who?", photo=IMAGE)
+        await td.Predict("question, notes: dict[str, Any] -> answer")(
+            question="x", notes={"url": "https://example.com/a.png", "n": [1, None]}
+        )
+    assert ImagePart(IMAGE.url) in lm.requests[0].messages[-1].content
+    assert '"url": "https://example.com/a.png"' in lm.requests[1].messages[-1].content
 
 
 # -------------------------------------------------------- never dump the data

@@ -41,7 +41,12 @@ class ConfigurationError(TrioDSPyError):
 
 
 class SignatureError(TrioDSPyError, TypeError):
-    """A signature is malformed: raised when the class (or string) is defined."""
+    """A signature is malformed: raised when the class (or string) is defined.
+
+    Also raised when a call is made, before anything is sent, for a value
+    only a differently declared field can carry: a ``td.Image`` in a field
+    not typed ``td.Image``. The fix is then in the signature too.
+    """
 
 
 class StructuringError(TrioDSPyError, ValueError):

@@ -4,23 +4,39 @@ An image input is written into the prompt text as a marker holding its URL
 (:func:`image_text`); :func:`user_content` then cuts the finished user
 message at the markers into text and image parts, so an image sits exactly
 where its field's value goes: text before, the image, text after, as DSPy
-sends it. A ``td.History`` input is not a section at all: :func:`split_history`
+sends it. An image anywhere else -- in a field typed ``str``, ``Any``, a list,
+a dict or a record -- is refused (:func:`refuse_images`): written as JSON text,
+its base64 would land in the prompt, ``inspect_history`` and traced spans.
+A ``td.History`` input is not a section at all: :func:`split_history`
 takes it out of the signature and the inputs, and the adapter writes its
 messages as user/assistant turns before the current inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
+from ..errors import SignatureError
 from ..messages import ContentPart, ImagePart, TextPart
 from ..signature import Signature, signature_from_fields
-from ..types import History, Image
+from ..types import History, Image, is_pydantic_model, type_name
 
-__all__ = ["given_fields", "history_field", "image_text", "split_history", "user_content"]
+__all__ = [
+    "find_image",
+    "given_fields",
+    "history_field",
+    "image_text",
+    "refuse_images",
+    "split_history",
+    "user_content",
+]
 
 # A NUL and a per-process nonce: text a user passes in cannot forge a marker
 # and smuggle an image URL into the request. ASCII, so a long prompt stays a
@@ -47,6 +63,76 @@ def image_text(value: Any) -> str | None:
     raise TypeError(
         f"an input typed Image needs a td.Image (td.Image.from_url, .from_file or "
         f".from_bytes), or a list of them; got {type(value).__name__}"
+    )
+
+
+_LEAVES = (str, bytes, bytearray, int, float, bool, type(None), enum.Enum)
+
+
+def find_image(value: Any) -> str | None:
+    """Where a ``td.Image`` sits inside ``value``, else ``None``.
+
+    The answer is a path to append to the field's name: ``""`` for ``value``
+    itself, ``"[1]"``, ``"['photos'][0]"``, ``".extra"``. It looks inside
+    lists, tuples, sets, mappings (their values), attrs classes, dataclasses
+    and pydantic models, the values an adapter writes as JSON; each object is
+    visited once, so shared or cyclic values end. Raises nothing.
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    seen: set[int] = set()
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _LEAVES):
+            continue
+        if isinstance(item, Image):
+            return path
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        children = list(_children(item))
+        stack.extend((child, path + key) for key, child in reversed(children))
+    return None
+
+
+def _children(item: Any) -> Iterable[tuple[str, Any]]:
+    """``(path step, value)`` of what ``item`` holds, as JSON would show it."""
+    if isinstance(item, Mapping):
+        return ((f"[{k!r}]", v) for k, v in item.items())
+    if isinstance(item, list | tuple | set | frozenset):
+        return ((f"[{i}]", v) for i, v in enumerate(item))
+    cls = type(item)
+    if attrs.has(cls):
+        return ((f".{a.name}", getattr(item, a.name, None)) for a in attrs.fields(cls))
+    if dataclasses.is_dataclass(item):
+        return ((f".{f.name}", getattr(item, f.name, None)) for f in dataclasses.fields(item))
+    if is_pydantic_model(cls):
+        extra = getattr(item, "__pydantic_extra__", None) or {}
+        return ((f".{k}", v) for k, v in {**vars(item), **extra}.items())
+    return ()
+
+
+def refuse_images(value: Any, annotation: Any, field: str) -> None:
+    """Refuse a ``td.Image`` anywhere in ``value``, the value of a field not typed for images.
+
+    Only a field typed ``td.Image`` or ``list[td.Image]`` (or ``Optional``)
+    sends an image, as an image part. Anywhere else it would be written as
+    JSON text: its base64 in the prompt, the history and traced spans, and a
+    model that never sees a picture.
+
+    Raises:
+        SignatureError: ``value`` holds an image; the message names ``field``
+            and where in it the image is, and says how to declare the field.
+            It never shows the image's data.
+    """
+    path = find_image(value)
+    if path is None:
+        return
+    where = f" at {field}{path}" if path else ""
+    raise SignatureError(
+        f"field `{field}` is typed {type_name(annotation)} but holds a td.Image{where}; "
+        "an image is never sent as text. Declare the field as td.Image "
+        f"(`{field}: td.Image = td.InputField()`, or list[td.Image] for several) "
+        "so that the image goes to the model as an image"
     )
 
 
