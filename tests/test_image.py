@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import threading
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +17,14 @@ import pydantic
 import pytest
 
 import trio_dspy as td
-from trio_dspy.errors import SignatureError
+from trio_dspy.errors import ImageTooLargeError, SignatureError
 from trio_dspy.lm import LMRequest, Message
 from trio_dspy.lm.cache import cache_key
 from trio_dspy.lm.history import clear_history, format_history
 from trio_dspy.messages import ImagePart, TextPart
 from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import DummyLM, serve_sim
+from trio_dspy.types.image import MAX_IMAGE_BYTES
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -287,6 +293,66 @@ def test_from_file_reads_the_bytes_and_their_type(tmp_path: Path) -> None:
         td.Image.from_file(tmp_path / "notes")
     with pytest.raises(FileNotFoundError):
         td.Image.from_file(tmp_path / "missing.png")
+
+
+def test_from_file_refuses_a_file_over_the_limit_without_reading_it(tmp_path: Path) -> None:
+    big = tmp_path / "huge.png"
+    with big.open("wb") as f:
+        f.write(PNG[:8])
+        f.truncate(600 * 1024 * 1024)  # sparse: nothing is written past the header
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError) as info:
+            td.Image.from_file(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024  # the file was never read
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert str(big) in message and str(600 * 1024 * 1024) in message
+    assert "max_bytes=" in message
+    assert info.value.size == 600 * 1024 * 1024
+    assert info.value.limit == MAX_IMAGE_BYTES == 20 * 1024 * 1024
+
+
+def test_the_image_size_limit_is_a_keyword_and_counts_bytes_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(PNG)
+    assert td.Image.from_file(path, max_bytes=len(PNG)) == td.Image.from_bytes(PNG)
+    with pytest.raises(ImageTooLargeError, match=f"{len(PNG)} bytes"):
+        td.Image.from_file(path, max_bytes=len(PNG) - 1)
+    assert td.Image.from_bytes(PNG, max_bytes=len(PNG)).mime_type == "image/png"
+    with pytest.raises(ImageTooLargeError, match="max_bytes="):
+        td.Image.from_bytes(PNG, max_bytes=100)
+    with pytest.raises(ValueError, match="max_bytes"):
+        td.Image.from_file(path, max_bytes=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_from_file_reads_no_more_than_the_limit_from_an_endless_stream(tmp_path: Path) -> None:
+    fifo = tmp_path / "camera"
+    os.mkfifo(fifo)
+    written = 0
+
+    def feed() -> None:
+        nonlocal written
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:
+            f.write(PNG[:8])
+            while written < 64 * 1024 * 1024:  # far past any limit: a reader must stop
+                f.write(b"\x00" * 4096)
+                written += 4096
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    started = time.monotonic()
+    with pytest.raises(ImageTooLargeError, match="more than 10000 bytes") as info:
+        td.Image.from_file(fifo, max_bytes=10_000)
+    writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert time.monotonic() - started < 10
+    assert info.value.size is None  # a stream has no size to tell
+    assert written < 64 * 1024 * 1024  # the reader hung up long before
 
 
 def test_from_url_takes_http_and_data_urls_only() -> None:
