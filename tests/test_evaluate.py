@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ import trio.testing
 
 import trio_dspy as td
 from trio_dspy.errors import TrioDSPyError
-from trio_dspy.evaluate import EvaluationError
+from trio_dspy.evaluate import EvaluationError, MetricError
 from trio_dspy.testing import DummyLM
 
 
@@ -94,6 +95,53 @@ async def test_a_metric_returning_nonsense_is_a_failed_row(autojump_clock: Any) 
     result = await td.Evaluate(_devset(2), lambda e, p: "yes", progress=False)(Echo())  # type: ignore[arg-type, return-value]
     assert all(isinstance(out, TypeError) for _, out, _ in result.results)
     assert result.errors == 2
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+async def test_a_metric_returning_nan_or_inf_is_a_failed_row_not_a_poisoned_score(
+    autojump_clock: Any, bad: float
+) -> None:
+    def metric(example: td.Example, pred: td.Prediction) -> float:
+        return bad if example.question == "q1" else 1.0
+
+    evaluate = td.Evaluate(_devset(4), metric, failure_score=0.5, progress=False)
+    result = await evaluate(Echo())
+    _, outcome, score = result.results[1]
+    assert isinstance(outcome, MetricError) and isinstance(outcome, ValueError)
+    assert f"the metric returned {bad} for example 1; scored failure_score=0.5" in str(outcome)
+    assert outcome.value is not None and outcome.prediction == td.Prediction(answer="a1")
+    assert score == 0.5
+    assert result.errors == 1
+    assert result.score == pytest.approx(100 * 3.5 / 4)
+    assert math.isfinite(result.score)
+    assert "MetricError" in result.to_records()[1]["error"]
+
+
+async def test_a_feedback_metric_with_a_nan_score_is_a_failed_row_too(autojump_clock: Any) -> None:
+    def metric(example: td.Example, pred: td.Prediction) -> td.Prediction:
+        return td.Prediction(score=math.nan, feedback="?")
+
+    result = await td.Evaluate(_devset(2), metric, progress=False)(Echo())
+    assert all(isinstance(out, MetricError) for _, out, _ in result.results)
+    assert result.score == 0.0
+
+
+@pytest.mark.parametrize("value", ["0.5", None, {"score": 1}, [1.0], b"1"])
+async def test_a_metric_returning_a_non_number_is_a_typed_failed_row(
+    autojump_clock: Any, value: Any
+) -> None:
+    result = await td.Evaluate(_devset(2), lambda e, p: value, progress=False)(Echo())
+    for _, outcome, score in result.results:
+        assert isinstance(outcome, MetricError) and isinstance(outcome, TypeError)
+        assert "must return a float or a bool" in str(outcome)
+        assert score == 0.0
+    assert result.errors == 2 and result.score == 0.0
+
+
+def test_a_failure_score_that_is_not_a_finite_number_is_refused() -> None:
+    for bad in (math.nan, math.inf, "0"):
+        with pytest.raises(ValueError, match="failure_score"):
+            td.Evaluate(_devset(1), lambda e, p: 1.0, failure_score=bad)  # type: ignore[arg-type]
 
 
 async def test_failures_score_failure_score_and_keep_their_exception(autojump_clock: Any) -> None:

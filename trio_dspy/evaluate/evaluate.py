@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import reprlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TextIO
@@ -29,6 +30,7 @@ __all__ = [
     "EvaluationError",
     "Limiter",
     "Metric",
+    "MetricError",
     "call_metric",
     "run_examples",
     "run_in_order",
@@ -55,6 +57,26 @@ class EvaluationError(TrioDSPyError):
         super().__init__(message)
 
 
+class MetricError(TrioDSPyError, ValueError, TypeError):
+    """A metric returned something that is not a usable score.
+
+    A NaN or an infinity (a ``ValueError``), or no number at all -- a string,
+    ``None``, a dict (a ``TypeError``). Its example becomes a failed row scored
+    ``failure_score``, since one such score would make the mean of every
+    score NaN or infinite. ``value`` is what the metric returned,
+    ``prediction`` the prediction it was given (kept: nothing is lost),
+    ``index`` the example's position in the devset (``None`` when unknown).
+    """
+
+    def __init__(
+        self, message: str, *, value: Any, prediction: Any, index: int | None = None
+    ) -> None:
+        self.value = value
+        self.prediction = prediction
+        self.index = index
+        super().__init__(message)
+
+
 def _takes_trace(metric: Any) -> bool:
     """Whether ``metric`` can be called with a third (``trace``) argument."""
     try:
@@ -70,15 +92,27 @@ def _takes_trace(metric: Any) -> bool:
     return has_var or len(positional) >= 3 or any(p.name == "trace" for p in params)
 
 
-async def call_metric(metric: Metric, example: Example, prediction: Any, trace: Any) -> float:
+async def call_metric(
+    metric: Metric,
+    example: Example,
+    prediction: Any,
+    trace: Any,
+    *,
+    index: int | None = None,
+    failure_score: float | None = None,
+) -> float:
     """Call a sync or async metric (or a metric module) and return its score as a float.
 
     A metric module (a :class:`~trio_dspy.Module`, such as ``SemanticF1``) is
     called with keywords: ``await metric(example=..., pred=..., trace=...)``.
-    A two-argument function is called without ``trace``.
+    A two-argument function is called without ``trace``. The score is a
+    finite ``float``, ``int`` or ``bool``, or the ``score`` of what the
+    metric returned (a ``td.Prediction(score=..., feedback=...)``).
+    ``index`` and ``failure_score``, when given, go into the error message.
 
     Raises:
-        TypeError: the metric returned something that is not a number or bool.
+        MetricError: the score is NaN or infinite, or not a number at all
+            (strings such as ``"0.5"`` included).
         Exception: whatever the metric raised.
     """
     if isinstance(metric, Module):
@@ -89,12 +123,41 @@ async def call_metric(metric: Metric, example: Example, prediction: Any, trace: 
         value = metric(example, prediction)
     if inspect.isawaitable(value):
         value = await value
-    if isinstance(value, bool | int | float):
-        return float(value)
-    score = getattr(value, "score", None)  # a Prediction with a score field
-    if isinstance(score, bool | int | float):
-        return float(score)
-    raise TypeError(f"the metric returned {value!r}; it must return a float or a bool")
+    return _score_of(value, prediction, index, failure_score)
+
+
+def _score_of(value: Any, prediction: Any, index: int | None, failure_score: float | None) -> float:
+    """The finite float score in what a metric returned.
+
+    Raises:
+        MetricError: there is none.
+    """
+    raw = value if isinstance(value, bool | int | float) else getattr(value, "score", None)
+    if isinstance(raw, bool | int | float):
+        try:
+            score = float(raw)
+        except OverflowError:  # an int past float's range
+            score = math.inf if raw > 0 else -math.inf
+        if math.isfinite(score):
+            return score
+        problem = f"{score}"
+        fix = "a metric must return a finite number: one NaN or infinity makes the mean one"
+    else:
+        problem = _short_repr(value)
+        fix = "it must return a float or a bool (or a td.Prediction(score=..., feedback=...))"
+    where = f" for example {index}" if index is not None else ""
+    scored = f"; scored failure_score={failure_score:g}" if failure_score is not None else ""
+    raise MetricError(
+        f"the metric returned {problem}{where}{scored}: {fix}",
+        value=value,
+        prediction=prediction,
+        index=index,
+    )
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr: a huge or deeply nested value must not flood or break the message."""
+    return reprlib.repr(value)
 
 
 class Evaluate:
@@ -118,14 +181,18 @@ class Evaluate:
         progress: ``None`` shows a progress bar when standard error is a
             terminal; ``True`` always, ``False`` never; a function
             ``progress(done, total)`` is called instead of drawing.
-        failure_score: the score of an example whose program (or metric) raised.
+        failure_score: the score of an example whose program (or metric)
+            raised, or whose metric returned no usable score: NaN, an infinity
+            or not a number (its row's outcome is then a :class:`MetricError`,
+            which keeps the prediction). It must be a finite number.
 
     Evaluate calls the metric with ``trace=None``, as DSPy does: a metric that
     is stricter when given a trace applies that strictness only inside
     optimizers.
 
     Raises:
-        ValueError: ``limit`` or ``max_errors`` is out of range.
+        ValueError: ``limit`` or ``max_errors`` is out of range, or
+            ``failure_score`` is not a finite number.
         TrioDSPyError: an example does not say which of its fields are inputs.
     """
 
@@ -143,6 +210,8 @@ class Evaluate:
             raise ValueError(f"limit must be at least 1, got {limit}")
         if max_errors is not None and max_errors < 0:
             raise ValueError(f"max_errors must be 0 or more, got {max_errors}")
+        if not isinstance(failure_score, int | float) or not math.isfinite(failure_score):
+            raise ValueError(f"failure_score must be a finite number, got {failure_score!r}")
         self.devset = list(devset)
         for i, example in enumerate(self.devset):
             if not isinstance(example, Example) or example._input_keys is None:
@@ -155,7 +224,7 @@ class Evaluate:
         self.limit = limit
         self.max_errors = max_errors
         self.progress = progress
-        self.failure_score = failure_score
+        self.failure_score = float(failure_score)
         self.last_result: EvaluationResult | None = None
         """The result of the latest call, filled in as examples finish."""
 
@@ -219,7 +288,9 @@ async def run_examples(
         example = devset[index]
         try:
             prediction = await program(**example.inputs())
-            score = await call_metric(metric, example, prediction, None)
+            score = await call_metric(
+                metric, example, prediction, None, index=index, failure_score=failure_score
+            )
             row: tuple[Example, Any, float] = (example, prediction, score)
         except Exception as exc:
             errors.append(exc)
