@@ -7,6 +7,7 @@ import json
 import math
 import random
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,59 @@ async def test_a_cancelled_run_keeps_every_finished_row(autojump_clock: Any) -> 
     assert partial.finished == 4 and partial.total == 10
     assert partial.score == 100.0
     assert "stopped after 4 of 10" in partial.summary()
+
+
+async def test_with_metric_thread_a_blocking_sync_metric_does_not_hold_up_cancellation(
+    autojump_clock: Any,
+) -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def blocking_metric(example: td.Example, pred: td.Prediction) -> float:
+        started.append(example.question)
+        release.wait()  # a metric stuck on I/O, until the test lets it go
+        return 1.0
+
+    evaluate = td.Evaluate(_devset(6), blocking_metric, limit=2, metric_thread=True, progress=False)
+    try:
+        start = trio.current_time()
+        with trio.move_on_after(0.5) as scope:
+            await evaluate(Echo())
+        assert scope.cancelled_caught
+        assert trio.current_time() - start == pytest.approx(0.5)
+        assert evaluate.last_result is not None and evaluate.last_result.finished == 0
+        assert len(started) <= 2  # never more metric threads than limit
+    finally:
+        release.set()
+
+
+async def test_with_metric_thread_metrics_score_as_without_it(autojump_clock: Any) -> None:
+    in_trio = threading.get_ident()
+    threads: set[int] = set()
+
+    def sync_metric(example: td.Example, pred: td.Prediction) -> bool:
+        threads.add(threading.get_ident())
+        return bool(pred.answer == example.answer)
+
+    async def async_metric(example: td.Example, pred: td.Prediction) -> float:
+        assert threading.get_ident() == in_trio
+        return 0.5
+
+    program = Echo(wrong=frozenset({1}))
+    threaded = td.Evaluate(_devset(4), sync_metric, metric_thread=True, progress=False)
+    assert (await threaded(program)).score == 75.0
+    assert threads and in_trio not in threads
+    both = td.Evaluate(_devset(4), async_metric, metric_thread=True, progress=False)
+    assert (await both(program)).score == 50.0
+
+    class Judge:
+        async def __call__(self, example: td.Example, pred: td.Prediction) -> float:
+            return await async_metric(example, pred)
+
+    judged = td.Evaluate(_devset(4), Judge(), metric_thread=True, progress=False)
+    assert (await judged(program)).score == 50.0
+    nan = td.Evaluate(_devset(2), lambda e, p: math.nan, metric_thread=True, progress=False)
+    assert all(isinstance(out, MetricError) for _, out, _ in (await nan(program)).results)
 
 
 async def test_an_example_without_inputs_is_refused_before_anything_runs() -> None:

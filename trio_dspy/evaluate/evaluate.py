@@ -10,6 +10,7 @@ Ctrl-C) :attr:`Evaluate.last_result` holds every finished row.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import reprlib
@@ -77,6 +78,15 @@ class MetricError(TrioDSPyError, ValueError, TypeError):
         super().__init__(message)
 
 
+def _is_async(metric: Any) -> bool:
+    """Whether calling ``metric`` gives a coroutine (an ``async def``, or an object whose
+    ``__call__`` is one): such a metric runs in trio, never in a thread."""
+    if inspect.iscoroutinefunction(metric):
+        return True
+    # An object's own ``__call__``, looked up on its class as Python calls it.
+    return callable(metric) and inspect.iscoroutinefunction(type(metric).__call__)
+
+
 def _takes_trace(metric: Any) -> bool:
     """Whether ``metric`` can be called with a third (``trace``) argument."""
     try:
@@ -100,6 +110,7 @@ async def call_metric(
     *,
     index: int | None = None,
     failure_score: float | None = None,
+    threads: trio.CapacityLimiter | None = None,
 ) -> float:
     """Call a sync or async metric (or a metric module) and return its score as a float.
 
@@ -110,6 +121,11 @@ async def call_metric(
     metric returned (a ``td.Prediction(score=..., feedback=...)``).
     ``index`` and ``failure_score``, when given, go into the error message.
 
+    With ``threads``, a sync metric runs in a worker thread holding one of
+    its tokens (``trio.to_thread.run_sync(..., abandon_on_cancel=True)``): a
+    cancellation returns at once and leaves the thread to finish, its
+    result discarded. Async metrics and metric modules always run here.
+
     Raises:
         MetricError: the score is NaN or infinite, or not a number at all
             (strings such as ``"0.5"`` included).
@@ -117,10 +133,14 @@ async def call_metric(
     """
     if isinstance(metric, Module):
         value: Any = await metric(example=example, pred=prediction, trace=trace)
-    elif _takes_trace(metric):
-        value = metric(example, prediction, trace)
     else:
-        value = metric(example, prediction)
+        args = (example, prediction, trace) if _takes_trace(metric) else (example, prediction)
+        if threads is not None and not _is_async(metric):
+            value = await trio.to_thread.run_sync(
+                functools.partial(metric, *args), abandon_on_cancel=True, limiter=threads
+            )
+        else:
+            value = metric(*args)
     if inspect.isawaitable(value):
         value = await value
     return _score_of(value, prediction, index, failure_score)
@@ -181,6 +201,17 @@ class Evaluate:
         progress: ``None`` shows a progress bar when standard error is a
             terminal; ``True`` always, ``False`` never; a function
             ``progress(done, total)`` is called instead of drawing.
+        metric_thread: run a sync metric in a worker thread
+            (``trio.to_thread.run_sync(..., abandon_on_cancel=True)``), at most
+            ``limit`` of them at once, counting those still running after a
+            cancellation: a cancellation (a deadline, Ctrl-C, ``max_errors``)
+            then returns at once, and a metric still running finishes in its
+            thread with its result discarded. The metric must then be safe to
+            call from several threads. Off by default: a sync metric runs in
+            trio's own thread, where a blocking one (a judge called over
+            blocking HTTP, a long computation) holds up every task, and delays
+            cancellation until it returns. Async metrics and metric modules
+            always run in trio.
         failure_score: the score of an example whose program (or metric)
             raised, or whose metric returned no usable score: NaN, an infinity
             or not a number (its row's outcome is then a :class:`MetricError`,
@@ -205,6 +236,7 @@ class Evaluate:
         max_errors: int | None = None,
         progress: Progress = None,
         failure_score: float = 0.0,
+        metric_thread: bool = False,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -225,6 +257,11 @@ class Evaluate:
         self.max_errors = max_errors
         self.progress = progress
         self.failure_score = float(failure_score)
+        self.metric_thread = metric_thread
+        # The metric threads' tokens, for the trio run that made them: an
+        # abandoned thread keeps its token until it ends, so a later call in
+        # the same run still counts it against ``limit``.
+        self._threads: tuple[trio.lowlevel.TrioToken, trio.CapacityLimiter] | None = None
         self.last_result: EvaluationResult | None = None
         """The result of the latest call, filled in as examples finish."""
 
@@ -251,8 +288,16 @@ class Evaluate:
             max_errors=self.max_errors,
             failure_score=self.failure_score,
             report=_reporter(self.progress),
+            metric_threads=self._metric_threads() if self.metric_thread else None,
         )
         return result
+
+    def _metric_threads(self) -> trio.CapacityLimiter:
+        """The limiter of this run's metric threads (made anew in a new ``trio.run``)."""
+        token = trio.lowlevel.current_trio_token()
+        if self._threads is None or self._threads[0] is not token:
+            self._threads = (token, trio.CapacityLimiter(self.limit))
+        return self._threads[1]
 
     def __repr__(self) -> str:
         metric = getattr(self.metric, "__name__", self.metric)
@@ -270,13 +315,15 @@ async def run_examples(
     failure_score: float = 0.0,
     report: Callable[[EvaluationResult], None] | None = None,
     on_row: Callable[[int, EvaluationResult], None] | None = None,
+    metric_threads: trio.CapacityLimiter | None = None,
 ) -> None:
     """Fill ``result`` with one row per example, each example a child task.
 
     ``limiter`` bounds the examples in flight (several evaluations may share
     one). ``on_row(index, result)`` runs after each row lands, and may cancel
     an enclosing scope to stop early; ``result.complete`` is set only when
-    every example finished.
+    every example finished. With ``metric_threads``, a sync metric runs in a
+    worker thread holding one of its tokens (:func:`call_metric`).
 
     Raises:
         EvaluationError: more than ``max_errors`` examples failed.
@@ -289,7 +336,13 @@ async def run_examples(
         try:
             prediction = await program(**example.inputs())
             score = await call_metric(
-                metric, example, prediction, None, index=index, failure_score=failure_score
+                metric,
+                example,
+                prediction,
+                None,
+                index=index,
+                failure_score=failure_score,
+                threads=metric_threads,
             )
             row: tuple[Example, Any, float] = (example, prediction, score)
         except Exception as exc:
