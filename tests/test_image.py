@@ -206,6 +206,24 @@ async def test_an_image_in_a_demo_or_history_text_field_is_refused_too(
     assert lm.requests == []
 
 
+def test_an_image_deep_or_in_a_cycle_is_found_and_the_message_stays_short() -> None:
+    deep: list[Any] = []
+    node = deep
+    for _ in range(50_000):  # far deeper than Python's recursion limit
+        node.append([])
+        node = node[0]
+    node.append(IMAGE)
+    cyclic: dict[str, Any] = {"note": "x"}
+    cyclic["self"] = cyclic
+    sig = td.make_signature("question, context: Any -> answer")
+    with pytest.raises(SignatureError, match=r"context\[0\]\[0\].*…") as info:
+        td.ChatAdapter().format(sig, [], {"question": "?", "context": deep})
+    assert len(str(info.value)) < 500
+    cyclic["photo"] = IMAGE
+    with pytest.raises(SignatureError, match=r"at context\['photo'\]"):
+        td.JSONAdapter().format(sig, [], {"question": "?", "context": cyclic})
+
+
 async def test_image_fields_still_take_images_and_text_fields_text() -> None:
     lm = DummyLM([{"caption": "c"}, {"answer": "a"}])
     with td.context(lm=lm):

@@ -67,6 +67,13 @@ def image_text(value: Any) -> str | None:
 
 
 _LEAVES = (str, bytes, bytearray, int, float, bool, type(None), enum.Enum)
+_EXACT_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+# A step into a value: ``("[]", key)`` for an item, ``(".", name)`` for an attribute.
+_Step = tuple[str, Any]
+# The steps from the top to a value, as a linked list: ``(parent trail, step)``;
+# built as cheaply as a tuple, rendered only for the image found.
+_Trail = tuple["_Trail", _Step] | None
 
 
 def find_image(value: Any) -> str | None:
@@ -76,38 +83,63 @@ def find_image(value: Any) -> str | None:
     itself, ``"[1]"``, ``"['photos'][0]"``, ``".extra"``. It looks inside
     lists, tuples, sets, mappings (their values), attrs classes, dataclasses
     and pydantic models, the values an adapter writes as JSON; each object is
-    visited once, so shared or cyclic values end. Raises nothing.
+    visited once, so shared or cyclic values end, and deep nesting costs no
+    recursion. Raises nothing.
     """
-    stack: list[tuple[Any, str]] = [(value, "")]
+    stack: list[tuple[Any, _Trail]] = [(value, None)]
     seen: set[int] = set()
     while stack:
-        item, path = stack.pop()
+        item, trail = stack.pop()
         if isinstance(item, _LEAVES):
             continue
         if isinstance(item, Image):
-            return path
+            return _render(trail)
         if id(item) in seen:
             continue
         seen.add(id(item))
-        children = list(_children(item))
-        stack.extend((child, path + key) for key, child in reversed(children))
+        # Strings and numbers, most items, hold nothing to look into.
+        cls = type(item)
+        if cls is list or cls is tuple:  # the common containers, without the generic walk
+            children = [
+                (v, (trail, ("[]", i))) for i, v in enumerate(item) if type(v) not in _EXACT_LEAVES
+            ]
+        elif cls is dict:
+            children = [
+                (v, (trail, ("[]", k))) for k, v in item.items() if type(v) not in _EXACT_LEAVES
+            ]
+        else:
+            children = [
+                (v, (trail, step)) for step, v in _children(item) if type(v) not in _EXACT_LEAVES
+            ]
+        children.reverse()  # the first child is looked at first
+        stack.extend(children)
     return None
 
 
-def _children(item: Any) -> Iterable[tuple[str, Any]]:
-    """``(path step, value)`` of what ``item`` holds, as JSON would show it."""
+def _render(trail: _Trail, width: int = 120) -> str:
+    """The path of ``trail`` as Python would index it, its middle cut past ``width``."""
+    steps: list[str] = []
+    while trail is not None:
+        trail, (kind, key) = trail
+        steps.append(f"[{key!r}]" if kind == "[]" else f".{key}")
+    path = "".join(reversed(steps))
+    return path if len(path) <= width else f"{path[: width // 2]}…{path[-width // 2 :]}"
+
+
+def _children(item: Any) -> Iterable[tuple[_Step, Any]]:
+    """``(step, value)`` of what ``item`` holds, as JSON would show it."""
     if isinstance(item, Mapping):
-        return ((f"[{k!r}]", v) for k, v in item.items())
+        return ((("[]", k), v) for k, v in item.items())
     if isinstance(item, list | tuple | set | frozenset):
-        return ((f"[{i}]", v) for i, v in enumerate(item))
+        return ((("[]", i), v) for i, v in enumerate(item))
     cls = type(item)
     if attrs.has(cls):
-        return ((f".{a.name}", getattr(item, a.name, None)) for a in attrs.fields(cls))
+        return (((".", a.name), getattr(item, a.name, None)) for a in attrs.fields(cls))
     if dataclasses.is_dataclass(item):
-        return ((f".{f.name}", getattr(item, f.name, None)) for f in dataclasses.fields(item))
+        return (((".", f.name), getattr(item, f.name, None)) for f in dataclasses.fields(item))
     if is_pydantic_model(cls):
         extra = getattr(item, "__pydantic_extra__", None) or {}
-        return ((f".{k}", v) for k, v in {**vars(item), **extra}.items())
+        return (((".", k), v) for k, v in {**vars(item), **extra}.items())
     return ()
 
 
