@@ -7,6 +7,7 @@ import json
 import math
 import random
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ async def test_a_metric_returning_nonsense_is_a_failed_row(autojump_clock: Any) 
     assert result.errors == 2
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e308, -(10**400)])
 async def test_a_metric_returning_nan_or_inf_is_a_failed_row_not_a_poisoned_score(
     autojump_clock: Any, bad: float
 ) -> None:
@@ -109,13 +110,23 @@ async def test_a_metric_returning_nan_or_inf_is_a_failed_row_not_a_poisoned_scor
     result = await evaluate(Echo())
     _, outcome, score = result.results[1]
     assert isinstance(outcome, MetricError) and isinstance(outcome, ValueError)
-    assert f"the metric returned {bad} for example 1; scored failure_score=0.5" in str(outcome)
+    shown = f"{float(bad)}" if isinstance(bad, float) else "-inf"
+    assert f"the metric returned {shown} for example 1; scored failure_score=0.5" in str(outcome)
     assert outcome.value is not None and outcome.prediction == td.Prediction(answer="a1")
     assert score == 0.5
     assert result.errors == 1
     assert result.score == pytest.approx(100 * 3.5 / 4)
     assert math.isfinite(result.score)
     assert "MetricError" in result.to_records()[1]["error"]
+
+
+def test_the_mean_of_many_large_scores_stays_finite() -> None:
+    largest = sys.float_info.max / 100  # the largest score a metric may give
+    result = td.EvaluationResult.empty(300)
+    for i in range(300):
+        result.set_row(i, (td.Example(question="q"), td.Prediction(), largest))
+    assert result.score == pytest.approx(100 * largest)
+    assert math.isfinite(result.score)
 
 
 async def test_a_feedback_metric_with_a_nan_score_is_a_failed_row_too(autojump_clock: Any) -> None:

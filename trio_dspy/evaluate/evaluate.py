@@ -27,6 +27,7 @@ from ..primitives import Example
 from .result import EvaluationResult
 
 __all__ = [
+    "MAX_SCORE",
     "Evaluate",
     "EvaluationError",
     "Limiter",
@@ -41,6 +42,10 @@ Metric = Callable[..., float | bool | Awaitable[float | bool]]
 """``metric(example, prediction, trace=None) -> float | bool``, sync or async."""
 
 Progress = bool | Callable[[int, int], None] | None
+
+MAX_SCORE = sys.float_info.max / 100
+"""The largest score (in size) a metric may return: the largest whose percentage
+is still a float. Anything beyond is no score, as NaN and the infinities are."""
 
 
 class EvaluationError(TrioDSPyError):
@@ -127,8 +132,9 @@ async def call_metric(
     result discarded. Async metrics and metric modules always run here.
 
     Raises:
-        MetricError: the score is NaN or infinite, or not a number at all
-            (strings such as ``"0.5"`` included).
+        MetricError: the score is NaN, infinite or larger than
+            :data:`MAX_SCORE`, or not a number at all (strings such as
+            ``"0.5"`` included).
         Exception: whatever the metric raised.
     """
     if isinstance(metric, Module):
@@ -158,10 +164,13 @@ def _score_of(value: Any, prediction: Any, index: int | None, failure_score: flo
             score = float(raw)
         except OverflowError:  # an int past float's range
             score = math.inf if raw > 0 else -math.inf
-        if math.isfinite(score):
+        if abs(score) <= MAX_SCORE:  # false for NaN too
             return score
         problem = f"{score}"
-        fix = "a metric must return a finite number: one NaN or infinity makes the mean one"
+        fix = (
+            "a metric must return a finite number (at most MAX_SCORE in size): "
+            "one NaN or infinity would make the mean one"
+        )
     else:
         problem = _short_repr(value)
         fix = "it must return a float or a bool (or a td.Prediction(score=..., feedback=...))"
