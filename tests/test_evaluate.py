@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import re
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import trio.testing
 
 import trio_dspy as td
 from trio_dspy.errors import TrioDSPyError
-from trio_dspy.evaluate import EvaluationError
+from trio_dspy.evaluate import EvaluationError, MetricError
 from trio_dspy.testing import DummyLM
 
 
@@ -96,6 +99,63 @@ async def test_a_metric_returning_nonsense_is_a_failed_row(autojump_clock: Any) 
     assert result.errors == 2
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e308, -(10**400)])
+async def test_a_metric_returning_nan_or_inf_is_a_failed_row_not_a_poisoned_score(
+    autojump_clock: Any, bad: float
+) -> None:
+    def metric(example: td.Example, pred: td.Prediction) -> float:
+        return bad if example.question == "q1" else 1.0
+
+    evaluate = td.Evaluate(_devset(4), metric, failure_score=0.5, progress=False)
+    result = await evaluate(Echo())
+    _, outcome, score = result.results[1]
+    assert isinstance(outcome, MetricError) and isinstance(outcome, ValueError)
+    shown = f"{float(bad)}" if isinstance(bad, float) else "-inf"
+    assert f"the metric returned {shown} for example 1; scored failure_score=0.5" in str(outcome)
+    assert outcome.value is not None and outcome.prediction == td.Prediction(answer="a1")
+    assert score == 0.5
+    assert result.errors == 1
+    assert result.score == pytest.approx(100 * 3.5 / 4)
+    assert math.isfinite(result.score)
+    assert "MetricError" in result.to_records()[1]["error"]
+
+
+def test_the_mean_of_many_large_scores_stays_finite() -> None:
+    largest = sys.float_info.max / 100  # the largest score a metric may give
+    result = td.EvaluationResult.empty(300)
+    for i in range(300):
+        result.set_row(i, (td.Example(question="q"), td.Prediction(), largest))
+    assert result.score == pytest.approx(100 * largest)
+    assert math.isfinite(result.score)
+
+
+async def test_a_feedback_metric_with_a_nan_score_is_a_failed_row_too(autojump_clock: Any) -> None:
+    def metric(example: td.Example, pred: td.Prediction) -> td.Prediction:
+        return td.Prediction(score=math.nan, feedback="?")
+
+    result = await td.Evaluate(_devset(2), metric, progress=False)(Echo())
+    assert all(isinstance(out, MetricError) for _, out, _ in result.results)
+    assert result.score == 0.0
+
+
+@pytest.mark.parametrize("value", ["0.5", None, {"score": 1}, [1.0], b"1"])
+async def test_a_metric_returning_a_non_number_is_a_typed_failed_row(
+    autojump_clock: Any, value: Any
+) -> None:
+    result = await td.Evaluate(_devset(2), lambda e, p: value, progress=False)(Echo())
+    for _, outcome, score in result.results:
+        assert isinstance(outcome, MetricError) and isinstance(outcome, TypeError)
+        assert "must return a float or a bool" in str(outcome)
+        assert score == 0.0
+    assert result.errors == 2 and result.score == 0.0
+
+
+def test_a_failure_score_that_is_not_a_finite_number_is_refused() -> None:
+    for bad in (math.nan, math.inf, "0"):
+        with pytest.raises(ValueError, match="failure_score"):
+            td.Evaluate(_devset(1), lambda e, p: 1.0, failure_score=bad)  # type: ignore[arg-type]
+
+
 async def test_failures_score_failure_score_and_keep_their_exception(autojump_clock: Any) -> None:
     class Flaky(Echo):
         async def forward(self, question: str) -> td.Prediction:
@@ -152,6 +212,59 @@ async def test_a_cancelled_run_keeps_every_finished_row(autojump_clock: Any) -> 
     assert partial.finished == 4 and partial.total == 10
     assert partial.score == 100.0
     assert "stopped after 4 of 10" in partial.summary()
+
+
+async def test_with_metric_thread_a_blocking_sync_metric_does_not_hold_up_cancellation(
+    autojump_clock: Any,
+) -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def blocking_metric(example: td.Example, pred: td.Prediction) -> float:
+        started.append(example.question)
+        release.wait()  # a metric stuck on I/O, until the test lets it go
+        return 1.0
+
+    evaluate = td.Evaluate(_devset(6), blocking_metric, limit=2, metric_thread=True, progress=False)
+    try:
+        start = trio.current_time()
+        with trio.move_on_after(0.5) as scope:
+            await evaluate(Echo())
+        assert scope.cancelled_caught
+        assert trio.current_time() - start == pytest.approx(0.5)
+        assert evaluate.last_result is not None and evaluate.last_result.finished == 0
+        assert len(started) <= 2  # never more metric threads than limit
+    finally:
+        release.set()
+
+
+async def test_with_metric_thread_metrics_score_as_without_it(autojump_clock: Any) -> None:
+    in_trio = threading.get_ident()
+    threads: set[int] = set()
+
+    def sync_metric(example: td.Example, pred: td.Prediction) -> bool:
+        threads.add(threading.get_ident())
+        return bool(pred.answer == example.answer)
+
+    async def async_metric(example: td.Example, pred: td.Prediction) -> float:
+        assert threading.get_ident() == in_trio
+        return 0.5
+
+    program = Echo(wrong=frozenset({1}))
+    threaded = td.Evaluate(_devset(4), sync_metric, metric_thread=True, progress=False)
+    assert (await threaded(program)).score == 75.0
+    assert threads and in_trio not in threads
+    both = td.Evaluate(_devset(4), async_metric, metric_thread=True, progress=False)
+    assert (await both(program)).score == 50.0
+
+    class Judge:
+        async def __call__(self, example: td.Example, pred: td.Prediction) -> float:
+            return await async_metric(example, pred)
+
+    judged = td.Evaluate(_devset(4), Judge(), metric_thread=True, progress=False)
+    assert (await judged(program)).score == 50.0
+    nan = td.Evaluate(_devset(2), lambda e, p: math.nan, metric_thread=True, progress=False)
+    assert all(isinstance(out, MetricError) for _, out, _ in (await nan(program)).results)
 
 
 async def test_an_example_without_inputs_is_refused_before_anything_runs() -> None:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import threading
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import attrs
+import pydantic
 import pytest
 
 import trio_dspy as td
-from trio_dspy.errors import SignatureError
+from trio_dspy.errors import ImageTooLargeError, SignatureError
 from trio_dspy.lm import LMRequest, Message
 from trio_dspy.lm.cache import cache_key
-from trio_dspy.lm.history import format_history
+from trio_dspy.lm.history import clear_history, format_history
 from trio_dspy.messages import ImagePart, TextPart
 from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import DummyLM, serve_sim
+from trio_dspy.types.image import MAX_IMAGE_BYTES
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -126,6 +133,108 @@ async def test_a_string_for_an_image_field_is_a_clear_type_error() -> None:
         await td.Predict(Describe)(question="?", photo=URL)
 
 
+# ------------------------------------------------- never an image as text
+@attrs.frozen
+class Note:
+    text: str
+    extra: Any = None
+
+
+class Attachment(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    blob: Any = None
+
+
+IMAGE = td.Image.from_bytes(PNG)
+
+# (field type, value holding an image, where the message says the image is)
+STRAY_IMAGES = [
+    ("str", IMAGE, "context"),
+    ("list[str]", ["a", IMAGE], "context[1]"),
+    ("Any", IMAGE, "context"),
+    ("Any", [IMAGE], "context[0]"),
+    ("dict[str, Any]", {"photos": [IMAGE]}, "context['photos'][0]"),
+    ("int", IMAGE, "context"),
+    ("Any", Note("hi", extra=IMAGE), "context.extra"),
+    ("Any", Attachment(name="a", blob=(IMAGE,)), "context.blob[0]"),
+]
+
+
+@ADAPTERS
+@pytest.mark.parametrize(("annotation", "value", "where"), STRAY_IMAGES)
+async def test_an_image_in_a_field_not_typed_image_is_refused_before_anything_is_sent(
+    adapter: td.Adapter, annotation: str, value: Any, where: str
+) -> None:
+    sig = td.make_signature(f"question, context: {annotation} -> answer")
+    lm = DummyLM([{"answer": "a"}])
+    exporter = InMemoryExporter()
+    clear_history()
+    async with collect(exporter):
+        with (
+            td.context(lm=lm, adapter=adapter, trace_content=True),
+            pytest.raises(SignatureError) as info,
+        ):
+            await td.Predict(sig)(question="What?", context=value)
+    message = str(info.value)
+    assert f"{where}" in message and "td.Image" in message
+    assert "list[td.Image]" in message
+    assert PNG_B64[:40] not in message
+    assert lm.requests == [] and list(lm.history) == []
+    assert "no calls recorded" in format_history(5)
+    assert PNG_B64[:40] not in repr([s.attributes for s in exporter.spans])
+    assert PNG_B64[:40] not in repr([s.status for s in exporter.spans])
+
+
+@ADAPTERS
+async def test_an_image_in_a_demo_or_history_text_field_is_refused_too(
+    adapter: td.Adapter,
+) -> None:
+    program = td.Predict("question -> answer")
+    program.demos = [td.Example(question=IMAGE, answer="a cat")]
+    lm = DummyLM([{"answer": "a"}])
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="question"):
+        await program(question="What?")
+    program.demos = [td.Example(question="What?", answer={"seen": IMAGE})]
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="answer"):
+        await program(question="What?")
+    chat = td.make_signature("history: History, question -> answer")
+    turns = td.History(messages=[{"question": "Look", "answer": [IMAGE]}])
+    with td.context(lm=lm, adapter=adapter), pytest.raises(SignatureError, match="answer"):
+        await td.Predict(chat)(history=turns, question="What?")
+    assert lm.requests == []
+
+
+def test_an_image_deep_or_in_a_cycle_is_found_and_the_message_stays_short() -> None:
+    deep: list[Any] = []
+    node = deep
+    for _ in range(50_000):  # far deeper than Python's recursion limit
+        node.append([])
+        node = node[0]
+    node.append(IMAGE)
+    cyclic: dict[str, Any] = {"note": "x"}
+    cyclic["self"] = cyclic
+    sig = td.make_signature("question, context: Any -> answer")
+    with pytest.raises(SignatureError, match=r"context\[0\]\[0\].*…") as info:
+        td.ChatAdapter().format(sig, [], {"question": "?", "context": deep})
+    assert len(str(info.value)) < 500
+    cyclic["photo"] = IMAGE
+    with pytest.raises(SignatureError, match=r"at context\['photo'\]"):
+        td.JSONAdapter().format(sig, [], {"question": "?", "context": cyclic})
+
+
+async def test_image_fields_still_take_images_and_text_fields_text() -> None:
+    lm = DummyLM([{"caption": "c"}, {"answer": "a"}])
+    with td.context(lm=lm):
+        await td.Predict(Describe)(question="Who?", photo=IMAGE)
+        await td.Predict("question, notes: dict[str, Any] -> answer")(
+            question="x", notes={"url": "https://example.com/a.png", "n": [1, None]}
+        )
+    assert ImagePart(IMAGE.url) in lm.requests[0].messages[-1].content
+    assert '"url": "https://example.com/a.png"' in lm.requests[1].messages[-1].content
+
+
 # -------------------------------------------------------- never dump the data
 async def test_spans_with_trace_content_hold_no_image_data() -> None:
     exporter = InMemoryExporter()
@@ -202,6 +311,66 @@ def test_from_file_reads_the_bytes_and_their_type(tmp_path: Path) -> None:
         td.Image.from_file(tmp_path / "notes")
     with pytest.raises(FileNotFoundError):
         td.Image.from_file(tmp_path / "missing.png")
+
+
+def test_from_file_refuses_a_file_over_the_limit_without_reading_it(tmp_path: Path) -> None:
+    big = tmp_path / "huge.png"
+    with big.open("wb") as f:
+        f.write(PNG[:8])
+        f.truncate(600 * 1024 * 1024)  # sparse: nothing is written past the header
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError) as info:
+            td.Image.from_file(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024  # the file was never read
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert str(big) in message and str(600 * 1024 * 1024) in message
+    assert "max_bytes=" in message
+    assert info.value.size == 600 * 1024 * 1024
+    assert info.value.limit == MAX_IMAGE_BYTES == 20 * 1024 * 1024
+
+
+def test_the_image_size_limit_is_a_keyword_and_counts_bytes_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(PNG)
+    assert td.Image.from_file(path, max_bytes=len(PNG)) == td.Image.from_bytes(PNG)
+    with pytest.raises(ImageTooLargeError, match=f"{len(PNG)} bytes"):
+        td.Image.from_file(path, max_bytes=len(PNG) - 1)
+    assert td.Image.from_bytes(PNG, max_bytes=len(PNG)).mime_type == "image/png"
+    with pytest.raises(ImageTooLargeError, match="max_bytes="):
+        td.Image.from_bytes(PNG, max_bytes=100)
+    with pytest.raises(ValueError, match="max_bytes"):
+        td.Image.from_file(path, max_bytes=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_from_file_reads_no_more_than_the_limit_from_an_endless_stream(tmp_path: Path) -> None:
+    fifo = tmp_path / "camera"
+    os.mkfifo(fifo)
+    written = 0
+
+    def feed() -> None:
+        nonlocal written
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:
+            f.write(PNG[:8])
+            while written < 64 * 1024 * 1024:  # far past any limit: a reader must stop
+                f.write(b"\x00" * 4096)
+                written += 4096
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    started = time.monotonic()
+    with pytest.raises(ImageTooLargeError, match="more than 10000 bytes") as info:
+        td.Image.from_file(fifo, max_bytes=10_000)
+    writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert time.monotonic() - started < 10
+    assert info.value.size is None  # a stream has no size to tell
+    assert written < 64 * 1024 * 1024  # the reader hung up long before
 
 
 def test_from_url_takes_http_and_data_urls_only() -> None:

@@ -3,6 +3,7 @@ instruction search, and compiled programs that save and load to the same request
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from pathlib import Path
@@ -211,6 +212,63 @@ async def test_copro_keeps_the_instruction_that_scores_best(autojump_clock: Any)
     best = max(optimizer.attempts, key=lambda a: a.score)
     assert best.score == 100.0 and best.instruction == compiled.signature.instructions
     assert {a.depth for a in optimizer.attempts} == {0, 1}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("threshold", [None, 0.5])
+async def test_bootstrap_takes_no_demo_from_a_run_its_metric_scored_nan_or_inf(
+    autojump_clock: Any, bad: float, threshold: float | None
+) -> None:
+    def metric(example: td.Example, pred: td.Prediction, trace: Any = None) -> float:
+        return bad if example.question == "what is 1 doubled" else 0.0
+
+    optimizer = td.BootstrapFewShot(metric, threshold, max_bootstrapped_demos=2)
+    with td.context(lm=_doubler(wrong=set())):
+        compiled = await optimizer.compile(td.Predict(QA), trainset=_set(4))
+    assert not any(d.get("augmented") for d in compiled.demos)
+    assert optimizer.stats is not None and optimizer.stats.errors == 1
+
+
+def _inf_for_wrong(example: td.Example, pred: td.Prediction, trace: Any = None) -> float:
+    """Exact match, but infinite for a wrong answer: a broken metric."""
+    return math.inf if pred.answer == "-1" else td.evaluate.answer_exact_match(example, pred)
+
+
+async def test_random_search_is_not_won_by_a_metric_returning_inf(autojump_clock: Any) -> None:
+    def answer(request: LMRequest) -> dict[str, str]:
+        i = _asked(request)
+        demos = " ".join(m.text for m in request.messages[1:-1])
+        right = i % 2 == 0 or "what is 5 doubled" in demos
+        return {"answer": str(2 * i) if right else "-1"}
+
+    trainset, valset = _set(10), _set(12, start=100)
+    chosen = {}
+    for name, metric in [("inf", _inf_for_wrong), ("exact", td.evaluate.answer_exact_match)]:
+        optimizer = td.BootstrapFewShotWithRandomSearch(
+            metric, num_candidate_programs=4, max_bootstrapped_demos=3, early_stopping=False
+        )
+        with td.context(lm=DummyLM(answer, latency=0.5)):
+            compiled = await optimizer.compile(td.Predict(QA), trainset=trainset, valset=valset)
+        chosen[name] = [dict(d) for d in compiled.demos]
+        assert all(math.isfinite(c.score) for c in optimizer.candidates)
+    assert chosen["inf"] == chosen["exact"]
+
+
+async def test_copro_is_not_won_by_a_metric_returning_inf(autojump_clock: Any) -> None:
+    proposals = iter(["Answer carefully, doubling the number.", "Guess."] * 10)
+
+    def answer(request: LMRequest) -> dict[str, str]:
+        system = request.messages[0].content
+        if "instruction optimizer" in system:
+            return {"proposed_instruction": next(proposals)}
+        i = _asked(request)
+        return {"answer": str(2 * i) if "carefully" in system else "-1"}
+
+    optimizer = td.COPRO(_inf_for_wrong, breadth=3, depth=1)
+    with td.context(lm=DummyLM(answer, latency=0.5)):
+        compiled = await optimizer.compile(td.Predict(QA), trainset=_set(6))
+    assert compiled.signature.instructions == "Answer carefully, doubling the number."
+    assert all(math.isfinite(a.score) for a in optimizer.attempts)
 
 
 async def test_a_compiled_program_saves_and_loads_to_the_same_requests(tmp_path: Path) -> None:

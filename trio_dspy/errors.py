@@ -12,6 +12,7 @@ __all__ = [
     "AgentLimitError",
     "ConfigurationError",
     "ContextWindowExceededError",
+    "ImageTooLargeError",
     "LMAuthError",
     "LMBadRequestError",
     "LMError",
@@ -41,7 +42,28 @@ class ConfigurationError(TrioDSPyError):
 
 
 class SignatureError(TrioDSPyError, TypeError):
-    """A signature is malformed: raised when the class (or string) is defined."""
+    """A signature is malformed: raised when the class (or string) is defined.
+
+    Also raised when a call is made, before anything is sent, for a value
+    only a differently declared field can carry: a ``td.Image`` in a field
+    not typed ``td.Image``. The fix is then in the signature too.
+    """
+
+
+class ImageTooLargeError(TrioDSPyError, ValueError):
+    """An image is larger than the limit of ``td.Image.from_file`` / ``from_bytes``.
+
+    ``path`` names the file (``None`` for bytes), ``size`` is its size in
+    bytes (``None`` when unknown: a pipe, a device or a file that grew while
+    read, of which ``limit + 1`` bytes were read), ``limit`` the
+    ``max_bytes`` in force. Pass a larger ``max_bytes=`` to accept it.
+    """
+
+    def __init__(self, message: str, *, path: str | None, size: int | None, limit: int) -> None:
+        self.path = path
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
 
 
 class StructuringError(TrioDSPyError, ValueError):

@@ -31,7 +31,6 @@ from ..errors import AdapterParseError, StructuringError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..signature import Field, Signature
 from ..types import (
-    Image,
     accepts_str,
     find_json,
     image_annotation,
@@ -42,7 +41,7 @@ from ..types import (
     structure,
     unstructure,
 )
-from .inputs import given_fields, image_text, split_history, user_content
+from .inputs import given_fields, image_text, refuse_images, split_history, user_content
 from .streaming import FieldParser, NullFieldParser
 
 __all__ = ["FINISH_TOOL", "Adapter", "ToolTurn", "format_value", "parse_json_outputs"]
@@ -99,6 +98,7 @@ class Adapter(abc.ABC):
                 none), or a tool is named ``finish``.
             TypeError: an image or history input is not a ``td.Image`` /
                 ``td.History`` (:meth:`format`).
+            SignatureError: a field not typed ``td.Image`` holds an image (:meth:`format`).
         """
         params = dict(params or {})
         if tools is None:
@@ -136,6 +136,9 @@ class Adapter(abc.ABC):
         Raises:
             TypeError: an image or history input is not a ``td.Image`` /
                 ``td.History``, or a history message has no field of ``signature``.
+            SignatureError: a field not typed ``td.Image`` (an input, or a
+                demo's or history turn's output) holds an image, anywhere inside
+                its value: it would be sent as text.
         """
         signature, inputs, turns = split_history(signature, inputs)
         messages = [Message("system", self.cached_system_prompt(signature))]
@@ -312,19 +315,24 @@ class ToolTurn:
 
 
 # --------------------------------------------------------------- shared pieces
-def format_value(value: Any, annotation: Any = Any) -> str:
+def format_value(value: Any, annotation: Any = Any, *, field: str = "value") -> str:
     """A field value as prompt text: strings as written, images as markers that
     become image parts (:func:`~trio_dspy.adapters.inputs.user_content`), the rest as JSON.
 
+    ``field`` names the field in errors.
+
     Raises:
         TypeError: a field typed ``td.Image`` holds something else.
+        SignatureError: a field not typed ``td.Image`` holds an image
+            (:func:`~trio_dspy.adapters.inputs.refuse_images`).
     """
-    if annotation is not str and (isinstance(value, Image) or image_annotation(annotation)):
+    if image_annotation(annotation):
         marks = image_text(value)
         if marks is not None:
             return marks
     if type(value) is str:  # the common case, on every call's hot path
         return value
+    refuse_images(value, annotation, field)
     data = unstructure(value, annotation)
     return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
 

@@ -93,7 +93,7 @@ class ChatAdapter(Adapter):
         """Input sections; a demo's missing inputs say so."""
         return sections(
             {
-                n: format_value(values[n], f.annotation) if n in values else _MISSING
+                n: format_value(values[n], f.annotation, field=n) if n in values else _MISSING
                 for n, f in signature.input_fields.items()
             }
         )
@@ -112,7 +112,7 @@ class ChatAdapter(Adapter):
         """Output values as the model should write them (used for demos)."""
         body = sections(
             {
-                n: format_value(values[n], f.annotation) if n in values else _MISSING
+                n: format_value(values[n], f.annotation, field=n) if n in values else _MISSING
                 for n, f in signature.output_fields.items()
             }
         )

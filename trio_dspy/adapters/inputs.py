@@ -4,23 +4,39 @@ An image input is written into the prompt text as a marker holding its URL
 (:func:`image_text`); :func:`user_content` then cuts the finished user
 message at the markers into text and image parts, so an image sits exactly
 where its field's value goes: text before, the image, text after, as DSPy
-sends it. A ``td.History`` input is not a section at all: :func:`split_history`
+sends it. An image anywhere else -- in a field typed ``str``, ``Any``, a list,
+a dict or a record -- is refused (:func:`refuse_images`): written as JSON text,
+its base64 would land in the prompt, ``inspect_history`` and traced spans.
+A ``td.History`` input is not a section at all: :func:`split_history`
 takes it out of the signature and the inputs, and the adapter writes its
 messages as user/assistant turns before the current inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
+from ..errors import SignatureError
 from ..messages import ContentPart, ImagePart, TextPart
 from ..signature import Signature, signature_from_fields
-from ..types import History, Image
+from ..types import History, Image, is_pydantic_model, type_name
 
-__all__ = ["given_fields", "history_field", "image_text", "split_history", "user_content"]
+__all__ = [
+    "find_image",
+    "given_fields",
+    "history_field",
+    "image_text",
+    "refuse_images",
+    "split_history",
+    "user_content",
+]
 
 # A NUL and a per-process nonce: text a user passes in cannot forge a marker
 # and smuggle an image URL into the request. ASCII, so a long prompt stays a
@@ -47,6 +63,108 @@ def image_text(value: Any) -> str | None:
     raise TypeError(
         f"an input typed Image needs a td.Image (td.Image.from_url, .from_file or "
         f".from_bytes), or a list of them; got {type(value).__name__}"
+    )
+
+
+_LEAVES = (str, bytes, bytearray, int, float, bool, type(None), enum.Enum)
+_EXACT_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+# A step into a value: ``("[]", key)`` for an item, ``(".", name)`` for an attribute.
+_Step = tuple[str, Any]
+# The steps from the top to a value, as a linked list: ``(parent trail, step)``;
+# built as cheaply as a tuple, rendered only for the image found.
+_Trail = tuple["_Trail", _Step] | None
+
+
+def find_image(value: Any) -> str | None:
+    """Where a ``td.Image`` sits inside ``value``, else ``None``.
+
+    The answer is a path to append to the field's name: ``""`` for ``value``
+    itself, ``"[1]"``, ``"['photos'][0]"``, ``".extra"``. It looks inside
+    lists, tuples, sets, mappings (their values), attrs classes, dataclasses
+    and pydantic models, the values an adapter writes as JSON; each object is
+    visited once, so shared or cyclic values end, and deep nesting costs no
+    recursion. Raises nothing.
+    """
+    stack: list[tuple[Any, _Trail]] = [(value, None)]
+    seen: set[int] = set()
+    while stack:
+        item, trail = stack.pop()
+        if isinstance(item, _LEAVES):
+            continue
+        if isinstance(item, Image):
+            return _render(trail)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        # Strings and numbers, most items, hold nothing to look into.
+        cls = type(item)
+        if cls is list or cls is tuple:  # the common containers, without the generic walk
+            children = [
+                (v, (trail, ("[]", i))) for i, v in enumerate(item) if type(v) not in _EXACT_LEAVES
+            ]
+        elif cls is dict:
+            children = [
+                (v, (trail, ("[]", k))) for k, v in item.items() if type(v) not in _EXACT_LEAVES
+            ]
+        else:
+            children = [
+                (v, (trail, step)) for step, v in _children(item) if type(v) not in _EXACT_LEAVES
+            ]
+        children.reverse()  # the first child is looked at first
+        stack.extend(children)
+    return None
+
+
+def _render(trail: _Trail, width: int = 120) -> str:
+    """The path of ``trail`` as Python would index it, its middle cut past ``width``."""
+    steps: list[str] = []
+    while trail is not None:
+        trail, (kind, key) = trail
+        steps.append(f"[{key!r}]" if kind == "[]" else f".{key}")
+    path = "".join(reversed(steps))
+    return path if len(path) <= width else f"{path[: width // 2]}…{path[-width // 2 :]}"
+
+
+def _children(item: Any) -> Iterable[tuple[_Step, Any]]:
+    """``(step, value)`` of what ``item`` holds, as JSON would show it."""
+    if isinstance(item, Mapping):
+        return ((("[]", k), v) for k, v in item.items())
+    if isinstance(item, list | tuple | set | frozenset):
+        return ((("[]", i), v) for i, v in enumerate(item))
+    cls = type(item)
+    if attrs.has(cls):
+        return (((".", a.name), getattr(item, a.name, None)) for a in attrs.fields(cls))
+    if dataclasses.is_dataclass(item):
+        return (((".", f.name), getattr(item, f.name, None)) for f in dataclasses.fields(item))
+    if is_pydantic_model(cls):
+        extra = getattr(item, "__pydantic_extra__", None) or {}
+        return (((".", k), v) for k, v in {**vars(item), **extra}.items())
+    return ()
+
+
+def refuse_images(value: Any, annotation: Any, field: str) -> None:
+    """Refuse a ``td.Image`` anywhere in ``value``, the value of a field not typed for images.
+
+    Only a field typed ``td.Image`` or ``list[td.Image]`` (or ``Optional``)
+    sends an image, as an image part. Anywhere else it would be written as
+    JSON text: its base64 in the prompt, the history and traced spans, and a
+    model that never sees a picture.
+
+    Raises:
+        SignatureError: ``value`` holds an image; the message names ``field``
+            and where in it the image is, and says how to declare the field.
+            It never shows the image's data.
+    """
+    path = find_image(value)
+    if path is None:
+        return
+    where = f" at {field}{path}" if path else ""
+    raise SignatureError(
+        f"field `{field}` is typed {type_name(annotation)} but holds a td.Image{where}; "
+        "an image is never sent as text. Declare the field as td.Image "
+        f"(`{field}: td.Image = td.InputField()`, or list[td.Image] for several) "
+        "so that the image goes to the model as an image"
     )
 
 

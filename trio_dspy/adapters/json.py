@@ -25,6 +25,7 @@ from .base import (
     parse_json_outputs,
     requirement_hint,
 )
+from .inputs import refuse_images
 from .markers import sections
 from .streaming import JSONFieldParser
 
@@ -55,7 +56,7 @@ class JSONAdapter(Adapter):
         """Input sections for the inputs given."""
         return sections(
             {
-                n: format_value(values[n], f.annotation)
+                n: format_value(values[n], f.annotation, field=n)
                 for n, f in signature.input_fields.items()
                 if n in values
             }
@@ -70,11 +71,11 @@ class JSONAdapter(Adapter):
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Output values as one JSON object (used for demos)."""
-        data = {
-            n: unstructure(values[n], f.annotation)
-            for n, f in signature.output_fields.items()
-            if n in values
-        }
+        data = {}
+        for n, f in signature.output_fields.items():
+            if n in values:
+                refuse_images(values[n], f.annotation, n)
+                data[n] = unstructure(values[n], f.annotation)
         return json.dumps(data, ensure_ascii=False)
 
     def response_format(self, signature: type[Signature]) -> ResponseFormat:

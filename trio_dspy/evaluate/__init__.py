@@ -5,7 +5,7 @@ the metrics live here: ``td.evaluate.answer_exact_match``,
 ``answer_passage_match``, ``token_f1`` and the LM-judged ``SemanticF1``.
 """
 
-from .evaluate import Evaluate, EvaluationError, Metric, call_metric
+from .evaluate import MAX_SCORE, Evaluate, EvaluationError, Metric, MetricError, call_metric
 from .judge import SemanticF1
 from .metrics import (
     answer_exact_match,
@@ -18,10 +18,12 @@ from .metrics import (
 from .result import EvaluationResult, Row
 
 __all__ = [
+    "MAX_SCORE",
     "Evaluate",
     "EvaluationError",
     "EvaluationResult",
     "Metric",
+    "MetricError",
     "Row",
     "SemanticF1",
     "answer_exact_match",

@@ -10,8 +10,10 @@ Ctrl-C) :attr:`Evaluate.last_result` holds every finished row.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import reprlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TextIO
@@ -25,10 +27,12 @@ from ..primitives import Example
 from .result import EvaluationResult
 
 __all__ = [
+    "MAX_SCORE",
     "Evaluate",
     "EvaluationError",
     "Limiter",
     "Metric",
+    "MetricError",
     "call_metric",
     "run_examples",
     "run_in_order",
@@ -38,6 +42,10 @@ Metric = Callable[..., float | bool | Awaitable[float | bool]]
 """``metric(example, prediction, trace=None) -> float | bool``, sync or async."""
 
 Progress = bool | Callable[[int, int], None] | None
+
+MAX_SCORE = sys.float_info.max / 100
+"""The largest score (in size) a metric may return: the largest whose percentage
+is still a float. Anything beyond is no score, as NaN and the infinities are."""
 
 
 class EvaluationError(TrioDSPyError):
@@ -55,6 +63,35 @@ class EvaluationError(TrioDSPyError):
         super().__init__(message)
 
 
+class MetricError(TrioDSPyError, ValueError, TypeError):
+    """A metric returned something that is not a usable score.
+
+    A NaN or an infinity (a ``ValueError``), or no number at all -- a string,
+    ``None``, a dict (a ``TypeError``). Its example becomes a failed row scored
+    ``failure_score``, since one such score would make the mean of every
+    score NaN or infinite. ``value`` is what the metric returned,
+    ``prediction`` the prediction it was given (kept: nothing is lost),
+    ``index`` the example's position in the devset (``None`` when unknown).
+    """
+
+    def __init__(
+        self, message: str, *, value: Any, prediction: Any, index: int | None = None
+    ) -> None:
+        self.value = value
+        self.prediction = prediction
+        self.index = index
+        super().__init__(message)
+
+
+def _is_async(metric: Any) -> bool:
+    """Whether calling ``metric`` gives a coroutine (an ``async def``, or an object whose
+    ``__call__`` is one): such a metric runs in trio, never in a thread."""
+    if inspect.iscoroutinefunction(metric):
+        return True
+    # An object's own ``__call__``, looked up on its class as Python calls it.
+    return callable(metric) and inspect.iscoroutinefunction(type(metric).__call__)
+
+
 def _takes_trace(metric: Any) -> bool:
     """Whether ``metric`` can be called with a third (``trace``) argument."""
     try:
@@ -70,31 +107,86 @@ def _takes_trace(metric: Any) -> bool:
     return has_var or len(positional) >= 3 or any(p.name == "trace" for p in params)
 
 
-async def call_metric(metric: Metric, example: Example, prediction: Any, trace: Any) -> float:
+async def call_metric(
+    metric: Metric,
+    example: Example,
+    prediction: Any,
+    trace: Any,
+    *,
+    index: int | None = None,
+    failure_score: float | None = None,
+    threads: trio.CapacityLimiter | None = None,
+) -> float:
     """Call a sync or async metric (or a metric module) and return its score as a float.
 
     A metric module (a :class:`~trio_dspy.Module`, such as ``SemanticF1``) is
     called with keywords: ``await metric(example=..., pred=..., trace=...)``.
-    A two-argument function is called without ``trace``.
+    A two-argument function is called without ``trace``. The score is a
+    finite ``float``, ``int`` or ``bool``, or the ``score`` of what the
+    metric returned (a ``td.Prediction(score=..., feedback=...)``).
+    ``index`` and ``failure_score``, when given, go into the error message.
+
+    With ``threads``, a sync metric runs in a worker thread holding one of
+    its tokens (``trio.to_thread.run_sync(..., abandon_on_cancel=True)``): a
+    cancellation returns at once and leaves the thread to finish, its
+    result discarded. Async metrics and metric modules always run here.
 
     Raises:
-        TypeError: the metric returned something that is not a number or bool.
+        MetricError: the score is NaN, infinite or larger than
+            :data:`MAX_SCORE`, or not a number at all (strings such as
+            ``"0.5"`` included).
         Exception: whatever the metric raised.
     """
     if isinstance(metric, Module):
         value: Any = await metric(example=example, pred=prediction, trace=trace)
-    elif _takes_trace(metric):
-        value = metric(example, prediction, trace)
     else:
-        value = metric(example, prediction)
+        args = (example, prediction, trace) if _takes_trace(metric) else (example, prediction)
+        if threads is not None and not _is_async(metric):
+            value = await trio.to_thread.run_sync(
+                functools.partial(metric, *args), abandon_on_cancel=True, limiter=threads
+            )
+        else:
+            value = metric(*args)
     if inspect.isawaitable(value):
         value = await value
-    if isinstance(value, bool | int | float):
-        return float(value)
-    score = getattr(value, "score", None)  # a Prediction with a score field
-    if isinstance(score, bool | int | float):
-        return float(score)
-    raise TypeError(f"the metric returned {value!r}; it must return a float or a bool")
+    return _score_of(value, prediction, index, failure_score)
+
+
+def _score_of(value: Any, prediction: Any, index: int | None, failure_score: float | None) -> float:
+    """The finite float score in what a metric returned.
+
+    Raises:
+        MetricError: there is none.
+    """
+    raw = value if isinstance(value, bool | int | float) else getattr(value, "score", None)
+    if isinstance(raw, bool | int | float):
+        try:
+            score = float(raw)
+        except OverflowError:  # an int past float's range
+            score = math.inf if raw > 0 else -math.inf
+        if abs(score) <= MAX_SCORE:  # false for NaN too
+            return score
+        problem = f"{score}"
+        fix = (
+            "a metric must return a finite number (at most MAX_SCORE in size): "
+            "one NaN or infinity would make the mean one"
+        )
+    else:
+        problem = _short_repr(value)
+        fix = "it must return a float or a bool (or a td.Prediction(score=..., feedback=...))"
+    where = f" for example {index}" if index is not None else ""
+    scored = f"; scored failure_score={failure_score:g}" if failure_score is not None else ""
+    raise MetricError(
+        f"the metric returned {problem}{where}{scored}: {fix}",
+        value=value,
+        prediction=prediction,
+        index=index,
+    )
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr: a huge or deeply nested value must not flood or break the message."""
+    return reprlib.repr(value)
 
 
 class Evaluate:
@@ -118,14 +210,29 @@ class Evaluate:
         progress: ``None`` shows a progress bar when standard error is a
             terminal; ``True`` always, ``False`` never; a function
             ``progress(done, total)`` is called instead of drawing.
-        failure_score: the score of an example whose program (or metric) raised.
+        metric_thread: run a sync metric in a worker thread
+            (``trio.to_thread.run_sync(..., abandon_on_cancel=True)``), at most
+            ``limit`` of them at once, counting those still running after a
+            cancellation: a cancellation (a deadline, Ctrl-C, ``max_errors``)
+            then returns at once, and a metric still running finishes in its
+            thread with its result discarded. The metric must then be safe to
+            call from several threads. Off by default: a sync metric runs in
+            trio's own thread, where a blocking one (a judge called over
+            blocking HTTP, a long computation) holds up every task, and delays
+            cancellation until it returns. Async metrics and metric modules
+            always run in trio.
+        failure_score: the score of an example whose program (or metric)
+            raised, or whose metric returned no usable score: NaN, an infinity
+            or not a number (its row's outcome is then a :class:`MetricError`,
+            which keeps the prediction). It must be a finite number.
 
     Evaluate calls the metric with ``trace=None``, as DSPy does: a metric that
     is stricter when given a trace applies that strictness only inside
     optimizers.
 
     Raises:
-        ValueError: ``limit`` or ``max_errors`` is out of range.
+        ValueError: ``limit`` or ``max_errors`` is out of range, or
+            ``failure_score`` is not a finite number.
         TrioDSPyError: an example does not say which of its fields are inputs.
     """
 
@@ -138,11 +245,14 @@ class Evaluate:
         max_errors: int | None = None,
         progress: Progress = None,
         failure_score: float = 0.0,
+        metric_thread: bool = False,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         if max_errors is not None and max_errors < 0:
             raise ValueError(f"max_errors must be 0 or more, got {max_errors}")
+        if not isinstance(failure_score, int | float) or not math.isfinite(failure_score):
+            raise ValueError(f"failure_score must be a finite number, got {failure_score!r}")
         self.devset = list(devset)
         for i, example in enumerate(self.devset):
             if not isinstance(example, Example) or example._input_keys is None:
@@ -155,7 +265,12 @@ class Evaluate:
         self.limit = limit
         self.max_errors = max_errors
         self.progress = progress
-        self.failure_score = failure_score
+        self.failure_score = float(failure_score)
+        self.metric_thread = metric_thread
+        # The metric threads' tokens, for the trio run that made them: an
+        # abandoned thread keeps its token until it ends, so a later call in
+        # the same run still counts it against ``limit``.
+        self._threads: tuple[trio.lowlevel.TrioToken, trio.CapacityLimiter] | None = None
         self.last_result: EvaluationResult | None = None
         """The result of the latest call, filled in as examples finish."""
 
@@ -182,8 +297,16 @@ class Evaluate:
             max_errors=self.max_errors,
             failure_score=self.failure_score,
             report=_reporter(self.progress),
+            metric_threads=self._metric_threads() if self.metric_thread else None,
         )
         return result
+
+    def _metric_threads(self) -> trio.CapacityLimiter:
+        """The limiter of this run's metric threads (made anew in a new ``trio.run``)."""
+        token = trio.lowlevel.current_trio_token()
+        if self._threads is None or self._threads[0] is not token:
+            self._threads = (token, trio.CapacityLimiter(self.limit))
+        return self._threads[1]
 
     def __repr__(self) -> str:
         metric = getattr(self.metric, "__name__", self.metric)
@@ -201,13 +324,15 @@ async def run_examples(
     failure_score: float = 0.0,
     report: Callable[[EvaluationResult], None] | None = None,
     on_row: Callable[[int, EvaluationResult], None] | None = None,
+    metric_threads: trio.CapacityLimiter | None = None,
 ) -> None:
     """Fill ``result`` with one row per example, each example a child task.
 
     ``limiter`` bounds the examples in flight (several evaluations may share
     one). ``on_row(index, result)`` runs after each row lands, and may cancel
     an enclosing scope to stop early; ``result.complete`` is set only when
-    every example finished.
+    every example finished. With ``metric_threads``, a sync metric runs in a
+    worker thread holding one of its tokens (:func:`call_metric`).
 
     Raises:
         EvaluationError: more than ``max_errors`` examples failed.
@@ -219,7 +344,15 @@ async def run_examples(
         example = devset[index]
         try:
             prediction = await program(**example.inputs())
-            score = await call_metric(metric, example, prediction, None)
+            score = await call_metric(
+                metric,
+                example,
+                prediction,
+                None,
+                index=index,
+                failure_score=failure_score,
+                threads=metric_threads,
+            )
             row: tuple[Example, Any, float] = (example, prediction, score)
         except Exception as exc:
             errors.append(exc)

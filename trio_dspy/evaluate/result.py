@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,12 @@ class EvaluationResult:
     def score(self) -> float:
         """Mean score of the finished rows as a percentage, rounded to 2 places."""
         scores = self.scores
-        return round(100 * sum(scores) / len(scores), 2) if scores else 0.0
+        if not scores:
+            return 0.0
+        # Each share summed, not the sum shared: large scores cannot overflow
+        # the total, so the mean of scores within MAX_SCORE is a finite float.
+        n = len(scores)
+        return round(100 * math.fsum(s / n for s in scores), 2)
 
     @property
     def finished(self) -> int:

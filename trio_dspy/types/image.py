@@ -11,13 +11,29 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
-from typing import Any
+import stat
+from typing import Any, BinaryIO
 
 import attrs
 
+from ..errors import ImageTooLargeError
 from ..messages import ImagePart, short_url
 
-__all__ = ["Image", "sniff_image_type"]
+__all__ = ["MAX_IMAGE_BYTES", "Image", "sniff_image_type"]
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+"""The default limit of an inline image, in bytes (20 MiB).
+
+About the largest image a provider takes inline (OpenAI's limit per image is
+20 MB; Anthropic's is lower), so nothing larger could be sent anyway, while
+reading it costs its size several times over: the bytes, their base64 (4/3
+larger), the JSON request. ``from_file(path, max_bytes=...)`` and
+``from_bytes(data, max_bytes=...)`` set another limit.
+"""
+
+# How much of a file is read at a time: memory grows with the file, never
+# with a limit set high.
+_CHUNK = 1024 * 1024
 
 # The formats every provider that takes images accepts, by their first bytes.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -67,6 +83,35 @@ def _check_url(_: Any, __: Any, url: str) -> None:
         )
 
 
+def _check_limit(max_bytes: int) -> None:
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
+
+
+def _read_at_most(f: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``f``, read a chunk at a time until its end."""
+    buffer = bytearray()
+    while len(buffer) < limit:
+        chunk = f.read(min(_CHUNK, limit - len(buffer)))
+        if not chunk:
+            break
+        buffer += chunk
+    return bytes(buffer)
+
+
+def _too_large(path: str | None, size: int | None, limit: int, method: str) -> ImageTooLargeError:
+    what = f"{path}: the image file" if path is not None else "the image data"
+    has = f"is {size} bytes" if size is not None else f"holds more than {limit} bytes"
+    return ImageTooLargeError(
+        f"{what} {has}, over the limit of {limit} bytes ({limit / 2**20:g} MiB); "
+        "providers refuse larger inline images. Send a smaller image, or raise the "
+        f"limit with td.Image.{method}(..., max_bytes=...)",
+        path=path,
+        size=size,
+        limit=limit,
+    )
+
+
 @attrs.frozen(repr=False)
 class Image:
     """An image for an input field typed ``td.Image`` (or ``list[td.Image]``).
@@ -92,18 +137,28 @@ class Image:
         return cls(url)
 
     @classmethod
-    def from_bytes(cls, data: bytes, mime_type: str | None = None) -> Image:
+    def from_bytes(
+        cls, data: bytes, mime_type: str | None = None, *, max_bytes: int = MAX_IMAGE_BYTES
+    ) -> Image:
         """An image of the encoded bytes ``data`` (PNG, JPEG, GIF or WEBP), sent inline.
 
         ``mime_type`` (``"image/png"``) is read from the bytes when not given.
+        ``data`` may be at most ``max_bytes`` long (:data:`MAX_IMAGE_BYTES`,
+        20 MiB, by default: about the most a provider takes inline).
 
         Raises:
             TypeError: ``data`` is not bytes.
+            ImageTooLargeError: ``data`` is longer than ``max_bytes`` (a ``ValueError``).
             ValueError: ``data`` is empty, or its type cannot be recognised and
-                no ``mime_type`` was given, or ``mime_type`` is not ``image/...``.
+                no ``mime_type`` was given, or ``mime_type`` is not ``image/...``,
+                or ``max_bytes`` is not a positive integer.
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"image data must be bytes, got {type(data).__name__}")
+        _check_limit(max_bytes)
+        size = memoryview(data).nbytes
+        if size > max_bytes:
+            raise _too_large(None, size, max_bytes, "from_bytes")
         data = bytes(data)
         if not data:
             raise ValueError("image data is empty")
@@ -118,23 +173,46 @@ class Image:
         return cls(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}")
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], mime_type: str | None = None) -> Image:
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        mime_type: str | None = None,
+        *,
+        max_bytes: int = MAX_IMAGE_BYTES,
+    ) -> Image:
         """The image in the file at ``path``, read now and sent inline.
 
         The type comes from ``mime_type``, else the bytes, else the file name.
 
+        The file may be at most ``max_bytes`` long (:data:`MAX_IMAGE_BYTES`,
+        20 MiB, by default): a larger image is refused by providers anyway,
+        and reading one costs its size several times over in memory (bytes,
+        base64, request). A regular file's size is checked before a byte is
+        read; and whatever the file is (one that grows, a pipe, a device), no
+        more than ``max_bytes + 1`` bytes are ever read from it.
+
         Raises:
             OSError: the file cannot be read (``FileNotFoundError``, ...).
+            ImageTooLargeError: the file is larger than ``max_bytes`` (a
+                ``ValueError``); its message names the file and its size.
             ValueError: as :meth:`from_bytes`, naming the file.
         """
+        _check_limit(max_bytes)
+        name = os.fspath(path)
         with open(path, "rb") as f:
-            data = f.read()
-        guessed = mimetypes.guess_type(os.fspath(path))[0]
+            info = os.fstat(f.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
+                raise _too_large(name, info.st_size, max_bytes, "from_file")
+            data = _read_at_most(f, max_bytes + 1)
+        if len(data) > max_bytes:
+            # It grew since, or is a pipe or a device: how large it is, is unknown.
+            raise _too_large(name, None, max_bytes, "from_file")
+        guessed = mimetypes.guess_type(name)[0]
         mime = mime_type or sniff_image_type(data) or guessed
         try:
-            return cls.from_bytes(data, mime)
+            return cls.from_bytes(data, mime, max_bytes=max_bytes)
         except ValueError as exc:
-            raise ValueError(f"{os.fspath(path)}: {exc}") from None
+            raise ValueError(f"{name}: {exc}") from None
 
     @property
     def mime_type(self) -> str | None:
