@@ -137,10 +137,36 @@ async def call_metric(
             ``"0.5"`` included).
         Exception: whatever the metric raised.
     """
+    value = await metric_value(metric, example, prediction, trace, threads=threads)
+    return score_of(value, prediction, index, failure_score)
+
+
+async def metric_value(
+    metric: Metric,
+    example: Example,
+    prediction: Any,
+    trace: Any,
+    *,
+    predictor: tuple[str | None, Any] | None = None,
+    threads: trio.CapacityLimiter | None = None,
+) -> Any:
+    """What ``metric`` returns for ``prediction``, unchecked (see :func:`call_metric`).
+
+    ``predictor`` is ``(pred_name, pred_trace)``: given, a metric that takes
+    them (DSPy's five-argument GEPA form) receives them after ``trace``.
+
+    Raises:
+        Exception: whatever the metric raised.
+    """
     if isinstance(metric, Module):
         value: Any = await metric(example=example, pred=prediction, trace=trace)
     else:
-        args = (example, prediction, trace) if _takes_trace(metric) else (example, prediction)
+        if predictor is not None and takes_predictor_arguments(metric):
+            args: tuple[Any, ...] = (example, prediction, trace, *predictor)
+        elif _takes_trace(metric):
+            args = (example, prediction, trace)
+        else:
+            args = (example, prediction)
         if threads is not None and not _is_async(metric):
             value = await trio.to_thread.run_sync(
                 functools.partial(metric, *args), abandon_on_cancel=True, limiter=threads
@@ -149,10 +175,27 @@ async def call_metric(
             value = metric(*args)
     if inspect.isawaitable(value):
         value = await value
-    return _score_of(value, prediction, index, failure_score)
+    return value
 
 
-def _score_of(value: Any, prediction: Any, index: int | None, failure_score: float | None) -> float:
+def takes_predictor_arguments(metric: Any) -> bool:
+    """Whether ``metric`` accepts ``pred_name`` and ``pred_trace`` after ``trace``."""
+    try:
+        params = list(inspect.signature(metric).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    kinds = inspect.Parameter
+    if any(p.kind is kinds.VAR_POSITIONAL for p in params):
+        return True
+    if {"pred_name", "pred_trace"} <= {p.name for p in params}:
+        return True
+    positional = [
+        p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 5
+
+
+def score_of(value: Any, prediction: Any, index: int | None, failure_score: float | None) -> float:
     """The finite float score in what a metric returned.
 
     Raises:
