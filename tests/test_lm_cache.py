@@ -53,6 +53,7 @@ async def test_identical_calls_are_served_from_memory() -> None:
     assert other.text == "second"
     assert len(server.requests) == 2
     assert usage.total_tokens == 15 + other.usage.total_tokens  # cached calls cost nothing
+    assert usage.requests == 2  # and are no model call
 
 
 async def test_the_cache_is_keyed_without_credentials() -> None:

@@ -82,3 +82,14 @@ def test_usage_adds_up() -> None:
     assert td.Usage.sum([]) == td.Usage()
     a.add(b)
     assert a == td.Usage(11, 22, 33)
+
+
+async def test_track_usage_counts_model_calls_but_not_cache_hits() -> None:
+    from trio_dspy.testing import DummyLM
+
+    lm = DummyLM([{"a": "1"}, {"a": "2"}])
+    with td.context(lm=lm), td.track_usage() as usage:
+        await td.Predict("q -> a")(q="x")
+        await td.Predict("q -> a")(q="y")
+    assert usage.requests == 2
+    assert td.Usage(1, 1, 2, 1) + td.Usage(1, 1, 2, 2) == td.Usage(2, 2, 4, 3)

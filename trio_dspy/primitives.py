@@ -219,23 +219,30 @@ class Completions:
 
 @attrs.define
 class Usage:
-    """Token counts. Adding two gives their sum; :func:`track_usage` yields one."""
+    """Token counts. Adding two gives their sum; :func:`track_usage` yields one.
+
+    ``requests`` counts the model calls a :func:`track_usage` block saw answered
+    by a model (cache hits not included); one response's own usage has 0.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    requests: int = 0
 
     def add(self, other: Usage) -> None:
         """Add ``other``'s counts to this one in place."""
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.total_tokens += other.total_tokens
+        self.requests += other.requests
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.requests + other.requests,
         )
 
     @classmethod

@@ -39,7 +39,8 @@ def track_usage() -> Iterator[Usage]:
         _trackers.reset(token)
 
 
-def record_usage(usage: Usage) -> None:
-    """Add ``usage`` to every tracker active for the calling task."""
+def record_usage(usage: Usage, *, requests: int = 0) -> None:
+    """Add ``usage`` (and ``requests`` model calls) to every tracker active for the calling task."""
     for tracker in _trackers.get():
         tracker.add(usage)
+        tracker.requests += requests

@@ -295,7 +295,7 @@ class BaseLM(abc.ABC):
                 return
             if span.is_recording:
                 span.set_attributes(_response_attributes(response, trace_content))
-        record_usage(response.usage)
+        record_usage(response.usage, requests=0 if response.cached else 1)
         record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
 
     @contextlib.asynccontextmanager
