@@ -324,6 +324,50 @@ async def test_a_non_numeric_usage_keeps_the_answer() -> None:
     assert response.text == "kept too" and response.usage.completion_tokens == 3
 
 
+async def test_a_usage_count_beyond_any_real_count_is_unknown_not_an_overflow() -> None:
+    huge = "9" * 4000  # json.loads takes it; float arithmetic in the tpm bucket did not
+    for count in (huge, "1e400", "Infinity", "NaN", "-5", "18446744073709551617"):
+        body = json.dumps(chat("kept")).replace('"prompt_tokens": 10', f'"prompt_tokens": {count}')
+        body = body.replace('"total_tokens": 15', f'"total_tokens": {count}')
+        server = Scripted(httpx.Response(200, content=body.encode()))
+        async with server.lm(tpm=100_000) as lm:
+            response = await lm.request(ASK)
+            assert response.text == "kept" and response.usage.prompt_tokens == 0
+            assert response.usage.total_tokens == 5  # the completion's, the only count left
+            with trio.fail_after(1):  # the budget was not wrecked for the next call
+                assert (await lm.request(ASK)).text == "kept"
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("openai", {"choices": [{"message": {"content": 5}}]}),
+        ("openai", {"choices": [{"message": {"content": {"a": 1}}}]}),
+        ("openai", {"choices": [{"message": {"tool_calls": [{"function": {"name": 7}}]}}]}),
+        ("openai", {"choices": [{"message": {"content": "a"}}, 3]}),
+        ("anthropic", {"content": [{"type": "text", "text": ["a"]}]}),
+        ("anthropic", {"content": [{"type": "tool_use", "id": "t", "name": None}]}),
+        ("anthropic", {"content": "text"}),
+    ],
+)
+async def test_a_field_of_the_wrong_type_is_a_server_error(provider: str, body: Any) -> None:
+    server = Scripted(httpx.Response(200, json=body))
+    with pytest.raises(LMServerError, match=f"not in the {provider} format"):
+        await server.lm(f"{provider}/m", max_retries=0).request(ASK)
+
+
+async def test_metadata_of_the_wrong_type_keeps_the_answer() -> None:
+    body = chat("kept")
+    body["choices"][0]["finish_reason"] = {"why": 1}
+    body["model"] = ["m"]
+    response = await Scripted(httpx.Response(200, json=body)).lm().request(ASK)
+    assert (response.text, response.finish_reason, response.model) == ("kept", None, "m")
+    anthropic = {"content": [{"type": "text", "text": "too"}], "stop_reason": ["x"], "model": 3}
+    server = Scripted(httpx.Response(200, json=anthropic))
+    response = await server.lm("anthropic/c").request(ASK)
+    assert (response.text, response.finish_reason, response.model) == ("too", None, "c")
+
+
 # ------------------------------------------------------------------ redirects and closes
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 async def test_a_redirect_is_reported_with_its_location_and_not_followed(status: int) -> None:

@@ -167,3 +167,35 @@ async def test_an_openai_error_chunk_takes_its_status_from_the_code(autojump_clo
     with pytest.raises(LMBadRequestError, match="bad prompt"):
         await read(lm)
     assert len(seen) == 2  # the 503 was retried, the 400 was not
+
+
+# ------------------------------------------------------------------ hostile numbers
+TOOL_PIECE = '{{"index":{index},"id":"c","function":{{"name":"f","arguments":"{{}}"}}}}'
+HOSTILE_INDEXES = ["Infinity", "-Infinity", "NaN", "1e400", "-1", "1" + "0" * 40, '"x"', "[]"]
+
+
+@pytest.mark.parametrize("index", HOSTILE_INDEXES)
+async def test_an_openai_tool_call_index_that_is_no_index_is_a_server_error(index: str) -> None:
+    piece = TOOL_PIECE.format(index=index)
+    body = f'data: {{"choices":[{{"index":0,"delta":{{"tool_calls":[{piece}]}}}}]}}\n\n'
+    transport, seen = serving(events(body.encode(), b"data: [DONE]\n\n"))
+    lm = LM("openai/m", base_url="http://sim.test/v1", transport=transport, max_retries=0)
+    with pytest.raises(LMServerError, match="index"):
+        await read(lm)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("event", ["content_block_start", "content_block_delta"])
+@pytest.mark.parametrize("index", HOSTILE_INDEXES)
+async def test_an_anthropic_block_index_that_is_no_index_is_a_server_error(
+    event: str, index: str
+) -> None:
+    inner = '"content_block":{"type":"text","text":"a"}'
+    if event == "content_block_delta":
+        inner = '"delta":{"type":"text_delta","text":"a"}'
+    body = f'event: {event}\ndata: {{"type":"{event}","index":{index},{inner}}}\n\n'
+    stop = named("message_stop", {})
+    transport, _ = serving(events(body.encode(), stop))
+    lm = LM("anthropic/m", base_url="http://sim.test", transport=transport, max_retries=0)
+    with pytest.raises(LMServerError, match="index"):
+        await read(lm)

@@ -9,6 +9,12 @@
 * :func:`load_json`: a response body decoded without blocking the event loop
   for long, and with hostile nesting turned into a ``ValueError``.
 * :func:`token_count`: a usage count from a response, ``0`` when unreadable.
+* :func:`read_index`, :func:`read_text`, :func:`optional_text`: a
+  position, text or a name from a response, or :class:`BadField` naming
+  the field.
+* :data:`MALFORMED`: the exceptions reading a response of the wrong shape
+  can raise, which the client turns into
+  :class:`~trio_dspy.errors.LMServerError`.
 """
 
 from __future__ import annotations
@@ -22,12 +28,19 @@ import trio
 
 __all__ = [
     "COMPLETION_ESTIMATE",
+    "MALFORMED",
+    "MAX_INDEX",
+    "MAX_TOKEN_COUNT",
     "SAMPLING_PARAMS",
+    "BadField",
     "TooDeep",
     "check_params",
     "check_positive",
     "completion_estimate",
     "load_json",
+    "optional_text",
+    "read_index",
+    "read_text",
     "token_count",
 ]
 
@@ -112,15 +125,88 @@ def completion_estimate(body: Mapping[str, Any]) -> int:
     return COMPLETION_ESTIMATE
 
 
+#: The largest token count taken from a usage block: a thousand times the
+#: largest context windows. A larger one is no count (a server's garbage),
+#: and charged to ``tpm`` it would hold every later call back for years.
+MAX_TOKEN_COUNT = 10**9
+
+#: The largest position a tool call or content block may have in one
+#: response: far beyond any real answer, small enough that nothing sized by
+#: it (a list of calls in a reader's code) can exhaust memory.
+MAX_INDEX = 10_000
+
+#: What reading a decoded response of the wrong shape may raise: a missing
+#: key or item, a value of the wrong type, a number ``int()`` cannot take
+#: (``OverflowError`` is an ``ArithmeticError``, not a ``ValueError``), a
+#: nest too deep to walk.
+MALFORMED: tuple[type[Exception], ...] = (
+    ValueError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
 def token_count(value: Any) -> int:
-    """A token count from a usage block: ``0`` (unknown) when missing or not a number."""
-    if isinstance(value, bool):
+    """A token count from a usage block: ``0`` (unknown) when missing, not a
+    number, not finite, negative or above :data:`MAX_TOKEN_COUNT`. Raises nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return 0
+    if isinstance(value, str) and not _short_digits(value):
+        return 0  # a count sent as text; never hand int() thousands of digits
     try:
-        count = int(value or 0)
-    except (TypeError, ValueError, OverflowError):
+        count = int(value)
+    except (ValueError, OverflowError):  # NaN, infinity
         return 0
-    return max(count, 0)
+    return count if 0 <= count <= MAX_TOKEN_COUNT else 0
+
+
+def _short_digits(text: str) -> bool:
+    """Whether ``text`` is a number written in fewer than 16 ASCII digits."""
+    return text.isascii() and text.isdigit() and len(text) < 16
+
+
+class BadField(ValueError):
+    """A field of a server's response holds a value of the wrong kind.
+
+    ``field`` names it (``tool_calls[].index``); the message shows the start
+    of the value and what belongs there.
+    """
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field = field
+        shown = _shown(value)
+        super().__init__(f"the server sent {field}={shown} where {expected} belongs")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return "a number of more than 40 digits"  # repr() of a huge int is slow, and long
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_index(value: Any, field: str) -> int:
+    """``value`` as a position in a response: a whole number from 0 to :data:`MAX_INDEX`.
+
+    An integral float (``1.0``) and a short string of digits are taken too,
+    as some compatible servers send them.
+
+    Raises:
+        BadField: anything else (negative, too large, not finite, not a number).
+    """
+    number: Any = value
+    integral = isinstance(value, float) and value.is_integer()  # false for NaN and infinities
+    if integral or (isinstance(value, str) and _short_digits(value)):
+        number = int(value)
+    if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_INDEX:
+        return number
+    raise BadField(field, value, f"a whole number from 0 to {MAX_INDEX}")
 
 
 class TooDeep(ValueError):
@@ -160,3 +246,22 @@ async def load_json(content: bytes) -> Any:
     if len(content) <= _THREAD_THRESHOLD:
         return _loads(content)
     return await trio.to_thread.run_sync(_loads_yielding, content)
+
+
+def read_text(value: Any, field: str, *, null: bool = True) -> str:
+    """``value`` as text: a string, or ``""`` for ``null`` (when ``null`` is true).
+
+    Raises:
+        BadField: anything else (a number, a list, an object).
+    """
+    if isinstance(value, str):
+        return value
+    if value is None and null:
+        return ""
+    raise BadField(field, value, "a string")
+
+
+def optional_text(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else ``None`` (for metadata such as
+    a finish reason, where a server's odd value is no reason to lose the answer)."""
+    return value if isinstance(value, str) and value else None
