@@ -419,3 +419,66 @@ async def test_a_server_that_closes_mid_body_says_so() -> None:
         with trio.fail_after(10), pytest.raises(LMServerError, match="mid-response"):
             await lm.request(ASK)
         await lm.aclose()
+
+
+# ------------------------------------------------------------------ lone surrogates
+LONE = "\ud800"
+# Tool arguments with a lone surrogate twice: decoded from the body's JSON,
+# and written as an escape inside the arguments' own JSON text.
+ARGUMENTS = '{"q": "' + LONE + '", "r": "\\ud800"}'
+
+
+def follow_up(response: Any) -> LMRequest:
+    """The next turn of a conversation that sends ``response`` back to the model."""
+    calls = response.tool_calls
+    tool_turns = [Message("tool", "done", tool_call_id=c.id) for c in calls]
+    return LMRequest(
+        [Message("user", "hi"), Message("assistant", response.text, tool_calls=calls), *tool_turns]
+    )
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_lone_surrogate_in_an_answer_becomes_u_fffd_and_can_be_sent_back(
+    provider: str,
+) -> None:
+    if provider == "openai":
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ARGUMENTS}}
+        body = chat("hi " + LONE, tool_calls=[call])
+    else:
+        blocks = [
+            {"type": "text", "text": "hi " + LONE},
+            {"type": "tool_use", "id": "c1", "name": "f", "input": {"q": LONE, "r": LONE}},
+        ]
+        body = {"content": blocks, "stop_reason": "tool_use", "usage": {}}
+    content = json.dumps(body).encode()  # ASCII: each lone surrogate as its \ud800 escape
+    assert b"\\ud800" in content
+    server = Scripted(httpx.Response(200, content=content))
+    async with server.lm(f"{provider}/m") as lm:
+        response = await lm.request(ASK)
+        assert response.text == "hi \ufffd"
+        (tool_call,) = response.tool_calls
+        assert json.loads(tool_call.arguments) == {"q": "\ufffd", "r": "\ufffd"}
+        await lm.request(follow_up(response))  # no UnicodeEncodeError on the way out
+    assert "\ufffd" in server.requests[1].content.decode()
+
+
+async def test_a_lone_surrogate_in_an_error_message_becomes_u_fffd() -> None:
+    body = json.dumps({"error": {"message": "bad " + LONE}}).encode()
+    server = Scripted(httpx.Response(400, content=body))
+    with pytest.raises(LMBadRequestError) as caught:
+        await server.lm().request(ASK)
+    assert "bad \ufffd" in str(caught.value)
+    str(caught.value).encode()  # a log file can take it
+
+
+async def test_a_surrogate_encoded_as_bytes_is_invalid_utf8_not_text() -> None:
+    # json.loads(bytes) decodes with "surrogatepass": these three bytes would
+    # have become a lone surrogate without any escape for a check to see.
+    content = json.dumps(chat("hi")).encode().replace(b'"hi"', b'"hi \xed\xa0\x80"')
+    server = Scripted(httpx.Response(200, content=content))
+    with pytest.raises(LMServerError, match="not JSON"):
+        await server.lm(max_retries=0).request(ASK)
+    error_body = b'{"error": {"message": "bad \xed\xa0\x80"}}'
+    with pytest.raises(LMBadRequestError) as caught:
+        await Scripted(httpx.Response(400, content=error_body)).lm().request(ASK)
+    str(caught.value).encode()  # the raw body, decoded with replacement, is the message

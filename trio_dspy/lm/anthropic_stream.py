@@ -21,7 +21,7 @@ from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
-from .params import optional_text, read_index, read_text, token_count
+from .params import clean_arguments, optional_text, read_index, read_text, token_count
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
 __all__ = ["STOP_REASONS", "AnthropicStreamDecoder", "anthropic_tokens"]
@@ -159,7 +159,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             if block.kind == "text":
                 texts.append(block.parts.getvalue())
             elif block.kind == "tool_use":
-                arguments = block.parts.getvalue() or json.dumps(
+                arguments = clean_arguments(block.parts.getvalue()) or json.dumps(
                     block.start_input or {}, ensure_ascii=False
                 )
                 calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))

@@ -15,7 +15,7 @@ from ..http import Secret
 from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
 from .client import LM
 from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments
-from .params import optional_text, read_text
+from .params import clean_arguments, optional_text, read_text
 
 __all__ = ["OpenAILM"]
 
@@ -168,7 +168,7 @@ def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
         ToolCall(
             id=str(c.get("id") or f"call_{i}"),
             name=read_text(c["function"]["name"], "tool_calls[].function.name", null=False),
-            arguments=tool_arguments(c["function"].get("arguments")),
+            arguments=clean_arguments(tool_arguments(c["function"].get("arguments"))),
         )
         for i, c in enumerate(message.get("tool_calls") or ())
     )

@@ -21,7 +21,7 @@ from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
-from .params import optional_text, read_index, read_text, token_count
+from .params import clean_arguments, optional_text, read_index, read_text, token_count
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
 __all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments"]
@@ -125,7 +125,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             ToolCall(
                 id=call.id or f"call_{index}",
                 name=call.name,
-                arguments="".join(call.arguments) or "{}",
+                arguments=clean_arguments("".join(call.arguments)) or "{}",
             )
             for index, call in sorted(self._calls.items())
         )

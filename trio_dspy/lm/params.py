@@ -7,7 +7,10 @@
 * :func:`completion_estimate`: the completion tokens ``tpm`` reserves for a
   request before it is sent.
 * :func:`load_json`: a response body decoded without blocking the event loop
-  for long, and with hostile nesting turned into a ``ValueError``.
+  for long, with hostile nesting turned into a ``ValueError`` and lone
+  surrogates into U+FFFD (the text policy of :mod:`trio_dspy.types.unicode`).
+* :func:`clean_arguments`: a tool call's JSON arguments text with the lone
+  surrogates it decodes to replaced the same way.
 * :func:`token_count`: a usage count from a response, ``0`` when unreadable.
 * :func:`read_index`, :func:`read_text`, :func:`optional_text`: a
   position, text or a name from a response, or :class:`BadField` naming
@@ -26,6 +29,8 @@ from typing import Any
 
 import trio
 
+from ..types.unicode import clean_json, clean_text, has_surrogate_escape
+
 __all__ = [
     "COMPLETION_ESTIMATE",
     "MALFORMED",
@@ -36,8 +41,10 @@ __all__ = [
     "TooDeep",
     "check_params",
     "check_positive",
+    "clean_arguments",
     "completion_estimate",
     "load_json",
+    "loads",
     "optional_text",
     "read_index",
     "read_text",
@@ -216,11 +223,29 @@ class TooDeep(ValueError):
         super().__init__("the JSON is nested too deeply to decode")
 
 
-def _loads(content: bytes) -> Any:
+def loads(content: bytes) -> Any:
+    """``content`` decoded as JSON, on the calling thread, lone surrogates as U+FFFD.
+
+    The bytes are decoded strictly first: ``json.loads`` given bytes decodes
+    them with ``surrogatepass``, which would let a surrogate encoded as
+    bytes (``ED A0 80``) through as text with no escape to betray it.
+
+    Raises:
+        TooDeep: nested too deeply (a ``ValueError``).
+        ValueError: not JSON (invalid UTF-8 included).
+    """
+    return _decoded(content, None)
+
+
+def _decoded(content: bytes, hook: Any) -> Any:
+    text = content.decode(json.detect_encoding(content))
     try:
-        return json.loads(content)
+        value = json.loads(text, object_pairs_hook=hook)
     except RecursionError:
         raise TooDeep from None
+    # One scan of the bytes; the walk runs only when a \\uD8xx-style escape
+    # may have decoded to a lone surrogate.
+    return clean_json(value) if has_surrogate_escape(content) else value
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -230,22 +255,47 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _loads_yielding(content: bytes) -> Any:
     # A Python hook per object lets the interpreter hand the GIL back to the
     # event loop's thread between objects; C json.loads alone never does.
-    try:
-        return json.loads(content, object_pairs_hook=_pairs)
-    except RecursionError:
-        raise TooDeep from None
+    return _decoded(content, _pairs)
 
 
 async def load_json(content: bytes) -> Any:
     """``content`` decoded as JSON; large bodies are decoded in a worker thread.
+
+    Every lone surrogate a ``\\ud800``-style escape decodes to comes out as
+    U+FFFD, so the text can be sent on (as UTF-8) later.
 
     Raises:
         TooDeep: nested too deeply (a ``ValueError``).
         ValueError: not JSON (invalid UTF-8 included).
     """
     if len(content) <= _THREAD_THRESHOLD:
-        return _loads(content)
+        return loads(content)
     return await trio.to_thread.run_sync(_loads_yielding, content)
+
+
+def clean_arguments(text: str) -> str:
+    """A tool call's arguments (JSON text) with every lone surrogate, raw or
+    written as a JSON escape, replaced by U+FFFD. Raises nothing.
+
+    Arguments holding no such escape are returned as they are. Those that
+    do, and are valid JSON, are written out again from their cleaned value;
+    arguments that are not JSON are left for the tool call's own parse to
+    refuse.
+    """
+    text = clean_text(text)
+    if "\\u" not in text or not has_surrogate_escape(text.encode()):
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    cleaned = clean_json(value)
+    if cleaned is value:  # only well-formed pairs (an emoji written as escapes)
+        return text
+    try:
+        return json.dumps(cleaned, ensure_ascii=False)
+    except (ValueError, RecursionError):  # pragma: no cover - it was just decoded
+        return text
 
 
 def read_text(value: Any, field: str, *, null: bool = True) -> str:

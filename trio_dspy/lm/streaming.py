@@ -39,6 +39,7 @@ from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
 from ..messages import LMRequest, LMResponse, ToolCallDelta
 from ..telemetry.propagation import trace_headers
+from ..types.unicode import clean_json
 from .base import Call, LMStream, whole_events
 from .cache import as_cached, cache_key, cache_lookup, cache_store
 from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
@@ -110,15 +111,19 @@ class StreamDecoder(abc.ABC):
 
 
 def load_event(event: SSEEvent) -> dict[str, Any]:
-    """The JSON object in an event's data.
+    """The JSON object in an event's data, lone surrogates (from ``\\ud800``-style
+    escapes) as U+FFFD.
 
     Raises:
         ValueError: the data is not a JSON object.
+        RecursionError: it is nested too deeply to decode.
     """
     data = json.loads(event.data)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {event.data[:100]!r}")
-    return data
+    # The data came through a UTF-8 decoder that replaces what is invalid, so
+    # an escape is the only way a lone surrogate can be in it.
+    return clean_json(data) if "\\u" in event.data else data
 
 
 @attrs.define(eq=False)
