@@ -132,7 +132,7 @@ def completion_estimate(body: Mapping[str, Any]) -> int:
     return COMPLETION_ESTIMATE
 
 
-#: The largest token count taken from a usage block: a thousand times the
+#: The largest token count taken from a usage block: a hundred times the
 #: largest context windows. A larger one is no count (a server's garbage),
 #: and charged to ``tpm`` it would hold every later call back for years.
 MAX_TOKEN_COUNT = 10**9
@@ -294,7 +294,7 @@ def clean_arguments(text: str) -> str:
         return text
     try:
         return json.dumps(cleaned, ensure_ascii=False)
-    except (ValueError, RecursionError):  # pragma: no cover - it was just decoded
+    except (ValueError, RecursionError):  # writing may nest deeper than reading did
         return text
 
 
