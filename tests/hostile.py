@@ -140,3 +140,30 @@ def _replace_at(document: Any, path: tuple[Any, ...], raw: str) -> str:
         node = node[step]
     node[path[-1]] = _MARK
     return json.dumps(copy).replace(json.dumps(_MARK), raw)
+
+
+def mutated_numbers(document: Any) -> st.SearchStrategy[bytes]:
+    """Bytes of a valid JSON ``document`` with one of its numbers (an index, a
+    count, a code) replaced by a hostile value: where a reader calls ``int()``.
+    Falls back to :func:`mutated` when the document holds no number."""
+    paths = [p for p in _paths(document) if _is_number(_at(document, p))]
+    if not paths:
+        return mutated(document)
+
+    def replace(path_and_value: tuple[tuple[Any, ...], str]) -> bytes:
+        path, raw = path_and_value
+        return _replace_at(document, path, raw).encode("utf-8", "surrogatepass")
+
+    return st.tuples(st.sampled_from(paths), st.one_of(hostile_numbers, hostile_values)).map(
+        replace
+    )
+
+
+def _at(document: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        document = document[step]
+    return document
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_dspy.http.sse import SSEDecoder, SSEEvent
+from trio_dspy.http.sse import MAX_RETRY_MS, SSEDecoder, SSEEvent
 
 
 def parse(*pieces: bytes) -> list[SSEEvent]:
@@ -52,6 +52,17 @@ def test_retry_takes_only_digits_and_id_with_nul_is_ignored() -> None:
     decoder.feed(b"retry: 1500\nretry: 2x\nid: a\x00b\ndata: z\n\n")
     assert decoder.retry == 1500
     assert decoder.feed(b"data: w\n\n") == [SSEEvent("w")]
+
+
+def test_a_retry_of_thousands_of_digits_is_capped_not_an_error() -> None:
+    decoder = SSEDecoder()
+    body = b"retry: " + b"9" * 5000 + b"\ndata: x\n\n"
+    assert decoder.feed(body) == [SSEEvent("x")]
+    assert decoder.retry == MAX_RETRY_MS
+    decoder.feed(b"retry: " + b"0" * 5000 + b"1500\n")
+    assert decoder.retry == 1500  # leading zeros are still a number
+    decoder.feed(b"retry: \xd9\xa1\n")  # a non-ASCII digit: ignored, as WHATWG says
+    assert decoder.retry == 1500
 
 
 def test_a_leading_byte_order_mark_is_dropped() -> None:

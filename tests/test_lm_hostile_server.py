@@ -324,6 +324,50 @@ async def test_a_non_numeric_usage_keeps_the_answer() -> None:
     assert response.text == "kept too" and response.usage.completion_tokens == 3
 
 
+async def test_a_usage_count_beyond_any_real_count_is_unknown_not_an_overflow() -> None:
+    huge = "9" * 4000  # json.loads takes it; float arithmetic in the tpm bucket did not
+    for count in (huge, "1e400", "Infinity", "NaN", "-5", "18446744073709551617"):
+        body = json.dumps(chat("kept")).replace('"prompt_tokens": 10', f'"prompt_tokens": {count}')
+        body = body.replace('"total_tokens": 15', f'"total_tokens": {count}')
+        server = Scripted(httpx.Response(200, content=body.encode()))
+        async with server.lm(tpm=100_000) as lm:
+            response = await lm.request(ASK)
+            assert response.text == "kept" and response.usage.prompt_tokens == 0
+            assert response.usage.total_tokens == 5  # the completion's, the only count left
+            with trio.fail_after(1):  # the budget was not wrecked for the next call
+                assert (await lm.request(ASK)).text == "kept"
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("openai", {"choices": [{"message": {"content": 5}}]}),
+        ("openai", {"choices": [{"message": {"content": {"a": 1}}}]}),
+        ("openai", {"choices": [{"message": {"tool_calls": [{"function": {"name": 7}}]}}]}),
+        ("openai", {"choices": [{"message": {"content": "a"}}, 3]}),
+        ("anthropic", {"content": [{"type": "text", "text": ["a"]}]}),
+        ("anthropic", {"content": [{"type": "tool_use", "id": "t", "name": None}]}),
+        ("anthropic", {"content": "text"}),
+    ],
+)
+async def test_a_field_of_the_wrong_type_is_a_server_error(provider: str, body: Any) -> None:
+    server = Scripted(httpx.Response(200, json=body))
+    with pytest.raises(LMServerError, match=f"not in the {provider} format"):
+        await server.lm(f"{provider}/m", max_retries=0).request(ASK)
+
+
+async def test_metadata_of_the_wrong_type_keeps_the_answer() -> None:
+    body = chat("kept")
+    body["choices"][0]["finish_reason"] = {"why": 1}
+    body["model"] = ["m"]
+    response = await Scripted(httpx.Response(200, json=body)).lm().request(ASK)
+    assert (response.text, response.finish_reason, response.model) == ("kept", None, "m")
+    anthropic = {"content": [{"type": "text", "text": "too"}], "stop_reason": ["x"], "model": 3}
+    server = Scripted(httpx.Response(200, json=anthropic))
+    response = await server.lm("anthropic/c").request(ASK)
+    assert (response.text, response.finish_reason, response.model) == ("too", None, "c")
+
+
 # ------------------------------------------------------------------ redirects and closes
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 async def test_a_redirect_is_reported_with_its_location_and_not_followed(status: int) -> None:
@@ -375,3 +419,66 @@ async def test_a_server_that_closes_mid_body_says_so() -> None:
         with trio.fail_after(10), pytest.raises(LMServerError, match="mid-response"):
             await lm.request(ASK)
         await lm.aclose()
+
+
+# ------------------------------------------------------------------ lone surrogates
+LONE = "\ud800"
+# Tool arguments with a lone surrogate twice: decoded from the body's JSON,
+# and written as an escape inside the arguments' own JSON text.
+ARGUMENTS = '{"q": "' + LONE + '", "r": "\\ud800"}'
+
+
+def follow_up(response: Any) -> LMRequest:
+    """The next turn of a conversation that sends ``response`` back to the model."""
+    calls = response.tool_calls
+    tool_turns = [Message("tool", "done", tool_call_id=c.id) for c in calls]
+    return LMRequest(
+        [Message("user", "hi"), Message("assistant", response.text, tool_calls=calls), *tool_turns]
+    )
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_lone_surrogate_in_an_answer_becomes_u_fffd_and_can_be_sent_back(
+    provider: str,
+) -> None:
+    if provider == "openai":
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ARGUMENTS}}
+        body = chat("hi " + LONE, tool_calls=[call])
+    else:
+        blocks = [
+            {"type": "text", "text": "hi " + LONE},
+            {"type": "tool_use", "id": "c1", "name": "f", "input": {"q": LONE, "r": LONE}},
+        ]
+        body = {"content": blocks, "stop_reason": "tool_use", "usage": {}}
+    content = json.dumps(body).encode()  # ASCII: each lone surrogate as its \ud800 escape
+    assert b"\\ud800" in content
+    server = Scripted(httpx.Response(200, content=content))
+    async with server.lm(f"{provider}/m") as lm:
+        response = await lm.request(ASK)
+        assert response.text == "hi \ufffd"
+        (tool_call,) = response.tool_calls
+        assert json.loads(tool_call.arguments) == {"q": "\ufffd", "r": "\ufffd"}
+        await lm.request(follow_up(response))  # no UnicodeEncodeError on the way out
+    assert "\ufffd" in server.requests[1].content.decode()
+
+
+async def test_a_lone_surrogate_in_an_error_message_becomes_u_fffd() -> None:
+    body = json.dumps({"error": {"message": "bad " + LONE}}).encode()
+    server = Scripted(httpx.Response(400, content=body))
+    with pytest.raises(LMBadRequestError) as caught:
+        await server.lm().request(ASK)
+    assert "bad \ufffd" in str(caught.value)
+    str(caught.value).encode()  # a log file can take it
+
+
+async def test_a_surrogate_encoded_as_bytes_is_invalid_utf8_not_text() -> None:
+    # json.loads(bytes) decodes with "surrogatepass": these three bytes would
+    # have become a lone surrogate without any escape for a check to see.
+    content = json.dumps(chat("hi")).encode().replace(b'"hi"', b'"hi \xed\xa0\x80"')
+    server = Scripted(httpx.Response(200, content=content))
+    with pytest.raises(LMServerError, match="not JSON"):
+        await server.lm(max_retries=0).request(ASK)
+    error_body = b'{"error": {"message": "bad \xed\xa0\x80"}}'
+    with pytest.raises(LMBadRequestError) as caught:
+        await Scripted(httpx.Response(400, content=error_body)).lm().request(ASK)
+    str(caught.value).encode()  # the raw body, decoded with replacement, is the message

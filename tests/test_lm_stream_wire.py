@@ -167,3 +167,103 @@ async def test_an_openai_error_chunk_takes_its_status_from_the_code(autojump_clo
     with pytest.raises(LMBadRequestError, match="bad prompt"):
         await read(lm)
     assert len(seen) == 2  # the 503 was retried, the 400 was not
+
+
+# ------------------------------------------------------------------ hostile numbers
+TOOL_PIECE = '{{"index":{index},"id":"c","function":{{"name":"f","arguments":"{{}}"}}}}'
+HOSTILE_INDEXES = ["Infinity", "-Infinity", "NaN", "1e400", "-1", "1" + "0" * 40, '"x"', "[]"]
+
+
+@pytest.mark.parametrize("index", HOSTILE_INDEXES)
+async def test_an_openai_tool_call_index_that_is_no_index_is_a_server_error(index: str) -> None:
+    piece = TOOL_PIECE.format(index=index)
+    body = f'data: {{"choices":[{{"index":0,"delta":{{"tool_calls":[{piece}]}}}}]}}\n\n'
+    transport, seen = serving(events(body.encode(), b"data: [DONE]\n\n"))
+    lm = LM("openai/m", base_url="http://sim.test/v1", transport=transport, max_retries=0)
+    with pytest.raises(LMServerError, match="index"):
+        await read(lm)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("event", ["content_block_start", "content_block_delta"])
+@pytest.mark.parametrize("index", HOSTILE_INDEXES)
+async def test_an_anthropic_block_index_that_is_no_index_is_a_server_error(
+    event: str, index: str
+) -> None:
+    inner = '"content_block":{"type":"text","text":"a"}'
+    if event == "content_block_delta":
+        inner = '"delta":{"type":"text_delta","text":"a"}'
+    body = f'event: {event}\ndata: {{"type":"{event}","index":{index},{inner}}}\n\n'
+    stop = named("message_stop", {})
+    transport, _ = serving(events(body.encode(), stop))
+    lm = LM("anthropic/m", base_url="http://sim.test", transport=transport, max_retries=0)
+    with pytest.raises(LMServerError, match="index"):
+        await read(lm)
+
+
+# ------------------------------------------------------------------ lone surrogates
+LONE = "\ud800"
+# The tool arguments' JSON text in pieces: one lone surrogate decoded from
+# the event's JSON, one written as an escape in the arguments' own text
+# (split between two pieces, as a model's tokens may split it).
+PIECES = ['{"q": "' + LONE + '", "r": "\\ud8', '00"}']
+
+
+def follow_up(response: Any) -> LMRequest:
+    calls = response.tool_calls
+    return LMRequest(
+        [
+            Message("user", "hi"),
+            Message("assistant", response.text, tool_calls=calls),
+            *(Message("tool", "done", tool_call_id=c.id) for c in calls),
+        ]
+    )
+
+
+def openai_surrogates() -> Callable[[], httpx.Response]:
+    start = {"index": 0, "id": "c1", "function": {"name": "f", "arguments": PIECES[0]}}
+    rest = {"index": 0, "function": {"arguments": PIECES[1]}}
+    return events(
+        chunk({"content": "hi " + LONE}),  # json.dumps writes the \ud800 escape
+        chunk({"tool_calls": [start]}),
+        chunk({"tool_calls": [rest]}),
+        chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    )
+
+
+def anthropic_surrogates() -> Callable[[], httpx.Response]:
+    tool = {"type": "tool_use", "id": "c1", "name": "f", "input": {}}
+    return events(
+        named("message_start", {"message": {"model": "m", "usage": {"input_tokens": 1}}}),
+        named("content_block_start", {"index": 0, "content_block": {"type": "text"}}),
+        named("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "hi "}}),
+        named("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": LONE}}),
+        named("content_block_start", {"index": 1, "content_block": tool}),
+        *(
+            named(
+                "content_block_delta",
+                {"index": 1, "delta": {"type": "input_json_delta", "partial_json": piece}},
+            )
+            for piece in PIECES
+        ),
+        named("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {}}),
+        named("message_stop", {}),
+    )
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_lone_surrogate_in_a_stream_becomes_u_fffd_and_can_be_sent_back(
+    provider: str,
+) -> None:
+    stream = openai_surrogates() if provider == "openai" else anthropic_surrogates()
+    answer = {"choices": [{"message": {"content": "ok"}}], "content": [{"type": "text"}]}
+    transport, seen = serving(stream, lambda: httpx.Response(200, json=answer))
+    base = "http://sim.test/v1" if provider == "openai" else "http://sim.test"
+    lm = LM(f"{provider}/m", base_url=base, transport=transport)
+    pieces, response = await read(lm)
+    assert "".join(pieces) == response.text == "hi \ufffd"
+    (call,) = response.tool_calls
+    assert json.loads(call.arguments) == {"q": "\ufffd", "r": "\ufffd"}
+    await lm.request(follow_up(response))  # no UnicodeEncodeError on the way out
+    assert "\ufffd" in json.dumps(seen[1], ensure_ascii=False)

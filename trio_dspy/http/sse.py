@@ -6,7 +6,8 @@ lines end in CRLF, LF or CR; a line starting with ``:`` is a comment; other
 lines are ``field: value`` (one space after the colon is dropped) or a bare
 field name; ``data`` lines accumulate (joined by ``\\n``), ``event`` sets the
 type, ``id`` the last event ID (unless it contains NUL), ``retry`` the
-reconnection time (only when all ASCII digits); unknown fields are ignored.
+reconnection time (only when all ASCII digits, and at most
+:data:`MAX_RETRY_MS`: a longer one is taken as that); unknown fields are ignored.
 A blank line dispatches the event, unless no ``data`` arrived since the last
 one. An event still open when the stream ends is dropped, as the
 specification says.
@@ -23,9 +24,15 @@ import re
 
 import attrs
 
-__all__ = ["SSEDecoder", "SSEEvent"]
+__all__ = ["MAX_RETRY_MS", "SSEDecoder", "SSEEvent"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+
+#: The longest ``retry`` kept (a day, in milliseconds). A longer value is
+#: taken as this rather than converted: ``int()`` refuses strings of more
+#: than 4,300 digits, and no reconnection waits for years.
+MAX_RETRY_MS = 86_400_000
+_RETRY_DIGITS = len(str(MAX_RETRY_MS))
 
 
 @attrs.frozen
@@ -99,7 +106,7 @@ class SSEDecoder:
         elif field == "id" and "\0" not in value:
             self._last_id = value
         elif field == "retry" and value.isascii() and value.isdigit():
-            self.retry = int(value)
+            self.retry = _retry_ms(value)
         return None
 
     def _dispatch(self) -> SSEEvent | None:
@@ -108,3 +115,11 @@ class SSEDecoder:
         if not data:
             return None
         return SSEEvent("\n".join(data), event or "message", self._last_id)
+
+
+def _retry_ms(digits: str) -> int:
+    """The ``retry`` value of a field of ASCII ``digits``, at most :data:`MAX_RETRY_MS`."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > _RETRY_DIGITS:  # never handed to int(): it may be thousands long
+        return MAX_RETRY_MS
+    return min(int(digits), MAX_RETRY_MS)

@@ -17,6 +17,7 @@ from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, To
 from ..primitives import Usage
 from .anthropic_stream import STOP_REASONS, AnthropicStreamDecoder, anthropic_tokens
 from .client import LM
+from .params import BadField, optional_text, read_text
 
 __all__ = ["AnthropicLM"]
 
@@ -157,32 +158,39 @@ class AnthropicLM(LM):
 
     def parse_body(self, data: Any) -> LMResponse:
         """Text blocks, ``tool_use`` blocks, usage and stop reason of a Messages response.
+        A stop reason or model that is not a string is left unknown; usage
+        that cannot be read counts as 0.
 
         Raises:
-            KeyError, TypeError: the body is not a Messages response.
+            BadField: a text or tool name field holds no text.
+            Exception: another of :data:`~trio_dspy.lm.params.MALFORMED`: the
+                body is not a Messages response.
         """
         texts: list[str] = []
         calls: list[ToolCall] = []
-        for block in data["content"]:
+        content = data["content"]
+        if not isinstance(content, list):
+            raise BadField("content", content, "a list of blocks")
+        for block in content:
             kind = block.get("type")
             if kind == "text":
-                texts.append(block.get("text") or "")
+                texts.append(read_text(block.get("text"), "content[].text"))
             elif kind == "tool_use":
                 calls.append(
                     ToolCall(
                         id=str(block["id"]),
-                        name=block["name"],
+                        name=read_text(block["name"], "content[].name", null=False),
                         arguments=json.dumps(block.get("input") or {}, ensure_ascii=False),
                     )
                 )
         prompt, completion = anthropic_tokens(data.get("usage"))
-        reason = data.get("stop_reason")
+        reason = optional_text(data.get("stop_reason"))
         return LMResponse(
             text="".join(texts),
             tool_calls=tuple(calls),
             usage=Usage(prompt, completion, prompt + completion),
             finish_reason=STOP_REASONS.get(reason, reason) if reason else None,
-            model=str(data.get("model") or self.model_name),
+            model=optional_text(data.get("model")) or self.model_name,
         )
 
     def stream_decoder(self) -> AnthropicStreamDecoder:

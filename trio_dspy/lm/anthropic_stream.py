@@ -21,7 +21,7 @@ from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
-from .params import token_count
+from .params import clean_arguments, optional_text, read_index, read_text, token_count
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
 __all__ = ["STOP_REASONS", "AnthropicStreamDecoder", "anthropic_tokens"]
@@ -86,7 +86,8 @@ class AnthropicStreamDecoder(StreamDecoder):
 
         Raises:
             StreamErrorEvent: an ``error`` event.
-            ValueError, KeyError, TypeError, AttributeError: the event is garbled.
+            BadField: an index is not a position.
+            Exception: one of :data:`~trio_dspy.lm.params.MALFORMED`: the event is garbled.
         """
         data = load_event(event)
         kind = event.event if event.event != "message" else str(data.get("type") or "")
@@ -94,22 +95,24 @@ class AnthropicStreamDecoder(StreamDecoder):
             return self._delta(data)
         if kind == "message_start":
             message = data["message"]
-            self._model = str(message.get("model") or self._model)
+            self._model = optional_text(message.get("model")) or self._model
             self._prompt, self._completion = anthropic_tokens(message.get("usage"))
         elif kind == "content_block_start":
             block = data["content_block"]
-            self._blocks[int(data["index"])] = _Block(
+            index = read_index(data["index"], "content_block_start.index")
+            self._blocks[index] = _Block(
                 kind=str(block.get("type")),
                 call_index=sum(b.kind == "tool_use" for b in self._blocks.values()),
                 id=str(block.get("id") or ""),
-                name=str(block.get("name") or ""),
+                name=read_text(block.get("name"), "content_block.name"),
                 start_input=block.get("input"),
             )
-            if block.get("type") == "text" and block.get("text"):
-                self._blocks[int(data["index"])].parts.write(block["text"])
-                return str(block["text"])
+            text = read_text(block.get("text"), "content_block.text")
+            if block.get("type") == "text" and text:
+                self._blocks[index].parts.write(text)
+                return text
         elif kind == "message_delta":
-            reason = (data.get("delta") or {}).get("stop_reason")
+            reason = optional_text((data.get("delta") or {}).get("stop_reason"))
             if reason:
                 self._stop = STOP_REASONS.get(reason, reason)
             usage = data.get("usage")
@@ -126,15 +129,16 @@ class AnthropicStreamDecoder(StreamDecoder):
         return ""
 
     def _delta(self, data: dict[str, Any]) -> str:
-        block = self._blocks.setdefault(int(data["index"]), _Block("text"))
+        index = read_index(data["index"], "content_block_delta.index")
+        block = self._blocks.setdefault(index, _Block("text"))
         delta = data["delta"]
         kind = delta.get("type")
         if kind == "text_delta":
-            text = str(delta.get("text") or "")
+            text = read_text(delta.get("text"), "delta.text")
             block.parts.write(text)
             return text
         if kind == "input_json_delta":
-            piece = str(delta.get("partial_json") or "")
+            piece = read_text(delta.get("partial_json"), "delta.partial_json")
             block.parts.write(piece)
             if piece and block.kind == "tool_use":
                 self.tool_deltas.append(
@@ -155,7 +159,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             if block.kind == "text":
                 texts.append(block.parts.getvalue())
             elif block.kind == "tool_use":
-                arguments = block.parts.getvalue() or json.dumps(
+                arguments = clean_arguments(block.parts.getvalue()) or json.dumps(
                     block.start_input or {}, ensure_ascii=False
                 )
                 calls.append(ToolCall(id=block.id, name=block.name, arguments=arguments))

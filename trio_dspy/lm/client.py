@@ -50,7 +50,15 @@ from .errors import (
     refuses_format,
 )
 from .limits import Limits, LimitsBackend, LimitsStore
-from .params import TooDeep, check_params, check_positive, completion_estimate, load_json
+from .params import (
+    MALFORMED,
+    BadField,
+    TooDeep,
+    check_params,
+    check_positive,
+    completion_estimate,
+    load_json,
+)
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
 from .streaming import Sink, StreamDecoder, open_stream, stream_exchange
@@ -270,7 +278,9 @@ class LM(BaseLM):
         """The :class:`LMResponse` in a successful response body.
 
         Raises:
-            KeyError, IndexError, TypeError, ValueError: the body has an unexpected shape.
+            Exception: one of :data:`~trio_dspy.lm.params.MALFORMED` when the
+                body has an unexpected shape (the client makes it an
+                :class:`~trio_dspy.errors.LMServerError`).
         """
         raise NotImplementedError
 
@@ -549,10 +559,11 @@ class LM(BaseLM):
             ) from None
         try:
             return self.parse_body(data)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        except MALFORMED as exc:
+            cause = str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
             raise LMServerError(
                 f"the server's response is not in the {self.provider} format "
-                f"({exc!r}): {self._snippet(reply)!r}; "
+                f"({cause}): {self._snippet(reply)!r}; "
                 "check base_url and the provider prefix of the model",
                 status_code=reply.status,
                 provider=self.provider,

@@ -10,7 +10,6 @@ down to a weaker format instead of failing).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from ..errors import (
 )
 from ..http.client import Reply, ResponseTooLargeFailure, TransportFailure
 from ..http.headers import parse_retry_after
+from .params import loads
 
 __all__ = [
     "ErrorBody",
@@ -230,8 +230,8 @@ def error_for_reply(
             model=model,
         )
     try:
-        data = json.loads(reply.content)
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
+        data = loads(reply.content)  # lone surrogates in the message become U+FFFD
+    except ValueError:  # not JSON, or nested too deeply to decode
         data = None
     raw = reply.head(2000).strip() or f"HTTP {reply.status} with an empty body"
     body = read_error_body(data, raw)

@@ -9,13 +9,13 @@ and then to plain prompting, and the LM remembers the level that worked.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from ..http import Secret
 from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
 from .client import LM
-from .openai_stream import OpenAIStreamDecoder, openai_usage
+from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments
+from .params import clean_arguments, optional_text, read_text
 
 __all__ = ["OpenAILM"]
 
@@ -126,23 +126,28 @@ class OpenAILM(LM):
 
     def parse_body(self, data: Any) -> LMResponse:
         """``choices[0]`` of a Chat Completions response, the other choices (``n``) as
-        its ``alternatives``.
+        its ``alternatives``. A finish reason or model that is not a string is
+        left unknown; usage that cannot be read counts as 0.
 
         Raises:
-            KeyError, IndexError, TypeError: the body is not a Chat Completions response.
+            BadField: a text, tool name or arguments field holds no text.
+            Exception: another of :data:`~trio_dspy.lm.params.MALFORMED`: the
+                body is not a Chat Completions response.
         """
         choice = data["choices"][0]
         text, calls = _choice(choice)
-        model = str(data.get("model") or self.model_name)
+        model = optional_text(data.get("model")) or self.model_name
         alternatives = tuple(
-            LMResponse(*_choice(c), finish_reason=c.get("finish_reason"), model=model)
+            LMResponse(
+                *_choice(c), finish_reason=optional_text(c.get("finish_reason")), model=model
+            )
             for c in data["choices"][1:]
         )
         return LMResponse(
             text=text,
             tool_calls=calls,
             usage=openai_usage(data.get("usage")),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=optional_text(choice.get("finish_reason")),
             model=model,
             alternatives=alternatives,
         )
@@ -162,15 +167,21 @@ def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
     calls = tuple(
         ToolCall(
             id=str(c.get("id") or f"call_{i}"),
-            name=c["function"]["name"],
-            arguments=_arguments(c["function"].get("arguments")),
+            name=read_text(c["function"]["name"], "tool_calls[].function.name", null=False),
+            arguments=clean_arguments(tool_arguments(c["function"].get("arguments"))),
         )
         for i, c in enumerate(message.get("tool_calls") or ())
     )
-    return message.get("content") or "", calls
+    return _text(message.get("content")), calls
 
 
-def _arguments(raw: Any) -> str:
-    if raw is None:
-        return "{}"
-    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+def _text(content: Any) -> str:
+    """``message.content``: a string, or a list of parts whose ``text`` parts are joined
+    (some compatible servers send the parts, reasoning first, even for plain text)."""
+    if not isinstance(content, list):
+        return read_text(content, "message.content")
+    return "".join(
+        read_text(part.get("text"), "message.content[].text")
+        for part in content
+        if part.get("type") == "text"
+    )

@@ -12,6 +12,7 @@ with an ``error`` object is an error the server met mid-stream.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import attrs
@@ -20,10 +21,10 @@ from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
-from .params import token_count
+from .params import clean_arguments, optional_text, read_index, read_text, token_count
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
-__all__ = ["OpenAIStreamDecoder", "openai_usage"]
+__all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments"]
 
 
 def openai_usage(usage: Any) -> Usage:
@@ -33,6 +34,18 @@ def openai_usage(usage: Any) -> Usage:
     completion = token_count(usage.get("completion_tokens"))
     total = token_count(usage.get("total_tokens")) or prompt + completion
     return Usage(prompt, completion, total)
+
+
+def tool_arguments(raw: Any) -> str:
+    """A tool call's ``arguments`` as JSON text: as sent when text, written out when
+    a server sends the object itself, ``"{}"`` when absent.
+
+    Raises:
+        ValueError, RecursionError: an object that cannot be written as JSON.
+    """
+    if raw is None:
+        return "{}"
+    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
 
 
 @attrs.define
@@ -60,7 +73,8 @@ class OpenAIStreamDecoder(StreamDecoder):
 
         Raises:
             StreamErrorEvent: the chunk is an error.
-            ValueError, KeyError, TypeError, AttributeError: the chunk is garbled.
+            BadField: a tool call's index is not a position.
+            Exception: one of :data:`~trio_dspy.lm.params.MALFORMED`: the chunk is garbled.
         """
         if event.data.strip() == "[DONE]":
             self.finished = True
@@ -71,8 +85,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             code = token_count(error.get("code")) if isinstance(error, dict) else 0
             status = code if 400 <= code < 600 else 500  # vLLM puts the status in code
             raise StreamErrorEvent(status, read_error_body(chunk, event.data[:2000]))
-        if chunk.get("model"):
-            self._model = str(chunk["model"])
+        self._model = optional_text(chunk.get("model")) or self._model
         if chunk.get("usage"):
             self._usage = openai_usage(chunk["usage"])
         delta = ""
@@ -83,17 +96,16 @@ class OpenAIStreamDecoder(StreamDecoder):
         return delta
 
     def _choice(self, choice: dict[str, Any]) -> str:
-        if choice.get("finish_reason"):
-            self._finish = str(choice["finish_reason"])
+        self._finish = optional_text(choice.get("finish_reason")) or self._finish
         piece = choice.get("delta") or {}
         for part in piece.get("tool_calls") or ():
-            index = int(part.get("index", len(self._calls)))
+            index = read_index(part.get("index", len(self._calls)), "tool_calls[].index")
             call = self._calls.setdefault(index, _Call())
             call.id = call.id or str(part.get("id") or "")
             function = part.get("function") or {}
-            call.name = call.name or str(function.get("name") or "")
+            call.name = call.name or read_text(function.get("name"), "function.name")
             if function.get("arguments"):
-                arguments = str(function["arguments"])
+                arguments = tool_arguments(function["arguments"])
                 call.arguments.append(arguments)
                 self.tool_deltas.append(ToolCallDelta(index, call.id, call.name, arguments))
         content = piece.get("content")
@@ -113,7 +125,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             ToolCall(
                 id=call.id or f"call_{index}",
                 name=call.name,
-                arguments="".join(call.arguments) or "{}",
+                arguments=clean_arguments("".join(call.arguments)) or "{}",
             )
             for index, call in sorted(self._calls.items())
         )

@@ -7,8 +7,17 @@
 * :func:`completion_estimate`: the completion tokens ``tpm`` reserves for a
   request before it is sent.
 * :func:`load_json`: a response body decoded without blocking the event loop
-  for long, and with hostile nesting turned into a ``ValueError``.
+  for long, with hostile nesting turned into a ``ValueError`` and lone
+  surrogates into U+FFFD (the text policy of :mod:`trio_dspy.types.unicode`).
+* :func:`clean_arguments`: a tool call's JSON arguments text with the lone
+  surrogates it decodes to replaced the same way.
 * :func:`token_count`: a usage count from a response, ``0`` when unreadable.
+* :func:`read_index`, :func:`read_text`, :func:`optional_text`: a
+  position, text or a name from a response, or :class:`BadField` naming
+  the field.
+* :data:`MALFORMED`: the exceptions reading a response of the wrong shape
+  can raise, which the client turns into
+  :class:`~trio_dspy.errors.LMServerError`.
 """
 
 from __future__ import annotations
@@ -20,14 +29,25 @@ from typing import Any
 
 import trio
 
+from ..types.unicode import clean_json, clean_text, has_surrogate_escape
+
 __all__ = [
     "COMPLETION_ESTIMATE",
+    "MALFORMED",
+    "MAX_INDEX",
+    "MAX_TOKEN_COUNT",
     "SAMPLING_PARAMS",
+    "BadField",
     "TooDeep",
     "check_params",
     "check_positive",
+    "clean_arguments",
     "completion_estimate",
     "load_json",
+    "loads",
+    "optional_text",
+    "read_index",
+    "read_text",
     "token_count",
 ]
 
@@ -112,15 +132,88 @@ def completion_estimate(body: Mapping[str, Any]) -> int:
     return COMPLETION_ESTIMATE
 
 
+#: The largest token count taken from a usage block: a hundred times the
+#: largest context windows. A larger one is no count (a server's garbage),
+#: and charged to ``tpm`` it would hold every later call back for years.
+MAX_TOKEN_COUNT = 10**9
+
+#: The largest position a tool call or content block may have in one
+#: response: far beyond any real answer, small enough that nothing sized by
+#: it (a list of calls in a reader's code) can exhaust memory.
+MAX_INDEX = 10_000
+
+#: What reading a decoded response of the wrong shape may raise: a missing
+#: key or item, a value of the wrong type, a number ``int()`` cannot take
+#: (``OverflowError`` is an ``ArithmeticError``, not a ``ValueError``), a
+#: nest too deep to walk.
+MALFORMED: tuple[type[Exception], ...] = (
+    ValueError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
 def token_count(value: Any) -> int:
-    """A token count from a usage block: ``0`` (unknown) when missing or not a number."""
-    if isinstance(value, bool):
+    """A token count from a usage block: ``0`` (unknown) when missing, not a
+    number, not finite, negative or above :data:`MAX_TOKEN_COUNT`. Raises nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return 0
+    if isinstance(value, str) and not _short_digits(value):
+        return 0  # a count sent as text; never hand int() thousands of digits
     try:
-        count = int(value or 0)
-    except (TypeError, ValueError, OverflowError):
+        count = int(value)
+    except (ValueError, OverflowError):  # NaN, infinity
         return 0
-    return max(count, 0)
+    return count if 0 <= count <= MAX_TOKEN_COUNT else 0
+
+
+def _short_digits(text: str) -> bool:
+    """Whether ``text`` is a number written in fewer than 16 ASCII digits."""
+    return text.isascii() and text.isdigit() and len(text) < 16
+
+
+class BadField(ValueError):
+    """A field of a server's response holds a value of the wrong kind.
+
+    ``field`` names it (``tool_calls[].index``); the message shows the start
+    of the value and what belongs there.
+    """
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        self.field = field
+        shown = _shown(value)
+        super().__init__(f"the server sent {field}={shown} where {expected} belongs")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return "a number of more than 40 digits"  # repr() of a huge int is slow, and long
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_index(value: Any, field: str) -> int:
+    """``value`` as a position in a response: a whole number from 0 to :data:`MAX_INDEX`.
+
+    An integral float (``1.0``) and a short string of digits are taken too,
+    as some compatible servers send them.
+
+    Raises:
+        BadField: anything else (negative, too large, not finite, not a number).
+    """
+    number: Any = value
+    integral = isinstance(value, float) and value.is_integer()  # false for NaN and infinities
+    if integral or (isinstance(value, str) and _short_digits(value)):
+        number = int(value)
+    if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_INDEX:
+        return number
+    raise BadField(field, value, f"a whole number from 0 to {MAX_INDEX}")
 
 
 class TooDeep(ValueError):
@@ -130,11 +223,29 @@ class TooDeep(ValueError):
         super().__init__("the JSON is nested too deeply to decode")
 
 
-def _loads(content: bytes) -> Any:
+def loads(content: bytes) -> Any:
+    """``content`` decoded as JSON, on the calling thread, lone surrogates as U+FFFD.
+
+    The bytes are decoded strictly first: ``json.loads`` given bytes decodes
+    them with ``surrogatepass``, which would let a surrogate encoded as
+    bytes (``ED A0 80``) through as text with no escape to betray it.
+
+    Raises:
+        TooDeep: nested too deeply (a ``ValueError``).
+        ValueError: not JSON (invalid UTF-8 included).
+    """
+    return _decoded(content, None)
+
+
+def _decoded(content: bytes, hook: Any) -> Any:
+    text = content.decode(json.detect_encoding(content))
     try:
-        return json.loads(content)
+        value = json.loads(text, object_pairs_hook=hook)
     except RecursionError:
         raise TooDeep from None
+    # One scan of the bytes; the walk runs only when a \\uD8xx-style escape
+    # may have decoded to a lone surrogate.
+    return clean_json(value) if has_surrogate_escape(content) else value
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -144,19 +255,63 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _loads_yielding(content: bytes) -> Any:
     # A Python hook per object lets the interpreter hand the GIL back to the
     # event loop's thread between objects; C json.loads alone never does.
-    try:
-        return json.loads(content, object_pairs_hook=_pairs)
-    except RecursionError:
-        raise TooDeep from None
+    return _decoded(content, _pairs)
 
 
 async def load_json(content: bytes) -> Any:
     """``content`` decoded as JSON; large bodies are decoded in a worker thread.
+
+    Every lone surrogate a ``\\ud800``-style escape decodes to comes out as
+    U+FFFD, so the text can be sent on (as UTF-8) later.
 
     Raises:
         TooDeep: nested too deeply (a ``ValueError``).
         ValueError: not JSON (invalid UTF-8 included).
     """
     if len(content) <= _THREAD_THRESHOLD:
-        return _loads(content)
+        return loads(content)
     return await trio.to_thread.run_sync(_loads_yielding, content)
+
+
+def clean_arguments(text: str) -> str:
+    """A tool call's arguments (JSON text) with every lone surrogate, raw or
+    written as a JSON escape, replaced by U+FFFD. Raises nothing.
+
+    Arguments holding no such escape are returned as they are. Those that
+    do, and are valid JSON, are written out again from their cleaned value;
+    arguments that are not JSON are left for the tool call's own parse to
+    refuse.
+    """
+    text = clean_text(text)
+    if "\\u" not in text or not has_surrogate_escape(text.encode()):
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    cleaned = clean_json(value)
+    if cleaned is value:  # only well-formed pairs (an emoji written as escapes)
+        return text
+    try:
+        return json.dumps(cleaned, ensure_ascii=False)
+    except (ValueError, RecursionError):  # writing may nest deeper than reading did
+        return text
+
+
+def read_text(value: Any, field: str, *, null: bool = True) -> str:
+    """``value`` as text: a string, or ``""`` for ``null`` (when ``null`` is true).
+
+    Raises:
+        BadField: anything else (a number, a list, an object).
+    """
+    if isinstance(value, str):
+        return value
+    if value is None and null:
+        return ""
+    raise BadField(field, value, "a string")
+
+
+def optional_text(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else ``None`` (for metadata such as
+    a finish reason, where a server's odd value is no reason to lose the answer)."""
+    return value if isinstance(value, str) and value else None

@@ -39,9 +39,11 @@ from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
 from ..messages import LMRequest, LMResponse, ToolCallDelta
 from ..telemetry.propagation import trace_headers
+from ..types.unicode import clean_json
 from .base import Call, LMStream, whole_events
 from .cache import as_cached, cache_key, cache_lookup, cache_store
 from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
+from .params import MALFORMED, BadField
 from .retry import Retryable
 
 if TYPE_CHECKING:
@@ -94,7 +96,8 @@ class StreamDecoder(abc.ABC):
 
         Raises:
             StreamErrorEvent: the event reports an error.
-            ValueError, KeyError, TypeError, AttributeError: the event is garbled.
+            BadField: a number in the event is not what its field holds.
+            Exception: one of :data:`~trio_dspy.lm.params.MALFORMED`: the event is garbled.
         """
 
     @property
@@ -108,15 +111,19 @@ class StreamDecoder(abc.ABC):
 
 
 def load_event(event: SSEEvent) -> dict[str, Any]:
-    """The JSON object in an event's data.
+    """The JSON object in an event's data, lone surrogates (from ``\\ud800``-style
+    escapes) as U+FFFD.
 
     Raises:
         ValueError: the data is not a JSON object.
+        RecursionError: it is nested too deeply to decode.
     """
     data = json.loads(event.data)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {event.data[:100]!r}")
-    return data
+    # The data came through a UTF-8 decoder that replaces what is invalid, so
+    # an escape is the only way a lone surrogate can be in it.
+    return clean_json(data) if "\\u" in event.data else data
 
 
 @attrs.define(eq=False)
@@ -243,12 +250,8 @@ async def _read_events(
                 delta = decoder.feed(event)
             except StreamErrorEvent as exc:
                 raise _reported(lm, sink, exc, tools, retries) from None
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-                message = (
-                    f"the server sent an event that is not in the {lm.provider} format "
-                    f"({exc!r}): check base_url and the provider prefix of the model"
-                )
-                raise _garbled(lm, sink, message) from None
+            except MALFORMED as exc:
+                raise _garbled(lm, sink, _not_in_format(lm, exc)) from None
             if delta:
                 await sink.put(delta)
             for piece in decoder.take_tool_deltas():
@@ -257,7 +260,22 @@ async def _read_events(
     if not decoder.complete:
         message = "the server ended the stream before the answer was complete"
         raise _garbled(lm, sink, message + after_retries(retries))
-    return decoder.response()
+    try:
+        return decoder.response()
+    except MALFORMED as exc:  # a tool's start input that cannot be written back as JSON
+        raise _garbled(lm, sink, _not_in_format(lm, exc)) from None
+
+
+def _not_in_format(lm: LM, exc: Exception) -> str:
+    return (
+        f"the server sent an event that is not in the {lm.provider} format "
+        f"({_described(exc)}): check base_url and the provider prefix of the model"
+    )
+
+
+def _described(exc: Exception) -> str:
+    # The message of a BadField names the field; others say what broke.
+    return str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
 
 
 def _reported(lm: LM, sink: Sink, exc: StreamErrorEvent, tools: bool, retries: int) -> Exception:
