@@ -112,6 +112,8 @@ def has_surrogate_escape(content: bytes) -> bool:
     """Whether JSON ``content`` may decode to a string holding a surrogate.
 
     A fast check on the raw bytes (no decoding): false means no string in the
-    decoded document can hold one, so :func:`clean_json` can be skipped.
+    decoded document can hold one, so :func:`clean_json` can be skipped,
+    provided the bytes are decoded as strict UTF-8 (``json.loads`` of bytes
+    uses ``surrogatepass``, so ``b"\xed\xa0\x80"`` would slip through it).
     """
     return _SURROGATE_ESCAPE.search(content) is not None

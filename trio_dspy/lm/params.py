@@ -8,7 +8,7 @@
   request before it is sent.
 * :func:`load_json`: a response body decoded without blocking the event loop
   for long, with hostile nesting turned into a ``ValueError`` and lone
-  surrogates into U+FFFD (the text policy of :mod:`trio_dspy.types.unicode`).
+  surrogates into U+FFFD (the text policy of :mod:`trio_dspy.unicode`).
 * :func:`clean_arguments`: a tool call's JSON arguments text with the lone
   surrogates it decodes to replaced the same way.
 * :func:`token_count`: a usage count from a response, ``0`` when unreadable.
@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from ..types.unicode import clean_json, clean_text, has_surrogate_escape
+from ..unicode import clean_json, clean_text, has_surrogate_escape
 
 __all__ = [
     "COMPLETION_ESTIMATE",

@@ -39,7 +39,7 @@ from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
 from ..messages import LMRequest, LMResponse, ToolCallDelta
 from ..telemetry.propagation import trace_headers
-from ..types.unicode import clean_json
+from ..unicode import clean_json
 from .base import Call, LMStream, whole_events
 from .cache import as_cached, cache_key, cache_lookup, cache_store
 from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
