@@ -51,6 +51,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShot": (".optimizers", "BootstrapFewShot"),
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
+    "GEPA": (".optimizers", "GEPA"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from .lm.redis_limits import RedisLimits
     from .optimizers import (
         COPRO,
+        GEPA,
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
         LabeledFewShot,
@@ -87,6 +89,7 @@ else:
 
 __all__ = [
     "COPRO",
+    "GEPA",
     "LM",
     "Adapter",
     "BaseLM",

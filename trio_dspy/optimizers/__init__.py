@@ -8,19 +8,24 @@ every candidate runs as a child task under one limit of runs in flight.
 from .base import Optimizer
 from .bootstrap import BootstrapFewShot, BootstrapStats
 from .copro import COPRO, InstructionAttempt
+from .gepa import GEPA, GEPAResult
 from .labeled import LabeledFewShot
 from .race import Candidate, Race, RaceStats
 from .random_search import BootstrapFewShotWithRandomSearch
+from .stats import OptimizerStats
 
 __all__ = [
     "COPRO",
+    "GEPA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BootstrapStats",
     "Candidate",
+    "GEPAResult",
     "InstructionAttempt",
     "LabeledFewShot",
     "Optimizer",
+    "OptimizerStats",
     "Race",
     "RaceStats",
 ]

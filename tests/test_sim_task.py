@@ -1,0 +1,81 @@
+"""The instruction-rewarding task: accuracy follows the instructions, and reflection finds them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import trio_dspy as td
+from trio_dspy.optimizers.gepa.reflection import extract_instruction, reflection_prompt
+from trio_dspy.testing import InstructionTask, SimConfig, serve_sim
+
+TASK = InstructionTask(seed=4)
+ITEMS = range(200)
+
+
+def test_accuracy_grows_with_every_phrase_and_never_falls() -> None:
+    said = TASK.instructions
+    accuracy = [TASK.accuracy(said, ITEMS)]
+    for phrase in TASK.phrases:
+        said += f" {phrase}."
+        accuracy.append(TASK.accuracy(said, ITEMS))
+    assert accuracy == sorted(accuracy)
+    assert accuracy[0] == pytest.approx(TASK.base_accuracy, abs=0.08)
+    assert accuracy[-1] == 1.0
+
+
+def test_the_metric_names_the_missing_phrase_only_when_wrong() -> None:
+    (example,) = TASK.examples(1, start=7)
+    right = TASK.metric(example, td.Prediction(answer=example.answer))
+    wrong = TASK.metric(example, td.Prediction(answer="nope"))
+    assert (right.score, right.feedback) == (1.0, "Correct.")
+    assert wrong.score == 0.0
+    assert f'should say "{TASK.phrase(7)}"' in wrong.feedback
+
+
+def test_reflection_adds_the_phrases_the_feedback_names() -> None:
+    records = [
+        {
+            "Inputs": {"question": "q"},
+            "Generated Outputs": {"answer": "x"},
+            "Feedback": f'Wrong. The instructions should say "{TASK.phrases[1]}".',
+        }
+    ]
+    body = {"messages": [{"role": "user", "content": reflection_prompt("Be brief.", records)}]}
+    reply = TASK.answer(body)
+    assert reply is not None and reply.text is not None
+    assert extract_instruction(reply.text) == f"Be brief. Also: {TASK.phrases[1]}."
+
+
+def test_dspy_style_proposals_read_the_json_feedback() -> None:
+    feedback = [{"Feedback": f'The instructions should say "{TASK.phrases[2]}".'}]
+    user = (
+        "[[ ## current_instruction ## ]]\nBe brief.\n\n[[ ## examples_with_feedback ## ]]\n"
+        f"{json.dumps(feedback)}\n\nRespond with a JSON object."
+    )
+    system = "Your output fields are:\n1. `new_instruction` (str): The new instruction."
+    body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    reply = TASK.answer(body)
+    assert reply is not None and reply.outputs is not None
+    assert reply.outputs["new_instruction"] == f"Be brief. Also: {TASK.phrases[2]}."
+
+
+async def test_over_http_good_instructions_answer_right() -> None:
+    examples = TASK.examples(20)
+    async with serve_sim(SimConfig(script=TASK.script())) as server:
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="k")
+        async with lm:
+            with td.context(lm=lm):
+                plain = td.Predict(td.make_signature("question -> answer"))
+                good = td.Predict(
+                    td.make_signature("question -> answer", instructions=" ".join(TASK.phrases))
+                )
+                plain_right = [
+                    (await plain(question=e.question)).answer == e.answer for e in examples
+                ]
+                good_right = [
+                    (await good(question=e.question)).answer == e.answer for e in examples
+                ]
+    assert all(good_right)
+    assert sum(plain_right) == sum(TASK.lucky(i) for i in range(20))
