@@ -62,3 +62,24 @@ async def test_serve_until_cancelled_serves_with_the_configured_faults() -> None
             second = await client.post("/chat/completions", json=body)
         nursery.cancel_scope.cancel()
     assert (first.status_code, second.status_code) == (500, 200)
+
+
+async def test_serve_sim_plays_the_instruction_task_when_asked() -> None:
+    from trio_dspy.testing import InstructionTask, serve_sim
+
+    args = cli.build_parser().parse_args(["serve-sim", "--task", "instructions:3"])
+    config = cli.sim_config_from_args(args)
+    task = InstructionTask(seed=3)
+    (example,) = task.examples(1)
+    body = {
+        "model": "sim-model",
+        "messages": [
+            {"role": "system", "content": " ".join(task.phrases)},
+            {"role": "user", "content": example.question},
+        ],
+    }
+    async with serve_sim(config) as server, httpx.AsyncClient() as client:
+        reply = await client.post(f"{server.base_url}/chat/completions", json=body)
+    assert example.answer in reply.json()["choices"][0]["message"]["content"]
+    with pytest.raises(SystemExit):
+        cli.main(["serve-sim", "--task", "riddles"])

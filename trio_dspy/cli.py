@@ -26,6 +26,7 @@ from .demo.terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_tex
 from .testing.sim_config import Fault, Latency, SimConfig
 from .testing.sim_profiles import PROFILES
 from .testing.sim_server import SimServer, serve_sim
+from .testing.sim_task import InstructionTask
 
 __all__ = [
     "SUBCOMMANDS",
@@ -96,6 +97,15 @@ def add_serve_sim(subparsers: Subparsers) -> None:
     p.add_argument(
         "--stream-delay", type=float, default=0.0, help="seconds between streamed events"
     )
+    p.add_argument(
+        "--task",
+        type=_task,
+        default=None,
+        metavar="instructions[:SEED]",
+        help="play td.testing.InstructionTask (seeded): accuracy grows with the phrases the "
+        "instructions hold, and reflection and proposal prompts are answered, so optimizers "
+        "that rewrite instructions really improve",
+    )
     p.set_defaults(run=run_serve_sim)
 
 
@@ -104,6 +114,18 @@ def _latency(text: str) -> Latency:
         return Latency.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _task(text: str) -> InstructionTask:
+    name, _, seed = text.partition(":")
+    if name != "instructions":
+        raise argparse.ArgumentTypeError(f"unknown task {name!r}: use instructions[:SEED]")
+    try:
+        return InstructionTask(seed=int(seed or 0))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"the task's seed must be a whole number: {seed!r}"
+        ) from None
 
 
 def _fault(text: str) -> Fault:
@@ -127,6 +149,7 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
         profile=args.profile,
         stream_chunk_chars=args.stream_chunk_chars,
         stream_delay=args.stream_delay,
+        script=args.task.script() if args.task is not None else None,
     )
 
 
