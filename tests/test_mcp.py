@@ -23,6 +23,7 @@ import mcp.types as types
 import pytest
 import structlog
 import trio
+import trio.testing
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -369,3 +370,35 @@ async def test_arguments_are_checked_against_what_the_schema_requires() -> None:
     with pytest.raises(ToolArgumentError, match="unknown argument"):
         await strict.acall({"item": "tea", "size": "large"})
     assert session.calls == [("shop.menu/lookup", {"item": "tea", "size": "large"})]
+
+
+class SilentSession:
+    """Stands in for a ClientSession that never answers, or fails every call with ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+
+    async def call_tool(self, name: str, arguments: Any) -> types.CallToolResult:
+        if self.error is not None:
+            await trio.lowlevel.checkpoint()
+            raise self.error
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def silent_tool(error: Exception | None = None, **kwargs: Any) -> td.Tool:
+    listed = types.Tool(name="lookup", input_schema={"type": "object"})
+    return td.Tool.from_mcp(cast(ClientSession, SilentSession(error)), listed, **kwargs)
+
+
+async def test_a_tool_of_ones_own_session_is_bounded_by_default(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    start = trio.current_time()
+    with pytest.raises(ToolTimeoutError) as info:
+        await silent_tool()()
+    assert trio.current_time() - start == 300
+    assert "timeout=SECONDS on Tool.from_mcp" in str(info.value)
+    with trio.move_on_after(3600) as scope:
+        await silent_tool(timeout=None)()  # no bound: waits until cancelled
+    assert scope.cancelled_caught

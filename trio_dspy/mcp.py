@@ -15,6 +15,16 @@ The connection, its tasks and the child process live exactly as long as the
 :class:`~trio_dspy.errors.ToolError`. To use a session of your own, wrap its
 tools with :meth:`Tool.from_mcp <trio_dspy.Tool.from_mcp>`.
 
+Nothing waits forever: the handshake (``initialize`` and the listing) is
+bounded by ``handshake_timeout`` (:data:`HANDSHAKE_TIMEOUT`, 60 s) and
+fails with :class:`~trio_dspy.errors.ConfigurationError`; each tool call
+by ``call_timeout`` (:data:`CALL_TIMEOUT`, 300 s), after which it is
+cancelled on the server and fails with
+:class:`~trio_dspy.errors.ToolTimeoutError`. ``None`` lifts a bound; one
+tool's bound is set with ``td.Tool(tool, timeout=seconds)``. A server that
+answers with something the SDK cannot read would otherwise be waited for
+forever: the SDK drops such a message.
+
 The MCP SDK is built on anyio and runs under trio. It is imported when a
 session opens, so ``td.mcp`` (and ``from trio_dspy import *``) work without
 it; :func:`stdio` and :func:`http` then say which extra to install.
@@ -23,19 +33,31 @@ it; :func:`stdio` and :func:`http` then say which extra to install.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from .checkpoint import entered
 from .errors import ConfigurationError
 from .modules.tool import Tool
 
 if TYPE_CHECKING:
+    import mcp.types as types
     from mcp import ClientSession
     from mcp.client._transport import TransportStreams
 
-__all__ = ["http", "stdio"]
+__all__ = ["CALL_TIMEOUT", "HANDSHAKE_TIMEOUT", "http", "stdio"]
+
+# Seconds for the handshake: the TypeScript SDK's default request timeout,
+# which leaves a server started with `npx` or `uvx` time to install itself.
+HANDSHAKE_TIMEOUT = 60.0
+# Seconds for one tool call: the read timeout the SDK gives a streamable HTTP
+# response, so a call is bounded alike over stdio; long enough for a tool
+# that browses or computes, short enough that a lost answer is noticed.
+CALL_TIMEOUT = 300.0
 
 
 @asynccontextmanager
@@ -43,6 +65,9 @@ async def stdio(
     command: str,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    *,
+    handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+    call_timeout: float | None = CALL_TIMEOUT,
 ) -> AsyncIterator[list[Tool]]:
     """Start ``command args...`` as an MCP server over stdio; yield its tools.
 
@@ -52,6 +77,9 @@ async def stdio(
         env: environment variables for the server, over a minimal inherited
             set (``PATH``, ``HOME``, ``USER``, ...): the rest of this process's
             environment, API keys included, is not passed on.
+        handshake_timeout: seconds for the server to start, answer
+            ``initialize`` and list its tools (``None``: no bound).
+        call_timeout: seconds for each tool call (``None``: no bound).
 
     The server's standard error goes to this process's. When the block ends
     the server's stdin is closed and the process is stopped (terminated, then
@@ -59,16 +87,18 @@ async def stdio(
 
     Raises:
         ConfigurationError: the server could not be started, or did not
-            answer the MCP handshake (its standard error says why).
+            answer the MCP handshake in time (its standard error says why).
         ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
+        ToolTimeoutError: (from a tool) the call took longer than ``call_timeout``.
     """
     await entered()
     _require_sdk()
+    what = f"the MCP server {command!r}"
     from mcp import StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     params = StdioServerParameters(command=command, args=list(args), env=dict(env or {}))
-    async with _tools(stdio_client(params), f"the MCP server {command!r}") as tools:
+    async with _tools(stdio_client(params), what, handshake_timeout, call_timeout) as tools:
         yield tools
 
 
@@ -76,6 +106,9 @@ async def stdio(
 async def http(
     url: str,
     headers: Mapping[str, str] | None = None,
+    *,
+    handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+    call_timeout: float | None = CALL_TIMEOUT,
 ) -> AsyncIterator[list[Tool]]:
     """Connect to the streamable HTTP MCP endpoint ``url``; yield its tools.
 
@@ -83,14 +116,18 @@ async def http(
         url: the endpoint, e.g. ``"https://example.com/mcp"``.
         headers: sent with every request (e.g. ``{"Authorization": "Bearer ..."}``);
             they are secrets to this library: never logged, traced or shown.
+        handshake_timeout: seconds to connect, answer ``initialize`` and list
+            the tools (``None``: no bound).
+        call_timeout: seconds for each tool call (``None``: no bound).
 
     When the block ends the session is ended on the server (``DELETE``) and
     the connections are closed.
 
     Raises:
         ConfigurationError: the endpoint could not be reached or did not
-            answer the MCP handshake.
+            answer the MCP handshake in time.
         ToolError: (from a tool) the call failed; see :meth:`Tool.from_mcp`.
+        ToolTimeoutError: (from a tool) the call took longer than ``call_timeout``.
     """
     await entered()
     _require_sdk()
@@ -103,7 +140,8 @@ async def http(
     )
     async with client:
         transport = streamable_http_client(url, http_client=client)
-        async with _tools(transport, f"the MCP endpoint {_origin(url)}") as tools:
+        what = f"the MCP endpoint {_origin(url)}"
+        async with _tools(transport, what, handshake_timeout, call_timeout) as tools:
             yield tools
 
 
@@ -111,8 +149,13 @@ async def http(
 async def _tools(
     transport: AbstractAsyncContextManager[TransportStreams],
     what: str,
+    handshake_timeout: float | None,
+    call_timeout: float | None,
 ) -> AsyncIterator[list[Tool]]:
     """Open a session over ``transport``, list the tools, close them with the block.
+
+    ``what`` names the server in messages; the timeouts are
+    :func:`stdio`'s and :func:`http`'s.
 
     The SDK's task groups are trio nurseries that wrap whatever crosses them
     in exception groups; what the block (or the handshake) raised comes out
@@ -129,7 +172,7 @@ async def _tools(
         async with transport as (read, write), ClientSession(read, write) as session:
             tools: list[Tool] = []
             try:
-                tools = await _handshake(session, what)
+                tools = await _list_tools(session, what, handshake_timeout, call_timeout)
                 opened = True
                 yield tools
             except BaseException as exc:
@@ -171,7 +214,38 @@ def _require_sdk() -> None:
     importlib.import_module(".modules.mcp_call", __package__)
 
 
-async def _handshake(session: ClientSession, what: str) -> list[Tool]:
+async def _list_tools(
+    session: ClientSession,
+    what: str,
+    handshake_timeout: float | None,
+    call_timeout: float | None,
+) -> list[Tool]:
+    """The tools of ``session``'s server, once it has answered the handshake in time.
+
+    Raises:
+        ConfigurationError: the server failed the handshake or took longer.
+    """
+    from .modules.mcp_call import McpCall
+
+    bound = math.inf if handshake_timeout is None else handshake_timeout
+    with trio.move_on_after(bound) as scope:
+        listed = await _handshake(session, what)
+    if scope.cancelled_caught:
+        raise ConfigurationError(
+            f"{what} did not answer the MCP handshake within {bound:g}s; check that it "
+            "is an MCP server, and its error output, or wait longer with "
+            "handshake_timeout=SECONDS"
+        )
+    tools = []
+    for listing in listed:
+        tool = Tool.from_mcp(session, listing, timeout=call_timeout)
+        assert isinstance(tool.fn, McpCall)
+        tool.fn.server = what
+        tools.append(tool)
+    return tools
+
+
+async def _handshake(session: ClientSession, what: str) -> list[types.Tool]:
     """Initialise ``session`` and list every page of its tools.
 
     Raises:
@@ -193,11 +267,13 @@ async def _handshake(session: ClientSession, what: str) -> list[Tool]:
             if cursor is None:
                 break
     except MCPError as exc:
-        raise ConfigurationError(
-            f"{what} did not answer the MCP handshake ({exc.message}); check that it is "
-            "an MCP server, and its error output"
-        ) from None
-    return [Tool.from_mcp(session, tool) for tool in listed]
+        reason = exc.message
+    else:
+        return listed
+    raise ConfigurationError(
+        f"{what} did not answer the MCP handshake ({reason}); check that it is "
+        "an MCP server, and its error output"
+    ) from None
 
 
 def _first_failure(group: BaseExceptionGroup[Any]) -> Exception | None:

@@ -36,11 +36,23 @@ class McpCall:
     """Calls the server's tool ``name`` through ``session`` until :meth:`close`.
 
     The session is referenced, never owned: whoever opened it closes it.
+    ``server`` names the server in messages.
     """
 
     def __init__(self, session: ClientSession, name: str) -> None:
         self._session: ClientSession | None = session
         self.name = name
+        self.server = "the MCP server"
+
+    @property
+    def timeout_advice(self) -> str:
+        """What a :class:`~trio_dspy.errors.ToolTimeoutError` of this tool adds to its message."""
+        return (
+            f"{self.server} did not answer, and the call was cancelled on the server; wait "
+            "longer with call_timeout=SECONDS on td.mcp.stdio(...) or td.mcp.http(...) "
+            "(timeout=SECONDS on Tool.from_mcp), or for this tool with "
+            "td.Tool(tool, timeout=SECONDS)"
+        )
 
     def close(self) -> None:
         """Forget the session: later calls raise a :class:`ToolError` saying it closed."""

@@ -151,7 +151,7 @@ class Tool:
 
     @classmethod
     def from_mcp(
-        cls, session: ClientSession, tool: McpTool, *, timeout: float | None = None
+        cls, session: ClientSession, tool: McpTool, *, timeout: float | None = 300.0
     ) -> Tool:
         """A tool that calls ``tool``, listed by an MCP server, through ``session``.
 
@@ -173,7 +173,10 @@ class Tool:
             session: an initialised ``mcp.ClientSession``.
             tool: one of the ``tools`` its ``list_tools()`` returned.
             timeout: seconds after which a call is cancelled (on the server
-                too) and fails with :class:`~trio_dspy.errors.ToolTimeoutError`.
+                too) and fails with :class:`~trio_dspy.errors.ToolTimeoutError`;
+                by default :data:`trio_dspy.mcp.CALL_TIMEOUT` (300 s), since an
+                answer the SDK cannot read is dropped and would be waited for
+                forever; ``None`` for no bound.
 
         Raises:
             ImportError: the ``mcp`` package is not installed.
@@ -250,8 +253,11 @@ class Tool:
         with trio.move_on_after(self.timeout) as scope:
             return await self._run(values)
         assert scope.cancelled_caught
+        advice = getattr(self.fn, "timeout_advice", None) or (
+            "wait longer with td.Tool(fn, timeout=SECONDS)"
+        )
         raise ToolTimeoutError(
-            f"tool {self.name} timed out after {self.timeout:g}s", tool=self.name
+            f"tool {self.name} timed out after {self.timeout:g}s; {advice}", tool=self.name
         )
 
     async def _run(self, values: dict[str, Any]) -> Any:

@@ -1,0 +1,72 @@
+"""An MCP server over stdio that says whatever its client scripts, for hostile-server tests.
+
+It does not use the MCP SDK (so it starts in milliseconds and can send what
+the SDK never would). It answers ``initialize`` and ``tools/list`` (one tool,
+``reply``) and answers ``tools/call`` of ``reply`` with the JSON-RPC response
+``{"jsonrpc": "2.0", "id": <the request's id>, <raw>}``, where ``raw`` is the
+call's ``raw`` argument written as it is: ``"result": "string"``, an error
+object, content of the wrong type, or text that is not JSON at all. A ``raw``
+of ``""`` is never answered.
+
+Option: ``--silent`` never answers ``initialize``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+TOOL = {
+    "name": "reply",
+    "description": "Answers with the raw JSON-RPC response members it is given.",
+    "inputSchema": {
+        "type": "object",
+        "properties": {"raw": {"type": "string"}},
+        "required": ["raw"],
+    },
+}
+
+
+def send(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def answer(request: dict[str, Any], silent: bool) -> None:
+    """Answer one request (notifications get nothing)."""
+    if "id" not in request:
+        return
+    ident = json.dumps(request["id"])
+    method = request.get("method")
+    if method == "initialize":
+        if silent:
+            return
+        result: dict[str, Any] = {
+            "protocolVersion": request["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "scripted", "version": "0"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [TOOL]}
+    elif method == "tools/call":
+        raw = request["params"]["arguments"]["raw"]
+        if raw:
+            send(f'{{"jsonrpc": "2.0", "id": {ident}, {raw}}}')
+        return
+    else:
+        result = {}
+    send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--silent", action="store_true", help="never answer initialize")
+    options = parser.parse_args()
+    for line in sys.stdin:  # until the client closes our stdin
+        answer(json.loads(line), options.silent)
+
+
+if __name__ == "__main__":
+    main()

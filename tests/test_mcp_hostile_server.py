@@ -1,0 +1,117 @@
+"""MCP servers that misbehave: silent, malformed, erroring, or leaving processes behind.
+
+The server is ``tests/mcp_scripted_server.py`` in a child process, which
+answers each call of its ``reply`` tool with the raw JSON-RPC members the
+call carries, so a test says what the server sends.
+
+The timeout tests run on the autojump clock, so the documented default
+bounds are what they measure. A real child process is involved, though, and
+trio sees a task waiting on its pipe as idle: at the default threshold of 0
+the clock would jump past a deadline while the server is still starting.
+They therefore set a threshold of :data:`IDLE` real seconds, longer than the
+server needs to answer, so the clock jumps only once nothing more can come.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trio_dspy as td
+from trio_dspy.errors import ConfigurationError, ToolTimeoutError
+
+SERVER = str(Path(__file__).with_name("mcp_scripted_server.py"))
+# Real seconds of idleness before the autojump clock jumps (see above).
+IDLE = 1.0
+# Seconds (real, or virtual on the autojump clock) any test may take.
+BOUND = 60
+NEVER = '""'  # the reply the server never sends
+
+
+@asynccontextmanager
+async def reply_tool(*options: str, **bounds: Any) -> AsyncIterator[td.Tool]:
+    """The scripted server's ``reply`` tool, over stdio; ``bounds`` are ``stdio``'s timeouts."""
+    async with td.mcp.stdio(sys.executable, [SERVER, *options], **bounds) as tools:
+        (tool,) = tools
+        yield tool
+
+
+def members(**fields: object) -> str:
+    """JSON-RPC response members as the server writes them: ``"result": {...}``."""
+    return ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in fields.items())
+
+
+# ----------------------------------------------------------------- timeouts
+def test_defaults_are_documented_values() -> None:
+    import inspect
+
+    for opener in (td.mcp.stdio, td.mcp.http):
+        params = inspect.signature(opener).parameters
+        assert params["handshake_timeout"].default == 60.0
+        assert params["call_timeout"].default == 300.0
+        assert params["handshake_timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["call_timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+async def test_a_server_that_never_answers_the_handshake_fails_after_the_default(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    autojump_clock.autojump_threshold = IDLE
+    start = trio.current_time()
+    with trio.fail_after(10 * BOUND), pytest.raises(ConfigurationError) as info:
+        async with reply_tool("--silent"):
+            pass
+    assert trio.current_time() - start == pytest.approx(60, abs=5)
+    message = str(info.value)
+    assert "did not answer the MCP handshake within 60s" in message
+    assert repr(sys.executable) in message  # which server
+    assert "handshake_timeout=" in message  # how to wait longer
+
+
+async def test_a_result_the_sdk_cannot_read_fails_the_call_after_the_default(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    autojump_clock.autojump_threshold = IDLE
+    with trio.fail_after(10 * BOUND):
+        async with reply_tool() as reply:
+            start = trio.current_time()
+            with pytest.raises(ToolTimeoutError) as info:
+                await reply(raw=members(result="string"))
+            assert trio.current_time() - start == pytest.approx(300, abs=5)
+            assert info.value.tool == "reply"
+            message = str(info.value)
+            assert "reply" in message and repr(sys.executable) in message
+            assert "call_timeout=" in message
+            # The session is still usable.
+            assert await reply(raw=members(result={"content": []})) == ""
+
+
+async def test_both_bounds_can_be_set_for_the_block_and_the_call_per_tool(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    autojump_clock.autojump_threshold = IDLE
+    with trio.fail_after(10 * BOUND):
+        start = trio.current_time()
+        with pytest.raises(ConfigurationError, match="within 2s"):
+            async with reply_tool("--silent", handshake_timeout=2):
+                pass
+        assert trio.current_time() - start == pytest.approx(2, abs=IDLE * 2)
+        async with reply_tool(call_timeout=5) as reply:
+            start = trio.current_time()
+            with pytest.raises(ToolTimeoutError, match="5s"):
+                await reply(raw=NEVER)
+            assert trio.current_time() - start == pytest.approx(5, abs=IDLE * 2)
+            # Per tool, longer than the block's.
+            patient = td.Tool(reply, timeout=30)
+            start = trio.current_time()
+            with pytest.raises(ToolTimeoutError, match="30s"):
+                await patient(raw=NEVER)
+            assert trio.current_time() - start == pytest.approx(30, abs=IDLE * 2)
