@@ -6,7 +6,7 @@ the SDK never would). It answers ``initialize`` and ``tools/list`` (one tool,
 ``{"jsonrpc": "2.0", "id": <the request's id>, <raw>}``, where ``raw`` is the
 call's ``raw`` argument written as it is: ``"result": "string"``, an error
 object, content of the wrong type, or text that is not JSON at all. A ``raw``
-of ``""`` is never answered.
+of ``""`` is never answered, and one of ``"exit"`` ends the server instead.
 
 Option: ``--silent`` never answers ``initialize``.
 """
@@ -52,6 +52,8 @@ def answer(request: dict[str, Any], silent: bool) -> None:
         result = {"tools": [TOOL]}
     elif method == "tools/call":
         raw = request["params"]["arguments"]["raw"]
+        if raw == "exit":
+            sys.exit(0)
         if raw:
             send(f'{{"jsonrpc": "2.0", "id": {ident}, {raw}}}')
         return

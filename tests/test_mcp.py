@@ -34,7 +34,7 @@ from trio_dspy.telemetry import InMemoryExporter, collect, span_to_dict
 from trio_dspy.testing import SimConfig, SimReply, SimToolCall, serve_sim
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
-TOOLS = ["add", "fail", "refuse", "slow", "stats", "logo", "environ", "header"]
+TOOLS = ["add", "fail", "refuse", "busy", "slow", "stats", "logo", "environ", "header"]
 ADD_SCHEMA = {
     "properties": {"a": {"title": "A", "type": "number"}, "b": {"title": "B", "type": "number"}},
     "required": ["a", "b"],
@@ -136,6 +136,16 @@ async def test_an_agent_calls_mcp_tools_and_sees_their_errors_as_observations(
     offered = {t["function"]["name"]: t["function"] for t in sim.requests[0]["tools"]}
     assert offered["add"]["parameters"] == ADD_SCHEMA
     assert offered["add"]["description"] == "Add two numbers."
+
+
+async def test_a_live_servers_error_coded_32000_keeps_its_message(connect: Connect) -> None:
+    with trio.fail_after(BOUND):
+        async with connect() as tools:
+            tool = by_name(tools)
+            # -32000 is also the SDK's code for a closed connection: this one is not.
+            with pytest.raises(ToolError, match="^MCP error -32000: the kitchen is busy$"):
+                await tool["busy"]()
+            assert await tool["add"](a=1, b=1) == {"result": 2.0}
 
 
 async def test_results_are_structured_content_or_described_content(http_url: str) -> None:
@@ -402,3 +412,14 @@ async def test_a_tool_of_ones_own_session_is_bounded_by_default(
     with trio.move_on_after(3600) as scope:
         await silent_tool(timeout=None)()  # no bound: waits until cancelled
     assert scope.cancelled_caught
+
+
+async def test_code_32000_is_a_closed_connection_only_with_the_sdks_message() -> None:
+    from mcp.shared.exceptions import MCPError
+
+    busy = silent_tool(MCPError(code=-32000, message="the kitchen is busy"))
+    with pytest.raises(ToolError, match="^MCP error -32000: the kitchen is busy$"):
+        await busy()
+    closed = silent_tool(MCPError(code=-32000, message="Connection closed"))
+    with pytest.raises(ToolError, match="connection is closed"):
+        await closed()

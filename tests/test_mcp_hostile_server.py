@@ -26,7 +26,7 @@ import trio
 import trio.testing
 
 import trio_dspy as td
-from trio_dspy.errors import ConfigurationError, ToolTimeoutError
+from trio_dspy.errors import ConfigurationError, ToolError, ToolTimeoutError
 
 SERVER = str(Path(__file__).with_name("mcp_scripted_server.py"))
 # Real seconds of idleness before the autojump clock jumps (see above).
@@ -115,3 +115,20 @@ async def test_both_bounds_can_be_set_for_the_block_and_the_call_per_tool(
             with pytest.raises(ToolTimeoutError, match="30s"):
                 await patient(raw=NEVER)
             assert trio.current_time() - start == pytest.approx(30, abs=IDLE * 2)
+
+
+# ----------------------------------------------------------- server errors
+async def test_a_server_error_coded_32000_reaches_the_user_with_its_message() -> None:
+    error = {"code": -32000, "message": "the pantry is locked"}
+    with trio.fail_after(BOUND):
+        async with reply_tool() as reply:
+            with pytest.raises(ToolError, match="^MCP error -32000: the pantry is locked$"):
+                await reply(raw=members(error=error))
+            assert await reply(raw=members(result={"content": []})) == ""
+
+
+async def test_a_server_that_exits_mid_call_is_reported_as_a_closed_connection() -> None:
+    with trio.fail_after(BOUND):
+        async with reply_tool() as reply:
+            with pytest.raises(ToolError, match="the MCP server's connection is closed"):
+                await reply(raw="exit")

@@ -32,12 +32,14 @@ it; :func:`stdio` and :func:`http` then say which extra to install.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import trio
 
 from .checkpoint import entered
@@ -47,7 +49,8 @@ from .modules.tool import Tool
 if TYPE_CHECKING:
     import mcp.types as types
     from mcp import ClientSession
-    from mcp.client._transport import TransportStreams
+    from mcp.client._transport import ReadStream, TransportStreams
+    from mcp.shared.message import SessionMessage
 
 __all__ = ["CALL_TIMEOUT", "HANDSHAKE_TIMEOUT", "http", "stdio"]
 
@@ -169,19 +172,21 @@ async def _tools(
     reraise: BaseException | None = None
     opened = False
     try:
-        async with transport as (read, write), ClientSession(read, write) as session:
-            tools: list[Tool] = []
-            try:
-                tools = await _list_tools(session, what, handshake_timeout, call_timeout)
-                opened = True
-                yield tools
-            except BaseException as exc:
-                raised = exc
-                raise
-            finally:
-                for tool in tools:
-                    if isinstance(tool.fn, McpCall):
-                        tool.fn.close()
+        async with transport as (stream, write):
+            read = _ReadStream(stream)
+            async with ClientSession(read, write) as session:
+                tools: list[Tool] = []
+                try:
+                    tools = await _list_tools(session, read, what, handshake_timeout, call_timeout)
+                    opened = True
+                    yield tools
+                except BaseException as exc:
+                    raised = exc
+                    raise
+                finally:
+                    for tool in tools:
+                        if isinstance(tool.fn, McpCall):
+                            tool.fn.close()
     except BaseExceptionGroup as group:
         failure = _first_failure(group)
         if raised is not None and _only(group, raised):
@@ -216,6 +221,7 @@ def _require_sdk() -> None:
 
 async def _list_tools(
     session: ClientSession,
+    read: _ReadStream,
     what: str,
     handshake_timeout: float | None,
     call_timeout: float | None,
@@ -241,6 +247,7 @@ async def _list_tools(
         tool = Tool.from_mcp(session, listing, timeout=call_timeout)
         assert isinstance(tool.fn, McpCall)
         tool.fn.server = what
+        tool.fn.connected = read.is_open
         tools.append(tool)
     return tools
 
@@ -274,6 +281,61 @@ async def _handshake(session: ClientSession, what: str) -> list[types.Tool]:
         f"{what} did not answer the MCP handshake ({reason}); check that it is "
         "an MCP server, and its error output"
     ) from None
+
+
+class _ReadStream:
+    """A transport's read stream as the session reads it, noting when it ends.
+
+    The SDK fails every request with ``CONNECTION_CLOSED`` (-32000) once its
+    read stream has ended, and a live server may send the same code for an
+    error of its own: :meth:`is_open` tells the two apart.
+    """
+
+    def __init__(self, inner: ReadStream[SessionMessage | Exception]) -> None:
+        self._inner = inner
+        self._ended = False
+
+    def is_open(self) -> bool:
+        """Whether the stream has neither ended nor been closed."""
+        return not self._ended
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        """The sender's context of the last item, where the transport keeps it."""
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        """The next item.
+
+        Raises:
+            anyio.EndOfStream: the transport has closed it.
+            anyio.ClosedResourceError: the session has closed it.
+        """
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._ended = True
+            raise
+
+    async def aclose(self) -> None:
+        """Close the stream (the session is done with it)."""
+        self._ended = True
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _ReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _ReadStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def _first_failure(group: BaseExceptionGroup[Any]) -> Exception | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ToolError
@@ -36,13 +37,15 @@ class McpCall:
     """Calls the server's tool ``name`` through ``session`` until :meth:`close`.
 
     The session is referenced, never owned: whoever opened it closes it.
-    ``server`` names the server in messages.
+    ``server`` names the server in messages; ``connected``, when known, says
+    whether the session's connection is still open (see :meth:`__call__`).
     """
 
     def __init__(self, session: ClientSession, name: str) -> None:
         self._session: ClientSession | None = session
         self.name = name
         self.server = "the MCP server"
+        self.connected: Callable[[], bool] | None = None
 
     @property
     def timeout_advice(self) -> str:
@@ -76,7 +79,7 @@ class McpCall:
         try:
             result = await session.call_tool(self.name, arguments)
         except MCPError as exc:
-            if exc.code == types.CONNECTION_CLOSED:
+            if exc.code == types.CONNECTION_CLOSED and self._closed(exc):
                 raise ToolError(
                     f"tool {self.name}: the MCP server's connection is closed", tool=self.name
                 ) from None
@@ -86,6 +89,18 @@ class McpCall:
         if result.structured_content is not None:
             return result.structured_content
         return describe_result(result)
+
+    def _closed(self, error: MCPError) -> bool:
+        """Whether ``error`` (coded ``CONNECTION_CLOSED``) is the SDK's, not the server's.
+
+        The SDK uses the code -32000 for a connection that has ended, and so
+        may a live server for an error of its own. With ``connected`` the
+        connection's state decides; without it (a session of the caller's
+        own), the SDK's exact message does.
+        """
+        if self.connected is not None:
+            return not self.connected()
+        return error.message == "Connection closed"
 
     def __repr__(self) -> str:
         return f"McpCall({self.name!r})"
