@@ -132,3 +132,24 @@ async def test_a_server_that_exits_mid_call_is_reported_as_a_closed_connection()
         async with reply_tool() as reply:
             with pytest.raises(ToolError, match="the MCP server's connection is closed"):
                 await reply(raw="exit")
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"content": [{"type": "nonsense"}]},
+        {"content": [{"type": "text"}]},
+        {"content": [{"type": "text", "text": 7}]},
+        {"content": "not a list"},
+        {"content": [], "isError": "perhaps"},
+        {"content": [{"type": "image", "data": "x"}]},
+        {},
+    ],
+)
+async def test_a_malformed_result_is_a_tool_error_naming_the_tool(result: object) -> None:
+    with trio.fail_after(BOUND):
+        async with reply_tool() as reply:
+            with pytest.raises(ToolError, match="reply") as info:
+                await reply(raw=members(result=result))
+            assert type(info.value) is ToolError and info.value.tool == "reply"
+            assert "MCP server" in str(info.value)

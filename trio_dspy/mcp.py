@@ -256,7 +256,8 @@ async def _handshake(session: ClientSession, what: str) -> list[types.Tool]:
     """Initialise ``session`` and list every page of its tools.
 
     Raises:
-        ConfigurationError: the server failed the handshake or the listing.
+        ConfigurationError: the server failed the handshake or the listing, or
+            answered it with something that is not MCP.
     """
     import mcp.types as types
     from mcp.shared.exceptions import MCPError
@@ -275,12 +276,20 @@ async def _handshake(session: ClientSession, what: str) -> list[types.Tool]:
                 break
     except MCPError as exc:
         reason = exc.message
+    except (ValueError, RuntimeError) as exc:  # a malformed answer, an unknown version
+        reason = f"{type(exc).__name__}: {_first_line(exc)}"
     else:
         return listed
     raise ConfigurationError(
         f"{what} did not answer the MCP handshake ({reason}); check that it is "
         "an MCP server, and its error output"
     ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, at most 200 characters."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
 
 
 class _ReadStream:

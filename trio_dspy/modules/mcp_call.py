@@ -15,6 +15,7 @@ from ..errors import ToolError
 
 try:
     import mcp.types as types
+    import pydantic
     from mcp import ClientSession
     from mcp.shared.exceptions import MCPError
 except ImportError as exc:  # pragma: no cover - exercised with the SDK hidden
@@ -66,7 +67,8 @@ class McpCall:
 
         Raises:
             ToolError: the session closed, the server answered with an error
-                result or an MCP error (the message is the server's).
+                result or an MCP error (the message is the server's), or with
+                a result that is not valid MCP (the message names the tool).
         """
         session = self._session
         if session is None:
@@ -84,6 +86,12 @@ class McpCall:
                     f"tool {self.name}: the MCP server's connection is closed", tool=self.name
                 ) from None
             raise ToolError(f"MCP error {exc.code}: {exc.message}", tool=self.name) from None
+        except pydantic.ValidationError as exc:
+            raise self._malformed(_first_problem(exc)) from None
+        except (ValueError, RuntimeError) as exc:  # the SDK's checks of the result
+            raise self._malformed(str(exc)[:200]) from None
+        if not isinstance(result, types.CallToolResult):  # pragma: no cover - the SDK checks
+            raise self._malformed(f"a {type(result).__name__}")
         if result.is_error:
             raise ToolError(describe_result(result) or "the tool failed", tool=self.name)
         if result.structured_content is not None:
@@ -102,6 +110,13 @@ class McpCall:
             return not self.connected()
         return error.message == "Connection closed"
 
+    def _malformed(self, problem: str) -> ToolError:
+        return ToolError(
+            f"tool {self.name}: {self.server} answered with a result that is not valid MCP "
+            f"({problem})",
+            tool=self.name,
+        )
+
     def __repr__(self) -> str:
         return f"McpCall({self.name!r})"
 
@@ -112,6 +127,15 @@ def describe_result(result: types.CallToolResult) -> str:
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     return "\n".join(parts)
+
+
+def _first_problem(error: pydantic.ValidationError) -> str:
+    """The first problem ``error`` found, and how many more (never the value itself)."""
+    problems = error.errors(include_url=False, include_input=False)
+    first = problems[0] if problems else {"loc": (), "msg": "invalid"}
+    where = ".".join(map(str, first["loc"])) or "result"
+    more = f", and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def _describe(block: types.ContentBlock) -> str:

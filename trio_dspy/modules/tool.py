@@ -164,7 +164,8 @@ class Tool:
         A call returns the result's structured content when there is some,
         else its content as text (text joined; images, audio and resources
         described in a line each). It raises :class:`~trio_dspy.errors.ToolError`
-        for an error result or an MCP error, which an agent shows the model.
+        for an error result, an MCP error or a result that is not valid MCP,
+        which an agent shows the model.
         Cancelling a call cancels its request on the server. The session is
         yours: the tool works while it is open (see :mod:`trio_dspy.mcp` for
         context managers that open one for you).
