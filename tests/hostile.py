@@ -140,3 +140,16 @@ def _replace_at(document: Any, path: tuple[Any, ...], raw: str) -> str:
         node = node[step]
     node[path[-1]] = _MARK
     return json.dumps(copy).replace(json.dumps(_MARK), raw)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, left for its reaper, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = f"/proc/{pid}/stat"
+    if os.path.exists(stat):  # Linux: the state follows the command's closing parenthesis
+        with open(stat) as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return True  # pragma: no cover - without /proc (macOS) a zombie counts as alive

@@ -8,13 +8,16 @@ call's ``raw`` argument written as it is: ``"result": "string"``, an error
 object, content of the wrong type, or text that is not JSON at all. A ``raw``
 of ``""`` is never answered, and one of ``"exit"`` ends the server instead.
 
-Option: ``--silent`` never answers ``initialize``.
+Options: ``--silent`` never answers ``initialize``; ``--grandchild PATH``
+starts a process that sleeps for an hour, sharing the server's standard
+streams, and writes its pid to ``PATH`` before answering anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -65,7 +68,12 @@ def answer(request: dict[str, Any], silent: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--silent", action="store_true", help="never answer initialize")
+    parser.add_argument("--grandchild", metavar="PATH", help="start a sleeper, its pid to PATH")
     options = parser.parse_args()
+    if options.grandchild:
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        with open(options.grandchild, "w") as file:
+            file.write(str(sleeper.pid))
     for line in sys.stdin:  # until the client closes our stdin
         answer(json.loads(line), options.silent)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ import trio.testing
 
 import trio_dspy as td
 from trio_dspy.errors import ConfigurationError, ToolError, ToolTimeoutError
+
+from .hostile import process_alive
 
 SERVER = str(Path(__file__).with_name("mcp_scripted_server.py"))
 # Real seconds of idleness before the autojump clock jumps (see above).
@@ -153,3 +155,28 @@ async def test_a_malformed_result_is_a_tool_error_naming_the_tool(result: object
                 await reply(raw=members(result=result))
             assert type(info.value) is ToolError and info.value.tool == "reply"
             assert "MCP server" in str(info.value)
+
+
+# ------------------------------------------------------------- processes
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+@pytest.mark.parametrize("exit", ["normal", "error", "cancelled"])
+async def test_a_grandchild_of_a_stdio_server_ends_with_the_block(
+    tmp_path: Path, exit: str
+) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    with trio.fail_after(BOUND):
+        with (
+            trio.CancelScope() as scope,
+            pytest.raises(KeyError) if exit == "error" else nullcontext(),
+        ):
+            async with reply_tool("--grandchild", str(pidfile)) as reply:
+                pid = int(pidfile.read_text())
+                assert process_alive(pid)
+                await reply(raw=members(result={"content": []}))
+                if exit == "error":
+                    raise KeyError("mine")
+                if exit == "cancelled":
+                    scope.cancel()
+                    await trio.sleep_forever()
+        assert scope.cancelled_caught == (exit == "cancelled")
+    assert not process_alive(pid)

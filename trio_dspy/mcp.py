@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import math
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -84,9 +85,12 @@ async def stdio(
             ``initialize`` and list its tools (``None``: no bound).
         call_timeout: seconds for each tool call (``None``: no bound).
 
-    The server's standard error goes to this process's. When the block ends
-    the server's stdin is closed and the process is stopped (terminated, then
-    killed, if it lingers).
+    The server's standard error goes to this process's. The server leads a
+    process group of its own, and so do the processes it starts: when the block
+    ends, however it ends, the server's stdin is closed, it has two seconds
+    to exit, and then the whole group is terminated (``SIGTERM``, and
+    ``SIGKILL`` two seconds later for what is left), so no process the server
+    started outlives the block (one that left the group on purpose aside).
 
     Raises:
         ConfigurationError: the server could not be started, or did not
@@ -97,11 +101,18 @@ async def stdio(
     await entered()
     _require_sdk()
     what = f"the MCP server {command!r}"
-    from mcp import StdioServerParameters
-    from mcp.client.stdio import stdio_client
+    transport: AbstractAsyncContextManager[TransportStreams]
+    if sys.platform == "win32":  # pragma: no cover - no process groups; the SDK uses a Job Object
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
-    params = StdioServerParameters(command=command, args=list(args), env=dict(env or {}))
-    async with _tools(stdio_client(params), what, handshake_timeout, call_timeout) as tools:
+        params = StdioServerParameters(command=command, args=list(args), env=dict(env or {}))
+        transport = stdio_client(params)
+    else:
+        from .mcp_stdio import stdio_transport
+
+        transport = stdio_transport(command, args, env or {})
+    async with _tools(transport, what, handshake_timeout, call_timeout) as tools:
         yield tools
 
 
