@@ -157,6 +157,18 @@ async def test_a_malformed_result_is_a_tool_error_naming_the_tool(result: object
             assert "MCP server" in str(info.value)
 
 
+async def test_lone_surrogates_in_a_result_become_replacement_characters() -> None:
+    text = '"result": {"content": [{"type": "text", "text": "tea \\ud800"}]}'
+    structured = '"result": {"content": [], "structuredContent": {"\\udfff": ["\\ud83d"]}}'
+    failed = '"result": {"content": [{"type": "text", "text": "no \\udc80"}], "isError": true}'
+    with trio.fail_after(BOUND):
+        async with reply_tool() as reply:
+            assert await reply(raw=text) == "tea \ufffd"
+            assert await reply(raw=structured) == {"\ufffd": ["\ufffd"]}
+            with pytest.raises(ToolError, match="^no \ufffd$"):
+                await reply(raw=failed)
+
+
 # ------------------------------------------------------------- processes
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 @pytest.mark.parametrize("exit", ["normal", "error", "cancelled"])

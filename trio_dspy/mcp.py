@@ -46,6 +46,7 @@ import trio
 from .checkpoint import entered
 from .errors import ConfigurationError
 from .modules.tool import Tool
+from .types.unicode import clean_text
 
 if TYPE_CHECKING:
     import mcp.types as types
@@ -100,7 +101,7 @@ async def stdio(
     """
     await entered()
     _require_sdk()
-    what = f"the MCP server {command!r}"
+    what = f"the MCP server {clean_text(command)!r}"
     transport: AbstractAsyncContextManager[TransportStreams]
     if sys.platform == "win32":  # pragma: no cover - no process groups; the SDK uses a Job Object
         from mcp import StdioServerParameters
@@ -204,7 +205,8 @@ async def _tools(
             reraise = raised
         elif not opened and failure is not None:
             # The transport's task failed (say, nothing listens at the URL).
-            message = f"cannot open {what}: {type(failure).__name__}: {failure}"
+            reason = clean_text(str(failure))
+            message = f"cannot open {what}: {type(failure).__name__}: {reason}"
             raise ConfigurationError(message) from group
         else:
             raise
@@ -292,7 +294,7 @@ async def _handshake(session: ClientSession, what: str) -> list[types.Tool]:
     else:
         return listed
     raise ConfigurationError(
-        f"{what} did not answer the MCP handshake ({reason}); check that it is "
+        f"{what} did not answer the MCP handshake ({clean_text(reason)}); check that it is "
         "an MCP server, and its error output"
     ) from None
 

@@ -10,8 +10,8 @@ server or not: ``SIGTERM``, and ``SIGKILL`` for whatever is left after another
 when the server outlives its stdin, so a server that exits at once leaves its
 children running.) Every wait is bounded and shielded from cancellation.
 
-Lines the server writes are decoded as UTF-8 (invalid bytes become U+FFFD)
-and read as JSON-RPC messages; a line that is
+Lines the server writes are decoded as UTF-8 (invalid bytes, and lone
+surrogates, become U+FFFD) and read as JSON-RPC messages; a line that is
 not one reaches the session as an exception, which it ignores, as over the
 SDK's transport.
 
@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 import trio
+
+from .types.text import loads_json
+from .types.unicode import clean_json, has_surrogate_escape
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -109,12 +112,20 @@ async def _read_stdout(
 
 
 def _message(line: bytes) -> SessionMessage | Exception:
-    """One line of the server's as a JSON-RPC message, or the exception that says why not."""
+    """One line of the server's as a JSON-RPC message, or the exception that says why not.
+
+    Lone surrogates become U+FFFD: pydantic's JSON parser refuses their
+    escapes (which would drop the whole message), so such a line is read by
+    Python's and cleaned before it is validated.
+    """
     from mcp.shared.message import SessionMessage
     from mcp_types import jsonrpc_message_adapter
 
     text = line.decode("utf-8", "replace")
     try:
+        if has_surrogate_escape(line):
+            data = clean_json(loads_json(text))
+            return SessionMessage(jsonrpc_message_adapter.validate_python(data, by_name=False))
         return SessionMessage(jsonrpc_message_adapter.validate_json(text, by_name=False))
     except ValueError as exc:  # not a JSON-RPC message; the session drops it
         return exc

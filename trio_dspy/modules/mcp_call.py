@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ToolError
+from ..types.unicode import clean_json, clean_text
 
 try:
     import mcp.types as types
@@ -65,6 +66,8 @@ class McpCall:
     async def __call__(self, **arguments: Any) -> Any:
         """Call the tool; return structured content if any, else the content as text.
 
+        Text in the result has each lone surrogate replaced by U+FFFD.
+
         Raises:
             ToolError: the session closed, the server answered with an error
                 result or an MCP error (the message is the server's), or with
@@ -85,18 +88,20 @@ class McpCall:
                 raise ToolError(
                     f"tool {self.name}: the MCP server's connection is closed", tool=self.name
                 ) from None
-            raise ToolError(f"MCP error {exc.code}: {exc.message}", tool=self.name) from None
+            message = clean_text(str(exc.message))
+            raise ToolError(f"MCP error {exc.code}: {message}", tool=self.name) from None
         except pydantic.ValidationError as exc:
             raise self._malformed(_first_problem(exc)) from None
         except (ValueError, RuntimeError) as exc:  # the SDK's checks of the result
-            raise self._malformed(str(exc)[:200]) from None
+            raise self._malformed(clean_text(str(exc))[:200]) from None
         if not isinstance(result, types.CallToolResult):  # pragma: no cover - the SDK checks
             raise self._malformed(f"a {type(result).__name__}")
         if result.is_error:
-            raise ToolError(describe_result(result) or "the tool failed", tool=self.name)
+            text = clean_text(describe_result(result))
+            raise ToolError(text or "the tool failed", tool=self.name)
         if result.structured_content is not None:
-            return result.structured_content
-        return describe_result(result)
+            return clean_json(result.structured_content)
+        return clean_text(describe_result(result))
 
     def _closed(self, error: MCPError) -> bool:
         """Whether ``error`` (coded ``CONNECTION_CLOSED``) is the SDK's, not the server's.
@@ -135,7 +140,7 @@ def _first_problem(error: pydantic.ValidationError) -> str:
     first = problems[0] if problems else {"loc": (), "msg": "invalid"}
     where = ".".join(map(str, first["loc"])) or "result"
     more = f", and {len(problems) - 1} more" if len(problems) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return clean_text(f"{where}: {first['msg']}{more}")
 
 
 def _describe(block: types.ContentBlock) -> str:
