@@ -257,6 +257,41 @@ async def test_http_headers_reach_the_server_and_nothing_else(
     assert "mcp-very-secret-token" not in dumped
 
 
+async def test_a_token_in_the_url_stays_out_of_errors_reprs_spans_and_our_logs(
+    http_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    exporter = InMemoryExporter()
+    secret = "?key=mcp-query-secret-7"
+    shown: list[str] = []
+    with trio.fail_after(BOUND), structlog.testing.capture_logs() as logs:
+        async with (
+            serve_sim(SimConfig(script=agent_script)) as sim,
+            collect(exporter),
+            td.mcp.http(http_url + secret) as tools,
+        ):
+            lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k")
+            async with lm:
+                with td.context(lm=lm, trace_content=True):
+                    pred = await td.ReAct("question -> answer", tools=tools)(question="2 + 3?")
+            shown += [repr(tools), repr([vars(tool) for tool in tools]), repr(pred)]
+        # An endpoint that answers with an HTTP error, whose text holds the URL.
+        wrong = http_url.replace("/mcp", "/nothing-here") + secret
+        with pytest.raises(ConfigurationError, match="did not answer the MCP handshake") as info:
+            async with td.mcp.http(wrong):
+                pass
+        shown += [str(info.value), repr(info.value)]
+        with pytest.raises(ConfigurationError, match="URL is not valid") as info:
+            async with td.mcp.http(f"http://[::1/mcp{secret}"):
+                pass
+        shown += [str(info.value), repr(info.value)]
+    assert exporter.spans
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("trio_dspy")]
+    dumped = repr([span_to_dict(s) for s in exporter.spans]) + repr(logs) + repr(ours)
+    assert "mcp-query-secret" not in dumped + "".join(shown)
+    # The SDK and httpx log whole URLs: that is why the README says to use headers=.
+
+
 async def test_a_server_that_cannot_start_or_answer_is_a_configuration_error() -> None:
     with trio.fail_after(BOUND):
         with pytest.raises(ConfigurationError, match="cannot start the MCP server"):

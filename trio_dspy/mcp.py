@@ -131,6 +131,9 @@ async def http(
         url: the endpoint, e.g. ``"https://example.com/mcp"``.
         headers: sent with every request (e.g. ``{"Authorization": "Bearer ..."}``);
             they are secrets to this library: never logged, traced or shown.
+            Put credentials here rather than in the URL's query: this library
+            shows only the URL's scheme, host and port, but the MCP SDK and
+            httpx log whole URLs at ``INFO``/``DEBUG``.
         handshake_timeout: seconds to connect, answer ``initialize`` and list
             the tools (``None``: no bound).
         call_timeout: seconds for each tool call (``None``: no bound).
@@ -149,14 +152,15 @@ async def http(
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
+    what = f"the MCP endpoint {_origin(url)}"
+
     # The SDK's own defaults: a server may hold a response stream open a while.
     client = httpx2.AsyncClient(
         headers=dict(headers or {}), timeout=httpx2.Timeout(30.0, read=300.0)
     )
     async with client:
         transport = streamable_http_client(url, http_client=client)
-        what = f"the MCP endpoint {_origin(url)}"
-        async with _tools(transport, what, handshake_timeout, call_timeout) as tools:
+        async with _tools(transport, what, handshake_timeout, call_timeout, url=url) as tools:
             yield tools
 
 
@@ -166,11 +170,14 @@ async def _tools(
     what: str,
     handshake_timeout: float | None,
     call_timeout: float | None,
+    *,
+    url: str | None = None,
 ) -> AsyncIterator[list[Tool]]:
     """Open a session over ``transport``, list the tools, close them with the block.
 
     ``what`` names the server in messages; the timeouts are
-    :func:`stdio`'s and :func:`http`'s.
+    :func:`stdio`'s and :func:`http`'s; ``url``, the endpoint's, is kept
+    out of messages.
 
     The SDK's task groups are trio nurseries that wrap whatever crosses them
     in exception groups; what the block (or the handshake) raised comes out
@@ -205,7 +212,7 @@ async def _tools(
             reraise = raised
         elif not opened and failure is not None:
             # The transport's task failed (say, nothing listens at the URL).
-            reason = clean_text(str(failure))
+            reason = _scrub(clean_text(str(failure)), url)
             message = f"cannot open {what}: {type(failure).__name__}: {reason}"
             raise ConfigurationError(message) from group
         else:
@@ -379,8 +386,33 @@ def _only(group: BaseExceptionGroup[Any], exc: BaseException) -> bool:
 
 
 def _origin(url: str) -> str:
-    """Scheme, host and port of ``url``: never its path or query, which may hold a token."""
+    """Scheme, host and port of ``url``: never its path or query, which may hold a token.
+
+    Raises:
+        ConfigurationError: the host or port of ``url`` cannot be read.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # its message may quote the URL
+        raise ConfigurationError(
+            "td.mcp.http: the endpoint's URL is not valid (its host or port cannot be read); "
+            'pass one like "https://example.com/mcp"'
+        ) from None
+    return f"{parts.scheme}://{parts.hostname}{f':{port}' if port else ''}"
+
+
+def _scrub(text: str, url: str | None) -> str:
+    """``text`` without ``url``, its query or its password (a library's message may quote them)."""
+    if not url:
+        return text
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    text = text.replace(url, _origin(url))
+    for secret in (parts.query, parts.password, parts.fragment):
+        if secret and len(secret) > 3:  # shorter, it is no secret, and too common to replace
+            text = text.replace(secret, "...")
+    return text
