@@ -167,3 +167,16 @@ def _at(document: Any, path: tuple[Any, ...]) -> Any:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, left for its reaper, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = f"/proc/{pid}/stat"
+    if os.path.exists(stat):  # Linux: the state follows the command's closing parenthesis
+        with open(stat) as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return True  # pragma: no cover - without /proc (macOS) a zombie counts as alive

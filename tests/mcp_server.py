@@ -7,9 +7,10 @@ once the socket listens (so a client may connect as soon as it reads it).
 Its tools: ``add`` (a number), ``fail`` (a tool error), ``refuse`` (an MCP
 protocol error), ``slow`` (sleeps, and counts the calls cancelled while it
 slept), ``stats`` (structured content), ``logo`` (an image), ``environ``
-(reads an environment variable) and ``header`` (a digest of an HTTP
-request header). ``tools/list`` answers in pages of two, so a client must follow the
-cursors to see them all.
+(reads an environment variable), ``busy`` (an MCP error with the code
+-32000, which the SDK also uses for a closed connection) and ``header`` (a
+digest of an HTTP request header). ``tools/list`` answers in pages of two, so
+a client must follow the cursors to see them all.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def fail(reason: str) -> str:
 def refuse() -> str:
     """Answers with an MCP protocol error instead of a result."""
     raise MCPError(code=types.INVALID_PARAMS, message="refused by the server")
+
+
+@server.tool()
+def busy() -> str:
+    """Answers with a server error coded -32000."""
+    raise MCPError(code=-32000, message="the kitchen is busy")
 
 
 @server.tool()

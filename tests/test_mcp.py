@@ -23,6 +23,7 @@ import mcp.types as types
 import pytest
 import structlog
 import trio
+import trio.testing
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -33,7 +34,7 @@ from trio_dspy.telemetry import InMemoryExporter, collect, span_to_dict
 from trio_dspy.testing import SimConfig, SimReply, SimToolCall, serve_sim
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
-TOOLS = ["add", "fail", "refuse", "slow", "stats", "logo", "environ", "header"]
+TOOLS = ["add", "fail", "refuse", "busy", "slow", "stats", "logo", "environ", "header"]
 ADD_SCHEMA = {
     "properties": {"a": {"title": "A", "type": "number"}, "b": {"title": "B", "type": "number"}},
     "required": ["a", "b"],
@@ -135,6 +136,16 @@ async def test_an_agent_calls_mcp_tools_and_sees_their_errors_as_observations(
     offered = {t["function"]["name"]: t["function"] for t in sim.requests[0]["tools"]}
     assert offered["add"]["parameters"] == ADD_SCHEMA
     assert offered["add"]["description"] == "Add two numbers."
+
+
+async def test_a_live_servers_error_coded_32000_keeps_its_message(connect: Connect) -> None:
+    with trio.fail_after(BOUND):
+        async with connect() as tools:
+            tool = by_name(tools)
+            # -32000 is also the SDK's code for a closed connection: this one is not.
+            with pytest.raises(ToolError, match="^MCP error -32000: the kitchen is busy$"):
+                await tool["busy"]()
+            assert await tool["add"](a=1, b=1) == {"result": 2.0}
 
 
 async def test_results_are_structured_content_or_described_content(http_url: str) -> None:
@@ -244,6 +255,41 @@ async def test_http_headers_reach_the_server_and_nothing_else(
     assert any(span.name == "execute_tool add" for span in exporter.spans)
     dumped = repr([span_to_dict(s) for s in exporter.spans]) + repr(logs) + caplog.text + shown
     assert "mcp-very-secret-token" not in dumped
+
+
+async def test_a_token_in_the_url_stays_out_of_errors_reprs_spans_and_our_logs(
+    http_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    exporter = InMemoryExporter()
+    secret = "?key=mcp-query-secret-7"
+    shown: list[str] = []
+    with trio.fail_after(BOUND), structlog.testing.capture_logs() as logs:
+        async with (
+            serve_sim(SimConfig(script=agent_script)) as sim,
+            collect(exporter),
+            td.mcp.http(http_url + secret) as tools,
+        ):
+            lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k")
+            async with lm:
+                with td.context(lm=lm, trace_content=True):
+                    pred = await td.ReAct("question -> answer", tools=tools)(question="2 + 3?")
+            shown += [repr(tools), repr([vars(tool) for tool in tools]), repr(pred)]
+        # An endpoint that answers with an HTTP error, whose text holds the URL.
+        wrong = http_url.replace("/mcp", "/nothing-here") + secret
+        with pytest.raises(ConfigurationError, match="did not answer the MCP handshake") as info:
+            async with td.mcp.http(wrong):
+                pass
+        shown += [str(info.value), repr(info.value)]
+        with pytest.raises(ConfigurationError, match="URL is not valid") as info:
+            async with td.mcp.http(f"http://[::1/mcp{secret}"):
+                pass
+        shown += [str(info.value), repr(info.value)]
+    assert exporter.spans
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("trio_dspy")]
+    dumped = repr([span_to_dict(s) for s in exporter.spans]) + repr(logs) + repr(ours)
+    assert "mcp-query-secret" not in dumped + "".join(shown)
+    # The SDK and httpx log whole URLs: that is why the README says to use headers=.
 
 
 async def test_a_server_that_cannot_start_or_answer_is_a_configuration_error() -> None:
@@ -369,3 +415,46 @@ async def test_arguments_are_checked_against_what_the_schema_requires() -> None:
     with pytest.raises(ToolArgumentError, match="unknown argument"):
         await strict.acall({"item": "tea", "size": "large"})
     assert session.calls == [("shop.menu/lookup", {"item": "tea", "size": "large"})]
+
+
+class SilentSession:
+    """Stands in for a ClientSession that never answers, or fails every call with ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+
+    async def call_tool(self, name: str, arguments: Any) -> types.CallToolResult:
+        if self.error is not None:
+            await trio.lowlevel.checkpoint()
+            raise self.error
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def silent_tool(error: Exception | None = None, **kwargs: Any) -> td.Tool:
+    listed = types.Tool(name="lookup", input_schema={"type": "object"})
+    return td.Tool.from_mcp(cast(ClientSession, SilentSession(error)), listed, **kwargs)
+
+
+async def test_a_tool_of_ones_own_session_is_bounded_by_default(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    start = trio.current_time()
+    with pytest.raises(ToolTimeoutError) as info:
+        await silent_tool()()
+    assert trio.current_time() - start == 300
+    assert "timeout=SECONDS on Tool.from_mcp" in str(info.value)
+    with trio.move_on_after(3600) as scope:
+        await silent_tool(timeout=None)()  # no bound: waits until cancelled
+    assert scope.cancelled_caught
+
+
+async def test_code_32000_is_a_closed_connection_only_with_the_sdks_message() -> None:
+    from mcp.shared.exceptions import MCPError
+
+    busy = silent_tool(MCPError(code=-32000, message="the kitchen is busy"))
+    with pytest.raises(ToolError, match="^MCP error -32000: the kitchen is busy$"):
+        await busy()
+    closed = silent_tool(MCPError(code=-32000, message="Connection closed"))
+    with pytest.raises(ToolError, match="connection is closed"):
+        await closed()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ToolError
+from ..unicode import clean_json, clean_text
 
 try:
     import mcp.types as types
+    import pydantic
     from mcp import ClientSession
     from mcp.shared.exceptions import MCPError
 except ImportError as exc:  # pragma: no cover - exercised with the SDK hidden
@@ -36,11 +39,25 @@ class McpCall:
     """Calls the server's tool ``name`` through ``session`` until :meth:`close`.
 
     The session is referenced, never owned: whoever opened it closes it.
+    ``server`` names the server in messages; ``connected``, when known, says
+    whether the session's connection is still open (see :meth:`__call__`).
     """
 
     def __init__(self, session: ClientSession, name: str) -> None:
         self._session: ClientSession | None = session
         self.name = name
+        self.server = "the MCP server"
+        self.connected: Callable[[], bool] | None = None
+
+    @property
+    def timeout_advice(self) -> str:
+        """What a :class:`~trio_dspy.errors.ToolTimeoutError` of this tool adds to its message."""
+        return (
+            f"{self.server} did not answer, and the call was cancelled on the server; wait "
+            "longer with call_timeout=SECONDS on td.mcp.stdio(...) or td.mcp.http(...) "
+            "(timeout=SECONDS on Tool.from_mcp), or for this tool with "
+            "td.Tool(tool, timeout=SECONDS)"
+        )
 
     def close(self) -> None:
         """Forget the session: later calls raise a :class:`ToolError` saying it closed."""
@@ -49,9 +66,12 @@ class McpCall:
     async def __call__(self, **arguments: Any) -> Any:
         """Call the tool; return structured content if any, else the content as text.
 
+        Text in the result has each lone surrogate replaced by U+FFFD.
+
         Raises:
             ToolError: the session closed, the server answered with an error
-                result or an MCP error (the message is the server's).
+                result or an MCP error (the message is the server's), or with
+                a result that is not valid MCP (the message names the tool).
         """
         session = self._session
         if session is None:
@@ -64,16 +84,43 @@ class McpCall:
         try:
             result = await session.call_tool(self.name, arguments)
         except MCPError as exc:
-            if exc.code == types.CONNECTION_CLOSED:
+            if exc.code == types.CONNECTION_CLOSED and self._closed(exc):
                 raise ToolError(
                     f"tool {self.name}: the MCP server's connection is closed", tool=self.name
                 ) from None
-            raise ToolError(f"MCP error {exc.code}: {exc.message}", tool=self.name) from None
+            message = clean_text(str(exc.message))
+            raise ToolError(f"MCP error {exc.code}: {message}", tool=self.name) from None
+        except pydantic.ValidationError as exc:
+            raise self._malformed(_first_problem(exc)) from None
+        except (ValueError, RuntimeError) as exc:  # the SDK's checks of the result
+            raise self._malformed(clean_text(str(exc))[:200]) from None
+        if not isinstance(result, types.CallToolResult):  # pragma: no cover - the SDK checks
+            raise self._malformed(f"a {type(result).__name__}")
         if result.is_error:
-            raise ToolError(describe_result(result) or "the tool failed", tool=self.name)
+            text = clean_text(describe_result(result))
+            raise ToolError(text or "the tool failed", tool=self.name)
         if result.structured_content is not None:
-            return result.structured_content
-        return describe_result(result)
+            return clean_json(result.structured_content)
+        return clean_text(describe_result(result))
+
+    def _closed(self, error: MCPError) -> bool:
+        """Whether ``error`` (coded ``CONNECTION_CLOSED``) is the SDK's, not the server's.
+
+        The SDK uses the code -32000 for a connection that has ended, and so
+        may a live server for an error of its own. With ``connected`` the
+        connection's state decides; without it (a session of the caller's
+        own), the SDK's exact message does.
+        """
+        if self.connected is not None:
+            return not self.connected()
+        return error.message == "Connection closed"
+
+    def _malformed(self, problem: str) -> ToolError:
+        return ToolError(
+            f"tool {self.name}: {self.server} answered with a result that is not valid MCP "
+            f"({problem})",
+            tool=self.name,
+        )
 
     def __repr__(self) -> str:
         return f"McpCall({self.name!r})"
@@ -85,6 +132,15 @@ def describe_result(result: types.CallToolResult) -> str:
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     return "\n".join(parts)
+
+
+def _first_problem(error: pydantic.ValidationError) -> str:
+    """The first problem ``error`` found, and how many more (never the value itself)."""
+    problems = error.errors(include_url=False, include_input=False)
+    first = problems[0] if problems else {"loc": (), "msg": "invalid"}
+    where = ".".join(map(str, first["loc"])) or "result"
+    more = f", and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return clean_text(f"{where}: {first['msg']}{more}")
 
 
 def _describe(block: types.ContentBlock) -> str:

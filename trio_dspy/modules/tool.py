@@ -151,7 +151,7 @@ class Tool:
 
     @classmethod
     def from_mcp(
-        cls, session: ClientSession, tool: McpTool, *, timeout: float | None = None
+        cls, session: ClientSession, tool: McpTool, *, timeout: float | None = 300.0
     ) -> Tool:
         """A tool that calls ``tool``, listed by an MCP server, through ``session``.
 
@@ -164,7 +164,8 @@ class Tool:
         A call returns the result's structured content when there is some,
         else its content as text (text joined; images, audio and resources
         described in a line each). It raises :class:`~trio_dspy.errors.ToolError`
-        for an error result or an MCP error, which an agent shows the model.
+        for an error result, an MCP error or a result that is not valid MCP,
+        which an agent shows the model.
         Cancelling a call cancels its request on the server. The session is
         yours: the tool works while it is open (see :mod:`trio_dspy.mcp` for
         context managers that open one for you).
@@ -173,7 +174,10 @@ class Tool:
             session: an initialised ``mcp.ClientSession``.
             tool: one of the ``tools`` its ``list_tools()`` returned.
             timeout: seconds after which a call is cancelled (on the server
-                too) and fails with :class:`~trio_dspy.errors.ToolTimeoutError`.
+                too) and fails with :class:`~trio_dspy.errors.ToolTimeoutError`;
+                by default :data:`trio_dspy.mcp.CALL_TIMEOUT` (300 s), since an
+                answer the SDK cannot read is dropped and would be waited for
+                forever; ``None`` for no bound.
 
         Raises:
             ImportError: the ``mcp`` package is not installed.
@@ -250,8 +254,11 @@ class Tool:
         with trio.move_on_after(self.timeout) as scope:
             return await self._run(values)
         assert scope.cancelled_caught
+        advice = getattr(self.fn, "timeout_advice", None) or (
+            "wait longer with td.Tool(fn, timeout=SECONDS)"
+        )
         raise ToolTimeoutError(
-            f"tool {self.name} timed out after {self.timeout:g}s", tool=self.name
+            f"tool {self.name} timed out after {self.timeout:g}s; {advice}", tool=self.name
         )
 
     async def _run(self, values: dict[str, Any]) -> Any:
