@@ -22,7 +22,7 @@ from trio_dspy.errors import LMServerError, TrioDSPyError
 from trio_dspy.lm.base import BaseLM
 from trio_dspy.messages import LMRequest, LMResponse
 from trio_dspy.optimizers import BootstrapStats, OptimizerStats, RandomSearchStats
-from trio_dspy.testing import DummyLM, InstructionTask
+from trio_dspy.testing import DummyLM, InstructionTask, SimConfig, serve_sim
 
 TASK = InstructionTask(seed=3)
 TRAIN = TASK.examples(10)
@@ -242,3 +242,20 @@ async def test_a_cancelled_compile_still_reports_what_it_cost(
     assert scope.cancelled_caught
     assert optimizer.stats.lm_calls == lm.answered > 0
     assert optimizer.stats.metric_calls == metric.calls > 0
+
+
+async def test_a_compile_over_loopback_counts_the_requests_the_server_answered(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    metric = Counting()
+    async with serve_sim(SimConfig(script=TASK.script(), latency=0.5)) as server:
+        lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="k", cache=False)
+        async with lm:
+            optimizer = td.COPRO(metric, breadth=3, depth=2, limit=4)
+            with td.context(lm=lm):
+                await optimizer.compile(program(), trainset=TRAIN)
+        answered = server.stats.ok
+    assert optimizer.stats.lm_calls == answered == server.stats.requests
+    # Without early stopping every instruction tried is scored on the whole trainset.
+    assert optimizer.stats.metric_calls == metric.calls == len(optimizer.attempts) * len(TRAIN)
+    assert optimizer.stats.prompt_tokens > 0 and optimizer.stats.completion_tokens > 0
