@@ -368,6 +368,7 @@ async def run_examples(
     report: Callable[[EvaluationResult], None] | None = None,
     on_row: Callable[[int, EvaluationResult], None] | None = None,
     metric_threads: trio.CapacityLimiter | None = None,
+    on_metric_call: Callable[[], None] | None = None,
 ) -> None:
     """Fill ``result`` with one row per example, each example a child task.
 
@@ -376,6 +377,9 @@ async def run_examples(
     an enclosing scope to stop early; ``result.complete`` is set only when
     every example finished. With ``metric_threads``, a sync metric runs in a
     worker thread holding one of its tokens (:func:`call_metric`).
+    ``on_metric_call()`` runs once for each call of the metric that returned
+    or raised (an example whose program raised makes none; a call cancelled
+    midway is not counted).
 
     Raises:
         EvaluationError: more than ``max_errors`` examples failed.
@@ -385,8 +389,10 @@ async def run_examples(
 
     async def run_one(index: int, cancel: trio.CancelScope) -> None:
         example = devset[index]
+        metric_called = False
         try:
             prediction = await program(**example.inputs())
+            metric_called = True
             score = await call_metric(
                 metric,
                 example,
@@ -400,6 +406,8 @@ async def run_examples(
         except Exception as exc:
             errors.append(exc)
             row = (example, exc, failure_score)
+        if metric_called and on_metric_call is not None:
+            on_metric_call()
         result.set_row(index, row)
         if report is not None:
             report(result)

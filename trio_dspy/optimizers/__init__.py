@@ -11,7 +11,7 @@ from .copro import COPRO, InstructionAttempt
 from .gepa import GEPA, GEPAResult
 from .labeled import LabeledFewShot
 from .race import Candidate, Race, RaceStats
-from .random_search import BootstrapFewShotWithRandomSearch
+from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchStats
 from .stats import OptimizerStats
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "OptimizerStats",
     "Race",
     "RaceStats",
+    "RandomSearchStats",
 ]

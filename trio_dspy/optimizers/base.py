@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from ..errors import TrioDSPyError
 from ..modules.module import Module
 from ..primitives import Example
+from .stats import OptimizerStats
 
 __all__ = ["ModuleT", "Optimizer"]
 
@@ -20,7 +21,11 @@ class Optimizer(abc.ABC):
 
     ``compile`` never changes ``student``: it returns an optimized copy (demos,
     instructions) that saves with ``compiled.save(path)`` like any module.
+    After it, ``optimizer.stats`` says what it cost.
     """
+
+    stats: OptimizerStats
+    """What the latest ``compile`` cost: model calls, metric calls, tokens, time."""
 
     @abc.abstractmethod
     async def compile(

@@ -6,6 +6,7 @@ that passes the metric turns its trace into demos, one per predictor call.
 The demos are those of the *first* passing examples in trainset order, so
 the compiled program is the same whatever order the calls complete in; once
 that prefix is settled, the examples still running are cancelled.
+:attr:`BootstrapFewShot.stats` says what a compile cost.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..settings import context, current
 from ..trace import collect_trace
 from .base import ModuleT, Optimizer, check_trainset, matching_predictors
 from .labeled import LabeledFewShot
+from .stats import OptimizerStats, measure
 
 __all__ = ["BootstrapFewShot", "BootstrapStats"]
 
@@ -33,15 +35,26 @@ Demos = dict[str, list[Example]]
 """Demos by predictor name, from one passing run."""
 
 
-@attrs.frozen
-class BootstrapStats:
-    """What one bootstrap did: examples run, passed, failed, raised, and cancelled unrun."""
+@attrs.define
+class BootstrapStats(OptimizerStats):
+    """What one compile cost (see :class:`OptimizerStats`) and what its bootstrap did.
 
-    examples: int
-    run: int
-    passed: int
-    errors: int
-    cancelled: int
+    ``metric_calls_saved`` counts the examples left unrun once the demos
+    were settled. The other fields describe the teacher's runs:
+
+    Attributes:
+        examples: the trainset's size.
+        run: examples whose teacher run finished.
+        passed: finished examples that passed the metric.
+        errors: teacher runs (or their metric calls) that raised.
+        cancelled: examples never run, or cancelled while running.
+    """
+
+    examples: int = 0
+    run: int = 0
+    passed: int = 0
+    errors: int = 0
+    cancelled: int = 0
 
 
 class BootstrapFewShot(Optimizer):
@@ -88,8 +101,8 @@ class BootstrapFewShot(Optimizer):
         self.limit = limit
         self.max_errors = max_errors
         self.seed = seed
-        self.stats: BootstrapStats | None = None
-        """What the latest :meth:`compile` did."""
+        self.stats: BootstrapStats = BootstrapStats()
+        """What the latest :meth:`compile` cost and did, filled in as it runs."""
 
     async def compile(
         self,
@@ -106,10 +119,23 @@ class BootstrapFewShot(Optimizer):
         labelled demos; it must have the same predictors. ``limiter`` lets
         several compilations share one bound on runs in flight.
 
+        :attr:`stats` is filled in even when compiling fails or is cancelled.
+
         Raises:
             TrioDSPyError: the trainset is unusable, the teacher does not match
                 the student, or more than ``max_errors`` teacher runs raised.
         """
+        self.stats = BootstrapStats()
+        with measure(self.stats):
+            return await self._compile(student, trainset, teacher, limiter)
+
+    async def _compile(
+        self,
+        student: ModuleT,
+        trainset: Sequence[Example],
+        teacher: Module | None,
+        limiter: Limiter | None,
+    ) -> ModuleT:
         await entered()
         examples = check_trainset(trainset)
         compiled = student.reset_copy()
@@ -131,6 +157,8 @@ class BootstrapFewShot(Optimizer):
     ) -> list[Demos | None]:
         """Run the teacher; for each example, its demos if it is among the first passing.
 
+        Counts its metric calls and runs into :attr:`stats`.
+
         Raises:
             TrioDSPyError: more than ``max_errors`` runs raised.
         """
@@ -149,25 +177,29 @@ class BootstrapFewShot(Optimizer):
         def window() -> int:
             return want - sum(isinstance(r, dict) for r in results)
 
-        await run_in_order(len(examples) if want > 0 else 0, run, limiter, window=window)
+        stats = self.stats
+        try:
+            await run_in_order(len(examples) if want > 0 else 0, run, limiter, window=window)
+        finally:  # a cancelled bootstrap still says what it ran
+            ran = [r for r in results if r is not False]
+            stats.examples = len(examples)
+            stats.run = len(ran)
+            stats.passed = sum(isinstance(r, dict) for r in ran)
+            stats.errors = len(errors)
+            stats.cancelled = len(examples) - len(ran)
         if self._too_many(errors):
             raise TrioDSPyError(
                 f"{len(errors)} teacher run(s) raised, more than max_errors={self.max_errors}; "
                 f"first: {type(errors[0]).__name__}: {errors[0]}"
             )
+        if want > 0 and len(settled.passing) >= want:
+            # The demos were settled before the trainset's end: the rest was spared.
+            stats.metric_calls_saved += stats.cancelled
         chosen: list[Demos | None] = [None] * len(examples)
         for index in settled.passing[:want]:
             demos = results[index]
             assert isinstance(demos, dict)
             chosen[index] = demos
-        ran = [r for r in results if r is not False]
-        self.stats = BootstrapStats(
-            examples=len(examples),
-            run=len(ran),
-            passed=sum(isinstance(r, dict) for r in ran),
-            errors=len(errors),
-            cancelled=len(examples) - len(ran),
-        )
         return chosen
 
     def _too_many(self, errors: list[Exception]) -> bool:
@@ -187,11 +219,18 @@ class BootstrapFewShot(Optimizer):
             try:
                 with context(**overrides), collect_trace() as trace:
                     prediction = await program(**example.inputs())
-                # The metric runs outside the trace: a judge's own calls are no demos.
-                score = await call_metric(self.metric, example, prediction, trace)
             except Exception as exc:
                 errors.append(exc)
                 continue
+            # The metric runs outside the trace: a judge's own calls are no demos.
+            # A call counts once it returns or raises (a cancelled one scored nothing).
+            try:
+                score = await call_metric(self.metric, example, prediction, trace)
+            except Exception as exc:
+                self.stats.metric_calls += 1
+                errors.append(exc)
+                continue
+            self.stats.metric_calls += 1
             passed = score >= self.metric_threshold if self.metric_threshold is not None else score
             if passed:
                 demos: Demos = {}

@@ -26,6 +26,7 @@ from ..primitives import Example
 from ..signature import InputField, OutputField, Signature
 from .base import ModuleT, Optimizer, check_trainset
 from .race import Builder, Race
+from .stats import OptimizerStats, measure
 
 __all__ = ["COPRO", "InstructionAttempt"]
 
@@ -82,7 +83,10 @@ class COPRO(Optimizer):
         early_stopping: cancel candidates that can no longer win a round (their
             scores, shown to the prompt model later, are then partial).
 
-    After :meth:`compile`, :attr:`attempts` lists every instruction tried.
+    After :meth:`compile`, :attr:`attempts` lists every instruction tried and
+    :attr:`stats` what the compile cost: the proposals' model calls count
+    there with the candidates', and ``metric_calls_saved`` the runs that
+    early stopping cancelled.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class COPRO(Optimizer):
         self.early_stopping = early_stopping
         self.max_score = max_score
         self.attempts: list[InstructionAttempt] = []
+        self.stats = OptimizerStats()
 
     async def compile(
         self,
@@ -122,11 +127,17 @@ class COPRO(Optimizer):
         """A copy of ``student`` with the best instructions found for each predictor.
 
         Candidates are scored on ``trainset`` (``valset`` is not used, as in DSPy).
+        :attr:`stats` is filled in even when compiling fails or is cancelled.
 
         Raises:
             TrioDSPyError: the trainset is unusable.
             trio_dspy.errors.LMError: a proposal call failed.
         """
+        self.stats = OptimizerStats()
+        with measure(self.stats):
+            return await self._compile(student, trainset)
+
+    async def _compile(self, student: ModuleT, trainset: Sequence[Example]) -> ModuleT:
         await entered()
         examples = check_trainset(trainset)
         best = student.deepcopy()
@@ -159,7 +170,11 @@ class COPRO(Optimizer):
             (text, _builder(_with_instruction(current, name, text))) for text in fresh
         ]
         race = Race(
-            trainset, self.metric, max_score=self.max_score, early_stopping=self.early_stopping
+            trainset,
+            self.metric,
+            max_score=self.max_score,
+            early_stopping=self.early_stopping,
+            stats=self.stats,
         )
         winner = await race.run(builders, self.limit)
         for candidate in race.candidates:

@@ -9,6 +9,7 @@ from ..checkpoint import entered
 from ..modules.module import Module
 from ..primitives import Example
 from .base import ModuleT, Optimizer, check_trainset
+from .stats import OptimizerStats, measure
 
 __all__ = ["LabeledFewShot"]
 
@@ -20,6 +21,9 @@ class LabeledFewShot(Optimizer):
         k: demos per predictor (fewer when the trainset is smaller).
         sample: pick them at random (seeded by ``seed``, as DSPy does with 0)
             rather than the first ``k``.
+
+    After :meth:`compile`, :attr:`stats` says what it cost (no model or
+    metric calls: only its time).
     """
 
     def __init__(self, k: int = 16, *, sample: bool = True, seed: int = 0) -> None:
@@ -28,6 +32,7 @@ class LabeledFewShot(Optimizer):
         self.k = k
         self.sample = sample
         self.seed = seed
+        self.stats = OptimizerStats()
 
     async def compile(
         self,
@@ -42,15 +47,17 @@ class LabeledFewShot(Optimizer):
         Raises:
             TrioDSPyError: the trainset is empty or does not mark inputs.
         """
-        await entered()
-        examples = check_trainset(trainset)
-        compiled = student.reset_copy()
-        size = min(self.k, len(examples))
-        for predictor in compiled.predictors():
-            if self.sample:
-                predictor.demos = list(random.Random(self.seed).sample(examples, size))
-            else:
-                predictor.demos = list(examples[:size])
+        self.stats = OptimizerStats()
+        with measure(self.stats):
+            await entered()
+            examples = check_trainset(trainset)
+            compiled = student.reset_copy()
+            size = min(self.k, len(examples))
+            for predictor in compiled.predictors():
+                if self.sample:
+                    predictor.demos = list(random.Random(self.seed).sample(examples, size))
+                else:
+                    predictor.demos = list(examples[:size])
         return compiled
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from ..evaluate.result import EvaluationResult
 from ..modules.module import Module
 from ..primitives import Example
 from .slots import PrioritySlots, RankedSlots
+from .stats import OptimizerStats
 
 __all__ = ["Builder", "Candidate", "Race", "RaceStats"]
 
@@ -66,7 +67,7 @@ class Candidate:
 
 @attrs.frozen
 class RaceStats:
-    """What early stopping saved: example runs made and example runs never made."""
+    """What early stopping saved: example runs made, and runs of pruned candidates never made."""
 
     candidates: int
     pruned: int
@@ -85,6 +86,8 @@ class Race:
             scores every candidate on every example).
         stop_at_score: a candidate that completes with at least this
             percentage ends the race for every later candidate.
+        stats: where the race adds its metric calls (as they are made) and
+            the runs that pruning saved (when :meth:`run` ends, however it ends).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Race:
         max_score: float = 1.0,
         early_stopping: bool = True,
         stop_at_score: float | None = None,
+        stats: OptimizerStats | None = None,
     ) -> None:
         self.valset = list(valset)
         self.metric = metric
@@ -102,6 +106,7 @@ class Race:
         self.early_stopping = early_stopping
         self.stop_at_score = stop_at_score
         self.candidates: list[Candidate] = []
+        self._stats = stats
 
     async def run(
         self,
@@ -123,9 +128,13 @@ class Race:
         slots = PrioritySlots(limit)
         order = list(ranks) if ranks is not None else list(range(len(builders)))
         self.candidates = [Candidate(i, label) for i, (label, _) in enumerate(builders)]
-        async with trio.open_nursery() as nursery:
-            for candidate, (_, build), rank in zip(self.candidates, builders, order):
-                nursery.start_soon(self._run_one, candidate, build, slots.view(rank))
+        try:
+            async with trio.open_nursery() as nursery:
+                for candidate, (_, build), rank in zip(self.candidates, builders, order):
+                    nursery.start_soon(self._run_one, candidate, build, slots.view(rank))
+        finally:
+            if self._stats is not None:
+                self._stats.metric_calls_saved += self.saved()
         return self.winner()
 
     async def _run_one(self, candidate: Candidate, build: Builder, slots: RankedSlots) -> None:
@@ -139,12 +148,17 @@ class Race:
                 candidate.result,
                 limiter=slots,
                 on_row=lambda _index, _result: self._scored(candidate),
+                on_metric_call=self._metric_called,
             )
         stop = self.stop_at_score
         if candidate.complete and stop is not None and candidate.score >= stop:
             for later in self.candidates[candidate.index + 1 :]:
                 later.pruned = later.pruned or not later.complete
                 later.scope.cancel()
+
+    def _metric_called(self) -> None:
+        if self._stats is not None:
+            self._stats.metric_calls += 1
 
     def _scored(self, changed: Candidate) -> None:
         if not self.early_stopping:
@@ -173,13 +187,23 @@ class Race:
             raise RuntimeError("no candidate was scored on the whole valset")
         return max(complete, key=lambda c: (c.floor(), -c.index))
 
+    def saved(self) -> int:
+        """The valset runs of pruned candidates that were never made.
+
+        Runs cut off by a cancellation from outside (a deadline) are not
+        counted: no decision of the race spared them.
+        """
+        return sum(
+            len(self.valset) - (c.result.finished if c.result is not None else 0)
+            for c in self.candidates
+            if c.pruned
+        )
+
     def stats(self) -> RaceStats:
         """How many example runs the race made and how many early stopping saved."""
-        runs = sum(c.result.finished for c in self.candidates if c.result is not None)
-        full = len(self.valset) * len(self.candidates)
         return RaceStats(
             candidates=len(self.candidates),
             pruned=sum(c.pruned for c in self.candidates),
-            example_runs=runs,
-            example_runs_saved=full - runs,
+            example_runs=sum(c.result.finished for c in self.candidates if c.result is not None),
+            example_runs_saved=self.saved(),
         )

@@ -16,6 +16,7 @@ import functools
 import random
 from collections.abc import Sequence
 
+import attrs
 import trio
 
 from ..checkpoint import entered
@@ -25,9 +26,31 @@ from ..primitives import Example
 from .base import ModuleT, Optimizer, check_trainset
 from .bootstrap import BootstrapFewShot
 from .labeled import LabeledFewShot
-from .race import Builder, Candidate, Race, RaceStats
+from .race import Builder, Candidate, Race
+from .stats import OptimizerStats, measure
 
-__all__ = ["BootstrapFewShotWithRandomSearch"]
+__all__ = ["BootstrapFewShotWithRandomSearch", "RandomSearchStats"]
+
+
+@attrs.define
+class RandomSearchStats(OptimizerStats):
+    """What one compile cost (see :class:`OptimizerStats`) and what its race did.
+
+    ``metric_calls`` and ``metric_calls_saved`` include the candidates'
+    bootstraps (their metric calls, and the trainset examples they left
+    unrun); the fields below are the valset race's own.
+
+    Attributes:
+        candidates: candidate programs built and scored.
+        pruned: candidates cancelled because they could no longer win.
+        example_runs: valset runs made.
+        example_runs_saved: valset runs of pruned candidates never made.
+    """
+
+    candidates: int = 0
+    pruned: int = 0
+    example_runs: int = 0
+    example_runs_saved: int = 0
 
 
 class BootstrapFewShotWithRandomSearch(Optimizer):
@@ -51,7 +74,8 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             the metric gives one example.
 
     After :meth:`compile`, :attr:`candidates` lists every candidate with its
-    score (partial for cancelled ones) and :attr:`stats` what early stopping saved.
+    score (partial for cancelled ones) and :attr:`stats` what the compile cost
+    and what early stopping saved.
     """
 
     def __init__(
@@ -87,7 +111,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         self.max_score = max_score
         self.max_errors = max_errors
         self.candidates: list[Candidate] = []
-        self.stats: RaceStats | None = None
+        self.stats: RandomSearchStats = RandomSearchStats()
 
     async def compile(
         self,
@@ -99,9 +123,22 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
     ) -> ModuleT:
         """The best candidate on ``valset`` (the trainset when not given).
 
+        :attr:`stats` is filled in even when compiling fails or is cancelled.
+
         Raises:
             TrioDSPyError: the trainset or valset is unusable, or bootstrapping failed.
         """
+        self.stats = RandomSearchStats()
+        with measure(self.stats):
+            return await self._compile(student, trainset, valset, teacher)
+
+    async def _compile(
+        self,
+        student: ModuleT,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None,
+        teacher: Module | None,
+    ) -> ModuleT:
         await entered()
         examples = check_trainset(trainset)
         scoring = check_trainset(valset, "valset") if valset is not None else examples
@@ -119,12 +156,17 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             max_score=self.max_score,
             early_stopping=self.early_stopping,
             stop_at_score=self.stop_at_score,
+            stats=self.stats,
         )
         try:
             best = await race.run(builders, self.limit, ranks=ranks)
         finally:
             self.candidates = race.candidates
-            self.stats = race.stats()
+            raced = race.stats()
+            self.stats.candidates = raced.candidates
+            self.stats.pruned = raced.pruned
+            self.stats.example_runs = raced.example_runs
+            self.stats.example_runs_saved = raced.example_runs_saved
         assert best.program is not None
         return best.program  # type: ignore[return-value]
 
@@ -154,7 +196,15 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             max_rounds=self.max_rounds,
             max_errors=self.max_errors,
         )
-        return await bootstrap.compile(student, trainset=trainset, teacher=teacher, limiter=limiter)
+        try:
+            return await bootstrap.compile(
+                student, trainset=trainset, teacher=teacher, limiter=limiter
+            )
+        finally:
+            # Its model calls already count in this compile's measure; its
+            # metric calls were counted on its own stats, so they are added here.
+            self.stats.metric_calls += bootstrap.stats.metric_calls
+            self.stats.metric_calls_saved += bootstrap.stats.metric_calls_saved
 
     def __repr__(self) -> str:
         n = self.num_candidate_programs
