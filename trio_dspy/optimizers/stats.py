@@ -22,8 +22,9 @@ class OptimizerStats:
         lm_calls: model calls answered by a model (cache hits not counted), the
             program's and the optimizer's own (proposals, reflection).
         metric_calls: examples scored by running the program and the metric.
-        metric_calls_saved: runs started and then cancelled because their
-            outcome could no longer change a decision (never counted above).
+        metric_calls_saved: example runs planned and then cancelled, or never
+            started, because their outcome could no longer change a decision
+            (never counted above).
         metric_calls_replayed: scores read back from a resumed run's journal.
         prompt_tokens: prompt tokens of every model call.
         completion_tokens: completion tokens of every model call.

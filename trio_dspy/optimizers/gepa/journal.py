@@ -118,12 +118,13 @@ class Journal:
     async def _append(self, record: Mapping[str, Any]) -> None:
         if self._file is None:
             return
-        line = json.dumps(record, ensure_ascii=False, default=repr) + "\n"
-        async with self._lock:
-            # Shielded: a record is written whole or not at all, even when the
-            # run is cancelled in the middle, so the journal stays readable.
-            with trio.CancelScope(shield=True):
-                await self._file.write(clean_text(line))  # type: ignore[attr-defined]
+        line = clean_text(json.dumps(record, ensure_ascii=False, default=repr) + "\n")
+        # Shielded, waiting for the lock included: a finished step is written
+        # whole even when the run is cancelled meanwhile, so the journal holds
+        # every step the run counted and stays readable.
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                await self._file.write(line)  # type: ignore[attr-defined]
                 await self._file.flush()  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
