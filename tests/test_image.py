@@ -447,3 +447,27 @@ def test_a_tool_cannot_take_an_image() -> None:
 
     with pytest.raises(SignatureError, match="Image"):
         td.Tool(look)
+
+
+async def test_an_image_a_tool_returns_reaches_the_model_without_its_base64() -> None:
+    from trio_dspy.messages import LMResponse, ToolCall
+    from trio_dspy.testing import DummyLM
+
+    picture = td.Image.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 3000)
+
+    def snapshot() -> td.Image:
+        """Take a picture."""
+        return picture
+
+    def turn(name: str, args: str) -> LMResponse:
+        return LMResponse(tool_calls=(ToolCall("c", name, args),), finish_reason="tool_calls")
+
+    lm = DummyLM(
+        [turn("snapshot", "{}"), turn("finish", '{"answer": "done"}')], supports_tools=True
+    )
+    with td.context(lm=lm):
+        pred = await td.ReAct("question -> answer", tools=[snapshot])(question="look")
+    observation = pred.trajectory.steps[0].calls[0].observation
+    assert "data:image/png;base64,<" in observation and "chars>" in observation
+    payload = picture.url.split(",", 1)[1]
+    assert payload not in repr(lm.requests[1])

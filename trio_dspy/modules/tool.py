@@ -287,14 +287,27 @@ def ensure_tool(tool: Tool | Callable[..., Any]) -> Tool:
     return tool if isinstance(tool, Tool) else Tool(tool)
 
 
+# A data: URL's payload, as an image a tool returns is written in its JSON.
+_DATA_PAYLOAD = re.compile(r"(data:[\w.+-]+/[\w.+-]+(?:;[\w=.+-]+)*,)([^\"\s]+)")
+
+
 def format_observation(value: Any) -> str:
-    """A tool result as text for the model: strings as is, the rest as JSON."""
+    """A tool result as text for the model: strings as is, the rest as JSON.
+
+    An image in the result (a ``td.Image`` returned by the tool) is shown as
+    its URL without the base64 payload, ``data:image/png;base64,<N chars>``:
+    an observation is text, and megabytes of base64 would fill the prompt,
+    the history and traced spans without the model seeing a picture.
+    """
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(unstructure(value), ensure_ascii=False, default=repr)
+        text = json.dumps(unstructure(value), ensure_ascii=False, default=repr)
     except Exception:
-        return repr(value)
+        text = repr(value)
+    if "data:" in text:
+        text = _DATA_PAYLOAD.sub(lambda m: f"{m.group(1)}<{len(m.group(2))} chars>", text)
+    return text
 
 
 # ------------------------------------------------------------------ introspection
