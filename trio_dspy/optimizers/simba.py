@@ -293,9 +293,12 @@ class _Search:
         return list(dict.fromkeys(ranked))
 
     def _softmax_sample(self, indices: list[int], temperature: float) -> int:
-        weights = [math.exp(self._mean(i) / temperature) for i in indices]
+        # Shifted by the largest mean: the same softmax, and no overflow for
+        # metrics that score far above 1.
+        top = max(self._mean(i) for i in indices)
+        weights = [math.exp((self._mean(i) - top) / temperature) for i in indices]
         total = sum(weights)
-        if total <= 0:
+        if total <= 0:  # pragma: no cover - the largest weight is 1
             return self.rng.choice(indices)
         return self.rng.choices(indices, weights=[w / total for w in weights], k=1)[0]
 
