@@ -22,13 +22,16 @@ The algorithm is DSPy's (3.3):
 
 What differs is concurrency, and only that: a step's ``bsize *
 num_candidates`` trajectory runs, its candidates' runs and the final
-evaluation's runs are child tasks under one ``limit``, and the rule models
-of a step are asked at once. The random draws are made in DSPy's order
-before anything runs, and results are gathered in index order, so with a
-model that answers each request the same way a seed gives the same program
-however the calls interleave. DSPy draws its Poisson numbers from numpy;
-here a second ``random.Random(seed)`` does (Knuth's method), so numpy is not
-needed and the draws differ from DSPy's.
+evaluation's runs are child tasks under one ``limit`` (rule requests, at
+most ``num_candidates + 1`` a step, hold no slot), and the rule models of a
+step are asked at once. Each bucket's random draws are made in DSPy's order
+before its strategy runs (they never depend on a strategy's result), and
+results are gathered in index order, so with a model that answers each
+request the same way a seed gives the same program however the calls
+interleave. DSPy's ``teacher_settings`` is not offered (a teacher is
+refused), and ``num_threads`` is ``limit``. DSPy draws its Poisson numbers from numpy;
+here a second seeded ``random.Random`` does (Knuth's method), so numpy is not
+needed; the draws follow the same distribution, not DSPy's exact numbers.
 """
 
 from __future__ import annotations
@@ -274,7 +277,9 @@ class _Search:
         self.prompt_model = prompt_model
         self.models = models
         self.rng = random.Random(simba.seed)
-        self.poisson_rng = random.Random(simba.seed)
+        # DSPy draws its Poisson numbers from numpy's generator: a second
+        # stream, seeded apart so its draws are not the first stream's.
+        self.poisson_rng = random.Random(f"{simba.seed}:poisson")
         self.slots = trio.CapacityLimiter(simba.limit)
         first = student.deepcopy()
         self.programs: list[Module] = [first]
