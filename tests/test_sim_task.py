@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 import trio_dspy as td
@@ -79,3 +80,63 @@ async def test_over_http_good_instructions_answer_right() -> None:
                 ]
     assert all(good_right)
     assert sum(plain_right) == sum(TASK.lucky(i) for i in range(20))
+
+
+def test_simba_advice_names_the_fed_back_phrases_for_each_listed_module() -> None:
+    info = json.dumps({"feedback": f'Wrong. The instructions should say "{TASK.phrases[3]}".'})
+    user = (
+        f"[[ ## worse_reward_info ## ]]\n{info}\n\n"
+        '[[ ## module_names ## ]]\n[\n  "first",\n  "second"\n]\n\nRespond with the fields.'
+    )
+    system = "Your output fields are:\n1. `discussion` (str)\n2. `module_advice` (dict[str, str])"
+    body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    reply = TASK.answer(body)
+    assert reply is not None and reply.outputs is not None
+    advice = reply.outputs["module_advice"]
+    assert set(advice) == {"first", "second"}
+    assert all(TASK.phrases[3] in text for text in advice.values())
+    # Nothing fed back: no advice.
+    quiet = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "?"}]}
+    reply = TASK.answer(quiet)
+    assert reply is not None and reply.outputs is not None
+    assert reply.outputs["module_advice"] == {}
+
+
+def test_sampling_luck_varies_sampled_answers_by_rollout_only() -> None:
+    lucky = InstructionTask(seed=4, sampling_luck=0.5)
+    missed = [i for i in range(40) if not lucky.lucky(i)]
+    system = {"role": "system", "content": "Answer."}
+
+    def right(task: InstructionTask, item: int, temperature: float | None) -> bool:
+        body: dict[str, object] = {
+            "messages": [system, {"role": "user", "content": task.question(item)}]
+        }
+        if temperature is not None:
+            body["temperature"] = temperature
+        reply = task.answer(body)
+        assert reply is not None and reply.outputs is not None
+        return bool(reply.outputs["answer"] == task.code(item))
+
+    # Unsampled requests, and every request of a task without luck, answer as before.
+    assert not any(right(lucky, i, None) or right(lucky, i, 0.0) for i in missed)
+    assert not any(right(TASK, i, 1.0) for i in range(40) if not TASK.lucky(i))
+    sampled = [right(lucky, i, 1.0) for i in missed]
+    assert 0 < sum(sampled) < len(missed)
+    with pytest.raises(ValueError, match="sampling_luck"):
+        InstructionTask(sampling_luck=1.5)
+
+
+async def test_in_process_rollouts_sample_apart() -> None:
+    lucky = InstructionTask(seed=4, sampling_luck=0.5)
+    lm = lucky.dummy_lm()
+    item = next(i for i in range(40) if not lucky.lucky(i))
+    predict = td.Predict(td.make_signature("question -> answer"))
+    answers = set()
+    with td.context(lm=lm):
+        for rollout in range(8):
+            request = td.ChatAdapter().format_request(
+                predict.signature, [], {"question": lucky.question(item)}, params={}
+            )
+            request = attrs.evolve(request, params={"temperature": 1.0}, rollout_id=rollout)
+            answers.add((await lm.request(request)).text)
+    assert len(answers) == 2  # right for some rollouts, wrong for others

@@ -52,6 +52,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
     "GEPA": (".optimizers", "GEPA"),
+    "SIMBA": (".optimizers", "SIMBA"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from .optimizers import (
         COPRO,
         GEPA,
+        SIMBA,
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
         LabeledFewShot,
@@ -91,6 +93,7 @@ __all__ = [
     "COPRO",
     "GEPA",
     "LM",
+    "SIMBA",
     "Adapter",
     "BaseLM",
     "BestOfN",

@@ -12,11 +12,13 @@ from .gepa import GEPA, GEPAResult
 from .labeled import LabeledFewShot
 from .race import Candidate, Race, RaceStats
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchStats
+from .simba import SIMBA
 from .stats import OptimizerStats
 
 __all__ = [
     "COPRO",
     "GEPA",
+    "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BootstrapStats",

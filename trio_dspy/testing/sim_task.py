@@ -19,7 +19,14 @@ that model, played by the simulated server through its ``script`` hook:
   the instructions plus every phrase the feedback named, in a fenced block;
 * asked for a ``proposed_instruction`` (MIPROv2's and COPRO's proposers) it
   proposes the base instructions with a random, seeded subset of the phrases,
-  so some proposals are better than others and a search can find them.
+  so some proposals are better than others and a search can find them;
+* asked for ``module_advice`` (SIMBA's ``OfferFeedback``) it advises each
+  module listed in ``module_names`` to say every phrase the request's
+  feedback named;
+* with ``sampling_luck`` above 0, a request sampled at a temperature of 1.0 or
+  more answers an item its instructions miss right with that probability,
+  drawn from the request and its rollout id (seen in process only: a rollout
+  id is never sent), so samples of one prompt differ as a real model's do.
 
 Everything is a pure function of the seed and the request, so runs repeat.
 """
@@ -56,6 +63,7 @@ _FENCE = re.compile(r"```(?:[^\n`]*)\n?(.*?)```", re.DOTALL)
 _CURRENT = re.compile(r"\[\[ ## current_instruction ## \]\]\n(.*?)\n\n\[\[ ## ", re.DOTALL)
 # Feedback quotes the phrase; inside JSON (DSPy 3.4's proposer) the quotes are escaped.
 _NAMED = re.compile(r'should say \\?"([^"\\]+)\\?"')
+_MODULE_NAMES = re.compile(r"\[\[ ## module_names ## \]\]\n(.*?)(?:\n\n|\Z)", re.DOTALL)
 _LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 
 
@@ -75,18 +83,24 @@ class InstructionTask:
         seed: picks the codes, each item's phrase and its luck.
         instructions: the task's plain starting instructions (what a
             proposer's answers build on).
+        sampling_luck: the chance that a sampled answer (temperature 1.0 or
+            more) to an item the instructions miss is right anyway; 0 (the
+            default) answers every request as at temperature 0.
     """
 
     phrases: tuple[str, ...] = DEFAULT_PHRASES
     base_accuracy: float = 0.25
     seed: int = 0
     instructions: str = "Given the question, produce the shelf code."
+    sampling_luck: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         if not self.phrases:
             raise ValueError("an InstructionTask needs at least one phrase")
         if not 0.0 <= self.base_accuracy <= 1.0:
             raise ValueError(f"base_accuracy must be in [0, 1], got {self.base_accuracy}")
+        if not 0.0 <= self.sampling_luck <= 1.0:
+            raise ValueError(f"sampling_luck must be in [0, 1], got {self.sampling_luck}")
 
     # ----------------------------------------------------------- the task
     def question(self, item: int) -> str:
@@ -152,10 +166,18 @@ class InstructionTask:
 
     def answer(self, body: Mapping[str, Any]) -> SimReply | None:
         """The model's answer to a request ``body`` (``None``: a generated one)."""
+        return self._respond(body, body.get("temperature"), None)
+
+    def _respond(
+        self, body: Mapping[str, Any], temperature: Any, rollout: int | None
+    ) -> SimReply | None:
+        """The answer to ``body`` sampled at ``temperature`` as rollout ``rollout``."""
         try:
             request = read_request(body, "openai")
         except ValueError:
             return None
+        if "`module_advice`" in request.system:  # SIMBA's OfferFeedback
+            return SimReply(outputs=self._advise(request.last_user))
         if "```" in request.last_user and "instructions" in request.last_user:
             return SimReply(text=self._reflect(request.last_user))
         if "`new_instruction`" in request.system:  # DSPy 3.4's GEPA proposer
@@ -169,6 +191,10 @@ class InstructionTask:
             return None
         item = int(match.group(1))
         right = self._knows(request.system, item)
+        sampled = isinstance(temperature, int | float) and temperature >= 1.0
+        if not right and sampled and self.sampling_luck > 0:
+            key = json.dumps(body.get("messages"), sort_keys=True, default=str)
+            right = _unit(self.seed, "sample", key, rollout) < self.sampling_luck
         answer = self.code(item) if right else self.code(item + 7919)
         return SimReply(outputs={"answer": answer})
 
@@ -183,7 +209,8 @@ class InstructionTask:
                 **({"response_format": {"type": "json_object"}} if request.response_format else {}),
             }
             key = int.from_bytes(hashlib.sha256(json.dumps(body).encode()).digest()[:4], "big")
-            return build_answer(read_request(body, "openai"), key, self.answer(body)).text
+            reply = self._respond(body, request.params.get("temperature"), request.rollout_id)
+            return build_answer(read_request(body, "openai"), key, reply).text
 
         return DummyLM(answer, latency=latency)
 
@@ -200,6 +227,27 @@ class InstructionTask:
             p for p in dict.fromkeys(_NAMED.findall(prompt)) if p.lower() not in current.lower()
         ]
         return current if not missing else f"{current} Also: {'; '.join(missing)}."
+
+    def _advise(self, prompt: str) -> dict[str, Any]:
+        """SIMBA's rule model: advice for each listed module, naming every phrase the
+        feedback in ``prompt`` named (the discussion says which)."""
+        phrases = list(dict.fromkeys(_NAMED.findall(prompt)))
+        listed = _MODULE_NAMES.search(prompt)
+        try:
+            names = json.loads(listed.group(1)) if listed else []
+        except ValueError:
+            names = []
+        if not isinstance(names, list):
+            names = []
+        if not phrases:
+            return {"discussion": "Both trajectories did the same.", "module_advice": {}}
+        advice = (
+            f"If the module receives a shelf-code question, then it should {'; '.join(phrases)}."
+        )
+        return {
+            "discussion": f"The worse trajectory missed: {'; '.join(phrases)}.",
+            "module_advice": {str(name): advice for name in names},
+        }
 
     def _propose(self, body: Mapping[str, Any]) -> str:
         """A proposer's answer: the base instructions with a seeded subset of the phrases."""
