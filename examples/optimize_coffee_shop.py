@@ -5,6 +5,7 @@ in two halves. The program is scored on the dev half, compiled on the train
 half, and scored again:
 
     python examples/optimize_coffee_shop.py                  # the simulated server
+    python examples/optimize_coffee_shop.py --optimizer gepa --budget 150
     python examples/optimize_coffee_shop.py --model openai/gemma --base-url http://127.0.0.1:8080/v1
 
 Against the simulated server (the default) answers are random but valid, so
@@ -56,8 +57,33 @@ def right_decision(example: td.Example, pred: td.Prediction, trace: Any = None) 
     return bool(pred.decision == example.decision)
 
 
-def make_optimizer(name: str, limit: int) -> td.optimizers.Optimizer:
+def decision_feedback(
+    gold: td.Example,
+    pred: td.Prediction,
+    trace: Any = None,
+    pred_name: str | None = None,
+    pred_trace: Any = None,
+) -> td.Prediction:
+    """The metric with feedback, for GEPA: what the decision should have been."""
+    decision = getattr(pred, "decision", None)
+    if decision == gold.decision:
+        return td.Prediction(score=1.0, feedback="Correct.")
+    said = decision.value if isinstance(decision, Decision) else decision
+    return td.Prediction(
+        score=0.0,
+        feedback=f"The customer said {gold.request!r} ({gold.mood.value}): the right decision "
+        f"is {gold.decision.value}, not {said}.",
+    )
+
+
+def make_optimizer(name: str, limit: int, lm: td.BaseLM, budget: int) -> td.optimizers.Optimizer:
     """The optimizer ``name`` with settings that suit a small model."""
+    if name == "gepa":
+        return td.GEPA(decision_feedback, reflection_lm=lm, max_metric_calls=budget, limit=limit)
+    if name == "simba":
+        return td.SIMBA(
+            decision_feedback, bsize=8, num_candidates=4, max_steps=4, max_demos=4, limit=limit
+        )
     if name == "labeled":
         return td.LabeledFewShot(k=8)
     if name == "bootstrap":
@@ -97,14 +123,17 @@ async def run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             before = await evaluate(program)
             t1 = time.perf_counter()
-            compiled = await make_optimizer(args.optimizer, args.limit).compile(
-                program, trainset=trainset
-            )
+            optimizer = make_optimizer(args.optimizer, args.limit, lm, args.budget)
+            compiled = await optimizer.compile(program, trainset=trainset)
             t2 = time.perf_counter()
             after = await evaluate(compiled)
             t3 = time.perf_counter()
     print(f"model {args.model or 'simulated'}, adapter {args.adapter}, optimizer {args.optimizer}")
     print(f"train {len(trainset)}, dev {len(devset)}; demos after compiling: {len(compiled.demos)}")
+    if compiled.signature.instructions != program.signature.instructions:
+        print(f"instructions after compiling: {compiled.signature.instructions!r}")
+    stats = optimizer.stats
+    print(f"optimizer: {stats.lm_calls} LM calls, {stats.metric_calls} metric calls")
     print(f"dev accuracy before: {before.score:.1f}% ({t1 - t0:.1f} s, {before.errors} unparsed)")
     print(f"compile: {t2 - t1:.1f} s")
     print(f"dev accuracy after:  {after.score:.1f}% ({t3 - t2:.1f} s, {after.errors} unparsed)")
@@ -122,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", choices=["chat", "json"], default="chat")
     parser.add_argument(
         "--optimizer",
-        choices=["labeled", "bootstrap", "random-search", "copro"],
+        choices=["labeled", "bootstrap", "random-search", "copro", "gepa", "simba"],
         default="bootstrap",
     )
+    parser.add_argument("--budget", type=int, default=150, help="GEPA's metric calls (default 150)")
     parser.add_argument("--limit", type=int, default=8, help="calls in flight (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/dev split")
     parser.add_argument("--save", help="write the compiled program to this JSON file")
