@@ -52,6 +52,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
     "GEPA": (".optimizers", "GEPA"),
+    "MIPROv2": (".optimizers", "MIPROv2"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
         LabeledFewShot,
+        MIPROv2,
     )
 else:
 
@@ -110,6 +112,7 @@ __all__ = [
     "LMRequest",
     "LMResponse",
     "LabeledFewShot",
+    "MIPROv2",
     "Message",
     "Module",
     "MultiChainComparison",
