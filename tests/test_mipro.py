@@ -303,3 +303,64 @@ async def test_without_optuna_compile_says_which_extra_to_install(
 def test_the_tips_are_dspys() -> None:
     assert list(TIPS) == ["none", "creative", "simple", "description", "high_stakes", "persona"]
     assert TIPS["persona"].endswith('(ie. "You are a ...")')
+
+
+async def test_the_dataset_summary_reads_batches_as_dspy_does() -> None:
+    from trio_dspy.optimizers.mipro.propose import dataset_summary, strip_prefix
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    answers = iter(["First look.", "COMPLETE", " More.", "COMPLETE"] + ["COMPLETE"] * 10)
+
+    async def call(step: td.Predict, inputs: dict[str, Any]) -> str:
+        seen.append((step.signature.__name__, inputs))
+        if step.signature.__name__ == "ObservationSummarizer":
+            return 'Summary: "It is about shelves."'
+        return next(answers)
+
+    text = await dataset_summary(TASK.examples(200), 10, call)
+    assert text == "It is about shelves."
+    names = [name for name, _ in seen]
+    # One description, then at most 9 more batches (stopped by the 5th COMPLETE), one summary.
+    assert names[0] == "DatasetDescriptor" and names[-1] == "ObservationSummarizer"
+    assert names.count("DatasetDescriptorWithPriorObservations") == 6
+    assert seen[-1][1]["observations"] == "First look. More."
+    assert "input_keys={'question'}" in seen[0][1]["examples"]
+
+    async def failing(step: td.Predict, inputs: dict[str, Any]) -> str:
+        if step.signature.__name__ == "DatasetDescriptorWithPriorObservations":
+            raise td.errors.LMError("the model is down")
+        return "Observed."
+
+    assert await dataset_summary(TASK.examples(30), 10, failing) == "Observed."
+
+    calls: list[str] = []
+
+    async def chatty(step: td.Predict, inputs: dict[str, Any]) -> str:
+        calls.append(step.signature.__name__)
+        return "Another thing."
+
+    await dataset_summary(TASK.examples(500), 10, chatty)
+    assert calls.count("DatasetDescriptorWithPriorObservations") == 9  # DSPy's cap: 10 calls
+    assert strip_prefix("**Proposed Instruction:** Say it.") == "** Say it."
+    assert strip_prefix('Instruction: "Say it."') == "Say it."
+
+
+async def test_a_failing_summary_leaves_proposals_without_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    prompts: list[str] = []
+
+    class NoSummaries(Watching):
+        async def send(self, request: LMRequest) -> LMResponse:
+            text = " ".join(m.text for m in request.messages)
+            prompts.append(text)
+            if "observations" in text and "proposed_instruction" not in text:
+                raise td.errors.LMBadRequestError("no summaries here")
+            return await super().send(request)
+
+    mipro = searching(prompt_model=NoSummaries(task_lm(3)), num_trials=5, num_candidates=3)
+    with td.context(lm=task_lm()):
+        await mipro.compile(program(), trainset=TRAIN, valset=VAL)
+    proposals = [p for p in prompts if "proposed_instruction" in p]
+    assert len(proposals) == 2 and not any("dataset_description" in p for p in proposals)
+    assert all("program_description" in p for p in proposals)  # still program-aware
