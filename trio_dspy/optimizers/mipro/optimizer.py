@@ -27,10 +27,11 @@ and every proposal run at once under ``limit`` (each proposal waits only
 for the demo sets it shows). Several trials are scored at once, as many as
 ``limit`` can keep busy plus one, and full evaluations run beside the next
 trials. Trials are told to TPE in the order they were asked, so the same
-seed with a model that answers each request the same way gives the same
-program whatever order the calls finish in; TPE, though, proposes each
-trial knowing the scores of the trials still in flight less than DSPy's
-sequential loop would, so early trials are closer to random.
+seed and ``limit`` with a model that answers each request the same way give
+the same program whatever order the calls finish in (the number of trials in
+flight follows ``limit``, and with it what TPE knows at each ask). TPE
+proposes each trial without the scores of the trials still in flight, which
+DSPy's sequential loop would have had, so early trials are closer to random.
 """
 
 from __future__ import annotations

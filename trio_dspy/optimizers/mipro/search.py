@@ -13,8 +13,10 @@ next trials do. Trials are told to TPE in the order they were asked, and
 trial ``t`` is asked right after trial ``t - in_flight`` was told; full
 evaluations start and are added at fixed points of that order (the next one
 starts only after the previous one was added). So TPE sees the same history
-at each ask whatever order the runs finish in, and a seed and a model that
-answers each request the same way give the same result. The price: TPE
+at each ask whatever order the runs finish in, and a seed, an ``in_flight``
+and a model that answers each request the same way give the same result.
+(Telling each trial as it finishes would let TPE learn a little sooner, but
+make the result depend on timing.) The price: TPE
 proposes trial ``t`` knowing ``in_flight - 1`` fewer results than DSPy's
 loop would, so the early trials are closer to random.
 """
