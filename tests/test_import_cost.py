@@ -9,7 +9,7 @@ import pytest
 
 import trio_dspy as td
 
-OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis")
+OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis", "optuna")
 ON_FIRST_USE = (
     "trio_dspy.testing",
     "trio_dspy.evaluate",

@@ -53,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
     "GEPA": (".optimizers", "GEPA"),
     "SIMBA": (".optimizers", "SIMBA"),
+    "MIPROv2": (".optimizers", "MIPROv2"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
         LabeledFewShot,
+        MIPROv2,
     )
 else:
 
@@ -113,6 +115,7 @@ __all__ = [
     "LMRequest",
     "LMResponse",
     "LabeledFewShot",
+    "MIPROv2",
     "Message",
     "Module",
     "MultiChainComparison",

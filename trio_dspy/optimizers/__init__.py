@@ -10,6 +10,7 @@ from .bootstrap import BootstrapFewShot, BootstrapStats
 from .copro import COPRO, InstructionAttempt
 from .gepa import GEPA, GEPAResult
 from .labeled import LabeledFewShot
+from .mipro import MIPROStats, MIPROv2
 from .race import Candidate, Race, RaceStats
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchStats
 from .simba import SIMBA
@@ -26,6 +27,8 @@ __all__ = [
     "GEPAResult",
     "InstructionAttempt",
     "LabeledFewShot",
+    "MIPROStats",
+    "MIPROv2",
     "Optimizer",
     "OptimizerStats",
     "Race",
