@@ -5,7 +5,7 @@ in two halves. The program is scored on the dev half, compiled on the train
 half, and scored again:
 
     python examples/optimize_coffee_shop.py                  # the simulated server
-    python examples/optimize_coffee_shop.py --optimizer gepa --budget 150
+    python examples/optimize_coffee_shop.py --optimizer gepa --budget 150   # or mipro, simba
     python examples/optimize_coffee_shop.py --model openai/gemma --base-url http://127.0.0.1:8080/v1
 
 Against the simulated server (the default) answers are random but valid, so
@@ -80,6 +80,8 @@ def make_optimizer(name: str, limit: int, lm: td.BaseLM, budget: int) -> td.opti
     """The optimizer ``name`` with settings that suit a small model."""
     if name == "gepa":
         return td.GEPA(decision_feedback, reflection_lm=lm, max_metric_calls=budget, limit=limit)
+    if name == "mipro":
+        return td.MIPROv2(right_decision, auto="light", limit=limit)
     if name == "simba":
         return td.SIMBA(
             decision_feedback, bsize=8, num_candidates=4, max_steps=4, max_demos=4, limit=limit
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", choices=["chat", "json"], default="chat")
     parser.add_argument(
         "--optimizer",
-        choices=["labeled", "bootstrap", "random-search", "copro", "gepa", "simba"],
+        choices=["labeled", "bootstrap", "random-search", "copro", "gepa", "mipro", "simba"],
         default="bootstrap",
     )
     parser.add_argument("--budget", type=int, default=150, help="GEPA's metric calls (default 150)")

@@ -21,7 +21,7 @@ def load_example() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("optimizer", ["gepa", "simba"])
+@pytest.mark.parametrize("optimizer", ["gepa", "mipro", "simba"])
 def test_the_example_compiles_with_the_optimizer_and_reports_its_cost(
     optimizer: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
