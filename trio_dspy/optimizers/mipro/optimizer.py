@@ -184,7 +184,7 @@ class MIPROv2(Optimizer):
         self.seed = seed
         self.init_temperature = 1.0
         self.view_data_batch_size = 10
-        self.stats = MIPROStats()
+        self.stats: MIPROStats = MIPROStats()
         self.trials: list[Trial] = []
         self.instruction_candidates: list[list[str]] = []
         self.demo_candidates: list[list[list[Demo]]] | None = None
