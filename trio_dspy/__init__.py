@@ -52,6 +52,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BootstrapFewShotWithRandomSearch": (".optimizers", "BootstrapFewShotWithRandomSearch"),
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
     "GEPA": (".optimizers", "GEPA"),
+    "KNNFewShot": (".optimizers", "KNNFewShot"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
         GEPA,
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        KNNFewShot,
         LabeledFewShot,
     )
 else:
@@ -107,6 +109,7 @@ __all__ = [
     "Image",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMRequest",
     "LMResponse",
     "LabeledFewShot",

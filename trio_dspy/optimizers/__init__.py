@@ -9,7 +9,9 @@ from .base import Optimizer
 from .bootstrap import BootstrapFewShot, BootstrapStats
 from .copro import COPRO, InstructionAttempt
 from .gepa import GEPA, GEPAResult
+from .knn import KNNFewShot
 from .labeled import LabeledFewShot
+from .neighbours import Vectorizer, VectorizerError
 from .race import Candidate, Race, RaceStats
 from .random_search import BootstrapFewShotWithRandomSearch
 from .stats import OptimizerStats
@@ -23,9 +25,12 @@ __all__ = [
     "Candidate",
     "GEPAResult",
     "InstructionAttempt",
+    "KNNFewShot",
     "LabeledFewShot",
     "Optimizer",
     "OptimizerStats",
     "Race",
     "RaceStats",
+    "Vectorizer",
+    "VectorizerError",
 ]
