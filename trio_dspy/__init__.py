@@ -53,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "LabeledFewShot": (".optimizers", "LabeledFewShot"),
     "GEPA": (".optimizers", "GEPA"),
     "KNNFewShot": (".optimizers", "KNNFewShot"),
+    "Ensemble": (".optimizers", "Ensemble"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         GEPA,
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        Ensemble,
         KNNFewShot,
         LabeledFewShot,
     )
@@ -101,6 +103,7 @@ __all__ = [
     "ChainOfThought",
     "ChatAdapter",
     "Completions",
+    "Ensemble",
     "Evaluate",
     "EvaluationResult",
     "Example",

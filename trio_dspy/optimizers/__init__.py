@@ -8,6 +8,7 @@ every candidate runs as a child task under one limit of runs in flight.
 from .base import Optimizer
 from .bootstrap import BootstrapFewShot, BootstrapStats
 from .copro import COPRO, InstructionAttempt
+from .ensemble import Ensemble, EnsembledProgram
 from .gepa import GEPA, GEPAResult
 from .knn import KNNFewShot
 from .labeled import LabeledFewShot
@@ -23,6 +24,8 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "BootstrapStats",
     "Candidate",
+    "Ensemble",
+    "EnsembledProgram",
     "GEPAResult",
     "InstructionAttempt",
     "KNNFewShot",
