@@ -18,7 +18,8 @@ import trio
 import trio_dspy as td
 from trio_dspy.errors import TrioDSPyError
 from trio_dspy.messages import LMRequest
-from trio_dspy.optimizers import VectorizerError
+from trio_dspy.optimizers import VectorizerError, neighbours
+from trio_dspy.optimizers.neighbours import OFF_LOOP_AT
 from trio_dspy.testing import DummyLM, SimConfig, serve_sim
 
 QA = "question -> answer"
@@ -362,3 +363,33 @@ async def test_knn_over_loopback_puts_the_neighbours_in_the_prompt(
     assert "near y" in final[-1]["content"]
     prompt = " ".join(str(m["content"]) for m in final[:-1])
     assert "q2" in prompt and "q3" in prompt and "q0" not in prompt
+
+
+def test_knn_large_trainsets_are_scored_off_the_event_loop() -> None:
+    size = OFF_LOOP_AT + 10
+    table: dict[str, Any] = {f"question: q{i}": [1.0, i / size] for i in range(size)}
+    table["question: high"] = [0.0, 1.0]
+    table["question: low"] = [1.0, 0.0]  # every example scores 1.0: a tie
+    threads: list[int] = []
+
+    async def main() -> list[list[str]]:
+        vectors = Vectors(table)
+        program = await td.KNNFewShot(2, trainset(size), vectors).compile(td.Predict(QA))
+        lm = answering()
+        asked = []
+        with td.context(lm=lm):
+            for question in ("high", "low"):
+                await program(question=question)
+                asked.append(demo_questions(lm.requests[-1]))
+        return asked
+
+    original = neighbours._rank
+
+    def ranking(*args: Any) -> list[int]:
+        threads.append(threading.get_ident())
+        return original(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(neighbours, "_rank", ranking)
+        assert trio.run(main) == [[f"q{size - 1}", f"q{size - 2}"], ["q0", "q1"]]
+    assert len(threads) == 2 and threading.get_ident() not in threads

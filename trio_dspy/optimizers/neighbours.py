@@ -14,13 +14,14 @@ NaN or a short vector would otherwise pick neighbours silently at random.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import inspect
 import math
 import numbers
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import trio
 
@@ -35,6 +36,11 @@ Vectorizer = Callable[[list[str]], Any]
 real numbers, a list or a numpy row) per text, in order."""
 
 Similarity = Literal["dot", "cosine"]
+
+T = TypeVar("T")
+
+OFF_LOOP_AT = 256
+"""Trainsets this large are checked and scored in a worker thread (see :meth:`Index._work`)."""
 
 
 class VectorizerError(TrioDSPyError, ValueError, TypeError):
@@ -120,19 +126,9 @@ class Index:
             Exception: whatever the vectorizer raised.
         """
         vectors = await self.vectors()
-        [query] = await self._embed([inputs_text(inputs)], "the call's inputs", len(vectors[0]))
-        if self.similarity == "cosine":
-            query = _normalised(query)
-        scores = [_dot(vector, query) for vector in vectors]
-        for index, score in enumerate(scores):
-            if not math.isfinite(score):
-                raise VectorizerError(
-                    f"the similarity of training example {index} to the call's inputs is "
-                    f"{score}: the vectors' components are too large to multiply; "
-                    "scale them down (or use similarity='cosine')",
-                    value=score,
-                )
-        return heapq.nsmallest(k, range(len(scores)), key=lambda i: (-scores[i], i))
+        result = await self._embed([inputs_text(inputs)])
+        [query] = self._prepare(result, 1, "the call's inputs", len(vectors[0]))
+        return await self._work(_rank, vectors, query, k)
 
     async def vectors(self) -> list[list[float]]:
         """The trainset's vectors, embedding it on the first call.
@@ -143,15 +139,33 @@ class Index:
         """
         async with self._lock:
             if self._vectors is None:
-                texts = [example_text(e) for e in self.trainset]
-                vectors = await self._embed(texts, "the trainset", None)
-                if self.similarity == "cosine":
-                    vectors = [_normalised(v) for v in vectors]
-                self._vectors = vectors
+                result = await self._embed([example_text(e) for e in self.trainset])
+                count = len(self.trainset)
+                self._vectors = await self._work(self._prepare, result, count, "the trainset", None)
             return self._vectors
 
-    async def _embed(self, texts: list[str], what: str, size: int | None) -> list[list[float]]:
-        """Vectors for ``texts``, checked (``size``: the length each must have)."""
+    def _prepare(self, result: Any, count: int, what: str, size: int | None) -> list[list[float]]:
+        """What the vectorizer returned, checked, and normalised for the cosine."""
+        vectors = checked_vectors(result, count, what, size)
+        if self.similarity == "cosine":
+            vectors = [_normalised(v) for v in vectors]
+        return vectors
+
+    async def _work(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``, in a worker thread for a trainset of :data:`OFF_LOOP_AT` or more.
+
+        Checking and scoring take pure-Python arithmetic over every component
+        of every vector: for a large trainset that would hold up every other
+        task, while a thread lets the event loop keep running.
+        """
+        if len(self.trainset) >= OFF_LOOP_AT:
+            return await trio.to_thread.run_sync(
+                functools.partial(function, *args), abandon_on_cancel=True
+            )
+        return function(*args)
+
+    async def _embed(self, texts: list[str]) -> Any:
+        """What the vectorizer returns for ``texts``, unchecked."""
         texts = [clean_text(t) for t in texts]
         self.embeddings += 1
         if _is_async(self.vectorizer):
@@ -160,7 +174,25 @@ class Index:
             result = await trio.to_thread.run_sync(self.vectorizer, texts, abandon_on_cancel=True)
         if inspect.isawaitable(result):
             result = await result
-        return checked_vectors(result, len(texts), what, size)
+        return result
+
+
+def _rank(vectors: list[list[float]], query: list[float], k: int) -> list[int]:
+    """Indices of the ``k`` vectors with the largest dot product with ``query``, ties in order.
+
+    Raises:
+        VectorizerError: a dot product overflows.
+    """
+    scores = [_dot(vector, query) for vector in vectors]
+    for index, score in enumerate(scores):
+        if not math.isfinite(score):
+            raise VectorizerError(
+                f"the similarity of training example {index} to the call's inputs is "
+                f"{score}: the vectors' components are too large to multiply; "
+                "scale them down (or use similarity='cosine')",
+                value=score,
+            )
+    return heapq.nsmallest(k, range(len(scores)), key=lambda i: (-scores[i], i))
 
 
 def checked_vectors(result: Any, count: int, what: str, size: int | None) -> list[list[float]]:
@@ -213,7 +245,19 @@ def _checked_vector(row: Any, where: str) -> list[float]:
         raise VectorizerError(
             f"{where} is {type(row).__name__}, not a vector of numbers", value=row
         ) from None
-    vector: list[float] = []
+    # The usual case, checked at C speed: components of a few real number
+    # types (float, int, numpy's), all finite. Anything else is looked at
+    # one component at a time, to say which one is wrong.
+    kinds = set(map(type, items))
+    if all(issubclass(k, numbers.Real) and not issubclass(k, bool) for k in kinds):
+        try:
+            vector = list(map(float, items))
+        except OverflowError:
+            pass
+        else:
+            if all(map(math.isfinite, vector)):
+                return vector
+    vector = []
     for j, item in enumerate(items):
         if isinstance(item, bool) or not isinstance(item, numbers.Real):
             raise VectorizerError(
