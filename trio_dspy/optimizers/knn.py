@@ -19,7 +19,11 @@ Where this differs from DSPy, on purpose:
 * the trainset is embedded on first use, inside trio, rather than in the
   constructor (which stays sync); a failed embedding is tried again by the
   next call;
-* ``similarity="cosine"`` is offered next to DSPy's dot product.
+* ``similarity="cosine"`` is offered next to DSPy's dot product;
+* the program bootstraps a copy of the student taken at compile time (DSPy
+  keeps the student itself, so changing it later changes the program), and a
+  teacher that does not match the student is refused at compile time rather
+  than on the first call.
 """
 
 from __future__ import annotations

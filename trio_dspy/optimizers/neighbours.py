@@ -137,6 +137,8 @@ class Index:
             VectorizerError: the vectorizer's answer is unusable.
             Exception: whatever the vectorizer raised (the next call tries again).
         """
+        if self._vectors is not None:
+            return self._vectors
         async with self._lock:
             if self._vectors is None:
                 result = await self._embed([example_text(e) for e in self.trainset])
