@@ -54,6 +54,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "GEPA": (".optimizers", "GEPA"),
     "SIMBA": (".optimizers", "SIMBA"),
     "MIPROv2": (".optimizers", "MIPROv2"),
+    "KNNFewShot": (".optimizers", "KNNFewShot"),
+    "Ensemble": (".optimizers", "Ensemble"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -72,6 +74,8 @@ if TYPE_CHECKING:
         SIMBA,
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        Ensemble,
+        KNNFewShot,
         LabeledFewShot,
         MIPROv2,
     )
@@ -104,6 +108,7 @@ __all__ = [
     "ChainOfThought",
     "ChatAdapter",
     "Completions",
+    "Ensemble",
     "Evaluate",
     "EvaluationResult",
     "Example",
@@ -112,6 +117,7 @@ __all__ = [
     "Image",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMRequest",
     "LMResponse",
     "LabeledFewShot",

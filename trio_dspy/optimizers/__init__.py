@@ -8,9 +8,12 @@ every candidate runs as a child task under one limit of runs in flight.
 from .base import Optimizer
 from .bootstrap import BootstrapFewShot, BootstrapStats
 from .copro import COPRO, InstructionAttempt
+from .ensemble import Ensemble, EnsembledProgram
 from .gepa import GEPA, GEPAResult
+from .knn import KNNFewShot
 from .labeled import LabeledFewShot
 from .mipro import MIPROStats, MIPROv2
+from .neighbours import Vectorizer, VectorizerError
 from .race import Candidate, Race, RaceStats
 from .random_search import BootstrapFewShotWithRandomSearch, RandomSearchStats
 from .simba import SIMBA
@@ -24,8 +27,11 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "BootstrapStats",
     "Candidate",
+    "Ensemble",
+    "EnsembledProgram",
     "GEPAResult",
     "InstructionAttempt",
+    "KNNFewShot",
     "LabeledFewShot",
     "MIPROStats",
     "MIPROv2",
@@ -34,4 +40,6 @@ __all__ = [
     "Race",
     "RaceStats",
     "RandomSearchStats",
+    "Vectorizer",
+    "VectorizerError",
 ]
