@@ -279,6 +279,32 @@ async def test_a_reflection_without_fences_or_text_is_handled(
     assert gepa.stats.metric_calls <= 60
 
 
+async def test_a_one_example_valset_works_without_merges(autojump_clock: trio.abc.Clock) -> None:
+    lm = task_lm()
+    gepa = td.GEPA(TASK.metric, reflection_lm=lm, max_metric_calls=60, track_stats=True)
+    with td.context(lm=lm):
+        compiled = await gepa.compile(program(), trainset=TRAIN, valset=VAL[:1])
+    result = compiled.detailed_results  # type: ignore[attr-defined]
+    assert all(len(parents) <= 1 for parents in result.parents)  # a merge needs 5 in common
+    assert gepa.stats.metric_calls <= 60
+
+
+async def test_a_metric_that_hangs_is_bounded_by_a_deadline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def metric(gold: Any, pred: Any, trace: Any = None, *rest: Any) -> Any:
+        if gold.question == TRAIN[5].question:
+            await trio.sleep_forever()
+        return TASK.metric(gold, pred, trace, *rest)
+
+    lm = task_lm()
+    gepa = td.GEPA(metric, reflection_lm=lm, max_metric_calls=80)
+    with td.context(lm=lm), trio.move_on_after(600) as scope:
+        await gepa.compile(program(), trainset=TRAIN, valset=VAL)
+    assert scope.cancelled_caught  # a run that never ends holds the compile, not the deadline
+    assert gepa.stats.metric_calls > 10  # what finished before is counted (and journaled)
+
+
 # --------------------------------------------------------------------- the parts
 def test_auto_budget_matches_dspy() -> None:
     # DSPy 3.4's GEPA.auto_budget for 1 predictor and 10 / 50 valset examples.
