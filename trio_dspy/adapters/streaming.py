@@ -16,6 +16,10 @@ however the completion was split into deltas.
 * :class:`JSONFieldParser` reads the string values of the top-level JSON
   object, escapes (``\\uXXXX`` and surrogate pairs included) decoded even
   when they arrive split; nested values are skipped.
+* :class:`XMLFieldParser` reads ``<field>...</field>`` elements
+  (:class:`~trio_dspy.adapters.xml_tags.TagScanner`), entities decoded; a
+  possible tag or entity split across deltas is held back until it is whole,
+  and whitespace at either end of a value is dropped, as the adapter strips it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,16 @@ from collections.abc import Collection
 from typing import Protocol
 
 from .markers import HEADER_PATTERN
+from .xml_tags import TagScanner, decode_entities, entity_hold
 
-__all__ = ["ChatFieldParser", "FieldParser", "JSONFieldParser", "NullFieldParser", "Piece"]
+__all__ = [
+    "ChatFieldParser",
+    "FieldParser",
+    "JSONFieldParser",
+    "NullFieldParser",
+    "Piece",
+    "XMLFieldParser",
+]
 
 Piece = tuple[str, str]
 """``(field, chunk)``: a non-empty piece of one field's value."""
@@ -338,3 +350,65 @@ class JSONFieldParser:
         else:
             self._field = None
             self._state = "after"
+
+
+class XMLFieldParser:
+    """``<field>...</field>`` elements of ``fields``, as they arrive.
+
+    ``names`` are every output field of the signature: a tag of any of them
+    opens or closes an element as :class:`~trio_dspy.XMLAdapter` reads it,
+    and only ``fields`` are reported. A value is its element's text with
+    entities decoded and the ends stripped; an element never closed is
+    reported up to where the text stopped.
+    """
+
+    def __init__(self, names: Collection[str], fields: Collection[str]) -> None:
+        self._scanner = TagScanner(names)
+        self._wanted = set(fields)
+        self._field: str | None = None  # the listened element being read
+        self._raw = ""  # its text not yet decoded (an entity may be unfinished)
+        self._started = False  # its first non-space character has been reported
+        self._spaces = ""  # whitespace held back: it is dropped if the element ends
+
+    def feed(self, delta: str) -> list[Piece]:
+        """The pieces ``delta`` completes, in order."""
+        return self._pieces(self._scanner.feed(delta))
+
+    def finish(self) -> list[Piece]:
+        """Nothing more for an element left open; the end of one closed at the end."""
+        pieces = self._pieces(self._scanner.finish())
+        self._field = None
+        return pieces
+
+    def _pieces(self, events: list[tuple[str, str, str]]) -> list[Piece]:
+        pieces: list[Piece] = []
+        for kind, field, raw in events:
+            if kind == "open":
+                self._field = field if field in self._wanted else None
+                self._raw, self._started, self._spaces = "", False, ""
+            elif self._field is None:
+                continue
+            elif kind == "text":
+                self._raw += raw
+            else:  # the element closed: all of it is known
+                self._report(decode_entities(self._raw), pieces, more=False)
+                self._field, self._raw = None, ""
+        if self._field is not None:
+            cut = entity_hold(self._raw)
+            self._report(decode_entities(self._raw[:cut]), pieces, more=True)
+            self._raw = self._raw[cut:]
+        return pieces
+
+    def _report(self, text: str, pieces: list[Piece], *, more: bool) -> None:
+        """Report ``text`` of the current element; ``more``: the element goes on."""
+        assert self._field is not None
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return
+            self._started = True
+        body = text.rstrip()
+        if body:
+            pieces.append((self._field, self._spaces + body))
+            self._spaces = ""
+        self._spaces = self._spaces + text[len(body) :] if more else ""

@@ -10,10 +10,11 @@ from typing import Any
 import trio
 
 from ..adapters.markers import COMPLETED, sections
+from ..adapters.xml_tags import XML_REQUIREMENT, elements
 from ..errors import ConfigurationError, ToolsUnsupportedError
 from ..groups import raise_single
 from ..lm.base import BaseLM, LMStream
-from ..messages import LMRequest, LMResponse, ToolCallDelta
+from ..messages import LMRequest, LMResponse, TextPart, ToolCallDelta
 from ..primitives import Usage
 from ..types import unstructure
 
@@ -34,8 +35,9 @@ class DummyLM(BaseLM):
     * a function of the :class:`~trio_dspy.messages.LMRequest`.
 
     Each answer is raw completion text, a dict of output values (written in
-    the ``[[ ## field ## ]]`` format, or as JSON when the request asks for a
-    ``response_format``), or a ready :class:`LMResponse` (for tool calls).
+    the ``[[ ## field ## ]]`` format, as ``<field>`` elements for an
+    :class:`~trio_dspy.XMLAdapter` request, or as JSON when the request asks
+    for a ``response_format``), or a ready :class:`LMResponse` (for tool calls).
 
     ``supports_tools=True`` makes agents use native tool calling (script
     :class:`LMResponse` objects with ``tool_calls`` then). ``refuse_tools=True``
@@ -200,7 +202,23 @@ def _render(values: Mapping[str, Any], request: LMRequest) -> str:
     data = {k: unstructure(v, tag_all=True) for k, v in values.items()}
     if request.response_format is not None:
         return json.dumps(data, ensure_ascii=False)
-    body = sections(
-        {k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in data.items()}
-    )
-    return f"{body}\n\n{COMPLETED}"
+    texts = {
+        k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in data.items()
+    }
+    if _asks_xml(request):
+        return elements(texts)
+    return f"{sections(texts)}\n\n{COMPLETED}"
+
+
+def _asks_xml(request: LMRequest) -> bool:
+    """Whether the request is XMLAdapter's: its last user message asks for XML tags."""
+    for message in reversed(request.messages):
+        if message.role == "user":
+            content = message.content
+            texts = (
+                [content]
+                if isinstance(content, str)
+                else [p.text for p in content if isinstance(p, TextPart)]
+            )
+            return any(XML_REQUIREMENT in text for text in texts)
+    return False

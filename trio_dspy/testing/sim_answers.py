@@ -15,9 +15,13 @@ asks for, in this order:
 4. a system prompt in the ``[[ ## field ## ]]`` format: one section per
    output field, each valid for the type its ``# note:`` states, then
    ``[[ ## completed ## ]]``;
-5. anything else: a few plausible words.
+5. a system prompt in the XML format (``<field>\n{field}\n</field>``): one
+   element per output field, valid for its ``# note:``; a field the prompt
+   lays out as nested elements (``<tags><item>...</item></tags>``) is
+   written so, leaves following the scalar its type names (``list[int]``);
+6. anything else: a few plausible words.
 
-In 3 and 4, a ReAct step prompt (one listing tools as ``(1) name, whose
+In 3, 4 and 5, a ReAct step prompt (one listing tools as ``(1) name, whose
 description is <desc>...</desc>. It takes arguments {...} in JSON format.``)
 gets ``next_tool_args`` valid for the ``next_tool_name`` chosen.
 
@@ -36,6 +40,7 @@ from typing import Any, Literal
 import attrs
 
 from ..adapters.markers import COMPLETED, sections
+from ..adapters.xml_tags import elements, escape_text
 from ..types import unstructure
 from .sim_values import schema_value, words
 
@@ -207,6 +212,10 @@ class _Plan:
     json_schema: Any = None
     # A ReAct step prompt's tools: name -> the JSON schema of its arguments.
     tools: Mapping[str, Any] = attrs.field(factory=dict)
+    # An XML prompt: its output elements; name -> the nested layout of a field
+    # written as nested elements.
+    xml: bool = False
+    nested: Mapping[str, str] = attrs.field(factory=dict)
 
 
 _OUTPUTS = "Your output fields are:\n"
@@ -220,6 +229,9 @@ _TOOL_LINE = re.compile(
     re.MULTILINE,
 )
 _NOTE = re.compile(r"^\{(\w+)\}\s+# note: the value you produce (.+)$", re.MULTILINE)
+# An element of an XML prompt's structure: a placeholder, or a nested layout.
+_XML_ELEMENT = re.compile(r"^<(\w+)>(?:\n\{\1\}|(<.*>|\.\.\.)</\1>$)", re.MULTILINE)
+_SCALARS = re.compile(r"\b(int|float|bool|str)\b")
 
 
 @functools.lru_cache(maxsize=256)
@@ -245,7 +257,49 @@ def _plan(system: str) -> _Plan:
         types[m.group(1)] = m.group(2)
     notes = {m.group(1): m.group(2) for m in _NOTE.finditer(system)}
     fields = tuple(_field(name, types[name], notes.get(name, "")) for name in types)
-    return _Plan(fields=fields, json_schema=schema, tools=tools)
+    xml = [m for m in _XML_ELEMENT.finditer(system) if m.group(1) in types or not m.group(2)]
+    nested = {m.group(1): m.group(0) for m in xml if m.group(2)}
+    return _Plan(
+        fields=fields,
+        json_schema=schema,
+        tools=tools,
+        xml=bool(xml) and "[[ ## " not in system,
+        nested={n: _leaf_kind(types[n]) + layout for n, layout in nested.items()},
+    )
+
+
+def _leaf_kind(type_name: str) -> str:
+    """``int:``, ``float:``, ``bool:``, ``str:`` or ``dict:`` (the leaves of a nested
+    field, from the last scalar its type names), prefixed to its layout."""
+    if type_name.startswith(("dict", "Optional[dict")):
+        return "dict:"
+    scalars = _SCALARS.findall(type_name)
+    return f"{scalars[-1] if scalars else 'str'}:"
+
+
+def _nested_xml(spec: str, rng: random.Random) -> str:
+    """A value laid out as the nested ``<tag><item>...</item></tag>`` ``spec`` shows."""
+    import xml.etree.ElementTree as ET
+
+    kind, _, layout = spec.partition(":")
+    leaf = _Field("leaf", "str" if kind == "dict" else kind)
+
+    def fill(element: ET.Element) -> str:
+        children = list(element)
+        if not children:
+            if kind == "dict" and element is root:
+                pairs = "".join(f"<key{i}>{rng.randint(0, 9)}</key{i}>" for i in range(2))
+                return f"<{element.tag}>{pairs}</{element.tag}>"
+            text = _chat_value(_field_value(leaf, rng))
+            return f"<{element.tag}>{escape_text(text)}</{element.tag}>"
+        inner: list[str] = []
+        for child in children:
+            repeat = rng.randint(1, 3) if child.tag == "item" else 1
+            inner.extend(fill(child) for _ in range(repeat))
+        return f"<{element.tag}>{''.join(inner)}</{element.tag}>"
+
+    root = ET.fromstring(layout)
+    return fill(root)
 
 
 def _arguments_schema(properties: str) -> Any:
@@ -314,6 +368,20 @@ def _chat_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _xml_content(
+    plan: _Plan, values: Mapping[str, Any], given: Mapping[str, Any], rng: random.Random
+) -> str:
+    """The elements of an XML answer: nested layouts generated, the rest as text or JSON."""
+    parts = []
+    for name, value in values.items():
+        spec = plan.nested.get(name)
+        if spec is not None and name not in given:
+            parts.append(_nested_xml(spec, rng))
+        else:
+            parts.append(elements({name: _chat_value(value)}))
+    return "\n\n".join(parts)
 
 
 # ----------------------------------------------------------------- answering
@@ -410,6 +478,8 @@ def _content(
         values = {f.name: _field_value(f, rng) for f in plan.fields}
         values.update(unstructure(dict(given), tag_all=True))
         _fill_tool_args(plan, values, given, rng)
+        if plan.xml:
+            return _xml_content(plan, values, given, rng)
         body = sections({k: _chat_value(v) for k, v in values.items()})
         return f"{body}\n\n{COMPLETED}"
     return words(rng, 4, 12).capitalize() + "."
