@@ -6,7 +6,7 @@
 from typing import TYPE_CHECKING, Any
 
 from . import errors, telemetry
-from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .adapters import Adapter, ChatAdapter, JSONAdapter, TwoStepAdapter, XMLAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
 from .lm import inspect_history
 from .lm.base import BaseLM
@@ -139,7 +139,9 @@ __all__ = [
     "StreamResponse",
     "Tool",
     "Trajectory",
+    "TwoStepAdapter",
     "Usage",
+    "XMLAdapter",
     "as_completed",
     "configure",
     "context",

@@ -9,7 +9,10 @@ One path serves plain calls and tool-calling ones:
 * :meth:`Adapter.format_request` builds the :class:`~trio_dspy.messages.LMRequest`:
   the prompt, the ``response_format``, and with ``tools=[...]`` the tool
   definitions plus a ``finish`` tool whose arguments are the signature's outputs;
-* :meth:`Adapter.parse_response` reads a plain answer into output values;
+* :meth:`Adapter.parse_response` reads a plain answer into output values,
+  unless :meth:`Adapter.extraction` names a second request that reads them
+  (a two-step format: the answer is free text, and another model extracts
+  the outputs from it; ``Predict`` sends that request);
 * :meth:`Adapter.parse_tool_turn` reads a tool-calling answer (which tools,
   whether it finished), :meth:`Adapter.parse_finish` the outputs a ``finish``
   call carries, and :meth:`Adapter.format_tool_results` writes the tool
@@ -23,7 +26,7 @@ import enum
 import json
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
 
@@ -44,7 +47,17 @@ from ..types import (
 from .inputs import given_fields, image_text, refuse_images, split_history, user_content
 from .streaming import FieldParser, NullFieldParser
 
-__all__ = ["FINISH_TOOL", "Adapter", "ToolTurn", "format_value", "parse_json_outputs"]
+if TYPE_CHECKING:
+    from ..lm.base import BaseLM
+
+__all__ = [
+    "FINISH_TOOL",
+    "Adapter",
+    "Extraction",
+    "ToolTurn",
+    "format_value",
+    "parse_json_outputs",
+]
 
 FINISH_TOOL = "finish"
 """The tool a tool-calling model calls, with the outputs as arguments, to answer."""
@@ -147,7 +160,8 @@ class Adapter(abc.ABC):
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
         requirements = self.output_requirements(signature)
-        messages.append(Message("user", user_content(f"{body}\n\n{requirements}")))
+        text = f"{body}\n\n{requirements}" if requirements else body
+        messages.append(Message("user", user_content(text)))
         return messages
 
     def format_history(
@@ -198,6 +212,16 @@ class Adapter(abc.ABC):
                 signature=signature.__name__,
             )
         return self.parse(signature, response.text)
+
+    def extraction(self, signature: type[Signature]) -> Extraction | None:
+        """The second request that reads ``signature``'s outputs out of an answer, if any.
+
+        ``None`` (every one-step format): :meth:`parse_response` reads the
+        answer. A two-step format (:class:`~trio_dspy.TwoStepAdapter`) answers
+        with an :class:`Extraction`: ``Predict`` then asks its model, with its
+        adapter, for its signature's outputs given the answer's text.
+        """
+        return None
 
     def stream_parser(self, signature: type[Signature], fields: Sequence[str]) -> FieldParser:
         """A fresh incremental parser of one completion's ``fields`` (``str`` outputs).
@@ -284,6 +308,23 @@ class Adapter(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+@attrs.frozen
+class Extraction:
+    """A request to send after the answer: read the outputs out of its text.
+
+    Attributes:
+        lm: the model that reads them.
+        adapter: the wire format of that request (it never is a two-step one).
+        signature: the outputs, with ``field`` as the one input.
+        field: the input that holds the first answer's text.
+    """
+
+    lm: BaseLM
+    adapter: Adapter
+    signature: type[Signature]
+    field: str = "text"
 
 
 @attrs.frozen

@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..adapters.base import Adapter, ToolTurn
+from ..adapters.base import Adapter, Extraction, ToolTurn
 from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..primitives import Prediction, Usage
@@ -411,6 +411,10 @@ class HintAdapter(Adapter):
             AdapterParseError: the response does not parse.
         """
         return self.inner.parse_response(signature, response)
+
+    def extraction(self, signature: type[Signature]) -> Extraction | None:
+        """The wrapped adapter's second request (a two-step format's)."""
+        return self.inner.extraction(signature)
 
     def output_requirements(self, signature: type[Signature]) -> str:
         """The wrapped adapter's closing request."""

@@ -6,7 +6,10 @@ values. A completion that does not parse is re-asked, up to
 ``max_parse_retries`` times, before ``AdapterParseError``: the first re-ask
 after a ``ChatAdapter`` failure is the ``JSONAdapter`` request in
 structured-output mode (the adapter's ``structured_fallback()``);
-the others show the model its error.
+the others show the model its error. A two-step adapter's answer is not
+parsed: the adapter's ``extraction()`` names a second request, to another
+model, that reads the outputs out of it, and ``Predict`` sends that too
+(:mod:`~trio_dspy.adapters.two_step`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..adapters.base import Adapter
+from ..adapters.base import Adapter, Extraction
 from ..adapters.chat import ChatAdapter
 from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
@@ -224,6 +227,14 @@ class Predict(Module, Predictor):
             else:
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
             usage.add(response.usage)
+            extraction = adapter.extraction(self.signature)
+            if extraction is not None:
+                # A two-step format: another model reads the outputs out of this
+                # free answer, with its own re-asks; this model is not asked again.
+                values = await self._extract(adapter.name, extraction, response, settings, usage)
+                if streaming is not None:
+                    await streaming.complete(values[0])
+                return values, usage
             try:
                 values = self._parse_choices(adapter, response)
             except AdapterParseError as exc:
@@ -265,6 +276,53 @@ class Predict(Module, Predictor):
                 await streaming.complete(values[0])
             return values, usage
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _extract(
+        self,
+        adapter: str,
+        extraction: Extraction,
+        response: LMResponse,
+        settings: Settings,
+        usage: Usage,
+    ) -> list[dict[str, Any]]:
+        """The outputs of each completion of ``response``, read by ``extraction``'s model.
+
+        Each extraction is a call of its own (all at once), re-asked as any
+        call when its answer does not parse; its usage is added to ``usage``.
+
+        Raises:
+            AdapterParseError: an extraction's answer never parsed; ``completion``
+                holds the main model's answer, ``adapter`` names ``adapter``,
+                the cause is the extraction's error.
+            trio_dspy.errors.LMError: the extraction call failed.
+        """
+        reader = Predict(extraction.signature)
+
+        async def extract(text: str) -> dict[str, Any]:
+            inputs = {extraction.field: text}
+            request = extraction.adapter.format_request(extraction.signature, [], inputs)
+            call = _Call(extraction.lm, extraction.adapter, settings, inputs)
+            try:
+                values, used = await reader._ask(call, request, stream=False)
+            except AdapterParseError as exc:
+                raise AdapterParseError(
+                    f"the extraction model's answer did not parse: {exc.args[0]}",
+                    completion=text,
+                    adapter=adapter,
+                    signature=self.signature.__name__,
+                    attempts=exc.attempts,
+                ) from exc
+            usage.add(used)
+            return values[0]
+
+        calls = [partial(extract, c.text) for c in response.choices]
+        # Collected, not raised by gather: its error would lose the extraction's cause.
+        values: list[dict[str, Any]] = []
+        for result in await gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+            values.append(result)
+        return values
 
     def _structured_request(
         self, call: _Call, fallback: Adapter, request: LMRequest, error: AdapterParseError
