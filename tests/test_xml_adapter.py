@@ -309,3 +309,17 @@ async def test_the_simulated_server_renders_scripted_outputs_in_xml() -> None:
             with td.context(lm=lm, adapter=td.XMLAdapter()):
                 pred = await td.Predict("q -> answer, n: int")(q="the weather")
     assert (pred.answer, pred.n) == ("Sun & rain", 4)
+
+
+@pytest.mark.parametrize("adapter", [td.XMLAdapter(), td.ChatAdapter()], ids=repr)
+def test_a_lone_surrogate_escaped_in_json_after_prose_becomes_the_replacement_character(
+    adapter: td.Adapter,
+) -> None:
+    sig = td.make_signature("q -> tags: tuple[str, ...]")
+    body = 'tags: ["\\ud800"]'  # JSON found inside prose, not the whole text
+    completion = (
+        f"<tags>\n{body}\n</tags>"
+        if isinstance(adapter, td.XMLAdapter)
+        else f"[[ ## tags ## ]]\n{body}"
+    )
+    assert adapter.parse(sig, completion) == {"tags": ("\ufffd",)}

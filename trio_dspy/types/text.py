@@ -143,7 +143,8 @@ def find_json(body: str, openers: str) -> Any:
         except RecursionError:
             return None  # hostile nesting: nothing after it is worth the search
         if _depth_ok(body[at:end], value):
-            return value
+            # As loads_json does: a string escaping a lone surrogate gets U+FFFD.
+            return clean_json(value)
         start = end  # too deep: skip it whole (its insides are parts of it)
 
 
