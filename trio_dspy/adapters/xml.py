@@ -160,11 +160,15 @@ class XMLAdapter(Adapter):
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read each output element and structure it to its field's type.
 
+        Lone surrogates in ``completion`` become U+FFFD first (the text
+        policy, for text that did not come through a model client).
+
         Raises:
             AdapterParseError: an output element is missing, never closed, or
                 holds a value that does not fit its type, and the completion
                 is not a usable JSON object either.
         """
+        completion = clean_text(completion)
         try:
             return self._parse_elements(signature, completion)
         except AdapterParseError as xml_error:
