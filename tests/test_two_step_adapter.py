@@ -196,3 +196,21 @@ async def test_the_simulated_server_answers_the_free_prompt_in_prose() -> None:
     free = extraction.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
     assert free and "[[ ##" not in free  # a few words of prose
     assert isinstance(pred.verdict, Verdict)
+
+
+async def test_refine_passes_its_hint_to_the_main_model_and_still_extracts() -> None:
+    main = DummyLM(["It is Paris, France.", "Paris."])
+    extractor = DummyLM(
+        {"Paris, France": {"answer": "Paris, France"}, "Paris.": {"answer": "Paris"}}
+    )
+
+    def one_word(inputs: dict[str, Any], pred: td.Prediction) -> float:
+        return float(" " not in pred.answer)
+
+    refine = td.Refine(td.Predict("question -> answer"), 3, one_word, threshold=1.0)
+    with td.context(lm=main, adapter=td.TwoStepAdapter(extractor)):
+        pred = await refine(question="Capital of France?")
+    assert pred.answer == "Paris"
+    assert len(main.requests) == 2 and len(extractor.requests) == 2
+    hint = main.requests[1].messages[-1].content
+    assert isinstance(hint, str) and hint.startswith("question: Capital of France?\n\nhint_: ")
