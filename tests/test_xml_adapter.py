@@ -287,6 +287,7 @@ async def test_the_simulated_server_answers_an_xml_request_in_xml() -> None:
         assert isinstance(pred.size, Size) and isinstance(pred.done, bool)
         assert all(isinstance(t, int) for t in pred.tags)
         assert isinstance(pred.lookup, dict)
+        assert pred.lines and all(isinstance(line, Item) for line in pred.lines)
         assert isinstance(pred.answer, str) and pred.answer
 
 
@@ -299,6 +300,7 @@ class SimSig(td.Signature):
     done: bool = td.OutputField()
     tags: list[int] = td.OutputField()
     lookup: dict[str, int] = td.OutputField()
+    lines: list[Item] = td.OutputField()
 
 
 async def test_the_simulated_server_renders_scripted_outputs_in_xml() -> None:

@@ -18,7 +18,8 @@ asks for, in this order:
 5. a system prompt in the XML format (``<field>\n{field}\n</field>``): one
    element per output field, valid for its ``# note:``; a field the prompt
    lays out as nested elements (``<tags><item>...</item></tags>``) is
-   written so, leaves following the scalar its type names (``list[int]``);
+   written so, leaves following the scalar its type names (``list[int]``),
+   else small numbers (a class's leaves: they read as str, int or float);
 6. anything else: a few plausible words.
 
 In 3, 4 and 5, a ReAct step prompt (one listing tools as ``(1) name, whose
@@ -269,12 +270,15 @@ def _plan(system: str) -> _Plan:
 
 
 def _leaf_kind(type_name: str) -> str:
-    """``int:``, ``float:``, ``bool:``, ``str:`` or ``dict:`` (the leaves of a nested
-    field, from the last scalar its type names), prefixed to its layout."""
+    """``int:``, ``float:``, ``bool:``, ``str:``, ``dict:`` or ``number:`` (the
+    leaves of a nested field, from the last scalar its type names), prefixed
+    to its layout."""
     if type_name.startswith(("dict", "Optional[dict")):
         return "dict:"
     scalars = _SCALARS.findall(type_name)
-    return f"{scalars[-1] if scalars else 'str'}:"
+    # A class's leaves are of types the prompt does not name: a small number
+    # reads as a str, an int and a float alike.
+    return f"{scalars[-1] if scalars else 'number'}:"
 
 
 def _nested_xml(spec: str, rng: random.Random) -> str:
@@ -290,7 +294,8 @@ def _nested_xml(spec: str, rng: random.Random) -> str:
             if kind == "dict" and element is root:
                 pairs = "".join(f"<key{i}>{rng.randint(0, 9)}</key{i}>" for i in range(2))
                 return f"<{element.tag}>{pairs}</{element.tag}>"
-            text = _chat_value(_field_value(leaf, rng))
+            value = rng.randint(1, 9) if kind == "number" else _field_value(leaf, rng)
+            text = _chat_value(value)
             return f"<{element.tag}>{escape_text(text)}</{element.tag}>"
         inner: list[str] = []
         for child in children:
