@@ -22,6 +22,9 @@ ON_FIRST_USE = (
     "trio_dspy.lm.redis_cache",
     "httpx",
     "h11",
+    "xml.etree.ElementTree",
+    "xml.sax",
+    "urllib.request",
 )
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args, get_origin
-from xml.sax.saxutils import quoteattr
 
 from ..errors import AdapterParseError, StructuringError
 from ..signature import Signature
@@ -237,7 +236,7 @@ def value_to_xml(value: Any, tag: str, key: str | None = None) -> str:
     ``<entry key="...">`` for a key that is no tag name; ``None`` and an empty
     list are an empty element; text is escaped.
     """
-    attrs = f" key={quoteattr(key)}" if key is not None else ""
+    attrs = f" key={_quote_attribute(key)}" if key is not None else ""
     if isinstance(value, list):
         children = "".join(value_to_xml(item, "item") for item in value)
         return f"<{tag}{attrs}>{children}</{tag}>" if children else f"<{tag}{attrs} />"
@@ -251,6 +250,25 @@ def value_to_xml(value: Any, tag: str, key: str | None = None) -> str:
     if value is None:
         return f"<{tag}{attrs} />"
     return f"<{tag}{attrs}>{escape_text(str(value))}</{tag}>"
+
+
+def _quote_attribute(value: str) -> str:
+    """``value`` as a double-quoted attribute value (``xml.sax.saxutils.quoteattr``
+    would load ``urllib.request`` with ``import trio_dspy``)."""
+    for raw, entity in _ATTRIBUTE_ENTITIES:
+        value = value.replace(raw, entity)
+    return f'"{value}"'
+
+
+_ATTRIBUTE_ENTITIES = (
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    ('"', "&quot;"),
+    ("\n", "&#10;"),
+    ("\r", "&#13;"),
+    ("\t", "&#9;"),
+)
 
 
 def xml_skeleton(tag: str, annotation: Any) -> str:
