@@ -325,3 +325,29 @@ def test_a_lone_surrogate_escaped_in_json_after_prose_becomes_the_replacement_ch
         else f"[[ ## tags ## ]]\n{body}"
     )
     assert adapter.parse(sig, completion) == {"tags": ("\ufffd",)}
+
+
+def test_pydantic_models_are_nested_xml_as_in_dspy() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Pet(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        name: str
+        age: int
+
+    class Owner(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        owner: str
+        pets: list[Pet]
+        best: Pet | None = None
+
+    sig = td.make_signature("q -> out: Owner", custom_types={"Owner": Owner})
+    assert (
+        "<out><owner>...</owner><pets><item><name>...</name><age>...</age></item></pets>"
+        "<best><name>...</name><age>...</age></best></out>" in XML.system_prompt(sig)
+    )
+    value = Owner(owner="A & B", pets=[Pet(name="x", age=2)])
+    text = XML.format_outputs(sig, {"out": value})
+    assert text == (
+        "<out><owner>A &amp; B</owner><pets><item><name>x</name><age>2</age></item></pets>"
+        "<best /></out>"
+    )
+    assert XML.parse(sig, text) == {"out": value}

@@ -358,8 +358,9 @@ class XMLFieldParser:
     ``names`` are every output field of the signature: a tag of any of them
     opens or closes an element as :class:`~trio_dspy.XMLAdapter` reads it,
     and only ``fields`` are reported. A value is its element's text with
-    entities decoded and the ends stripped; an element never closed is
-    reported up to where the text stopped.
+    entities decoded and the ends stripped. An element never closed (the
+    adapter then reports the field missing) gets no more than what was
+    reported before the text stopped.
     """
 
     def __init__(self, names: Collection[str], fields: Collection[str]) -> None:
@@ -375,7 +376,7 @@ class XMLFieldParser:
         return self._pieces(self._scanner.feed(delta))
 
     def finish(self) -> list[Piece]:
-        """Nothing more for an element left open; the end of one closed at the end."""
+        """The end of an element that the held-back text closes; nothing for one left open."""
         pieces = self._pieces(self._scanner.finish())
         self._field = None
         return pieces
