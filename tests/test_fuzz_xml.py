@@ -110,19 +110,19 @@ def _parse(completion: str) -> dict[str, Any] | AdapterParseError:
     return result
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(st.text(max_size=300))
 def test_arbitrary_text_ends_in_values_or_a_parse_error(text: str) -> None:
     _parse(text)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(st.lists(fragments, max_size=12))
 def test_hostile_fragments_end_in_values_or_a_parse_error(parts: list[str]) -> None:
     _parse("".join(parts))
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(
     st.sampled_from(["answer", "n", "ok", "tags", "lines", "extra"]),
     st.one_of(
@@ -139,7 +139,7 @@ def test_a_hostile_value_inside_a_valid_answer_ends_in_values_or_a_parse_error(
         assert field in str(result) or "missing" in str(result) or "never closed" in str(result)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(st.lists(fragments, max_size=10), st.lists(st.integers(1, 40), min_size=1, max_size=8))
 def test_the_stream_parser_agrees_with_the_parser_however_the_text_is_split(
     parts: list[str], sizes: list[int]
