@@ -133,7 +133,7 @@ async def test_an_extraction_model_error_is_not_a_parse_error() -> None:
         await td.Predict(Judge)(claim="c", facts=[])
 
 
-async def test_each_of_n_completions_is_extracted_and_usage_adds_up() -> None:
+async def test_each_of_n_completions_is_extracted_on_its_own() -> None:
     answers = ["First: yes at 0.1.", "Second: no at 0.2."]
     main = DummyLM(answers)
     extractor = DummyLM(
