@@ -46,9 +46,11 @@ class Embedder:
             a list of texts to one vector per text, sync (run in a worker
             thread, one batch at a time) or async (batches at once).
         batch_size: texts per request (or per call of the function).
-        base_url, api_key: for a hosted model, as for :class:`~trio_dspy.LM`
-            (``$OPENAI_BASE_URL``, ``$OPENAI_API_KEY`` by default). The key is
-            never shown in reprs, logs, spans or errors.
+        base_url: for a hosted model, as for :class:`~trio_dspy.LM`
+            (``$OPENAI_BASE_URL`` by default).
+        api_key: for a hosted model, as for :class:`~trio_dspy.LM`
+            (``$OPENAI_API_KEY`` by default). Never shown in reprs, logs,
+            spans or errors.
         **kwargs: for a hosted model, request fields (``dimensions``, ``user``,
             ``extra_body={...}``) and the client options of :class:`~trio_dspy.LM`
             (``max_concurrency``, ``rpm``, ``tpm``, ``max_retries``, ``timeout``

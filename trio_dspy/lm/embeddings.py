@@ -109,8 +109,9 @@ class EmbeddingsClient:
     Args:
         model: ``"openai/<name>"`` (any OpenAI-compatible server with
             ``base_url``) or a named compatible server (``"ollama/<name>"``, ...).
-        base_url, api_key: as for :class:`~trio_dspy.lm.LM` (the key from
-            ``$OPENAI_API_KEY`` by default; never shown or logged).
+        base_url: as for :class:`~trio_dspy.lm.LM`.
+        api_key: as for :class:`~trio_dspy.lm.LM` (``$OPENAI_API_KEY`` by
+            default; never shown or logged).
         params: request fields sent with every request (``dimensions``, ``user``
             and ``extra_body``'s).
         **options: the :class:`~trio_dspy.lm.LM` options in :data:`CLIENT_OPTIONS`.
@@ -254,8 +255,8 @@ def read_embeddings(data: Any, count: int, model: str) -> Embeddings:
         BadField: not ``count`` items, an index out of range or repeated, or
             a vector that is empty, of another length than the first, or
             holds something other than a finite number.
-        Exception: another of :data:`~trio_dspy.lm.params.MALFORMED`: not an
-            embeddings response at all.
+        Exception: another of the ``MALFORMED`` exceptions of
+            ``trio_dspy.lm.params``: not an embeddings response at all.
     """
     items = data["data"]
     if not isinstance(items, list):
