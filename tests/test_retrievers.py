@@ -151,3 +151,27 @@ def test_knn_refuses_a_trainset_without_inputs() -> None:
         td.KNN(1, [td.Example(question="q")], lambda texts: texts)
     with pytest.raises(ValueError, match="k must"):
         td.KNN(0, TRAIN, lambda texts: texts)
+
+
+async def test_copies_of_a_program_share_one_embedding_of_the_corpus_and_trainset() -> None:
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return [[1.0]] * len(texts)
+
+    class RAG(td.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.search = td.retrievers.Embeddings(CORPUS, td.Embedder(embed), k=1)
+            self.knn = td.KNN(1, TRAIN, embed)
+
+        async def forward(self, question: str) -> td.Prediction:
+            found = await self.search(question)
+            return td.Prediction(passages=found.passages, demos=await self.knn(question=question))
+
+    program = RAG()
+    copies = [program.deepcopy(), program.reset_copy(), program.deepcopy().deepcopy()]
+    for copy in [program, *copies]:
+        await copy(question="q")
+    assert calls.count(len(CORPUS)) == 1 and calls.count(len(TRAIN)) == 1

@@ -206,6 +206,11 @@ class Embedder:
         else:
             await trio.lowlevel.checkpoint()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Embedder:
+        # Shared like a model: copies of a program use one client, its
+        # connections and limits.
+        return self
+
     async def __aenter__(self) -> Embedder:
         return self
 

@@ -154,6 +154,11 @@ class Embeddings:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self.corpus)} passages, k={self.k})"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Embeddings:
+        # Shared like a model: copies of a program (optimizers make many) use
+        # one corpus embedding instead of each embedding the corpus again.
+        return self
+
 
 class EmbeddingsWithScores(Embeddings):
     """:class:`Embeddings` whose results also carry each passage's ``scores`` (as DSPy's)."""

@@ -72,3 +72,8 @@ class KNN:
 
     def __repr__(self) -> str:
         return f"KNN(k={self.k}, {len(self.trainset)} examples)"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KNN:
+        # Shared like a model: copies of a program (optimizers make many) use
+        # one trainset embedding instead of each embedding the trainset again.
+        return self
