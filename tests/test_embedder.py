@@ -311,3 +311,65 @@ async def test_wrong_call_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         await embedder(["a"], batch_size=0)
     assert embedder.sent == []  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ cache
+async def test_cached_texts_are_not_sent_again_and_cost_nothing() -> None:
+    async with serve_sim() as sim:
+        embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", cache=True)
+        first = await embedder(["cats eat", "dogs run"])
+        with td.track_usage() as usage:
+            second = await embedder(["dogs run", "fish swim", "cats eat"])
+            again = await embedder("fish swim")
+    assert [r["input"] for r in sim.requests] == [["cats eat", "dogs run"], ["fish swim"]]
+    assert second == [first[1], embed_text("fish swim"), first[0]] and again == second[1]
+    assert (usage.prompt_tokens, usage.requests) == (2, 1)
+
+
+async def test_the_request_fields_are_part_of_the_cache_key() -> None:
+    async with serve_sim() as sim:
+        embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", cache=True)
+        assert len(await embedder("a", dimensions=8)) == 8
+        assert len(await embedder("a", dimensions=16)) == 16
+        assert len(await embedder("a", dimensions=8)) == 8
+    assert sim.stats.embeddings == 2
+
+
+async def test_a_disk_cache_outlives_the_embedder(tmp_path: Any) -> None:
+    path = tmp_path / "embeddings.sqlite3"
+    async with serve_sim() as sim:
+        for _ in range(2):
+            async with td.Embedder(
+                "openai/emb", base_url=sim.base_url, api_key="x", cache=path
+            ) as embedder:
+                assert await embedder(["a b", "c"]) == [embed_text("a b"), embed_text("c")]
+    assert sim.stats.embeddings == 1
+
+
+async def test_a_poisoned_cache_entry_is_a_miss() -> None:
+    class Poisoned(td.lm.MemoryCache):
+        async def get(self, key: str) -> td.LMResponse | None:
+            await trio.lowlevel.checkpoint()
+            return td.LMResponse(text=next(garbage))
+
+    garbage = iter(["[NaN]", "not json", '{"a": 1}', "[[1.0]]", "[]", "[" * 10_000])
+    async with serve_sim() as sim:
+        embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", cache=Poisoned())
+        texts = [f"text {i}" for i in range(6)]
+        with structlog.testing.capture_logs() as logs:
+            assert await embedder(texts) == [embed_text(t) for t in texts]
+    assert sim.requests[0]["input"] == texts
+    assert sum(e["event"] == "embeddings.cache_entry_unreadable" for e in logs) == 6
+
+
+async def test_a_failing_cache_does_not_fail_the_call() -> None:
+    class Broken(td.lm.MemoryCache):
+        async def get(self, key: str) -> td.LMResponse | None:
+            raise OSError("disk gone")
+
+        async def put(self, key: str, response: td.LMResponse) -> None:
+            raise OSError("disk gone")
+
+    async with serve_sim() as sim:
+        embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", cache=Broken())
+        assert await embedder("a") == embed_text("a")

@@ -55,8 +55,11 @@ class Embedder:
             ``extra_body={...}``) and the client options of :class:`~trio_dspy.LM`
             (``max_concurrency``, ``rpm``, ``tpm``, ``max_retries``, ``timeout``
             (per request, retries included), ``attempt_timeout``, ``limits``,
-            ``transport``, ...). For a function: keyword arguments passed to
-            every call, as DSPy does.
+            ``transport``, ...), and ``cache`` (``False`` by default; ``True``,
+            ``"disk"``, a path or a cache such as ``td.RedisCache(...)``, as for
+            :class:`~trio_dspy.LM`: each text's vector is kept and not asked for
+            again). For a function: keyword arguments passed to every call, as
+            DSPy does.
 
     Raises:
         ValueError: ``batch_size`` is below 1, or a client option is out of range.
@@ -81,14 +84,15 @@ class Embedder:
         self.default_kwargs: dict[str, Any] = {}
         self.client: EmbeddingsClient | None = None
         """A hosted model's :class:`~trio_dspy.lm.embeddings.EmbeddingsClient`, else ``None``."""
-        self._function: Callable[..., Any] = _no_function
+        self._function: Callable[..., Any] | None = None
         if isinstance(model, str):
             # The HTTP client loads only for a hosted model (a local function needs none of it).
             from .lm.embeddings import CLIENT_OPTIONS, EmbeddingsClient, check_options
 
             check_options(kwargs)
-            options = {k: v for k, v in kwargs.items() if k in CLIENT_OPTIONS}
-            params = {k: v for k, v in kwargs.items() if k not in CLIENT_OPTIONS}
+            client_options = CLIENT_OPTIONS | {"cache"}
+            options = {k: v for k, v in kwargs.items() if k in client_options}
+            params = {k: v for k, v in kwargs.items() if k not in client_options}
             params.update(params.pop("extra_body", None) or {})
             self.default_kwargs = params
             self.client = EmbeddingsClient(
@@ -164,19 +168,26 @@ class Embedder:
                 return (await client.embed(batch, kwargs)).vectors
 
             return await gather(*(partial(request, b) for b in batches))
-        if is_async_callable(self._function):
-            return await gather(*(partial(self._call_async, b, kwargs) for b in batches))
-        return [await self._call_sync(b, kwargs) for b in batches]
+        function = self._function
+        assert function is not None  # an embedder has a client or a function
+        if is_async_callable(function):
+            calls = (partial(self._call_async, function, b, kwargs) for b in batches)
+            return await gather(*calls)
+        return [await self._call_sync(function, b, kwargs) for b in batches]
 
-    async def _call_async(self, batch: list[str], kwargs: dict[str, Any]) -> list[list[float]]:
-        result = self._function(batch, **kwargs)
+    async def _call_async(
+        self, function: Callable[..., Any], batch: list[str], kwargs: dict[str, Any]
+    ) -> list[list[float]]:
+        result = function(batch, **kwargs)
         if inspect.isawaitable(result):
             result = await result
         return checked_vectors(result, len(batch), f"a batch of {len(batch)} text(s)", None)
 
-    async def _call_sync(self, batch: list[str], kwargs: dict[str, Any]) -> list[list[float]]:
-        function = partial(self._function, batch, **kwargs)
-        result = await trio.to_thread.run_sync(function, abandon_on_cancel=True)
+    async def _call_sync(
+        self, function: Callable[..., Any], batch: list[str], kwargs: dict[str, Any]
+    ) -> list[list[float]]:
+        call = partial(function, batch, **kwargs)
+        result = await trio.to_thread.run_sync(call, abandon_on_cancel=True)
         if inspect.isawaitable(result):  # a sync wrapper that returned a coroutine
             result = await result
         return checked_vectors(result, len(batch), f"a batch of {len(batch)} text(s)", None)
@@ -223,10 +234,6 @@ class Embedder:
             return f"Embedder({self.model!r}, batch_size={self.batch_size}, base_url={where!r})"
         name = getattr(self.model, "__qualname__", type(self.model).__name__)
         return f"Embedder({name}, batch_size={self.batch_size})"
-
-
-def _no_function(texts: list[str]) -> Any:
-    raise AssertionError("a hosted model's embedder calls its client")  # pragma: no cover
 
 
 def _request_fields(kwargs: dict[str, Any]) -> dict[str, Any]:

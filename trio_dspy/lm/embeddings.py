@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from collections.abc import Coroutine
 from functools import partial
 from typing import Any
@@ -33,7 +34,9 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import SpanKind, start_span
 from ..unicode import utf8
 from ..usage import record_usage
-from .client import LM
+from .cache import Cache, make_cache
+from .client import _CLOSE_TIMEOUT, LM
+from .embeddings_cache import entry_key, lookup, store
 from .openai import OpenAILM
 from .openai_stream import openai_usage
 from .params import MALFORMED, BadField, read_index
@@ -66,6 +69,7 @@ CLIENT_OPTIONS = frozenset(
 
 # DSPy's and LiteLLM's names for options spelt differently here.
 _RENAMED = {
+    "caching": "cache",
     "api_base": "base_url",
     "num_retries": "max_retries",
     "max_parallel_requests": "max_concurrency",
@@ -87,7 +91,7 @@ def check_options(options: dict[str, Any]) -> None:
     Raises:
         TypeError: naming it, with the closest known one when there is one.
     """
-    known = sorted(EMBEDDING_PARAMS | CLIENT_OPTIONS | {"extra_body"})
+    known = sorted(EMBEDDING_PARAMS | CLIENT_OPTIONS | {"extra_body", "cache"})
     for name in options:
         if name in known:
             continue
@@ -114,6 +118,10 @@ class EmbeddingsClient:
             default; never shown or logged).
         params: request fields sent with every request (``dimensions``, ``user``
             and ``extra_body``'s).
+        cache: ``False`` (default); ``True``/``"memory"``, ``"disk"``, a path or
+            a :class:`~trio_dspy.lm.cache.Cache` (``td.RedisCache(...)``), as for
+            :class:`~trio_dspy.lm.LM`: each text's vector is kept, and a text
+            found there is not sent again (and costs no tokens).
         **options: the :class:`~trio_dspy.lm.LM` options in :data:`CLIENT_OPTIONS`.
 
     Raises:
@@ -129,6 +137,7 @@ class EmbeddingsClient:
         base_url: str | None = None,
         api_key: str | None = None,
         params: dict[str, Any] | None = None,
+        cache: bool | str | os.PathLike[str] | Cache | None = False,
         **options: Any,
     ) -> None:
         lm = LM(model, base_url=base_url, api_key=api_key, **options)
@@ -139,6 +148,7 @@ class EmbeddingsClient:
             )
         self.lm = lm
         self.params = dict(params or {})
+        self.cache = make_cache(cache)
         self._url = lm._http.url("/embeddings")
 
     @property
@@ -147,7 +157,8 @@ class EmbeddingsClient:
         return self.lm.model
 
     async def embed(self, texts: list[str], params: dict[str, Any] | None = None) -> Embeddings:
-        """One request embedding ``texts`` (a non-empty list), in an ``embeddings {model}`` span.
+        """The vectors of ``texts`` (a non-empty list): those in the cache, and
+        one request, in an ``embeddings {model}`` span, for the others.
 
         ``params`` override the client's own for this request. The usage is
         recorded into every active :func:`~trio_dspy.track_usage`.
@@ -161,9 +172,24 @@ class EmbeddingsClient:
             LMBadRequestError: the server refused the request (400/404/422).
         """
         await entered()
+        fields = {k: v for k, v in {**self.params, **(params or {})}.items() if v is not None}
+        if self.cache is None:
+            return await self._request(texts, fields)
+        keys = [entry_key(self.lm.model, self.lm.base_url, fields, t) for t in texts]
+        found = await lookup(self.cache, keys)
+        missing = [i for i, vector in enumerate(found) if vector is None]
+        if not missing:
+            return Embeddings([v for v in found if v is not None], Usage(), self.lm.model_name)
+        result = await self._request([texts[i] for i in missing], fields)
+        await store(self.cache, [keys[i] for i in missing], result.vectors, result.model)
+        for i, vector in zip(missing, result.vectors, strict=True):
+            found[i] = vector
+        return Embeddings([v for v in found if v is not None], result.usage, result.model)
+
+    async def _request(self, texts: list[str], fields: dict[str, Any]) -> Embeddings:
+        """One request for ``texts`` with ``fields``: span, timeout, retries, usage."""
         lm = self.lm
-        body = {"model": lm.model_name, "input": texts, **self.params, **(params or {})}
-        body = {k: v for k, v in body.items() if v is not None}
+        body = {"model": lm.model_name, "input": texts, **fields}
         content = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         with start_span(f"embeddings {lm.model_name}", SpanKind.CLIENT) as span:
             if span.is_recording:
@@ -238,8 +264,14 @@ class EmbeddingsClient:
             raise lm._malformed(reply, exc) from None
 
     async def aclose(self) -> None:
-        """Close this run's connections; the client stays usable. Raises nothing."""
+        """Close this run's connections (and the cache's file); the client stays usable.
+
+        Shielded and bounded like :meth:`LM.aclose <trio_dspy.lm.LM.aclose>`.
+        """
         await self.lm.aclose()
+        if self.cache is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+                await self.cache.aclose()
 
     def __repr__(self) -> str:
         return f"EmbeddingsClient({self.lm.model!r}, base_url={self.lm.base_url!r})"
