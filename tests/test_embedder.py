@@ -373,3 +373,14 @@ async def test_a_failing_cache_does_not_fail_the_call() -> None:
     async with serve_sim() as sim:
         embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", cache=Broken())
         assert await embedder("a") == embed_text("a")
+
+
+async def test_a_cancelled_call_gives_back_its_slots(autojump_clock: trio.abc.Clock) -> None:
+    async with serve_sim(SimConfig(latency=1.0)) as sim:
+        embedder = td.Embedder(
+            "openai/emb", base_url=sim.base_url, api_key="x", batch_size=1, max_concurrency=2
+        )
+        with trio.move_on_after(0.5):
+            await embedder(["a", "b", "c", "d"])
+        assert await embedder(["e", "f"]) == [embed_text("e"), embed_text("f")]
+        assert sim.stats.in_flight == 0
