@@ -384,3 +384,32 @@ async def test_a_cancelled_call_gives_back_its_slots(autojump_clock: trio.abc.Cl
             await embedder(["a", "b", "c", "d"])
         assert await embedder(["e", "f"]) == [embed_text("e"), embed_text("f")]
         assert sim.stats.in_flight == 0
+
+
+async def test_a_stalled_server_times_out_within_the_embedder_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with serve_sim(SimConfig(faults=[Fault("stall", stall=100.0)])) as sim:
+        embedder = td.Embedder("openai/emb", base_url=sim.base_url, api_key="x", timeout=30)
+        start = trio.current_time()
+        with pytest.raises(td.errors.LMTimeoutError, match="within 30 s"):
+            await embedder(["a"])
+    assert trio.current_time() - start == pytest.approx(30)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "m", "input": [1, 2]}, "a list of strings"),
+        ({"model": "m", "input": []}, "1 to 2048 texts"),
+        ({"model": "m", "input": "a", "dimensions": 0}, "`dimensions`"),
+        ({"model": "m", "input": "a", "encoding_format": "base64"}, "'float'"),
+    ],
+)
+async def test_the_simulated_server_refuses_a_bad_embeddings_request(
+    body: dict[str, Any], message: str
+) -> None:
+    async with serve_sim() as sim, httpx.AsyncClient() as client:
+        reply = await client.post(f"{sim.base_url}/embeddings", json=body)
+    assert reply.status_code == 400 and message in reply.json()["error"]["message"]
+    assert sim.stats.errors == 1 and sim.stats.ok == 0
