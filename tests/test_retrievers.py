@@ -175,3 +175,13 @@ async def test_copies_of_a_program_share_one_embedding_of_the_corpus_and_trainse
     for copy in [program, *copies]:
         await copy(question="q")
     assert calls.count(len(CORPUS)) == 1 and calls.count(len(TRAIN)) == 1
+
+
+async def test_vectors_with_huge_components_still_normalise_to_their_direction() -> None:
+    vectors = {"huge": [1e200, 1e200], "tiny": [1e-200, 0.0], "q": [1.0, 1.0]}
+    search = td.retrievers.EmbeddingsWithScores(
+        ["tiny", "huge"], lambda texts: [vectors[t] for t in texts], k=2
+    )
+    found = await search("q")
+    assert found.passages == ["huge", "tiny"]
+    assert math.isclose(found.scores[0], 1.0) and math.isclose(found.scores[1], math.sqrt(0.5))

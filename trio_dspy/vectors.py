@@ -49,7 +49,8 @@ def dot(a: Sequence[float], b: Sequence[float]) -> float:
 
 def normalised(vector: list[float]) -> list[float]:
     """``vector`` scaled to length 1; a zero vector stays zero (similar to nothing)."""
-    norm = math.sqrt(dot(vector, vector))
+    # hypot neither overflows on large components nor underflows on tiny ones.
+    norm = math.hypot(*vector)
     return [x / norm for x in vector] if norm else vector
 
 
@@ -107,7 +108,10 @@ def _checked_vector(row: Any, where: str) -> list[float]:
     # types (float, int, numpy's), all finite. Anything else is looked at
     # one component at a time, to say which one is wrong.
     kinds = set(map(type, items))
-    if all(issubclass(k, numbers.Real) and not issubclass(k, bool) for k in kinds):
+    if kinds == {float}:  # the usual case: nothing to convert
+        if math.isfinite(sum(items)) or all(map(math.isfinite, items)):
+            return items  # a finite sum has no NaN or infinity in it
+    elif all(issubclass(k, numbers.Real) and not issubclass(k, bool) for k in kinds):
         try:
             vector = list(map(float, items))
         except OverflowError:
