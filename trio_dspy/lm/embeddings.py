@@ -334,9 +334,10 @@ def _vector(value: Any, field: str) -> list[float]:
     if not isinstance(value, list) or not value:
         raise BadField(field, value, "a non-empty list of numbers (encoding_format 'float')")
     # The usual case at C speed; anything else is looked at one component at a time.
-    if all(type(x) is float for x in value):
+    if set(map(type, value)) == {float}:
         vector: list[float] = value
-        if all(map(math.isfinite, vector)):
+        # A finite sum has no NaN or infinity in it.
+        if math.isfinite(sum(vector)) or all(map(math.isfinite, vector)):
             return vector
     for j, item in enumerate(value):
         if not _finite(item):
