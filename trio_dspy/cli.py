@@ -58,7 +58,8 @@ def add_serve_sim(subparsers: Subparsers) -> None:
         "serve-sim",
         help="run the simulated OpenAI-compatible server",
         description="Serve /v1/chat/completions, /v1/messages, /v1/embeddings and /v1/models "
-        "on loopback until Ctrl-C. The first line printed is the base URL to give an OpenAI client.",
+        "on loopback until Ctrl-C. The first line printed is the base URL to give an OpenAI "
+        "client.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
