@@ -29,9 +29,12 @@ def test_serve_sim_arguments_become_a_config() -> None:
             "--no-tools",
             "--context-window",
             "900",
+            "--embedding-dimensions",
+            "12",
         ]
     )
     config = cli.sim_config_from_args(args)
+    assert config.embedding_dimensions == 12
     assert config.latency == Latency.lognormal(0.3, 0.5)
     assert config.seed == 4 and config.api_key == "k" and config.context_window == 900
     assert config.faults == (

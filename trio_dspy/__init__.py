@@ -56,6 +56,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "MIPROv2": (".optimizers", "MIPROv2"),
     "KNNFewShot": (".optimizers", "KNNFewShot"),
     "Ensemble": (".optimizers", "Ensemble"),
+    "Embedder": (".embedder", "Embedder"),
+    "KNN": (".retrievers", "KNN"),
+    "retrievers": (".retrievers", None),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
 }
@@ -63,7 +66,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, testing
+    from . import datasets, evaluate, mcp, optimizers, retrievers, testing
+    from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
         LabeledFewShot,
         MIPROv2,
     )
+    from .retrievers import KNN
 else:
 
     def __getattr__(name: str) -> Any:
@@ -98,6 +103,7 @@ else:
 __all__ = [
     "COPRO",
     "GEPA",
+    "KNN",
     "LM",
     "SIMBA",
     "Adapter",
@@ -108,6 +114,7 @@ __all__ = [
     "ChainOfThought",
     "ChatAdapter",
     "Completions",
+    "Embedder",
     "Ensemble",
     "Evaluate",
     "EvaluationResult",
@@ -156,6 +163,7 @@ __all__ = [
     "mcp",
     "optimizers",
     "request_scope",
+    "retrievers",
     "run",
     "streamify",
     "telemetry",

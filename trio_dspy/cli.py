@@ -57,8 +57,9 @@ def add_serve_sim(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "serve-sim",
         help="run the simulated OpenAI-compatible server",
-        description="Serve /v1/chat/completions, /v1/messages and /v1/models on loopback "
-        "until Ctrl-C. The first line printed is the base URL to give an OpenAI client.",
+        description="Serve /v1/chat/completions, /v1/messages, /v1/embeddings and /v1/models "
+        "on loopback until Ctrl-C. The first line printed is the base URL to give an OpenAI "
+        "client.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
@@ -96,6 +97,12 @@ def add_serve_sim(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--stream-delay", type=float, default=0.0, help="seconds between streamed events"
+    )
+    p.add_argument(
+        "--embedding-dimensions",
+        type=int,
+        default=64,
+        help="length of the vectors /v1/embeddings serves (unless a request asks otherwise)",
     )
     p.add_argument(
         "--task",
@@ -149,6 +156,7 @@ def sim_config_from_args(args: argparse.Namespace) -> SimConfig:
         profile=args.profile,
         stream_chunk_chars=args.stream_chunk_chars,
         stream_delay=args.stream_delay,
+        embedding_dimensions=args.embedding_dimensions,
         script=args.task.script() if args.task is not None else None,
     )
 

@@ -468,13 +468,16 @@ class LM(BaseLM):
         """One POST and its response read whole."""
         return await self._handle(await self._post(content, retries), level, tools, retries)
 
-    async def _post(self, content: bytes, retries: int) -> Reply:
+    async def _post(self, content: bytes, retries: int, url: httpx.URL | None = None) -> Reply:
+        """One POST of ``content`` to ``url`` (default: the completions endpoint) within
+        ``attempt_timeout``; a transport failure or timeout raises its typed error."""
         headers = trace_headers()  # per request: the context of this call's span
+        url = self._url if url is None else url
         try:
             if self.attempt_timeout is None:
-                return await self._http.post(self._url, content, headers)
+                return await self._http.post(url, content, headers)
             with trio.move_on_after(self.attempt_timeout):
-                return await self._http.post(self._url, content, headers)
+                return await self._http.post(url, content, headers)
         except TransportFailure as failure:
             error, cause = self._transport_error(failure, retries, final=False)
             raise error from cause
@@ -521,6 +524,12 @@ class LM(BaseLM):
         """
         if 200 <= reply.status < 300:
             return await self._parse(reply, retries)
+        raise self._failure(reply, level, tools, retries)
+
+    def _failure(self, reply: Reply, level: str | None, tools: bool, retries: int) -> Exception:
+        """The exception to raise for a failed ``reply``: :class:`Retryable` for a
+        transient failure, :class:`FormatRefused` for a refused response format,
+        else the final :class:`~trio_dspy.errors.LMError`."""
         error = error_for_reply(
             reply,
             sent_tools=tools,
@@ -531,13 +540,26 @@ class LM(BaseLM):
             scrub=self._api_key.scrub,
         )
         if level not in (None, "prompt") and refuses_format(error, reply.text):
-            raise FormatRefused(error)
+            return FormatRefused(error)
         if is_retryable_status(reply.status) and not isinstance(error, ToolsUnsupportedError):
-            raise Retryable(error, retry_after=parse_retry_after(reply.headers))
-        raise error
+            return Retryable(error, retry_after=parse_retry_after(reply.headers))
+        return error
 
     async def _parse(self, reply: Reply, retries: int) -> LMResponse:
         """The :class:`LMResponse` in a successful reply's JSON body."""
+        data = await self._decode(reply, retries)
+        try:
+            return self.parse_body(data)
+        except MALFORMED as exc:
+            raise self._malformed(reply, exc) from None
+
+    async def _decode(self, reply: Reply, retries: int) -> Any:
+        """A successful reply's JSON body, decoded.
+
+        Raises:
+            LMServerError: the body is nested too deeply (hostile: not retried).
+            Retryable: the body is not JSON (cut off or garbled on the way).
+        """
         try:
             data = await load_json(reply.content)
         except TooDeep:  # hostile, not garbled: not worth asking again
@@ -557,18 +579,19 @@ class LM(BaseLM):
                     model=self.model_name,
                 )
             ) from None
-        try:
-            return self.parse_body(data)
-        except MALFORMED as exc:
-            cause = str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
-            raise LMServerError(
-                f"the server's response is not in the {self.provider} format "
-                f"({cause}): {self._snippet(reply)!r}; "
-                "check base_url and the provider prefix of the model",
-                status_code=reply.status,
-                provider=self.provider,
-                model=self.model_name,
-            ) from None
+        return data
+
+    def _malformed(self, reply: Reply, exc: Exception) -> LMServerError:
+        """The error for a decoded body of the wrong shape (``exc`` says where)."""
+        cause = str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
+        return LMServerError(
+            f"the server's response is not in the {self.provider} format "
+            f"({cause}): {self._snippet(reply)!r}; "
+            "check base_url and the provider prefix of the model",
+            status_code=reply.status,
+            provider=self.provider,
+            model=self.model_name,
+        )
 
     def _snippet(self, reply: Reply) -> str:
         """The start of a reply's body for an error message, without the key."""

@@ -1,7 +1,7 @@
 """The nearest training examples to a call's inputs, by their vectors.
 
 A *vectorizer* turns a list of texts into one vector per text: an async
-callable (a future ``td.Embedder``, a function calling an embedding server)
+callable (a ``td.Embedder``, a function calling an embedding server)
 or a sync one (a local model), which runs in a worker thread so that it never
 blocks the event loop. The trainset is embedded once, on first use, in one
 call; every query is one more call with one text.
@@ -18,18 +18,23 @@ import functools
 import heapq
 import inspect
 import math
-import numbers
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import trio
 
-from ..errors import TrioDSPyError
 from ..primitives import Example
 from ..unicode import clean_text
+from ..vectors import VectorizerError, checked_vectors, dot, is_async_callable, normalised
 
-__all__ = ["Similarity", "Vectorizer", "VectorizerError", "example_text", "inputs_text"]
+__all__ = [
+    "Similarity",
+    "Vectorizer",
+    "VectorizerError",
+    "checked_vectors",
+    "example_text",
+    "inputs_text",
+]
 
 Vectorizer = Callable[[list[str]], Any]
 """``vectorizer(texts) -> vectors``, sync or async: one vector (a sequence of
@@ -41,18 +46,6 @@ T = TypeVar("T")
 
 OFF_LOOP_AT = 256
 """Trainsets this large are checked and scored in a worker thread (see :meth:`Index._work`)."""
-
-
-class VectorizerError(TrioDSPyError, ValueError, TypeError):
-    """The vectorizer did not return one finite vector of the same length per text.
-
-    ``value`` is the offending part of what it returned (the whole result, one
-    vector, or one component).
-    """
-
-    def __init__(self, message: str, *, value: Any) -> None:
-        self.value = value
-        super().__init__(message)
 
 
 def example_text(example: Example) -> str:
@@ -67,23 +60,6 @@ def example_text(example: Example) -> str:
 def inputs_text(inputs: Mapping[str, Any]) -> str:
     """The text embedded for a call: ``"key: value | ..."`` over its inputs, in call order."""
     return " | ".join(f"{key}: {value}" for key, value in inputs.items())
-
-
-def _is_async(function: Any) -> bool:
-    """Whether calling ``function`` gives a coroutine: it then runs here, not in a thread."""
-    if inspect.iscoroutinefunction(function):
-        return True
-    return callable(function) and inspect.iscoroutinefunction(type(function).__call__)
-
-
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return float(sum(map(operator.mul, a, b)))
-
-
-def _normalised(vector: list[float]) -> list[float]:
-    """``vector`` scaled to length 1; a zero vector stays zero (similar to nothing)."""
-    norm = math.sqrt(_dot(vector, vector))
-    return [x / norm for x in vector] if norm else vector
 
 
 class Index:
@@ -150,7 +126,7 @@ class Index:
         """What the vectorizer returned, checked, and normalised for the cosine."""
         vectors = checked_vectors(result, count, what, size)
         if self.similarity == "cosine":
-            vectors = [_normalised(v) for v in vectors]
+            vectors = [normalised(v) for v in vectors]
         return vectors
 
     async def _work(self, function: Callable[..., T], *args: Any) -> T:
@@ -170,7 +146,7 @@ class Index:
         """What the vectorizer returns for ``texts``, unchecked."""
         texts = [clean_text(t) for t in texts]
         self.embeddings += 1
-        if _is_async(self.vectorizer):
+        if is_async_callable(self.vectorizer):
             result = self.vectorizer(texts)
         else:
             result = await trio.to_thread.run_sync(self.vectorizer, texts, abandon_on_cancel=True)
@@ -185,7 +161,7 @@ def _rank(vectors: list[list[float]], query: list[float], k: int) -> list[int]:
     Raises:
         VectorizerError: a dot product overflows.
     """
-    scores = [_dot(vector, query) for vector in vectors]
+    scores = [dot(vector, query) for vector in vectors]
     for index, score in enumerate(scores):
         if not math.isfinite(score):
             raise VectorizerError(
@@ -195,84 +171,3 @@ def _rank(vectors: list[list[float]], query: list[float], k: int) -> list[int]:
                 value=score,
             )
     return heapq.nsmallest(k, range(len(scores)), key=lambda i: (-scores[i], i))
-
-
-def checked_vectors(result: Any, count: int, what: str, size: int | None) -> list[list[float]]:
-    """``result`` as ``count`` lists of floats, all of length ``size`` (or of the first's).
-
-    Raises:
-        VectorizerError: ``result`` is not ``count`` vectors of finite real
-            numbers of one length.
-    """
-    try:
-        rows = list(result)
-    except TypeError:
-        raise VectorizerError(
-            f"the vectorizer returned {type(result).__name__} for {what}, not a list of "
-            "vectors: it must return one vector (a list of numbers) per text",
-            value=result,
-        ) from None
-    if len(rows) != count:
-        raise VectorizerError(
-            f"the vectorizer returned {len(rows)} vector(s) for the {count} text(s) of {what}: "
-            "it must return one vector per text, in order",
-            value=result,
-        )
-    vectors: list[list[float]] = []
-    for i, row in enumerate(rows):
-        where = f"vector {i} of {what}" if count > 1 else f"the vector of {what}"
-        vector = _checked_vector(row, where)
-        if not vector:
-            raise VectorizerError(f"{where} is empty: a vector needs components", value=row)
-        want = size if size is not None else len(vectors[0]) if vectors else len(vector)
-        if len(vector) != want:
-            other = "the trainset's vectors have" if size is not None else "the first vector has"
-            raise VectorizerError(
-                f"{where} has {len(vector)} component(s), {other} {want}: "
-                "every vector must have the same length",
-                value=row,
-            )
-        vectors.append(vector)
-    return vectors
-
-
-def _checked_vector(row: Any, where: str) -> list[float]:
-    if isinstance(row, str | bytes | numbers.Number):
-        raise VectorizerError(
-            f"{where} is {type(row).__name__} {row!r:.60}, not a vector of numbers", value=row
-        )
-    try:
-        items = list(row)
-    except TypeError:
-        raise VectorizerError(
-            f"{where} is {type(row).__name__}, not a vector of numbers", value=row
-        ) from None
-    # The usual case, checked at C speed: components of a few real number
-    # types (float, int, numpy's), all finite. Anything else is looked at
-    # one component at a time, to say which one is wrong.
-    kinds = set(map(type, items))
-    if all(issubclass(k, numbers.Real) and not issubclass(k, bool) for k in kinds):
-        try:
-            vector = list(map(float, items))
-        except OverflowError:
-            pass
-        else:
-            if all(map(math.isfinite, vector)):
-                return vector
-    vector = []
-    for j, item in enumerate(items):
-        if isinstance(item, bool) or not isinstance(item, numbers.Real):
-            raise VectorizerError(
-                f"component {j} of {where} is {type(item).__name__} {item!r:.60}, not a number",
-                value=item,
-            )
-        try:
-            value = float(item)
-        except OverflowError:
-            value = math.inf
-        if not math.isfinite(value):
-            raise VectorizerError(
-                f"component {j} of {where} is {item!r:.40}: vectors must be finite", value=item
-            )
-        vector.append(value)
-    return vector

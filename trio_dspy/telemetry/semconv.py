@@ -5,6 +5,8 @@ calls, agents and tools the way it shows other GenAI frameworks. The
 conventions (development status) suggest, per operation:
 
 - LM call: span ``chat {model}``, kind CLIENT, ``gen_ai.operation.name = "chat"``.
+- embeddings call: span ``embeddings {model}``, kind CLIENT,
+  ``gen_ai.operation.name = "embeddings"``.
 - module or agent run: span ``invoke_agent {name}``, kind INTERNAL,
   ``gen_ai.operation.name = "invoke_agent"``.
 - tool call: span ``execute_tool {tool}``, kind INTERNAL,
@@ -25,11 +27,13 @@ __all__ = [
     "GEN_AI_AGENT_ID",
     "GEN_AI_AGENT_NAME",
     "GEN_AI_CONVERSATION_ID",
+    "GEN_AI_EMBEDDINGS_DIMENSION_COUNT",
     "GEN_AI_INPUT_MESSAGES",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_OUTPUT_MESSAGES",
     "GEN_AI_OUTPUT_TYPE",
     "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_ENCODING_FORMATS",
     "GEN_AI_REQUEST_MAX_TOKENS",
     "GEN_AI_REQUEST_MODEL",
     "GEN_AI_REQUEST_SEED",
@@ -51,6 +55,7 @@ __all__ = [
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
     "OPERATION_CHAT",
+    "OPERATION_EMBEDDINGS",
     "OPERATION_EXECUTE_TOOL",
     "OPERATION_INVOKE_AGENT",
     "PROVIDER_ANTHROPIC",
@@ -63,6 +68,7 @@ __all__ = [
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 """What the span does: one of the ``OPERATION_*`` values."""
 OPERATION_CHAT: Final = "chat"
+OPERATION_EMBEDDINGS: Final = "embeddings"
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 
@@ -84,6 +90,10 @@ GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
 GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
 """``True`` when the completion was asked for as a stream."""
+GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+"""The encodings an embeddings request asks for (``("float",)``)."""
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+"""The number of components of each vector an embeddings call returned."""
 
 # --- response ---------------------------------------------------------------
 GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import attrs
 
 from .sim_answers import SimReply, read_request
+from .sim_embeddings import DEFAULT_DIMENSIONS
 from .sim_profiles import SimProfile, get_profile
 
 __all__ = ["Fault", "FaultKind", "Latency", "Script", "SimConfig", "keyword_script"]
@@ -28,7 +29,7 @@ FaultKind = Literal[
     "reset",  # the connection is aborted without an answer
     "stall",  # wait ``stall`` seconds, then answer normally
     "malformed",  # 200 with a body that is not valid JSON
-    "truncate",  # half the content, finish_reason "length"
+    "truncate",  # half the content, finish_reason "length" (embeddings: the last one missing)
     "context_length",  # 400 with code context_length_exceeded
     "stream_reset",  # a stream's connection is aborted after ``after`` events
     "stream_stall",  # a stream stops for ``stall`` seconds after ``after`` events
@@ -251,6 +252,8 @@ class SimConfig:
       ``ValueError``.
     * ``stream_chunk_chars`` / ``stream_delay``: a streamed answer's pieces
       of text (characters) and the seconds between its events.
+    * ``embedding_dimensions``: the length of the vectors ``/v1/embeddings``
+      serves when a request does not ask for ``dimensions``.
     """
 
     latency: Latency = attrs.field(factory=Latency, converter=_to_latency)
@@ -267,6 +270,9 @@ class SimConfig:
     profile: SimProfile | None = attrs.field(default=None, converter=get_profile)
     stream_chunk_chars: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     stream_delay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    embedding_dimensions: int = attrs.field(
+        default=DEFAULT_DIMENSIONS, validator=attrs.validators.ge(1)
+    )
 
 
 ScriptAnswer = SimReply | str | Mapping[str, Any]

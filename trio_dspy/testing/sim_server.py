@@ -7,7 +7,9 @@ provider::
         lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="x")
 
 Endpoints: ``POST /v1/chat/completions`` (Chat Completions, ``stream``
-included), ``POST /v1/messages`` (Anthropic Messages), ``GET /v1/models``.
+included), ``POST /v1/messages`` (Anthropic Messages), ``POST /v1/embeddings``
+(deterministic vectors, see :mod:`trio_dspy.testing.sim_embeddings`),
+``GET /v1/models``.
 Answers follow the format each request asks for (see
 :mod:`trio_dspy.testing.sim_answers`); :class:`SimConfig` sets latency,
 faults, refused capabilities, the API key and a script.
@@ -27,8 +29,9 @@ import hmac
 import inspect
 import random
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import attrs
@@ -46,6 +49,7 @@ from .sim_answers import (
     read_request,
 )
 from .sim_config import Fault, SimConfig
+from .sim_embeddings import embeddings_body, read_embeddings_request
 from .sim_stream import stream_response
 from .sim_timer import SleepQueue
 from .sim_wire import anthropic_body, error_response, openai_body, tokens
@@ -60,11 +64,13 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 class SimStats:
     """Counters of a running :class:`SimServer`.
 
-    ``requests`` counts completion requests received (the numbering fault
-    rules use), ``ok`` those answered with a completion, ``errors`` the 4xx
-    answers that were not injected faults (auth, refusals, bad bodies),
-    ``faults`` the injected faults by kind; ``in_flight`` and
-    ``max_in_flight`` count completion requests being handled at once;
+    ``requests`` counts completion and embeddings requests received (the
+    numbering fault rules use), ``ok`` those answered with a completion or
+    vectors, ``errors`` the 4xx answers that were not injected faults (auth,
+    refusals, bad bodies), ``faults`` the injected faults by kind;
+    ``in_flight`` and ``max_in_flight`` count those requests being handled at
+    once; ``embeddings`` counts embeddings requests and ``embedded`` the texts
+    they carried;
     ``streams`` counts streamed answers begun, ``streams_abandoned`` those
     whose client went away before their end.
     """
@@ -77,6 +83,8 @@ class SimStats:
     max_in_flight: int = 0
     streams: int = 0
     streams_abandoned: int = 0
+    embeddings: int = 0
+    embedded: int = 0
 
     @property
     def faults_injected(self) -> int:
@@ -152,6 +160,8 @@ class SimServer:
             return await self._complete(request, "openai")
         if request.method == "POST" and path == "/v1/messages":
             return await self._complete(request, "anthropic")
+        if request.method == "POST" and path == "/v1/embeddings":
+            return await self._counted(request, self._embed)
         if request.method == "GET" and path == "/v1/models":
             denied = self._check_auth(request, "openai")
             if denied is not None:
@@ -215,6 +225,12 @@ class SimServer:
 
     # ------------------------------------------------------------- completing
     async def _complete(self, request: Request, dialect: Dialect) -> Response:
+        return await self._counted(request, partial(self._answer, dialect=dialect))
+
+    async def _counted(
+        self, request: Request, answer: Callable[[Request, int], Awaitable[Response]]
+    ) -> Response:
+        """``answer(request, number)``, counted in the stats and numbered for the faults."""
         stats = self.stats
         stats.requests += 1
         number = stats.requests
@@ -224,11 +240,11 @@ class SimServer:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            return await self._answer(request, dialect, number)
+            return await answer(request, number)
         finally:
             self.stats.in_flight -= 1
 
-    async def _answer(self, request: Request, dialect: Dialect, number: int) -> Response:
+    async def _answer(self, request: Request, number: int, *, dialect: Dialect) -> Response:
         denied = self._check_auth(request, dialect)
         if denied is not None:
             return denied
@@ -294,6 +310,56 @@ class SimServer:
                 sleep=self._sleeps.sleep,
                 fault=fault,
             )
+        return Response.from_json(payload)
+
+    async def _embed(self, request: Request, number: int) -> Response:
+        """Answer an embeddings request: auth, faults and latency as for completions."""
+        denied = self._check_auth(request, "openai")
+        if denied is not None:
+            return denied
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.stats.errors += 1
+            return error_response("openai", 400, "the request body must be a JSON object")
+        self.requests.append(body)
+        try:
+            texts, dimensions = read_embeddings_request(body, self.config.embedding_dimensions)
+        except ValueError as exc:
+            self.stats.errors += 1
+            return error_response("openai", 400, str(exc), param="input")
+        self.stats.embeddings += 1
+        self.stats.embedded += len(texts)
+        longest = max(len(t) for t in texts)
+        fault = self._fault(number, body)
+        if fault is not None:
+            early = _early_fault(fault, "openai", longest)
+            if early is not None:
+                return early
+            if fault.kind == "stall":
+                await self._sleeps.sleep(fault.stall)
+        window = self.config.context_window
+        if window is not None and tokens(longest) > window:
+            self.stats.errors += 1
+            return _context_error("openai", longest, window)
+        delay = self.config.latency.sample(body, self._rng)
+        if delay > 0:
+            await self._sleeps.sleep(delay)
+        model = body.get("model")
+        payload = embeddings_body(
+            texts,
+            model=model if isinstance(model, str) else "",
+            dimensions=dimensions,
+            seed=self.config.seed,
+        )
+        if fault is not None and fault.kind == "truncate":  # an answer short of its last text
+            payload["data"].pop()
+        self.stats.ok += 1
+        if fault is not None and fault.kind == "malformed":
+            text = Response.from_json(payload).body
+            return Response(200, (("content-type", "application/json"),), text[: len(text) // 2])
         return Response.from_json(payload)
 
     async def _scripted(self, body: dict[str, Any]) -> SimReply | None:
