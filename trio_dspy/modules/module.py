@@ -11,11 +11,12 @@ demos) as JSON. Nothing is ever pickled.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
@@ -25,6 +26,7 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
+from .call import ModuleCall, not_awaited, positional_error
 from .dspy_state import dspy_state, is_dspy_save
 from .saved_schema import SavedModule, describe, read
 
@@ -71,20 +73,51 @@ class Predictor(Protocol):
 class Module:
     """Base class of modules: subclass it and write ``async def forward``."""
 
-    async def __call__(self, **inputs: Any) -> Any:
-        """Run :meth:`forward` with ``inputs`` inside a telemetry span.
+    if TYPE_CHECKING:
+        # Subclasses narrow the result (``-> Prediction``); positional
+        # arguments are refused at run time with the input fields' names.
+        def __call__(self, **inputs: Any) -> Coroutine[Any, Any, Any]: ...
 
-        The call is a checkpoint (it checks for cancellation and yields first),
-        as trio's rule asks of every async function.
+    else:
 
-        Raises:
-            RuntimeError: not running under ``trio.run``.
-        """
+        def __call__(self, *args: Any, **inputs: Any) -> ModuleCall[Any]:
+            """Call the module: ``await module(**inputs)`` runs :meth:`forward` in a span.
+
+            The call is a checkpoint (it checks for cancellation and yields first),
+            as trio's rule asks of every async function. What it returns is a
+            coroutine that, used without ``await``, says to await it.
+
+            Raises:
+                TypeError: positional arguments (the message names the input
+                    fields); when awaited, ``forward`` is a plain ``def`` or
+                    returned a call it did not await.
+                RuntimeError: not running under ``trio.run``.
+            """
+            if args:
+                raise positional_error(self, args)
+            return ModuleCall(self._invoke(inputs), type(self).__name__)
+
+    async def acall(self, **inputs: Any) -> Any:
+        """DSPy's spelling of ``await module(**inputs)``: the same call."""
+        return await self(**inputs)
+
+    async def _invoke(self, inputs: dict[str, Any]) -> Any:
         await entered()
         with start_span(self._span_name()) as span:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
-            return await self.forward(**inputs)
+            name = type(self).__name__
+            running = self.forward(**inputs)
+            if not inspect.isawaitable(running):
+                raise TypeError(
+                    f"{name}.forward is a plain def: write `async def forward(self, ...)` "
+                    "and `await` the modules it calls"
+                )
+            result = await running
+            error = not_awaited(result, f"what {name}.forward returned")
+            if error is not None:
+                raise error
+            return result
 
     def _span_name(self) -> str:
         return f"invoke_agent {type(self).__name__}"
@@ -100,13 +133,24 @@ class Module:
         # (``async def forward(self, question: str) -> Prediction``): typed as a
         # callable attribute, any such signature is a valid override.
         forward: Callable[..., Awaitable[Any]]
+        aforward: Callable[..., Awaitable[Any]]
     else:
 
         async def forward(self, **inputs: Any) -> Any:
-            """Do the module's work. Subclasses override this."""
-            raise NotImplementedError(
-                f"{type(self).__name__} must define async def forward(self, **inputs)"
-            )
+            """Do the module's work. Subclasses override this (or :meth:`aforward`)."""
+            if type(self).aforward is Module.aforward:
+                raise NotImplementedError(
+                    f"{type(self).__name__} must define async def forward(self, **inputs)"
+                )
+            return await self.aforward(**inputs)
+
+        async def aforward(self, **inputs: Any) -> Any:
+            """DSPy's name for the async ``forward``: a module may define either."""
+            if type(self).forward is Module.forward:
+                raise NotImplementedError(
+                    f"{type(self).__name__} must define async def forward(self, **inputs)"
+                )
+            return await self.forward(**inputs)
 
     # ------------------------------------------------------------- the module tree
     def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:

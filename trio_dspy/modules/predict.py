@@ -32,6 +32,7 @@ from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
 from . import format_memory
+from .call import not_awaited
 from .module import Module, Predictor
 from .saved_schema import SavedPredict, read
 
@@ -50,9 +51,15 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     """Raise ``TypeError`` naming unknown and missing input fields of ``signature``.
 
     An unknown name close to a missing one is suggested as its spelling
-    (``got unknown input field reqest (did you mean request?)``).
+    (``got unknown input field reqest (did you mean request?)``). A value
+    that is a call left un-awaited (``draft=self.draft(...)``) is named too:
+    sent on, it would fail far away as "not JSON serializable".
     """
     where = f"{type(owner).__name__}({signature.__name__})"
+    for name, value in inputs.items():
+        error = not_awaited(value, f"{where} input field {name!r}")
+        if error is not None:
+            raise error
     expected = signature.input_fields
     unknown = [n for n in inputs if n not in expected]
     missing = [n for n in expected if n not in inputs]

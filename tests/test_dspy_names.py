@@ -1,0 +1,139 @@
+"""DSPy's names and call shapes, and the mistakes a DSPy habit makes here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+import trio_dspy as td
+from trio_dspy.testing import DummyLM
+
+
+class Pipeline(td.Module):
+    """Two steps, the second fed the first's answer."""
+
+    def __init__(self) -> None:
+        self.draft = td.Predict("question -> answer")
+        self.polish = td.Predict("answer -> final")
+
+    async def forward(self, question: str) -> td.Prediction:
+        draft = await self.draft(question=question)
+        return await self.polish(answer=draft.answer)
+
+
+class AsyncOnly(td.Module):
+    """DSPy's spelling: only ``aforward`` is defined."""
+
+    def __init__(self) -> None:
+        self.qa = td.Predict("question -> answer")
+
+    async def aforward(self, question: str) -> td.Prediction:
+        return await self.qa(question=question)
+
+
+# ------------------------------------------------------------------ acall, aforward
+async def test_acall_is_the_same_call_as_await_module() -> None:
+    qa = td.Predict("question -> answer")
+    with td.context(lm=DummyLM([{"answer": "4"}, {"answer": "4"}])):
+        assert (await qa.acall(question="2+2?")).answer == "4"
+        assert (await qa(question="2+2?")).answer == "4"
+
+
+async def test_a_module_defining_only_aforward_is_called_through_it() -> None:
+    program = AsyncOnly()
+    with td.context(lm=DummyLM([{"answer": "Paris"}, {"answer": "Rome"}])):
+        assert (await program(question="France?")).answer == "Paris"
+        assert (await program.acall(question="Italy?")).answer == "Rome"
+
+
+async def test_aforward_of_a_forward_module_runs_forward() -> None:
+    with td.context(lm=DummyLM([{"answer": "a"}, {"final": "b"}])):
+        assert (await Pipeline().aforward(question="q")).final == "b"
+
+
+async def test_a_module_with_neither_forward_nor_aforward_says_to_define_one() -> None:
+    class Empty(td.Module):
+        pass
+
+    with pytest.raises(NotImplementedError, match="async def forward"):
+        await Empty()()
+
+
+# --------------------------------------------------------------- forgotten awaits
+async def test_reading_a_field_of_an_unawaited_call_says_to_await() -> None:
+    qa = td.Predict("question -> answer")
+    call: Any = qa(question="2+2?")
+    with pytest.raises(AttributeError, match=r"cannot read \.answer.*`await`.*td\.run"):
+        call.answer  # noqa: B018
+    with pytest.raises(TypeError, match="await"):
+        call["answer"]
+    call.close()
+
+
+async def test_an_unawaited_call_is_still_awaitable_and_a_trio_coroutine() -> None:
+    qa = td.Predict("question -> answer")
+    with td.context(lm=DummyLM([{"answer": "1"}, {"answer": "2"}])):
+        assert (await qa(question="q")).answer == "1"
+        results: list[Any] = []
+
+        async def keep() -> None:
+            results.append(await qa(question="q"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep)
+    assert results[0].answer == "2"
+
+
+def test_td_run_takes_a_module_and_its_inputs() -> None:
+    qa = td.Predict("question -> answer")
+    with td.context(lm=DummyLM([{"answer": "ok"}])):
+        assert td.run(qa, question="q").answer == "ok"
+
+
+async def test_a_forgotten_await_inside_forward_names_the_field_and_says_to_await() -> None:
+    class Forgetful(td.Module):
+        def __init__(self) -> None:
+            self.draft = td.Predict("question -> answer")
+            self.polish = td.Predict("draft -> answer")
+
+        async def forward(self, question: str) -> td.Prediction:
+            draft = self.draft(question=question)  # the missing await
+            return await self.polish(draft=draft)
+
+    with (
+        td.context(lm=DummyLM([{"answer": "x"}])),
+        pytest.raises(TypeError, match=r"input field 'draft'.*un-awaited.*`await`"),
+    ):
+        await Forgetful()(question="q")
+
+
+async def test_returning_an_unawaited_call_from_forward_says_to_await_it() -> None:
+    class Forgetful(td.Module):
+        def __init__(self) -> None:
+            self.qa = td.Predict("question -> answer")
+
+        async def forward(self, question: str) -> Any:
+            return self.qa(question=question)
+
+    with pytest.raises(TypeError, match=r"Forgetful\.forward returned.*`await`"):
+        await Forgetful()(question="q")
+
+
+async def test_a_plain_def_forward_says_to_write_async_def() -> None:
+    class Sync(td.Module):
+        def forward(self, question: str) -> Any:
+            return td.Prediction(answer=question)
+
+    with pytest.raises(TypeError, match="async def forward"):
+        await Sync()(question="q")
+
+
+# ----------------------------------------------------------------- positional args
+def test_a_positional_argument_names_the_input_fields() -> None:
+    qa = td.Predict("question, context -> answer")
+    with pytest.raises(TypeError, match=r"Positional.*'question, context'.*question=input_value"):
+        qa("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
+    with pytest.raises(TypeError, match=r"'question'.*question=input_value"):
+        Pipeline()("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
