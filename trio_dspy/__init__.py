@@ -58,6 +58,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Ensemble": (".optimizers", "Ensemble"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
+    "Parallel": (".parallel", "Parallel"),
+    "asyncify": (".parallel", "asyncify"),
 }
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ if TYPE_CHECKING:
         LabeledFewShot,
         MIPROv2,
     )
+    from .parallel import Parallel, asyncify
 else:
 
     def __getattr__(name: str) -> Any:
@@ -126,6 +129,7 @@ __all__ = [
     "Module",
     "MultiChainComparison",
     "OutputField",
+    "Parallel",
     "Predict",
     "Prediction",
     "ReAct",
@@ -141,6 +145,7 @@ __all__ = [
     "Trajectory",
     "Usage",
     "as_completed",
+    "asyncify",
     "configure",
     "context",
     "current_request",
