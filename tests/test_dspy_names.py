@@ -137,3 +137,75 @@ def test_a_positional_argument_names_the_input_fields() -> None:
         qa("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
     with pytest.raises(TypeError, match=r"'question'.*question=input_value"):
         Pipeline()("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
+
+
+# ------------------------------------------------------------ num_threads, Evaluate
+def exact(example: td.Example, pred: td.Prediction, trace: Any = None) -> bool:
+    return bool(example.answer == pred.answer)
+
+
+async def metric(example: Any, pred: Any, trace: Any = None) -> float:
+    return 1.0
+
+
+DEVSET = [td.Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(3)]
+
+
+async def test_batch_takes_num_threads_as_a_deprecated_limit() -> None:
+    qa = td.Predict("question -> answer")
+    with (
+        td.context(lm=DummyLM([{"answer": "a"}], cycle=True)),
+        pytest.warns(DeprecationWarning, match=r"Module\.batch\(num_threads=\.\.\.\).*limit=2"),
+    ):
+        results = await qa.batch([{"question": "q"}] * 3, num_threads=2)
+    assert [r.answer for r in results] == ["a"] * 3
+
+
+async def test_evaluate_takes_dspys_keywords(capsys: pytest.CaptureFixture[str]) -> None:
+    qa = td.Predict("question -> answer")
+    with pytest.warns(DeprecationWarning) as record:
+        evaluate = td.Evaluate(
+            devset=DEVSET, metric=exact, num_threads=2, display_progress=False, display_table=2
+        )
+    assert {str(w.message).split(":")[1].strip() for w in record} == {
+        "write limit=2 (calls run as trio child tasks, not threads)",
+        "write progress=False",
+    }
+    assert evaluate.limit == 2 and evaluate.progress is False
+    with td.context(lm=DummyLM([{"answer": "a"}], cycle=True)):
+        result = await evaluate(qa)
+    assert result.score == 100.0
+    table = capsys.readouterr().out
+    assert "... 1 more" in table and "score 100.00%" in table
+
+
+async def test_evaluate_prints_no_table_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    qa = td.Predict("question -> answer")
+    with td.context(lm=DummyLM([{"answer": "a"}], cycle=True)):
+        await td.Evaluate(DEVSET, exact, progress=False)(qa)
+    assert capsys.readouterr().out == ""
+
+
+def test_dspy_evaluate_keywords_without_a_counterpart_say_what_to_write() -> None:
+    with pytest.raises(TypeError, match=r"save_as_csv=: call result\.to_csv\(path\)"):
+        td.Evaluate(DEVSET, exact, save_as_csv="out.csv")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        td.Evaluate(DEVSET, exact, colour="red")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: td.BootstrapFewShotWithRandomSearch(metric, **kw),
+        lambda **kw: td.GEPA(metric, reflection_lm=DummyLM([]), auto="light", **kw),
+        lambda **kw: td.MIPROv2(metric, **kw),
+        lambda **kw: td.SIMBA(metric, **kw),
+    ],
+    ids=["random_search", "gepa", "mipro", "simba"],
+)
+def test_optimizers_take_num_threads_as_a_deprecated_limit(make: Any) -> None:
+    with pytest.warns(DeprecationWarning, match="limit=3"):
+        optimizer = make(num_threads=3)
+    assert optimizer.limit == 3
+    with pytest.raises(TypeError, match="give limit= only"):
+        make(num_threads=3, limit=4)

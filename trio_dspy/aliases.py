@@ -11,9 +11,31 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["limit_alias", "refuse_keywords"]
+__all__ = ["limit_alias", "refuse_keywords", "renamed"]
+
+
+def renamed(value: Any, dspy_name: str, name: str, where: str) -> Any:
+    """``value`` given under DSPy's ``dspy_name``, with a warning naming ``name``."""
+    warnings.warn(
+        f"{where}({dspy_name}=...) is DSPy's name: write {name}={value!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return value
+
+
+@overload
+def limit_alias(
+    limit: int, num_threads: int | None, where: str, *, default: int | None = None
+) -> int: ...
+
+
+@overload
+def limit_alias(
+    limit: int | None, num_threads: int | None, where: str, *, default: int | None = None
+) -> int | None: ...
 
 
 def limit_alias(

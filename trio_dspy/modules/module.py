@@ -174,8 +174,14 @@ class Module:
             yield from _walk_value(value, f"{base}{attr}", seen)
 
     def named_predictors(self) -> list[tuple[str, Predictor]]:
-        """``(name, predictor)`` for every :class:`Predictor` in the tree, in order."""
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
+        """``(name, predictor)`` for every :class:`Predictor` in the tree, in order.
+
+        Names are DSPy's paths: a ``ChainOfThought`` at ``x`` is ``"x.predict"``
+        (``"predict"`` when the program is one), as DSPy's inner ``Predict`` is.
+        """
+        return [
+            (_dspy_path(n, m), m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)
+        ]
 
     def predictors(self) -> list[Predictor]:
         """Every :class:`Predictor` (e.g. :class:`~trio_dspy.Predict`) in the tree."""
@@ -216,8 +222,8 @@ class Module:
         """:meth:`load_state`, naming predictor ``name`` ``labels[name]`` in error paths."""
         if not isinstance(state, Mapping):
             raise TrioDSPyError(f"saved state must be an object, got {describe(state)}")
-        state = clean_json(dict(state))
         predictors = dict(self.named_predictors())
+        state = _renamed(clean_json(dict(state)), predictors)
         missing = sorted(set(predictors) - set(state))
         extra = sorted(set(state) - set(predictors))
         if missing or extra:
@@ -316,6 +322,7 @@ class Module:
         limit: int | None = None,
         return_exceptions: bool = False,
         progress: bool | Callable[[int, int], None] = False,
+        num_threads: int | None = None,
     ) -> list[Any]:
         """Call the module once per input dict, concurrently; results in input order.
 
@@ -324,12 +331,16 @@ class Module:
         raised; with ``True`` each failed slot holds its exception.
         ``progress=True`` prints ``done/total`` to stderr as calls finish; a
         function ``progress(done, total)`` is called instead if given.
+        ``num_threads`` is DSPy's name for ``limit`` (deprecated: it warns).
 
         Raises:
+            TypeError: ``num_threads`` and a different ``limit`` were both given.
             Exception: the first failure, when ``return_exceptions`` is false.
         """
+        from ..aliases import limit_alias
         from ..concurrency import gather
 
+        limit = limit_alias(limit, num_threads, "Module.batch")
         report = _progress_printer if progress is True else (progress or None)
         total = len(inputs)
         done = 0
@@ -366,6 +377,27 @@ def _join(label: str, path: str) -> str:
     if not label or not path:
         return label or path
     return f"{label}{path}" if path.startswith("[") else f"{label}.{path}"
+
+
+def _dspy_path(name: str, module: Module) -> str:
+    """``name`` as DSPy's path: a module with an inner-predictor name adds it."""
+    inner: str | None = getattr(type(module), "dspy_inner_name", None)
+    if inner is None:
+        return name
+    return inner if name == "self" else f"{name}.{inner}"
+
+
+def _renamed(state: dict[str, Any], predictors: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with the names saved before DSPy's paths were used (``"x"`` and
+    ``"self"`` for a ChainOfThought's ``"x.predict"`` and ``"predict"``) made current."""
+    for name, predictor in predictors.items():
+        inner = getattr(type(predictor), "dspy_inner_name", None)
+        if inner is None or name in state:
+            continue
+        old = "self" if name == inner else name.removesuffix(f".{inner}")
+        if old in state and old not in predictors:
+            state[name] = state.pop(old)
+    return state
 
 
 def _walk_value(value: Any, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
