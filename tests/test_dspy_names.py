@@ -209,3 +209,53 @@ def test_optimizers_take_num_threads_as_a_deprecated_limit(make: Any) -> None:
     assert optimizer.limit == 3
     with pytest.raises(TypeError, match="give limit= only"):
         make(num_threads=3, limit=4)
+
+
+# ------------------------------------------------------------------- other names
+async def test_tool_acall_takes_keywords_as_dspy_does() -> None:
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    tool = td.Tool(add)
+    assert await tool.acall(a=1, b=2) == 3
+    assert await tool.acall({"a": 1, "b": 2}) == 3
+    with pytest.raises(TypeError, match="not both"):
+        await tool.acall({"a": 1}, b=2)
+
+
+def test_example_to_dict_has_dspys_spelling() -> None:
+    example = td.Example(question="q", answer="a").with_inputs("question")
+    assert example.toDict() == {"question": "q", "answer": "a"} == example.to_dict()
+
+
+async def test_td_settings_lm_reads_the_model_in_force() -> None:
+    def lm_now() -> Any:
+        return td.settings.lm  # the module, read as DSPy reads dspy.settings
+
+    lm = DummyLM([])
+    assert lm_now() is None
+    with td.context(lm=lm):
+        assert lm_now() is lm
+    with pytest.raises(AttributeError, match="settings are adapter, "):
+        td.settings.colour  # noqa: B018
+
+
+def test_dspy_settings_say_what_to_use_here() -> None:
+    with pytest.raises(TypeError, match=r"track_usage is a DSPy setting.*td\.track_usage\(\)"):
+        td.configure(track_usage=True)
+    with (
+        pytest.raises(TypeError, match="num_threads is a DSPy setting.*limit="),
+        td.context(num_threads=8),
+    ):
+        pass
+
+
+async def test_lm_inspect_history_prints_that_models_calls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lm = DummyLM([{"answer": "Paris"}])
+    with td.context(lm=lm):
+        await td.Predict("question -> answer")(question="Capital of France?")
+    lm.inspect_history(n=1)
+    assert "Capital of France?" in capsys.readouterr().out
