@@ -54,8 +54,9 @@ class StreamResponse:
 
     Attributes:
         predictor: the predictor's name in the program (``"respond"``,
-            ``"agent.extract"``: a name of ``program.named_predictors()``;
-            ``"self"`` when the program is the predictor).
+            ``"agent.extract.predict"``: a name of ``program.named_predictors()``,
+            DSPy's path; ``"self"`` when the program is the predictor,
+            ``"predict"`` when it is a ChainOfThought).
         field: the output field.
         chunk: the next piece of its text (never empty).
     """

@@ -274,8 +274,9 @@ class Module:
 
         A DSPy file (its JSON format; pickles are never read) gives each
         predictor its demos, instructions, field descriptions and prefixes
-        when the predictors and their fields match this module's (DSPy's
-        ``"x.predict"`` is this module's ChainOfThought ``"x"``). Loading is
+        when the predictors and their fields match this module's (both name
+        them by DSPy's paths, ``"x.predict"`` for a ChainOfThought ``x``; a
+        file saved here before that, naming it ``"x"``, loads too). Loading is
         all or nothing: the whole file is validated first, every value for
         its JSON type (and, in the native format, every key), every demo
         value for its field's type. Lone surrogates in the file's text
