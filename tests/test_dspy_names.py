@@ -259,3 +259,61 @@ async def test_lm_inspect_history_prints_that_models_calls(
         await td.Predict("question -> answer")(question="Capital of France?")
     lm.inspect_history(n=1)
     assert "Capital of France?" in capsys.readouterr().out
+
+
+# ------------------------------------------------------- more first mistakes
+async def test_iterating_a_streamed_call_without_async_with_says_to_use_it() -> None:
+    stream_program = td.streamify(td.Predict("question -> answer"))
+    call: Any = stream_program(question="q")
+    with pytest.raises(TypeError, match=r"async with stream_program\(\*\*inputs\) as stream"):
+        async for _ in call:
+            pass
+
+
+async def test_a_streamed_call_still_works_with_async_with() -> None:
+    stream_program = td.streamify(td.Predict("question -> answer"))
+    with td.context(lm=DummyLM([{"answer": "yes"}], stream_chunk=1)):
+        async with stream_program(question="q") as stream:
+            items = [item async for item in stream]
+    assert isinstance(items[-1], td.Prediction) and items[-1].answer == "yes"
+
+
+def test_dspy_types_in_a_string_signature_say_what_to_write() -> None:
+    with pytest.raises(td.errors.SignatureError, match=r"'dspy\.Image'.*write 'Image' \(or 'td"):
+        td.Predict("image: dspy.Image -> caption")
+    with pytest.raises(td.errors.SignatureError, match=r"'dspy\.Thing'.*custom_types"):
+        td.Predict("x: dspy.Thing -> y")
+    assert td.Predict("image: td.Image -> caption").signature.input_fields["image"].annotation is (
+        td.Image
+    )
+
+
+def test_save_to_a_directory_says_a_file_path_is_needed(tmp_path: Any) -> None:
+    with pytest.raises(IsADirectoryError, match=r"file path such as <dir>/program\.json"):
+        td.Predict("q -> a").save(f"{tmp_path}/")
+    with pytest.raises(IsADirectoryError, match="not a directory"):
+        td.Predict("q -> a").save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no directory .*missing"):
+        td.Predict("q -> a").save(tmp_path / "missing" / "p.json")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_pickles_are_refused_with_the_json_alternative(tmp_path: Any) -> None:
+    with pytest.raises(td.errors.TrioDSPyError, match=r"never a pickle.*give a \.json path"):
+        td.Predict("q -> a").save(tmp_path / "program.pkl")
+    with pytest.raises(td.errors.TrioDSPyError, match="save_program=True.*JSON"):
+        td.Predict("q -> a").save(tmp_path / "program.json", save_program=True)
+    (tmp_path / "old.pkl").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(
+        td.errors.TrioDSPyError, match=r"never read.*program\.save\('program\.json'\)"
+    ):
+        td.Predict("q -> a").load(tmp_path / "old.pkl")
+    assert [p.name for p in tmp_path.iterdir()] == ["old.pkl"]
+
+
+def test_the_signature_of_td_lm_shows_its_parameters() -> None:
+    import inspect
+
+    params = inspect.signature(td.LM).parameters
+    assert list(params)[:3] == ["model", "base_url", "api_key"]
+    assert "self" not in params and "args" not in params

@@ -136,9 +136,34 @@ def streamify(
     fields = None if listen is None else frozenset(listen)
 
     def open_stream(**inputs: Any) -> AbstractAsyncContextManager[ProgramStream]:
-        return _run(program, fields, buffer, inputs)
+        return _StreamCall(_run(program, fields, buffer, inputs))
 
     return open_stream
+
+
+class _StreamCall(AbstractAsyncContextManager[ProgramStream]):
+    """One call of a streamed program: entered with ``async with``, not iterated.
+
+    DSPy's ``streamify`` gives an async generator (``async for chunk in
+    stream_program(...)``); here the run needs a block that owns its task, so
+    iterating the call directly says what to write instead.
+    """
+
+    def __init__(self, run: AbstractAsyncContextManager[ProgramStream]) -> None:
+        self._run = run
+
+    async def __aenter__(self) -> ProgramStream:
+        return await self._run.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._run.__aexit__(*exc_info)
+
+    def __aiter__(self) -> Any:
+        raise TypeError(
+            "a streamed call is not iterated directly: write `async with "
+            "stream_program(**inputs) as stream:` and then `async for item in stream:` "
+            "inside the block (the block owns the program's task)"
+        )
 
 
 def _check_listen(program: Module, listen: Sequence[str]) -> None:

@@ -11,6 +11,7 @@ demos) as JSON. Nothing is ever pickled.
 from __future__ import annotations
 
 import copy
+import errno
 import inspect
 import json
 import os
@@ -249,14 +250,21 @@ class Module:
         for name, parsed in loaded.items():
             predictors[name].apply_predictor_state(parsed)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, save_program: bool = False) -> None:
         """Write the module's state to ``path`` as JSON (atomically).
 
+        Only JSON is written, never a pickle: a ``.pkl`` path (or DSPy's
+        ``save_program=True``, which pickles the whole program) is refused.
+
         Raises:
+            TrioDSPyError: ``path`` ends in ``.pkl``/``.pickle``, or
+                ``save_program`` is true.
+            IsADirectoryError: ``path`` is a directory (a file path is needed).
+            FileNotFoundError: ``path``'s directory does not exist.
             OSError: the file cannot be written.
         """
+        target = _save_target(path, save_program)
         payload = {"format": STATE_FORMAT, "predictors": self.dump_state()}
-        target = Path(path)
         fd, tmp = tempfile.mkstemp(
             dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp"
         )
@@ -293,6 +301,11 @@ class Module:
                 predictors and their signatures' fields (the message names the
                 predictor and field; nothing is changed then).
         """
+        if Path(path).suffix in _PICKLES:
+            raise TrioDSPyError(
+                f"{path}: pickled saves are never read (unpickling runs code); save the "
+                "DSPy program as JSON with program.save('program.json') and load that"
+            )
         data = Path(path).read_bytes()
         try:
             payload = loads_json(data.decode("utf-8"))
@@ -366,6 +379,34 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors() if n != "self")
         return f"{type(self).__name__}({inner})"
+
+
+_PICKLES = frozenset({".pkl", ".pickle"})
+
+
+def _save_target(path: str | os.PathLike[str], save_program: bool) -> Path:
+    """The file :meth:`Module.save` writes, after refusing what it cannot be."""
+    if save_program:
+        raise TrioDSPyError(
+            "save_program=True is DSPy's whole-program pickle; here save writes the "
+            "learned state as JSON: build the program in code, then load(path) its state"
+        )
+    target = Path(path)
+    if target.suffix in _PICKLES:
+        raise TrioDSPyError(
+            f"{path}: save writes JSON, never a pickle (DSPy pickles .pkl files); give a .json path"
+        )
+    if target.is_dir() or os.fspath(path).endswith(("/", os.sep)):
+        raise IsADirectoryError(
+            errno.EISDIR,
+            "save needs a file path such as <dir>/program.json, not a directory",
+            os.fspath(path),
+        )
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, f"no directory {str(target.parent)!r} to save into", os.fspath(path)
+        )
+    return target
 
 
 def _progress_printer(done: int, total: int) -> None:
