@@ -60,6 +60,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
     "Parallel": (".parallel", "Parallel"),
     "asyncify": (".parallel", "asyncify"),
+    "StreamListener": (".stream_names", "StreamListener"),
+    "StatusMessageProvider": (".stream_names", "StatusMessageProvider"),
 }
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
         MIPROv2,
     )
     from .parallel import Parallel, asyncify
+    from .stream_names import StatusMessageProvider, StreamListener
 else:
 
     def __getattr__(name: str) -> Any:
@@ -140,6 +143,8 @@ __all__ = [
     "Settings",
     "Signature",
     "StatusMessage",
+    "StatusMessageProvider",
+    "StreamListener",
     "StreamResponse",
     "Tool",
     "Trajectory",

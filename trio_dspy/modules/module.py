@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from ..checkpoint import entered
 from ..errors import StructuringError, TrioDSPyError
+from ..stream_listener import module_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
@@ -108,6 +109,7 @@ class Module:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
             name = type(self).__name__
+            await module_status(self, inputs, start=True)  # a stream's provider's line
             running = self.forward(**inputs)
             if not inspect.isawaitable(running):
                 raise TypeError(
@@ -118,6 +120,7 @@ class Module:
             error = not_awaited(result, f"what {name}.forward returned")
             if error is not None:
                 raise error
+            await module_status(self, result, start=False)
             return result
 
     def _span_name(self) -> str:
