@@ -317,3 +317,24 @@ def test_the_signature_of_td_lm_shows_its_parameters() -> None:
     params = inspect.signature(td.LM).parameters
     assert list(params)[:3] == ["model", "base_url", "api_key"]
     assert "self" not in params and "args" not in params
+
+
+async def test_batch_calls_an_example_with_its_inputs_as_dspy_does() -> None:
+    qa = td.Predict("question -> answer")
+    with td.context(lm=DummyLM([{"answer": "a"}], cycle=True)):
+        results = await qa.batch(DEVSET)  # answer is a label, not an input
+    assert [r.answer for r in results] == ["a"] * 3
+
+
+async def test_dspy_batch_keywords_without_a_counterpart_say_what_to_write() -> None:
+    qa = td.Predict("question -> answer")
+    with pytest.raises(TypeError, match=r"max_errors=: use return_exceptions=True"):
+        await qa.batch(DEVSET, max_errors=3)
+
+
+def test_dspy_predictor_keywords_are_not_sent_to_the_model() -> None:
+    with pytest.raises(TypeError, match=r"td\.Predict does not take DSPy's callbacks=: observe"):
+        td.Predict("question -> answer", callbacks=[])
+    with pytest.raises(TypeError, match=r"td\.ChainOfThought .*rationale_field=: the reasoning"):
+        td.ChainOfThought("question -> answer", rationale_field=None)
+    assert td.Predict("question -> answer", temperature=0.5).lm_kwargs == {"temperature": 0.5}

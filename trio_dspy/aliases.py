@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, overload
 
-__all__ = ["limit_alias", "refuse_keywords", "renamed"]
+__all__ = ["limit_alias", "refuse_dspy_keywords", "refuse_keywords", "renamed"]
 
 
 def renamed(value: Any, dspy_name: str, name: str, where: str) -> Any:
@@ -78,3 +78,16 @@ def refuse_keywords(where: str, given: Mapping[str, Any], advice: Mapping[str, s
         if name in advice:
             raise TypeError(f"{where} does not take DSPy's {name}=: {advice[name]}")
         raise TypeError(f"{where} got an unexpected keyword argument {name!r}")
+
+
+def refuse_dspy_keywords(where: str, given: Mapping[str, Any], advice: Mapping[str, str]) -> None:
+    """Raise for the first DSPy keyword of ``advice`` among ``given``; others pass.
+
+    For ``**kwargs`` that mean something else here (a ``Predict``'s sampling
+    parameters), where only DSPy's own names must not slip through.
+
+    Raises:
+        TypeError: a keyword of ``advice`` is in ``given``; the message says
+            what to write instead.
+    """
+    refuse_keywords(where, {k: v for k, v in given.items() if k in advice}, advice)

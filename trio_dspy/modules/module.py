@@ -340,6 +340,7 @@ class Module:
         return_exceptions: bool = False,
         progress: bool | Callable[[int, int], None] = False,
         num_threads: int | None = None,
+        **dspy_only: Any,
     ) -> list[Any]:
         """Call the module once per input dict, concurrently; results in input order.
 
@@ -349,14 +350,20 @@ class Module:
         ``progress=True`` prints ``done/total`` to stderr as calls finish; a
         function ``progress(done, total)`` is called instead if given.
         ``num_threads`` is DSPy's name for ``limit`` (deprecated: it warns).
+        An :class:`~trio_dspy.Example` with its inputs marked is called with
+        its inputs only, as DSPy's ``batch`` does.
 
         Raises:
-            TypeError: ``num_threads`` and a different ``limit`` were both given.
+            TypeError: ``num_threads`` and a different ``limit`` were both
+                given, or a DSPy keyword ``batch`` does not take (the message
+                says what to write).
             Exception: the first failure, when ``return_exceptions`` is false.
         """
-        from ..aliases import limit_alias
+        from ..aliases import limit_alias, refuse_keywords
         from ..concurrency import gather
+        from ..primitives import Example
 
+        refuse_keywords("Module.batch", dspy_only, _BATCH_DSPY_ONLY)
         limit = limit_alias(limit, num_threads, "Module.batch")
         report = _progress_printer if progress is True else (progress or None)
         total = len(inputs)
@@ -374,7 +381,10 @@ class Module:
 
             return call
 
-        calls = [bind(dict(i)) for i in inputs]
+        calls = [
+            bind(dict(i.inputs() if isinstance(i, Example) and i._input_keys else i))
+            for i in inputs
+        ]
         if return_exceptions:
             return await gather(*calls, limit=limit, return_exceptions=True)
         return await gather(*calls, limit=limit)
@@ -385,6 +395,17 @@ class Module:
 
 
 _PICKLES = frozenset({".pkl", ".pickle"})
+
+_FAILURES = "use return_exceptions=True: each failed slot then holds its exception"
+# DSPy's batch keywords that have no counterpart here.
+_BATCH_DSPY_ONLY = {
+    "max_errors": f"{_FAILURES}, or td.Parallel(max_errors=...)",
+    "return_failed_examples": _FAILURES,
+    "provide_traceback": _FAILURES,
+    "disable_progress_bar": "progress is off unless progress=True",
+    "timeout": "bound the batch with `with trio.fail_after(seconds):`",
+    "straggler_limit": "bound the batch with `with trio.fail_after(seconds):`",
+}
 
 
 def _save_target(path: str | os.PathLike[str], save_program: bool) -> Path:

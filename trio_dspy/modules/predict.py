@@ -20,6 +20,7 @@ import attrs
 
 from ..adapters.base import Adapter
 from ..adapters.chat import ChatAdapter
+from ..aliases import refuse_dspy_keywords
 from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
@@ -45,6 +46,15 @@ _DEFAULT_ADAPTER = ChatAdapter()
 def resolve_adapter(pinned: Adapter | None, settings: Settings) -> Adapter:
     """The adapter a call uses: the pinned one, the settings', else ``ChatAdapter``."""
     return pinned or settings.adapter or _DEFAULT_ADAPTER
+
+
+# DSPy's Predict and ChainOfThought keywords that have no counterpart here.
+DSPY_ONLY = {
+    "callbacks": "observe calls through spans (td.telemetry.collect)",
+    "rationale_field": "the reasoning field is always `reasoning: str`; declare another "
+    "output field in the signature for more",
+    "rationale_field_type": "the reasoning field is always `reasoning: str`",
+}
 
 
 def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
@@ -126,6 +136,8 @@ class Predict(Module, Predictor):
     """
 
     def __init__(self, signature: str | type[Signature], **lm_kwargs: Any) -> None:
+        # DSPy's own keywords would otherwise be sent to the model as parameters.
+        refuse_dspy_keywords(f"td.{type(self).__name__}", lm_kwargs, DSPY_ONLY)
         self.signature = ensure_signature(signature)
         self.lm_kwargs = lm_kwargs
         self.demos: list[Mapping[str, Any]] = []
