@@ -76,7 +76,7 @@ async def test_a_dspy_predict_file_sends_its_demos_and_instructions() -> None:
 async def test_a_dspy_program_with_chain_of_thought_maps_predict_paths() -> None:
     shop = CoffeeShop()
     shop.load(DATA / "dspy_program.json")
-    # DSPy's "triage.predict" is this program's ChainOfThought "triage".
+    # DSPy's "triage.predict" is this program's ChainOfThought "triage" (named so).
     assert shop.triage.signature.instructions == "Read the customer's mood from their words."
     assert shop.triage.demos[0] == {
         "request": "This coffee is terrible!",
@@ -107,7 +107,7 @@ def test_a_dspy_react_file_loads_into_react() -> None:
     agent = td.ReAct("question -> answer", tools=[look_up])
     agent.load(DATA / "dspy_react.json")
     predictors = dict(agent.named_predictors())
-    assert predictors["extract"].demos[0]["answer"] == "sunny"
+    assert predictors["extract.predict"].demos[0]["answer"] == "sunny"
     assert "(1) look_up, whose description is" in predictors["react"].signature.instructions
 
 

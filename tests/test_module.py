@@ -29,7 +29,7 @@ class Triage(td.Module):
 
 def test_named_predictors_walks_attributes_lists_and_dicts() -> None:
     names = [n for n, _ in Triage().named_predictors()]
-    assert names == ["classify", "handlers['drinks']", "steps[0]"]
+    assert names == ["classify", "handlers['drinks'].predict", "steps[0]"]
     predict = td.Predict("a -> b")
     assert predict.named_predictors() == [("self", predict)]
 
@@ -108,7 +108,9 @@ def test_save_and_load_round_trip_demos_and_instructions(tmp_path: Path) -> None
     source.save(path)
     saved = json.loads(path.read_text())
     assert saved["format"] == "trio_dspy.module/1"
-    assert saved["predictors"]["handlers['drinks']"]["demos"][0]["action"]["_type"] == "Refund"
+    assert (
+        saved["predictors"]["handlers['drinks'].predict"]["demos"][0]["action"]["_type"] == "Refund"
+    )
 
     target = Triage()
     target.load(path)
@@ -137,11 +139,12 @@ def test_load_rejects_bad_demo_values_without_partial_update(tmp_path: Path) -> 
     path = tmp_path / "m.json"
     source.save(path)
     data = json.loads(path.read_text())
-    data["predictors"]["handlers['drinks']"]["demos"][0]["mood"] = "furious"
+    data["predictors"]["handlers['drinks'].predict"]["demos"][0]["mood"] = "furious"
     path.write_text(json.dumps(data))
     target = Triage()
     with pytest.raises(
-        TrioDSPyError, match=r"handlers\['drinks'\]\.demos\[0\]\.mood: 'furious' is not one of"
+        TrioDSPyError,
+        match=r"handlers\['drinks'\]\.predict\.demos\[0\]\.mood: 'furious' is not one of",
     ):
         target.load(path)
     assert target.classify.demos == []

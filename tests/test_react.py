@@ -320,7 +320,7 @@ async def test_nested_composition_pinning_and_save_load(tmp_path: Path) -> None:
     assert [n for n, _ in desk.named_predictors()] == [
         "triage",
         "inner.agent.react",
-        "inner.agent.extract",
+        "inner.agent.extract.predict",
     ]
     agent_lm = DummyLM([turn(call("f", "finish", **FINISH_ARGS))], supports_tools=True)
     default_lm = DummyLM([{"kind": "drink"}])

@@ -76,7 +76,7 @@ async def test_a_native_agents_answer_arrives_in_pieces_while_finish_is_written(
     assert isinstance(prediction, td.Prediction) and prediction.answer == ANSWER
     chunks = answer_chunks(items)
     assert len(chunks) > 3
-    assert {(c.predictor, c.field) for c in chunks} == {("extract", "answer")}
+    assert {(c.predictor, c.field) for c in chunks} == {("extract.predict", "answer")}
     assert "".join(c.chunk for c in chunks) == ANSWER
     assert [i.text for i in items if isinstance(i, td.StatusMessage)] == [
         "Calling tool check_menu",

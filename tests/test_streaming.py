@@ -113,8 +113,8 @@ async def test_every_call_of_every_nested_predictor_streams_under_its_name(
             items = await collect(stream)
     assert [entry[0] for entry in trace] == [program.draft, program.polish]  # traced as usual
     assert texts(items, "reply", "draft") == "draft text"
-    assert texts(items, "reasoning", "polish") == "be kind"
-    assert texts(items, "reply", "polish") == "polished text"
+    assert texts(items, "reasoning", "polish.predict") == "be kind"
+    assert texts(items, "reply", "polish.predict") == "polished text"
     assert isinstance(items[-1], td.Prediction) and items[-1].tone == 0.9
 
 
@@ -126,9 +126,9 @@ async def test_listen_picks_fields_and_unknown_names_are_refused(
         async with td.streamify(Respond(), listen=["reasoning"])(request="x") as stream:
             items = await collect(stream)
     assert {(i.predictor, i.field) for i in items if isinstance(i, td.StreamResponse)} == {
-        ("polish", "reasoning")
+        ("polish.predict", "reasoning")
     }
-    with pytest.raises(ValueError, match=r"'answer'.*reply \(draft, polish\); reasoning"):
+    with pytest.raises(ValueError, match=r"'answer'.*reply \(draft, polish\.predict\); reasoning"):
         td.streamify(Respond(), listen=["reply", "answer"])
     with pytest.raises(ValueError, match="'tone'"):  # a float field does not stream
         td.streamify(Respond(), listen=["tone"])
@@ -290,7 +290,7 @@ async def test_an_agent_reports_each_tool_and_streams_its_answer(
         td.StatusMessage("Calling tool check_menu"),
         td.StatusMessage("Tool check_menu finished"),
     ]
-    assert items[2:-1] == [td.StreamResponse("extract", "answer", REPLY)]
+    assert items[2:-1] == [td.StreamResponse("extract.predict", "answer", REPLY)]
     assert isinstance(items[-1], td.Prediction) and items[-1].answer == REPLY
 
 
@@ -319,8 +319,8 @@ async def test_a_text_mode_agent_streams_its_steps_and_shows_arguments_when_trac
         "Tool check_menu finished",
     ]
     assert texts(items, "next_thought", "react") == "look it updone"
-    assert texts(items, "answer", "extract") == "Yes, mocha."
-    assert texts(items, "reasoning", "extract") == "it is there"
+    assert texts(items, "answer", "extract.predict") == "Yes, mocha."
+    assert texts(items, "reasoning", "extract.predict") == "it is there"
 
 
 async def test_status_does_nothing_outside_a_stream() -> None:

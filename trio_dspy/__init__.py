@@ -61,6 +61,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "retrievers": (".retrievers", None),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
+    "Parallel": (".parallel", "Parallel"),
+    "asyncify": (".parallel", "asyncify"),
+    "StreamListener": (".stream_names", "StreamListener"),
+    "StatusMessageProvider": (".stream_names", "StatusMessageProvider"),
 }
 
 if TYPE_CHECKING:
@@ -83,7 +87,9 @@ if TYPE_CHECKING:
         LabeledFewShot,
         MIPROv2,
     )
+    from .parallel import Parallel, asyncify
     from .retrievers import KNN
+    from .stream_names import StatusMessageProvider, StreamListener
 else:
 
     def __getattr__(name: str) -> Any:
@@ -133,6 +139,7 @@ __all__ = [
     "Module",
     "MultiChainComparison",
     "OutputField",
+    "Parallel",
     "Predict",
     "Prediction",
     "ReAct",
@@ -143,6 +150,8 @@ __all__ = [
     "Settings",
     "Signature",
     "StatusMessage",
+    "StatusMessageProvider",
+    "StreamListener",
     "StreamResponse",
     "Tool",
     "Trajectory",
@@ -150,6 +159,7 @@ __all__ = [
     "Usage",
     "XMLAdapter",
     "as_completed",
+    "asyncify",
     "configure",
     "context",
     "current_request",

@@ -11,7 +11,7 @@ import contextvars
 import inspect
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, Literal, TypeVar, overload
 
@@ -62,7 +62,7 @@ def _check_calls(what: str, calls: tuple[Any, ...]) -> None:
     if not bad:
         return
     for _, call in bad:
-        if inspect.iscoroutine(call):
+        if isinstance(call, Coroutine):  # a module's call is one, not of the builtin type
             call.close()
     index, call = bad[0]
     if inspect.isawaitable(call):

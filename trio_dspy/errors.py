@@ -21,6 +21,7 @@ __all__ = [
     "LMServerError",
     "LMTimeoutError",
     "LimitsUnavailableError",
+    "ParallelError",
     "RequestTimeoutError",
     "SignatureError",
     "StopAgent",
@@ -249,4 +250,19 @@ class RequestTimeoutError(TrioDSPyError):
 
     def __init__(self, message: str, *, request_id: str) -> None:
         self.request_id = request_id
+        super().__init__(message)
+
+
+class ParallelError(TrioDSPyError):
+    """A :class:`~trio_dspy.Parallel` run stopped because more than ``max_errors`` calls failed.
+
+    ``results`` holds every slot as far as it got (``None`` for a call that
+    failed or did not finish), ``errors`` the exceptions by slot index.
+    """
+
+    def __init__(
+        self, message: str, *, results: list[object], errors: dict[int, BaseException]
+    ) -> None:
+        self.results = results
+        self.errors = errors
         super().__init__(message)

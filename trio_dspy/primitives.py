@@ -112,6 +112,10 @@ class Example(Mapping[str, Any]):
         """A plain ``dict`` of the fields."""
         return dict(self._store)
 
+    def toDict(self) -> dict[str, Any]:
+        """DSPy's name for :meth:`to_dict`."""
+        return self.to_dict()
+
 
 class Prediction(Example):
     """The result of a module call: the signature's output fields as attributes.

@@ -59,7 +59,21 @@ _overrides: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
 )
 
 
+# DSPy settings that are not settings here, and what to write instead.
+_DSPY_SETTINGS = {
+    "track_usage": "wrap the calls in `with td.track_usage() as usage:`",
+    "num_threads": "give limit= to module.batch, td.Evaluate, td.Parallel or the optimizer",
+    "max_errors": "give max_errors= to td.Evaluate or td.Parallel",
+    "async_max_workers": "calls are trio tasks: bound them with limit= (td.gather, batch)",
+    "callbacks": "observe calls through spans: td.telemetry.collect(...)",
+    "provide_traceback": "failures keep their exceptions; turn on logging for 'trio_dspy'",
+}
+
+
 def _reject_unknown_settings(settings: dict[str, Any]) -> None:
+    for name in settings:
+        if name in _DSPY_SETTINGS:
+            raise TypeError(f"{name} is a DSPy setting, not one here: {_DSPY_SETTINGS[name]}")
     unknown = sorted(set(settings) - _FIELDS)
     if unknown:
         raise TypeError(
@@ -137,3 +151,20 @@ def resolve_lm(
             f"td.context(lm=...), or {pin_hint}"
         )
     return lm
+
+
+def __getattr__(name: str) -> Any:
+    """DSPy's ``dspy.settings.lm``: a setting read from this module is its current value.
+
+    ``td.settings.lm`` is ``current().lm`` for the calling task (overrides of
+    :func:`context` included).
+
+    Raises:
+        AttributeError: ``name`` is no setting.
+    """
+    if name in _FIELDS:
+        return getattr(current(), name)
+    raise AttributeError(
+        f"module {__name__!r} has no attribute {name!r}; settings are "
+        f"{', '.join(sorted(_FIELDS))} (read with td.settings.<name> or current())"
+    )

@@ -329,8 +329,9 @@ def make_signature(
     """Build a signature from ``"a, b: list[str] -> c: float"``.
 
     Types are read without evaluating code: builtins, ``Optional``,
-    ``Union``, ``Literal``, ``X | Y``, ``Image``, ``History`` and any names
-    given in ``custom_types``.
+    ``Union``, ``Literal``, ``X | Y``, ``Image``, ``History`` (also as
+    ``td.Image``) and any names given in ``custom_types``; DSPy's
+    ``dspy.Image`` is refused with what to write.
 
     Raises:
         SignatureError: the spec is malformed, names an unknown type, repeats a
@@ -394,6 +395,31 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
+# Module names a type may be written under in a string signature:
+# ``td.Image`` is ``Image``; ``dspy.Image`` is named and refused.
+_PREFIXES = frozenset({"td", "trio_dspy", "dspy"})
+
+
+def _prefixed(prefix: str, name: str, types: Mapping[str, Any], spec: str, field: str) -> Any:
+    """The type ``prefix.name`` in a string signature (``td.Image``).
+
+    Raises:
+        SignatureError: ``prefix`` is ``dspy`` (the message says what to
+            write), or ``name`` is no type a signature knows.
+    """
+    if prefix == "dspy":
+        fix = f"write {name!r} (or 'td.{name}')" if name in types else "pass it with custom_types"
+        raise SignatureError(
+            f"signature {spec!r}: 'dspy.{name}' for {field!r} is DSPy's type: {fix}"
+        )
+    if name not in types:
+        raise SignatureError(
+            f"signature {spec!r}: unknown type '{prefix}.{name}' for {field!r}; "
+            "pass it with custom_types={...}"
+        )
+    return types[name]
+
+
 def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str, is_input: bool) -> Any:
     try:
         node = ast.parse(text, mode="eval").body
@@ -411,6 +437,9 @@ def _parse_type(text: str, types: Mapping[str, Any], spec: str, field: str, is_i
                 )
             return types[n.id]
         if isinstance(n, ast.Attribute):
+            prefix = n.value.id if isinstance(n.value, ast.Name) else None
+            if prefix in _PREFIXES and prefix not in types:
+                return _prefixed(prefix, n.attr, types, spec, field)
             base = build(n.value)
             return getattr(base, n.attr)
         if isinstance(n, ast.Constant):

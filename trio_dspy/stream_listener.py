@@ -35,15 +35,18 @@ if TYPE_CHECKING:
     from .lm.base import BaseLM
     from .messages import LMRequest, LMResponse
     from .signature import Signature
+    from .stream_names import StatusMessageProvider
 
 __all__ = [
     "Listener",
     "PredictorStream",
     "StatusMessage",
     "StreamResponse",
+    "module_status",
     "predictor_stream",
     "status",
     "str_output_fields",
+    "tool_status",
     "unheard",
 ]
 
@@ -54,8 +57,9 @@ class StreamResponse:
 
     Attributes:
         predictor: the predictor's name in the program (``"respond"``,
-            ``"agent.extract"``: a name of ``program.named_predictors()``;
-            ``"self"`` when the program is the predictor).
+            ``"agent.extract.predict"``: a name of ``program.named_predictors()``,
+            DSPy's path; ``"self"`` when the program is the predictor,
+            ``"predict"`` when it is a ChainOfThought).
         field: the output field.
         chunk: the next piece of its text (never empty).
     """
@@ -89,11 +93,15 @@ class Listener:
         self,
         send: trio.MemorySendChannel[Any],
         names: Mapping[int, str],
-        listen: Collection[str] | None,
+        listen: Collection[str | tuple[str, str]] | None,
+        provider: StatusMessageProvider | None = None,
     ) -> None:
         self._send = send
         self._names = dict(names)
+        # A name listens to that field of every predictor; a (predictor, field)
+        # pair (a StreamListener naming its predictor) to that one only.
         self._listen = None if listen is None else frozenset(listen)
+        self.provider = provider
 
     async def send(self, item: StreamResponse | StatusMessage) -> None:
         """Hand ``item`` to the consumer, waiting while its buffer is full."""
@@ -107,12 +115,13 @@ class Listener:
         fields = [
             n
             for n in str_output_fields(predictor.signature)
-            if self._listen is None or n in self._listen
+            if self._listen is None or n in self._listen or (name, n) in self._listen
         ]
         return PredictorStream(self, name, fields) if fields else None
 
 
 _JOIN_EVERY = 64
+_START: Any = object()  # tool_status's "no outputs yet"
 
 _LISTENER: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
     "trio_dspy_stream_listener", default=None
@@ -158,6 +167,42 @@ async def status(text: str) -> None:
     if listener is None:
         await entered()
     else:
+        await listener.send(StatusMessage(text))
+
+
+async def tool_status(tool: Any, inputs: Any, default: str, *, outputs: Any = _START) -> None:
+    """:func:`status` for a tool starting (or, given ``outputs``, finished).
+
+    The run's :class:`~trio_dspy.StatusMessageProvider`, if it has one,
+    writes the line (``None`` from it: no line); ``default`` otherwise.
+    """
+    listener = _LISTENER.get()
+    provider = None if listener is None or tool is None else listener.provider
+    if provider is None:
+        await status(default)
+        return
+    if outputs is _START:
+        text = provider.tool_start_status_message(tool, dict(inputs))
+    else:
+        text = provider.tool_end_status_message(outputs)
+    if text is None:
+        await entered()
+    else:
+        await status(text)
+
+
+async def module_status(module: Any, value: Any, *, start: bool) -> None:
+    """The provider's line for ``module`` starting (``value``: its inputs) or
+    ending (its outputs). Not a checkpoint, and nothing at all, without a provider."""
+    listener = _LISTENER.get()
+    if listener is None or listener.provider is None:
+        return
+    provider = listener.provider
+    if start:
+        text = provider.module_start_status_message(module, dict(value))
+    else:
+        text = provider.module_end_status_message(value)
+    if text is not None:
         await listener.send(StatusMessage(text))
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 import trio
 
+from .aliases import refuse_keywords
 from .checkpoint import entered
 from .groups import raise_single
 from .modules.module import Module
@@ -47,6 +48,7 @@ from .stream_listener import (
     status,
     str_output_fields,
 )
+from .stream_names import StatusMessageProvider, StreamListener
 
 __all__ = [
     "ProgramStream",
@@ -101,7 +103,13 @@ class ProgramStream:
 
 
 def streamify(
-    program: Module, listen: Sequence[str] | None = None, *, buffer: int = DEFAULT_BUFFER
+    program: Module,
+    listen: Sequence[str] | None = None,
+    *,
+    buffer: int = DEFAULT_BUFFER,
+    stream_listeners: Sequence[StreamListener] | None = None,
+    status_message_provider: StatusMessageProvider | None = None,
+    **dspy_only: Any,
 ) -> Callable[..., AbstractAsyncContextManager[ProgramStream]]:
     """Wrap ``program`` so that its calls stream: ``async with streamed(**inputs) as stream``.
 
@@ -112,6 +120,11 @@ def streamify(
             field of every predictor (``named_predictors()``).
         buffer: how many items may wait for the consumer before the program
             waits in turn.
+        stream_listeners: DSPy's spelling of ``listen``: each
+            :class:`~trio_dspy.StreamListener` names a field, and optionally
+            the predictor (``predict=`` or ``predict_name=``) to stream it from.
+        status_message_provider: a :class:`~trio_dspy.StatusMessageProvider`
+            writing the status lines (tools, and modules if it says so).
 
     Returns:
         A function of the program's inputs; each call gives an async context
@@ -120,7 +133,9 @@ def streamify(
         stream's iteration (and so of the ``async with``) unchanged.
 
     Raises:
-        TypeError: ``program`` is not a module.
+        TypeError: ``program`` is not a module, both ``listen`` and
+            ``stream_listeners`` were given, or a DSPy keyword this function
+            does not take (the message says what to write).
         ValueError: a name in ``listen`` is no ``str`` output field of any
             predictor of ``program`` (the message lists those there are), or
             ``buffer`` is negative.
@@ -131,14 +146,80 @@ def streamify(
         raise TypeError(f"listen must be a list of field names, e.g. [{listen!r}]")
     if not isinstance(buffer, int) or buffer < 0:
         raise ValueError(f"buffer must be a non-negative int, got {buffer!r}")
-    if listen is not None:
+    refuse_keywords("td.streamify", dspy_only, _DSPY_ONLY)
+    if stream_listeners is not None:
+        if listen is not None:
+            raise TypeError("give listen= or stream_listeners=, not both")
+        _check_listen(program, [sl.signature_field_name for sl in stream_listeners])
+    elif listen is not None:
         _check_listen(program, listen)
-    fields = None if listen is None else frozenset(listen)
+    fields: frozenset[str | tuple[str, str]] | None
+    if stream_listeners is not None:
+        fields = frozenset(_listened(program, sl) for sl in stream_listeners)
+    else:
+        fields = None if listen is None else frozenset(listen)
 
     def open_stream(**inputs: Any) -> AbstractAsyncContextManager[ProgramStream]:
-        return _run(program, fields, buffer, inputs)
+        return _StreamCall(_run(program, fields, buffer, inputs, status_message_provider))
 
     return open_stream
+
+
+class _StreamCall(AbstractAsyncContextManager[ProgramStream]):
+    """One call of a streamed program: entered with ``async with``, not iterated.
+
+    DSPy's ``streamify`` gives an async generator (``async for chunk in
+    stream_program(...)``); here the run needs a block that owns its task, so
+    iterating the call directly says what to write instead.
+    """
+
+    def __init__(self, run: AbstractAsyncContextManager[ProgramStream]) -> None:
+        self._run = run
+
+    async def __aenter__(self) -> ProgramStream:
+        return await self._run.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._run.__aexit__(*exc_info)
+
+    def __aiter__(self) -> Any:
+        raise TypeError(
+            "a streamed call is not iterated directly: write `async with "
+            "stream_program(**inputs) as stream:` and then `async for item in stream:` "
+            "inside the block (the block owns the program's task)"
+        )
+
+
+_DSPY_ONLY = {
+    "include_final_prediction_in_output_stream": "the prediction is always the last item",
+    "is_async_program": "programs here are async already",
+    "async_streaming": "streams here are async: `async with stream_program(...) as stream`",
+}
+
+
+def _listened(program: Module, listener: StreamListener) -> str | tuple[str, str]:
+    """What ``listener`` listens to: a field, or a (predictor name, field) pair.
+
+    Raises:
+        ValueError: its predictor is not one of ``program``'s.
+    """
+    field = listener.signature_field_name
+    if listener.predict is None and listener.predict_name is None:
+        return field
+    names = dict(program.named_predictors())
+    if listener.predict is not None:
+        found = [n for n, p in names.items() if p is listener.predict]
+        if not found:
+            raise ValueError(
+                f"the StreamListener for {field!r} names a predictor not in the program"
+            )
+        return found[0], field
+    if listener.predict_name not in names:
+        raise ValueError(
+            f"the StreamListener for {field!r} names predictor {listener.predict_name!r}; "
+            f"the program's are {', '.join(names)}"
+        )
+    return listener.predict_name, field
 
 
 def _check_listen(program: Module, listen: Sequence[str]) -> None:
@@ -158,12 +239,16 @@ def _check_listen(program: Module, listen: Sequence[str]) -> None:
 
 @asynccontextmanager
 async def _run(
-    program: Module, listen: frozenset[str] | None, buffer: int, inputs: dict[str, Any]
+    program: Module,
+    listen: frozenset[str | tuple[str, str]] | None,
+    buffer: int,
+    inputs: dict[str, Any],
+    provider: StatusMessageProvider | None = None,
 ) -> AsyncIterator[ProgramStream]:
     await entered()
     names = {id(p): name for name, p in program.named_predictors()}
     send, receive = trio.open_memory_channel[Any](buffer)
-    listener = Listener(send, names, listen)
+    listener = Listener(send, names, listen, provider)
     try:
         with receive:
             async with trio.open_nursery() as nursery:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
+from ..aliases import limit_alias, refuse_keywords, renamed
 from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..modules.module import Module
@@ -46,6 +47,17 @@ Progress = bool | Callable[[int, int], None] | None
 MAX_SCORE = sys.float_info.max / 100
 """The largest score (in size) a metric may return: the largest whose percentage
 is still a float. Anything beyond is no score, as NaN and the infinities are."""
+
+
+# DSPy's Evaluate keywords that have no counterpart here, and what to write instead.
+DSPY_ONLY = {
+    "provide_traceback": "a failed row keeps its exception in result.results",
+    "save_as_csv": "call result.to_csv(path) on the result",
+    "save_as_json": "call result.to_jsonl(path), or json.dump(result.to_records(), file)",
+    "return_all_scores": "the result has them: result.scores",
+    "return_outputs": "the result has them: result.results",
+    "callback_metadata": "it is not needed: spans carry each call (td.telemetry)",
+}
 
 
 class EvaluationError(TrioDSPyError):
@@ -268,12 +280,19 @@ class Evaluate:
             raised, or whose metric returned no usable score: NaN, an infinity
             or not a number (its row's outcome is then a :class:`MetricError`,
             which keeps the prediction). It must be a finite number.
+        num_threads, display_progress: DSPy's names for ``limit`` and
+            ``progress`` (deprecated: they warn).
+        display_table: after each run, print the result's table
+            (:meth:`EvaluationResult.summary`) to standard output: every row
+            for ``True``, the first N for an int N, as DSPy does.
 
     Evaluate calls the metric with ``trace=None``, as DSPy does: a metric that
     is stricter when given a trace applies that strictness only inside
     optimizers.
 
     Raises:
+        TypeError: a DSPy keyword this class does not take (``save_as_csv=``,
+            ...): the message says what to write instead.
         ValueError: ``limit`` or ``max_errors`` is out of range, or
             ``failure_score`` is not a finite number.
         TrioDSPyError: an example does not say which of its fields are inputs.
@@ -289,7 +308,15 @@ class Evaluate:
         progress: Progress = None,
         failure_score: float = 0.0,
         metric_thread: bool = False,
+        num_threads: int | None = None,
+        display_progress: bool | None = None,
+        display_table: bool | int = False,
+        **dspy_only: Any,
     ) -> None:
+        refuse_keywords("td.Evaluate", dspy_only, DSPY_ONLY)
+        limit = limit_alias(limit, num_threads, "td.Evaluate", default=16)
+        if display_progress is not None:
+            progress = renamed(display_progress, "display_progress", "progress", "td.Evaluate")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         if max_errors is not None and max_errors < 0:
@@ -310,6 +337,7 @@ class Evaluate:
         self.progress = progress
         self.failure_score = float(failure_score)
         self.metric_thread = metric_thread
+        self.display_table = display_table
         # The metric threads' tokens, for the trio run that made them: an
         # abandoned thread keeps its token until it ends, so a later call in
         # the same run still counts it against ``limit``.
@@ -342,6 +370,9 @@ class Evaluate:
             report=_reporter(self.progress),
             metric_threads=self._metric_threads() if self.metric_thread else None,
         )
+        if self.display_table is not False and self.display_table is not None:
+            shown = len(result) if self.display_table is True else int(self.display_table)
+            print(result.summary(max_rows=shown))
         return result
 
     def _metric_threads(self) -> trio.CapacityLimiter:

@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TextIO
 
 import attrs
 import trio
@@ -343,6 +343,15 @@ class BaseLM(abc.ABC):
                 [loggable(m) for m in request.messages], ensure_ascii=False
             )
         return attributes
+
+    def inspect_history(self, n: int = 1, file: TextIO | None = None) -> None:
+        """Print this model's last ``n`` calls (DSPy's ``lm.inspect_history``).
+
+        The same as ``td.inspect_history(n, lm=self)``. Raises nothing.
+        """
+        from .history import inspect_history
+
+        inspect_history(n, lm=self, file=file)
 
     async def aclose(self) -> None:
         """Release what the model holds (connections, files): nothing here.

@@ -621,3 +621,11 @@ class LM(BaseLM):
 
 #: The constructor's own keyword options (offered when a name is misspelt).
 _OPTIONS = frozenset(inspect.signature(LM.__init__).parameters) - {"self", "model", "params"}
+
+# ``__new__`` (which picks the provider's class) takes ``*args, **kwargs``, and
+# ``inspect.signature(td.LM)`` would show that instead of the real parameters
+# (in help(), IDEs and notebooks): show ``__init__``'s, without ``self``.
+_init = inspect.signature(LM.__init__)
+LM.__signature__ = _init.replace(  # type: ignore[attr-defined]
+    parameters=list(_init.parameters.values())[1:], return_annotation=inspect.Signature.empty
+)

@@ -9,9 +9,10 @@ takes, after checking that the predictors and their fields match.
 
 Names: DSPy's ``ChainOfThought`` holds a ``Predict`` under ``predict``, so its
 state is saved as ``"cot.predict"`` (``"predict"`` for a program that is one
-``ChainOfThought``), while here a ``ChainOfThought`` is the predictor itself:
-``"cot.predict"`` is read as ``"cot"`` and ``"predict"`` as the program
-itself. A DSPy field without a description is saved with the placeholder
+``ChainOfThought``); here a ``ChainOfThought`` is the predictor itself, and
+:meth:`~trio_dspy.Module.named_predictors` names it by the same path. A
+plain name (``"cot"``, or ``"self"`` for ``"predict"``) is still matched.
+A DSPy field without a description is saved with the placeholder
 ``"${name}"``, which names the field; it is read as no description. The
 saved ``lm``, ``traces``, ``train`` and ``metadata`` are not read, but a value
 of a type DSPy never writes there is refused like any other

@@ -11,20 +11,24 @@ demos) as JSON. Nothing is ever pickled.
 from __future__ import annotations
 
 import copy
+import errno
+import inspect
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from ..checkpoint import entered
 from ..errors import StructuringError, TrioDSPyError
+from ..stream_listener import module_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
+from .call import ModuleCall, not_awaited, positional_error
 from .dspy_state import dspy_state, is_dspy_save
 from .saved_schema import SavedModule, describe, read
 
@@ -71,20 +75,53 @@ class Predictor(Protocol):
 class Module:
     """Base class of modules: subclass it and write ``async def forward``."""
 
-    async def __call__(self, **inputs: Any) -> Any:
-        """Run :meth:`forward` with ``inputs`` inside a telemetry span.
+    if TYPE_CHECKING:
+        # Subclasses narrow the result (``-> Prediction``); positional
+        # arguments are refused at run time with the input fields' names.
+        def __call__(self, **inputs: Any) -> Coroutine[Any, Any, Any]: ...
 
-        The call is a checkpoint (it checks for cancellation and yields first),
-        as trio's rule asks of every async function.
+    else:
 
-        Raises:
-            RuntimeError: not running under ``trio.run``.
-        """
+        def __call__(self, *args: Any, **inputs: Any) -> ModuleCall[Any]:
+            """Call the module: ``await module(**inputs)`` runs :meth:`forward` in a span.
+
+            The call is a checkpoint (it checks for cancellation and yields first),
+            as trio's rule asks of every async function. What it returns is a
+            coroutine that, used without ``await``, says to await it.
+
+            Raises:
+                TypeError: positional arguments (the message names the input
+                    fields); when awaited, ``forward`` is a plain ``def`` or
+                    returned a call it did not await.
+                RuntimeError: not running under ``trio.run``.
+            """
+            if args:
+                raise positional_error(self, args)
+            return ModuleCall(self._invoke(inputs), type(self).__name__)
+
+    async def acall(self, **inputs: Any) -> Any:
+        """DSPy's spelling of ``await module(**inputs)``: the same call."""
+        return await self(**inputs)
+
+    async def _invoke(self, inputs: dict[str, Any]) -> Any:
         await entered()
         with start_span(self._span_name()) as span:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
-            return await self.forward(**inputs)
+            name = type(self).__name__
+            await module_status(self, inputs, start=True)  # a stream's provider's line
+            running = self.forward(**inputs)
+            if not inspect.isawaitable(running):
+                raise TypeError(
+                    f"{name}.forward is a plain def: write `async def forward(self, ...)` "
+                    "and `await` the modules it calls"
+                )
+            result = await running
+            error = not_awaited(result, f"what {name}.forward returned")
+            if error is not None:
+                raise error
+            await module_status(self, result, start=False)
+            return result
 
     def _span_name(self) -> str:
         return f"invoke_agent {type(self).__name__}"
@@ -100,13 +137,24 @@ class Module:
         # (``async def forward(self, question: str) -> Prediction``): typed as a
         # callable attribute, any such signature is a valid override.
         forward: Callable[..., Awaitable[Any]]
+        aforward: Callable[..., Awaitable[Any]]
     else:
 
         async def forward(self, **inputs: Any) -> Any:
-            """Do the module's work. Subclasses override this."""
-            raise NotImplementedError(
-                f"{type(self).__name__} must define async def forward(self, **inputs)"
-            )
+            """Do the module's work. Subclasses override this (or :meth:`aforward`)."""
+            if type(self).aforward is Module.aforward:
+                raise NotImplementedError(
+                    f"{type(self).__name__} must define async def forward(self, **inputs)"
+                )
+            return await self.aforward(**inputs)
+
+        async def aforward(self, **inputs: Any) -> Any:
+            """DSPy's name for the async ``forward``: a module may define either."""
+            if type(self).forward is Module.forward:
+                raise NotImplementedError(
+                    f"{type(self).__name__} must define async def forward(self, **inputs)"
+                )
+            return await self.forward(**inputs)
 
     # ------------------------------------------------------------- the module tree
     def named_sub_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -130,8 +178,14 @@ class Module:
             yield from _walk_value(value, f"{base}{attr}", seen)
 
     def named_predictors(self) -> list[tuple[str, Predictor]]:
-        """``(name, predictor)`` for every :class:`Predictor` in the tree, in order."""
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
+        """``(name, predictor)`` for every :class:`Predictor` in the tree, in order.
+
+        Names are DSPy's paths: a ``ChainOfThought`` at ``x`` is ``"x.predict"``
+        (``"predict"`` when the program is one), as DSPy's inner ``Predict`` is.
+        """
+        return [
+            (_dspy_path(n, m), m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)
+        ]
 
     def predictors(self) -> list[Predictor]:
         """Every :class:`Predictor` (e.g. :class:`~trio_dspy.Predict`) in the tree."""
@@ -172,8 +226,8 @@ class Module:
         """:meth:`load_state`, naming predictor ``name`` ``labels[name]`` in error paths."""
         if not isinstance(state, Mapping):
             raise TrioDSPyError(f"saved state must be an object, got {describe(state)}")
-        state = clean_json(dict(state))
         predictors = dict(self.named_predictors())
+        state = _renamed(clean_json(dict(state)), predictors)
         missing = sorted(set(predictors) - set(state))
         extra = sorted(set(state) - set(predictors))
         if missing or extra:
@@ -199,14 +253,21 @@ class Module:
         for name, parsed in loaded.items():
             predictors[name].apply_predictor_state(parsed)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, save_program: bool = False) -> None:
         """Write the module's state to ``path`` as JSON (atomically).
 
+        Only JSON is written, never a pickle: a ``.pkl`` path (or DSPy's
+        ``save_program=True``, which pickles the whole program) is refused.
+
         Raises:
+            TrioDSPyError: ``path`` ends in ``.pkl``/``.pickle``, or
+                ``save_program`` is true.
+            IsADirectoryError: ``path`` is a directory (a file path is needed).
+            FileNotFoundError: ``path``'s directory does not exist.
             OSError: the file cannot be written.
         """
+        target = _save_target(path, save_program)
         payload = {"format": STATE_FORMAT, "predictors": self.dump_state()}
-        target = Path(path)
         fd, tmp = tempfile.mkstemp(
             dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp"
         )
@@ -224,8 +285,9 @@ class Module:
 
         A DSPy file (its JSON format; pickles are never read) gives each
         predictor its demos, instructions, field descriptions and prefixes
-        when the predictors and their fields match this module's (DSPy's
-        ``"x.predict"`` is this module's ChainOfThought ``"x"``). Loading is
+        when the predictors and their fields match this module's (both name
+        them by DSPy's paths, ``"x.predict"`` for a ChainOfThought ``x``; a
+        file saved here before that, naming it ``"x"``, loads too). Loading is
         all or nothing: the whole file is validated first, every value for
         its JSON type (and, in the native format, every key), every demo
         value for its field's type. Lone surrogates in the file's text
@@ -242,6 +304,11 @@ class Module:
                 predictors and their signatures' fields (the message names the
                 predictor and field; nothing is changed then).
         """
+        if Path(path).suffix in _PICKLES:
+            raise TrioDSPyError(
+                f"{path}: pickled saves are never read (unpickling runs code); save the "
+                "DSPy program as JSON with program.save('program.json') and load that"
+            )
         data = Path(path).read_bytes()
         try:
             payload = loads_json(data.decode("utf-8"))
@@ -272,6 +339,8 @@ class Module:
         limit: int | None = None,
         return_exceptions: bool = False,
         progress: bool | Callable[[int, int], None] = False,
+        num_threads: int | None = None,
+        **dspy_only: Any,
     ) -> list[Any]:
         """Call the module once per input dict, concurrently; results in input order.
 
@@ -280,12 +349,22 @@ class Module:
         raised; with ``True`` each failed slot holds its exception.
         ``progress=True`` prints ``done/total`` to stderr as calls finish; a
         function ``progress(done, total)`` is called instead if given.
+        ``num_threads`` is DSPy's name for ``limit`` (deprecated: it warns).
+        An :class:`~trio_dspy.Example` with its inputs marked is called with
+        its inputs only, as DSPy's ``batch`` does.
 
         Raises:
+            TypeError: ``num_threads`` and a different ``limit`` were both
+                given, or a DSPy keyword ``batch`` does not take (the message
+                says what to write).
             Exception: the first failure, when ``return_exceptions`` is false.
         """
+        from ..aliases import limit_alias, refuse_keywords
         from ..concurrency import gather
+        from ..primitives import Example
 
+        refuse_keywords("Module.batch", dspy_only, _BATCH_DSPY_ONLY)
+        limit = limit_alias(limit, num_threads, "Module.batch")
         report = _progress_printer if progress is True else (progress or None)
         total = len(inputs)
         done = 0
@@ -302,7 +381,10 @@ class Module:
 
             return call
 
-        calls = [bind(dict(i)) for i in inputs]
+        calls = [
+            bind(dict(i.inputs() if isinstance(i, Example) and i._input_keys else i))
+            for i in inputs
+        ]
         if return_exceptions:
             return await gather(*calls, limit=limit, return_exceptions=True)
         return await gather(*calls, limit=limit)
@@ -310,6 +392,45 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors() if n != "self")
         return f"{type(self).__name__}({inner})"
+
+
+_PICKLES = frozenset({".pkl", ".pickle"})
+
+_FAILURES = "use return_exceptions=True: each failed slot then holds its exception"
+# DSPy's batch keywords that have no counterpart here.
+_BATCH_DSPY_ONLY = {
+    "max_errors": f"{_FAILURES}, or td.Parallel(max_errors=...)",
+    "return_failed_examples": _FAILURES,
+    "provide_traceback": _FAILURES,
+    "disable_progress_bar": "progress is off unless progress=True",
+    "timeout": "bound the batch with `with trio.fail_after(seconds):`",
+    "straggler_limit": "bound the batch with `with trio.fail_after(seconds):`",
+}
+
+
+def _save_target(path: str | os.PathLike[str], save_program: bool) -> Path:
+    """The file :meth:`Module.save` writes, after refusing what it cannot be."""
+    if save_program:
+        raise TrioDSPyError(
+            "save_program=True is DSPy's whole-program pickle; here save writes the "
+            "learned state as JSON: build the program in code, then load(path) its state"
+        )
+    target = Path(path)
+    if target.suffix in _PICKLES:
+        raise TrioDSPyError(
+            f"{path}: save writes JSON, never a pickle (DSPy pickles .pkl files); give a .json path"
+        )
+    if target.is_dir() or os.fspath(path).endswith(("/", os.sep)):
+        raise IsADirectoryError(
+            errno.EISDIR,
+            "save needs a file path such as <dir>/program.json, not a directory",
+            os.fspath(path),
+        )
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, f"no directory {str(target.parent)!r} to save into", os.fspath(path)
+        )
+    return target
 
 
 def _progress_printer(done: int, total: int) -> None:
@@ -322,6 +443,27 @@ def _join(label: str, path: str) -> str:
     if not label or not path:
         return label or path
     return f"{label}{path}" if path.startswith("[") else f"{label}.{path}"
+
+
+def _dspy_path(name: str, module: Module) -> str:
+    """``name`` as DSPy's path: a module with an inner-predictor name adds it."""
+    inner: str | None = getattr(type(module), "dspy_inner_name", None)
+    if inner is None:
+        return name
+    return inner if name == "self" else f"{name}.{inner}"
+
+
+def _renamed(state: dict[str, Any], predictors: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with the names saved before DSPy's paths were used (``"x"`` and
+    ``"self"`` for a ChainOfThought's ``"x.predict"`` and ``"predict"``) made current."""
+    for name, predictor in predictors.items():
+        inner = getattr(type(predictor), "dspy_inner_name", None)
+        if inner is None or name in state:
+            continue
+        old = "self" if name == inner else name.removesuffix(f".{inner}")
+        if old in state and old not in predictors:
+            state[name] = state.pop(old)
+    return state
 
 
 def _walk_value(value: Any, name: str, seen: set[int]) -> Iterator[tuple[str, Module]]:

@@ -23,6 +23,7 @@ import attrs
 
 from ..adapters.base import Adapter, Extraction
 from ..adapters.chat import ChatAdapter
+from ..aliases import refuse_dspy_keywords
 from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
@@ -35,6 +36,7 @@ from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
 from . import format_memory
+from .call import not_awaited
 from .module import Module, Predictor
 from .saved_schema import SavedPredict, read
 
@@ -49,13 +51,28 @@ def resolve_adapter(pinned: Adapter | None, settings: Settings) -> Adapter:
     return pinned or settings.adapter or _DEFAULT_ADAPTER
 
 
+# DSPy's Predict and ChainOfThought keywords that have no counterpart here.
+DSPY_ONLY = {
+    "callbacks": "observe calls through spans (td.telemetry.collect)",
+    "rationale_field": "the reasoning field is always `reasoning: str`; declare another "
+    "output field in the signature for more",
+    "rationale_field_type": "the reasoning field is always `reasoning: str`",
+}
+
+
 def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
     """Raise ``TypeError`` naming unknown and missing input fields of ``signature``.
 
     An unknown name close to a missing one is suggested as its spelling
-    (``got unknown input field reqest (did you mean request?)``).
+    (``got unknown input field reqest (did you mean request?)``). A value
+    that is a call left un-awaited (``draft=self.draft(...)``) is named too:
+    sent on, it would fail far away as "not JSON serializable".
     """
     where = f"{type(owner).__name__}({signature.__name__})"
+    for name, value in inputs.items():
+        error = not_awaited(value, f"{where} input field {name!r}")
+        if error is not None:
+            raise error
     expected = signature.input_fields
     unknown = [n for n in inputs if n not in expected]
     missing = [n for n in expected if n not in inputs]
@@ -122,6 +139,8 @@ class Predict(Module, Predictor):
     """
 
     def __init__(self, signature: str | type[Signature], **lm_kwargs: Any) -> None:
+        # DSPy's own keywords would otherwise be sent to the model as parameters.
+        refuse_dspy_keywords(f"td.{type(self).__name__}", lm_kwargs, DSPY_ONLY)
         self.signature = ensure_signature(signature)
         self.lm_kwargs = lm_kwargs
         self.demos: list[Mapping[str, Any]] = []

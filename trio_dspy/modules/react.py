@@ -45,7 +45,7 @@ from ..messages import ToolCall
 from ..primitives import Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
-from ..stream_listener import predictor_stream, status
+from ..stream_listener import predictor_stream, tool_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
 from ..types import loads_json
@@ -366,9 +366,11 @@ class _Run:
                     }
                 )
             with_args = f" with {call.arguments}" if current().trace_content else ""
-            await status(f"Calling tool {call.name}{with_args}")
+            tool = self.agent.tools.get(call.name)
+            await tool_status(tool, _arguments(call), f"Calling tool {call.name}{with_args}")
             record = await self._run_tool(call)
-            await status(f"Tool {call.name} {'finished' if record.ok else 'failed'}")
+            done = f"Tool {call.name} {'finished' if record.ok else 'failed'}"
+            await tool_status(tool, None, done, outputs=record.observation)
             if span.is_recording and not record.ok:
                 span.set_status(StatusCode.ERROR, record.observation)
                 span.set_attribute(sc.ERROR_TYPE, "tool_error")
@@ -392,3 +394,12 @@ class _Run:
             observation, ok = f"Error: {type(exc).__name__}: {exc}", False
         duration = trio.current_time() - start
         return ToolCallRecord(call.id, call.name, _args(call), observation, ok, start, duration)
+
+
+def _arguments(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as a dict, for a status line (``{}`` when they do not decode)."""
+    try:
+        value = loads_json(call.arguments)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

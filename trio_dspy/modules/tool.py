@@ -238,16 +238,28 @@ class Tool:
         """Validate ``kwargs`` and call the function (see :meth:`acall`)."""
         return await self.acall(kwargs)
 
-    async def acall(self, arguments: str | Mapping[str, Any] | None) -> Any:
+    async def acall(
+        self, arguments: str | Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Any:
         """Validate the arguments, then run the function and return its result.
 
+        The arguments are one JSON object (text or a mapping), as a model
+        sends them, or keywords, as DSPy's ``tool.acall(**kwargs)`` takes them.
+
         Raises:
+            TypeError: both a JSON object and keywords were given.
             ToolArgumentError: invalid arguments (the function is not called).
             ToolTimeoutError: the call took longer than ``timeout``.
             Exception: whatever the function raises.
             RuntimeError: not running under ``trio.run``.
         """
         await entered()
+        if kwargs:
+            if arguments is not None:
+                raise TypeError(
+                    f"{self.name}.acall takes its arguments as one object or as keywords, not both"
+                )
+            arguments = kwargs
         values = self.validate(arguments)
         if self.timeout is None:
             return await self._run(values)

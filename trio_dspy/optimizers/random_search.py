@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from ..aliases import limit_alias
 from ..checkpoint import entered
 from ..evaluate.evaluate import Limiter, Metric
 from ..modules.module import Module
@@ -68,6 +69,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         max_rounds: as for :class:`BootstrapFewShot`.
         metric_threshold: as for :class:`BootstrapFewShot`.
         limit: the most program runs in flight, bootstrapping and scoring together.
+        num_threads: DSPy's name for ``limit`` (deprecated: it warns).
         stop_at_score: a candidate reaching this valset percentage ends the search.
         early_stopping: cancel candidates that can no longer win (see
             :class:`~trio_dspy.optimizers.race.Race`); ``max_score`` is the most
@@ -92,7 +94,9 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         early_stopping: bool = True,
         max_score: float = 1.0,
         max_errors: int | None = None,
+        num_threads: int | None = None,
     ) -> None:
+        limit = limit_alias(limit, num_threads, "td.BootstrapFewShotWithRandomSearch", default=16)
         if num_candidate_programs < 0:
             raise ValueError(
                 f"num_candidate_programs must be 0 or more, got {num_candidate_programs}"

@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..aliases import limit_alias
 from ..checkpoint import entered
 from ..errors import TrioDSPyError
 from ..evaluate.evaluate import Metric, metric_value, run_in_order, score_of
@@ -128,6 +129,7 @@ class SIMBA(Optimizer):
         max_demos: demos a predictor keeps before SIMBA starts dropping them;
             ``0`` turns :func:`append_a_demo` off.
         limit: the most program runs in flight.
+        num_threads: DSPy's name for ``limit`` (deprecated: it warns).
         seed: seeds every random choice.
         temperature_for_sampling: softmax temperature choosing the program of
             each trajectory run.
@@ -158,7 +160,9 @@ class SIMBA(Optimizer):
         temperature_for_candidates: float = 0.2,
         prompt_model: BaseLM | None = None,
         demo_input_field_maxlen: int = 100_000,
+        num_threads: int | None = None,
     ) -> None:
+        limit = limit_alias(limit, num_threads, "td.SIMBA", default=16)
         for name, value in (
             ("bsize", bsize),
             ("num_candidates", num_candidates),

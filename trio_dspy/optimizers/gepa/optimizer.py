@@ -49,6 +49,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from ...aliases import limit_alias
 from ...checkpoint import entered
 from ...errors import LMError, TrioDSPyError
 from ...evaluate.evaluate import Metric
@@ -121,6 +122,7 @@ class GEPA(Optimizer):
         perfect_score: the best score the metric gives.
         failure_score: the score of a run whose program or metric raised.
         limit: the most program runs in flight, all proposals together.
+        num_threads: DSPy's name for ``limit`` (deprecated: it warns).
         proposals: the most iterations in flight (``1``: DSPy's sequential loop).
         log_dir: a directory for the journal; a compile started again with
             the same ``log_dir`` (and settings and data) resumes.
@@ -155,7 +157,9 @@ class GEPA(Optimizer):
         log_dir: str | Path | None = None,
         track_stats: bool = False,
         seed: int = 0,
+        num_threads: int | None = None,
     ) -> None:
+        limit = limit_alias(limit, num_threads, "td.GEPA", default=16)
         given = [auto, max_metric_calls, max_full_evals]
         if sum(v is not None for v in given) != 1:
             raise ValueError(

@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 import trio
 
+from ...aliases import limit_alias
 from ...checkpoint import entered
 from ...errors import ConfigurationError, TrioDSPyError
 from ...evaluate.evaluate import Metric
@@ -106,6 +107,7 @@ class MIPROv2(Optimizer):
         minibatch_size: valset examples per trial.
         minibatch_full_eval_steps: trials between full evaluations.
         limit: the most program runs and prompt-model calls in flight.
+        num_threads: DSPy's name for ``limit`` (deprecated: it warns).
         seed: seeds the valset sample, the demo sets, the tips, the minibatches
             and TPE.
 
@@ -132,7 +134,9 @@ class MIPROv2(Optimizer):
         minibatch_full_eval_steps: int = 5,
         limit: int = 16,
         seed: int = 9,
+        num_threads: int | None = None,
     ) -> None:
+        limit = limit_alias(limit, num_threads, "td.MIPROv2", default=16)
         if auto is not None and auto not in AUTO_RUN_SETTINGS:
             raise ValueError(
                 f"Invalid value for auto: {auto!r}. "
