@@ -20,6 +20,8 @@ ON_FIRST_USE = (
     "trio_dspy.telemetry.otel",
     "trio_dspy.lm.redis_limits",
     "trio_dspy.lm.redis_cache",
+    "trio_dspy.sessions",
+    "sqlite3",
     "httpx",
     "h11",
 )

@@ -58,12 +58,14 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Ensemble": (".optimizers", "Ensemble"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
+    "sessions": (".sessions", None),
+    "chat": (".sessions", "chat"),
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, testing
+    from . import datasets, evaluate, mcp, optimizers, sessions, testing
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
@@ -79,6 +81,7 @@ if TYPE_CHECKING:
         LabeledFewShot,
         MIPROv2,
     )
+    from .sessions import chat
 else:
 
     def __getattr__(name: str) -> Any:
@@ -141,6 +144,7 @@ __all__ = [
     "Trajectory",
     "Usage",
     "as_completed",
+    "chat",
     "configure",
     "context",
     "current_request",
@@ -155,6 +159,7 @@ __all__ = [
     "optimizers",
     "request_scope",
     "run",
+    "sessions",
     "streamify",
     "telemetry",
     "testing",

@@ -22,6 +22,9 @@ __all__ = [
     "LMTimeoutError",
     "LimitsUnavailableError",
     "RequestTimeoutError",
+    "SessionCorruptError",
+    "SessionError",
+    "SessionUnavailableError",
     "SignatureError",
     "StopAgent",
     "StructuringError",
@@ -250,3 +253,34 @@ class RequestTimeoutError(TrioDSPyError):
     def __init__(self, message: str, *, request_id: str) -> None:
         self.request_id = request_id
         super().__init__(message)
+
+
+class SessionError(TrioDSPyError):
+    """A conversation session (``td.sessions``) could not be read or written.
+
+    ``store`` names where the session lives (a file path, or a Redis URL
+    without its password), ``session_id`` which conversation. When the
+    failure came after a ``td.chat`` turn was answered, ``prediction`` holds
+    that answer (it was not stored), so nothing is lost; else it is ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, store: str, session_id: str | None = None, prediction: object = None
+    ) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.prediction = prediction
+        super().__init__(message)
+
+
+class SessionUnavailableError(SessionError):
+    """The session store could not be reached or used: Redis is down or its URL
+    is wrong, or the SQLite file cannot be opened or stayed locked. Nothing was
+    read or written; try again once the store is back."""
+
+
+class SessionCorruptError(SessionError):
+    """The session store holds something that is not a session: a file that is
+    not a SQLite database (or is damaged), or a stored turn that is not the
+    JSON a session writes. The store is left as it was; restore it from a
+    backup, point the session elsewhere, or ``clear()`` a session whose turn is bad."""
