@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -155,23 +155,49 @@ def test_session_settings_are_checked(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- SQLite
-async def test_sqlite_work_runs_off_the_event_loop_in_a_wal_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_session_waiting_for_a_locked_file_leaves_the_event_loop_running(
+    tmp_path: Path,
 ) -> None:
-    threads: list[int] = []
-    connect = sqlite3.connect
+    path = tmp_path / "chats.db"
+    session = SQLiteSession(path, "s")
+    await session.clear()  # creates the file
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process is writing
+    stored = trio.Event()
 
-    def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        threads.append(threading.get_ident())
-        opened: sqlite3.Connection = connect(*args, **kwargs)
-        return opened
+    async def append() -> None:
+        await session.append(*TURNS[0])
+        stored.set()
 
-    monkeypatch.setattr(sqlite3, "connect", recording_connect)
-    session = SQLiteSession(tmp_path / "chats.db", "s")
-    await session.append(*TURNS[0])
-    await session.history()
-    await session.clear()
-    assert len(threads) == 3 and threading.get_ident() not in threads
+    ticks = 0
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(append)
+            for _ in range(5):  # other tasks run while the append waits in its thread
+                await trio.sleep(0.02)
+                ticks += 1
+            assert not stored.is_set()
+            blocker.execute("COMMIT")
+            blocker.close()
+    assert ticks == 5 and (await session.history()).messages == [MESSAGES[0]]
+
+
+async def test_a_file_locked_for_longer_than_the_timeout_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "chats.db"
+    await SQLiteSession(path, "s").clear()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(SessionUnavailableError, match="locked"):
+            await SQLiteSession(path, "s", timeout=0.05).append(*TURNS[0])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert (await SQLiteSession(path, "s").history()).messages == []
+
+
+async def test_the_session_file_is_in_wal_mode_with_a_versioned_layout(tmp_path: Path) -> None:
+    await SQLiteSession(tmp_path / "chats.db", "s").append(*TURNS[0])
     with sqlite3.connect(tmp_path / "chats.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("SELECT * FROM trio_dspy_session_meta").fetchall() == [("schema", "1")]
@@ -241,24 +267,24 @@ async def test_a_turn_another_program_wrote_is_a_corrupt_session_naming_it(tmp_p
     assert (await session.history()).messages == []
 
 
+@pytest.mark.slow
 async def test_two_processes_appending_to_one_session_lose_no_turn(tmp_path: Path) -> None:
     path = tmp_path / "chats.db"
     await SQLiteSession(path, "shared").clear()  # the file exists before both start
     command = [sys.executable, "-m", "tests.session_worker", "sqlite", str(path), "shared"]
+    command += ["--turns", "200", "--start-at", str(time.time() + 2.0)]  # after both imported
 
     async def run_worker(w: int) -> None:
-        await trio.run_process(
-            [*command, "--turns", "40", "--worker", str(w)], cwd=ROOT, check=True
-        )
+        await trio.run_process([*command, "--worker", str(w)], cwd=ROOT, check=True)
 
     async with trio.open_nursery() as nursery:
         for w in range(2):
             nursery.start_soon(run_worker, w)
     questions = [m["question"] for m in (await SQLiteSession(path, "shared").history()).messages]
-    assert len(questions) == 80
+    assert len(questions) == 400
     for worker in range(2):  # each process's turns are all there, in its order
         assert [q for q in questions if q.startswith(f"{worker}-")] == [
-            f"{worker}-{i}" for i in range(40)
+            f"{worker}-{i}" for i in range(200)
         ]
 
 
