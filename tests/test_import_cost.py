@@ -163,6 +163,7 @@ def test_redis_support_loads_coredis_only_when_used() -> None:
         "import sys, trio_dspy as td\n"
         "limits, cache = td.RedisLimits('redis://localhost'), td.RedisCache('redis://localhost')\n"
         "td.LM('openai/m', base_url='http://127.0.0.1:1/v1', rpm=60, limits=limits, cache=cache)\n"
+        "td.chat(td.Predict('q, h: History -> a'), td.sessions.RedisSession('redis://h', 's'))\n"
         "print('coredis' in sys.modules)"
     )
     assert out.strip() == "False"  # built, but nothing sent yet
