@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
 import trio
 
 import trio_dspy as td
@@ -594,3 +595,14 @@ def test_chat_takes_a_module_and_a_session() -> None:
         td.chat(lambda: None, MemorySession())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="session"):
         td.chat(td.Predict(QA), object())  # type: ignore[arg-type]
+
+
+async def test_turns_of_an_earlier_version_of_the_program_are_left_out_with_a_warning() -> None:
+    session = MemorySession()
+    await session.append({"query": "old field names"}, {"reply": "old answer"})
+    await session.append({"question": "Capital of France?"}, {"answer": "Paris"})
+    lm = DummyLM(echo_earlier_turns)
+    with td.context(lm=lm), structlog.testing.capture_logs() as logs:
+        assert (await td.chat(td.Predict(QA), session)(question="And Italy?")).answer == "after 1"
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["sessions.turn_skipped"]
+    assert "old" not in str([m.text for m in lm.history[-1].request.messages])

@@ -10,12 +10,15 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..errors import SessionError, SignatureError
+from ..logs import get_logger
 from ..modules import Module
 from ..signature import Signature
 from ..types import History, unstructure
 from .base import Session, encode_turn, turn_lock
 
 __all__ = ["Chat", "chat"]
+
+log = get_logger(__name__)
 
 
 def chat(program: Module, session: Session) -> Chat:
@@ -49,6 +52,11 @@ class Chat(Module):
     session's ``turn()`` lock; across processes for ``RedisSession``), so each
     sees the turns before it; turns of different sessions run at once.
 
+    A stored turn with none of the fields of the signature that takes the
+    history (one stored by an earlier version of the program, whose fields
+    had other names) is left out of the history sent, with a warning
+    (``sessions.turn_skipped``), rather than failing every later turn.
+
     The stored outputs are the prediction's fields that the program's
     signatures declare as outputs (``reasoning`` too, for ``ChainOfThought``,
     as DSPy's own examples keep it), else all of its fields. Values are
@@ -74,6 +82,14 @@ class Chat(Module):
         self.history_input = _history_input(program, signatures)
         self._inputs = _annotations(signatures, inputs=True)
         self._outputs = _annotations(signatures, inputs=False)
+        # The fields a history message may show: those of the signatures that take it.
+        self._shown = frozenset(
+            name
+            for sig in signatures
+            if self.history_input in sig.input_fields
+            for name in sig.fields
+            if name != self.history_input
+        )
 
     async def forward(self, **inputs: Any) -> Any:
         """Run one turn: the history in, the program called, the turn stored.
@@ -93,7 +109,7 @@ class Chat(Module):
         said = {k: unstructure(v, self._inputs.get(k, Any)) for k, v in inputs.items()}
         encode_turn(said, {})  # a value no session can store fails before anything is spent
         async with self._turn():
-            history = await self.session.history()
+            history = self._usable(await self.session.history())
             prediction = await self.program(**inputs, **{self.history_input: history})
             answered = self._answered(prediction)
             try:
@@ -109,6 +125,20 @@ class Chat(Module):
             lock: AbstractAsyncContextManager[None] = turn()
             return lock
         return turn_lock(("session", id(self.session)))
+
+    def _usable(self, history: History) -> History:
+        if not self._shown:
+            return history
+        kept = [m for m in history.messages if not self._shown.isdisjoint(m)]
+        if len(kept) < len(history.messages):
+            log.warning(
+                "sessions.turn_skipped",
+                session=repr(self.session),
+                turns=len(history.messages) - len(kept),
+                reason=f"none of the fields of the signature that takes {self.history_input!r}",
+            )
+            return History(kept)
+        return history
 
     def _answered(self, prediction: object) -> dict[str, Any]:
         if not isinstance(prediction, Mapping):
