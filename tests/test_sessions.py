@@ -606,3 +606,23 @@ async def test_turns_of_an_earlier_version_of_the_program_are_left_out_with_a_wa
         assert (await td.chat(td.Predict(QA), session)(question="And Italy?")).answer == "after 1"
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["sessions.turn_skipped"]
     assert "old" not in str([m.text for m in lm.history[-1].request.messages])
+
+
+async def test_a_value_nested_too_deeply_to_read_back_is_refused(make_session: MakeSession) -> None:
+    session = make_session()
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(TypeError, match="'context'.*nested deeper"):
+        await session.append({"question": "q", "context": deep}, {"answer": "a"})
+    assert (await session.history()).messages == []
+
+
+async def test_connections_are_kept_open_for_a_few_files_only(tmp_path: Path) -> None:
+    from trio_dspy.sessions import sqlite as store
+
+    for i in range(store.MAX_FILES + 5):
+        await SQLiteSession(tmp_path / f"customer-{i}.db", "s").append(*TURNS[0])
+    kept = [idle for path, idle in store._IDLE.items() if path.startswith(str(tmp_path))]
+    assert len(kept) <= store.MAX_FILES
+    assert sum(len(idle.connections) for idle in kept) <= store.MAX_FILES

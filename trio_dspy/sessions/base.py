@@ -22,7 +22,7 @@ import trio
 
 from ..errors import SessionCorruptError
 from ..runlocal import RunLocal
-from ..types import History, unstructure
+from ..types import History, loads_json, unstructure
 from ..unicode import clean_json, clean_text
 
 __all__ = [
@@ -120,7 +120,8 @@ def encode_turn(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> str:
 
     Raises:
         TypeError: ``inputs`` or ``outputs`` is not a dict with string keys, or
-            a value is not JSON-like (the message names the field).
+            a value is not JSON-like or nests deeper than
+            :data:`~trio_dspy.types.text.MAX_JSON_DEPTH` (the message names the field).
         ValueError: a field is both an input and an output.
     """
     parts = {"inputs": _fields(inputs, "inputs"), "outputs": _fields(outputs, "outputs")}
@@ -139,8 +140,9 @@ def _fields(values: Mapping[str, Any], what: str) -> dict[str, Any]:
             raise TypeError(f"a turn's {what} are named by strings, got {type(name).__name__}")
         try:
             plain = clean_json(unstructure(value))
-            # Checked field by field, so that the error names the field.
-            json.dumps(plain, ensure_ascii=False)
+            # Checked field by field, so that the error names the field; read
+            # back as the stores will read it (refusing hostile nesting).
+            loads_json(json.dumps(plain, ensure_ascii=False))
         except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
                 f"a session stores JSON-like values (str, numbers, bool, None, lists, "
@@ -156,13 +158,16 @@ def decode_turn(raw: str | bytes, *, store: str, session_id: str, index: int) ->
     :func:`encode_turn` wrote; strings pass through the text policy.
 
     Raises:
-        SessionCorruptError: ``raw`` is not such a turn (it names the store,
+        SessionCorruptError: ``raw`` is not such a turn, or nests deeper than
+            :data:`~trio_dspy.types.text.MAX_JSON_DEPTH` (it names the store,
             the session and the turn's ``index``).
     """
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     try:
-        turn = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        # Nesting deeper than MAX_JSON_DEPTH is refused here, before it can
+        # reach code that recurses over values (the adapters).
+        turn = loads_json(text)
+    except ValueError as exc:
         raise _corrupt(store, session_id, index, f"it is not JSON ({exc})") from None
     if not (
         isinstance(turn, dict)

@@ -12,7 +12,7 @@ session may live in the application's database:
 Each call runs in a worker thread (``trio.to_thread``), so the event loop
 never waits on the disk, with a connection that no other call uses at the
 same time. Connections are kept for the next call (a few per file, for the
-life of the process): closing the last connection to a WAL file
+files used last): closing the last connection to a WAL file
 checkpoints it, which cost about 20 ms per call when each call closed its
 own. The file is in WAL mode with ``synchronous=NORMAL``, so readers never
 wait for the writer and a commit costs no ``fsync``; a turn survives the
@@ -25,6 +25,7 @@ at once lose no turn. A cancelled call waits for its statement to finish
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import sqlite3
@@ -61,8 +62,9 @@ _CREATE = (
 # (busy, locked, cannot open, read-only, disk full, I/O) means the file could
 # not be used now.
 _NOT_SESSIONS = frozenset({1, 11, 24, 26})
-#: Idle connections kept per file for the next calls.
+#: Idle connections kept per file for the next calls, and files kept so.
 MAX_IDLE = 4
+MAX_FILES = 8
 
 
 class _Idle:
@@ -71,6 +73,7 @@ class _Idle:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.connections: list[sqlite3.Connection] = []
+        self.dropped = False
         # A forked child must not use its parent's connections (SQLite's rule).
         self.pid = os.getpid()
 
@@ -82,19 +85,35 @@ class _Idle:
 
     def give(self, conn: sqlite3.Connection) -> None:
         with self.lock:
-            if self.pid == os.getpid() and len(self.connections) < MAX_IDLE:
+            if not self.dropped and self.pid == os.getpid() and len(self.connections) < MAX_IDLE:
                 self.connections.append(conn)
                 return
         conn.close()
 
+    def drop(self) -> None:
+        with self.lock:
+            self.dropped = True
+            idle, self.connections = self.connections, []
+        for conn in idle:
+            conn.close()
 
-_IDLE: dict[str, _Idle] = {}
+
+# The files used most recently: a process that opens many files (one per
+# customer, or a test suite) keeps connections open to a few of them only.
+_IDLE: collections.OrderedDict[str, _Idle] = collections.OrderedDict()
 _IDLE_LOCK = threading.Lock()
 
 
 def _idle(path: str) -> _Idle:
     with _IDLE_LOCK:
-        return _IDLE.setdefault(path, _Idle())
+        idle = _IDLE.get(path)
+        if idle is None:
+            idle = _IDLE[path] = _Idle()
+        _IDLE.move_to_end(path)
+        oldest = _IDLE.popitem(last=False)[1] if len(_IDLE) > MAX_FILES else None
+    if oldest is not None:
+        oldest.drop()
+    return idle
 
 
 class SQLiteSession:
