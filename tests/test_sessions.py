@@ -626,3 +626,18 @@ async def test_connections_are_kept_open_for_a_few_files_only(tmp_path: Path) ->
     kept = [idle for path, idle in store._IDLE.items() if path.startswith(str(tmp_path))]
     assert len(kept) <= store.MAX_FILES
     assert sum(len(idle.connections) for idle in kept) <= store.MAX_FILES
+
+
+async def test_a_cancelled_turn_stores_nothing_and_lets_the_next_turn_go(
+    make_session: MakeSession,
+) -> None:
+    session = make_session()
+    delays = iter([60.0, 0.0])  # the first call hangs
+    lm = DummyLM(echo_earlier_turns, latency=lambda request: next(delays))
+    bot = td.chat(td.Predict(QA), session)
+    with td.context(lm=lm), trio.fail_after(10):
+        with trio.move_on_after(0.05) as scope:
+            await bot(question="slow")
+        assert scope.cancelled_caught
+        assert (await bot(question="next")).answer == "after 0"
+    assert [m["question"] for m in (await session.history()).messages] == ["next"]

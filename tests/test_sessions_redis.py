@@ -185,3 +185,15 @@ async def test_strings_read_back_from_redis_follow_the_text_policy(redis_url: st
         {"question": "a\ufffd", "answer": "😀"},
         {"question": "\ufffd\ufffd"},
     ]
+
+
+async def test_a_cancelled_turn_releases_its_lock_at_once(redis_url: str) -> None:
+    ns = namespace()
+    lm = DummyLM(earlier_turns, latency=60.0)
+    bot = td.chat(td.Predict(QA), RedisSession(redis_url, "ada", namespace=ns))
+    with td.context(lm=lm), trio.move_on_after(0.3) as scope:
+        await bot(question="slow")
+    assert scope.cancelled_caught
+    async with RedisConnector(redis_url).client() as client:
+        assert await client.exists([f"{ns}:session-lock:ada"]) == 0
+        assert await client.exists([f"{ns}:session:ada"]) == 0
