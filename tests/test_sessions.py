@@ -632,8 +632,11 @@ async def test_a_cancelled_turn_stores_nothing_and_lets_the_next_turn_go(
     make_session: MakeSession,
 ) -> None:
     session = make_session()
-    delays = iter([60.0, 0.0])  # the first call hangs
-    lm = DummyLM(echo_earlier_turns, latency=lambda request: next(delays))
+    # The slow question hangs, wherever the cancellation finds its turn.
+    lm = DummyLM(
+        echo_earlier_turns,
+        latency=lambda request: 60.0 if "slow" in request.messages[-1].text else 0,
+    )
     bot = td.chat(td.Predict(QA), session)
     with td.context(lm=lm), trio.fail_after(10):
         with trio.move_on_after(0.05) as scope:
