@@ -644,3 +644,16 @@ async def test_a_cancelled_turn_stores_nothing_and_lets_the_next_turn_go(
         assert scope.cancelled_caught
         assert (await bot(question="next")).answer == "after 0"
     assert [m["question"] for m in (await session.history()).messages] == ["next"]
+
+
+async def test_an_input_nested_too_deeply_is_refused_before_the_model_is_called() -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    lm = DummyLM([{"answer": "a"}])
+    bot = td.chat(
+        td.Predict("question, context: list, history: History -> answer"), MemorySession()
+    )
+    with td.context(lm=lm), pytest.raises(TypeError, match="'context'"):
+        await bot(question="q", context=deep)
+    assert len(lm.history) == 0

@@ -106,7 +106,7 @@ class Chat(Module):
             raise TypeError(
                 f"td.chat fills {self.history_input!r} from the session: leave it out of the call"
             )
-        said = {k: unstructure(v, self._inputs.get(k, Any)) for k, v in inputs.items()}
+        said = {k: _plain(v, self._inputs.get(k, Any)) for k, v in inputs.items()}
         encode_turn(said, {})  # a value no session can store fails before anything is spent
         async with self._turn():
             history = self._usable(await self.session.history())
@@ -148,10 +148,18 @@ class Chat(Module):
             )
         declared = {k: v for k, v in prediction.items() if k in self._outputs}
         fields = declared or dict(prediction)
-        return {k: unstructure(v, self._outputs.get(k, Any)) for k, v in fields.items()}
+        return {k: _plain(v, self._outputs.get(k, Any)) for k, v in fields.items()}
 
     def __repr__(self) -> str:
         return f"Chat({type(self.program).__name__}, {self.session!r})"
+
+
+def _plain(value: Any, annotation: Any) -> Any:
+    """``value`` as JSON-like data, as the field's declared type writes it."""
+    try:
+        return unstructure(value, annotation)
+    except (TypeError, ValueError, RecursionError):
+        return value  # encode_turn refuses it, naming the field
 
 
 def _signatures(program: Module) -> list[type[Signature]]:
