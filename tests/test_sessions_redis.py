@@ -197,3 +197,24 @@ async def test_a_cancelled_turn_releases_its_lock_at_once(redis_url: str) -> Non
     async with RedisConnector(redis_url).client() as client:
         assert await client.exists([f"{ns}:session-lock:ada"]) == 0
         assert await client.exists([f"{ns}:session:ada"]) == 0
+
+
+async def connections_received(redis_url: str) -> int:
+    async with RedisConnector(redis_url).client() as client:
+        stats = await client.info("stats")
+    received = stats["total_connections_received"]
+    assert isinstance(received, int)
+    return received
+
+
+async def test_a_turn_opens_one_redis_connection_for_its_lock_history_and_append(
+    redis_url: str,
+) -> None:
+    bot = td.chat(td.Predict(QA), RedisSession(redis_url, "ada", namespace=namespace()))
+    with td.context(lm=DummyLM(earlier_turns)):
+        await bot(question="warm-up")  # loads the scripts
+        before = await connections_received(redis_url)
+        for _ in range(3):
+            await bot(question="hi")
+    # Each turn one, and one for each of the two counts.
+    assert await connections_received(redis_url) - before == 3 + 1

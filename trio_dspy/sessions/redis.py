@@ -14,7 +14,8 @@ trio lock first, so only one of them polls Redis.
 
 Connections are as for ``td.RedisCache``: a client per call, or the one of an
 enclosing ``async with session.connected():`` block
-(:mod:`trio_dspy.lm.redis_conn`). Unlike the cache, a session cannot do
+(:mod:`trio_dspy.lm.redis_conn`); a ``td.chat`` turn opens one client for its
+lock, history and append. Unlike the cache, a session cannot do
 without Redis: when it cannot be reached, calls raise
 :class:`~trio_dspy.errors.SessionUnavailableError`.
 """
@@ -192,7 +193,8 @@ class RedisSession(RedisBacked):
             token = uuid.uuid4().hex
             ms = max(1, int(self.lock_ttl * 1000))
             delays = backoff_delays()
-            async with self.connector.client() as client:
+            # One connection for the lock and the turn's history and append.
+            async with self.connector.sharing() as client:
                 while True:
                     try:
                         taken = await run_script(client, TAKE, [self._lock_key], [token, ms])
