@@ -20,6 +20,8 @@ ON_FIRST_USE = (
     "trio_dspy.telemetry.otel",
     "trio_dspy.lm.redis_limits",
     "trio_dspy.lm.redis_cache",
+    "trio_dspy.sessions",
+    "sqlite3",
     "httpx",
     "h11",
     "xml.etree.ElementTree",
@@ -164,6 +166,7 @@ def test_redis_support_loads_coredis_only_when_used() -> None:
         "import sys, trio_dspy as td\n"
         "limits, cache = td.RedisLimits('redis://localhost'), td.RedisCache('redis://localhost')\n"
         "td.LM('openai/m', base_url='http://127.0.0.1:1/v1', rpm=60, limits=limits, cache=cache)\n"
+        "td.chat(td.Predict('q, h: History -> a'), td.sessions.RedisSession('redis://h', 's'))\n"
         "print('coredis' in sys.modules)"
     )
     assert out.strip() == "False"  # built, but nothing sent yet

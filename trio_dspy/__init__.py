@@ -65,12 +65,14 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "asyncify": (".parallel", "asyncify"),
     "StreamListener": (".stream_names", "StreamListener"),
     "StatusMessageProvider": (".stream_names", "StatusMessageProvider"),
+    "sessions": (".sessions", None),
+    "chat": (".sessions", "chat"),
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, retrievers, testing
+    from . import datasets, evaluate, mcp, optimizers, retrievers, sessions, testing
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
     )
     from .parallel import Parallel, asyncify
     from .retrievers import KNN
+    from .sessions import chat
     from .stream_names import StatusMessageProvider, StreamListener
 else:
 
@@ -160,6 +163,7 @@ __all__ = [
     "XMLAdapter",
     "as_completed",
     "asyncify",
+    "chat",
     "configure",
     "context",
     "current_request",
@@ -175,6 +179,7 @@ __all__ = [
     "request_scope",
     "retrievers",
     "run",
+    "sessions",
     "streamify",
     "telemetry",
     "testing",

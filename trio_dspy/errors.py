@@ -23,6 +23,9 @@ __all__ = [
     "LimitsUnavailableError",
     "ParallelError",
     "RequestTimeoutError",
+    "SessionCorruptError",
+    "SessionError",
+    "SessionUnavailableError",
     "SignatureError",
     "StopAgent",
     "StructuringError",
@@ -266,3 +269,34 @@ class ParallelError(TrioDSPyError):
         self.results = results
         self.errors = errors
         super().__init__(message)
+
+
+class SessionError(TrioDSPyError):
+    """A conversation session (``td.sessions``) could not be read or written.
+
+    ``store`` names where the session lives (a file path, or a Redis URL
+    without its password), ``session_id`` which conversation. When the
+    failure came after a ``td.chat`` turn was answered, ``prediction`` holds
+    that answer (it was not stored), so nothing is lost; else it is ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, store: str, session_id: str | None = None, prediction: object = None
+    ) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.prediction = prediction
+        super().__init__(message)
+
+
+class SessionUnavailableError(SessionError):
+    """The session store could not be reached or used: Redis is down or its URL
+    is wrong, or the SQLite file cannot be opened or stayed locked. Nothing was
+    read or written; try again once the store is back."""
+
+
+class SessionCorruptError(SessionError):
+    """The session store holds something that is not a session: a file that is
+    not a SQLite database (or is damaged), or a stored turn that is not the
+    JSON a session writes. The store is left as it was; restore it from a
+    backup, point the session elsewhere, or ``clear()`` a session whose turn is bad."""
