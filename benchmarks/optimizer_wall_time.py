@@ -1,5 +1,6 @@
-"""BootstrapFewShotWithRandomSearch here and in DSPy, on one simulated server.
+"""Optimizers here and in DSPy, on one simulated server, side by side.
 
+``--optimizer random-search`` (the default): BootstrapFewShotWithRandomSearch.
 Both libraries compile ``Predict("question -> answer")`` on the same
 arithmetic task (``arithmetic_task.py``) against the same simulated
 OpenAI-compatible server, run in its own process with a constant latency
@@ -11,6 +12,29 @@ stopping, to show that early stopping saves calls and picks the same program.
 
     python benchmarks/optimizer_wall_time.py                       # trio_dspy only
     python benchmarks/optimizer_wall_time.py --dspy-python PYTHON  # and DSPy, side by side
+
+``--optimizer gepa``: GEPA on the instruction task (``td.testing.InstructionTask``,
+``--phrases`` hidden phrases, each item answered right only when the
+instructions hold its phrase), served for each seed ``s`` by a process that
+plays ``InstructionTask(seed=s)`` (with the default 4 phrases it is exactly
+``trio-dspy serve-sim --task instructions:s``). For each seed, each
+``--threads`` value (trio_dspy's ``limit``, DSPy's ``num_threads``) and each
+``--proposals`` value, trio_dspy's GEPA compiles the task's instructions-only
+program with ``max_metric_calls=--budget`` and GEPA seed ``s``; DSPy's GEPA
+(``optimizer_wall_time_dspy.py --optimizer gepa``, its own default
+instruction proposer through JSONAdapter) does the same with the same
+examples, metric and budget. LM calls (program and reflection) are counted by
+a wrapper on each side; valset scores are the returned instructions'
+accuracy on the valset. Medians over the seeds, then every run. (Run from the
+repository root with ``PYTHONPATH=.`` to measure the checkout: the servers do.)
+
+    PYTHONPATH=. python benchmarks/optimizer_wall_time.py --optimizer gepa --dspy-python PYTHON
+    PYTHONPATH=. python benchmarks/optimizer_wall_time.py --optimizer gepa --threads 16 32 \\
+        --proposals 1 2 4 8 --seeds 0 1 2 --budget 400 --dspy-python PYTHON
+
+``--optimizer mipro``: the place for MIPROv2 rows (DSPy's side is ready in
+``optimizer_wall_time_dspy.py --optimizer mipro``; trio_dspy's side runs once
+``td.MIPROv2`` exists).
 """
 
 from __future__ import annotations
@@ -21,7 +45,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +56,8 @@ import trio
 
 import trio_dspy as td
 from trio_dspy.messages import LMRequest, LMResponse
+from trio_dspy.testing import InstructionTask
+from trio_dspy.testing.sim_task import DEFAULT_PHRASES
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -76,7 +105,7 @@ async def compile_once(base_url: str, args: argparse.Namespace, early: bool) -> 
             num_candidate_programs=args.candidates,
             max_bootstrapped_demos=4,
             max_labeled_demos=4,
-            limit=args.threads,
+            limit=args.threads[0],
             early_stopping=early,
         )
         with td.context(lm=lm):
@@ -87,7 +116,7 @@ async def compile_once(base_url: str, args: argparse.Namespace, early: bool) -> 
             wall = time.perf_counter() - start
             calls = lm.calls
             score = (
-                await td.Evaluate(valset, metric, limit=args.threads, progress=False)(compiled)
+                await td.Evaluate(valset, metric, limit=args.threads[0], progress=False)(compiled)
             ).score
     assert optimizer.stats is not None
     return {
@@ -105,21 +134,8 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--train", type=int, default=16)
-    parser.add_argument("--val", type=int, default=32)
-    parser.add_argument("--candidates", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dspy-python", help="a Python with dspy installed")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        trio.run(serve, args.latency)
-        return 0
-
+def random_search(args: argparse.Namespace) -> None:
+    """The random-search comparison (at the first ``--threads`` value)."""
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--latency", str(args.latency)],
         stdout=subprocess.PIPE,
@@ -147,7 +163,7 @@ def main() -> int:
                     "--candidates",
                     str(args.candidates),
                     "--threads",
-                    str(args.threads),
+                    str(args.threads[0]),
                     "--repeat",
                     str(args.repeat),
                 ],
@@ -164,7 +180,7 @@ def main() -> int:
     same = all(r["program"] == rows["full"][0]["program"] for r in rows["early"] + rows["full"])
     print(
         f"BootstrapFewShotWithRandomSearch: {args.candidates} + 3 candidates, trainset "
-        f"{args.train}, valset {args.val}, {args.threads} in flight, latency {args.latency} s; "
+        f"{args.train}, valset {args.val}, {args.threads[0]} in flight, latency {args.latency} s; "
         f"median of {args.repeat}"
     )
     print(f"{'':28}{'wall s':>8}{'LM calls':>10}{'valset %':>10}")
@@ -188,6 +204,302 @@ def main() -> int:
             f"{_median(full, 'calls'):.0f} vs {dspy['calls']:.0f} calls (full search), "
             f"{dspy['wall'] / _median(early, 'wall'):.1f}x less with early stopping"
         )
+
+
+# ---------------------------------------------------------------------- GEPA
+
+# Beyond InstructionTask's four default phrases: a task whose seed scores low
+# and needs several accepted candidates (each reflection names at most one
+# phrase per minibatch example) before it is solved.
+EXTRA_PHRASES = (
+    "check the aisle map before answering",
+    "use the ledger's newest entry",
+    "write the digits without spaces",
+    "ignore discontinued items",
+    "count shelves from the floor up",
+    "use capital letters only",
+    "keep the dash between letter and digits",
+    "give the code of the item itself, not its box",
+)
+
+
+def instruction_task(seed: int, phrases: int) -> InstructionTask:
+    """The instruction task with its first ``phrases`` phrases (4: the default task)."""
+    pool = DEFAULT_PHRASES + EXTRA_PHRASES
+    if not 1 <= phrases <= len(pool):
+        raise SystemExit(f"--phrases must be between 1 and {len(pool)}")
+    return InstructionTask(phrases=pool[:phrases], seed=seed)
+
+
+async def serve_task(task: InstructionTask, latency: float) -> None:
+    """Run the simulated server playing ``task`` (as ``trio-dspy serve-sim --task`` does)."""
+    from trio_dspy.testing import SimConfig, serve_sim
+
+    async with serve_sim(SimConfig(latency=latency, script=task.script())) as sim:
+        print(sim.base_url, flush=True)
+        await trio.sleep_forever()
+
+
+@contextmanager
+def task_server(args: argparse.Namespace, seed: int) -> Iterator[str]:
+    """A server process playing the instruction task of ``seed``; its base URL."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve-task",
+            str(seed),
+            "--phrases",
+            str(args.phrases),
+            "--latency",
+            str(args.latency),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.terminate()
+        server.wait()
+
+
+async def gepa_once(
+    base_url: str,
+    task: InstructionTask,
+    args: argparse.Namespace,
+    threads: int,
+    proposals: int,
+    seed: int,
+) -> dict[str, Any]:
+    """One trio_dspy GEPA compile; what it cost and what it found."""
+    trainset = task.examples(args.train)
+    valset = task.examples(args.val, start=1000)
+    async with td.LM(
+        "openai/sim-model", base_url=base_url, api_key="bench", cache=False
+    ) as http_lm:
+        lm, reflection = CountingLM(http_lm), CountingLM(http_lm)
+        optimizer = td.GEPA(
+            task.metric,
+            reflection_lm=reflection,
+            max_metric_calls=args.budget,
+            limit=threads,
+            proposals=proposals,
+            seed=seed,
+        )
+        student = td.Predict(
+            td.make_signature("question -> answer", instructions=task.instructions)
+        )
+        with td.context(lm=lm):
+            start = time.perf_counter()
+            compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
+            wall = time.perf_counter() - start
+    instructions = compiled.predictors()[0].signature.instructions
+    stats, result = optimizer.stats, optimizer.result
+    assert result is not None
+    return {
+        "seed": seed,
+        "wall": wall,
+        "calls": lm.calls + reflection.calls,
+        "reflections": reflection.calls,
+        # charged to the budget: run live, read back from the journal, or cancelled
+        "metric_calls": stats.metric_calls + stats.metric_calls_replayed + stats.metric_calls_saved,
+        "replayed": stats.metric_calls_replayed,
+        "saved": stats.metric_calls_saved,
+        "candidates": len(result.candidates) - 1,
+        "merges": sum(len(parents) == 2 for parents in result.parents),
+        "score": 100 * task.accuracy(instructions, range(1000, 1000 + args.val)),
+        "instructions": instructions,
+    }
+
+
+def dspy_gepa(
+    args: argparse.Namespace, base_url: str, task: InstructionTask, threads: int, seed: int
+) -> dict[str, Any]:
+    """One DSPy GEPA compile in DSPy's own Python; what it cost and what it found."""
+    items = {
+        "train": range(args.train),
+        "val": range(1000, 1000 + args.val),
+    }
+    data = {
+        "instructions": task.instructions,
+        **{
+            split: [
+                {"question": task.question(i), "answer": task.code(i), "phrase": task.phrase(i)}
+                for i in ids
+            ]
+            for split, ids in items.items()
+        },
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    try:
+        out = subprocess.run(
+            [
+                args.dspy_python,
+                str(HERE / "optimizer_wall_time_dspy.py"),
+                "--optimizer",
+                "gepa",
+                "--base-url",
+                base_url,
+                "--task-file",
+                f.name,
+                "--budget",
+                str(args.budget),
+                "--threads",
+                str(threads),
+                "--seeds",
+                str(seed),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise SystemExit(f"DSPy's GEPA failed:\n{out.stderr[-4000:]}")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    (run,) = report["runs"]
+    run["dspy_score"] = run["score"]  # DSPy's own Evaluate of the program it returned
+    run["score"] = 100 * task.accuracy(run["instructions"], items["val"])
+    run["dspy"] = report["dspy"]
+    return run
+
+
+GEPA_COLUMNS = ("wall", "calls", "metric_calls", "replayed", "candidates", "score")
+
+
+def _gepa_row(label: str, runs: list[dict[str, Any]]) -> str:
+    wall, calls, metric, replayed, accepted, score = (_median(runs, k) for k in GEPA_COLUMNS)
+    return (
+        f"{label:28}{wall:8.2f}{calls:10.0f}{metric:14.0f}{replayed:10.0f}"
+        f"{accepted:10.0f}{score:10.1f}"
+    )
+
+
+def gepa(args: argparse.Namespace) -> None:
+    """The GEPA comparison: every seed, ``--threads`` value and ``--proposals`` value."""
+    rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for seed in args.seeds:
+        task = instruction_task(seed, args.phrases)
+        with task_server(args, seed) as base_url:
+            for threads in args.threads:
+                for proposals in args.proposals:
+                    run = trio.run(gepa_once, base_url, task, args, threads, proposals, seed)
+                    rows.setdefault((threads, f"trio_dspy, proposals={proposals}"), []).append(run)
+                    print(f"# {threads} in flight, proposals={proposals}: {run}", file=sys.stderr)
+                if args.dspy_python:
+                    run = dspy_gepa(args, base_url, task, threads, seed)
+                    rows.setdefault((threads, "DSPy " + run["dspy"]), []).append(run)
+                    print(f"# {threads} in flight, DSPy: {run}", file=sys.stderr)
+    seed_score = 100 * statistics.median(
+        instruction_task(s, args.phrases).accuracy(
+            InstructionTask().instructions, range(1000, 1000 + args.val)
+        )
+        for s in args.seeds
+    )
+    print(
+        f"GEPA: max_metric_calls {args.budget}, trainset {args.train}, valset {args.val}, "
+        f"{args.phrases} phrases (seed program {seed_score:.1f}%), latency {args.latency} s; "
+        f"median over seeds {args.seeds}"
+    )
+    for threads in args.threads:
+        print(f"\n{threads} in flight")
+        print(
+            f"{'':28}{'wall s':>8}{'LM calls':>10}{'metric calls':>14}{'replayed':>10}"
+            f"{'accepted':>10}{'valset %':>10}"
+        )
+        mine = {k[1]: v for k, v in rows.items() if k[0] == threads}
+        for label, runs in mine.items():
+            print(_gepa_row(label, runs))
+        dspy = next((v for k, v in mine.items() if k.startswith("DSPy")), None)
+        if dspy is not None:
+            for label, runs in mine.items():
+                if label.startswith("trio_dspy"):
+                    print(
+                        f"{label}: {_median(dspy, 'wall') / _median(runs, 'wall'):.1f}x less "
+                        "wall time than DSPy"
+                    )
+    print("\nevery run (seed: wall s, LM calls, metric calls, replayed, accepted, valset %)")
+    for (threads, label), runs in rows.items():
+        cells = "; ".join(
+            f"{r['seed']}: {r['wall']:.2f}, {r['calls']}, {r['metric_calls']}, {r['replayed']}, "
+            f"{r['candidates']} ({r['merges']} merges), {r['score']:.0f}"
+            for r in runs
+        )
+        print(f"{threads:3} {label:26} {cells}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
+            )
+        )
+
+
+# ---------------------------------------------------------------------- MIPROv2
+
+
+def mipro(args: argparse.Namespace) -> None:
+    """MIPROv2 rows: the place for them, on the same task and servers as :func:`gepa`.
+
+    DSPy's side is ready: ``optimizer_wall_time_dspy.py --optimizer mipro``
+    (zero-shot: instructions only; ``--trials``, ``--minibatch``; needs optuna
+    in DSPy's Python) reads the same task file as ``dspy_gepa`` writes.
+    """
+    # MIPROv2 (trio_dspy side): run td.MIPROv2 here as gepa_once runs td.GEPA, with the
+    # same CountingLM wrappers, and DSPy's side as dspy_gepa does with "--optimizer mipro".
+    raise SystemExit("--optimizer mipro: td.MIPROv2 is not measured yet")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--optimizer", choices=["random-search", "gepa", "mipro"], default="random-search"
+    )
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--train", type=int, help="trainset size (16; gepa 30)")
+    parser.add_argument("--val", type=int, help="valset size (32; gepa 20)")
+    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[16],
+        help="calls in flight (random search: the first)",
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dspy-python", help="a Python with dspy installed")
+    parser.add_argument("--budget", type=int, default=400, help="GEPA's max_metric_calls")
+    parser.add_argument(
+        "--proposals", type=int, nargs="+", default=[1, 4, 8], help="GEPA proposals"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="task and GEPA seeds"
+    )
+    parser.add_argument("--phrases", type=int, default=12, help="the instruction task's phrases")
+    parser.add_argument("--json", help="write every run to this file")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-task", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_task is not None:
+        trio.run(serve_task, instruction_task(args.serve_task, args.phrases), args.latency)
+        return 0
+    if args.serve:
+        trio.run(serve, args.latency)
+        return 0
+    if args.optimizer == "gepa":
+        args.train = args.train or 30
+        args.val = args.val or 20
+        gepa(args)
+    elif args.optimizer == "mipro":
+        mipro(args)
+    else:
+        args.train = args.train or 16
+        args.val = args.val or 32
+        random_search(args)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import attrs
+import httpx
 import pytest
 
 import trio_dspy as td
@@ -140,3 +141,60 @@ async def test_in_process_rollouts_sample_apart() -> None:
             request = attrs.evolve(request, params={"temperature": 1.0}, rollout_id=rollout)
             answers.add((await lm.request(request)).text)
     assert len(answers) == 2  # right for some rollouts, wrong for others
+
+
+# DSPy 3.4.1's GEPA proposer (``ProposeInstruction`` through ``JSONAdapter().format``), as sent
+# to a model litellm does not know: no ``response_format``, the JSON asked for in the prompt only.
+DSPY_PROPOSE_SYSTEM = (
+    "Your input fields are:\n"
+    "1. `current_instruction` (str): The instructions I provided to the assistant.\n"
+    "2. `examples_with_feedback` (list[dict[str, Any]]): Task inputs provided to the assistant, the assistant's response for each, and feedback on how the response could be better.\n"
+    "Your output fields are:\n"
+    "1. `new_instruction` (str): The new instruction for the assistant.\n"
+    "All interactions will be structured in the following way, with the appropriate values filled in.\n"
+    "\n"
+    "Inputs will have the following structure:\n"
+    "\n"
+    "[[ ## current_instruction ## ]]\n"
+    "{current_instruction}\n"
+    "\n"
+    "[[ ## examples_with_feedback ## ]]\n"
+    "{examples_with_feedback}\n"
+    "\n"
+    "Outputs will be a JSON object with the following fields.\n"
+    "\n"
+    "{\n"
+    '  "new_instruction": "{new_instruction}"\n'
+    "}\n"
+    "In adhering to this structure, your objective is: \n"
+    "        I provided an assistant with instructions to perform a task for me. You are given those instructions, along with examples of different task inputs provided to the assistant, the assistant's response for each of them, and some feedback on how the assistant's response could be better.\n"
+    "        \n"
+    "        Your task is to write a new instruction for the assistant.\n"
+    "        \n"
+    "        Read the inputs carefully and identify the input format and infer detailed task description about the task I wish to solve with the assistant.\n"
+    "        \n"
+    "        Read all the assistant responses and the corresponding feedback. Identify all niche and domain specific factual information about the task and include it in the instruction, as a lot of it may not be available to the assistant in the future. The assistant may have utilized a generalizable strategy to solve the task, if so, include that in the instruction as well."
+)
+DSPY_PROPOSE_USER = (
+    "[[ ## current_instruction ## ]]\n"
+    "Be brief.\n"
+    "\n"
+    "[[ ## examples_with_feedback ## ]]\n"
+    '[{"Inputs": {"question": "Item 7: which shelf code?"}, "Generated Outputs": {"answer": "B-1234"}, "Feedback": "Wrong: the shelf code is C-2345, not B-1234. The instructions should say \\"answer with the code alone\\"."}]\n'
+    "\n"
+    "Respond with a JSON object in the following order of fields: `new_instruction`."
+)
+
+
+async def test_dspy_gepa_proposals_come_back_as_the_json_its_adapter_parses() -> None:
+    body = {
+        "model": "sim-model",
+        "messages": [
+            {"role": "system", "content": DSPY_PROPOSE_SYSTEM},
+            {"role": "user", "content": DSPY_PROPOSE_USER},
+        ],
+    }
+    async with serve_sim(SimConfig(script=TASK.script())) as server, httpx.AsyncClient() as client:
+        reply = await client.post(f"{server.base_url}/chat/completions", json=body)
+    text = reply.json()["choices"][0]["message"]["content"]
+    assert json.loads(text) == {"new_instruction": f"Be brief. Also: {TASK.phrases[3]}."}

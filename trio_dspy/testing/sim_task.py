@@ -183,7 +183,10 @@ class InstructionTask:
         if "`new_instruction`" in request.system:  # DSPy 3.4's GEPA proposer
             current = _CURRENT.search(request.last_user)
             base = current.group(1).strip() if current else self.instructions
-            return SimReply(outputs={"new_instruction": self._improved(base, request.last_user)})
+            # Its JSONAdapter sends no response_format to a model litellm does not know
+            # and asks for JSON in the prompt alone: answer JSON whatever the request says.
+            proposal = {"new_instruction": self._improved(base, request.last_user)}
+            return SimReply(text=json.dumps(proposal), outputs=proposal)
         if "`proposed_instruction`" in request.system:
             return SimReply(outputs={"proposed_instruction": self._propose(body)})
         match = _ITEM.search(request.last_user)
