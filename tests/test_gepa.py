@@ -110,6 +110,25 @@ async def test_several_proposals_are_in_flight_at_once(autojump_clock: trio.abc.
     assert watcher_one.most_in_flight == 1
 
 
+async def test_no_child_of_a_parent_that_left_the_front_is_kept(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from trio_dspy.optimizers.gepa.pareto import reduced_fronts, update_front
+
+    compiled, _ = await compile_task(task_lm(3), proposals=4, max_metric_calls=300)
+    result = compiled.detailed_results  # type: ignore[attr-defined]
+    for k in range(1, len(result.candidates)):
+        if len(result.parents[k]) != 1:
+            continue  # a merge
+        best: dict[int, float] = {}
+        holders: dict[int, set[int]] = {}
+        for i in range(k):
+            update_front(best, holders, i, result.val_subscores[i])
+        fronts = reduced_fronts(holders, result.val_aggregate_scores[:k])
+        (parent,) = result.parents[k]
+        assert any(parent in h for h in fronts.values()), (k, parent)
+
+
 async def test_the_result_is_the_same_whatever_order_calls_finish_in(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -24,7 +24,11 @@ What differs is concurrency, and only that. ``proposals`` iterations are in
 flight at once, and all their runs share ``limit`` slots. Iteration ``i``
 plans from the state as it was after iteration ``i - proposals`` committed
 (with ``proposals=1`` that is DSPy's sequential loop exactly), and
-iterations commit in order, whatever order they finish in. Each iteration
+iterations commit in order, whatever order they finish in. A child accepted
+on its minibatch waits for every earlier iteration to commit; if its parent
+has left the Pareto front meanwhile, it is dropped before its valset run
+(the sequential loop would never have made it), so the budget goes to
+children of the programs that lead. Each iteration
 draws from its own random generator (seeded by ``seed`` and ``i``). So with
 a model that answers each request the same way, a run gives the same result
 for the same seed, however its calls interleave. A child whose minibatch can
@@ -510,6 +514,16 @@ class _Search:
             return _Outcome(None, False, valset)
         if sum(r.score for r in child_runs.values()) <= parent_sum:
             return _Outcome(None, False, valset)
+        if self.gepa.proposals > 1:
+            # Planned from a state some commits old: once every earlier
+            # iteration has committed (a point that does not depend on timing),
+            # a child whose parent has left the front since is dropped before
+            # its valset run, as the sequential loop would never have made it.
+            await self._until_committed(plan.iteration)
+            count = len(self.state.programs)
+            fronts = reduced_fronts(self.state.fronts(count), self.state.means(count))
+            if not any(plan.parent in holders for holders in fronts.values()):
+                return _Outcome(None, False, valset)
         scores = await self._valset_scores(child, rank)
         program = Program(child, (plan.parent,), {k: r.score for k, r in scores.items()}, 0)
         return _Outcome(program, True, 0, plan.child_pointer)
