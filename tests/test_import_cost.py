@@ -9,7 +9,7 @@ import pytest
 
 import trio_dspy as td
 
-OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis", "optuna")
+OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis", "optuna", "hypercorn", "selenium")
 ON_FIRST_USE = (
     "trio_dspy.testing",
     "trio_dspy.evaluate",
@@ -20,6 +20,7 @@ ON_FIRST_USE = (
     "trio_dspy.telemetry.otel",
     "trio_dspy.lm.redis_limits",
     "trio_dspy.lm.redis_cache",
+    "trio_dspy.serving",
     "httpx",
     "h11",
 )

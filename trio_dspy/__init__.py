@@ -58,12 +58,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Ensemble": (".optimizers", "Ensemble"),
     "RedisCache": (".lm.redis_cache", "RedisCache"),
     "RedisLimits": (".lm.redis_limits", "RedisLimits"),
+    "serving": (".serving", None),
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, testing
+    from . import datasets, evaluate, mcp, optimizers, serving, testing
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
@@ -155,6 +156,7 @@ __all__ = [
     "optimizers",
     "request_scope",
     "run",
+    "serving",
     "streamify",
     "telemetry",
     "testing",
