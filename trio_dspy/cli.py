@@ -8,7 +8,8 @@ subcommand means writing that pair and listing the ``add_`` function in
 ``trio-dspy demo`` serves the coffee-shop story's customers sequentially and
 then concurrently; ``trio-dspy bench`` measures sequential vs nursery over
 real HTTP; ``trio-dspy serve-sim`` runs the simulated OpenAI-compatible server until
-Ctrl-C and prints its base URL on the first line of standard output.
+Ctrl-C and prints its base URL on the first line of standard output;
+``trio-dspy serve module:attr`` serves programs over HTTP the same way.
 """
 
 from __future__ import annotations
@@ -243,14 +244,29 @@ def add_bench(subparsers: Subparsers) -> None:
     p.set_defaults(run=bench.run_from_args)
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim]
+def add_serve(subparsers: Subparsers) -> None:
+    """Declare ``serve``: programs over HTTP on hypercorn's trio worker."""
+    from .serving import run
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve programs over HTTP (td.serving.app on hypercorn's trio worker)",
+        description=plain_text(run.__doc__),
+        formatter_class=HelpFormatter,
+    )
+    run.add_arguments(p)
+    p.set_defaults(run=run.run_from_args)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``trio-dspy`` argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="trio-dspy",
-        description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server.",
+        description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server, "
+        "serving programs over HTTP.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
