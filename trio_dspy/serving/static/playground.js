@@ -120,7 +120,8 @@ function fieldBox(predictor, field) {
   let pre = document.getElementById(id);
   if (!pre) {
     const label = document.createElement("label");
-    label.textContent = field + " (" + predictor + ")";
+    // The program's own predictor is "self"; a nested one is named by its path.
+    label.textContent = predictor === "self" ? field : field + " (" + predictor + ")";
     pre = document.createElement("pre");
     pre.id = id;
     pre.className = "streamed";
