@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from typing import Any
 
 import trio
@@ -482,3 +483,41 @@ def test_bad_settings_and_programs_are_refused_when_the_app_is_made() -> None:
 
     with pytest.raises(td.errors.SignatureError, match=r"self\.signature"):
         td.serving.app({"o": Opaque()})
+
+
+# ------------------------------------------------------------ text policy
+class Echo(td.Module):
+    async def forward(self, text: str) -> td.Prediction:
+        await trio.lowlevel.checkpoint()
+        return td.Prediction(echo=text, raw="\ud800 made by the program")
+
+
+async def test_lone_surrogates_in_inputs_and_outputs_become_replacement_characters() -> None:
+    body = b'{"text": "a\\ud800b"}'
+    response = await request(td.serving.app({"e": Echo()}), "POST", "/programs/e", content=body)
+    assert response.status == 200
+    outputs = json.loads(response.body.decode("utf-8"))["outputs"]  # strict UTF-8
+    assert outputs == {"echo": "a\ufffdb", "raw": "\ufffd made by the program"}
+
+
+# ------------------------------------------------------------ traceparent parsing
+def test_an_incoming_traceparent_is_read_as_the_w3c_spec_says() -> None:
+    from trio_dspy.telemetry.propagation import parse_traceparent
+
+    tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    assert parse_traceparent(f"00-{tid}-{sid}-01") == (tid, sid)
+    assert parse_traceparent(f" 00-{tid}-{sid}-00 ") == (tid, sid)
+    # A later version may append fields; version 00 may not.
+    assert parse_traceparent(f"01-{tid}-{sid}-01-extra") == (tid, sid)
+    for bad in (
+        None,
+        "",
+        f"00-{tid}-{sid}-01-extra",
+        f"ff-{tid}-{sid}-01",
+        f"00-{'0' * 32}-{sid}-01",
+        f"00-{tid}-{'0' * 16}-01",
+        f"00-{tid.upper()}-{sid}-01",
+        f"00-{tid[:-1]}-{sid}-01",
+        "garbage",
+    ):
+        assert parse_traceparent(bad) is None, bad
