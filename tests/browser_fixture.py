@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 
-def _missing(why: str) -> None:
+def _missing(why: str) -> NoReturn:
     if os.environ.get("TRIO_DSPY_REQUIRE_BROWSER") == "1":
         pytest.fail(why)
     pytest.skip(why)
