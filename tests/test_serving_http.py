@@ -219,3 +219,36 @@ def test_trio_dspy_serve_says_what_is_wrong_with_its_target() -> None:
         timeout=60,
     )
     assert result.returncode == 1 and "already an app" in result.stderr
+
+
+async def test_the_demo_serves_the_coffee_shop_answers_every_customer_and_stops_when_told() -> None:
+    import io
+
+    from trio_dspy.demo.served import run_serve_demo
+
+    out = io.StringIO()
+    stop = trio.Event()
+    statuses: list[int] = []
+
+    async def demo() -> None:
+        statuses.extend(await run_serve_demo(count=4, time_scale=0.01, port=0, out=out, stop=stop))
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(demo)
+            while "Ctrl-C stops" not in out.getvalue():  # noqa: ASYNC110 - printed by the demo
+                await trio.sleep(0.05)
+            url = out.getvalue().split("Serving the coffee shop at ", 1)[1].split()[0]
+            async with httpx.AsyncClient(base_url=url) as client:
+                page = await client.get("/")
+            stop.set()
+    assert statuses == [200, 200, 200, 200]
+    assert page.status_code == 200 and "playground" in page.text
+    assert "oat milk, coming right up" in out.getvalue()
+
+
+def test_demo_serve_is_a_demo_option() -> None:
+    from trio_dspy.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--serve", "--port", "0"])
+    assert args.serve and args.port == 0

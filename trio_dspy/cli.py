@@ -220,13 +220,24 @@ def add_demo(subparsers: Subparsers) -> None:
         help="serve everyone at once through td.streamify, printing each tool status and "
         "reply as it arrives",
     )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the agent over HTTP with its playground (extra serve), send it the "
+        "customers at once, then keep serving until Ctrl-C",
+    )
+    p.add_argument("--port", type=int, default=8000, help="with --serve: the port (0: a free one)")
     p.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run ``demo``: both passes, or with ``--stream`` the streamed one."""
-    from .demo import live, runner
+    """Run ``demo``: both passes, with ``--stream`` the streamed one, with ``--serve`` over HTTP."""
+    import functools
 
+    from .demo import live, runner, served
+
+    if args.serve:
+        return runner.run_from_args(args, functools.partial(served.run_serve_demo, port=args.port))
     return runner.run_from_args(args, live.run_stream_demo if args.stream else None)
 
 
