@@ -59,12 +59,15 @@ async def request(
     headers: Mapping[str, str] | None = None,
     hang_up: trio.Event | None = None,
     response: Response | None = None,
+    start_delay: float = 0.0,
 ) -> Response:
     """Send one request to ``app`` and return its response.
 
     ``chunks`` sends the body in pieces; ``hang_up``, once set, makes the
     client disconnect (the app's next ``receive()`` gets ``http.disconnect``).
-    Pass ``response`` to watch it fill while the request runs.
+    Pass ``response`` to watch it fill while the request runs;
+    ``start_delay`` makes the response's start take that long to be accepted
+    (a server or network that pushes back).
     """
     if json_body is not _NOTHING:
         content = json.dumps(json_body).encode()
@@ -106,6 +109,7 @@ async def request(
     async def send(message: Mapping[str, Any]) -> None:
         await trio.lowlevel.checkpoint()
         if message["type"] == "http.response.start":
+            await trio.sleep(start_delay)
             assert not out.started.is_set(), "the response started twice"
             out.status = message["status"]
             out.headers = {k.decode(): v.decode() for k, v in message.get("headers", ())}

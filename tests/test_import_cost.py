@@ -9,7 +9,17 @@ import pytest
 
 import trio_dspy as td
 
-OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis", "optuna", "hypercorn", "selenium")
+OPTIONAL = (
+    "pydantic",
+    "mcp",
+    "opentelemetry",
+    "matplotlib",
+    "dspy",
+    "coredis",
+    "optuna",
+    "hypercorn",
+    "selenium",
+)
 ON_FIRST_USE = (
     "trio_dspy.testing",
     "trio_dspy.evaluate",

@@ -382,6 +382,20 @@ async def test_a_stream_past_its_deadline_ends_with_an_error_event(
     assert kind == "error" and data["status"] == 504 and data["error"]["type"] == "deadline"
 
 
+async def test_a_stream_whose_deadline_passes_before_it_starts_is_a_plain_504(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with td.context(lm=slow_lm(60)):
+        response = await request(
+            order_app(request_timeout=1),
+            "POST",
+            "/programs/order/stream",
+            json_body=BODY,
+            start_delay=5,  # the deadline passes while the 200 waits to be sent
+        )
+    assert response.status == 504 and response.json()["error"]["type"] == "deadline"
+
+
 # ------------------------------------------------------------ hang-ups
 async def test_a_client_that_hangs_up_cancels_its_program_and_the_model_request(
     autojump_clock: trio.testing.MockClock,

@@ -30,6 +30,7 @@ from ..unicode import clean_text
 from .asgi import (
     BodyTooLarge,
     ClientGone,
+    Message,
     Receive,
     Scope,
     Send,
@@ -268,6 +269,16 @@ class ServingApp:
         trace_parent = parse_traceparent(header(scope, "traceparent"))
         name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
         runner = self._stream if stream else self._call
+        started = False
+
+        async def tracked(message: Message) -> None:
+            # Whether the 200 left decides how a later failure is told: an
+            # error event in the stream, or an error response of its own.
+            nonlocal started
+            await send(message)
+            if message["type"] == "http.response.start":
+                started = True
+
         try:
             with request_scope(
                 name, request_id=rid, timeout=timeout, trace_parent=trace_parent
@@ -275,7 +286,7 @@ class ServingApp:
                 req.span.set_attribute("trio_dspy.program", spec.name)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_disconnect, receive, req.cancel_scope)
-                    await runner(spec, inputs, rid, send)
+                    await runner(spec, inputs, rid, tracked)
                     nursery.cancel_scope.cancel()
                 if (
                     req.cancel_scope.cancelled_caught
@@ -286,9 +297,9 @@ class ServingApp:
             try:
                 raise_single(group)
             except Exception as exc:
-                await self._fail(exc, spec, rid, timeout, stream, send)
+                await self._fail(exc, spec, rid, timeout, started, send)
         except Exception as exc:
-            await self._fail(exc, spec, rid, timeout, stream, send)
+            await self._fail(exc, spec, rid, timeout, started, send)
 
     async def _fail(
         self,
@@ -296,7 +307,7 @@ class ServingApp:
         spec: ProgramSpec,
         rid: str,
         deadline: float | None,
-        stream: bool,
+        started: bool,
         send: Send,
     ) -> None:
         failure = classify(exc, deadline)
@@ -307,8 +318,8 @@ class ServingApp:
             status=failure.status,
             exc_info=exc,
         )
-        if stream:
-            # The 200 and the headers left with the first event.
+        if started:
+            # The 200 and the headers are gone: the stream ends with the error.
             await _send_event(send, "error", {**failure.payload(rid), "status": failure.status})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:

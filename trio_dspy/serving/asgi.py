@@ -16,6 +16,7 @@ from ..unicode import clean_json
 __all__ = [
     "BodyTooLarge",
     "ClientGone",
+    "Message",
     "Receive",
     "Scope",
     "Send",
