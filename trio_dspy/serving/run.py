@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="largest request body"
     )
+    p.add_argument("--backlog", type=int, default=1024, help="connections waiting to be accepted")
     p.add_argument(
         "--graceful-timeout",
         type=float,
@@ -153,12 +154,15 @@ async def serve(
     port: int,
     *,
     graceful_timeout: float = 5.0,
+    backlog: int = 1024,
     shutdown: Callable[[], Any] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``served`` with hypercorn's trio worker until ``shutdown()`` returns.
 
-    ``nursery.start`` returns the URLs it listens on.
+    ``nursery.start`` returns the URLs it listens on. ``backlog`` is the
+    listen queue: hypercorn's default of 100 makes the 101st of a burst of
+    new connections wait for the kernel's SYN retry (a second or more).
 
     Raises:
         ConfigurationError: hypercorn is not installed (the ``serve`` extra).
@@ -174,6 +178,7 @@ async def serve(
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = graceful_timeout
+    config.backlog = backlog
     config.accesslog = None
     config.errorlog = None  # the app logs through trio_dspy's loggers
     await hypercorn_serve(
@@ -214,6 +219,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                     args.host,
                     args.port,
                     graceful_timeout=args.graceful_timeout,
+                    backlog=args.backlog,
                     shutdown=stop.wait,
                 )
                 binds = await nursery.start(run)
