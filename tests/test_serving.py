@@ -535,3 +535,16 @@ def test_an_incoming_traceparent_is_read_as_the_w3c_spec_says() -> None:
         "garbage",
     ):
         assert parse_traceparent(bad) is None, bad
+
+
+# ------------------------------------------------------------ testing an app
+async def test_httpx_asgi_transport_drives_the_app_in_process_on_trio() -> None:
+    import httpx
+
+    with td.context(lm=DummyLM([ANSWER], cycle=True)):
+        transport = httpx.ASGITransport(app=order_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            reply = await client.post("/programs/order", json=BODY)
+            streamed = await client.post("/programs/order/stream", json=BODY)
+    assert reply.status_code == 200 and reply.json()["outputs"] == ANSWER
+    assert streamed.text.rstrip().split("\n")[-2] == "event: prediction"
