@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import logging
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -398,8 +400,9 @@ async def test_a_stream_whose_deadline_passes_before_it_starts_is_a_plain_504(
 
 # ------------------------------------------------------------ hang-ups
 async def test_a_client_that_hangs_up_cancels_its_program_and_the_model_request(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="trio_dspy")
     async with serve_sim(SimConfig(latency=Latency.parse("30"))) as sim:
         lm = td.LM("openai/sim", base_url=sim.base_url, api_key="k")
         app = order_app(max_concurrency=1)
@@ -430,6 +433,7 @@ async def test_a_client_that_hangs_up_cancels_its_program_and_the_model_request(
                     assert app.in_flight == 0  # the slot is free again
                     assert b"event: prediction" not in response.body
                 assert sim.http is not None and sim.http.requests_abandoned == 2
+    assert caplog.text.count("serving.client_gone") == 2
 
 
 # ------------------------------------------------------------ traces
@@ -478,8 +482,6 @@ async def test_a_malformed_traceparent_starts_a_new_trace() -> None:
 
 # ------------------------------------------------------------ construction
 def test_bad_settings_and_programs_are_refused_when_the_app_is_made() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="max_concurrency"):
         order_app(max_concurrency=0)
     with pytest.raises(ValueError, match="request_timeout"):

@@ -288,11 +288,10 @@ class ServingApp:
                     nursery.start_soon(_watch_disconnect, receive, req.cancel_scope)
                     await runner(spec, inputs, rid, tracked)
                     nursery.cancel_scope.cancel()
-                if (
-                    req.cancel_scope.cancelled_caught
-                    and trio.current_time() < req.cancel_scope.deadline
-                ):
-                    log.info("serving.client_gone", program=spec.name)
+            # Known only once the request's scope has exited: it caught a
+            # cancellation before its deadline, so the watcher saw a hang-up.
+            if req.cancel_scope.cancelled_caught:
+                log.info("serving.client_gone", program=spec.name, request_id=rid)
         except BaseExceptionGroup as group:
             try:
                 raise_single(group)
