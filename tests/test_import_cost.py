@@ -9,7 +9,17 @@ import pytest
 
 import trio_dspy as td
 
-OPTIONAL = ("pydantic", "mcp", "opentelemetry", "matplotlib", "dspy", "coredis", "optuna")
+OPTIONAL = (
+    "pydantic",
+    "mcp",
+    "opentelemetry",
+    "matplotlib",
+    "dspy",
+    "coredis",
+    "optuna",
+    "hypercorn",
+    "selenium",
+)
 ON_FIRST_USE = (
     "trio_dspy.testing",
     "trio_dspy.evaluate",
@@ -23,6 +33,7 @@ ON_FIRST_USE = (
     # (sqlite3 itself is not listed: coverage, measuring child processes in
     # CI, loads it in every process before trio_dspy is imported.)
     "trio_dspy.sessions",
+    "trio_dspy.serving",
     "httpx",
     "h11",
     "xml.etree.ElementTree",

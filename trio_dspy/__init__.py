@@ -67,12 +67,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "StatusMessageProvider": (".stream_names", "StatusMessageProvider"),
     "sessions": (".sessions", None),
     "chat": (".sessions", "chat"),
+    "serving": (".serving", None),
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, retrievers, sessions, testing
+    from . import datasets, evaluate, mcp, optimizers, retrievers, serving, sessions, testing
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .lm import LM, FallbackLM
@@ -179,6 +180,7 @@ __all__ = [
     "request_scope",
     "retrievers",
     "run",
+    "serving",
     "sessions",
     "streamify",
     "telemetry",

@@ -8,7 +8,8 @@ subcommand means writing that pair and listing the ``add_`` function in
 ``trio-dspy demo`` serves the coffee-shop story's customers sequentially and
 then concurrently; ``trio-dspy bench`` measures sequential vs nursery over
 real HTTP; ``trio-dspy serve-sim`` runs the simulated OpenAI-compatible server until
-Ctrl-C and prints its base URL on the first line of standard output.
+Ctrl-C and prints its base URL on the first line of standard output;
+``trio-dspy serve module:attr`` serves programs over HTTP the same way.
 """
 
 from __future__ import annotations
@@ -227,13 +228,24 @@ def add_demo(subparsers: Subparsers) -> None:
         help="serve everyone at once through td.streamify, printing each tool status and "
         "reply as it arrives",
     )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the agent over HTTP with its playground (extra serve), send it the "
+        "customers at once, then keep serving until Ctrl-C",
+    )
+    p.add_argument("--port", type=int, default=8000, help="with --serve: the port (0: a free one)")
     p.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run ``demo``: both passes, or with ``--stream`` the streamed one."""
-    from .demo import live, runner
+    """Run ``demo``: both passes, with ``--stream`` the streamed one, with ``--serve`` over HTTP."""
+    import functools
 
+    from .demo import live, runner, served
+
+    if args.serve:
+        return runner.run_from_args(args, functools.partial(served.run_serve_demo, port=args.port))
     return runner.run_from_args(args, live.run_stream_demo if args.stream else None)
 
 
@@ -251,14 +263,29 @@ def add_bench(subparsers: Subparsers) -> None:
     p.set_defaults(run=bench.run_from_args)
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim]
+def add_serve(subparsers: Subparsers) -> None:
+    """Declare ``serve``: programs over HTTP on hypercorn's trio worker."""
+    from .serving import run
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve programs over HTTP (td.serving.app on hypercorn's trio worker)",
+        description=plain_text(run.__doc__),
+        formatter_class=HelpFormatter,
+    )
+    run.add_arguments(p)
+    p.set_defaults(run=run.run_from_args)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``trio-dspy`` argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="trio-dspy",
-        description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server.",
+        description="trio_dspy: the coffee-shop demo, the benchmark, a simulated LLM server, "
+        "serving programs over HTTP.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -253,6 +253,7 @@ def request_scope(
     *,
     request_id: str | None = None,
     timeout: float | None = None,
+    trace_parent: tuple[str, str] | None = None,
     **overrides: Any,
 ) -> Iterator[RequestScope]:
     """Give one request its id, deadline, settings, usage and trace.
@@ -271,7 +272,9 @@ def request_scope(
     ``overrides`` are settings (as for :func:`~trio_dspy.context`) for this
     request only; sibling requests never see them. The request opens a new
     trace (root span ``name``) and binds ``request_id`` into
-    ``structlog.contextvars``.
+    ``structlog.contextvars``. ``trace_parent`` (trace id, span id; see
+    :func:`~trio_dspy.telemetry.propagation.parse_traceparent`) joins a
+    caller's trace instead: the root span becomes that remote span's child.
 
     Raises:
         RequestTimeoutError: the block took longer than ``timeout`` seconds (the
@@ -286,7 +289,9 @@ def request_scope(
     with (
         settings_cm,
         track_usage() as usage,
-        start_span(name, SpanKind.SERVER, attributes, new_trace=True) as span,
+        start_span(
+            name, SpanKind.SERVER, attributes, new_trace=True, remote_parent=trace_parent
+        ) as span,
         structlog.contextvars.bound_contextvars(request_id=rid),
     ):
         scope = RequestScope(rid, usage, cancel_scope, span)

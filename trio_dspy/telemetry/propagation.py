@@ -1,4 +1,4 @@
-"""W3C Trace Context headers for outgoing requests (``traceparent``, ``tracestate``).
+"""W3C Trace Context headers (``traceparent``, ``tracestate``): outgoing, and read from callers.
 
 A request to a model carries the context of the span it is made in, so a
 server (or a gateway in front of it) that traces can join the caller's trace.
@@ -10,16 +10,43 @@ turns the headers off.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from .. import settings
 from .span import current_span, opentelemetry_span_context
 
-__all__ = ["trace_headers"]
+__all__ = ["parse_traceparent", "trace_headers"]
 
 # A trio_dspy span is recorded whenever it is current (the non-recording span
 # is never current), so its flags say "sampled".
 _SAMPLED = 0x01
+
+# version-traceid-parentid-flags; version ff is forbidden, and a later version
+# may append fields after the flags (the spec says to read the first four).
+_TRACEPARENT = re.compile(
+    r"(?!ff)([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.ASCII
+)
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """The trace id and parent span id an incoming ``traceparent`` header carries.
+
+    ``None`` for a missing or malformed header, an all-zero id, or version
+    ``00`` with anything after the flags: a server then starts a trace of its
+    own, as the W3C Trace Context spec asks. Raises nothing.
+    """
+    if not value:
+        return None
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "00" and rest:
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return trace_id, span_id
 
 
 def trace_headers() -> list[tuple[str, str]]:

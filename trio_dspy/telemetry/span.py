@@ -438,6 +438,7 @@ def start_span(
     attributes: Mapping[str, AttributeValue | None] | None = None,
     *,
     new_trace: bool = False,
+    remote_parent: tuple[str, str] | None = None,
 ) -> AbstractContextManager[Span]:
     """Open a span around a block: ``with start_span("name") as span: ...``.
 
@@ -457,12 +458,18 @@ def start_span(
     With no collector active this returns a shared no-op context manager
     whose span (:class:`NonRecordingSpan`) ignores every write. It raises
     nothing of its own.
+
+    ``remote_parent`` (a trace id and span id, as an incoming ``traceparent``
+    header carries them, see :func:`~trio_dspy.telemetry.propagation.parse_traceparent`)
+    makes the span that remote span's child: a server joins its caller's trace.
     """
     sink = _active.get()
     if sink is None:
         return _NOOP_SCOPE
     parent = None if new_trace else _current.get()
-    if parent is None:
+    if remote_parent is not None:
+        trace_id, parent_id = remote_parent
+    elif parent is None:
         joined = _opentelemetry_parent()
         if joined is None:
             while (trace_id := _randbytes(16).hex()) == _ZERO_TRACE_ID:

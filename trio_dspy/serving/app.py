@@ -1,0 +1,444 @@
+"""The ASGI app that serves programs: routing, admission, one request scope per call.
+
+Run it under an ASGI server on trio (``trio-dspy serve``, or hypercorn with
+``--worker-class trio``): each request is a task of the server's nursery,
+and its program runs inside it, so a client that hangs up cancels its
+program and the model request it is waiting on.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import trio
+
+from ..concurrency import current_request, request_scope
+from ..errors import StructuringError
+from ..groups import raise_single
+from ..logs import get_logger
+from ..modules.module import Module
+from ..streaming import ProgramStream, StatusMessage, StreamResponse, streamify
+from ..telemetry.propagation import parse_traceparent
+from ..types import loads_json
+from ..unicode import clean_text
+from .asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    dumps,
+    header,
+    read_body,
+    send_body,
+    send_json,
+)
+from .failures import classify
+from .openapi import openapi_document
+from .playground import PAGE, SCRIPT
+from .programs import ProgramSpec, describe_all
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "TIMEOUT_HEADER", "ServingApp", "app"]
+
+log = get_logger(__name__)
+
+#: The largest request body accepted by default (1 MiB).
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+#: The request header a client shortens its deadline with, in seconds.
+TIMEOUT_HEADER = "x-request-timeout"
+#: How long a client refused for lack of capacity is asked to wait, in seconds.
+RETRY_AFTER = 1
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
+_PROGRAM_PATH = re.compile(r"/programs/([^/]+)(/stream)?")
+
+
+def app(
+    programs: Module | Mapping[str, Module],
+    *,
+    max_concurrency: int | None = None,
+    request_timeout: float | None = None,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> ServingApp:
+    """An ASGI app serving ``programs`` over HTTP (run it on trio: ``trio-dspy serve``).
+
+    Args:
+        programs: a module (served as ``"program"``) or a mapping of names to
+            modules.
+        max_concurrency: programs running at once; a request beyond it is
+            answered 503 with ``Retry-After`` at once. ``None``: no limit.
+        request_timeout: each request's deadline in seconds (a client may
+            ask for a shorter one with the ``X-Request-Timeout`` header);
+            past it the program is cancelled and the answer is 504.
+        api_key: when set, every route but ``/``, ``/playground.js`` and
+            ``/health`` needs ``Authorization: Bearer <api_key>`` (else 401).
+        max_body_bytes: the largest request body; a longer one is answered 413.
+
+    Routes: ``GET /programs`` (each program's input and output JSON
+    Schemas), ``POST /programs/{name}`` (JSON inputs in, ``{"outputs",
+    "usage", "request_id"}`` out), ``POST /programs/{name}/stream``
+    (server-sent events: ``chunk``, ``status``, then ``prediction`` or
+    ``error``), ``GET /openapi.json``, ``GET /health`` and ``GET /`` (the
+    playground page).
+
+    Raises:
+        TypeError: a program is not a module.
+        ValueError: no program, a name unfit for a URL, or a limit that is
+            not positive.
+        SignatureError: a program's inputs cannot be described (see
+            :mod:`trio_dspy.serving.programs`).
+    """
+    return ServingApp(
+        programs,
+        max_concurrency=max_concurrency,
+        request_timeout=request_timeout,
+        api_key=api_key,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+class ServingApp:
+    """The ASGI application :func:`app` returns; ``in_flight`` counts programs running now."""
+
+    def __init__(
+        self,
+        programs: Module | Mapping[str, Module],
+        *,
+        max_concurrency: int | None,
+        request_timeout: float | None,
+        api_key: str | None,
+        max_body_bytes: int,
+    ) -> None:
+        if max_concurrency is not None and (
+            not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise ValueError(
+                f"max_concurrency must be a positive int or None, got {max_concurrency!r}"
+            )
+        if request_timeout is not None and not (
+            isinstance(request_timeout, int | float) and 0 < request_timeout < math.inf
+        ):
+            raise ValueError(
+                f"request_timeout must be positive seconds or None, got {request_timeout!r}"
+            )
+        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be a positive int, got {max_body_bytes!r}")
+        if api_key is not None and not api_key:
+            raise ValueError("api_key must not be empty (pass None to serve without one)")
+        self.programs: dict[str, ProgramSpec] = describe_all(programs)
+        self.max_concurrency = max_concurrency
+        self.request_timeout = request_timeout
+        self.max_body_bytes = max_body_bytes
+        self._key = api_key.encode("utf-8") if api_key is not None else None
+        self.in_flight = 0
+        self._streams: dict[str, Callable[..., AbstractAsyncContextManager[ProgramStream]]] = {}
+
+    def __repr__(self) -> str:  # never the key
+        return f"ServingApp(programs={list(self.programs)}, in_flight={self.in_flight})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope (``http`` or ``lifespan``)."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets are not served
+        method, path = scope["method"], scope["path"]
+        if method == "GET" and path in ("/", "/index.html"):
+            await send_body(send, 200, PAGE, "text/html; charset=utf-8", _NO_CACHE)
+            return
+        if method == "GET" and path == "/playground.js":
+            await send_body(send, 200, SCRIPT, "text/javascript; charset=utf-8", _NO_CACHE)
+            return
+        if method == "GET" and path == "/health":
+            await send_json(send, 200, {"status": "ok", "in_flight": self.in_flight})
+            return
+        if not self._authorized(scope):
+            await send_json(
+                send,
+                401,
+                _error("unauthorized", "send the API key as `Authorization: Bearer <key>`"),
+                [("www-authenticate", "Bearer")],
+            )
+            return
+        if path == "/programs" and method == "GET":
+            await send_json(send, 200, {"programs": self._catalogue()})
+            return
+        if path == "/openapi.json" and method == "GET":
+            await send_json(send, 200, openapi_document(self.programs, self._key is not None))
+            return
+        match = _PROGRAM_PATH.fullmatch(path)
+        if match is None:
+            await send_json(send, 404, _error("not_found", f"no route {path}"))
+            return
+        if method != "POST":
+            await send_json(
+                send, 405, _error("method_not_allowed", "use POST"), [("allow", "POST")]
+            )
+            return
+        spec = self.programs.get(match.group(1))
+        if spec is None:
+            known = ", ".join(self.programs)
+            await send_json(
+                send, 404, _error("not_found", f"no program {match.group(1)!r} (served: {known})")
+            )
+            return
+        await self._admit(spec, bool(match.group(2)), scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self._key is None:
+            return True
+        given = header(scope, "authorization") or ""
+        scheme, _, token = given.partition(" ")
+        # compare_digest takes as long whatever the key's first wrong byte.
+        match = hmac.compare_digest(token.strip().encode("latin-1"), self._key)
+        return scheme.lower() == "bearer" and match
+
+    def _catalogue(self) -> dict[str, Any]:
+        return {
+            name: {
+                "instructions": spec.instructions,
+                "input_schema": spec.input_schema(),
+                "output_schema": spec.output_schema(),
+                "url": f"/programs/{name}",
+                "stream_url": f"/programs/{name}/stream",
+            }
+            for name, spec in self.programs.items()
+        }
+
+    async def _admit(
+        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Take a slot (or answer 503), read and check the inputs, then run."""
+        if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
+            await send_json(
+                send,
+                503,
+                _error("overloaded", f"{self.in_flight} requests are running; retry later"),
+                [("retry-after", str(RETRY_AFTER))],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(spec, stream, scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(
+        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        rid = _request_id(scope)
+        ids = [("x-request-id", rid)]
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            message = f"the request body is over {self.max_body_bytes} bytes"
+            await send_json(
+                send, 413, _error("too_large", message, rid), [*ids, ("connection", "close")]
+            )
+            return
+        except ClientGone:
+            return
+        try:
+            inputs = spec.structure_inputs(
+                loads_json(body.decode("utf-8", "replace")) if body else None
+            )
+        except StructuringError as exc:
+            await send_json(send, 422, _error("invalid_input", str(exc), rid, field=exc.path), ids)
+            return
+        except ValueError as exc:
+            await send_json(
+                send,
+                422,
+                _error("invalid_json", f"the body is not JSON: {exc}", rid, field=""),
+                ids,
+            )
+            return
+        timeout, bad = _timeout(scope, self.request_timeout)
+        if bad is not None:
+            await send_json(send, 400, _error("bad_header", bad, rid), ids)
+            return
+        trace_parent = parse_traceparent(header(scope, "traceparent"))
+        name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
+        runner = self._stream if stream else self._call
+        started = False
+
+        async def tracked(message: Message) -> None:
+            # Whether the 200 left decides how a later failure is told: an
+            # error event in the stream, or an error response of its own.
+            nonlocal started
+            await send(message)
+            if message["type"] == "http.response.start":
+                started = True
+
+        try:
+            with request_scope(
+                name, request_id=rid, timeout=timeout, trace_parent=trace_parent
+            ) as req:
+                req.span.set_attribute("trio_dspy.program", spec.name)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_disconnect, receive, req.cancel_scope)
+                    await runner(spec, inputs, rid, tracked)
+                    nursery.cancel_scope.cancel()
+            # Known only once the request's scope has exited: it caught a
+            # cancellation before its deadline, so the watcher saw a hang-up.
+            if req.cancel_scope.cancelled_caught:
+                log.info("serving.client_gone", program=spec.name, request_id=rid)
+        except BaseExceptionGroup as group:
+            try:
+                raise_single(group)
+            except Exception as exc:
+                await self._fail(exc, spec, rid, timeout, started, send)
+        except Exception as exc:
+            await self._fail(exc, spec, rid, timeout, started, send)
+
+    async def _fail(
+        self,
+        exc: Exception,
+        spec: ProgramSpec,
+        rid: str,
+        deadline: float | None,
+        started: bool,
+        send: Send,
+    ) -> None:
+        failure = classify(exc, deadline)
+        log.error(
+            "serving.program_failed",
+            program=spec.name,
+            request_id=rid,
+            status=failure.status,
+            exc_info=exc,
+        )
+        if started:
+            # The 200 and the headers are gone: the stream ends with the error.
+            await _send_event(send, "error", {**failure.payload(rid), "status": failure.status})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await send_json(send, failure.status, failure.payload(rid), [("x-request-id", rid)])
+
+    async def _call(self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send) -> None:
+        result = await spec.program(**inputs)
+        req = current_request()
+        assert req is not None
+        await send_json(send, 200, _result(spec, result, req), [("x-request-id", rid)])
+
+    async def _stream(
+        self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send
+    ) -> None:
+        req = current_request()
+        assert req is not None
+        opened = self._streams.get(spec.name)
+        if opened is None:
+            opened = self._streams[spec.name] = streamify(spec.program)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-accel-buffering", b"no"),  # proxies must not hold events back
+                    (b"x-request-id", rid.encode("latin-1")),
+                ],
+            }
+        )
+        async with opened(**inputs) as items:
+            async for item in items:
+                if isinstance(item, StreamResponse):
+                    data = {"predictor": item.predictor, "field": item.field, "chunk": item.chunk}
+                    await _send_event(send, "chunk", data)
+                elif isinstance(item, StatusMessage):
+                    await _send_event(send, "status", {"message": item.text})
+                else:
+                    await _send_event(send, "prediction", _result(spec, item, req))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_NO_CACHE = [("cache-control", "no-cache")]
+
+
+def _result(spec: ProgramSpec, result: Any, req: Any) -> dict[str, Any]:
+    usage = req.usage
+    out: dict[str, Any] = {
+        "outputs": spec.unstructure_outputs(result),
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "requests": usage.requests,
+        },
+        "request_id": req.request_id,
+    }
+    if req.span.is_recording:
+        out["trace_id"] = req.span.trace_id
+    return out
+
+
+async def _send_event(send: Send, event: str, data: Any) -> None:
+    # One data line: JSON never holds a raw newline.
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n",
+            "more_body": True,
+        }
+    )
+
+
+async def _watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:
+    """Cancel the request's work when its client hangs up."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel_scope.cancel()
+            return
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-Id`` when it is a safe token, else a new one."""
+    given = header(scope, "x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+def _timeout(scope: Scope, default: float | None) -> tuple[float | None, str | None]:
+    """The request's deadline in seconds: the header's, if shorter than ``default``."""
+    raw = header(scope, TIMEOUT_HEADER)
+    if raw is None:
+        return default, None
+    try:
+        asked = float(raw)
+    except ValueError:
+        asked = math.nan
+    if not 0 < asked < math.inf:
+        return (
+            None,
+            f"{TIMEOUT_HEADER} must be a positive number of seconds, got {clean_text(raw)!r:.40}",
+        )
+    return (asked if default is None else min(asked, default)), None
+
+
+def _error(kind: str, message: str, request_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": kind, "message": message, **extra}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,103 @@
+"""The little of ASGI the serving app needs: reading a bounded body, sending JSON and events.
+
+Written by hand rather than on a web framework: the app has six routes, and
+owning the request loop keeps its cancellation exact (a client that hangs up
+cancels its program at once) with no dependency beyond trio.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ..unicode import clean_json
+
+__all__ = [
+    "BodyTooLarge",
+    "ClientGone",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "header",
+    "read_body",
+    "send_body",
+    "send_json",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = Iterable[tuple[str, str]]
+
+
+class BodyTooLarge(Exception):
+    """The request body is longer than the app accepts (answered 413, never read whole)."""
+
+
+class ClientGone(Exception):
+    """The client hung up before its request body arrived."""
+
+
+def header(scope: Scope, name: str) -> str | None:
+    """The value of request header ``name`` (lower case), the first if repeated; else ``None``."""
+    raw = name.encode("latin-1")
+    for key, value in scope.get("headers", ()):
+        if key.lower() == raw:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``limit`` bytes.
+
+    A ``content-length`` over the limit is refused before any of the body is
+    read; a body sent in chunks is refused at the chunk that crosses it.
+
+    Raises:
+        BodyTooLarge: the body is longer than ``limit``.
+        ClientGone: the client disconnected first.
+    """
+    length = header(scope, "content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def send_body(
+    send: Send, status: int, body: bytes, content_type: str, headers: Headers = ()
+) -> None:
+    """Send a whole response."""
+    raw = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode("latin-1")),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON (non-ASCII kept as is; lone surrogates become U+FFFD)."""
+    return json.dumps(clean_json(payload), ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: Headers = ()) -> None:
+    """Send ``payload`` as a JSON response."""
+    await send_body(send, status, dumps(payload), "application/json", headers)

@@ -1,0 +1,242 @@
+"""``trio-dspy serve module:attr``: run a served app on hypercorn's trio worker.
+
+``attr`` names an app made by :func:`~trio_dspy.serving.app`, a module, or a
+mapping of names to modules (then the command's options make the app). The
+first line printed is the URL the server listens on. Ctrl-C or SIGTERM stops
+it gracefully: requests still running get ``--graceful-timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from ..errors import ConfigurationError
+from ..modules.module import Module
+from .app import DEFAULT_MAX_BODY_BYTES, ServingApp, app
+
+__all__ = ["add_arguments", "load_target", "make_app", "run_from_args", "serve"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare ``serve``'s arguments on ``p``."""
+    p.add_argument(
+        "target",
+        metavar="MODULE:ATTR",
+        help="what to serve: an app from td.serving.app, a td.Module, or a dict of them by name "
+        "(e.g. myapp.programs:app)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to bind (0: a free one)")
+    p.add_argument(
+        "--lm",
+        default=None,
+        metavar="PROVIDER/MODEL",
+        help="configure td.LM(PROVIDER/MODEL) as the default model (e.g. openai/gpt-4o-mini)",
+    )
+    p.add_argument("--lm-base-url", default=None, help="the model server's base URL")
+    p.add_argument(
+        "--lm-api-key-env",
+        default=None,
+        metavar="NAME",
+        help="read the model server's API key from this environment variable",
+    )
+    p.add_argument("--max-concurrency", type=int, default=None, help="programs running at once")
+    p.add_argument(
+        "--request-timeout", type=float, default=None, help="each request's deadline in seconds"
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
+        help="require `Authorization: Bearer <key>`, the key read from this environment "
+        "variable (never from the command line, where other users can read it)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="largest request body"
+    )
+    p.add_argument("--backlog", type=int, default=1024, help="connections waiting to be accepted")
+    p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=5.0,
+        help="seconds running requests get to finish after Ctrl-C",
+    )
+
+
+def load_target(target: str) -> Any:
+    """The object ``"package.module:attr.sub"`` names.
+
+    Raises:
+        ConfigurationError: the text has no ``:``, the module cannot be
+            imported, or it has no such attribute.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"{target!r}: write MODULE:ATTR, e.g. myapp.programs:app")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: serve modules of this folder
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}") from None
+    return value
+
+
+def make_app(target: Any, args: argparse.Namespace) -> ServingApp:
+    """The app to serve: ``target`` itself, or one made of its programs with ``args``' settings.
+
+    Raises:
+        ConfigurationError: ``target`` is an app and app settings were given,
+            the API key variable is unset, or ``target`` is neither an app nor programs.
+    """
+    api_key = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise ConfigurationError(f"--api-key-env: ${args.api_key_env} is not set")
+    settings = {
+        "max_concurrency": args.max_concurrency,
+        "request_timeout": args.request_timeout,
+        "api_key": api_key,
+    }
+    if isinstance(target, ServingApp):
+        given = [k for k, v in settings.items() if v is not None]
+        if given or args.max_body_bytes != DEFAULT_MAX_BODY_BYTES:
+            raise ConfigurationError(
+                "the target is already an app: set its limits in td.serving.app(...), "
+                f"not with --{(given or ['max_body_bytes'])[0].replace('_', '-')}"
+            )
+        return target
+    if isinstance(target, Module) or (
+        isinstance(target, Mapping) and all(isinstance(v, Module) for v in target.values())
+    ):
+        try:
+            return app(target, max_body_bytes=args.max_body_bytes, **settings)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
+    raise ConfigurationError(
+        f"cannot serve a {type(target).__name__}: name an app from td.serving.app, "
+        "a td.Module or a dict of modules"
+    )
+
+
+def _configure_lm(args: argparse.Namespace) -> None:
+    if args.lm is None:
+        return
+    from .. import settings
+    from ..lm import LM
+
+    key = None
+    if args.lm_api_key_env is not None:
+        key = os.environ.get(args.lm_api_key_env)
+        if not key:
+            raise ConfigurationError(f"--lm-api-key-env: ${args.lm_api_key_env} is not set")
+    settings.configure(lm=LM(args.lm, base_url=args.lm_base_url, api_key=key))
+
+
+async def serve(
+    served: ServingApp,
+    host: str,
+    port: int,
+    *,
+    graceful_timeout: float = 5.0,
+    backlog: int = 1024,
+    shutdown: Callable[[], Any] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``served`` with hypercorn's trio worker until ``shutdown()`` returns.
+
+    ``nursery.start`` returns the URLs it listens on. ``backlog`` is the
+    listen queue: hypercorn's default of 100 makes the 101st of a burst of
+    new connections wait for the kernel's SYN retry (a second or more).
+
+    Raises:
+        ConfigurationError: hypercorn is not installed (the ``serve`` extra).
+        OSError: the address cannot be bound.
+    """
+    try:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve as hypercorn_serve
+    except ImportError:
+        raise ConfigurationError(
+            "trio-dspy serve needs hypercorn: pip install 'trio_dspy[serve]'"
+        ) from None
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = graceful_timeout
+    config.backlog = backlog
+    config.accesslog = None
+    config.errorlog = None  # the app logs through trio_dspy's loggers
+    await hypercorn_serve(
+        served,  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown,
+        task_status=task_status,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``trio-dspy serve`` until Ctrl-C or SIGTERM, printing the URL first.
+
+    Returns the exit code: 0 after a clean stop, 1 when the target cannot be
+    served or the address cannot be bound (the message says which).
+    """
+    try:
+        served = make_app(load_target(args.target), args)
+        _configure_lm(args)
+    except ConfigurationError as exc:
+        print(f"trio-dspy serve: {exc}", file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            stop = trio.Event()
+
+            async def on_signal() -> None:
+                async for _ in signals:
+                    stop.set()
+                    return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(on_signal)
+                run = functools.partial(
+                    serve,
+                    served,
+                    args.host,
+                    args.port,
+                    graceful_timeout=args.graceful_timeout,
+                    backlog=args.backlog,
+                    shutdown=stop.wait,
+                )
+                binds = await nursery.start(run)
+                print(binds[0], flush=True)
+                await stop.wait()
+                # hypercorn returns once its requests have finished
+                # (or their grace ran out); the signal task is already done.
+
+    failed: list[str] = []
+    try:
+        trio.run(main)
+    except* ConfigurationError as group:
+        failed.append(str(group.exceptions[0]))
+    except* OSError as group:
+        # The bind fails inside hypercorn's nursery, so it arrives grouped.
+        failed.append(f"cannot listen on {args.host}:{args.port}: {group.exceptions[0]}")
+    if failed:
+        print(f"trio-dspy serve: {failed[0]}", file=sys.stderr)
+        return 1
+    return 0
