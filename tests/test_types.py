@@ -233,3 +233,24 @@ def test_int_enum_schema_and_structure(color: Color) -> None:
     assert types.json_schema(Color) == {"type": "integer", "enum": [1, 2], "title": "Color"}
     assert types.structure(color.value, Color) is color
     assert types.structure(str(color.value), Color) is color
+
+
+def test_json_with_raw_newlines_inside_strings_is_read_as_small_models_write_it() -> None:
+    from trio_dspy.types import loads_json
+    from trio_dspy.types.text import find_json
+
+    text = '{ "proposed_instruction": "line one\n| line two\t", "n": 1 }'
+    assert loads_json(text) == {"proposed_instruction": "line one\n| line two\t", "n": 1}
+    assert find_json(f"Sure! {text} done", "{") == loads_json(text)
+    with pytest.raises(ValueError):
+        loads_json('{"a": "unterminated\n')
+
+
+async def test_a_json_answer_with_a_raw_newline_in_a_string_parses() -> None:
+    import trio_dspy as td
+    from trio_dspy.testing import DummyLM
+
+    lm = DummyLM(['{"answer": "first line\nsecond line"}'])
+    with td.context(lm=lm, adapter=td.JSONAdapter()):
+        pred = await td.Predict("question -> answer")(question="two lines?")
+    assert pred.answer == "first line\nsecond line"

@@ -41,7 +41,7 @@ def loads_json(text: str) -> Any:
         ValueError: not JSON, or nested too deeply.
     """
     try:
-        value = json.loads(text)
+        value = _lenient_loads(text)
     except RecursionError:
         raise ValueError(_TOO_DEEP) from None
     _check_depth(text, value)
@@ -50,6 +50,19 @@ def loads_json(text: str) -> Any:
     if not text.isascii() or _SURROGATE_ESCAPE.search(text):
         value = clean_json(value)
     return value
+
+
+def _lenient_loads(text: str) -> Any:
+    """``json.loads``, and when that fails, again allowing raw control characters
+    (a newline, a tab) inside strings: small models write multi-line strings
+    unescaped, which is the one slip a reader can take without guessing."""
+    try:
+        return json.loads(text)
+    except ValueError as strict_error:
+        try:
+            return json.loads(text, strict=False)
+        except ValueError:
+            raise strict_error from None
 
 
 def _depth_ok(text: str, value: Any) -> bool:
@@ -128,7 +141,7 @@ def find_json(body: str, openers: str) -> Any:
 
     Scans past brackets that do not start valid JSON (``Use {this}: {"a": 1}``).
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)  # raw newlines in strings, as loads_json takes them
     start = 0
     while True:
         positions = [i for i in (body.find(o, start) for o in openers) if i >= 0]
