@@ -7,7 +7,6 @@ loopback against the simulated server.
 
 from __future__ import annotations
 
-import random
 import sys
 from typing import Any, ClassVar
 
@@ -21,6 +20,8 @@ from trio_dspy.messages import LMRequest, LMResponse
 from trio_dspy.optimizers.mipro import TIPS, num_trials_for
 from trio_dspy.testing import DummyLM, InstructionTask, SimConfig, serve_sim
 
+from .optimizer_support import Watching, random_latency_lm
+
 TASK = InstructionTask(seed=1)
 TRAIN = TASK.examples(20)
 VAL = TASK.examples(20, start=100)
@@ -32,29 +33,8 @@ def program() -> td.Predict:
 
 
 def task_lm(seed: int = 0) -> DummyLM:
-    """The task's model with random latency drawn from ``seed``: the order calls finish in."""
-    rng = random.Random(seed)
-    return TASK.dummy_lm(latency=lambda request: rng.uniform(0.1, 2.0))
-
-
-class Watching(BaseLM):
-    """A model that counts the calls in flight at once."""
-
-    def __init__(self, inner: BaseLM) -> None:
-        super().__init__("watching")
-        self.inner = inner
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self.calls = 0
-
-    async def send(self, request: LMRequest) -> LMResponse:
-        self.in_flight += 1
-        self.calls += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            return await self.inner.send(request)
-        finally:
-            self.in_flight -= 1
+    """The task's model with random latency drawn from ``seed``."""
+    return random_latency_lm(TASK, seed)
 
 
 def searching(**options: Any) -> td.MIPROv2:

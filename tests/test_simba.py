@@ -16,9 +16,11 @@ import trio
 import trio_dspy as td
 from trio_dspy.errors import TrioDSPyError
 from trio_dspy.lm.base import BaseLM
-from trio_dspy.messages import LMRequest, LMResponse
+from trio_dspy.messages import LMRequest
 from trio_dspy.optimizers.simba_strategies import Outcome, append_a_demo, poisson
 from trio_dspy.testing import DummyLM, InstructionTask, SimConfig, serve_sim
+
+from .optimizer_support import Watching, random_latency_lm
 
 TASK = InstructionTask(seed=1, sampling_luck=0.5)
 TRAIN = TASK.examples(16)
@@ -30,31 +32,12 @@ def program() -> td.Predict:
 
 
 def task_lm(seed: int = 0) -> DummyLM:
-    """The task's model with random latency drawn from ``seed``: the order calls finish in."""
-    rng = random.Random(seed)
-    return TASK.dummy_lm(latency=lambda request: rng.uniform(0.1, 2.0))
+    """The task's model with random latency drawn from ``seed``."""
+    return random_latency_lm(TASK, seed)
 
 
 def is_rule_request(request: LMRequest) -> bool:
     return "`module_advice`" in request.messages[0].text
-
-
-class Watching(BaseLM):
-    """A model that counts the calls in flight at once."""
-
-    def __init__(self, inner: BaseLM) -> None:
-        super().__init__("watching")
-        self.inner = inner
-        self.in_flight = 0
-        self.most_in_flight = 0
-
-    async def send(self, request: LMRequest) -> LMResponse:
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            return await self.inner.send(request)
-        finally:
-            self.in_flight -= 1
 
 
 async def compile_task(
