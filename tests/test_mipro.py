@@ -344,3 +344,29 @@ async def test_a_failing_summary_leaves_proposals_without_it(
     proposals = [p for p in prompts if "proposed_instruction" in p]
     assert len(proposals) == 2 and not any("dataset_description" in p for p in proposals)
     assert all("program_description" in p for p in proposals)  # still program-aware
+
+
+async def test_a_proposal_the_prompt_model_cannot_write_keeps_the_original_instruction(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    inner = task_lm()
+    failures = 0
+
+    class Garbling(BaseLM):
+        """The task's model, except that two instruction proposals come back unparsable."""
+
+        def __init__(self) -> None:
+            super().__init__("garbling")
+
+        async def send(self, request: LMRequest) -> LMResponse:
+            nonlocal failures
+            if "`proposed_instruction`" in request.messages[0].text and failures < 6:
+                failures += 1
+                return LMResponse(text="I cannot {{ answer that")
+            return await inner.send(request)
+
+    _compiled, mipro = await compile_task(Garbling())
+    assert mipro.stats.proposals_failed >= 1
+    assert mipro.stats.proposals + mipro.stats.proposals_failed == 5  # candidates 1..5
+    assert mipro.instruction_candidates[0].count(TASK.instructions) >= 2
+    assert mipro.stats.best_score >= mipro.stats.default_score

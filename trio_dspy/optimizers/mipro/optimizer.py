@@ -45,9 +45,10 @@ import trio
 
 from ...aliases import limit_alias
 from ...checkpoint import entered
-from ...errors import ConfigurationError, TrioDSPyError
+from ...errors import AdapterParseError, ConfigurationError, LMError, TrioDSPyError
 from ...evaluate.evaluate import Metric
 from ...lm.base import BaseLM
+from ...logs import get_logger
 from ...modules.module import Module
 from ...modules.predict import Predict
 from ...primitives import Example
@@ -62,6 +63,8 @@ from .search import Scorer, Search, Trial
 from .stats import MIPROStats
 
 __all__ = ["AUTO_RUN_SETTINGS", "MIPROv2", "num_trials_for"]
+
+log = get_logger(__name__)
 
 Auto = Literal["light", "medium", "heavy"]
 
@@ -371,17 +374,32 @@ class MIPROv2(Optimizer):
             self.stats.demo_sets += 1
 
         async def one(rank: int, proposal: Proposal) -> None:
-            text = await propose(
-                proposal,
-                program=student,
-                code=code,
-                summary=summary,
-                sets=sets,
-                call=caller(rank),
-                # Each candidate its own temperature, so that equal prompts do
-                # not share a cache entry (DSPy gives each a rollout id).
-                temperature=self.init_temperature + 0.001 * proposal.demo_set,
-            )
+            try:
+                text = await propose(
+                    proposal,
+                    program=student,
+                    code=code,
+                    summary=summary,
+                    sets=sets,
+                    call=caller(rank),
+                    # Each candidate its own temperature, so that equal prompts do
+                    # not share a cache entry (DSPy gives each a rollout id).
+                    temperature=self.init_temperature + 0.001 * proposal.demo_set,
+                )
+            except (AdapterParseError, LMError) as exc:
+                # One proposal the prompt model could not write (a small model's
+                # unparsable answer, a refused request) leaves that candidate the
+                # original instruction rather than end the whole compile, as it
+                # does in DSPy; the search then weighs it like any other.
+                self.stats.proposals_failed += 1
+                log.warning(
+                    "mipro.proposal_failed",
+                    predictor=proposal.predictor,
+                    candidate=proposal.demo_set,
+                    error_type=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
+                return
             instructions[proposal.predictor][proposal.demo_set] = text
             self.stats.proposals += 1
 

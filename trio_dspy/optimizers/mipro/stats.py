@@ -18,6 +18,9 @@ class MIPROStats(OptimizerStats):
         bootstrap_runs: teacher runs scored while bootstrapping (counted in
             ``metric_calls`` too).
         proposals: instructions proposed by the prompt model (all predictors).
+        proposals_failed: proposals the prompt model failed to write (its answer
+            did not parse, or the call failed): those candidates keep the
+            original instruction.
         trials: configurations scored by the search (minibatches, or the whole
             valset when the valset is small).
         full_evaluations: full-valset evaluations of the best configurations
@@ -30,6 +33,7 @@ class MIPROStats(OptimizerStats):
     demo_sets: int = 0
     bootstrap_runs: int = 0
     proposals: int = 0
+    proposals_failed: int = 0
     trials: int = 0
     full_evaluations: int = 0
     most_trials_in_flight: int = 0
