@@ -389,8 +389,8 @@ class MIPROv2(Optimizer):
             except (AdapterParseError, LMError) as exc:
                 # One proposal the prompt model could not write (a small model's
                 # unparsable answer, a refused request) leaves that candidate the
-                # original instruction rather than end the whole compile, as it
-                # does in DSPy; the search then weighs it like any other.
+                # original instruction, where DSPy would end the whole compile;
+                # the search then weighs it like any other.
                 self.stats.proposals_failed += 1
                 log.warning(
                     "mipro.proposal_failed",
