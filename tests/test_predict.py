@@ -151,3 +151,16 @@ async def test_dummy_lm_dict_script_and_exhaustion() -> None:
         await predict(q="?")
         with pytest.raises(ConfigurationError, match="ran out of scripted answers"):
             await predict(q="?")
+
+
+def test_chain_of_thought_moves_a_declared_reasoning_output_first_as_dspy_does() -> None:
+    class Answer(td.Signature):
+        """Answer."""
+
+        question: str = td.InputField()
+        answer: str = td.OutputField()
+        reasoning: str = td.OutputField(desc="why, briefly")
+
+    cot = td.ChainOfThought(Answer)
+    assert list(cot.signature.output_fields) == ["reasoning", "answer"]
+    assert cot.signature.output_fields["reasoning"].desc == "why, briefly"

@@ -27,6 +27,12 @@ class ChainOfThought(Predict):
         sig = ensure_signature(signature)
         if "reasoning" not in sig.output_fields:
             sig = sig.prepend("reasoning", OutputField(desc=REASONING_DESC), str)
+        elif next(iter(sig.output_fields)) != "reasoning":
+            # A ``reasoning`` output already declared keeps its type and
+            # description but moves first, as DSPy moves it: the model then
+            # reasons before it answers, which is the point.
+            field = sig.output_fields["reasoning"]
+            sig = sig.prepend("reasoning", field, field.annotation)
         super().__init__(sig, **lm_kwargs)
 
     @property
