@@ -68,6 +68,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sessions": (".sessions", None),
     "chat": (".sessions", "chat"),
     "serving": (".serving", None),
+    "guarded": (".guardrails", "guarded"),
+    "GuardrailResult": (".guardrails", "GuardrailResult"),
 }
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from . import datasets, evaluate, mcp, optimizers, retrievers, serving, sessions, testing
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .guardrails import GuardrailResult, guarded
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
     from .lm.redis_limits import RedisLimits
@@ -130,6 +133,7 @@ __all__ = [
     "EvaluationResult",
     "Example",
     "FallbackLM",
+    "GuardrailResult",
     "History",
     "Image",
     "InputField",
@@ -172,6 +176,7 @@ __all__ = [
     "errors",
     "evaluate",
     "gather",
+    "guarded",
     "inspect_history",
     "majority",
     "make_signature",

@@ -21,7 +21,7 @@ import re
 import sys
 import typing
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,6 +72,13 @@ class Tool:
             worker thread via ``trio.to_thread.run_sync``). Mark quick, pure
             functions ``blocking=False`` to call them inline. Ignored for async
             functions, which are awaited.
+        guardrails: checks of each call's arguments, run (concurrently) after
+            they are validated and before the function (see
+            :mod:`trio_dspy.guardrails`; each receives the arguments as
+            keywords). A trip raises :class:`~trio_dspy.errors.GuardrailTripped`
+            (stage ``"tool"``) and the function is not called: inside an agent
+            it becomes the observation, or ends the run when the verdict was
+            ``td.GuardrailResult(tripped=True, halt=True)``.
 
     A sync function running in a thread cannot be interrupted: when its call
     is cancelled (timeout or an enclosing cancel scope) the thread is left to
@@ -91,7 +98,11 @@ class Tool:
         *,
         timeout: float | None = None,
         blocking: bool | None = None,
+        guardrails: Sequence[Callable[..., Any]] = (),
     ) -> None:
+        self.guardrails: tuple[Callable[..., Any], ...] = tuple(guardrails)
+        if isinstance(fn, Tool):  # re-wrapping keeps the guardrails too
+            self.guardrails = self.guardrails or fn.guardrails
         if isinstance(fn, Tool):  # re-wrapping keeps what was not overridden
             name = name or fn.name
             _check_name(name)
@@ -185,6 +196,7 @@ class Tool:
         from .mcp_call import McpCall, model_name
 
         made = cls.__new__(cls)
+        made.guardrails = ()
         schema = dict(tool.input_schema)
         schema.setdefault("properties", {})
         arguments = (_schema_arguments(schema), schema)
@@ -249,6 +261,7 @@ class Tool:
         Raises:
             TypeError: both a JSON object and keywords were given.
             ToolArgumentError: invalid arguments (the function is not called).
+            GuardrailTripped: a guardrail tripped (the function is not called).
             ToolTimeoutError: the call took longer than ``timeout``.
             Exception: whatever the function raises.
             RuntimeError: not running under ``trio.run``.
@@ -261,6 +274,10 @@ class Tool:
                 )
             arguments = kwargs
         values = self.validate(arguments)
+        if self.guardrails:
+            from ..guardrails import check_guardrails
+
+            await check_guardrails(self.guardrails, "tool", values)
         if self.timeout is None:
             return await self._run(values)
         with trio.move_on_after(self.timeout) as scope:
