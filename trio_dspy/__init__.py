@@ -30,6 +30,7 @@ from .signature import InputField, OutputField, Signature, make_signature
 from .streaming import StatusMessage, StreamResponse, streamify
 from .types import History, Image
 from .usage import track_usage
+from .usage_limits import usage_limits
 
 __version__ = "0.1.0"
 
@@ -191,4 +192,5 @@ __all__ = [
     "telemetry",
     "testing",
     "track_usage",
+    "usage_limits",
 ]

@@ -42,7 +42,9 @@ from ..messages import (
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
+from ..usage_limits import Reservation, active, reserve
 from .history import record
+from .params import completion_estimate
 
 __all__ = [
     "BaseLM",
@@ -281,6 +283,12 @@ class BaseLM(abc.ABC):
         A block left without a response (an error, or a stream abandoned
         early) records none of these. ``stream`` marks the span as a streamed
         call (``call.first_chunk()`` then notes the time to its first chunk).
+
+        Every active :func:`~trio_dspy.usage_limits` budget is charged here,
+        before the block sends anything, and settled when it ends.
+
+        Raises:
+            UsageLimitExceeded: the call could go over a budget (the block does not run).
         """
         started_at, t0 = time.time(), time.perf_counter()
         with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
@@ -289,8 +297,15 @@ class BaseLM(abc.ABC):
                 if stream:
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
             call = Call(span, t0)
-            yield call
-            response = call.response
+            reservation = _reserve(request)
+            try:
+                yield call
+            finally:
+                response = call.response
+                reservation.settle(
+                    None if response is None else response.usage,
+                    cached=response is not None and response.cached,
+                )
             if response is None:
                 return
             if span.is_recording:
@@ -380,6 +395,25 @@ class BaseLM(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r})"
+
+
+def _reserve(request: LMRequest) -> Reservation:
+    """Hold the worst case of ``request`` on the active :mod:`~trio_dspy.usage_limits` budgets.
+
+    The prompt is estimated as the ``tpm`` limit does, about four bytes a token
+    of its JSON, plus the completion's ``max_tokens`` (or the default reservation).
+
+    Raises:
+        UsageLimitExceeded: a budget would go over.
+    """
+    if not active():
+        return reserve(0)
+    prompt = json.dumps(
+        [[loggable(m) for m in request.messages], [attrs.asdict(t) for t in request.tools]],
+        ensure_ascii=False,
+        default=str,
+    )
+    return reserve(len(prompt.encode(errors="replace")) // 4 + completion_estimate(request.params))
 
 
 def _response_attributes(
