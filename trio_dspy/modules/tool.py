@@ -58,12 +58,16 @@ class Argument:
 
 
 class Tool:
-    """Wrap a sync or async function as a tool.
+    """Wrap a sync or async function, or a module, as a tool.
 
     Args:
-        fn: the function. Its parameters must be annotated with supported types
+        fn: the function, or a trio_dspy module (an agent a coordinator
+            delegates to: its signature's input fields are the parameters, its
+            output fields come back as the result; see
+            :mod:`trio_dspy.modules.module_tool`; name it with ``name=``).
+            A function's parameters must be annotated with supported types
             (unannotated ones accept any JSON value, with a ``UserWarning``).
-        name: the name the model sees (default: the function's name; required
+        name: the name the model sees (default: the function's or module class's name; required
             for a lambda). Letters, digits, ``_`` and ``-``, at most 64.
         desc: the description the model sees (default: the docstring's first paragraph).
         timeout: seconds after which a call is cancelled and fails with
@@ -116,6 +120,11 @@ class Tool:
                 fn.is_async,
             )
             return
+        from .module import Module
+
+        if isinstance(fn, Module):
+            self._set_module(fn, name, desc, timeout)
+            return
         target = _introspectable(fn)
         name = name or str(getattr(target, "__name__", type(fn).__name__))
         _check_name(name)
@@ -138,6 +147,32 @@ class Tool:
             timeout,
             True if blocking is None else blocking,
             inspect.iscoroutinefunction(target),
+        )
+
+    def _set_module(
+        self, module: Any, name: str | None, desc: str | None, timeout: float | None
+    ) -> None:
+        """Make this the tool of a module (see :mod:`trio_dspy.modules.module_tool`)."""
+        from .module_tool import ModuleTool, module_arguments
+
+        name = name or type(module).__name__
+        _check_name(name)
+        described = module_arguments(module)
+        if described is None:  # no signature: the forward method's parameters
+            args, _ = _arguments(module.forward, module.forward, name, {}, _caller_locals())
+            summary = _parse_docstring(inspect.getdoc(module.forward) or "")[0]
+        else:
+            fields, summary = described
+            args = {n: Argument(n, hint, attrs.NOTHING, doc) for n, hint, doc in fields}
+        call = ModuleTool(module)
+        self._set(
+            call,
+            name,
+            desc if desc is not None else summary,
+            (args, _schema(args)),
+            timeout,
+            False,
+            True,
         )
 
     def _set(
