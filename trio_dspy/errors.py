@@ -335,12 +335,12 @@ class GuardrailError(TrioDSPyError, TypeError):
 class UsageLimitExceeded(TrioDSPyError):
     """An LM call would go over a :func:`~trio_dspy.usage_limits` budget: it was not sent.
 
-    ``limit`` names the bound (``"max_requests"`` or ``"max_total_tokens"``),
-    ``maximum`` is its value and ``used`` what the block had used or
-    reserved when the call was refused.
+    ``limit`` names the bound (``"max_requests"``, ``"max_total_tokens"`` or
+    ``"max_cost"``), ``maximum`` is its value and ``used`` what the block had
+    used or reserved when the call was refused.
     """
 
-    def __init__(self, message: str, *, limit: str, maximum: int, used: int) -> None:
+    def __init__(self, message: str, *, limit: str, maximum: float, used: float) -> None:
         self.limit = limit
         self.maximum = maximum
         self.used = used
