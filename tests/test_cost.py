@@ -10,6 +10,7 @@ import trio.testing
 
 import trio_dspy as td
 from trio_dspy.errors import UsageLimitExceeded
+from trio_dspy.lm.cache_codec import decode_response, encode_response, read_response
 from trio_dspy.lm.openai_stream import openai_usage
 from trio_dspy.messages import LMRequest, LMResponse, Message
 from trio_dspy.testing import DummyLM, SimConfig, serve_sim
@@ -120,3 +121,18 @@ async def test_max_cost_refuses_a_model_it_cannot_price() -> None:
 def test_a_max_cost_that_bounds_nothing_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="max_cost"), td.usage_limits(max_cost=bad):
         pass
+
+
+@pytest.mark.parametrize(("stored", "cost"), [(0.125, 0.125), (2, 2.0), (None, None)])
+def test_a_cached_response_keeps_its_reported_cost(
+    stored: float | None, cost: float | None
+) -> None:
+    response = LMResponse("hi", usage=td.Usage(3, 2, 5, cost=stored))
+    read = read_response(encode_response(response))
+    assert read.usage.cost == cost
+
+
+@pytest.mark.parametrize("bad", ['"0.1"', "true", "-1", "1e400"])
+def test_a_stored_cost_that_is_no_cost_makes_the_entry_a_miss(bad: str) -> None:
+    raw = encode_response(LMResponse("hi", usage=td.Usage(3, 2, 5, cost=0.5)))
+    assert decode_response(raw.replace('"cost": 0.5', f'"cost": {bad}')) is None
