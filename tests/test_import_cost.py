@@ -19,6 +19,7 @@ OPTIONAL = (
     "optuna",
     "hypercorn",
     "selenium",
+    "genai_prices",
 )
 ON_FIRST_USE = (
     "trio_dspy.testing",

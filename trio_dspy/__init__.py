@@ -30,6 +30,7 @@ from .signature import InputField, OutputField, Signature, make_signature
 from .streaming import StatusMessage, StreamResponse, streamify
 from .types import History, Image
 from .usage import track_usage
+from .usage_limits import usage_limits
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sessions": (".sessions", None),
     "chat": (".sessions", "chat"),
     "serving": (".serving", None),
+    "guarded": (".guardrails", "guarded"),
+    "GuardrailResult": (".guardrails", "GuardrailResult"),
 }
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
     from . import datasets, evaluate, mcp, optimizers, retrievers, serving, sessions, testing
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .guardrails import GuardrailResult, guarded
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
     from .lm.redis_limits import RedisLimits
@@ -130,6 +134,7 @@ __all__ = [
     "EvaluationResult",
     "Example",
     "FallbackLM",
+    "GuardrailResult",
     "History",
     "Image",
     "InputField",
@@ -172,6 +177,7 @@ __all__ = [
     "errors",
     "evaluate",
     "gather",
+    "guarded",
     "inspect_history",
     "majority",
     "make_signature",
@@ -186,4 +192,5 @@ __all__ = [
     "telemetry",
     "testing",
     "track_usage",
+    "usage_limits",
 ]

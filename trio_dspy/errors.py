@@ -12,6 +12,8 @@ __all__ = [
     "AgentLimitError",
     "ConfigurationError",
     "ContextWindowExceededError",
+    "GuardrailError",
+    "GuardrailTripped",
     "ImageTooLargeError",
     "LMAuthError",
     "LMBadRequestError",
@@ -34,6 +36,7 @@ __all__ = [
     "ToolTimeoutError",
     "ToolsUnsupportedError",
     "TrioDSPyError",
+    "UsageLimitExceeded",
 ]
 
 
@@ -300,3 +303,45 @@ class SessionCorruptError(SessionError):
     not a SQLite database (or is damaged), or a stored turn that is not the
     JSON a session writes. The store is left as it was; restore it from a
     backup, point the session elsewhere, or ``clear()`` a session whose turn is bad."""
+
+
+class GuardrailTripped(TrioDSPyError):
+    """A guardrail of a :func:`~trio_dspy.guarded` module or a tool tripped.
+
+    ``guardrail`` names it, ``stage`` says where (``"input"``, ``"output"``
+    or ``"tool"``), ``info`` is what the guardrail returned with its verdict
+    (``None`` for a plain ``True``). ``halt`` is set for a tool guardrail
+    that asked to end the agent's run rather than tell the model.
+    """
+
+    def __init__(
+        self, message: str, *, guardrail: str, stage: str, info: object = None, halt: bool = False
+    ) -> None:
+        self.guardrail = guardrail
+        self.stage = stage
+        self.info = info
+        self.halt = halt
+        super().__init__(message)
+
+
+class GuardrailError(TrioDSPyError, TypeError):
+    """A guardrail returned something that is not a verdict.
+
+    A guardrail returns ``True``/``False``, a :class:`~trio_dspy.GuardrailResult`,
+    or (a module) a prediction with a boolean ``tripped`` field.
+    """
+
+
+class UsageLimitExceeded(TrioDSPyError):
+    """An LM call would go over a :func:`~trio_dspy.usage_limits` budget: it was not sent.
+
+    ``limit`` names the bound (``"max_requests"``, ``"max_total_tokens"`` or
+    ``"max_cost"``), ``maximum`` is its value and ``used`` what the block had
+    used or reserved when the call was refused.
+    """
+
+    def __init__(self, message: str, *, limit: str, maximum: float, used: float) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        self.used = used
+        super().__init__(message)

@@ -227,15 +227,28 @@ class Usage:
 
     ``requests`` counts the model calls a :func:`track_usage` block saw answered
     by a model (cache hits not included); one response's own usage has 0.
+
+    ``cost`` is in US dollars, or ``None`` when it is not known: the server
+    reported none and no price is known for the model (prices come from the
+    ``prices`` extra, see :mod:`trio_dspy.lm.prices`). A sum's cost is known
+    only if every call's in it is: one call of unknown price makes it
+    ``None``, since a partial sum would understate what was spent. An empty
+    ``Usage`` (no tokens, no requests, no cost) adds nothing, cost included.
+    Two usages compare equal by their counts alone.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     requests: int = 0
+    cost: float | None = attrs.field(default=None, eq=False)
+
+    def _is_empty(self) -> bool:
+        return not (self.total_tokens or self.prompt_tokens or self.requests) and self.cost is None
 
     def add(self, other: Usage) -> None:
-        """Add ``other``'s counts to this one in place."""
+        """Add ``other``'s counts (and cost) to this one in place."""
+        self.cost = _summed_cost(self, other)
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.total_tokens += other.total_tokens
@@ -247,6 +260,7 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
             self.requests + other.requests,
+            _summed_cost(self, other),
         )
 
     @classmethod
@@ -256,3 +270,14 @@ class Usage:
         for item in items:
             total.add(item)
         return total
+
+
+def _summed_cost(a: Usage, b: Usage) -> float | None:
+    """The cost of ``a + b``: unknown if either side's is (an empty side adds nothing)."""
+    if b._is_empty():
+        return a.cost
+    if a._is_empty():
+        return b.cost
+    if a.cost is None or b.cost is None:
+        return None
+    return a.cost + b.cost

@@ -42,7 +42,10 @@ from ..messages import (
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
+from ..usage_limits import Reservation, active, needs_cost, reserve
 from .history import record
+from .params import completion_estimate
+from .prices import call_cost, estimate_cost
 
 __all__ = [
     "BaseLM",
@@ -281,6 +284,12 @@ class BaseLM(abc.ABC):
         A block left without a response (an error, or a stream abandoned
         early) records none of these. ``stream`` marks the span as a streamed
         call (``call.first_chunk()`` then notes the time to its first chunk).
+
+        Every active :func:`~trio_dspy.usage_limits` budget is charged here,
+        before the block sends anything, and settled when it ends.
+
+        Raises:
+            UsageLimitExceeded: the call could go over a budget (the block does not run).
         """
         started_at, t0 = time.time(), time.perf_counter()
         with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
@@ -289,14 +298,58 @@ class BaseLM(abc.ABC):
                 if stream:
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
             call = Call(span, t0)
-            yield call
-            response = call.response
+            reservation = self._reserve(request)
+            try:
+                yield call
+            finally:
+                response = call.response
+                if response is not None:
+                    response = call.response = self._priced(response)
+                reservation.settle(
+                    None if response is None else response.usage,
+                    cached=response is not None and response.cached,
+                )
             if response is None:
                 return
             if span.is_recording:
                 span.set_attributes(_response_attributes(response, trace_content))
         record_usage(response.usage, requests=0 if response.cached else 1)
         record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
+
+    def _reserve(self, request: LMRequest) -> Reservation:
+        """Hold the worst case of ``request`` on the active :mod:`~trio_dspy.usage_limits` budgets.
+
+        The prompt is estimated as the ``tpm`` limit does, about four bytes a
+        token of its JSON; the completion is its ``max_tokens`` (or the
+        default reservation); the cost is their list price, when a budget has
+        ``max_cost``.
+
+        Raises:
+            UsageLimitExceeded: a budget would go over.
+        """
+        if not active():
+            return reserve(0)
+        prompt_json = json.dumps(
+            [[loggable(m) for m in request.messages], [attrs.asdict(t) for t in request.tools]],
+            ensure_ascii=False,
+            default=str,
+        )
+        prompt = len(prompt_json.encode(errors="replace")) // 4
+        completion = completion_estimate(request.params)
+        cost = None
+        if needs_cost():
+            cost = estimate_cost(self.provider, (self.model_name,), prompt, completion)
+        return reserve(prompt + completion, cost, model=self.model)
+
+    def _priced(self, response: LMResponse) -> LMResponse:
+        """``response`` with its cost in its usage, when it is known (see :mod:`.prices`)."""
+        usage = response.usage
+        if usage.cost is not None or response.cached or not usage.total_tokens:
+            return response
+        cost = call_cost(self.provider, (response.model, self.model_name), usage)
+        if cost is None:
+            return response
+        return attrs.evolve(response, usage=attrs.evolve(usage, cost=cost))
 
     @contextlib.asynccontextmanager
     async def stream(

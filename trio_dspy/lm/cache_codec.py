@@ -97,6 +97,12 @@ def _read(value: Any, tp: Any, path: str) -> Any:
         if type(value) is not int or not 0 <= value <= _MAX_COUNT:
             raise _Unreadable(f"{path}: expected a count from 0 to 2**63-1")
         return value
+    if tp is float:  # a cost in US dollars
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Unreadable(f"{path}: expected a number")
+        if not 0 <= value <= _MAX_COUNT:  # NaN fails too
+            raise _Unreadable(f"{path}: expected a number from 0 to 2**63-1")
+        return float(value)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [m for m in typing.get_args(tp) if m is not type(None)]

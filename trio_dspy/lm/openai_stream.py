@@ -33,7 +33,16 @@ def openai_usage(usage: Any) -> Usage:
     prompt = token_count(usage.get("prompt_tokens"))
     completion = token_count(usage.get("completion_tokens"))
     total = token_count(usage.get("total_tokens")) or prompt + completion
-    return Usage(prompt, completion, total)
+    return Usage(prompt, completion, total, cost=_reported_cost(usage.get("cost")))
+
+
+def _reported_cost(value: Any) -> float | None:
+    """A server's ``usage.cost`` (OpenRouter's, in US dollars): ``None`` unless a
+    finite number from 0 to a million. Raises nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    cost = float(value)
+    return cost if 0 <= cost <= 1e6 else None  # NaN fails both comparisons
 
 
 def tool_arguments(raw: Any) -> str:

@@ -34,6 +34,7 @@ from ..concurrency import gather
 from ..errors import (
     AdapterParseError,
     AgentLimitError,
+    GuardrailTripped,
     LMBadRequestError,
     SignatureError,
     StopAgent,
@@ -388,6 +389,10 @@ class _Run:
             observation, ok = format_observation(await tool.acall(call.arguments)), True
         except StopAgent:
             raise
+        except GuardrailTripped as exc:
+            if exc.halt:
+                raise
+            observation, ok = f"Blocked: {exc}", False
         except ToolError as exc:
             observation, ok = f"Error: {exc}", False
         except Exception as exc:

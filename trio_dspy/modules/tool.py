@@ -21,7 +21,7 @@ import re
 import sys
 import typing
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -58,12 +58,16 @@ class Argument:
 
 
 class Tool:
-    """Wrap a sync or async function as a tool.
+    """Wrap a sync or async function, or a module, as a tool.
 
     Args:
-        fn: the function. Its parameters must be annotated with supported types
+        fn: the function, or a trio_dspy module (an agent a coordinator
+            delegates to: its signature's input fields are the parameters, its
+            output fields come back as the result; see
+            :mod:`trio_dspy.modules.module_tool`; name it with ``name=``).
+            A function's parameters must be annotated with supported types
             (unannotated ones accept any JSON value, with a ``UserWarning``).
-        name: the name the model sees (default: the function's name; required
+        name: the name the model sees (default: the function's or module class's name; required
             for a lambda). Letters, digits, ``_`` and ``-``, at most 64.
         desc: the description the model sees (default: the docstring's first paragraph).
         timeout: seconds after which a call is cancelled and fails with
@@ -72,6 +76,13 @@ class Tool:
             worker thread via ``trio.to_thread.run_sync``). Mark quick, pure
             functions ``blocking=False`` to call them inline. Ignored for async
             functions, which are awaited.
+        guardrails: checks of each call's arguments, run (concurrently) after
+            they are validated and before the function (see
+            :mod:`trio_dspy.guardrails`; each receives the arguments as
+            keywords). A trip raises :class:`~trio_dspy.errors.GuardrailTripped`
+            (stage ``"tool"``) and the function is not called: inside an agent
+            it becomes the observation, or ends the run when the verdict was
+            ``td.GuardrailResult(tripped=True, halt=True)``.
 
     A sync function running in a thread cannot be interrupted: when its call
     is cancelled (timeout or an enclosing cancel scope) the thread is left to
@@ -91,7 +102,11 @@ class Tool:
         *,
         timeout: float | None = None,
         blocking: bool | None = None,
+        guardrails: Sequence[Callable[..., Any]] = (),
     ) -> None:
+        self.guardrails: tuple[Callable[..., Any], ...] = tuple(guardrails)
+        if isinstance(fn, Tool):  # re-wrapping keeps the guardrails too
+            self.guardrails = self.guardrails or fn.guardrails
         if isinstance(fn, Tool):  # re-wrapping keeps what was not overridden
             name = name or fn.name
             _check_name(name)
@@ -104,6 +119,11 @@ class Tool:
                 fn.blocking if blocking is None else blocking,
                 fn.is_async,
             )
+            return
+        from .module import Module
+
+        if isinstance(fn, Module):
+            self._set_module(fn, name, desc, timeout)
             return
         target = _introspectable(fn)
         name = name or str(getattr(target, "__name__", type(fn).__name__))
@@ -127,6 +147,32 @@ class Tool:
             timeout,
             True if blocking is None else blocking,
             inspect.iscoroutinefunction(target),
+        )
+
+    def _set_module(
+        self, module: Any, name: str | None, desc: str | None, timeout: float | None
+    ) -> None:
+        """Make this the tool of a module (see :mod:`trio_dspy.modules.module_tool`)."""
+        from .module_tool import ModuleTool, module_arguments
+
+        name = name or type(module).__name__
+        _check_name(name)
+        described = module_arguments(module)
+        if described is None:  # no signature: the forward method's parameters
+            args, _ = _arguments(module.forward, module.forward, name, {}, _caller_locals())
+            summary = _parse_docstring(inspect.getdoc(module.forward) or "")[0]
+        else:
+            fields, summary = described
+            args = {n: Argument(n, hint, attrs.NOTHING, doc) for n, hint, doc in fields}
+        call = ModuleTool(module)
+        self._set(
+            call,
+            name,
+            desc if desc is not None else summary,
+            (args, _schema(args)),
+            timeout,
+            False,
+            True,
         )
 
     def _set(
@@ -185,6 +231,7 @@ class Tool:
         from .mcp_call import McpCall, model_name
 
         made = cls.__new__(cls)
+        made.guardrails = ()
         schema = dict(tool.input_schema)
         schema.setdefault("properties", {})
         arguments = (_schema_arguments(schema), schema)
@@ -249,6 +296,7 @@ class Tool:
         Raises:
             TypeError: both a JSON object and keywords were given.
             ToolArgumentError: invalid arguments (the function is not called).
+            GuardrailTripped: a guardrail tripped (the function is not called).
             ToolTimeoutError: the call took longer than ``timeout``.
             Exception: whatever the function raises.
             RuntimeError: not running under ``trio.run``.
@@ -261,6 +309,10 @@ class Tool:
                 )
             arguments = kwargs
         values = self.validate(arguments)
+        if self.guardrails:
+            from ..guardrails import check_guardrails
+
+            await check_guardrails(self.guardrails, "tool", values)
         if self.timeout is None:
             return await self._run(values)
         with trio.move_on_after(self.timeout) as scope:

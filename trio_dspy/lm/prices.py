@@ -1,0 +1,66 @@
+"""What an LM call cost, in US dollars: the server's figure, else a price table.
+
+A server that reports the cost of a call (OpenRouter's ``usage.cost``, for
+one) is believed. Otherwise the ``prices`` extra (``pip install
+'trio_dspy[prices]'``, pydantic's ``genai-prices``: an offline table of the
+providers' published prices, no network) prices the call by its provider
+(``openai``, ``anthropic``, ...) and model (the server's name for it first,
+then the one the LM was given). Without the extra, or for a model the table
+does not know (a local server's, a fine-tune), the cost is ``None``.
+
+The table is read the first time a cost is needed (about a third of a second,
+once per process). Prices are the providers' list prices: discounts, batch
+rates and cached-prompt rebates are not applied, so treat the figure as an
+estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from typing import Any
+
+from ..primitives import Usage
+
+__all__ = ["call_cost", "estimate_cost", "prices_available"]
+
+
+@functools.cache
+def prices_available() -> bool:
+    """Whether the ``prices`` extra (``genai-prices``) is installed."""
+    return importlib.util.find_spec("genai_prices") is not None
+
+
+def estimate_cost(
+    provider: str, models: tuple[str, ...], prompt_tokens: int, completion_tokens: int
+) -> float | None:
+    """The list price of a call using these tokens, by the first of ``models`` the table knows.
+
+    ``None`` when the extra is not installed or no model is known. Raises nothing.
+    """
+    if not prices_available():
+        return None
+    import genai_prices
+
+    usage = genai_prices.Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens)
+    for model in models:
+        if not model:
+            continue
+        try:
+            found: Any = genai_prices.calc_price(usage, model_ref=model, provider_id=provider)
+        except (LookupError, ValueError, TypeError):
+            continue
+        price = float(found.total_price)
+        if math.isfinite(price) and price >= 0:
+            return price
+    return None
+
+
+def call_cost(provider: str, models: tuple[str, ...], usage: Usage) -> float | None:
+    """The cost of a call that used ``usage``: the server's, else the table's, else ``None``."""
+    if usage.cost is not None:
+        return usage.cost
+    if not usage.total_tokens:
+        return None
+    return estimate_cost(provider, models, usage.prompt_tokens, usage.completion_tokens)
