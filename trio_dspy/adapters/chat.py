@@ -26,7 +26,7 @@ from .base import (
     requirement_hint,
     type_note,
 )
-from .json import JSONAdapter
+from .json import JSONFallback
 from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 from .streaming import ChatFieldParser
 
@@ -34,10 +34,9 @@ __all__ = ["ChatAdapter"]
 
 _MISSING = "Not supplied for this particular example."
 # One shared instance: its system-prompt cache then serves every re-ask.
-_JSON_FALLBACK = JSONAdapter()
 
 
-class ChatAdapter(Adapter):
+class ChatAdapter(JSONFallback, Adapter):
     """The ``[[ ## field ## ]]`` format (the default adapter).
 
     Args:
@@ -50,18 +49,6 @@ class ChatAdapter(Adapter):
     """
 
     name = "ChatAdapter"
-
-    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
-        self.use_json_adapter_fallback = use_json_adapter_fallback
-
-    def structured_fallback(self) -> Adapter | None:
-        """A :class:`~trio_dspy.JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
-        return _JSON_FALLBACK if self.use_json_adapter_fallback else None
-
-    def __repr__(self) -> str:
-        if self.use_json_adapter_fallback:
-            return "ChatAdapter()"
-        return "ChatAdapter(use_json_adapter_fallback=False)"
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, structure and instructions, as DSPy lays them out."""

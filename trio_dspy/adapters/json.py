@@ -29,7 +29,7 @@ from .inputs import refuse_images
 from .markers import sections
 from .streaming import JSONFieldParser
 
-__all__ = ["JSONAdapter"]
+__all__ = ["JSONAdapter", "JSONFallback"]
 
 
 class JSONAdapter(Adapter):
@@ -98,3 +98,29 @@ class JSONAdapter(Adapter):
             AdapterParseError: no JSON object, a missing field, or a wrong value.
         """
         return parse_json_outputs(signature, completion, adapter=self.name)
+
+
+_FALLBACK = JSONAdapter()
+
+
+class JSONFallback:
+    """For adapters of a text format (chat sections, XML): after an answer that
+    does not parse, re-ask once with :class:`JSONAdapter`'s structured request,
+    as DSPy's text adapters fall back to its JSONAdapter.
+
+    ``use_json_adapter_fallback=False`` re-asks in the adapter's own format,
+    showing the error. Mixed in before :class:`~trio_dspy.adapters.base.Adapter`.
+    """
+
+    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+        self.use_json_adapter_fallback = use_json_adapter_fallback
+
+    def structured_fallback(self) -> Adapter | None:
+        """A :class:`JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
+        return _FALLBACK if self.use_json_adapter_fallback else None
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self.use_json_adapter_fallback:
+            return f"{name}()"
+        return f"{name}(use_json_adapter_fallback=False)"

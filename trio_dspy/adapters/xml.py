@@ -50,7 +50,7 @@ from .base import (
     type_note,
 )
 from .inputs import refuse_images
-from .json import JSONAdapter
+from .json import JSONFallback
 from .streaming import XMLFieldParser
 from .xml_tags import XML_REQUIREMENT, decode_entities, escape_text, read_elements
 
@@ -61,11 +61,10 @@ __all__ = ["XMLAdapter", "nested_xml", "value_to_xml", "xml_skeleton"]
 
 _MISSING = "Not supplied for this particular example."
 # One shared instance: its system-prompt cache then serves every re-ask.
-_JSON_FALLBACK = JSONAdapter()
 _ROOT = "dspy_root"
 
 
-class XMLAdapter(Adapter):
+class XMLAdapter(JSONFallback, Adapter):
     """The ``<name>...</name>`` format of DSPy's ``XMLAdapter``.
 
     Args:
@@ -76,18 +75,6 @@ class XMLAdapter(Adapter):
     """
 
     name = "XMLAdapter"
-
-    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
-        self.use_json_adapter_fallback = use_json_adapter_fallback
-
-    def structured_fallback(self) -> Adapter | None:
-        """A :class:`~trio_dspy.JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
-        return _JSON_FALLBACK if self.use_json_adapter_fallback else None
-
-    def __repr__(self) -> str:
-        if self.use_json_adapter_fallback:
-            return "XMLAdapter()"
-        return "XMLAdapter(use_json_adapter_fallback=False)"
 
     # ------------------------------------------------------------ formatting
     def system_prompt(self, signature: type[Signature]) -> str:
