@@ -16,7 +16,6 @@ silently out of place.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from .client import _CLOSE_TIMEOUT, LM
 from .embeddings_cache import entry_key, lookup, store
 from .openai import OpenAILM
 from .openai_stream import openai_usage
-from .params import MALFORMED, BadField, read_index
+from .params import MALFORMED, BadField, read_index, refuse_unknown
 from .retry import call_with_retries
 
 __all__ = ["CLIENT_OPTIONS", "EMBEDDING_PARAMS", "Embeddings", "EmbeddingsClient"]
@@ -92,19 +91,13 @@ def check_options(options: dict[str, Any]) -> None:
         TypeError: naming it, with the closest known one when there is one.
     """
     known = sorted(EMBEDDING_PARAMS | CLIENT_OPTIONS | {"extra_body", "cache"})
-    for name in options:
-        if name in known:
-            continue
-        if name in _RENAMED:
-            hint = f"; it is called {_RENAMED[name]!r} here"
-        else:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(
-            f"Embedder() got an unexpected keyword argument {name!r}{hint} "
-            "(a request field this library does not know goes to the server through "
-            f"extra_body={{{name!r}: ...}})"
-        )
+    refuse_unknown(
+        [name for name in options if name not in known],
+        known,
+        _RENAMED,
+        owner="Embedder()",
+        what="a request field this library does not know",
+    )
 
 
 class EmbeddingsClient:

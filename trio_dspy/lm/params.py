@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -48,6 +48,7 @@ __all__ = [
     "optional_text",
     "read_index",
     "read_text",
+    "refuse_unknown",
     "token_count",
 ]
 
@@ -95,19 +96,39 @@ def check_params(params: Mapping[str, Any], options: Iterable[str]) -> None:
     Raises:
         TypeError: an unknown name, with the closest known one when there is one.
     """
-    known = sorted(SAMPLING_PARAMS | set(options))
-    for name in params:
-        if name in SAMPLING_PARAMS:
-            continue
-        if name in _RENAMED:
-            hint = f"; it is called {_RENAMED[name]!r} here"
+    unknown = [name for name in params if name not in SAMPLING_PARAMS]
+    refuse_unknown(
+        unknown,
+        sorted(SAMPLING_PARAMS | set(options)),
+        _RENAMED,
+        owner="LM()",
+        what="a parameter this library does not know",
+    )
+
+
+def refuse_unknown(
+    names: Iterable[str],
+    known: Sequence[str],
+    renamed: Mapping[str, str],
+    *,
+    owner: str,
+    what: str,
+) -> None:
+    """Refuse the first of ``names`` (keywords not taken), saying what to write instead:
+    its name here (``renamed``), the closest of ``known``, or ``extra_body``.
+
+    Raises:
+        TypeError: there is such a name.
+    """
+    for name in names:
+        if name in renamed:
+            hint = f"; it is called {renamed[name]!r} here"
         else:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
         raise TypeError(
-            f"LM() got an unexpected keyword argument {name!r}{hint} "
-            "(a parameter this library does not know goes to the server through "
-            f"extra_body={{{name!r}: ...}})"
+            f"{owner} got an unexpected keyword argument {name!r}{hint} "
+            f"({what} goes to the server through extra_body={{{name!r}: ...}})"
         )
 
 
