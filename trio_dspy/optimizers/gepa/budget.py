@@ -105,7 +105,6 @@ class Ledger:
 
     budget: int
     reserved: int = 0
-    used: int = 0  # metric calls actually made
 
     @property
     def available(self) -> int:

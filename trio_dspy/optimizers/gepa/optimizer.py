@@ -341,7 +341,8 @@ class _Search:
     # ------------------------------------------------------------------ the loop
     async def run(self, seed_candidate: dict[str, str]) -> State:
         """Score the seed, then iterate until the budget is spent; the final state."""
-        assert self.ledger.reserve(len(self.val))
+        # Never refused: compile checked that the budget covers one valset pass.
+        self.ledger.reserve(len(self.val))
         scores = await self._valset_scores(seed_candidate, rank=0)
         if all(run.failed for run in scores.values()):
             first = next(iter(scores.values()))
