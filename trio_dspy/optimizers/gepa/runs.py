@@ -133,6 +133,7 @@ class Runner:
     ) -> Run:
         """Run ``candidate`` on one example (or read the run back from the journal)."""
         key = ["run", fingerprint(dict(candidate)), split, index, traced]
+        flight = json.dumps(key)
         while True:
             saved = self.journal.get(key)
             if saved is None and not traced:  # a traced run holds the score too
@@ -143,17 +144,17 @@ class Runner:
                 return Run.from_json(saved)
             # The same run in flight elsewhere (two iterations sharing a parent
             # and a minibatch): wait for it rather than make it twice.
-            pending = self._in_flight.get(json.dumps(key))
+            pending = self._in_flight.get(flight)
             if pending is None:
                 break
             await pending.wait()  # then read it back; if it was cancelled, run it here
-        done = self._in_flight[json.dumps(key)] = trio.Event()
+        done = self._in_flight[flight] = trio.Event()
         try:
             run = await self._live(candidate, index, example, traced=traced)
             self.stats.metric_calls += 1
             await self.journal.put(key, run.to_json())
         finally:
-            del self._in_flight[json.dumps(key)]
+            del self._in_flight[flight]
             done.set()
         return run
 
