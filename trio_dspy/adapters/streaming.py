@@ -82,6 +82,32 @@ def _marker_start(text: str) -> int:
     return len(text)
 
 
+class _Stripped:
+    """One field's text reported as it grows, stripped as the adapters strip it:
+    leading whitespace dropped, trailing whitespace held back (reported before
+    more text, dropped when the field ends)."""
+
+    __slots__ = ("field", "spaces", "started")
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.started = False  # the first non-space character has been reported
+        self.spaces = ""  # whitespace held back
+
+    def report(self, text: str, pieces: list[Piece], *, more: bool) -> None:
+        """Report ``text`` of the field; ``more``: the field goes on."""
+        if not self.started:
+            text = text.lstrip()
+            if not text:
+                return
+            self.started = True
+        body = text.rstrip()
+        if body:
+            pieces.append((self.field, self.spaces + body))
+            self.spaces = ""
+        self.spaces = self.spaces + text[len(body) :] if more else ""
+
+
 class ChatFieldParser:
     """``[[ ## field ## ]]`` sections of ``fields`` (output field names), as they arrive.
 
@@ -95,9 +121,7 @@ class ChatFieldParser:
         self._wanted = {name.lower(): name for name in fields}
         self._seen: set[str] = set()
         self._pending = ""  # text not yet reported or dropped
-        self._field: str | None = None  # the listened section being read
-        self._started = False  # its first non-space character has been reported
-        self._spaces = ""  # whitespace held back: it is dropped if the section ends
+        self._section: _Stripped | None = None  # the listened section being read
         self._done = False
 
     def feed(self, delta: str) -> list[Piece]:
@@ -127,28 +151,18 @@ class ChatFieldParser:
     def _open(self, name: str) -> bool:
         """Start the section of marker ``name``; return whether the reading is over."""
         key = name.lower()
-        self._field, self._started, self._spaces = None, False, ""
+        self._section = None
         if key == _COMPLETED:
             self._pending, self._done = "", True
         elif key in self._wanted and key not in self._seen:
-            self._field = self._wanted[key]
+            self._section = _Stripped(self._wanted[key])
         self._seen.add(key)
         return self._done
 
     def _report(self, text: str, pieces: list[Piece], *, more: bool = False) -> None:
         """Report ``text`` of the current section; ``more``: the section goes on."""
-        if self._field is None:
-            return
-        if not self._started:
-            text = text.lstrip()
-            if not text:
-                return
-            self._started = True
-        body = text.rstrip()
-        if body:
-            pieces.append((self._field, self._spaces + body))
-            self._spaces = ""
-        self._spaces = self._spaces + text[len(body) :] if more else ""
+        if self._section is not None:
+            self._section.report(text, pieces, more=more)
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -366,10 +380,8 @@ class XMLFieldParser:
     def __init__(self, names: Collection[str], fields: Collection[str]) -> None:
         self._scanner = TagScanner(names)
         self._wanted = set(fields)
-        self._field: str | None = None  # the listened element being read
+        self._element: _Stripped | None = None  # the listened element being read
         self._raw = ""  # its text not yet decoded (an entity may be unfinished)
-        self._started = False  # its first non-space character has been reported
-        self._spaces = ""  # whitespace held back: it is dropped if the element ends
 
     def feed(self, delta: str) -> list[Piece]:
         """The pieces ``delta`` completes, in order."""
@@ -378,38 +390,24 @@ class XMLFieldParser:
     def finish(self) -> list[Piece]:
         """The end of an element that the held-back text closes; nothing for one left open."""
         pieces = self._pieces(self._scanner.finish())
-        self._field = None
+        self._element = None
         return pieces
 
     def _pieces(self, events: list[tuple[str, str, str]]) -> list[Piece]:
         pieces: list[Piece] = []
         for kind, field, raw in events:
             if kind == "open":
-                self._field = field if field in self._wanted else None
-                self._raw, self._started, self._spaces = "", False, ""
-            elif self._field is None:
+                self._element = _Stripped(field) if field in self._wanted else None
+                self._raw = ""
+            elif self._element is None:
                 continue
             elif kind == "text":
                 self._raw += raw
             else:  # the element closed: all of it is known
-                self._report(decode_entities(self._raw), pieces, more=False)
-                self._field, self._raw = None, ""
-        if self._field is not None:
+                self._element.report(decode_entities(self._raw), pieces, more=False)
+                self._element, self._raw = None, ""
+        if self._element is not None:
             cut = entity_hold(self._raw)
-            self._report(decode_entities(self._raw[:cut]), pieces, more=True)
+            self._element.report(decode_entities(self._raw[:cut]), pieces, more=True)
             self._raw = self._raw[cut:]
         return pieces
-
-    def _report(self, text: str, pieces: list[Piece], *, more: bool) -> None:
-        """Report ``text`` of the current element; ``more``: the element goes on."""
-        assert self._field is not None
-        if not self._started:
-            text = text.lstrip()
-            if not text:
-                return
-            self._started = True
-        body = text.rstrip()
-        if body:
-            pieces.append((self._field, self._spaces + body))
-            self._spaces = ""
-        self._spaces = self._spaces + text[len(body) :] if more else ""
