@@ -25,7 +25,7 @@ import abc
 import enum
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
@@ -484,14 +484,36 @@ def parse_json_outputs(
             adapter=adapter,
             signature=signature.__name__,
         )
+    found = {
+        name: data[name] if name in data else by_lower[name.lower()]
+        for name in signature.output_fields
+    }
+    return read_fields(found, signature, completion, adapter, _json_value)
+
+
+def _json_value(raw: Any, annotation: Any, path: str) -> Any:
+    if isinstance(raw, str) and not accepts_str(annotation):
+        return parse_text(raw, annotation, path=path)
+    return structure(raw, annotation, path=path)
+
+
+def read_fields(
+    found: Mapping[str, Any],
+    signature: type[Signature],
+    completion: str,
+    adapter: str,
+    read: Callable[[Any, Any, str], Any],
+) -> dict[str, Any]:
+    """Each output field's typed value, ``read(found[name], annotation, path)``.
+
+    Raises:
+        AdapterParseError: a value does not fit its field's type; it carries
+            ``completion`` and names the path.
+    """
     values: dict[str, Any] = {}
     for name, field in signature.output_fields.items():
-        raw = data[name] if name in data else by_lower[name.lower()]
         try:
-            if isinstance(raw, str) and not accepts_str(field.annotation):
-                values[name] = parse_text(raw, field.annotation, path=name)
-            else:
-                values[name] = structure(raw, field.annotation, path=name)
+            values[name] = read(found[name], field.annotation, name)
         except StructuringError as exc:
             raise AdapterParseError(
                 str(exc), completion=completion, adapter=adapter, signature=signature.__name__

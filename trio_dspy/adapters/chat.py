@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import AdapterParseError, StructuringError
+from ..errors import AdapterParseError
 from ..signature import Signature
 from ..types import parse_text
 from .base import (
@@ -23,6 +23,7 @@ from .base import (
     format_value,
     objective,
     parse_json_outputs,
+    read_fields,
     requirement_hint,
     type_note,
 )
@@ -145,12 +146,10 @@ class ChatAdapter(JSONFallback, Adapter):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        values: dict[str, Any] = {}
-        for name, field in signature.output_fields.items():
-            try:
-                values[name] = parse_text(found[name], field.annotation, path=name)
-            except StructuringError as exc:
-                raise AdapterParseError(
-                    str(exc), completion=completion, adapter=self.name, signature=signature.__name__
-                ) from exc
-        return values
+        return read_fields(
+            found,
+            signature,
+            completion,
+            self.name,
+            lambda raw, annotation, path: parse_text(raw, annotation, path=path),
+        )

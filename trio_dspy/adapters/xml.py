@@ -47,6 +47,7 @@ from .base import (
     format_value,
     objective,
     parse_json_outputs,
+    read_fields,
     type_note,
 )
 from .inputs import refuse_images
@@ -181,15 +182,13 @@ class XMLAdapter(JSONFallback, Adapter):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        values: dict[str, Any] = {}
-        for name, field in signature.output_fields.items():
-            try:
-                values[name] = read_value(found[name], field.annotation, path=name)
-            except StructuringError as exc:
-                raise AdapterParseError(
-                    str(exc), completion=completion, adapter=self.name, signature=signature.__name__
-                ) from exc
-        return values
+        return read_fields(
+            found,
+            signature,
+            completion,
+            self.name,
+            lambda raw, annotation, path: read_value(raw, annotation, path=path),
+        )
 
 
 def _element(name: str, text: str) -> str:
