@@ -34,6 +34,9 @@ ON_FIRST_USE = (
     # (sqlite3 itself is not listed: coverage, measuring child processes in
     # CI, loads it in every process before trio_dspy is imported.)
     "trio_dspy.sessions",
+    "trio_dspy.adapters.xml",
+    "trio_dspy.adapters.two_step",
+    "trio_dspy.modules.saved_schema",
     "trio_dspy.serving",
     "httpx",
     "h11",

@@ -6,7 +6,7 @@
 from typing import TYPE_CHECKING, Any
 
 from . import errors, telemetry
-from .adapters import Adapter, ChatAdapter, JSONAdapter, TwoStepAdapter, XMLAdapter
+from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .concurrency import RequestScope, as_completed, current_request, gather, request_scope
 from .lm import inspect_history
 from .lm.base import BaseLM
@@ -40,6 +40,8 @@ __version__ = "0.1.0"
 # testing`` work as for any other name. name -> (module, attribute or None).
 _LAZY: dict[str, tuple[str, str | None]] = {
     "testing": (".testing", None),
+    "XMLAdapter": (".adapters.xml", "XMLAdapter"),
+    "TwoStepAdapter": (".adapters.two_step", "TwoStepAdapter"),
     "LM": (".lm", "LM"),
     "FallbackLM": (".lm", "FallbackLM"),
     "datasets": (".datasets", None),
@@ -77,6 +79,8 @@ if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
     from . import datasets, evaluate, mcp, optimizers, retrievers, serving, sessions, testing
+    from .adapters.two_step import TwoStepAdapter
+    from .adapters.xml import XMLAdapter
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .guardrails import GuardrailResult, guarded

@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrioDSPyError
-from .saved_schema import DSPyPredictor, read
 
 if TYPE_CHECKING:
     from ..signature import Signature
     from .module import Predictor
+    from .saved_schema import DSPyPredictor
 
 __all__ = ["dspy_state", "is_dspy_save"]
 
@@ -75,6 +75,8 @@ def dspy_state(
             or name from its signature's; the message names the predictor and
             the field, and ``source`` (the file).
     """
+    from .saved_schema import DSPyPredictor, read  # on first load, not at import
+
     single = _is_predictor_state(payload)
     entries = {"": payload} if single else {k: v for k, v in payload.items() if k != "metadata"}
     if not single and "metadata" in payload:

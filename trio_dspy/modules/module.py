@@ -30,7 +30,6 @@ from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
 from .call import ModuleCall, not_awaited, positional_error
 from .dspy_state import dspy_state, is_dspy_save
-from .saved_schema import SavedModule, describe, read
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -224,6 +223,8 @@ class Module:
 
     def _load_state(self, state: Mapping[str, Any], labels: Mapping[str, str]) -> None:
         """:meth:`load_state`, naming predictor ``name`` ``labels[name]`` in error paths."""
+        from .saved_schema import describe  # on first load, not at import
+
         if not isinstance(state, Mapping):
             raise TrioDSPyError(f"saved state must be an object, got {describe(state)}")
         predictors = dict(self.named_predictors())
@@ -328,6 +329,8 @@ class Module:
                     f"{path}: not a saved trio_dspy module (format {STATE_FORMAT!r}) "
                     "nor a DSPy save file"
                 )
+            from .saved_schema import SavedModule, read
+
             self._load_state(read(payload, SavedModule).predictors, {})
         except StructuringError as exc:
             raise StructuringError(exc.path, exc.value, f"{exc.reason} (in {path})") from None

@@ -38,7 +38,6 @@ from ..types import structure, unstructure
 from . import format_memory
 from .call import not_awaited
 from .module import Module, Predictor
-from .saved_schema import SavedPredict, read
 
 __all__ = ["Predict", "check_inputs", "resolve_adapter"]
 
@@ -414,6 +413,8 @@ class Predict(Module, Predictor):
             TrioDSPyError: the state was saved from a signature with other
                 fields (the message names them).
         """
+        from .saved_schema import SavedPredict, read  # on first load, not at import
+
         saved = read(state, SavedPredict)
         sig = self.signature
         _check_same_fields(sig, saved.fields)
