@@ -73,17 +73,34 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "serving": (".serving", None),
     "guarded": (".guardrails", "guarded"),
     "GuardrailResult": (".guardrails", "GuardrailResult"),
+    "journal": (".journal", None),
+    "Journal": (".journal.sqlite", "Journal"),
+    "RedisJournal": (".journal.redis", "RedisJournal"),
+    "durable": (".journal.run", "durable"),
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see instead of ``__getattr__``, which would
     # make every misspelt ``td.<name>`` an ``Any``.
-    from . import datasets, evaluate, mcp, optimizers, retrievers, serving, sessions, testing
+    from . import (
+        datasets,
+        evaluate,
+        journal,
+        mcp,
+        optimizers,
+        retrievers,
+        serving,
+        sessions,
+        testing,
+    )
     from .adapters.two_step import TwoStepAdapter
     from .adapters.xml import XMLAdapter
     from .embedder import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .guardrails import GuardrailResult, guarded
+    from .journal.redis import RedisJournal
+    from .journal.run import durable
+    from .journal.sqlite import Journal
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
     from .lm.redis_limits import RedisLimits
@@ -143,6 +160,7 @@ __all__ = [
     "Image",
     "InputField",
     "JSONAdapter",
+    "Journal",
     "KNNFewShot",
     "LMRequest",
     "LMResponse",
@@ -157,6 +175,7 @@ __all__ = [
     "Prediction",
     "ReAct",
     "RedisCache",
+    "RedisJournal",
     "RedisLimits",
     "Refine",
     "RequestScope",
@@ -178,11 +197,13 @@ __all__ = [
     "context",
     "current_request",
     "datasets",
+    "durable",
     "errors",
     "evaluate",
     "gather",
     "guarded",
     "inspect_history",
+    "journal",
     "majority",
     "make_signature",
     "mcp",

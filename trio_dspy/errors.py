@@ -10,11 +10,17 @@ from __future__ import annotations
 __all__ = [
     "AdapterParseError",
     "AgentLimitError",
+    "ApprovalRequired",
     "ConfigurationError",
     "ContextWindowExceededError",
     "GuardrailError",
     "GuardrailTripped",
     "ImageTooLargeError",
+    "JournalBusy",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalMismatch",
+    "JournalUnavailable",
     "LMAuthError",
     "LMBadRequestError",
     "LMError",
@@ -32,6 +38,7 @@ __all__ = [
     "StopAgent",
     "StructuringError",
     "ToolArgumentError",
+    "ToolDenied",
     "ToolError",
     "ToolTimeoutError",
     "ToolsUnsupportedError",
@@ -345,3 +352,81 @@ class UsageLimitExceeded(TrioDSPyError):
         self.maximum = maximum
         self.used = used
         super().__init__(message)
+
+
+class ToolDenied(ToolError):
+    """A tool that needs approval (``td.Tool(fn, requires_approval=True)``) was denied.
+
+    Inside an agent it becomes the observation, so the model learns the call
+    was refused and why; ``note`` is what the person deciding wrote.
+    """
+
+    def __init__(self, message: str, *, tool: str, note: str | None = None) -> None:
+        self.note = note
+        super().__init__(message, tool=tool)
+
+
+class ApprovalRequired(TrioDSPyError):
+    """A tool call needs a person's approval before it runs: the run stopped.
+
+    ``requests`` lists the calls waiting (each with ``call_id``, ``tool`` and
+    ``arguments``). Inside ``td.durable(run_id, journal)`` everything before
+    the stop is recorded and ``run_id`` names the run: record a decision for
+    each request with ``await journal.decide(run_id, call_id, approved=...)``
+    (from any process) and run the program again with the same ``run_id``.
+    Outside a durable run ``run_id`` is ``None`` and the run cannot resume:
+    decide inline with ``td.context(approver=async_fn)``.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None, requests: tuple[object, ...]) -> None:
+        self.run_id = run_id
+        self.requests = requests
+        super().__init__(message)
+
+
+class JournalError(TrioDSPyError):
+    """A durable run's journal (``td.Journal``, ``td.RedisJournal``) could not be used.
+
+    ``journal`` names where it lives (a file path, or a Redis URL without its
+    password), ``run_id`` which run (``None`` for work on the whole journal).
+    """
+
+    def __init__(self, message: str, *, journal: str, run_id: str | None = None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class JournalUnavailable(JournalError):
+    """The journal could not be reached or written: Redis is down or its URL is
+    wrong, or the SQLite file cannot be opened or stayed locked. Raised before
+    the step it was to record is returned (and before any model is called when
+    the run is entered): a durable run never goes on without its journal."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal holds something this version cannot read: a file that is not
+    a SQLite database (or is damaged), a journal of a newer layout, or a stored
+    step that is not what a journal writes. Nothing was changed; restore a
+    backup, upgrade trio_dspy, or use another journal or run id."""
+
+
+class JournalBusy(JournalError):
+    """Another task or process is running the same run id, and it was still
+    running after the ``wait`` given to ``td.durable``. A run id is run by one
+    holder at a time; the others wait, so steps are never interleaved."""
+
+
+class JournalMismatch(JournalError):
+    """A step's request differs from what the journal recorded for it: the program
+    changed since the run was recorded.
+
+    ``step`` is the step's key, ``kind`` ``"lm"`` or ``"tool"``. Use a new run
+    id, ``await journal.delete(run_id)``, or enter the run with
+    ``on_mismatch="rerun"`` to run such steps live and record them again.
+    """
+
+    def __init__(self, message: str, *, journal: str, run_id: str, step: str, kind: str) -> None:
+        self.step = step
+        self.kind = kind
+        super().__init__(message, journal=journal, run_id=run_id)

@@ -20,7 +20,10 @@ import attrs
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .adapters.base import Adapter
+    from .journal.store import ApprovalRequest, Decision
     from .lm.base import BaseLM
 
 __all__ = ["Settings", "configure", "context", "current", "resolve_lm"]
@@ -40,6 +43,9 @@ class Settings:
         propagate_trace: send the W3C ``traceparent`` (and ``tracestate``)
             header of the current span with every HTTP request to a model,
             so the provider's own tracing can join the trace.
+        approver: decides calls to tools made with ``requires_approval=True``:
+            ``async fn(request) -> bool | td.journal.Decision`` (see
+            :mod:`trio_dspy.journal.approval`); ``None``: such a call stops the run.
     """
 
     lm: BaseLM | None = None
@@ -48,6 +54,7 @@ class Settings:
     lm_kwargs: dict[str, Any] = attrs.field(factory=dict)
     trace_content: bool = False
     propagate_trace: bool = True
+    approver: Callable[[ApprovalRequest], Awaitable[bool | Decision]] | None = None
 
 
 _FIELDS = frozenset(a.name for a in attrs.fields(Settings))

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from ..checkpoint import entered
+from ..journal.active import ACTIVE_RUN
 from ..messages import (
     LMRequest,
     LMResponse,
@@ -260,6 +261,9 @@ class BaseLM(abc.ABC):
             trio_dspy.errors.LMError: the call failed (subclass says how).
             RuntimeError: not running under ``trio.run``.
         """
+        run = ACTIVE_RUN.get()  # a durable run replays or records the call (trio_dspy.journal)
+        if run is not None and not run.inside_step():
+            return await run.lm_request(self, request, trace_content)
         await entered()
         request = self._with_defaults(request)
         with self._observed(request, trace_content) as call:

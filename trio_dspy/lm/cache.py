@@ -55,7 +55,7 @@ __all__ = [
 
 log = get_logger(__name__)
 # Never let a credential that slipped into the parameters reach a cache key.
-_SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
+SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
 
 
 def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> str:
@@ -70,7 +70,7 @@ def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> s
         "response_format": (
             attrs.asdict(request.response_format) if request.response_format else None
         ),
-        "params": {k: v for k, v in request.params.items() if k.lower() not in _SECRET_PARAMS},
+        "params": {k: v for k, v in request.params.items() if k.lower() not in SECRET_PARAMS},
     }
     if request.rollout_id is not None:  # absent otherwise, so existing keys stay valid
         doc["rollout_id"] = request.rollout_id

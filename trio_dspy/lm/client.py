@@ -34,6 +34,7 @@ from ..errors import (
     ToolsUnsupportedError,
 )
 from ..http import HTTPClient, Reply, Secret, TransportFailure
+from ..journal.active import ACTIVE_RUN
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
 from ..telemetry.propagation import trace_headers
@@ -380,6 +381,11 @@ class LM(BaseLM):
             LMError: as :meth:`send`, from the ``async for`` or the ``async with``.
             RuntimeError: not running under ``trio.run``.
         """
+        run = ACTIVE_RUN.get()  # a durable run replays or records the call (trio_dspy.journal)
+        if run is not None and not run.inside_step():
+            async with run.lm_stream(self, request, trace_content) as stream:
+                yield stream
+            return
         await entered()
         request = self._with_defaults(request)
         with self._observed(request, trace_content, stream=True) as call:

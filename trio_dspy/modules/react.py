@@ -34,6 +34,7 @@ from ..concurrency import gather
 from ..errors import (
     AdapterParseError,
     AgentLimitError,
+    ApprovalRequired,
     GuardrailTripped,
     LMBadRequestError,
     SignatureError,
@@ -41,6 +42,7 @@ from ..errors import (
     ToolError,
     ToolsUnsupportedError,
 )
+from ..journal.active import ACTIVE_RUN
 from ..lm.base import BaseLM
 from ..messages import ToolCall
 from ..primitives import Prediction, Usage
@@ -351,10 +353,14 @@ class _Run:
         self.tool_calls += len(calls)
         # gather raises the first failure as itself: only StopAgent gets out of
         # _call, and it leaves the agent unwrapped.
-        return await gather(
+        records = await gather(
             *(partial(self._call, call) for call in calls),
             limit=self.agent.max_tool_concurrency,
         )
+        run = ACTIVE_RUN.get()
+        if run is not None:  # a durable run stops here for calls that wait for approval
+            await run.stop_if_waiting(records)
+        return records
 
     async def _call(self, call: ToolCall) -> ToolCallRecord:
         with start_span(f"execute_tool {call.name}") as span:
@@ -378,6 +384,12 @@ class _Run:
             return record
 
     async def _run_tool(self, call: ToolCall) -> ToolCallRecord:
+        run = ACTIVE_RUN.get()
+        if run is not None:  # a durable run replays, asks approval, or runs and records
+            return await run.tool_step(call, self.agent.tools.get(call.name), self._run_live)
+        return await self._run_live(call)
+
+    async def _run_live(self, call: ToolCall) -> ToolCallRecord:
         start = trio.current_time()
         tool = self.agent.tools.get(call.name)
         try:
@@ -387,7 +399,7 @@ class _Run:
                     tool=call.name,
                 )
             observation, ok = format_observation(await tool.acall(call.arguments)), True
-        except StopAgent:
+        except (StopAgent, ApprovalRequired):
             raise
         except GuardrailTripped as exc:
             if exc.halt:

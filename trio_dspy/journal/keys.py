@@ -1,0 +1,74 @@
+"""How a step is named in the journal, and how a changed request is noticed.
+
+A step's key is ``{kind}-{identity}-{occurrence}``: ``identity`` hashes what
+makes the step *that* step, and ``occurrence`` counts the earlier steps of
+the run with the same identity. Neither depends on the order in which
+concurrent tasks run or finish, so a run whose examples or tool calls run
+at once replays each step under the key it was recorded with.
+
+* A model request's identity is its provider, model, messages and rollout id
+  (the conversation); its **fingerprint** the rest of what shapes the
+  answer: tools, tool choice, response format, sampling parameters. The same
+  conversation sent with another fingerprint is a changed program
+  (:class:`~trio_dspy.errors.JournalMismatch`). A different conversation is a
+  different step: it runs live.
+* A tool call's identity is the tool's name and its arguments; its
+  fingerprint the tool's definition (description and parameters).
+
+Credentials are never part of either: the parameters the response cache
+leaves out of its keys are left out here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ..lm.cache import SECRET_PARAMS
+from ..types.text import loads_json
+
+if TYPE_CHECKING:
+    from ..lm.base import BaseLM
+    from ..messages import LMRequest, ToolCall
+    from ..modules.tool import Tool
+
+__all__ = ["lm_identity", "tool_identity"]
+
+
+def _digest(document: Any) -> str:
+    text = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def lm_identity(lm: BaseLM, request: LMRequest) -> tuple[str, str]:
+    """The identity and fingerprint of a model request (both SHA-256 hex digests)."""
+    identity = {
+        "provider": lm.provider,
+        "model": lm.model,
+        "messages": [attrs.asdict(m) for m in request.messages],
+        "rollout_id": request.rollout_id,
+    }
+    fingerprint = {
+        "tools": [attrs.asdict(t) for t in request.tools],
+        "tool_choice": request.tool_choice,
+        "response_format": (
+            attrs.asdict(request.response_format) if request.response_format else None
+        ),
+        "params": {k: v for k, v in request.params.items() if k.lower() not in SECRET_PARAMS},
+    }
+    return _digest(identity), _digest(fingerprint)
+
+
+def tool_identity(call: ToolCall, tool: Tool | None) -> tuple[str, str]:
+    """The identity and fingerprint of an agent's tool call (SHA-256 hex digests)."""
+    try:
+        arguments: Any = loads_json(call.arguments)
+    except ValueError:
+        arguments = call.arguments  # recorded as the model sent it
+    definition = None if tool is None else attrs.asdict(tool.spec())
+    return _digest({"tool": call.name, "arguments": arguments}), _digest(definition)
