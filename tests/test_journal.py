@@ -380,3 +380,34 @@ async def test_secrets_in_the_request_are_never_written_to_the_journal(tmp_path:
             await td.Predict("question -> answer")(question="2+2?")
     data = every_byte(tmp_path)
     assert b"sk-very-secret" not in data and b"hunter2" not in data
+
+
+async def test_an_evaluation_stops_for_an_approval_instead_of_scoring_a_failed_row(
+    tmp_path: Path,
+) -> None:
+    journal = td.Journal(tmp_path / "runs.db")
+    agent = td.ReAct(
+        "request -> answer", tools=[td.Tool(refund, blocking=False, requires_approval=True)]
+    )
+    devset = [td.Example(request="refund A1", answer="done").with_inputs("request")]
+    evaluation = td.Evaluate(devset=devset, metric=lambda e, p: e.answer == p.answer)
+    lm = agent_lm(*refund_script()[1:])
+    with td.context(lm=lm), pytest.raises(ApprovalRequired) as info:
+        async with td.durable("eval-1", journal):
+            await evaluation(agent)
+    assert info.value.run_id == "eval-1" and refunds == []
+
+
+async def test_an_evaluation_stops_at_a_journal_mismatch_instead_of_scoring_a_failed_row(
+    tmp_path: Path,
+) -> None:
+    journal = td.Journal(tmp_path / "runs.db")
+    devset = [td.Example(question="2+2?", answer="4").with_inputs("question")]
+    evaluation = td.Evaluate(devset=devset, metric=lambda e, p: e.answer == p.answer)
+    with td.context(lm=DummyLM([{"answer": "4"}])):
+        async with td.durable("eval-2", journal):
+            assert (await evaluation(td.Predict("question -> answer"))).score == 100
+    changed = td.Predict("question -> answer", temperature=0.5)
+    with td.context(lm=DummyLM([{"answer": "4"}])), pytest.raises(JournalMismatch):
+        async with td.durable("eval-2", journal):
+            await evaluation(changed)

@@ -19,7 +19,7 @@ import trio
 
 from ..aliases import limit_alias, refuse_keywords, renamed
 from ..checkpoint import entered
-from ..errors import TrioDSPyError
+from ..errors import ApprovalRequired, JournalError, TrioDSPyError
 from ..primitives import Example
 from .metric_calls import (
     MAX_SCORE,
@@ -185,6 +185,10 @@ class Evaluate:
         Raises:
             EvaluationError: more than ``max_errors`` examples failed; ``.result``
                 holds the rows finished until then.
+            ApprovalRequired: inside ``td.durable``, an example stopped for an
+                approval (what ran is recorded; decide and run it again).
+            JournalError: inside ``td.durable``, the journal could not be used
+                or does not match the program (not a failed row).
             RuntimeError: not running under ``trio.run``.
         """
         await entered()
@@ -245,9 +249,12 @@ async def run_examples(
 
     Raises:
         EvaluationError: more than ``max_errors`` examples failed.
+        ApprovalRequired: inside ``td.durable``, an example stopped for an approval.
+        JournalError: inside ``td.durable``, the journal could not be used.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     errors: list[BaseException] = []
+    stopped: list[BaseException] = []
 
     async def run_one(index: int, cancel: trio.CancelScope) -> None:
         example = devset[index]
@@ -265,6 +272,13 @@ async def run_examples(
                 threads=metric_threads,
             )
             row: tuple[Example, Any, float] = (example, prediction, score)
+        except (JournalError, ApprovalRequired) as exc:
+            # A durable run's stop (an approval, a journal that cannot be used or
+            # does not match) ends the evaluation: scoring it as a failed row would
+            # go on without the journal, or record a failure to replay later.
+            stopped.append(exc)
+            cancel.cancel()
+            return
         except Exception as exc:
             errors.append(exc)
             row = (example, exc, failure_score)
@@ -279,6 +293,8 @@ async def run_examples(
             cancel.cancel()
 
     await run_in_order(len(devset), run_one, limiter)
+    if stopped:
+        raise stopped[0]
     if max_errors is not None and len(errors) > max_errors:
         raise EvaluationError(
             f"{len(errors)} example(s) failed, more than max_errors={max_errors}; "
