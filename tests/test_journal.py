@@ -26,6 +26,8 @@ from trio_dspy.testing import DummyLM
 
 from .redis_fixture import namespace
 
+QA = "question -> answer"
+
 refunds: list[str] = []
 
 
@@ -411,3 +413,92 @@ async def test_an_evaluation_stops_at_a_journal_mismatch_instead_of_scoring_a_fa
     with td.context(lm=DummyLM([{"answer": "4"}])), pytest.raises(JournalMismatch):
         async with td.durable("eval-2", journal):
             await evaluation(changed)
+
+
+# ------------------------------------------------------------------ optimizers
+def doubling_set(n: int) -> list[td.Example]:
+    return [
+        td.Example(question=f"what is {i} doubled", answer=str(2 * i)).with_inputs("question")
+        for i in range(n)
+    ]
+
+
+def doubler(die_after: int | None = None, scope: trio.CancelScope | None = None) -> DummyLM:
+    """Right for every question but 1 and 4, a second per answer.
+
+    With ``die_after``, the ``die_after``-th answer cancels ``scope`` instead (the
+    process dies there: the calls in flight get no answer).
+    """
+    answered = 0
+
+    def answer(request: Any) -> dict[str, str]:
+        nonlocal answered
+        answered += 1
+        if die_after is not None and scope is not None and answered >= die_after:
+            scope.cancel()
+        i = int(str(request.messages[-1].content).rsplit("what is ", 1)[1].split()[0])
+        return {"answer": "-1" if i in (1, 4) else str(2 * i)}
+
+    return DummyLM(answer, latency=1.0)
+
+
+def random_search() -> td.BootstrapFewShotWithRandomSearch:
+    return td.BootstrapFewShotWithRandomSearch(
+        td.evaluate.answer_exact_match,
+        max_bootstrapped_demos=2,
+        max_labeled_demos=2,
+        num_candidate_programs=3,
+        limit=4,
+    )
+
+
+async def test_an_optimizer_run_cut_short_resumes_without_repeating_a_recorded_call(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    journal = td.Journal(tmp_path / "runs.db")
+    whole_lm = doubler()
+    with td.context(lm=whole_lm):
+        async with td.durable("whole", journal):
+            whole = await random_search().compile(td.Predict(QA), trainset=doubling_set(10))
+    total = len(whole_lm.requests)
+    dies = trio.CancelScope()  # the process dies halfway
+    with dies, td.context(lm=doubler(die_after=total // 2, scope=dies)):
+        async with td.durable("cut", journal):
+            await random_search().compile(td.Predict(QA), trainset=doubling_set(10))
+    recorded = set((await journal.load("cut")).steps)
+    resumed_lm = doubler()
+    with td.context(lm=resumed_lm):
+        async with td.durable("cut", journal) as run:
+            resumed = await random_search().compile(td.Predict(QA), trainset=doubling_set(10))
+    assert [dict(d) for d in resumed.demos] == [dict(d) for d in whole.demos]
+    # The optimizer cancels the calls in flight once it has enough demos: those
+    # reached the model but are no step.
+    assert run.replayed > 0 and run.live <= len(resumed_lm.requests) < total
+    # Every call made live was a step the cut run had not recorded. (How many calls
+    # an optimizer makes before it has enough demos depends on timing, so the
+    # total may differ by the calls in flight when it stops.)
+    assert len(set((await journal.load("cut")).steps) - recorded) == run.live
+
+
+class FailingJournal(td.Journal):
+    """A journal whose storage fails from the ``after``-th step on."""
+
+    def __init__(self, path: Path, after: int) -> None:
+        super().__init__(path)
+        self.after = after
+
+    async def record(self, run_id: str, key: str, step: Any) -> None:
+        self.after -= 1
+        if self.after < 0:
+            raise td.errors.JournalUnavailable("disk full", journal=self.path, run_id=run_id)
+        await super().record(run_id, key, step)
+
+
+async def test_an_optimizer_that_scores_failures_still_stops_at_a_journal_failure(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    lm = doubler()
+    with td.context(lm=lm), pytest.raises(td.errors.JournalUnavailable, match="disk full"):
+        async with td.durable("r", FailingJournal(tmp_path / "runs.db", after=3)):
+            await random_search().compile(td.Predict(QA), trainset=doubling_set(10))
+    assert len(lm.requests) <= 3 + 4  # the calls in flight then, and no new one

@@ -24,12 +24,18 @@ import collections
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import trio
 
 from ..checkpoint import entered
-from ..errors import ApprovalRequired, JournalCorrupt, JournalMismatch
+from ..errors import (
+    ApprovalRequired,
+    JournalCorrupt,
+    JournalError,
+    JournalMismatch,
+    JournalUnavailable,
+)
 from ..lm.cache import as_cached
 from ..lm.cache_codec import encode_response, read_response
 from ..modules.trajectory import ToolCallRecord
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["DurableRun", "durable"]
 
 OnMismatch = Literal["raise", "rerun"]
+T = TypeVar("T")
 # Seconds a step's write may take once its result is in hand: shielded from
 # cancellation, so a paid answer is not lost to a cancel arriving meanwhile.
 _RECORD_TIMEOUT = 30.0
@@ -88,6 +95,25 @@ class DurableRun:
         # Tasks running a tool call whose approval is recorded.
         self._approved: set[trio.lowlevel.Task] = set()
         self._awaiting: dict[int, ApprovalRequest] = {}
+        # The first stop (a journal error, a mismatch, an approval): later steps
+        # raise it again and the block ends with it, even when a module in
+        # between (an optimizer scoring a failed run) swallowed it.
+        self._stop: BaseException | None = None
+
+    # ----------------------------------------------------------------- stops
+    def _check(self) -> None:
+        if self._stop is not None:
+            raise self._stop
+
+    def _stopping(self, exc: BaseException) -> BaseException:
+        if self._stop is None:
+            self._stop = exc
+        return exc
+
+    @property
+    def stop(self) -> BaseException | None:
+        """What stopped the run (re-raised when the block ends), or ``None``."""
+        return self._stop
 
     # ------------------------------------------------------------------ keys
     def _key(self, kind: str, identity: str) -> str:
@@ -104,14 +130,16 @@ class DurableRun:
         if self.on_mismatch == "rerun":
             return None
         what = "model request" if kind == "lm" else "tool call"
-        raise JournalMismatch(
-            f"step {key} of run {self.run_id!r}: this {what} differs from the one recorded "
-            "(the program changed since it was recorded): use a new run id, delete the run "
-            "with journal.delete(run_id), or pass on_mismatch='rerun' to run such steps live",
-            journal=self.journal.where,
-            run_id=self.run_id,
-            step=key,
-            kind=kind,
+        raise self._stopping(
+            JournalMismatch(
+                f"step {key} of run {self.run_id!r}: this {what} differs from the one recorded "
+                "(the program changed since it was recorded): use a new run id, delete the run "
+                "with journal.delete(run_id), or pass on_mismatch='rerun' to run such steps live",
+                journal=self.journal.where,
+                run_id=self.run_id,
+                step=key,
+                kind=kind,
+            )
         )
 
     def inside_step(self) -> bool:
@@ -123,17 +151,36 @@ class DurableRun:
         return trio.lowlevel.current_task() in self._approved
 
     async def _record(self, key: str, step: StepRecord) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(_RECORD_TIMEOUT):
-            await self.journal.record(self.run_id, key, step)
+        with trio.CancelScope(shield=True), trio.move_on_after(_RECORD_TIMEOUT) as scope:
+            await self._journal(self.journal.record(self.run_id, key, step))
+        if scope.cancelled_caught:
+            raise self._stopping(
+                JournalUnavailable(
+                    f"step {key} of run {self.run_id!r} was not recorded within "
+                    f"{_RECORD_TIMEOUT:g} s: check the journal's storage",
+                    journal=self.journal.where,
+                    run_id=self.run_id,
+                )
+            )
         self._steps[key] = step
         self.live += 1
 
-    def _corrupt(self, key: str, why: str) -> JournalCorrupt:
-        return JournalCorrupt(
-            f"step {key} of run {self.run_id!r} is not a step this version wrote ({why}); "
-            "nothing was changed: delete the run with journal.delete(run_id) or use a new run id",
-            journal=self.journal.where,
-            run_id=self.run_id,
+    async def _journal(self, call: Awaitable[T]) -> T:
+        """``await call`` (a journal method); its error stops the run."""
+        try:
+            return await call
+        except JournalError as exc:
+            raise self._stopping(exc) from None
+
+    def _corrupt(self, key: str, why: str) -> BaseException:
+        return self._stopping(
+            JournalCorrupt(
+                f"step {key} of run {self.run_id!r} is not a step this version wrote ({why}); "
+                "nothing was changed: delete the run with journal.delete(run_id) or use "
+                "a new run id",
+                journal=self.journal.where,
+                run_id=self.run_id,
+            )
         )
 
     # --------------------------------------------------------------- models
@@ -153,6 +200,7 @@ class DurableRun:
             JournalUnavailable: the step could not be recorded.
             trio_dspy.errors.LMError: the live call failed (nothing is recorded).
         """
+        self._check()
         prepared = lm._with_defaults(request)
         identity, fingerprint = lm_identity(lm, prepared)
         key = self._key("lm", identity)
@@ -187,6 +235,7 @@ class DurableRun:
         """
         from ..lm.base import LMStream
 
+        self._check()
         prepared = lm._with_defaults(request)
         identity, fingerprint = lm_identity(lm, prepared)
         key = self._key("lm", identity)
@@ -228,6 +277,7 @@ class DurableRun:
         Raises:
             as :meth:`lm_request`, and whatever ``live`` lets through.
         """
+        self._check()
         identity, fingerprint = tool_identity(call, tool)
         key = self._key("tool", identity)
         step = self._recorded(key, "tool", fingerprint)
@@ -274,16 +324,17 @@ class DurableRun:
         return doc["observation"], doc["ok"]
 
     async def _decision(self, request: ApprovalRequest) -> Decision | None:
-        decision = await self.journal.decision(self.run_id, request.call_id)
+        decision = await self._journal(self.journal.decision(self.run_id, request.call_id))
         approver = current().approver
         if decision is not None or approver is None:
             return decision
         verdict = await approver(request)
         decision = verdict if isinstance(verdict, Decision) else Decision(bool(verdict))
-        await self.journal.request_approval(self.run_id, [request])
-        await self.journal.decide(
+        await self._journal(self.journal.request_approval(self.run_id, [request]))
+        decide = self.journal.decide(
             self.run_id, request.call_id, approved=decision.approved, note=decision.note
         )
+        await self._journal(decide)
         return decision
 
     async def stop_if_waiting(self, records: Sequence[ToolCallRecord]) -> None:
@@ -295,14 +346,16 @@ class DurableRun:
         waiting = [self._awaiting.pop(id(r)) for r in records if id(r) in self._awaiting]
         if not waiting:
             return
-        await self.journal.request_approval(self.run_id, waiting)
+        await self._journal(self.journal.request_approval(self.run_id, waiting))
         names = ", ".join(f"{r.tool} ({r.call_id})" for r in waiting)
-        raise ApprovalRequired(
-            f"run {self.run_id!r} stopped: {names} need approval; record each decision with "
-            "await journal.decide(run_id, call_id, approved=True or False) and run it again "
-            "with the same run id",
-            run_id=self.run_id,
-            requests=tuple(waiting),
+        raise self._stopping(
+            ApprovalRequired(
+                f"run {self.run_id!r} stopped: {names} need approval; record each decision with "
+                "await journal.decide(run_id, call_id, approved=True or False) and run it again "
+                "with the same run id",
+                run_id=self.run_id,
+                requests=tuple(waiting),
+            )
         )
 
     def __repr__(self) -> str:
@@ -369,8 +422,14 @@ async def durable(
         token = ACTIVE_RUN.set(run)
         try:
             yield run
+        except Exception as exc:
+            if run.stop is not None and exc is not run.stop:
+                raise run.stop from exc  # the stop, not what a module made of it
+            raise
         finally:
             ACTIVE_RUN.reset(token)
+        if run.stop is not None:
+            raise run.stop
         if not run.completed:
             await journal.complete(run_id)
             run.completed = True
