@@ -78,6 +78,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> JournalStore:
     """A fresh journal of each kind (Redis: the real server, a namespace of its own)."""
     if request.param == "sqlite":
         return td.Journal(tmp_path / "runs.db")
+    pytest.importorskip("coredis")  # the redis extra; the floors run has none
     url: str = request.getfixturevalue("redis_url")
     return td.RedisJournal(url, namespace=namespace(), lock_ttl=2)
 
@@ -296,6 +297,7 @@ async def test_a_second_holder_of_a_run_waits_or_fails_with_a_typed_error(
 async def test_a_second_holder_of_a_redis_run_waits_or_fails_with_a_typed_error(
     redis_url: str,
 ) -> None:
+    pytest.importorskip("coredis")
     with trio.fail_after(10):  # real time: the hold is a key in the real server
         await hold_and_queue(td.RedisJournal(redis_url, namespace=namespace()), 0.1)
 
@@ -502,3 +504,35 @@ async def test_an_optimizer_that_scores_failures_still_stops_at_a_journal_failur
         async with td.durable("r", FailingJournal(tmp_path / "runs.db", after=3)):
             await random_search().compile(td.Predict(QA), trainset=doubling_set(10))
     assert len(lm.requests) <= 3 + 4  # the calls in flight then, and no new one
+
+
+async def test_a_journal_on_a_redis_that_is_down_fails_before_any_model_call() -> None:
+    pytest.importorskip("coredis")
+    from .redis_fixture import free_port
+
+    journal = td.RedisJournal(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace())
+    lm = DummyLM([{"answer": "4"}])
+    with td.context(lm=lm), pytest.raises(td.errors.JournalUnavailable) as info:
+        async with td.durable("r", journal):
+            await td.Predict("question -> answer")(question="2+2?")
+    assert lm.requests == [] and info.value.run_id == "r"
+
+
+async def test_a_streamed_answer_is_recorded_once_read_and_replayed_whole(
+    journal: JournalStore,
+) -> None:
+    from trio_dspy.lm import LMRequest, Message
+    from trio_dspy.testing import SimConfig, SimReply, serve_sim
+
+    text = "a streamed answer, in several pieces"
+    request = LMRequest([Message("user", "stream it")])
+    config = SimConfig(script=lambda body: SimReply(text=text), stream_chunk_chars=5)
+    async with serve_sim(config) as sim:
+        lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k", max_retries=0)
+        async with lm:
+            for expected_pieces in (len(text) // 5 + 1, 1):
+                async with td.durable("s", journal), lm.stream(request) as stream:
+                    pieces = [piece async for piece in stream]
+                assert "".join(pieces) == stream.response.text == text
+                assert len(pieces) == expected_pieces  # live: as sent; replayed: whole
+        assert sim.stats.requests == 1
