@@ -171,16 +171,20 @@ class Journal(JournalStore):
                 f"SELECT completed FROM {_P}_runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             rows = conn.execute(
-                f"SELECT s.key, s.kind, s.fingerprint, b.data FROM {_P}_steps s "
-                f"JOIN {_P}_blobs b ON b.hash = s.blob WHERE s.run_id = ?",
+                f"SELECT s.key, s.kind, s.fingerprint, s.blob, b.data FROM {_P}_steps s "
+                f"LEFT JOIN {_P}_blobs b ON b.hash = s.blob WHERE s.run_id = ?",
                 (run_id,),
             ).fetchall()
         finally:
             conn.execute("COMMIT")
         steps: dict[str, StepRecord] = {}
-        for key, kind, fingerprint, data in rows:
+        for key, kind, fingerprint, digest, data in rows:
             if not all(isinstance(v, str) for v in (key, kind, fingerprint, data)):
-                raise self._corrupt(f"a step of run {run_id!r} is not text", run_id)
+                raise self._corrupt(f"a step of run {run_id!r} is missing or not text", run_id)
+            # A payload is stored under its hash: one that no longer matches was
+            # damaged, and replaying it would give the run an answer nobody gave.
+            if blob_hash(data) != digest:
+                raise self._corrupt(f"step {key} of run {run_id!r} does not match its hash", run_id)
             steps[key] = StepRecord(kind, fingerprint, data)
         return RunRecord(steps, bool(row and row[0]))
 
