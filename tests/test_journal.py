@@ -536,3 +536,15 @@ async def test_a_streamed_answer_is_recorded_once_read_and_replayed_whole(
                 assert "".join(pieces) == stream.response.text == text
                 assert len(pieces) == expected_pieces  # live: as sent; replayed: whole
         assert sim.stats.requests == 1
+
+
+async def test_a_journal_can_trade_power_cut_durability_for_speed_and_refuses_other_modes(
+    tmp_path: Path,
+) -> None:
+    journal = td.Journal(tmp_path / "runs.db", synchronous="normal")
+    with td.context(lm=DummyLM([{"answer": "4"}])):
+        async with td.durable("r", journal) as run:
+            await td.Predict("question -> answer")(question="2+2?")
+    assert run.live == 1 and len((await journal.load("r")).steps) == 1
+    with pytest.raises(ValueError, match="synchronous"):
+        td.Journal(tmp_path / "x.db", synchronous="off")  # type: ignore[arg-type]

@@ -11,9 +11,12 @@ The file holds these tables beside any of the application's own:
 * ``trio_dspy_journal_approvals(run_id, call_id, request, seq, approved, note)``.
 
 Every call runs in a worker thread (``trio.to_thread``), so the event loop
-never waits on the disk. The file is in WAL mode with ``synchronous=FULL``
-and each step is one transaction: when a step's result is returned it is on
-disk, and survives the process being killed or the machine losing power.
+never waits on the disk. The file is in WAL mode and each step is one
+transaction, committed before the step's result is returned. With
+``synchronous="full"`` (the default) the commit is flushed to the disk, so a
+step survives the process being killed or the machine losing power; with
+``"normal"`` it survives the process being killed, and a power cut may lose
+the latest steps (never damaging the file).
 
 A run id is held by one holder at a time: within a process by a trio lock,
 across processes by a POSIX lock on one byte of ``{path}.runs-lock`` (the
@@ -33,7 +36,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
@@ -98,14 +101,30 @@ class Journal(JournalStore):
     Args:
         path: the file; several processes may use it at once.
         timeout: seconds a write waits for another process's write.
+        synchronous: ``"full"`` (the default): each step is flushed to the disk
+            (``fsync``) before its result is returned, so it survives a power
+            cut. ``"normal"``: a step survives the process being killed (it is
+            in the operating system's hands) but the latest steps may be lost
+            to a power cut or an operating-system crash; the file is never
+            damaged. ``benchmarks/journal.py`` measures both.
 
     Raises:
-        ValueError: ``timeout`` is not a positive number.
+        ValueError: ``timeout`` is not a positive number, or ``synchronous``
+            is neither ``"full"`` nor ``"normal"``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous is 'full' or 'normal', got {synchronous!r}")
+        self.synchronous = synchronous
         self.path = os.fspath(path)
         self.where = self.path
         self._lock_name = os.path.abspath(self.path) + ".runs-lock"
@@ -369,7 +388,7 @@ class Journal(JournalStore):
                     None,
                 )
         conn.execute("PRAGMA journal_mode = WAL")  # stays with the file
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         if not names.issuperset(_TABLES):
             with _transaction(conn):
                 for statement in _CREATE:
