@@ -192,3 +192,24 @@ async def test_a_killed_evaluation_resumes_paying_only_for_unfinished_examples(
     answered_before = {b for b in before if not any(f"q{i}" in b for i in range(8, 12))}
     assert len(answered_before) == 8 and not answered_before & set(after)
     assert (resumed["replayed"], resumed["live"]) == (8, 4)
+
+
+async def test_two_workers_entering_one_run_at_once_take_turns_never_interleaving(
+    journal_spec: list[str],
+) -> None:
+    reports: list[dict[str, Any]] = []
+    # Each answer takes a while, so the second worker starts while the first runs.
+    async with serve_sim(SimConfig(script=EvalScript(), latency=0.3)) as sim:
+        cmd = command("evaluate", sim, *journal_spec, "--run-id", "shared")
+
+        async def worker() -> None:
+            reports.append(await run_worker(cmd))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker)
+            nursery.start_soon(worker)
+        assert sim.stats.requests == 12  # every step was called once, by one of them
+    first, second = sorted(reports, key=lambda r: -int(r["live"]))
+    assert (first["live"], first["replayed"]) == (12, 0)
+    assert (second["live"], second["replayed"]) == (0, 12)
+    assert first["answers"] == second["answers"] and first["score"] == second["score"]
