@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import trio
@@ -184,12 +184,33 @@ class DurableRun:
         )
 
     # --------------------------------------------------------------- models
-    def _replay_response(self, key: str, step: StepRecord) -> LMResponse:
+    async def _lm_step(
+        self, lm: BaseLM, request: LMRequest
+    ) -> tuple[LMRequest, str, str, LMResponse | None]:
+        """The request as sent, its key and fingerprint, and its recorded response (if any)."""
+        self._check()
+        prepared = lm._with_defaults(request)
+        identity, fingerprint = lm_identity(lm, prepared)
+        key = self._key("lm", identity)
+        step = self._recorded(key, "lm", fingerprint)
+        if step is None:
+            return prepared, key, fingerprint, None
         try:
             response = read_response(step.payload)
         except ValueError as exc:
             raise self._corrupt(key, str(exc)) from None
-        return as_cached(response)
+        await entered()
+        return prepared, key, fingerprint, as_cached(response)
+
+    @contextlib.contextmanager
+    def _live_model_step(self) -> Iterator[None]:
+        """Mark the current task as inside a live model step for the block."""
+        task = trio.lowlevel.current_task()
+        self._inside.add(task)
+        try:
+            yield
+        finally:
+            self._inside.discard(task)
 
     async def lm_request(self, lm: BaseLM, request: LMRequest, trace_content: bool) -> LMResponse:
         """``lm.request(request)`` in this run: replayed if recorded, else live and recorded.
@@ -200,24 +221,14 @@ class DurableRun:
             JournalUnavailable: the step could not be recorded.
             trio_dspy.errors.LMError: the live call failed (nothing is recorded).
         """
-        self._check()
-        prepared = lm._with_defaults(request)
-        identity, fingerprint = lm_identity(lm, prepared)
-        key = self._key("lm", identity)
-        step = self._recorded(key, "lm", fingerprint)
-        if step is not None:
-            response = self._replay_response(key, step)
-            await entered()
+        prepared, key, fingerprint, response = await self._lm_step(lm, request)
+        if response is not None:
             with lm._observed(prepared, trace_content) as call:
                 call.response = response
             self.replayed += 1
             return response
-        task = trio.lowlevel.current_task()
-        self._inside.add(task)
-        try:
+        with self._live_model_step():
             response = await lm.request(request, trace_content=trace_content)
-        finally:
-            self._inside.discard(task)
         await self._record(key, StepRecord("lm", fingerprint, encode_response(response)))
         return response
 
@@ -235,28 +246,18 @@ class DurableRun:
         """
         from ..lm.base import LMStream
 
-        self._check()
-        prepared = lm._with_defaults(request)
-        identity, fingerprint = lm_identity(lm, prepared)
-        key = self._key("lm", identity)
-        step = self._recorded(key, "lm", fingerprint)
-        if step is not None:
-            response = self._replay_response(key, step)
-            await entered()
+        prepared, key, fingerprint, response = await self._lm_step(lm, request)
+        if response is not None:
             with lm._observed(prepared, trace_content, stream=True) as call:
                 call.response = response
                 yield LMStream.whole(response)
             self.replayed += 1
             return
         async with contextlib.AsyncExitStack() as stack:
-            task = trio.lowlevel.current_task()
-            self._inside.add(task)
-            try:
+            with self._live_model_step():  # only the opening: the reader's block is its own
                 stream = await stack.enter_async_context(
                     lm.stream(request, trace_content=trace_content)
                 )
-            finally:
-                self._inside.discard(task)
             yield stream
         if stream.finished:
             payload = encode_response(stream.response)
