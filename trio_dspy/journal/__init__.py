@@ -26,6 +26,7 @@ __all__ = [
     "Journal",
     "JournalStore",
     "RedisJournal",
+    "RunRecord",
     "StepRecord",
     "durable",
 ]
@@ -34,6 +35,7 @@ _NAMES = {
     "ApprovalRequest": ".store",
     "Decision": ".store",
     "JournalStore": ".store",
+    "RunRecord": ".store",
     "StepRecord": ".store",
     "DurableRun": ".run",
     "durable": ".run",
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from .redis import RedisJournal
     from .run import DurableRun, durable
     from .sqlite import Journal
-    from .store import ApprovalRequest, Decision, JournalStore, StepRecord
+    from .store import ApprovalRequest, Decision, JournalStore, RunRecord, StepRecord
 else:
 
     def __getattr__(name: str) -> Any:

@@ -403,6 +403,11 @@ async def durable(
     ``run_id`` waits until it ends (at most ``wait`` seconds, if given). A
     block that ends without error marks the run completed.
 
+    The run's first stop (a journal error, a mismatch, an approval) is raised
+    again by every later step, and ends the block even when a module in
+    between caught it (an optimizer scoring a failed run): a run never goes
+    on without its journal.
+
     Raises:
         JournalBusy: the run was still held by another after ``wait`` seconds.
         JournalUnavailable: the journal could not be reached (before any step runs).
