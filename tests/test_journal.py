@@ -548,3 +548,29 @@ async def test_a_journal_can_trade_power_cut_durability_for_speed_and_refuses_ot
     assert run.live == 1 and len((await journal.load("r")).steps) == 1
     with pytest.raises(ValueError, match="synchronous"):
         td.Journal(tmp_path / "x.db", synchronous="off")  # type: ignore[arg-type]
+
+
+async def test_an_approver_decides_inside_a_durable_run_and_its_decision_is_recorded(
+    tmp_path: Path,
+) -> None:
+    journal = td.Journal(tmp_path / "runs.db")
+    asked: list[str] = []
+
+    async def refuse(request: td.journal.ApprovalRequest) -> Decision:
+        asked.append(request.tool)
+        return Decision(False, "not today")
+
+    agent = td.ReAct(
+        "request -> answer", tools=[td.Tool(refund, blocking=False, requires_approval=True)]
+    )
+    with td.context(lm=agent_lm(*refund_script()[1:]), approver=refuse):
+        async with td.durable("r11", journal):
+            first = await agent(request="refund A1")
+    assert asked == ["refund"] and refunds == []
+    assert "not approved: not today" in observations(first)[0][1]
+    (tool_step,) = [k for k in (await journal.load("r11")).steps if k.startswith("tool-")]
+    assert await journal.decision("r11", tool_step) == Decision(False, "not today")
+    with td.context(lm=agent_lm()):  # no approver now: the denial is replayed
+        async with td.durable("r11", journal):
+            second = await agent(request="refund A1")
+    assert observations(second) == observations(first) and asked == ["refund"]
