@@ -30,7 +30,7 @@ import attrs
 from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..signature import Signature
-from .inputs import given_fields, split_history, user_content
+from .inputs import given_fields, history_field, split_history, user_content
 from .outputs import parse_json_outputs
 from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
@@ -123,9 +123,10 @@ class Adapter(abc.ABC):
 
         The system prompt, then each demo as a user turn (its inputs) and an
         assistant turn (its outputs), then the messages of a ``td.History``
-        input the same way, then the inputs and what to answer. The History
-        field itself appears nowhere else; image inputs become image parts of
-        the user messages, where their sections are.
+        input the same way, then the inputs and what to answer. As in DSPy,
+        the system prompt lists the History input among the inputs and a demo
+        that holds a History shows it as JSON; image inputs become image parts
+        of the user messages, where their sections are.
 
         Raises:
             TypeError: an image or history input is not a ``td.Image`` /
@@ -134,10 +135,14 @@ class Adapter(abc.ABC):
                 demo's or history turn's output) holds an image, anywhere inside
                 its value: it would be sent as text.
         """
+        # As DSPy: the system prompt lists a History input with the others,
+        # and a demo that holds one shows it (as JSON) where its section goes.
+        full, history = signature, history_field(signature)
         signature, inputs, turns = split_history(signature, inputs)
-        messages = [Message("system", self.cached_system_prompt(signature))]
+        messages = [Message("system", self.cached_system_prompt(full))]
         for demo in usable_demos(signature, demos):
-            messages.extend(self._turn(signature, demo))
+            shown = full if history is not None and demo.get(history) is not None else signature
+            messages.extend(self._turn(shown, demo))
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
         requirements = self.output_requirements(signature)

@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args, get_origin
 
+from ..primitives import Prediction
 from ..signature import Field, Signature
 from ..types import image_annotation, json_schema, unstructure
 from .inputs import image_text, refuse_images
@@ -37,7 +38,9 @@ STRUCTURE_INTRO = (
 
 def format_value(value: Any, annotation: Any = Any, *, field: str = "value") -> str:
     """A field value as prompt text: strings as written, images as markers that
-    become image parts (:func:`~trio_dspy.adapters.inputs.user_content`), the rest as JSON.
+    become image parts (:func:`~trio_dspy.adapters.inputs.user_content`), a
+    ``Prediction`` in a ``str`` (or ``Any``) field as ``str(prediction)``, as
+    DSPy sends it, the rest as JSON.
 
     ``field`` names the field in errors.
 
@@ -52,6 +55,9 @@ def format_value(value: Any, annotation: Any = Any, *, field: str = "value") -> 
             return marks
     if type(value) is str:  # the common case, on every call's hot path
         return value
+    if isinstance(value, Prediction) and (annotation is str or annotation is Any):
+        # DSPy sends a Prediction's text form (``str(pred)``), not its fields as JSON.
+        return str(value)
     refuse_images(value, annotation, field)
     data = unstructure(value, annotation)
     return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
