@@ -290,7 +290,9 @@ async def test_an_agent_reports_each_tool_and_streams_its_answer(
         td.StatusMessage("Calling tool check_menu"),
         td.StatusMessage("Tool check_menu finished"),
     ]
-    assert items[2:-1] == [td.StreamResponse("extract.predict", "answer", REPLY, is_last_chunk=True)]
+    assert items[2:-1] == [
+        td.StreamResponse("extract.predict", "answer", REPLY, is_last_chunk=True)
+    ]
     assert isinstance(items[-1], td.Prediction) and items[-1].answer == REPLY
 
 
