@@ -338,3 +338,30 @@ def test_dspy_predictor_keywords_are_not_sent_to_the_model() -> None:
     with pytest.raises(TypeError, match=r"td\.ChainOfThought .*rationale_field=: the reasoning"):
         td.ChainOfThought("question -> answer", rationale_field=None)
     assert td.Predict("question -> answer", temperature=0.5).lm_kwargs == {"temperature": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("load", "call `program.load(path)`"),
+        ("syncify", "td.run(program, **inputs)"),
+        ("ProgramOfThought", "needs a sandbox"),
+        ("ColBERTv2", "td.retrievers.Embeddings"),
+    ],
+)
+def test_a_dspy_name_not_provided_says_what_to_use(name: str, advice: str) -> None:
+    with pytest.raises(AttributeError, match=f"td.{name} is DSPy's, not provided here") as info:
+        getattr(td, name)
+    assert advice in str(info.value)
+
+
+def test_a_bare_model_name_is_refused_naming_the_provider_prefix_litellm_would_guess() -> None:
+    with pytest.raises(td.errors.ConfigurationError, match="for example 'openai/gpt-5'"):
+        td.LM("gpt-5")
+    with pytest.raises(td.errors.ConfigurationError, match="'anthropic/claude-sonnet-4'"):
+        td.LM("claude-sonnet-4")
+
+
+def test_dspys_tool_sync_conversion_setting_says_tools_are_awaited() -> None:
+    with pytest.raises(TypeError, match=r"always awaited here: write `await tool\(x=5\)`"):
+        td.configure(allow_tool_async_sync_conversion=True)
