@@ -28,7 +28,7 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
-from .call import ModuleCall, not_awaited, positional_error
+from .call import ModuleCall, bind_positional, not_awaited
 from .dspy_state import dspy_state, is_dspy_save
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class Module:
 
     if TYPE_CHECKING:
         # Subclasses narrow the result (``-> Prediction``); positional
-        # arguments are refused at run time with the input fields' names.
+        # arguments go to forward's positional parameters, as in DSPy, and
+        # are refused at run time, naming the input fields, when it has none.
         def __call__(self, **inputs: Any) -> Coroutine[Any, Any, Any]: ...
 
     else:
@@ -89,13 +90,14 @@ class Module:
             coroutine that, used without ``await``, says to await it.
 
             Raises:
-                TypeError: positional arguments (the message names the input
+                TypeError: positional arguments ``forward`` has no parameters
+                    for, as a predictor's (the message names the input
                     fields); when awaited, ``forward`` is a plain ``def`` or
                     returned a call it did not await.
                 RuntimeError: not running under ``trio.run``.
             """
-            if args:
-                raise positional_error(self, args)
+            if args:  # as DSPy: a forward with positional parameters takes them
+                inputs = bind_positional(self, args, inputs)
             return ModuleCall(self._invoke(inputs), type(self).__name__)
 
     async def acall(self, **inputs: Any) -> Any:
