@@ -283,8 +283,11 @@ class Module:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def load(self, path: str | os.PathLike[str]) -> None:
+    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
         """Read state written by :meth:`save`, or by DSPy's ``program.save(path)``.
+
+        ``allow_pickle`` is DSPy's; here only ``False`` is taken (pickles are
+        never read).
 
         A DSPy file (its JSON format; pickles are never read) gives each
         predictor its demos, instructions, field descriptions and prefixes
@@ -302,12 +305,13 @@ class Module:
                 its path in the file and what was expected
                 (``triage.predict.signature.instructions: expected a string,
                 got a list``). Nothing is changed then.
-            TrioDSPyError: the file is not UTF-8 JSON, not a saved trio_dspy
+            TrioDSPyError: ``allow_pickle`` is true or the path is a pickle's
+                (``.pkl``), the file is not UTF-8 JSON, not a saved trio_dspy
                 module nor a DSPy save, or does not match this module's
                 predictors and their signatures' fields (the message names the
                 predictor and field; nothing is changed then).
         """
-        if Path(path).suffix in _PICKLES:
+        if Path(path).suffix in _PICKLES or allow_pickle:
             raise TrioDSPyError(
                 f"{path}: pickled saves are never read (unpickling runs code); save the "
                 "DSPy program as JSON with program.save('program.json') and load that"
