@@ -13,12 +13,10 @@ description and schema instead; calling it sends the server a request.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import json
 import re
-import sys
 import typing
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,7 +28,17 @@ import trio
 from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
-from ..types import check_supported, json_schema, loads_json, structure, unstructure
+from ..types import loads_json, structure, unstructure
+from .tool_args import (
+    Argument,
+    arguments_schema,
+    caller_locals,
+    introspectable,
+    parse_docstring,
+    read_arguments,
+    schema_arguments,
+    user_stacklevel,
+)
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -40,21 +48,6 @@ __all__ = ["Tool", "ensure_tool"]
 
 # What OpenAI and Anthropic accept as a function name.
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@attrs.frozen
-class Argument:
-    """One argument of a tool: its type, default (``attrs.NOTHING`` if required), description."""
-
-    name: str
-    annotation: Any
-    default: Any = attrs.NOTHING
-    desc: str = ""
-
-    @property
-    def required(self) -> bool:
-        """True when the model must supply the argument."""
-        return self.default is attrs.NOTHING
 
 
 class Tool:
@@ -125,25 +118,25 @@ class Tool:
         if isinstance(fn, Module):
             self._set_module(fn, name, desc, timeout)
             return
-        target = _introspectable(fn)
+        target = introspectable(fn)
         name = name or str(getattr(target, "__name__", type(fn).__name__))
         _check_name(name)
-        summary, arg_docs = _parse_docstring(inspect.getdoc(target) or "")
+        summary, arg_docs = parse_docstring(inspect.getdoc(target) or "")
         # Where the function was defined: annotations (under `from __future__
         # import annotations`) may name classes local to that scope.
-        args, untyped = _arguments(fn, target, name, arg_docs, _caller_locals())
+        args, untyped = read_arguments(fn, target, name, arg_docs, caller_locals())
         if untyped:
             warnings.warn(
                 f"tool {name}: argument(s) {', '.join(untyped)} have no type hint, so "
                 "the model may send any JSON value; annotate them to have arguments checked",
                 UserWarning,
-                stacklevel=_user_stacklevel(),
+                stacklevel=user_stacklevel(),
             )
         self._set(
             fn,
             name,
             desc if desc is not None else summary,
-            (args, _schema(args)),
+            (args, arguments_schema(args)),
             timeout,
             True if blocking is None else blocking,
             inspect.iscoroutinefunction(target),
@@ -159,8 +152,8 @@ class Tool:
         _check_name(name)
         described = module_arguments(module)
         if described is None:  # no signature: the forward method's parameters
-            args, _ = _arguments(module.forward, module.forward, name, {}, _caller_locals())
-            summary = _parse_docstring(inspect.getdoc(module.forward) or "")[0]
+            args, _ = read_arguments(module.forward, module.forward, name, {}, caller_locals())
+            summary = parse_docstring(inspect.getdoc(module.forward) or "")[0]
         else:
             fields, summary = described
             args = {n: Argument(n, hint, attrs.NOTHING, doc) for n, hint, doc in fields}
@@ -169,7 +162,7 @@ class Tool:
             call,
             name,
             desc if desc is not None else summary,
-            (args, _schema(args)),
+            (args, arguments_schema(args)),
             timeout,
             False,
             True,
@@ -234,7 +227,7 @@ class Tool:
         made.guardrails = ()
         schema = dict(tool.input_schema)
         schema.setdefault("properties", {})
-        arguments = (_schema_arguments(schema), schema)
+        arguments = (schema_arguments(schema), schema)
         call, desc = McpCall(session, tool.name), tool.description or tool.title or ""
         made._set(call, model_name(tool.name), desc, arguments, timeout, False, True)
         return made
@@ -375,140 +368,3 @@ def format_observation(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ introspection
-def _introspectable(fn: Callable[..., Any]) -> Any:
-    """The function whose name, docstring and hints describe ``fn``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if not inspect.isroutine(fn) and callable(fn):
-        return type(fn).__call__  # a callable object: its __call__
-    return fn
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside this package."""
-    level, frame = 2, sys._getframe(2)
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("trio_dspy."):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _caller_locals() -> dict[str, Any]:
-    """Local names of the frames that led here from outside this package."""
-    names: dict[str, Any] = {}
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("trio_dspy."):
-        frame = frame.f_back  # type: ignore[assignment]
-    if frame is not None and frame.f_code.co_name != "<module>":
-        names.update(frame.f_locals)
-    return names
-
-
-def _arguments(
-    fn: Callable[..., Any],
-    target: Any,
-    name: str,
-    docs: Mapping[str, str],
-    localns: Mapping[str, Any],
-) -> tuple[dict[str, Argument], list[str]]:
-    """The tool's arguments, and the names of those without a type hint."""
-    try:
-        sig = inspect.signature(fn)  # partials and bound methods drop what is bound
-    except (TypeError, ValueError) as exc:
-        raise SignatureError(f"tool {name}: cannot read its parameters ({exc})") from None
-    try:
-        hints = typing.get_type_hints(target, localns=dict(localns))
-    except Exception as exc:
-        # Checking arguments is the point of a tool: never fall back to "anything goes".
-        raise SignatureError(
-            f"tool {name}: cannot resolve its type hints ({exc}); define the types it names "
-            "at module level, or import them outside `if TYPE_CHECKING`"
-        ) from None
-    bound: set[str] = set()  # keywords a functools.partial already fixed
-    inner = fn
-    while isinstance(inner, functools.partial):
-        bound |= set(inner.keywords)
-        inner = inner.func
-    args: dict[str, Argument] = {}
-    untyped: list[str] = []
-    for param in sig.parameters.values():
-        if param.name in bound:
-            continue
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise SignatureError(f"tool {name}: *args/**kwargs cannot be described to a model")
-        if param.kind is param.POSITIONAL_ONLY:
-            raise SignatureError(
-                f"tool {name}: argument {param.name} is positional-only; tools are called "
-                "with keyword arguments"
-            )
-        if param.name not in hints:
-            untyped.append(param.name)
-        annotation = hints.get(param.name, Any)
-        check_supported(annotation, f"tool {name}, argument {param.name}")
-        default = attrs.NOTHING if param.default is param.empty else param.default
-        args[param.name] = Argument(param.name, annotation, default, docs.get(param.name, ""))
-    return args, untyped
-
-
-def _schema(args: Mapping[str, Argument]) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for arg in args.values():
-        prop = dict(json_schema(arg.annotation))
-        if arg.desc:
-            prop["description"] = arg.desc
-        if not arg.required:
-            with contextlib.suppress(TypeError, ValueError):  # defaults JSON cannot show
-                prop["default"] = json.loads(json.dumps(unstructure(arg.default, arg.annotation)))
-        props[arg.name] = prop
-    return {
-        "type": "object",
-        "properties": props,
-        "required": [a.name for a in args.values() if a.required],
-        "additionalProperties": False,
-    }
-
-
-def _schema_arguments(schema: Mapping[str, Any]) -> dict[str, Argument]:
-    """The arguments a JSON schema lists, typed ``Any``: the schema's owner checks values."""
-    required = set(schema.get("required") or ())
-    props = schema.get("properties") or {}
-    return {
-        name: Argument(
-            name,
-            Any,
-            attrs.NOTHING if name in required else prop.get("default"),
-            str(prop.get("description", "")),
-        )
-        for name, prop in props.items()
-        if isinstance(prop, Mapping)
-    }
-
-
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """(summary, {argument: description}) from a docstring in any common style.
-
-    Google (``Args:``), NumPy (``Parameters`` / ``----------``), Sphinx
-    (``:param x:``) and Epydoc (``@param x:``) are read by ``docstring_parser``
-    (imported here, when a tool is built, so ``import trio_dspy`` stays light).
-    The summary is the first paragraph.
-    """
-    if not doc.strip():
-        return "", {}
-    import docstring_parser
-
-    try:
-        parsed = docstring_parser.parse(doc)
-    except docstring_parser.ParseError:
-        return _first_paragraph(doc), {}
-    summary = parsed.short_description or ""
-    if summary and not parsed.blank_after_short_description and parsed.long_description:
-        summary = f"{summary} {_first_paragraph(parsed.long_description)}"
-    args = {
-        p.arg_name.lstrip("*"): " ".join((p.description or "").split())
-        for p in parsed.params
-        if p.args and p.args[0] in ("param", "parameter", "arg", "argument", "key", "keyword")
-    }
-    return " ".join(summary.split()), args
-
-
-def _first_paragraph(text: str) -> str:
-    return " ".join(text.strip().split("\n\n", 1)[0].split())
