@@ -253,3 +253,40 @@ def test_a_plain_generator_raises_the_programs_error() -> None:
     output = td.streamify(td.Predict("question -> answer"), async_streaming=False)(question="q")
     with pytest.raises(td.errors.ConfigurationError):
         list(output)
+
+
+class Doubler(td.Module):
+    """A tool called from forward itself, as DSPy's streaming tutorial does."""
+
+    def __init__(self) -> None:
+        self.tool = td.Tool(lambda x: 2 * x, name="double_the_number")
+        self.predict = td.Predict("num1, num2 -> sum")
+
+    async def forward(self, num: int) -> td.Prediction:
+        num2 = await self.tool(x=num)
+        return await self.predict(num1=num, num2=num2)
+
+
+class ToolLines(td.StatusMessageProvider):
+    def tool_start_status_message(self, instance: Any, inputs: dict[str, Any]) -> str:
+        return f"Calling Tool {instance.name} with inputs {inputs}..."
+
+    def tool_end_status_message(self, outputs: Any) -> str:
+        return f"Tool finished with output: {outputs}!"
+
+
+@pytest.mark.filterwarnings("ignore:tool double_the_number:UserWarning")  # DSPy's untyped lambda
+async def test_a_tool_called_from_forward_sends_the_providers_tool_lines(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with td.context(lm=DummyLM([{"sum": "9"}], cycle=True)):
+        stream_program = td.streamify(Doubler(), listen=[], status_message_provider=ToolLines())
+        async with stream_program(num=3) as stream:
+            items = [item async for item in stream]
+        # Without a provider, or outside a stream, a direct call says nothing.
+        async with td.streamify(Doubler(), listen=[])(num=3) as quiet:
+            assert not [i async for i in quiet if isinstance(i, td.StatusMessage)]
+    assert [i.message for i in items if isinstance(i, td.StatusMessage)] == [
+        "Calling Tool double_the_number with inputs {'x': 3}...",
+        "Tool finished with output: 6!",
+    ]

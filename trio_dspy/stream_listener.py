@@ -213,16 +213,20 @@ async def status(text: str) -> None:
         await listener.send(StatusMessage(text))
 
 
-async def tool_status(tool: Any, inputs: Any, default: str, *, outputs: Any = _START) -> None:
+async def tool_status(
+    tool: Any, inputs: Any, default: str | None, *, outputs: Any = _START
+) -> None:
     """:func:`status` for a tool starting (or, given ``outputs``, finished).
 
     The run's :class:`~trio_dspy.StatusMessageProvider`, if it has one,
-    writes the line (``None`` from it: no line); ``default`` otherwise.
+    writes the line (``None`` from it: no line); ``default`` otherwise (no
+    line at all, not even a checkpoint, for ``None``).
     """
     listener = _LISTENER.get()
     provider = None if listener is None or tool is None else listener.provider
     if provider is None:
-        await status(default)
+        if default is not None:
+            await status(default)
         return
     if outputs is _START:
         text = provider.tool_start_status_message(tool, dict(inputs))

@@ -395,7 +395,7 @@ class _Run:
                     f"unknown tool {call.name!r}; available: {', '.join(self.agent.tools)}",
                     tool=call.name,
                 )
-            observation, ok = format_observation(await tool.acall(call.arguments)), True
+            observation, ok = format_observation(await tool.agent_call(call.arguments)), True
         except StopAgent:
             raise
         except GuardrailTripped as exc:
