@@ -20,7 +20,7 @@ __all__ = ["HistoryEntry"]
 
 @attrs.frozen
 class HistoryEntry:
-    """One call kept in :attr:`~trio_dspy.lm.BaseLM.history`.
+    """One call kept in a model's ``history`` (``lm.history``).
 
     ``entry.cost`` is what the call cost in US dollars, as the server reported
     it (OpenRouter's ``usage.cost``, a LiteLLM proxy's response-cost header)

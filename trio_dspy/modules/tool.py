@@ -315,7 +315,10 @@ class Tool:
         """:meth:`acall` without the status lines: for an agent, which writes its own.
 
         Raises:
-            the errors of :meth:`acall`.
+            ToolArgumentError: invalid arguments (the function is not called).
+            GuardrailTripped: a guardrail tripped (the function is not called).
+            ToolTimeoutError: the call took longer than ``timeout``.
+            Exception: whatever the function raises.
         """
         await entered()
         return await self._guarded_run(self.validate(arguments))
