@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -36,8 +38,9 @@ def tool_turn(*calls: ToolCall) -> LMResponse:
 
 
 async def run(program: Any, lm: DummyLM, **options: Any) -> list[Any]:
+    streamed: Callable[..., AbstractAsyncContextManager[Any]] = td.streamify(program, **options)
     with td.context(lm=lm):
-        async with td.streamify(program, **options)(question="q") as stream:
+        async with streamed(question="q") as stream:
             return [item async for item in stream]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
@@ -26,7 +26,7 @@ _ITEM, _ERROR, _END = "item", "error", "end"
 
 def sync_stream(
     open_stream: Callable[..., AbstractAsyncContextManager[Any]], buffer: int
-) -> Callable[..., Iterator[Any]]:
+) -> Callable[..., Generator[Any, None, None]]:
     """A function of the program's inputs giving a generator of its stream's items.
 
     ``open_stream`` is what :func:`~trio_dspy.streamify` returns for async
@@ -35,7 +35,7 @@ def sync_stream(
     included). The program's own error is raised from the iteration.
     """
 
-    def call(**inputs: Any) -> Iterator[Any]:
+    def call(**inputs: Any) -> Generator[Any, None, None]:
         return _iterate(open_stream, inputs, max(buffer, 1), contextvars.copy_context())
 
     return call
@@ -46,7 +46,7 @@ def _iterate(
     inputs: dict[str, Any],
     buffer: int,
     context: contextvars.Context,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=buffer)
     handle: dict[str, Any] = {}
     ready = threading.Event()

@@ -28,9 +28,9 @@ is the reference.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal, overload
 
 import attrs
 import trio
@@ -100,6 +100,32 @@ class ProgramStream:
             raise item.error
         result: StreamItem = item
         return result
+
+
+@overload
+def streamify(
+    program: Module,
+    listen: Sequence[str] | None = None,
+    *,
+    buffer: int = DEFAULT_BUFFER,
+    stream_listeners: Sequence[StreamListener] | None = None,
+    status_message_provider: StatusMessageProvider | None = None,
+    async_streaming: Literal[True] = True,
+    **dspy_only: Any,
+) -> Callable[..., AbstractAsyncContextManager[ProgramStream]]: ...
+
+
+@overload
+def streamify(
+    program: Module,
+    listen: Sequence[str] | None = None,
+    *,
+    buffer: int = DEFAULT_BUFFER,
+    stream_listeners: Sequence[StreamListener] | None = None,
+    status_message_provider: StatusMessageProvider | None = None,
+    async_streaming: Literal[False],
+    **dspy_only: Any,
+) -> Callable[..., Generator[StreamItem, None, None]]: ...
 
 
 def streamify(
