@@ -182,3 +182,5 @@ async def test_a_history_entry_refuses_a_key_dspy_entries_do_not_have() -> None:
     assert entry["messages"][0]["role"] == "system"
     with pytest.raises(KeyError, match="use one of cost, kwargs, messages"):
         entry["nope"]
+    assert entry.get("cost") is None and entry.get("nope", 0) == 0
+    assert "cost" in entry.keys()

@@ -53,6 +53,10 @@ class HistoryEntry:
             )
         return read(self)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``entry[key]``, or ``default`` for a key DSPy's entries do not have."""
+        return self[key] if key in _DSPY_KEYS else default
+
     def keys(self) -> list[str]:
         """DSPy's keys this entry answers (``entry[key]``)."""
         return sorted(_DSPY_KEYS)
