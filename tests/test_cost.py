@@ -183,4 +183,4 @@ async def test_a_history_entry_refuses_a_key_dspy_entries_do_not_have() -> None:
     with pytest.raises(KeyError, match="use one of cost, kwargs, messages"):
         entry["nope"]
     assert entry.get("cost") is None and entry.get("nope", 0) == 0
-    assert "cost" in entry.keys()
+    assert "cost" in entry and "nope" not in entry and entry.keys()[0] == "cost"

@@ -53,6 +53,10 @@ class HistoryEntry:
             )
         return read(self)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is one of DSPy's keys (``"cost" in entry``)."""
+        return key in _DSPY_KEYS
+
     def get(self, key: str, default: Any = None) -> Any:
         """``entry[key]``, or ``default`` for a key DSPy's entries do not have."""
         return self[key] if key in _DSPY_KEYS else default
