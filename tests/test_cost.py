@@ -136,3 +136,51 @@ def test_a_cached_response_keeps_its_reported_cost(
 def test_a_stored_cost_that_is_no_cost_makes_the_entry_a_miss(bad: str) -> None:
     raw = encode_response(LMResponse("hi", usage=td.Usage(3, 2, 5, cost=0.5)))
     assert decode_response(raw.replace('"cost": 0.5', f'"cost": {bad}')) is None
+
+
+async def test_history_entries_carry_the_cost_the_server_reports() -> None:
+    profile = SimProfile("priced", usage_extra={"cost": 0.125})
+    async with serve_sim(SimConfig(profile=profile)) as sim:
+        lm = td.LM("openai/local-model", base_url=sim.base_url, api_key="k")
+        async with lm:
+            await lm.request(REQUEST)
+    entry = lm.history[-1]
+    assert entry.cost == 0.125
+    assert entry["cost"] == 0.125  # DSPy's history entries are dicts with a "cost"
+    assert entry["usage"]["prompt_tokens"] == entry.response.usage.prompt_tokens
+
+
+async def test_a_litellm_proxys_response_cost_header_is_the_calls_cost() -> None:
+    profile = SimProfile("litellm-proxy", headers={"x-litellm-response-cost": "0.0042"})
+    async with serve_sim(SimConfig(profile=profile)) as sim:
+        lm = td.LM("openai/local-model", base_url=sim.base_url, api_key="k")
+        async with lm:
+            with td.track_usage() as usage:
+                response = await lm.request(REQUEST)
+    assert response.usage.cost == 0.0042
+    assert lm.history[-1].cost == 0.0042
+    assert usage.cost == 0.0042
+
+
+@pytest.mark.parametrize("header", ["free", "-1", "nan", "inf", ""])
+async def test_a_response_cost_header_that_is_no_cost_is_ignored(header: str) -> None:
+    profile = SimProfile("litellm-proxy", headers={"x-litellm-response-cost": header})
+    async with serve_sim(SimConfig(profile=profile)) as sim:
+        lm = td.LM("openai/local-model", base_url=sim.base_url, api_key="k")
+        async with lm:
+            response = await lm.request(REQUEST)
+    assert response.usage.cost is None
+    assert lm.history[-1]["cost"] is None
+
+
+async def test_a_history_entry_refuses_a_key_dspy_entries_do_not_have() -> None:
+    lm = DummyLM([{"answer": "a"}])
+    with td.context(lm=lm):
+        await td.Predict("question -> answer")(question="q")
+    entry = lm.history[-1]
+    assert entry["outputs"] == [entry.response.text]
+    assert entry["messages"][0]["role"] == "system"
+    with pytest.raises(KeyError, match="use one of cost, kwargs, messages"):
+        entry["nope"]
+    assert entry.get("cost") is None and entry.get("nope", 0) == 0
+    assert "cost" in entry and "nope" not in entry and entry.keys()[0] == "cost"

@@ -135,8 +135,18 @@ def test_a_positional_argument_names_the_input_fields() -> None:
     qa = td.Predict("question, context -> answer")
     with pytest.raises(TypeError, match=r"Positional.*'question, context'.*question=input_value"):
         qa("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
-    with pytest.raises(TypeError, match=r"'question'.*question=input_value"):
-        Pipeline()("What is 2+2?")  # type: ignore[call-arg, unused-coroutine]
+    with pytest.raises(TypeError, match=r"Positional.*'question'.*question=input_value"):
+        Pipeline()("What is 2+2?", "more")  # type: ignore[call-arg, unused-coroutine]
+
+
+async def test_a_modules_forward_takes_positional_arguments_as_in_dspy() -> None:
+    # DSPy passes them on (a SemanticF1 metric is called `metric(example, pred)`);
+    # only a predictor, whose inputs are its signature's, refuses them.
+    with td.context(lm=DummyLM([{"answer": "4"}, {"final": "four"}])):
+        pred = await Pipeline()("What is 2+2?")  # type: ignore[call-arg]
+    assert pred.final == "four"
+    with pytest.raises(TypeError, match="question both by position and by keyword"):
+        Pipeline()("a", question="b")  # type: ignore[call-arg, unused-coroutine]
 
 
 # ------------------------------------------------------------ num_threads, Evaluate
@@ -338,3 +348,46 @@ def test_dspy_predictor_keywords_are_not_sent_to_the_model() -> None:
     with pytest.raises(TypeError, match=r"td\.ChainOfThought .*rationale_field=: the reasoning"):
         td.ChainOfThought("question -> answer", rationale_field=None)
     assert td.Predict("question -> answer", temperature=0.5).lm_kwargs == {"temperature": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("load", "call `program.load(path)`"),
+        ("syncify", "td.run(program, **inputs)"),
+        ("ProgramOfThought", "needs a sandbox"),
+        ("ColBERTv2", "td.retrievers.Embeddings"),
+    ],
+)
+def test_a_dspy_name_not_provided_says_what_to_use(name: str, advice: str) -> None:
+    with pytest.raises(AttributeError, match=f"td.{name} is DSPy's, not provided here") as info:
+        getattr(td, name)
+    assert advice in str(info.value)
+
+
+def test_a_bare_model_name_is_refused_naming_the_provider_prefix_litellm_would_guess() -> None:
+    with pytest.raises(td.errors.ConfigurationError, match="for example 'openai/gpt-5'"):
+        td.LM("gpt-5")
+    with pytest.raises(td.errors.ConfigurationError, match="'anthropic/claude-sonnet-4'"):
+        td.LM("claude-sonnet-4")
+
+
+def test_dspys_tool_sync_conversion_setting_says_tools_are_awaited() -> None:
+    with pytest.raises(TypeError, match=r"always awaited here: write `await tool\(x=5\)`"):
+        td.configure(allow_tool_async_sync_conversion=True)
+
+
+async def test_miprov2_compile_takes_dspys_demo_counts_and_names_what_it_does_not_take() -> None:
+    optimizer = td.MIPROv2(metric=metric, auto="light")
+    with pytest.raises(TypeError, match="requires_permission_to_run=: the run starts at once"):
+        await optimizer.compile(
+            td.Predict("question -> answer"), trainset=DEVSET, requires_permission_to_run=False
+        )
+    with pytest.raises(td.errors.TrioDSPyError):  # too small a trainset, after the keywords
+        await optimizer.compile(
+            td.Predict("question -> answer"),
+            trainset=DEVSET[:1],
+            max_bootstrapped_demos=2,
+            max_labeled_demos=1,
+        )
+    assert (optimizer.max_bootstrapped_demos, optimizer.max_labeled_demos) == (2, 1)

@@ -281,3 +281,11 @@ async def test_a_lone_surrogate_in_a_dspy_file_loads_as_a_replacement_character(
     (messages,) = await wire(predict, question="Capital of Peru?")  # the request is sent
     assert messages[0]["content"].endswith("Answer in one word \ufffd.")
     assert "[[ ## answer ## ]]\nPar\ufffdis" in messages[2]["content"]
+
+
+def test_dspys_allow_pickle_is_refused_saying_pickles_are_never_read(tmp_path: Path) -> None:
+    program = td.ChainOfThought("question -> answer")
+    program.save(tmp_path / "program.json")
+    with pytest.raises(td.errors.TrioDSPyError, match="pickled saves are never read"):
+        program.load(tmp_path / "program.json", allow_pickle=True)
+    program.load(tmp_path / "program.json", allow_pickle=False)

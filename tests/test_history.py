@@ -55,9 +55,11 @@ async def test_history_goes_out_as_prior_user_and_assistant_turns(provider: str)
     assert turns[1][1] == "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
     assert turns[2][1] == "[[ ## question ## ]]\nAnd of Germany?"
     assert turns[4][1].startswith("[[ ## question ## ]]\nAnd Italy?\n\nRespond with")
-    # The History field itself is no section anywhere: not in the prompt, not in a turn.
+    # As in DSPy: the system prompt lists the History input, no turn has its section.
     system = sim.requests[-1].get("system") or sim.requests[-1]["messages"][0]["content"]
-    assert "history" not in system
+    system = system if isinstance(system, str) else "".join(p["text"] for p in system)
+    assert "2. `history` (History)" in system
+    assert all("## history ##" not in text for _, text in turns)
     assert all("history" not in text for _, text in turns)
 
 

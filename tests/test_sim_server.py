@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import attrs
 import httpx
+import pytest
 import trio
 
 import trio_dspy as td
@@ -442,3 +443,22 @@ async def test_max_tokens_truncates_with_finish_reason_length() -> None:
         )
     assert len(content(full)) > 20
     assert len(content(short)) <= 20 and short["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_scripted_reply_with_text_and_tool_calls_sends_both(provider: str) -> None:
+    from trio_dspy.messages import LMRequest, Message, ToolSpec
+
+    def script(body: Mapping[str, Any]) -> SimReply:
+        return SimReply(text="Thinking aloud first.", tool_calls=[SimToolCall("f", {"x": 1})])
+
+    spec = ToolSpec("f", "d", {"type": "object", "properties": {"x": {"type": "integer"}}})
+    request = LMRequest([Message("user", "hi")], tools=(spec,))
+    async with serve_sim(SimConfig(script=script)) as sim:
+        base = sim.base_url if provider == "openai" else sim.root_url
+        async with td.LM(f"{provider}/m", base_url=base, api_key="k") as lm:
+            whole = await lm.request(request)
+            async with lm.stream(request) as stream:
+                streamed = [e for e in [e async for e in stream.events()] if isinstance(e, str)]
+    assert whole.text == "Thinking aloud first." and whole.tool_calls[0].name == "f"
+    assert "".join(streamed) == "Thinking aloud first."

@@ -231,7 +231,7 @@ async def test_a_reask_that_continues_the_streamed_text_completes_it(
         async with td.streamify(td.Predict("question -> answer, n: int"))(question="?") as s:
             items = await collect(s)
     assert texts(items, "answer") == f"{first} and more"
-    assert items[-2] == td.StreamResponse("self", "answer", " and more")
+    assert items[-2] == td.StreamResponse("self", "answer", " and more", is_last_chunk=True)
 
 
 async def test_two_streams_at_once_never_mix(autojump_clock: trio.abc.Clock) -> None:
@@ -290,7 +290,9 @@ async def test_an_agent_reports_each_tool_and_streams_its_answer(
         td.StatusMessage("Calling tool check_menu"),
         td.StatusMessage("Tool check_menu finished"),
     ]
-    assert items[2:-1] == [td.StreamResponse("extract.predict", "answer", REPLY)]
+    assert items[2:-1] == [
+        td.StreamResponse("extract.predict", "answer", REPLY, is_last_chunk=True)
+    ]
     assert isinstance(items[-1], td.Prediction) and items[-1].answer == REPLY
 
 

@@ -125,6 +125,12 @@ else:
         try:
             module, attribute = _LAZY[name]
         except KeyError:
+            from .aliases import DSPY_ONLY_NAMES
+
+            if name in DSPY_ONLY_NAMES:
+                raise AttributeError(
+                    f"td.{name} is DSPy's, not provided here: {DSPY_ONLY_NAMES[name]}"
+                ) from None
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
         import importlib
 

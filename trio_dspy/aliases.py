@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, overload
 
-__all__ = ["limit_alias", "refuse_dspy_keywords", "refuse_keywords", "renamed"]
+__all__ = ["DSPY_ONLY_NAMES", "limit_alias", "refuse_dspy_keywords", "refuse_keywords", "renamed"]
 
 
 def renamed(value: Any, dspy_name: str, name: str, where: str) -> Any:
@@ -91,3 +91,27 @@ def refuse_dspy_keywords(where: str, given: Mapping[str, Any], advice: Mapping[s
             what to write instead.
     """
     refuse_keywords(where, {k: v for k, v in given.items() if k in advice}, advice)
+
+
+#: DSPy's top-level names that trio_dspy does not provide, and what to use
+#: instead: ``td.<name>`` raises an AttributeError saying so.
+DSPY_ONLY_NAMES = {
+    "load": (
+        "a program is saved as its state only (JSON), never pickled: build the "
+        "program (`program = MyProgram()`) and call `program.load(path)`"
+    ),
+    "syncify": "from synchronous code run a program with `td.run(program, **inputs)`",
+    "ProgramOfThought": (
+        "it runs model-written code, which needs a sandbox not provided here; "
+        "give a td.ReAct agent a tool that computes what you need"
+    ),
+    "CodeAct": (
+        "it runs model-written code, which needs a sandbox not provided here; "
+        "use td.ReAct with your tools"
+    ),
+    "ColBERTv2": (
+        "no hosted-index client is provided: search with td.retrievers.Embeddings "
+        "or pass your own async search function"
+    ),
+    "BootstrapFinetune": "fine-tuning is not provided: optimize prompts (td.MIPROv2, td.GEPA)",
+}

@@ -160,6 +160,19 @@ class Prediction(Example):
             object.__setattr__(pred, "_completions", Completions(completions))
         return pred
 
+    def __str__(self) -> str:
+        """DSPy's text form: one ``field=value`` line per field, then the number
+        of further completions. A ``Prediction`` passed into a ``str`` input is
+        sent this way, as DSPy sends it."""
+        body = ",\n    ".join(f"{k}={v!r}" for k, v in self._store.items())
+        if self._completions is None or len(self._completions) == 1:
+            return f"Prediction(\n    {body}\n)"
+        more = len(self._completions) - 1
+        return (
+            f"Prediction(\n    {body},\n    completions=Completions(...)\n) "
+            f"({more} completions omitted)"
+        )
+
     @property
     def completions(self) -> Completions:
         """Every completion of the call, as in DSPy: ``pred.completions.answer`` is

@@ -74,6 +74,9 @@ _DSPY_SETTINGS = {
     "async_max_workers": "calls are trio tasks: bound them with limit= (td.gather, batch)",
     "callbacks": "observe calls through spans: td.telemetry.collect(...)",
     "provide_traceback": "failures keep their exceptions; turn on logging for 'trio_dspy'",
+    "allow_tool_async_sync_conversion": (
+        "tools, sync or async, are always awaited here: write `await tool(x=5)`"
+    ),
 }
 
 

@@ -27,8 +27,9 @@ class StreamListener:
             with that field).
         predict_name: the predictor by its name in ``named_predictors()``
             (``"agent.extract.predict"``), instead of ``predict``.
-        allow_reuse: accepted for DSPy's sake; here every call of a listened
-            predictor streams (an agent's steps each stream in turn).
+        allow_reuse: as in DSPy: ``False`` streams the field from the first
+            call that has it and no other (the first of an agent's steps);
+            ``True`` streams it from every call (each step in turn).
     """
 
     signature_field_name: str
@@ -43,8 +44,7 @@ class StatusMessageProvider:
     Subclass it and override the methods whose lines you want; each returns
     the text of a :class:`~trio_dspy.StatusMessage`, or ``None`` for no line.
     Tool lines default to trio_dspy's own (``"Calling tool check_menu"``);
-    module lines default to none. DSPy's ``lm_start_status_message`` and
-    ``lm_end_status_message`` are not called here.
+    module and LM lines default to none.
     """
 
     def tool_start_status_message(self, instance: Any, inputs: dict[str, Any]) -> str | None:
@@ -61,4 +61,13 @@ class StatusMessageProvider:
 
     def module_end_status_message(self, outputs: Any) -> str | None:
         """The line after a module (or predictor) has run."""
+        return None
+
+    def lm_start_status_message(self, instance: Any, inputs: dict[str, Any]) -> str | None:
+        """The line before a predictor or agent calls its model (``instance`` is
+        the LM; ``inputs`` its ``messages`` and sampling parameters, as in DSPy)."""
+        return None
+
+    def lm_end_status_message(self, outputs: Any) -> str | None:
+        """The line after the model answered (``outputs``: the list of its texts)."""
         return None

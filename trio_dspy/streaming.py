@@ -28,9 +28,9 @@ is the reference.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal, overload
 
 import attrs
 import trio
@@ -102,6 +102,7 @@ class ProgramStream:
         return result
 
 
+@overload
 def streamify(
     program: Module,
     listen: Sequence[str] | None = None,
@@ -109,8 +110,34 @@ def streamify(
     buffer: int = DEFAULT_BUFFER,
     stream_listeners: Sequence[StreamListener] | None = None,
     status_message_provider: StatusMessageProvider | None = None,
+    async_streaming: Literal[True] = True,
     **dspy_only: Any,
-) -> Callable[..., AbstractAsyncContextManager[ProgramStream]]:
+) -> Callable[..., AbstractAsyncContextManager[ProgramStream]]: ...
+
+
+@overload
+def streamify(
+    program: Module,
+    listen: Sequence[str] | None = None,
+    *,
+    buffer: int = DEFAULT_BUFFER,
+    stream_listeners: Sequence[StreamListener] | None = None,
+    status_message_provider: StatusMessageProvider | None = None,
+    async_streaming: Literal[False],
+    **dspy_only: Any,
+) -> Callable[..., Generator[StreamItem, None, None]]: ...
+
+
+def streamify(
+    program: Module,
+    listen: Sequence[str] | None = None,
+    *,
+    buffer: int = DEFAULT_BUFFER,
+    stream_listeners: Sequence[StreamListener] | None = None,
+    status_message_provider: StatusMessageProvider | None = None,
+    async_streaming: bool = True,
+    **dspy_only: Any,
+) -> Callable[..., Any]:
     """Wrap ``program`` so that its calls stream: ``async with streamed(**inputs) as stream``.
 
     Args:
@@ -124,12 +151,18 @@ def streamify(
             :class:`~trio_dspy.StreamListener` names a field, and optionally
             the predictor (``predict=`` or ``predict_name=``) to stream it from.
         status_message_provider: a :class:`~trio_dspy.StatusMessageProvider`
-            writing the status lines (tools, and modules if it says so).
+            writing the status lines (tools, and modules and LM calls if it
+            says so).
+        async_streaming: ``False`` (DSPy's option, for code without an event
+            loop): each call gives a plain generator of the items instead,
+            the program running in its own ``trio.run`` in a worker thread
+            (:mod:`trio_dspy.stream_sync`).
 
     Returns:
         A function of the program's inputs; each call gives an async context
         manager that runs the program once and yields its
-        :class:`ProgramStream`. The program's own errors come out of the
+        :class:`ProgramStream` (a generator of the items with
+        ``async_streaming=False``). The program's own errors come out of the
         stream's iteration (and so of the ``async with``) unchanged.
 
     Raises:
@@ -154,14 +187,22 @@ def streamify(
     elif listen is not None:
         _check_listen(program, listen)
     fields: frozenset[str | tuple[str, str]] | None
+    once: frozenset[str | tuple[str, str]] = frozenset()
     if stream_listeners is not None:
         fields = frozenset(_listened(program, sl) for sl in stream_listeners)
+        # As DSPy's: a listener without allow_reuse streams one call only.
+        reused = {_listened(program, sl) for sl in stream_listeners if sl.allow_reuse}
+        once = fields - reused
     else:
         fields = None if listen is None else frozenset(listen)
 
     def open_stream(**inputs: Any) -> AbstractAsyncContextManager[ProgramStream]:
-        return _StreamCall(_run(program, fields, buffer, inputs, status_message_provider))
+        return _StreamCall(_run(program, fields, buffer, inputs, status_message_provider, once))
 
+    if not async_streaming:
+        from .stream_sync import sync_stream
+
+        return sync_stream(open_stream, buffer)
     return open_stream
 
 
@@ -193,7 +234,6 @@ class _StreamCall(AbstractAsyncContextManager[ProgramStream]):
 _DSPY_ONLY = {
     "include_final_prediction_in_output_stream": "the prediction is always the last item",
     "is_async_program": "programs here are async already",
-    "async_streaming": "streams here are async: `async with stream_program(...) as stream`",
 }
 
 
@@ -244,11 +284,12 @@ async def _run(
     buffer: int,
     inputs: dict[str, Any],
     provider: StatusMessageProvider | None = None,
+    once: frozenset[str | tuple[str, str]] = frozenset(),
 ) -> AsyncIterator[ProgramStream]:
     await entered()
     names = {id(p): name for name, p in program.named_predictors()}
     send, receive = trio.open_memory_channel[Any](buffer)
-    listener = Listener(send, names, listen, provider)
+    listener = Listener(send, names, listen, provider, once)
     try:
         with receive:
             async with trio.open_nursery() as nursery:

@@ -1,4 +1,4 @@
-"""What an adapter does, and the prompt pieces both wire formats share.
+"""What an adapter does: the interface every wire format implements.
 
 An adapter turns (signature, demos, inputs) into a request for a model and
 the model's response back into typed output values. It never talks to a
@@ -22,29 +22,17 @@ One path serves plain calls and tool-calling ones:
 from __future__ import annotations
 
 import abc
-import enum
-import json
-import textwrap
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..errors import AdapterParseError, StructuringError
+from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
-from ..signature import Field, Signature
-from ..types import (
-    accepts_str,
-    find_json,
-    image_annotation,
-    json_schema,
-    loads_json,
-    parse_text,
-    strip_code_fences,
-    structure,
-    unstructure,
-)
-from .inputs import given_fields, image_text, refuse_images, split_history, user_content
+from ..signature import Signature
+from .inputs import given_fields, history_field, split_history, user_content
+from .outputs import parse_json_outputs
+from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
 
 if TYPE_CHECKING:
@@ -55,17 +43,10 @@ __all__ = [
     "Adapter",
     "Extraction",
     "ToolTurn",
-    "format_value",
-    "parse_json_outputs",
 ]
 
 FINISH_TOOL = "finish"
 """The tool a tool-calling model calls, with the outputs as arguments, to answer."""
-
-STRUCTURE_INTRO = (
-    "All interactions will be structured in the following way, "
-    "with the appropriate values filled in."
-)
 
 
 class Adapter(abc.ABC):
@@ -142,9 +123,10 @@ class Adapter(abc.ABC):
 
         The system prompt, then each demo as a user turn (its inputs) and an
         assistant turn (its outputs), then the messages of a ``td.History``
-        input the same way, then the inputs and what to answer. The History
-        field itself appears nowhere else; image inputs become image parts of
-        the user messages, where their sections are.
+        input the same way, then the inputs and what to answer. As in DSPy,
+        the system prompt lists the History input among the inputs and a demo
+        that holds a History shows it as JSON; image inputs become image parts
+        of the user messages, where their sections are.
 
         Raises:
             TypeError: an image or history input is not a ``td.Image`` /
@@ -153,10 +135,14 @@ class Adapter(abc.ABC):
                 demo's or history turn's output) holds an image, anywhere inside
                 its value: it would be sent as text.
         """
+        # As DSPy: the system prompt lists a History input with the others,
+        # and a demo that holds one shows it (as JSON) where its section goes.
+        full, history = signature, history_field(signature)
         signature, inputs, turns = split_history(signature, inputs)
-        messages = [Message("system", self.cached_system_prompt(signature))]
+        messages = [Message("system", self.cached_system_prompt(full))]
         for demo in usable_demos(signature, demos):
-            messages.extend(self._turn(signature, demo))
+            shown = full if history is not None and demo.get(history) is not None else signature
+            messages.extend(self._turn(shown, demo))
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
         requirements = self.output_requirements(signature)
@@ -353,178 +339,3 @@ class ToolTurn:
     def finish(self) -> tuple[ToolCall, ...]:
         """The ``finish`` calls (the first one carries the outputs)."""
         return tuple(c for c in self.tool_calls if c.name == FINISH_TOOL)
-
-
-# --------------------------------------------------------------- shared pieces
-def format_value(value: Any, annotation: Any = Any, *, field: str = "value") -> str:
-    """A field value as prompt text: strings as written, images as markers that
-    become image parts (:func:`~trio_dspy.adapters.inputs.user_content`), the rest as JSON.
-
-    ``field`` names the field in errors.
-
-    Raises:
-        TypeError: a field typed ``td.Image`` holds something else.
-        SignatureError: a field not typed ``td.Image`` holds an image
-            (:func:`~trio_dspy.adapters.inputs.refuse_images`).
-    """
-    if image_annotation(annotation):
-        marks = image_text(value)
-        if marks is not None:
-            return marks
-    if type(value) is str:  # the common case, on every call's hot path
-        return value
-    refuse_images(value, annotation, field)
-    data = unstructure(value, annotation)
-    return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-
-
-def describe_fields(fields: Mapping[str, Field]) -> str:
-    """``1. `name` (type): description`` lines, DSPy's layout."""
-    lines = []
-    for i, (name, f) in enumerate(fields.items(), start=1):
-        line = f"{i}. `{name}` ({f.type_name})"
-        if f.desc:
-            line += f": {f.desc}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def field_descriptions(signature: type[Signature]) -> str:
-    """The opening of every system prompt: the input and output fields."""
-    return (
-        f"Your input fields are:\n{describe_fields(signature.input_fields)}\n"
-        f"Your output fields are:\n{describe_fields(signature.output_fields)}"
-    )
-
-
-def objective(signature: type[Signature]) -> str:
-    """The closing of every system prompt: the signature's instructions."""
-    body = ("\n" + " " * 8).join(["", *textwrap.dedent(signature.instructions).splitlines()])
-    return f"In adhering to this structure, your objective is: {body}"
-
-
-def type_note(annotation: Any) -> str:
-    """What the value of a field of this type must look like ('' for ``str``)."""
-    if annotation is str:
-        return ""
-    if annotation is bool:
-        return "must be True or False"
-    if annotation in (int, float):
-        return f"must be a single {annotation.__name__} value"
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return f"must be one of: {'; '.join(str(m.value) for m in annotation)}"
-    if get_origin(annotation) is Literal:
-        choices = "; ".join(
-            str(a.value if isinstance(a, enum.Enum) else a) for a in get_args(annotation)
-        )
-        return f"must exactly match (no extra characters) one of: {choices}"
-    schema = json.dumps(json_schema(annotation), ensure_ascii=False)
-    return f"must adhere to the JSON schema: {schema}"
-
-
-def requirement_hint(field: Field) -> str:
-    """`` (must be formatted as a valid Python float)`` for non-string fields."""
-    return (
-        ""
-        if field.annotation is str
-        else f" (must be formatted as a valid Python {field.type_name})"
-    )
-
-
-def usable_demos(
-    signature: type[Signature], demos: Sequence[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
-    """Demos with at least one input and one output field; others say nothing."""
-    return [
-        d
-        for d in demos
-        if any(k in d for k in signature.input_fields)
-        and any(k in d for k in signature.output_fields)
-    ]
-
-
-def outputs_schema(signature: type[Signature], *, strict: bool) -> dict[str, Any]:
-    """The JSON schema of an object holding every output field."""
-    props = {
-        n: json_schema(f.annotation, strict=strict) for n, f in signature.output_fields.items()
-    }
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props),
-        "additionalProperties": False,
-    }
-
-
-def parse_json_outputs(
-    signature: type[Signature], completion: str, *, adapter: str = "JSONAdapter"
-) -> dict[str, Any]:
-    """Find the JSON object of the outputs in ``completion`` and structure each field.
-
-    Tolerates code fences, prose around the object and field names in any case.
-
-    Raises:
-        AdapterParseError: no JSON object, a missing field, or a wrong value
-            (``adapter`` names the adapter in the error).
-    """
-    data = _find_object(completion)
-    if data is None:
-        raise AdapterParseError(
-            "expected a JSON object with the output fields",
-            completion=completion,
-            adapter=adapter,
-            signature=signature.__name__,
-        )
-    by_lower = {k.lower(): v for k, v in data.items() if isinstance(k, str)}
-    missing = [n for n in signature.output_fields if n not in data and n.lower() not in by_lower]
-    if missing:
-        raise AdapterParseError(
-            f"missing output field(s) {', '.join(missing)} in the JSON object",
-            completion=completion,
-            adapter=adapter,
-            signature=signature.__name__,
-        )
-    found = {
-        name: data[name] if name in data else by_lower[name.lower()]
-        for name in signature.output_fields
-    }
-    return read_fields(found, signature, completion, adapter, _json_value)
-
-
-def _json_value(raw: Any, annotation: Any, path: str) -> Any:
-    if isinstance(raw, str) and not accepts_str(annotation):
-        return parse_text(raw, annotation, path=path)
-    return structure(raw, annotation, path=path)
-
-
-def read_fields(
-    found: Mapping[str, Any],
-    signature: type[Signature],
-    completion: str,
-    adapter: str,
-    read: Callable[[Any, Any, str], Any],
-) -> dict[str, Any]:
-    """Each output field's typed value, ``read(found[name], annotation, path)``.
-
-    Raises:
-        AdapterParseError: a value does not fit its field's type; it carries
-            ``completion`` and names the path.
-    """
-    values: dict[str, Any] = {}
-    for name, field in signature.output_fields.items():
-        try:
-            values[name] = read(found[name], field.annotation, name)
-        except StructuringError as exc:
-            raise AdapterParseError(
-                str(exc), completion=completion, adapter=adapter, signature=signature.__name__
-            ) from exc
-    return values
-
-
-def _find_object(completion: str) -> dict[str, Any] | None:
-    text = strip_code_fences(completion.strip()).strip()
-    try:
-        data = loads_json(text)
-    except ValueError:
-        data = find_json(text, "{")  # an object inside prose
-    return data if isinstance(data, dict) else None

@@ -16,19 +16,18 @@ from typing import Any
 from ..errors import AdapterParseError
 from ..signature import Signature
 from ..types import parse_text
-from .base import (
+from .base import Adapter
+from .json import JSONFallback
+from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
+from .outputs import parse_json_outputs, read_fields
+from .prompt import (
     STRUCTURE_INTRO,
-    Adapter,
     field_descriptions,
     format_value,
     objective,
-    parse_json_outputs,
-    read_fields,
     requirement_hint,
     type_note,
 )
-from .json import JSONFallback
-from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 from .streaming import ChatFieldParser
 
 __all__ = ["ChatAdapter"]

@@ -15,18 +15,18 @@ from typing import Any
 from ..messages import ResponseFormat
 from ..signature import Signature
 from ..types import unstructure
-from .base import (
+from .base import Adapter
+from .inputs import refuse_images
+from .markers import sections
+from .outputs import parse_json_outputs
+from .prompt import (
     STRUCTURE_INTRO,
-    Adapter,
     field_descriptions,
     format_value,
     objective,
     outputs_schema,
-    parse_json_outputs,
     requirement_hint,
 )
-from .inputs import refuse_images
-from .markers import sections
 from .streaming import JSONFieldParser
 
 __all__ = ["JSONAdapter", "JSONFallback"]

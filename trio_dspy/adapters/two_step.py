@@ -33,8 +33,9 @@ from typing import Any
 from ..errors import AdapterParseError
 from ..lm.base import BaseLM
 from ..signature import Field, Signature, signature_from_fields
-from .base import Adapter, Extraction, describe_fields, format_value
+from .base import Adapter, Extraction
 from .chat import ChatAdapter
+from .prompt import describe_fields, format_value
 
 __all__ = ["TwoStepAdapter"]
 

@@ -40,18 +40,17 @@ from ..types import (
 )
 from ..types.support import is_union, non_none
 from ..unicode import clean_text
-from .base import (
+from .base import Adapter
+from .inputs import refuse_images
+from .json import JSONFallback
+from .outputs import parse_json_outputs, read_fields
+from .prompt import (
     STRUCTURE_INTRO,
-    Adapter,
     field_descriptions,
     format_value,
     objective,
-    parse_json_outputs,
-    read_fields,
     type_note,
 )
-from .inputs import refuse_images
-from .json import JSONFallback
 from .streaming import XMLFieldParser
 from .xml_tags import XML_REQUIREMENT, decode_entities, escape_text, read_elements
 

@@ -63,8 +63,9 @@ def _f1(precision: float, recall: float) -> float:
 class SemanticF1(Module):
     """An LM-judged F1 of a response against the ground truth (DSPy's ``SemanticF1``).
 
-    Call it as a metric: ``await judge(example=..., pred=..., trace=None)``
-    (``td.Evaluate`` and the optimizers do so). It reads ``example.question``,
+    Call it as a metric: ``await judge(example, pred)``, as DSPy's tutorials
+    do, or ``await judge(example=..., pred=..., trace=None)`` (``td.Evaluate``
+    and the optimizers do so). It reads ``example.question``,
     ``example.<field>`` and ``pred.<field>``; ``field`` defaults to DSPy's
     ``response``. Without a trace it returns the F1 in [0, 1]; with one
     (inside an optimizer) whether the F1 reaches ``threshold``.
@@ -92,7 +93,7 @@ class SemanticF1(Module):
         )
         self.module = ChainOfThought(signature)
 
-    async def forward(self, *, example: Any, pred: Any, trace: Any = None) -> float | bool:
+    async def forward(self, example: Any, pred: Any, trace: Any = None) -> float | bool:
         """Ask the judge for recall and precision and return their F1 (or pass/fail).
 
         Raises:

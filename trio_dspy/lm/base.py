@@ -45,6 +45,7 @@ from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
 from ..usage_limits import Reservation, active, needs_cost, reserve
 from .history import record
+from .history_entry import HistoryEntry
 from .params import completion_estimate
 from .prices import call_cost, estimate_cost
 
@@ -62,16 +63,6 @@ __all__ = [
     "ToolSpec",
     "whole_events",
 ]
-
-
-@attrs.frozen
-class HistoryEntry:
-    """One call kept in :attr:`BaseLM.history`."""
-
-    request: LMRequest
-    response: LMResponse
-    started_at: float  # wall clock (time.time())
-    duration: float  # seconds
 
 
 class Call:

@@ -14,7 +14,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .base import BaseLM, HistoryEntry
+    from .base import BaseLM
+    from .history_entry import HistoryEntry
 
 __all__ = ["GLOBAL_HISTORY_SIZE", "clear_history", "format_history", "inspect_history", "record"]
 

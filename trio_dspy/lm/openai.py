@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..http import Secret
+from ..http import Reply, Secret
 from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
 from .client import LM
-from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments
+from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments, with_header_cost
 from .params import clean_arguments, optional_text, read_text
 
 __all__ = ["OpenAILM"]
@@ -151,6 +151,11 @@ class OpenAILM(LM):
             model=model,
             alternatives=alternatives,
         )
+
+    async def _parse(self, reply: Reply, retries: int) -> LMResponse:
+        """The response in ``reply``, with the cost a LiteLLM proxy reports in a
+        header when the body's usage has none (:func:`with_header_cost`)."""
+        return with_header_cost(await super()._parse(reply, retries), reply.headers)
 
     def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with ``stream`` on and usage asked for in the last chunk."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ from .errors import read_error_body
 from .params import clean_arguments, optional_text, read_index, read_text, token_count
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
-__all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments"]
+__all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments", "with_header_cost"]
 
 
 def openai_usage(usage: Any) -> Usage:
@@ -43,6 +44,21 @@ def _reported_cost(value: Any) -> float | None:
         return None
     cost = float(value)
     return cost if 0 <= cost <= 1e6 else None  # NaN fails both comparisons
+
+
+def with_header_cost(response: LMResponse, headers: Mapping[str, str]) -> LMResponse:
+    """``response`` with the cost a LiteLLM proxy reports in its
+    ``x-litellm-response-cost`` header, when its usage reports none and the
+    header is a sane number (as for ``usage.cost``). Raises nothing."""
+    if response.usage.cost is not None:
+        return response
+    try:
+        cost = _reported_cost(float(headers.get("x-litellm-response-cost", "")))
+    except ValueError:
+        return response
+    if cost is None:
+        return response
+    return attrs.evolve(response, usage=attrs.evolve(response.usage, cost=cost))
 
 
 def tool_arguments(raw: Any) -> str:

@@ -44,9 +44,11 @@ def provider_class(model: str) -> type[LM]:
     """
     provider, sep, name = model.partition("/")
     if not sep or not provider or not name:
+        guess = _guessed_provider(model)
+        example = f"{guess}/{model}" if guess else "openai/gpt-4o-mini"
         raise ConfigurationError(
             f"model {model!r} does not name a provider: write 'provider/name', for example "
-            f"'openai/gpt-4o-mini' (known providers: {', '.join(known_providers())})"
+            f"{example!r} (known providers: {', '.join(known_providers())})"
         )
     entry = _PROVIDERS.get(provider)
     if entry is None:
@@ -60,3 +62,21 @@ def provider_class(model: str) -> type[LM]:
         entry = getattr(importlib.import_module(module), attr)
         _PROVIDERS[provider] = entry
     return entry
+
+
+# Bare model names DSPy's LiteLLM maps to a provider by their prefix: named in
+# the error, never guessed silently (a prefix says which server gets the key).
+_BARE_PREFIXES = {
+    "gpt-": "openai",
+    "chatgpt-": "openai",
+    "o1": "openai",
+    "o3": "openai",
+    "o4-": "openai",
+    "claude-": "anthropic",
+    "gemini-": "gemini",
+}
+
+
+def _guessed_provider(model: str) -> str | None:
+    """The provider LiteLLM would take a bare ``model`` name for, if any."""
+    return next((p for pre, p in _BARE_PREFIXES.items() if model.startswith(pre)), None)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .module import Module
 
-__all__ = ["ModuleCall", "input_names", "not_awaited", "positional_error"]
+__all__ = ["ModuleCall", "bind_positional", "input_names", "not_awaited", "positional_error"]
 
 T = TypeVar("T")
 
@@ -135,3 +135,31 @@ def positional_error(module: Module, args: tuple[Any, ...]) -> TypeError:
         f"arguments that match its input fields: '{', '.join(names)}'. For example: "
         f"`await module({names[0]}=input_value, ...)`."
     )
+
+
+def bind_positional(
+    module: Module, args: tuple[Any, ...], inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """``inputs`` with ``args`` given to ``module.forward``'s positional parameters, as
+    DSPy's ``Module.__call__`` passes them (``metric(example, pred)``).
+
+    Raises:
+        TypeError: ``forward`` takes no (or fewer) positional parameters, as a
+            predictor's does (the message names the input fields), or an
+            argument is given both ways.
+    """
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        raise positional_error(module, args) from None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in params if p.kind in kinds]
+    if len(args) > len(names):
+        raise positional_error(module, args)
+    bound = dict(zip(names, args))
+    twice = sorted(bound.keys() & inputs.keys())
+    if twice:
+        raise TypeError(
+            f"{type(module).__name__} got {', '.join(twice)} both by position and by keyword"
+        )
+    return {**bound, **inputs}

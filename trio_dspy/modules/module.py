@@ -28,7 +28,7 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
-from .call import ModuleCall, not_awaited, positional_error
+from .call import ModuleCall, bind_positional, not_awaited
 from .dspy_state import dspy_state, is_dspy_save
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class Module:
 
     if TYPE_CHECKING:
         # Subclasses narrow the result (``-> Prediction``); positional
-        # arguments are refused at run time with the input fields' names.
+        # arguments go to forward's positional parameters, as in DSPy, and
+        # are refused at run time, naming the input fields, when it has none.
         def __call__(self, **inputs: Any) -> Coroutine[Any, Any, Any]: ...
 
     else:
@@ -89,13 +90,14 @@ class Module:
             coroutine that, used without ``await``, says to await it.
 
             Raises:
-                TypeError: positional arguments (the message names the input
+                TypeError: positional arguments ``forward`` has no parameters
+                    for, as a predictor's (the message names the input
                     fields); when awaited, ``forward`` is a plain ``def`` or
                     returned a call it did not await.
                 RuntimeError: not running under ``trio.run``.
             """
-            if args:
-                raise positional_error(self, args)
+            if args:  # as DSPy: a forward with positional parameters takes them
+                inputs = bind_positional(self, args, inputs)
             return ModuleCall(self._invoke(inputs), type(self).__name__)
 
     async def acall(self, **inputs: Any) -> Any:
@@ -281,8 +283,11 @@ class Module:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def load(self, path: str | os.PathLike[str]) -> None:
+    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
         """Read state written by :meth:`save`, or by DSPy's ``program.save(path)``.
+
+        ``allow_pickle`` is DSPy's; here only ``False`` is taken (pickles are
+        never read).
 
         A DSPy file (its JSON format; pickles are never read) gives each
         predictor its demos, instructions, field descriptions and prefixes
@@ -300,12 +305,13 @@ class Module:
                 its path in the file and what was expected
                 (``triage.predict.signature.instructions: expected a string,
                 got a list``). Nothing is changed then.
-            TrioDSPyError: the file is not UTF-8 JSON, not a saved trio_dspy
+            TrioDSPyError: ``allow_pickle`` is true or the path is a pickle's
+                (``.pkl``), the file is not UTF-8 JSON, not a saved trio_dspy
                 module nor a DSPy save, or does not match this module's
                 predictors and their signatures' fields (the message names the
                 predictor and field; nothing is changed then).
         """
-        if Path(path).suffix in _PICKLES:
+        if Path(path).suffix in _PICKLES or allow_pickle:
             raise TrioDSPyError(
                 f"{path}: pickled saves are never read (unpickling runs code); save the "
                 "DSPy program as JSON with program.save('program.json') and load that"

@@ -48,7 +48,7 @@ from ..messages import ToolCall
 from ..primitives import Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Field, Signature, ensure_signature, signature_from_fields
-from ..stream_listener import predictor_stream, tool_status
+from ..stream_listener import lm_status, predictor_stream, tool_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
 from ..types import loads_json
@@ -251,17 +251,26 @@ class ReAct(Module):
         messages = list(request.messages)
         for _ in range(self.max_iters):
             # A streamed run reads each turn as a stream and sends the
-            # ``finish`` call's fields as they are written, under the name of
-            # the predictor that answers in text mode.
+            # ``finish`` call's fields as they are written, and the turn's text
+            # as ``next_thought``, under the names of the predictors that write
+            # them in text mode.
             streaming = predictor_stream(self.extract)
+            thought = predictor_stream(self.react)
+            reader = streaming or thought
             turn_request = attrs.evolve(request, messages=messages)
             try:
-                if streaming is None:
+                await lm_status(lm, turn_request)
+                if reader is None:
                     response = await lm.request(turn_request, trace_content=settings.trace_content)
                 else:
-                    response = await streaming.tool_call(
-                        lm, turn_request, FINISH, trace_content=settings.trace_content
+                    response = await reader.tool_call(
+                        lm,
+                        turn_request,
+                        FINISH,
+                        trace_content=settings.trace_content,
+                        thought=thought,
                     )
+                await lm_status(lm, turn_request, response)
             except LMBadRequestError as exc:
                 # Only a refusal of the very first request means "this server
                 # takes no tools"; a 400 later in a run is an ordinary error.
@@ -398,7 +407,7 @@ class _Run:
                     f"unknown tool {call.name!r}; available: {', '.join(self.agent.tools)}",
                     tool=call.name,
                 )
-            observation, ok = format_observation(await tool.acall(call.arguments)), True
+            observation, ok = format_observation(await tool.agent_call(call.arguments)), True
         except (StopAgent, ApprovalRequired):
             raise
         except GuardrailTripped as exc:

@@ -28,6 +28,7 @@ import trio
 from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
+from ..stream_listener import tool_status
 from ..types import loads_json, structure, unstructure
 from .tool_schema import (
     Argument,
@@ -298,6 +299,9 @@ class Tool:
 
         The arguments are one JSON object (text or a mapping), as a model
         sends them, or keywords, as DSPy's ``tool.acall(**kwargs)`` takes them.
+        Inside :func:`~trio_dspy.streamify` with a status message provider,
+        the provider's tool start and end lines are sent, as DSPy's are for a
+        tool called from a program's ``forward``.
 
         Raises:
             TypeError: both a JSON object and keywords were given.
@@ -317,6 +321,25 @@ class Tool:
                 )
             arguments = kwargs
         values = self.validate(arguments)
+        await tool_status(self, values, None)
+        result = await self._guarded_run(values)
+        await tool_status(self, values, None, outputs=result)
+        return result
+
+    async def agent_call(self, arguments: str | Mapping[str, Any] | None) -> Any:
+        """:meth:`acall` without the status lines: for an agent, which writes its own.
+
+        Raises:
+            ToolArgumentError: invalid arguments (the function is not called).
+            GuardrailTripped: a guardrail tripped (the function is not called).
+            ToolTimeoutError: the call took longer than ``timeout``.
+            Exception: whatever the function raises.
+        """
+        await entered()
+        return await self._guarded_run(self.validate(arguments))
+
+    async def _guarded_run(self, values: dict[str, Any]) -> Any:
+        """Run the function on validated ``values``: guardrails first, within ``timeout``."""
         if self.guardrails:
             from ..guardrails import check_guardrails
 

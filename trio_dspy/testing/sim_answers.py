@@ -74,7 +74,8 @@ class SimReply:
     * ``outputs``: output field values, rendered in the format the request
       asked for (``[[ ## field ## ]]`` sections or a JSON object); output
       fields the prompt lists but ``outputs`` omits get generated values;
-    * ``tool_calls``: tool calls to make instead of answering;
+    * ``tool_calls``: tool calls to make instead of answering (``text``, if
+      given too, is written beside them, as a model's thought);
     * ``latency``: seconds to wait instead of the configured latency;
     * ``finish_reason``: ``"stop"`` / ``"length"`` / ``"tool_calls"`` override.
     """
@@ -408,7 +409,8 @@ def build_answer(req: SimRequest, key: int, reply: SimReply | None = None) -> An
     if reply.tool_calls:
         rng = random.Random(key)
         calls = tuple(_tool_call(c.name, c.arguments, rng) for c in reply.tool_calls)
-        return Answer("", calls, _finish(reply.finish_reason, "tool_calls"))
+        # ``text`` with calls: the words a model writes beside them (its thought).
+        return Answer(reply.text or "", calls, _finish(reply.finish_reason, "tool_calls"))
     if reply.text is None and reply.outputs is None:
         tool = _tool_to_call(req)
         if tool is not None:

@@ -77,6 +77,8 @@ class SimProfile:
             ``total_tokens``.
         usage_extra: fields added to ``usage`` (Groq's timings).
         extra: top-level fields added to a response (llama.cpp's ``timings``).
+        headers: headers added to a whole (not streamed) answer (a LiteLLM
+            proxy's ``x-litellm-response-cost``).
     """
 
     name: str
@@ -100,6 +102,7 @@ class SimProfile:
     reasoning_tokens: int = 0
     usage_extra: Mapping[str, Any] = attrs.field(factory=dict)
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
     # ------------------------------------------------------------ refusals
     def refusal(self, body: Mapping[str, Any]) -> Response | None:

@@ -310,7 +310,7 @@ class SimServer:
                 sleep=self._sleeps.sleep,
                 fault=fault,
             )
-        return Response.from_json(payload)
+        return Response.from_json(payload, headers=profile.headers if profile is not None else ())
 
     async def _embed(self, request: Request, number: int) -> Response:
         """Answer an embeddings request: auth, faults and latency as for completions."""

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import trio
 
-from ...aliases import limit_alias
+from ...aliases import limit_alias, refuse_keywords
 from ...checkpoint import entered
 from ...errors import AdapterParseError, ConfigurationError, LMError, TrioDSPyError
 from ...evaluate.evaluate import Metric
@@ -85,6 +85,18 @@ def num_trials_for(num_predictors: int, num_candidates: int, *, zeroshot: bool =
     """
     variables = num_predictors * (1 if zeroshot else 2)
     return int(max(2 * variables * math.log2(num_candidates), 1.5 * num_candidates))
+
+
+# DSPy's compile() keywords with no counterpart here, and what to write instead.
+_DSPY_ONLY = {
+    "requires_permission_to_run": "the run starts at once; nothing asks for permission",
+    "provide_traceback": "failures keep their exceptions; turn on logging for 'trio_dspy'",
+    "minibatch": "minibatches follow minibatch_size= and the valset's size",
+    "program_aware_proposer": "the proposer always sees the program",
+    "data_aware_proposer": "the proposer always sees a summary of the data",
+    "tip_aware_proposer": "the proposer always draws a tip",
+    "fewshot_aware_proposer": "the proposer always sees the demo candidates",
+}
 
 
 class MIPROv2(Optimizer):
@@ -203,18 +215,40 @@ class MIPROv2(Optimizer):
         trainset: Sequence[Example],
         valset: Sequence[Example] | None = None,
         teacher: Module | None = None,
+        max_bootstrapped_demos: int | None = None,
+        max_labeled_demos: int | None = None,
+        num_trials: int | None = None,
+        seed: int | None = None,
+        minibatch_size: int | None = None,
+        **dspy_only: Any,
     ) -> ModuleT:
         """A copy of ``student`` with the instructions and demos of the best configuration.
 
         ``valset`` defaults to the last 80% of ``trainset`` (the rest is the
         trainset). ``teacher`` bootstraps the demo sets (default: the student).
+        ``max_bootstrapped_demos``, ``max_labeled_demos``, ``num_trials``,
+        ``seed`` and ``minibatch_size``, given here as DSPy's tutorials do,
+        replace the optimizer's own settings.
 
         Raises:
             ConfigurationError: optuna is not installed.
             TrioDSPyError: the trainset or valset is unusable, the program has
                 no predictors, the minibatch is larger than the valset, or
                 every valset run of the student raised.
+            TypeError: a DSPy keyword this method does not take (the message
+                says what to write).
         """
+        refuse_keywords("MIPROv2.compile", dspy_only, _DSPY_ONLY)
+        given = {
+            "max_bootstrapped_demos": max_bootstrapped_demos,
+            "max_labeled_demos": max_labeled_demos,
+            "num_trials": num_trials,
+            "seed": seed,
+            "minibatch_size": minibatch_size,
+        }
+        for name, value in given.items():
+            if value is not None:
+                setattr(self, name, value)
         await entered()
         try:
             import optuna

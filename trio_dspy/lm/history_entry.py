@@ -1,0 +1,88 @@
+"""One call kept in a model's history, readable as DSPy's history entries are.
+
+DSPy keeps each call as a dict (``lm.history[-1]["cost"]``); an entry here
+is a frozen record with the request and the response, and answers DSPy's
+keys too, so code that reads a DSPy history ports unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..messages import LMRequest, LMResponse, loggable
+
+__all__ = ["HistoryEntry"]
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One call kept in a model's ``history`` (``lm.history``).
+
+    ``entry.cost`` is what the call cost in US dollars, as the server reported
+    it (OpenRouter's ``usage.cost``, a LiteLLM proxy's response-cost header)
+    or the prices table priced it; ``None`` when unknown or a cache hit.
+    ``entry["cost"]``, ``entry["messages"]``, ``entry["outputs"]`` and DSPy's
+    other keys (:meth:`keys`) read the same call as DSPy's dict does.
+    """
+
+    request: LMRequest
+    response: LMResponse
+    started_at: float  # wall clock (time.time())
+    duration: float  # seconds
+
+    @property
+    def cost(self) -> float | None:
+        """The call's cost in US dollars, ``None`` when unknown (see :mod:`.prices`)."""
+        return self.response.usage.cost
+
+    def __getitem__(self, key: str) -> Any:
+        """The value DSPy's history entry has under ``key``.
+
+        Raises:
+            KeyError: ``key`` is none of :meth:`keys`; the message lists them.
+        """
+        read = _DSPY_KEYS.get(key)
+        if read is None:
+            raise KeyError(
+                f"a history entry has no {key!r}: use one of {', '.join(sorted(_DSPY_KEYS))} "
+                "(or the attributes request, response, cost, started_at, duration)"
+            )
+        return read(self)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is one of DSPy's keys (``"cost" in entry``)."""
+        return key in _DSPY_KEYS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``entry[key]``, or ``default`` for a key DSPy's entries do not have."""
+        return self[key] if key in _DSPY_KEYS else default
+
+    def keys(self) -> list[str]:
+        """DSPy's keys this entry answers (``entry[key]``)."""
+        return sorted(_DSPY_KEYS)
+
+
+def _usage(entry: HistoryEntry) -> dict[str, int]:
+    usage = entry.response.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+_DSPY_KEYS: dict[str, Callable[[HistoryEntry], Any]] = {
+    "prompt": lambda e: None,  # DSPy's is None for a chat call, which every call here is
+    "messages": lambda e: [loggable(m) for m in e.request.messages],
+    "kwargs": lambda e: dict(e.request.params),
+    "response": lambda e: e.response,
+    "outputs": lambda e: [e.response.text],
+    "usage": _usage,
+    "cost": lambda e: e.cost,
+    "timestamp": lambda e: dt.datetime.fromtimestamp(e.started_at).isoformat(),
+    "response_model": lambda e: e.response.model,
+}
