@@ -15,6 +15,7 @@ from typing import Any
 from ..messages import ResponseFormat
 from ..signature import Signature
 from ..types import unstructure
+from ..types.custom import custom_types_in
 from .base import (
     STRUCTURE_INTRO,
     Adapter,
@@ -79,7 +80,15 @@ class JSONAdapter(Adapter):
         return json.dumps(data, ensure_ascii=False)
 
     def response_format(self, signature: type[Signature]) -> ResponseFormat:
-        """A strict ``json_schema`` request for the output object."""
+        """A strict ``json_schema`` request for the output object; ``json_object``
+        when an output is ``td.ToolCalls`` (its free-form ``args`` fit no strict
+        schema; DSPy steps down the same way)."""
+        if not all(
+            c.td_strict_schema
+            for f in signature.output_fields.values()
+            for c in custom_types_in(f.annotation)
+        ):
+            return ResponseFormat("json_object", name=signature.__name__)
         return ResponseFormat(
             "json_schema",
             name=signature.__name__,
