@@ -31,6 +31,7 @@ from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
 from ..types import check_supported, json_schema, loads_json, structure, unstructure
+from ..types.custom import CustomType
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -57,8 +58,12 @@ class Argument:
         return self.default is attrs.NOTHING
 
 
-class Tool:
+class Tool(CustomType):
     """Wrap a sync or async function, or a module, as a tool.
+
+    A tool (or ``list[td.Tool]``) may also be the value of an input field,
+    for a program that decides tool calls itself (see ``td.ToolCalls``): the
+    prompt shows its name, description and arguments, as DSPy's does.
 
     Args:
         fn: the function, or a trio_dspy module (an agent a coordinator
@@ -332,6 +337,14 @@ class Tool:
             return self.fn(**values)
         call = functools.partial(self.fn, **values)
         return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    td_input_only = True
+
+    def td_unstructure(self) -> str:
+        """The tool as an input field shows it: name, description, arguments (DSPy's text)."""
+        desc = f", whose description is <desc>{self.desc}</desc>.".replace("\n", "  ")
+        args = self.parameters.get("properties", {})
+        return f"{self.name}{desc if self.desc else '.'} It takes arguments {args}."
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
