@@ -13,8 +13,18 @@ import json
 from typing import Any
 
 from ..http import Secret
-from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
+from ..messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    LMRequest,
+    LMResponse,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from ..primitives import Usage
+from .anthropic_parts import media_block
 from .anthropic_stream import STOP_REASONS, AnthropicStreamDecoder, anthropic_tokens
 from .client import LM
 from .params import BadField, optional_text, read_text
@@ -58,6 +68,8 @@ def _content_blocks(content: str | tuple[ContentPart, ...]) -> list[dict[str, An
         if isinstance(p, TextPart):
             if p.text:
                 blocks.append({"type": "text", "text": p.text})
+        elif isinstance(p, AudioPart | FilePart):
+            blocks.append(media_block(p))
         elif p.url.startswith("data:"):
             head, _, data = p.url.partition(",")
             media_type = head[5:].partition(";")[0]

@@ -12,7 +12,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..http import Secret
-from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
+from ..messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    LMRequest,
+    LMResponse,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from .client import LM
 from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments
 from .params import clean_arguments, optional_text, read_text
@@ -25,15 +34,22 @@ _DROPPED = frozenset({"stream", "stream_options"})
 
 
 def _content(content: str | tuple[ContentPart, ...]) -> str | list[dict[str, Any]]:
-    """Text as is; parts as ``text`` and ``image_url`` parts (a data: URL carries bytes)."""
+    """Text as is; parts as ``text``, ``image_url`` (a data: URL carries bytes),
+    ``input_audio`` and ``file`` parts, as Chat Completions takes them."""
     if isinstance(content, str):
         return content
-    return [
-        {"type": "text", "text": p.text}
-        if isinstance(p, TextPart)
-        else {"type": "image_url", "image_url": {"url": p.url}}
-        for p in content
-    ]
+    return [_part(p) for p in content]
+
+
+def _part(p: ContentPart) -> dict[str, Any]:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text}
+    if isinstance(p, AudioPart):
+        return {"type": "input_audio", "input_audio": {"data": p.data, "format": p.format}}
+    if isinstance(p, FilePart):
+        fields = {"file_data": p.file_data, "file_id": p.file_id, "filename": p.filename}
+        return {"type": "file", "file": {k: v for k, v in fields.items() if v is not None}}
+    return {"type": "image_url", "image_url": {"url": p.url}}
 
 
 def _message(m: Message) -> dict[str, Any]:

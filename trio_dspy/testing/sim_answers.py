@@ -112,7 +112,9 @@ class Answer:
     finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
 
 
-_IMAGE_PARTS = frozenset({"image", "image_url"})
+# Media parts: never text of the prompt (OpenAI image_url, input_audio and file;
+# Anthropic image and document).
+_IMAGE_PARTS = frozenset({"image", "image_url", "input_audio", "file", "document"})
 
 
 def _text(content: Any) -> str:
