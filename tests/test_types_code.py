@@ -16,15 +16,15 @@ class Generate(td.Signature):
     """Write the code."""
 
     question: str = td.InputField()
-    code: td.Code["java"] = td.OutputField()
+    code: td.Code["java"] = td.OutputField()  # type: ignore[type-arg, name-defined]  # noqa: F821, UP037
 
 
 def test_code_of_a_language_is_one_class_named_as_dspy_names_it() -> None:
-    java = td.Code["java"]
-    assert java is td.Code["java"] and java is not td.Code["python"]
-    assert java.__name__ == "Code_java" and java.language == "java"
+    java_code: type[td.Code] = td.Code["java"]
+    assert java_code is td.Code["java"] and java_code is not td.Code["python"]
+    assert java_code.__name__ == "Code_java" and java_code.language == "java"
     assert td.Code.language == "python"
-    assert issubclass(java, td.Code)
+    assert issubclass(java_code, td.Code)
     with pytest.raises(TypeError, match="language name"):
         td.Code["java\n```"]
 

@@ -248,6 +248,9 @@ class LMResponse:
     model: str = ""
     cached: bool = False
     alternatives: tuple[LMResponse, ...] = attrs.field(default=(), converter=_tuple)
+    #: The model's own reasoning, from a model that returns it beside the
+    #: answer (``reasoning_content``, Anthropic's ``thinking``); else ``None``.
+    reasoning: str | None = attrs.field(default=None, converter=_optional_text)
 
     @property
     def choices(self) -> tuple[LMResponse, ...]:

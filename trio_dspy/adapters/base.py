@@ -46,6 +46,7 @@ from ..types import (
 )
 from ..types.custom import custom_note, custom_requirement, type_descriptions
 from .inputs import given_fields, image_text, refuse_images, split_history, user_content
+from .native import parse_with_reasoning, prompt_signature
 from .streaming import FieldParser, NullFieldParser
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Adapter(abc.ABC):
         """
         params = dict(params or {})
         if tools is None:
+            signature = prompt_signature(signature, params)  # native td.Reasoning outputs
             return LMRequest(
                 self.format(signature, demos, inputs),
                 response_format=self.response_format(signature),
@@ -212,7 +214,7 @@ class Adapter(abc.ABC):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        return self.parse(signature, response.text)
+        return parse_with_reasoning(self.parse, signature, response)
 
     def extraction(self, signature: type[Signature]) -> Extraction | None:
         """The second request that reads ``signature``'s outputs out of an answer, if any.

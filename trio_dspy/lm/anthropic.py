@@ -179,6 +179,7 @@ class AnthropicLM(LM):
                 body is not a Messages response.
         """
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         content = data["content"]
         if not isinstance(content, list):
@@ -187,6 +188,8 @@ class AnthropicLM(LM):
             kind = block.get("type")
             if kind == "text":
                 texts.append(read_text(block.get("text"), "content[].text"))
+            elif kind == "thinking":  # extended thinking: the model's reasoning
+                thinking.append(read_text(block.get("thinking"), "content[].thinking"))
             elif kind == "tool_use":
                 calls.append(
                     ToolCall(
@@ -203,6 +206,7 @@ class AnthropicLM(LM):
             usage=Usage(prompt, completion, prompt + completion),
             finish_reason=STOP_REASONS.get(reason, reason) if reason else None,
             model=optional_text(data.get("model")) or self.model_name,
+            reasoning="".join(thinking) or None,
         )
 
     def stream_decoder(self) -> AnthropicStreamDecoder:

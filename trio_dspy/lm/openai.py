@@ -166,6 +166,7 @@ class OpenAILM(LM):
             finish_reason=optional_text(choice.get("finish_reason")),
             model=model,
             alternatives=alternatives,
+            reasoning=_reasoning(choice),
         )
 
     def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +190,19 @@ def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
         for i, c in enumerate(message.get("tool_calls") or ())
     )
     return _text(message.get("content")), calls
+
+
+def _reasoning(choice: Any) -> str | None:
+    """The reasoning a server returned beside the answer: ``reasoning_content``
+    (DeepSeek, vLLM, LiteLLM) or ``reasoning`` (OpenRouter, Ollama); text only."""
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return None
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _text(content: Any) -> str:

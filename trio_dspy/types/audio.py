@@ -27,7 +27,7 @@ __all__ = ["Audio"]
 _FORMAT = re.compile(r"[a-z0-9][a-z0-9.+-]{0,19}")
 
 
-def _normalize_format(audio_format: str) -> str:
+def _normalize_format(audio_format: Any) -> Any:
     """``x-wav`` -> ``wav``, ``MP3`` / ``mpeg`` -> ``mp3``: the names OpenAI's
     ``input_audio`` takes (``audio/mpeg`` is an ``.mp3`` file's MIME type)."""
     if not isinstance(audio_format, str):

@@ -8,6 +8,7 @@ input shows the code as written.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -42,8 +43,33 @@ def _code(value: str) -> str:
     return clean_text(value)
 
 
+class _Languages(type):
+    """The metaclass of ``Code``: ``Code["java"]`` (typed, unlike ``__class_getitem__``)."""
+
+    def __getitem__(cls, language: str) -> type[Code]:
+        """``Code["java"]``: the class of code in ``language`` (one class per language).
+
+        Raises:
+            TypeError: ``language`` is not a short name (letters, digits, ``+#._-``).
+        """
+        if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+            raise TypeError(
+                f"td.Code[...] takes a language name such as 'python', got {language!r}"
+            )
+        made = _LANGUAGES.get((cls, language))
+        if made is None:
+            # One class per language: Code["java"] is Code["java"], so signatures,
+            # caches and isinstance checks agree; named as DSPy names it (Code_java).
+            attributes = {"language": language, "__slots__": ()}
+            made = typing.cast(
+                "type[Code]", type(cls)(f"{cls.__name__}_{language}", (cls,), attributes)
+            )
+            made = _LANGUAGES.setdefault((cls, language), made)
+        return made
+
+
 @attrs.frozen
-class Code(CustomType):
+class Code(CustomType, metaclass=_Languages):
     """Code in a field: ``code: td.Code = td.OutputField()``, or ``td.Code["java"]``.
 
     ``code`` is the source text. An output is read from the model's fenced
@@ -59,26 +85,6 @@ class Code(CustomType):
     code: str = attrs.field(converter=_code)
     language: ClassVar[str] = "python"
     td_accepts_str: ClassVar[bool] = True
-
-    def __class_getitem__(cls, language: str) -> type[Code]:
-        """``Code["java"]``: the class of code in ``language`` (one class per language).
-
-        Raises:
-            TypeError: ``language`` is not a short name (letters, digits, ``+#._-``).
-        """
-        if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
-            raise TypeError(
-                f"td.Code[...] takes a language name such as 'python', got {language!r}"
-            )
-        made = _LANGUAGES.get((cls, language))
-        if made is None:
-            # One class per language: Code["java"] is Code["java"], so signatures,
-            # caches and isinstance checks agree; named as DSPy names it (Code_java).
-            attributes = {"language": language, "__slots__": ()}
-            made = _LANGUAGES.setdefault(
-                (cls, language), type(f"{cls.__name__}_{language}", (cls,), attributes)
-            )
-        return made
 
     @classmethod
     def td_description(cls) -> str:
