@@ -82,3 +82,14 @@ def test_saved_demos_keep_code(tmp_path: Path) -> None:
     loaded = td.Predict(Generate)
     loaded.load(tmp_path / "p.json")
     assert loaded.demos[0]["code"] == td.Code["java"]("int y;")
+
+
+async def test_the_sim_server_reads_fields_listed_after_a_type_description() -> None:
+    from trio_dspy.testing import serve_sim
+
+    sig = td.make_signature("question -> code: td.Code, note: str")
+    async with serve_sim() as sim, td.LM("openai/sim", base_url=sim.base_url, api_key="k") as lm:
+        with td.context(lm=lm, adapter=td.ChatAdapter(use_json_adapter_fallback=False)):
+            pred = await td.Predict(sig)(question="?")
+    assert isinstance(pred.code, td.Code) and isinstance(pred.note, str) and pred.note
+    assert len(sim.requests) == 1
