@@ -167,3 +167,92 @@ def test_saved_demos_keep_their_calls(tmp_path: Path) -> None:
     loaded = td.Predict("question -> calls: ToolCalls")
     loaded.load(tmp_path / "p.json")
     assert loaded.demos[0]["calls"] == calls
+
+
+# ----------------------------------------------------------- native tool calls
+def _called(*calls: tuple[str, str, dict[str, Any]], text: str | None = None) -> Any:
+    import httpx
+
+    from .test_lm_support import chat
+
+    return httpx.Response(
+        200,
+        json=chat(
+            text,
+            tool_calls=[
+                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                for i, n, a in calls
+            ],
+            finish="tool_calls",
+        ),
+    )
+
+
+async def test_the_json_adapter_sends_the_tools_natively_and_reads_the_calls_made() -> None:
+    from .test_lm_support import Scripted
+
+    server = Scripted(
+        _called(("call_1", "search", {"query": "cats"}), ("call_2", "add", {"a": 1, "b": 2}))
+    )
+    async with server.lm() as lm:
+        with td.context(lm=lm, adapter=td.JSONAdapter()):
+            pred = await td.Predict(Plan)(question="?", tools=[td.Tool(search), td.Tool(add)])
+    assert [(c.id, c.name, c.args) for c in pred.calls.tool_calls] == [
+        ("call_1", "search", {"query": "cats"}),
+        ("call_2", "add", {"a": 1, "b": 2}),
+    ]
+    body = server.bodies[0]
+    assert [t["function"]["name"] for t in body["tools"]] == ["search", "add"]
+    prompt = json.dumps(body["messages"])
+    # The tools go as definitions, not text; the only output stays asked for in
+    # text too, so a model that writes its calls is read as well.
+    assert "`tools`" not in prompt and "Search the web" not in prompt and "`calls`" in prompt
+    assert [await c.execute([search, add]) for c in pred.calls.tool_calls] == [
+        "results for cats",
+        3,
+    ]
+
+
+async def test_native_calls_with_other_outputs_read_those_from_the_text() -> None:
+    from .test_lm_support import Scripted
+
+    sig = td.make_signature("question, tools: list[td.Tool] -> note, calls: td.ToolCalls")
+    text = "[[ ## note ## ]]\nsearching\n\n[[ ## completed ## ]]"
+    server = Scripted(_called(("c1", "search", {"query": "x"}), text=text))
+    adapter = td.ChatAdapter(use_native_function_calling=True)
+    async with server.lm() as lm:
+        with td.context(lm=lm, adapter=adapter):
+            pred = await td.Predict(sig)(question="?", tools=[td.Tool(search)])
+    assert pred.note == "searching" and pred.calls.tool_calls[0].name == "search"
+    prompt = json.dumps(server.bodies[0]["messages"])
+    assert "(ToolCalls)" not in prompt and "(list[Tool])" not in prompt and "`note` (str)" in prompt
+
+
+async def test_a_native_answer_without_calls_gives_empty_calls() -> None:
+    from .test_lm_support import Scripted, ok
+
+    sig = td.make_signature("question, tools: list[td.Tool] -> note, calls: td.ToolCalls")
+    server = Scripted(ok('{"note": "nothing to do"}'))
+    async with server.lm() as lm:
+        with td.context(lm=lm, adapter=td.JSONAdapter()):
+            pred = await td.Predict(sig)(question="?", tools=[td.Tool(search)])
+    assert pred.note == "nothing to do" and pred.calls == td.ToolCalls()
+
+
+async def test_native_calls_need_a_tools_input_and_text_mode_does_not() -> None:
+    sig = td.make_signature("question -> calls: td.ToolCalls")
+    with (
+        td.context(lm=DummyLM([{"calls": CALLS}]), adapter=td.JSONAdapter()),
+        pytest.raises(td.errors.SignatureError, match=r"tools: list\[td.Tool\]"),
+    ):
+        await td.Predict(sig)(question="?")
+    with td.context(lm=DummyLM([{"calls": CALLS}])):
+        assert len((await td.Predict(sig)(question="?")).calls.tool_calls) == 2
+
+
+def test_the_adapters_show_the_native_switch() -> None:
+    assert repr(td.ChatAdapter(use_native_function_calling=True)) == (
+        "ChatAdapter(use_native_function_calling=True)"
+    )
+    assert td.JSONAdapter().use_native_function_calling
+    assert not td.JSONAdapter(use_native_function_calling=False).use_native_function_calling

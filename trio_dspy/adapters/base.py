@@ -26,6 +26,7 @@ import enum
 import json
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
@@ -47,6 +48,7 @@ from ..types import (
 from ..types.custom import custom_note, custom_requirement, type_descriptions
 from .inputs import given_fields, image_text, refuse_images, split_history, user_content
 from .native import parse_with_reasoning, prompt_signature
+from .native_tools import parse_tool_calls, tool_plan
 from .streaming import FieldParser, NullFieldParser
 
 if TYPE_CHECKING:
@@ -118,8 +120,10 @@ class Adapter(abc.ABC):
         params = dict(params or {})
         if tools is None:
             signature = prompt_signature(signature, params)  # native td.Reasoning outputs
+            signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
             return LMRequest(
                 self.format(signature, demos, inputs),
+                tools=native,
                 response_format=self.response_format(signature),
                 params=params,
             )
@@ -214,7 +218,9 @@ class Adapter(abc.ABC):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        return parse_with_reasoning(self.parse, signature, response)
+        return parse_tool_calls(
+            self, partial(parse_with_reasoning, self.parse), signature, response
+        )
 
     def extraction(self, signature: type[Signature]) -> Extraction | None:
         """The second request that reads ``signature``'s outputs out of an answer, if any.

@@ -34,9 +34,19 @@ __all__ = ["JSONAdapter", "JSONFallback"]
 
 
 class JSONAdapter(Adapter):
-    """Outputs as a JSON object, with ``response_format`` structured output."""
+    """Outputs as a JSON object, with ``response_format`` structured output.
+
+    Args:
+        use_native_function_calling: a ``td.ToolCalls`` output is answered by
+            the model's native tool calls, its ``list[td.Tool]`` input sent as
+            tool definitions (DSPy's default for this adapter); ``False``: both
+            are text, as in the other formats.
+    """
 
     name = "JSONAdapter"
+
+    def __init__(self, *, use_native_function_calling: bool = True) -> None:
+        self.use_native_function_calling = use_native_function_calling
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, the input layout, the output JSON schema, the instructions."""
@@ -121,15 +131,20 @@ class JSONFallback:
     showing the error. Mixed in before :class:`~trio_dspy.adapters.base.Adapter`.
     """
 
-    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+    def __init__(
+        self, *, use_json_adapter_fallback: bool = True, use_native_function_calling: bool = False
+    ) -> None:
         self.use_json_adapter_fallback = use_json_adapter_fallback
+        # As DSPy's: a td.ToolCalls output answered by native tool calls (opt in).
+        self.use_native_function_calling = use_native_function_calling
 
     def structured_fallback(self) -> Adapter | None:
         """A :class:`JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
         return _FALLBACK if self.use_json_adapter_fallback else None
 
     def __repr__(self) -> str:
-        name = type(self).__name__
-        if self.use_json_adapter_fallback:
-            return f"{name}()"
-        return f"{name}(use_json_adapter_fallback=False)"
+        shown = [
+            *([] if self.use_json_adapter_fallback else ["use_json_adapter_fallback=False"]),
+            *(["use_native_function_calling=True"] if self.use_native_function_calling else []),
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -20,6 +20,9 @@ from ..errors import ToolError
 from ..types import loads_json
 from ..types.custom import CustomType
 from ..unicode import clean_text
+
+if TYPE_CHECKING:
+    from ..messages import ToolCall as ProviderCall
 
 __all__ = ["ToolCall", "ToolCalls"]
 
@@ -202,6 +205,15 @@ class ToolCalls(CustomType):
         if isinstance(value, Mapping) and ("name" in value or "function" in value):
             return cls((ToolCall.from_value(value),))
         raise ValueError(f"expected tool calls as {_SHAPE}")
+
+    @classmethod
+    def td_from_tool_calls(cls, calls: Sequence[ProviderCall]) -> ToolCalls:
+        """The calls a model made natively (``LMResponse.tool_calls``), arguments decoded.
+
+        Raises:
+            ValueError: a call's arguments are not a JSON object.
+        """
+        return cls(tuple(ToolCall(c.name, c.arguments, c.id) for c in calls))
 
     def td_unstructure(self) -> dict[str, Any]:
         """DSPy's form: ``{"tool_calls": [{"name": ..., "args": {...}}]}``."""

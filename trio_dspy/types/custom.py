@@ -11,7 +11,11 @@ there needs to know any of them by name.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeGuard, get_args
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, get_args
+
+if TYPE_CHECKING:
+    from ..messages import ToolCall
 
 __all__ = [
     "CustomType",
@@ -90,6 +94,12 @@ class CustomType:
         Raises:
             ValueError: the text cannot be one.
         """
+        return None
+
+    @classmethod
+    def td_from_tool_calls(cls, calls: Sequence[ToolCall]) -> Any | None:
+        """A value of the type from a response's native tool calls, or ``None``
+        when the type is not the output of native tool calling (the default)."""
         return None
 
     def td_unstructure(self) -> Any:
