@@ -139,3 +139,45 @@ def test_saved_demos_keep_reasoning(tmp_path: Path) -> None:
     loaded = td.Predict(Think)
     loaded.load(tmp_path / "p.json")
     assert loaded.demos[0]["reasoning"] == "r"
+
+
+# ------------------------------------------------------------------ streamed
+async def test_streamed_reasoning_content_is_the_responses_reasoning() -> None:
+    from .test_lm_stream_wire import chunk, events, read, serving
+
+    transport, _ = serving(
+        events(
+            chunk({"reasoning_content": "Two and "}),
+            chunk({"reasoning_content": "two."}),
+            chunk({"content": "4"}),
+            chunk({}, "stop"),
+            b"data: [DONE]\n\n",
+        )
+    )
+    lm = td.LM("openai/m", base_url="http://sim.test/v1", transport=transport)
+    pieces, response = await read(lm)
+    assert pieces == ["4"] and response.reasoning == "Two and two."
+
+
+async def test_streamed_anthropic_thinking_is_the_responses_reasoning() -> None:
+    from .test_lm_stream_wire import events, named, read, serving
+
+    transport, _ = serving(
+        events(
+            named("message_start", {"message": {"model": "c", "usage": {"input_tokens": 1}}}),
+            named("content_block_start", {"index": 0, "content_block": {"type": "thinking"}}),
+            named(
+                "content_block_delta",
+                {"index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm."}},
+            ),
+            named("content_block_start", {"index": 1, "content_block": {"type": "text"}}),
+            named(
+                "content_block_delta", {"index": 1, "delta": {"type": "text_delta", "text": "4"}}
+            ),
+            named("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {}}),
+            named("message_stop", {}),
+        )
+    )
+    lm = td.LM("anthropic/c", base_url="http://sim.test", api_key="k", transport=transport)
+    pieces, response = await read(lm)
+    assert pieces == ["4"] and response.reasoning == "Hmm." and response.text == "4"
