@@ -59,11 +59,7 @@ class Argument:
 
 
 class Tool(CustomType):
-    """Wrap a sync or async function, or a module, as a tool.
-
-    A tool (or ``list[td.Tool]``) may also be the value of an input field,
-    for a program that decides tool calls itself (see ``td.ToolCalls``): the
-    prompt shows its name, description and arguments, as DSPy's does.
+    """Wrap a sync or async function, or a module, as a tool (also an input's value).
 
     Args:
         fn: the function, or a trio_dspy module (an agent a coordinator

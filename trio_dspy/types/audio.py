@@ -155,6 +155,17 @@ class Audio(CustomType):
         )
 
     @classmethod
+    def td_schema(cls, *, strict: bool = False) -> dict[str, Any]:
+        """The saved form: ``{"data": <base64>, "audio_format": "wav"}``."""
+        text = {"type": "string"}
+        return {
+            "type": "object",
+            "properties": {"data": {**text, "contentEncoding": "base64"}, "audio_format": text},
+            "required": ["data", "audio_format"],
+            "additionalProperties": False,
+        }
+
+    @classmethod
     def td_structure(cls, value: Any) -> Audio:
         """An ``Audio`` from ``{"data", "audio_format"}`` (as saved) or a data URL.
 

@@ -137,6 +137,16 @@ class File(CustomType):
         return None if self.file_data is None else self.file_data[5:].partition(";")[0]
 
     @classmethod
+    def td_schema(cls, *, strict: bool = False) -> dict[str, Any]:
+        """The saved form: ``file_data`` (a data: URL), ``file_id``, ``filename``."""
+        names = ("file_data", "file_id", "filename")
+        return {
+            "type": "object",
+            "properties": {n: {"type": "string"} for n in names},
+            "additionalProperties": False,
+        }
+
+    @classmethod
     def td_structure(cls, value: Any) -> File:
         """A ``File`` from ``{"file_data", "file_id", "filename"}`` (as saved) or a data URL.
 
