@@ -170,3 +170,11 @@ def test_saved_demos_keep_their_audio(tmp_path: Path) -> None:
     loaded = td.Predict(Transcribe)
     loaded.load(tmp_path / "p.json")
     assert loaded.demos[0]["clip"] == clip
+
+
+def test_dspys_keyword_constructors_work_and_its_prefix_names_ours() -> None:
+    assert td.Audio(data=WAV_B64, audio_format="wav") == td.Audio.from_bytes(WAV)
+    with pytest.raises(ValueError, match="from_data_url"):
+        td.Audio(f"data:audio/wav;base64,{WAV_B64}", "wav")
+    with pytest.raises(SignatureError, match="'td.Audio'"):
+        td.make_signature("clip: dspy.Audio -> text")

@@ -39,6 +39,8 @@ def _normalize_format(audio_format: Any) -> Any:
 def _check_data(_: Any, __: Any, data: str) -> None:
     if not isinstance(data, str):
         raise TypeError(f"audio data must be base64 text, got {type(data).__name__}")
+    if data.startswith("data:"):
+        raise ValueError("a data: URL is not base64 data: use td.Audio.from_data_url(url)")
     if not is_base64(data):
         raise ValueError(
             f"audio data ({len(data)} chars) is not base64; "
