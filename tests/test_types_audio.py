@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,8 @@ from trio_dspy.messages import TextPart, loggable
 from trio_dspy.telemetry import InMemoryExporter, collect
 from trio_dspy.testing import DummyLM, serve_sim
 
+from .test_image import sim_lm
+
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 20
 WAV_B64 = base64.b64encode(WAV).decode()
 
@@ -27,11 +28,6 @@ class Transcribe(td.Signature):
 
     clip: td.Audio = td.InputField()
     text: str = td.OutputField()
-
-
-def sim_lm(sim: Any, provider: str) -> td.LM:
-    base = sim.base_url if provider == "openai" else sim.root_url
-    return td.LM(f"{provider}/sim-model", base_url=base, api_key="k")
 
 
 @pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter(), td.XMLAdapter()])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,8 @@ from trio_dspy.lm.cache import cache_key
 from trio_dspy.messages import TextPart, loggable
 from trio_dspy.testing import DummyLM, serve_sim
 
+from .test_image import sim_lm
+
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 10
 PDF_B64 = base64.b64encode(PDF).decode()
 
@@ -25,11 +26,6 @@ class Summarize(td.Signature):
 
     doc: td.File = td.InputField()
     summary: str = td.OutputField()
-
-
-def sim_lm(sim: Any, provider: str) -> td.LM:
-    base = sim.base_url if provider == "openai" else sim.root_url
-    return td.LM(f"{provider}/sim-model", base_url=base, api_key="k")
 
 
 async def test_a_pdf_arrives_as_an_openai_file_part() -> None:
