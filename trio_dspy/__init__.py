@@ -28,7 +28,7 @@ from .runner import run
 from .settings import Settings, configure, context
 from .signature import InputField, OutputField, Signature, make_signature
 from .streaming import StatusMessage, StreamResponse, streamify
-from .types import History, Image
+from .types import Audio, Code, File, History, Image, Reasoning
 from .usage import track_usage
 from .usage_limits import usage_limits
 
@@ -77,6 +77,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Journal": (".journal.sqlite", "Journal"),
     "RedisJournal": (".journal.redis", "RedisJournal"),
     "durable": (".journal.run", "durable"),
+    "ToolCalls": (".modules.tool_calls", "ToolCalls"),
 }
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from .lm import LM, FallbackLM
     from .lm.redis_cache import RedisCache
     from .lm.redis_limits import RedisLimits
+    from .modules.tool_calls import ToolCalls
     from .optimizers import (
         COPRO,
         GEPA,
@@ -148,12 +150,14 @@ __all__ = [
     "LM",
     "SIMBA",
     "Adapter",
+    "Audio",
     "BaseLM",
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "ChainOfThought",
     "ChatAdapter",
+    "Code",
     "Completions",
     "Embedder",
     "Ensemble",
@@ -161,6 +165,7 @@ __all__ = [
     "EvaluationResult",
     "Example",
     "FallbackLM",
+    "File",
     "GuardrailResult",
     "History",
     "Image",
@@ -180,6 +185,7 @@ __all__ = [
     "Predict",
     "Prediction",
     "ReAct",
+    "Reasoning",
     "RedisCache",
     "RedisJournal",
     "RedisLimits",
@@ -192,6 +198,7 @@ __all__ = [
     "StreamListener",
     "StreamResponse",
     "Tool",
+    "ToolCalls",
     "Trajectory",
     "TwoStepAdapter",
     "Usage",

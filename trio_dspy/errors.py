@@ -29,7 +29,9 @@ __all__ = [
     "LMServerError",
     "LMTimeoutError",
     "LimitsUnavailableError",
+    "MediaTooLargeError",
     "ParallelError",
+    "PartUnsupportedError",
     "RequestTimeoutError",
     "SessionCorruptError",
     "SessionError",
@@ -71,6 +73,20 @@ class ImageTooLargeError(TrioDSPyError, ValueError):
     bytes (``None`` when unknown: a pipe, a device or a file that grew while
     read, of which ``limit + 1`` bytes were read), ``limit`` the
     ``max_bytes`` in force. Pass a larger ``max_bytes=`` to accept it.
+    """
+
+    def __init__(self, message: str, *, path: str | None, size: int | None, limit: int) -> None:
+        self.path = path
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
+
+
+class MediaTooLargeError(TrioDSPyError, ValueError):
+    """Audio or a file is larger than the limit of ``td.Audio`` / ``td.File``'s readers.
+
+    ``path`` is the file (``None`` for bytes in memory), ``size`` its size in
+    bytes when known, ``limit`` the bound; the message says how to raise it.
     """
 
     def __init__(self, message: str, *, path: str | None, size: int | None, limit: int) -> None:
@@ -206,6 +222,12 @@ class LimitsUnavailableError(LMError):
 
 class LMBadRequestError(LMError):
     """The provider rejected the request as malformed (400/404/422): not retried."""
+
+
+class PartUnsupportedError(LMBadRequestError):
+    """The provider cannot take a part of the prompt (audio for Anthropic, a
+    file type it does not read): raised before anything is sent, naming the
+    part and what to send instead."""
 
 
 class ToolsUnsupportedError(LMBadRequestError):

@@ -15,7 +15,9 @@ from .primitives import Usage
 from .unicode import clean_json, clean_text
 
 __all__ = [
+    "AudioPart",
     "ContentPart",
+    "FilePart",
     "ImagePart",
     "LMRequest",
     "LMResponse",
@@ -65,8 +67,50 @@ class ImagePart:
         return f"ImagePart({short_url(self.url)!r})"
 
 
-ContentPart = TextPart | ImagePart
-"""One part of a message's content: text, or an image."""
+@attrs.frozen(repr=False)
+class AudioPart:
+    """Audio in a message: base64 ``data`` in ``format`` (``wav``, ``mp3``).
+
+    Its repr, :attr:`Message.text` and :func:`loggable` show the size of
+    the data, never the data.
+    """
+
+    data: str
+    format: str
+
+    def __repr__(self) -> str:
+        return f"AudioPart(format={self.format!r}, data=<{len(self.data)} chars>)"
+
+
+@attrs.frozen(repr=False)
+class FilePart:
+    """A file in a message: inline ``file_data`` (a base64 ``data:`` URL), or a
+    provider's ``file_id``; ``filename`` names it. Shown without its data."""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+    def __repr__(self) -> str:
+        data = None if self.file_data is None else short_url(self.file_data)
+        return f"FilePart(file_data={data!r}, file_id={self.file_id!r}, filename={self.filename!r})"
+
+
+ContentPart = TextPart | ImagePart | AudioPart | FilePart
+"""One part of a message's content: text, an image, audio or a file."""
+
+
+def part_placeholder(part: ContentPart) -> str:
+    """A part as plain text shows it: the text itself, media as a short
+    ``[image: URL]``-style placeholder that never holds the data."""
+    if isinstance(part, TextPart):
+        return part.text
+    if isinstance(part, ImagePart):
+        return f"[image: {short_url(part.url)}]"
+    if isinstance(part, AudioPart):
+        return f"[audio: {part.format}, <{len(part.data)} chars>]"
+    name = part.filename or part.file_id or "file"
+    return f"[file: {name}]"
 
 
 @attrs.frozen
@@ -124,21 +168,23 @@ class Message:
         short ``[image: URL]`` placeholder (never its data)."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(
-            p.text if isinstance(p, TextPart) else f"[image: {short_url(p.url)}]"
-            for p in self.content
-        )
+        return "".join(part_placeholder(p) for p in self.content)
 
 
 def _short_images(inst: Any, field: attrs.Attribute[Any] | None, value: Any) -> Any:
     if isinstance(inst, ImagePart) and field is not None and field.name == "url":
         return short_url(value)
+    if isinstance(inst, AudioPart) and field is not None and field.name == "data":
+        return f"<{len(value)} chars>"
+    if isinstance(inst, FilePart) and field is not None and field.name == "file_data":
+        return None if value is None else short_url(value)
     return value
 
 
 def loggable(message: Message) -> dict[str, Any]:
     """``message`` as a dict for spans and logs: an image shows as its URL
-    without the base64 payload (:func:`short_url`), never as megabytes of data."""
+    without the base64 payload (:func:`short_url`), audio and files as the
+    size of their data, never as megabytes of data."""
     return attrs.asdict(message, value_serializer=_short_images)
 
 
@@ -202,6 +248,9 @@ class LMResponse:
     model: str = ""
     cached: bool = False
     alternatives: tuple[LMResponse, ...] = attrs.field(default=(), converter=_tuple)
+    #: The model's own reasoning, from a model that returns it beside the
+    #: answer (``reasoning_content``, Anthropic's ``thinking``); else ``None``.
+    reasoning: str | None = attrs.field(default=None, converter=_optional_text)
 
     @property
     def choices(self) -> tuple[LMResponse, ...]:

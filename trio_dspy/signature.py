@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 import attrs
 
 from .errors import SignatureError
-from .types import History, Image, check_field, type_name
+from .types import Audio, Code, File, History, Image, Reasoning, check_field, type_name
 
 __all__ = [
     "Field",
@@ -298,6 +298,16 @@ def _build(name: str, fields: list[Field], instructions: str | None) -> type[Sig
 
 
 # ------------------------------------------------------------------ string form
+# Types defined by modules that import this one (``td.Tool``, ``td.ToolCalls``):
+# read off the package, which has imported them by the time a signature is parsed.
+_LATE_NAMES = ("Tool", "ToolCalls")
+
+
+def _late_types() -> dict[str, Any]:
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    return {n: getattr(package, n) for n in _LATE_NAMES if hasattr(package, n)}
+
+
 _BASE_TYPES: dict[str, Any] = {
     "str": str,
     "int": int,
@@ -313,6 +323,7 @@ _BASE_TYPES: dict[str, Any] = {
     "Literal": Literal,
     "Image": Image,
     "History": History,
+    **{t.__name__: t for t in (Audio, File, Code, Reasoning)},
     "List": list,
     "Dict": dict,
     "Tuple": tuple,
@@ -342,7 +353,7 @@ def make_signature(
             f"signature {spec!r} must have exactly one '->' between inputs and outputs"
         )
     left, right = spec.split("->")
-    types = {**_BASE_TYPES, **(custom_types or {})}
+    types = {**_BASE_TYPES, **_late_types(), **(custom_types or {})}
     inputs = _parse_side(left, types, spec, is_input=True)
     outputs = _parse_side(right, types, spec, is_input=False)
     if not outputs:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,6 +32,8 @@ from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..signature import Signature
 from .inputs import given_fields, history_field, split_history, user_content
+from .native import parse_with_reasoning, prompt_signature
+from .native_tools import parse_tool_calls, tool_plan
 from .outputs import parse_json_outputs
 from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
@@ -96,8 +99,11 @@ class Adapter(abc.ABC):
         """
         params = dict(params or {})
         if tools is None:
+            signature = prompt_signature(signature, params)  # native td.Reasoning outputs
+            signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
             return LMRequest(
                 self.format(signature, demos, inputs),
+                tools=native,
                 response_format=self.response_format(signature),
                 params=params,
             )
@@ -197,7 +203,9 @@ class Adapter(abc.ABC):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        return self.parse(signature, response.text)
+        return parse_tool_calls(
+            self, partial(parse_with_reasoning, self.parse), signature, response
+        )
 
     def extraction(self, signature: type[Signature]) -> Extraction | None:
         """The second request that reads ``signature``'s outputs out of an answer, if any.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -24,9 +25,10 @@ from typing import Any
 import attrs
 
 from ..errors import SignatureError
-from ..messages import ContentPart, ImagePart, TextPart
+from ..messages import AudioPart, ContentPart, FilePart, ImagePart, TextPart
 from ..signature import Signature, signature_from_fields
 from ..types import History, Image, is_pydantic_model, type_name
+from ..types.custom import CustomType
 
 __all__ = [
     "find_image",
@@ -43,6 +45,28 @@ __all__ = [
 # one-byte-per-character string while megabytes of base64 pass through it.
 _OPEN = f"\x00image-{secrets.token_hex(6)}:"
 _CLOSE = "\x00"
+# Audio and files carry more than a URL: their marker holds the part's fields
+# as JSON (which escapes every control character, so never a NUL) after this.
+_FIELDS = "\x01"
+
+
+def _is_media(value: Any) -> bool:
+    """An input sent as a part of its own: an image, audio, a file."""
+    return isinstance(value, Image) or (isinstance(value, CustomType) and value.td_part)
+
+
+def _mark(value: Any) -> str:
+    if isinstance(value, Image):
+        return f"{_OPEN}{value.url}{_CLOSE}"
+    part = value.part()
+    return f"{_OPEN}{_FIELDS}{json.dumps([type(part).__name__, *attrs.astuple(part)])}{_CLOSE}"
+
+
+def _unmark(text: str) -> ContentPart:
+    if not text.startswith(_FIELDS):
+        return ImagePart(text)
+    kind, *fields = json.loads(text[len(_FIELDS) :])
+    return AudioPart(*fields) if kind == "AudioPart" else FilePart(*fields)
 
 
 def image_text(value: Any) -> str | None:
@@ -54,15 +78,16 @@ def image_text(value: Any) -> str | None:
     Raises:
         TypeError: ``value`` is neither an image, a list of images nor ``None``.
     """
-    if isinstance(value, Image):
-        return f"{_OPEN}{value.url}{_CLOSE}"
-    if isinstance(value, list | tuple) and all(isinstance(v, Image) for v in value):
-        return "".join(f"{_OPEN}{v.url}{_CLOSE}" for v in value)
+    if _is_media(value):
+        return _mark(value)
+    if isinstance(value, list | tuple) and all(_is_media(v) for v in value):
+        return "".join(_mark(v) for v in value)
     if value is None:
         return None
     raise TypeError(
         f"an input typed Image needs a td.Image (td.Image.from_url, .from_file or "
-        f".from_bytes), or a list of them; got {type(value).__name__}"
+        f".from_bytes), or a list of them (td.Audio / td.File likewise); "
+        f"got {type(value).__name__}"
     )
 
 
@@ -92,7 +117,7 @@ def find_image(value: Any) -> str | None:
         item, trail = stack.pop()
         if isinstance(item, _LEAVES):
             continue
-        if isinstance(item, Image):
+        if _is_media(item):
             return _render(trail)
         if id(item) in seen:
             continue
@@ -161,10 +186,10 @@ def refuse_images(value: Any, annotation: Any, field: str) -> None:
         return
     where = f" at {field}{path}" if path else ""
     raise SignatureError(
-        f"field `{field}` is typed {type_name(annotation)} but holds a td.Image{where}; "
-        "an image is never sent as text. Declare the field as td.Image "
-        f"(`{field}: td.Image = td.InputField()`, or list[td.Image] for several) "
-        "so that the image goes to the model as an image"
+        f"field `{field}` is typed {type_name(annotation)} but holds a td.Image, td.Audio "
+        f"or td.File{where}; media is never sent as text. Declare the field with its type "
+        f"(`{field}: td.Image = td.InputField()`, or list[td.Image] for several; "
+        "td.Audio and td.File alike) so that it goes to the model as what it is"
     )
 
 
@@ -182,7 +207,7 @@ def user_content(text: str) -> str | tuple[ContentPart, ...]:
             break
         if at > done:
             parts.append(TextPart(text[done:at]))
-        parts.append(ImagePart(text[at + len(_OPEN) : end]))
+        parts.append(_unmark(text[at + len(_OPEN) : end]))
         done = end + len(_CLOSE)
         at = text.find(_OPEN, done)
     if done < len(text):

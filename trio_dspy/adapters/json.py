@@ -15,6 +15,7 @@ from typing import Any
 from ..messages import ResponseFormat
 from ..signature import Signature
 from ..types import unstructure
+from ..types.custom import custom_types_in
 from .base import Adapter
 from .inputs import refuse_images
 from .markers import sections
@@ -33,9 +34,19 @@ __all__ = ["JSONAdapter", "JSONFallback"]
 
 
 class JSONAdapter(Adapter):
-    """Outputs as a JSON object, with ``response_format`` structured output."""
+    """Outputs as a JSON object, with ``response_format`` structured output.
+
+    Args:
+        use_native_function_calling: a ``td.ToolCalls`` output is answered by
+            the model's native tool calls, its ``list[td.Tool]`` input sent as
+            tool definitions (DSPy's default for this adapter); ``False``: both
+            are text, as in the other formats.
+    """
 
     name = "JSONAdapter"
+
+    def __init__(self, *, use_native_function_calling: bool = True) -> None:
+        self.use_native_function_calling = use_native_function_calling
 
     def system_prompt(self, signature: type[Signature]) -> str:
         """Fields, the input layout, the output JSON schema, the instructions."""
@@ -79,7 +90,15 @@ class JSONAdapter(Adapter):
         return json.dumps(data, ensure_ascii=False)
 
     def response_format(self, signature: type[Signature]) -> ResponseFormat:
-        """A strict ``json_schema`` request for the output object."""
+        """A strict ``json_schema`` request for the output object; ``json_object``
+        when an output is ``td.ToolCalls`` (its free-form ``args`` fit no strict
+        schema; DSPy steps down the same way)."""
+        if not all(
+            c.td_strict_schema
+            for f in signature.output_fields.values()
+            for c in custom_types_in(f.annotation)
+        ):
+            return ResponseFormat("json_object", name=signature.__name__)
         return ResponseFormat(
             "json_schema",
             name=signature.__name__,
@@ -112,15 +131,20 @@ class JSONFallback:
     showing the error. Mixed in before :class:`~trio_dspy.adapters.base.Adapter`.
     """
 
-    def __init__(self, *, use_json_adapter_fallback: bool = True) -> None:
+    def __init__(
+        self, *, use_json_adapter_fallback: bool = True, use_native_function_calling: bool = False
+    ) -> None:
         self.use_json_adapter_fallback = use_json_adapter_fallback
+        # As DSPy's: a td.ToolCalls output answered by native tool calls (opt in).
+        self.use_native_function_calling = use_native_function_calling
 
     def structured_fallback(self) -> Adapter | None:
         """A :class:`JSONAdapter`, unless ``use_json_adapter_fallback`` is false."""
         return _FALLBACK if self.use_json_adapter_fallback else None
 
     def __repr__(self) -> str:
-        name = type(self).__name__
-        if self.use_json_adapter_fallback:
-            return f"{name}()"
-        return f"{name}(use_json_adapter_fallback=False)"
+        shown = [
+            *([] if self.use_json_adapter_fallback else ["use_json_adapter_fallback=False"]),
+            *(["use_native_function_calling=True"] if self.use_native_function_calling else []),
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 from ..primitives import Prediction
 from ..signature import Field, Signature
 from ..types import image_annotation, json_schema, unstructure
+from ..types.custom import custom_note, custom_requirement, type_descriptions
 from .inputs import image_text, refuse_images
 
 __all__ = [
@@ -68,8 +69,8 @@ def describe_fields(fields: Mapping[str, Field]) -> str:
     lines = []
     for i, (name, f) in enumerate(fields.items(), start=1):
         line = f"{i}. `{name}` ({f.type_name})"
-        if f.desc:
-            line += f": {f.desc}"
+        if desc := f.desc + type_descriptions(f.annotation):  # DSPy's custom-type lines
+            line += f": {desc}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -92,6 +93,8 @@ def type_note(annotation: Any) -> str:
     """What the value of a field of this type must look like ('' for ``str``)."""
     if annotation is str:
         return ""
+    if (note := custom_note(annotation)) is not None:
+        return note
     if annotation is bool:
         return "must be True or False"
     if annotation in (int, float):
@@ -109,6 +112,8 @@ def type_note(annotation: Any) -> str:
 
 def requirement_hint(field: Field) -> str:
     """`` (must be formatted as a valid Python float)`` for non-string fields."""
+    if (hint := custom_requirement(field.annotation)) is not None:
+        return hint
     return (
         ""
         if field.annotation is str

@@ -13,8 +13,18 @@ import json
 from typing import Any
 
 from ..http import Secret
-from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
+from ..messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    LMRequest,
+    LMResponse,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from ..primitives import Usage
+from .anthropic_parts import media_block
 from .anthropic_stream import STOP_REASONS, AnthropicStreamDecoder, anthropic_tokens
 from .client import LM
 from .params import BadField, optional_text, read_text
@@ -58,6 +68,8 @@ def _content_blocks(content: str | tuple[ContentPart, ...]) -> list[dict[str, An
         if isinstance(p, TextPart):
             if p.text:
                 blocks.append({"type": "text", "text": p.text})
+        elif isinstance(p, AudioPart | FilePart):
+            blocks.append(media_block(p))
         elif p.url.startswith("data:"):
             head, _, data = p.url.partition(",")
             media_type = head[5:].partition(";")[0]
@@ -167,6 +179,7 @@ class AnthropicLM(LM):
                 body is not a Messages response.
         """
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         content = data["content"]
         if not isinstance(content, list):
@@ -175,6 +188,8 @@ class AnthropicLM(LM):
             kind = block.get("type")
             if kind == "text":
                 texts.append(read_text(block.get("text"), "content[].text"))
+            elif kind == "thinking":  # extended thinking: the model's reasoning
+                thinking.append(read_text(block.get("thinking"), "content[].thinking"))
             elif kind == "tool_use":
                 calls.append(
                     ToolCall(
@@ -191,6 +206,7 @@ class AnthropicLM(LM):
             usage=Usage(prompt, completion, prompt + completion),
             finish_reason=STOP_REASONS.get(reason, reason) if reason else None,
             model=optional_text(data.get("model")) or self.model_name,
+            reasoning="".join(thinking) or None,
         )
 
     def stream_decoder(self) -> AnthropicStreamDecoder:

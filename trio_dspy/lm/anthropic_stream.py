@@ -3,8 +3,9 @@
 ``message_start`` brings the message (model, input usage);
 ``content_block_start`` opens block ``index`` (``text``, or ``tool_use``
 with ``id`` and ``name``); ``content_block_delta`` adds to it (``text_delta``
-text, ``input_json_delta`` a piece of the tool input's JSON; other kinds,
-such as thinking, are skipped); ``message_delta`` gives the
+text, ``input_json_delta`` a piece of the tool input's JSON,
+``thinking_delta`` the model's reasoning; other kinds are skipped);
+``message_delta`` gives the
 ``stop_reason`` and the output usage so far; ``message_stop`` ends the
 stream; ``ping`` keeps it alive; ``error`` reports an error mid-stream.
 """
@@ -137,6 +138,9 @@ class AnthropicStreamDecoder(StreamDecoder):
             text = read_text(delta.get("text"), "delta.text")
             block.parts.write(text)
             return text
+        if kind == "thinking_delta":  # extended thinking: the response's reasoning
+            block.parts.write(read_text(delta.get("thinking"), "delta.thinking"))
+            return ""
         if kind == "input_json_delta":
             piece = read_text(delta.get("partial_json"), "delta.partial_json")
             block.parts.write(piece)
@@ -154,10 +158,13 @@ class AnthropicStreamDecoder(StreamDecoder):
     def response(self) -> LMResponse:
         """The text blocks joined, the ``tool_use`` blocks as calls, usage, stop reason."""
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         for _, block in sorted(self._blocks.items()):
             if block.kind == "text":
                 texts.append(block.parts.getvalue())
+            elif block.kind == "thinking":
+                thinking.append(block.parts.getvalue())
             elif block.kind == "tool_use":
                 arguments = clean_arguments(block.parts.getvalue()) or json.dumps(
                     block.start_input or {}, ensure_ascii=False
@@ -169,4 +176,5 @@ class AnthropicStreamDecoder(StreamDecoder):
             usage=Usage(self._prompt, self._completion, self._prompt + self._completion),
             finish_reason=self._stop,
             model=self._model,
+            reasoning="".join(thinking) or None,
         )

@@ -12,7 +12,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..http import Reply, Secret
-from ..messages import ContentPart, LMRequest, LMResponse, Message, TextPart, ToolCall
+from ..messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    LMRequest,
+    LMResponse,
+    Message,
+    TextPart,
+    ToolCall,
+)
 from .client import LM
 from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments, with_header_cost
 from .params import clean_arguments, optional_text, read_text
@@ -25,15 +34,22 @@ _DROPPED = frozenset({"stream", "stream_options"})
 
 
 def _content(content: str | tuple[ContentPart, ...]) -> str | list[dict[str, Any]]:
-    """Text as is; parts as ``text`` and ``image_url`` parts (a data: URL carries bytes)."""
+    """Text as is; parts as ``text``, ``image_url`` (a data: URL carries bytes),
+    ``input_audio`` and ``file`` parts, as Chat Completions takes them."""
     if isinstance(content, str):
         return content
-    return [
-        {"type": "text", "text": p.text}
-        if isinstance(p, TextPart)
-        else {"type": "image_url", "image_url": {"url": p.url}}
-        for p in content
-    ]
+    return [_part(p) for p in content]
+
+
+def _part(p: ContentPart) -> dict[str, Any]:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text}
+    if isinstance(p, AudioPart):
+        return {"type": "input_audio", "input_audio": {"data": p.data, "format": p.format}}
+    if isinstance(p, FilePart):
+        fields = {"file_data": p.file_data, "file_id": p.file_id, "filename": p.filename}
+        return {"type": "file", "file": {k: v for k, v in fields.items() if v is not None}}
+    return {"type": "image_url", "image_url": {"url": p.url}}
 
 
 def _message(m: Message) -> dict[str, Any]:
@@ -150,6 +166,7 @@ class OpenAILM(LM):
             finish_reason=optional_text(choice.get("finish_reason")),
             model=model,
             alternatives=alternatives,
+            reasoning=_reasoning(choice),
         )
 
     async def _parse(self, reply: Reply, retries: int) -> LMResponse:
@@ -178,6 +195,19 @@ def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
         for i, c in enumerate(message.get("tool_calls") or ())
     )
     return _text(message.get("content")), calls
+
+
+def _reasoning(choice: Any) -> str | None:
+    """The reasoning a server returned beside the answer: ``reasoning_content``
+    (DeepSeek, vLLM, LiteLLM) or ``reasoning`` (OpenRouter, Ollama); text only."""
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return None
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _text(content: Any) -> str:

@@ -88,6 +88,7 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._model = model
         # One growing buffer, not a list of pieces (an object header each).
         self._text = io.StringIO()
+        self._reasoning = io.StringIO()
         self._calls: dict[int, _Call] = {}
         self._finish: str | None = None
         self._usage = Usage()
@@ -133,6 +134,10 @@ class OpenAIStreamDecoder(StreamDecoder):
                 arguments = tool_arguments(function["arguments"])
                 call.arguments.append(arguments)
                 self.tool_deltas.append(ToolCallDelta(index, call.id, call.name, arguments))
+        for key in ("reasoning_content", "reasoning"):  # native reasoning, as the body's
+            if isinstance(piece.get(key), str):
+                self._reasoning.write(piece[key])
+                break
         content = piece.get("content")
         if not isinstance(content, str):
             return ""
@@ -160,4 +165,5 @@ class OpenAIStreamDecoder(StreamDecoder):
             usage=self._usage,
             finish_reason=self._finish,
             model=self._model,
+            reasoning=self._reasoning.getvalue() or None,
         )

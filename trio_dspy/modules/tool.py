@@ -30,6 +30,7 @@ from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTi
 from ..messages import ToolSpec
 from ..stream_listener import tool_status
 from ..types import loads_json, structure, unstructure
+from ..types.custom import CustomType
 from .tool_schema import (
     Argument,
     arguments_of,
@@ -51,8 +52,8 @@ __all__ = ["Tool", "ensure_tool"]
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class Tool:
-    """Wrap a sync or async function, or a module, as a tool.
+class Tool(CustomType):
+    """Wrap a sync or async function, or a module, as a tool (also an input's value).
 
     Args:
         fn: the function, or a trio_dspy module (an agent a coordinator
@@ -367,6 +368,14 @@ class Tool:
             return self.fn(**values)
         call = functools.partial(self.fn, **values)
         return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    td_input_only = True
+
+    def td_unstructure(self) -> str:
+        """The tool as an input field shows it: name, description, arguments (DSPy's text)."""
+        desc = f", whose description is <desc>{self.desc}</desc>.".replace("\n", "  ")
+        args = self.parameters.get("properties", {})
+        return f"{self.name}{desc if self.desc else '.'} It takes arguments {args}."
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"

@@ -113,7 +113,9 @@ class Answer:
     finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
 
 
-_IMAGE_PARTS = frozenset({"image", "image_url"})
+# Media parts: never text of the prompt (OpenAI image_url, input_audio and file;
+# Anthropic image and document).
+_IMAGE_PARTS = frozenset({"image", "image_url", "input_audio", "file", "document"})
 
 
 def _text(content: Any) -> str:
@@ -253,10 +255,11 @@ def _plan(system: str) -> _Plan:
     tools = {m.group(1): _arguments_schema(m.group(2)) for m in _TOOL_LINE.finditer(system)}
     types: dict[str, str] = {}
     for line in system[at + len(_OUTPUTS) :].splitlines():
+        if not line.strip():
+            break  # the list ends at a blank line
         m = _FIELD_LINE.match(line)
-        if m is None:
-            break
-        types[m.group(1)] = m.group(2)
+        if m is not None:  # else a type's description (`Type description of Code: ...`)
+            types[m.group(1)] = m.group(2)
     notes = {m.group(1): m.group(2) for m in _NOTE.finditer(system)}
     fields = tuple(_field(name, types[name], notes.get(name, "")) for name in types)
     xml = [m for m in _XML_ELEMENT.finditer(system) if m.group(1) in types or not m.group(2)]

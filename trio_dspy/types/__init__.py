@@ -23,9 +23,12 @@ Supported: ``str``, ``int``, ``float``, ``bool``, ``None``, ``Any``, enums,
 unions, attrs classes and dataclasses (nested), and pydantic ``BaseModel``
 classes (described and validated by pydantic itself, in
 :mod:`~trio_dspy.types.pydantic_models`, imported only when a type is one).
-Inputs may also be :class:`~trio_dspy.types.image.Image` (alone, in a list,
-or ``Optional``) and :class:`~trio_dspy.types.history.History`
-(:func:`check_field`). A value whose declared type is
+Inputs may also be :class:`~trio_dspy.types.image.Image`,
+:class:`~trio_dspy.types.audio.Audio` and :class:`~trio_dspy.types.file.File`
+(alone, in a list, or ``Optional``) and :class:`~trio_dspy.types.history.History`
+(:func:`check_field`). :class:`~trio_dspy.types.code.Code` and
+:class:`~trio_dspy.types.reasoning.Reasoning` (and ``td.ToolCalls``) describe
+themselves (:mod:`~trio_dspy.types.custom`). A value whose declared type is
 a union of attrs classes (or dataclasses) is a JSON object tagged
 ``"_type": "<ClassName>"``: :func:`json_schema` requires the tag,
 :func:`unstructure` writes it, and :func:`structure` reads by it (falling back
@@ -34,9 +37,13 @@ to the fields present when a model leaves it out).
 
 from __future__ import annotations
 
+from .audio import Audio
+from .code import Code
 from .convert import converter, structure
+from .file import File
 from .history import History
 from .image import Image
+from .reasoning import Reasoning
 from .schema import json_schema
 from .support import (
     TAG,
@@ -54,8 +61,12 @@ from .unstructure import unstructure
 __all__ = [
     "MAX_JSON_DEPTH",
     "TAG",
+    "Audio",
+    "Code",
+    "File",
     "History",
     "Image",
+    "Reasoning",
     "accepts_str",
     "check_field",
     "check_supported",

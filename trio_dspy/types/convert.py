@@ -28,6 +28,7 @@ from cattrs.errors import (
 )
 
 from ..errors import StructuringError
+from .custom import is_custom
 from .scalars import (
     Invalid,
     enum_aware,
@@ -213,6 +214,25 @@ def _structure_pydantic(value: Any, tp: Any) -> Any:
     return structure_model(value, tp)
 
 
+def _structure_custom(value: Any, tp: Any) -> Any:
+    try:
+        return tp.td_structure(value)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(value, str(exc)) from None
+
+
+def _custom_aware(hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``hook``, except that a type describing itself (``td.Reasoning``, a
+    ``str``) goes to its own hook: cattrs dispatches scalar hooks to subclasses."""
+
+    def structure(value: Any, cls: Any) -> Any:
+        if is_custom(cls):
+            return _structure_custom(value, cls)
+        return hook(value, cls)
+
+    return structure
+
+
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     # cattrs dispatches these by class, so they also receive subclasses such
@@ -223,7 +243,7 @@ def _build_converter() -> cattrs.Converter:
         (float, structure_float),
         (bool, structure_bool),
     ):
-        conv.register_structure_hook(exact, enum_aware(hook))
+        conv.register_structure_hook(exact, _custom_aware(enum_aware(hook)))
     conv.register_structure_hook(type(None), structure_none)
     conv.register_structure_hook_func(_is_any, structure_any)
     conv.register_structure_hook_func(is_enum, structure_enum)
@@ -242,6 +262,7 @@ def _build_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook_factory(is_record, _record_structure_guard)
     conv.register_structure_hook_func(is_pydantic_model, _structure_pydantic)
+    conv.register_structure_hook_func(is_custom, _structure_custom)
 
     # Enums unstructure to their values. Union tags are added by
     # trio_dspy.types.unstructure, which knows the declared types.

@@ -12,12 +12,15 @@ import base64
 import mimetypes
 import os
 import stat
-from typing import Any, BinaryIO
+from typing import Any
 
 import attrs
 
 from ..errors import ImageTooLargeError
 from ..messages import ImagePart, short_url
+from .media import check_limit as _check_limit
+from .media import is_base64 as _is_base64
+from .media import read_at_most as _read_at_most
 
 __all__ = ["MAX_IMAGE_BYTES", "Image", "sniff_image_type"]
 
@@ -31,10 +34,6 @@ larger), the JSON request. ``from_file(path, max_bytes=...)`` and
 ``from_bytes(data, max_bytes=...)`` set another limit.
 """
 
-# How much of a file is read at a time: memory grows with the file, never
-# with a limit set high.
-_CHUNK = 1024 * 1024
-
 # The formats every provider that takes images accepts, by their first bytes.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -42,15 +41,6 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
-def _is_base64(text: str) -> bool:
-    """Whether ``text`` is base64 (padding only at the end); a few ms for megabytes."""
-    body = text.rstrip("=")
-    if not body or len(text) - len(body) > 2 or not body.isascii():
-        return False
-    return not body.encode("ascii").translate(None, _ALPHABET)
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -81,22 +71,6 @@ def _check_url(_: Any, __: Any, url: str) -> None:
             f"{url[:80]!r} is not an http(s) or data: URL; "
             "for a local file use td.Image.from_file(path)"
         )
-
-
-def _check_limit(max_bytes: int) -> None:
-    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
-
-
-def _read_at_most(f: BinaryIO, limit: int) -> bytes:
-    """Up to ``limit`` bytes of ``f``, read a chunk at a time until its end."""
-    buffer = bytearray()
-    while len(buffer) < limit:
-        chunk = f.read(min(_CHUNK, limit - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return bytes(buffer)
 
 
 def _too_large(path: str | None, size: int | None, limit: int, method: str) -> ImageTooLargeError:

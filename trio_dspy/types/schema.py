@@ -11,6 +11,7 @@ import enum
 from typing import Any, Literal, get_args, get_origin
 
 from ..errors import SignatureError
+from .custom import is_custom
 from .support import (
     TAG,
     is_enum,
@@ -48,6 +49,8 @@ def json_schema(tp: Any, *, strict: bool = False) -> dict[str, Any]:
         return {"type": "null"}
     if tp is Any:
         return {}
+    if is_custom(tp):
+        return tp.td_schema(strict=strict)
     if is_enum(tp):
         values = [m.value for m in tp]
         return {**_enum_type(values), "enum": values, "title": tp.__name__}

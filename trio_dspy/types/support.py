@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 
 from ..errors import SignatureError
+from .custom import is_custom
 from .history import History
 from .image import Image
 
@@ -44,8 +45,13 @@ TAG = "_type"
 
 
 def is_record(tp: Any) -> bool:
-    """True for attrs classes and dataclasses (JSON objects with fixed keys)."""
-    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+    """True for attrs classes and dataclasses (JSON objects with fixed keys);
+    not for the types that describe themselves (:func:`~trio_dspy.types.custom.is_custom`)."""
+    return (
+        isinstance(tp, type)
+        and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+        and not is_custom(tp)
+    )
 
 
 def is_pydantic_model(tp: Any) -> bool:
@@ -116,6 +122,8 @@ def accepts_str(tp: Any) -> bool:
     """Whether a JSON string is itself a value of ``tp`` (``str``, ``Any``, unions with str)."""
     if tp is str or tp is Any:
         return True
+    if is_custom(tp):
+        return tp.td_accepts_str
     return is_union(tp) and str in get_args(tp)
 
 
@@ -125,6 +133,8 @@ def type_name(tp: Any) -> str:
         return "None"
     if tp is Any:
         return "Any"
+    if is_custom(tp):
+        return tp.td_type_name()
     origin = get_origin(tp)
     if origin is Literal:
         return f"Literal[{', '.join(repr(a) for a in get_args(tp))}]"
@@ -173,7 +183,13 @@ def check_field(tp: Any, where: str, *, is_input: bool) -> None:
     """
     if is_input and (tp is History or image_annotation(tp)):
         return
-    check_supported(tp, where)
+    if not is_input:
+        check_supported(tp, where)
+        return
+    try:
+        _check(tp, set(), inputs=True)
+    except _Unsupported as exc:
+        raise SignatureError(f"{where}: unsupported type {exc.args[0]}") from None
 
 
 def image_annotation(tp: Any) -> bool:
@@ -197,7 +213,14 @@ _image_annotation_cached = functools.cache(_image_annotation)
 
 
 def _images(tp: Any) -> bool:
-    return tp is Image or (get_origin(tp) is list and get_args(tp) == (Image,))
+    return _is_part(tp) or (
+        get_origin(tp) is list and len(get_args(tp)) == 1 and _is_part(get_args(tp)[0])
+    )
+
+
+def _is_part(tp: Any) -> bool:
+    """Image, and the input-only types sent as message parts (td.Audio, td.File)."""
+    return tp is Image or (is_custom(tp) and tp.td_part)
 
 
 class _Unsupported(Exception):
@@ -205,16 +228,20 @@ class _Unsupported(Exception):
 
 
 _INPUT_ONLY = (
-    "(td.Image and td.History can only be input types: td.History alone, td.Image alone, "
-    "in a list, or Optional)"
+    "(td.Image, td.Audio, td.File and td.History can only be input types: td.History alone, "
+    "the others alone, in a list, or Optional)"
 )
 
 
-def _check(tp: Any, seen: set[Any]) -> None:
+def _check(tp: Any, seen: set[Any], *, inputs: bool = False) -> None:
     if tp in _SCALARS or is_enum(tp):
         return
-    if tp is Image or tp is History:
+    if tp is Image or tp is History or (is_custom(tp) and tp.td_part):
         raise _Unsupported(f"{tp.__name__} here {_INPUT_ONLY}")
+    if is_custom(tp):
+        if tp.td_input_only and not inputs:
+            raise _Unsupported(f"{tp.__name__} (it can only be an input type)")
+        return
     origin = get_origin(tp)
     if origin is Literal:
         for a in get_args(tp):
@@ -232,7 +259,7 @@ def _check(tp: Any, seen: set[Any]) -> None:
             raise _Unsupported(f"{type_name(tp)} (JSON object keys must be str, int or enums)")
         for a in args:
             if a is not Ellipsis:
-                _check(a, seen)
+                _check(a, seen, inputs=inputs)
         return
     if is_record(tp):
         if tp in seen:
@@ -243,7 +270,7 @@ def _check(tp: Any, seen: set[Any]) -> None:
         except NameError as exc:
             raise _Unsupported(f"{tp.__name__} (cannot resolve annotation: {exc})") from None
         for _, ftp, _ in fields:
-            _check(ftp, seen)
+            _check(ftp, seen, inputs=inputs)
         return
     if tp in (list, tuple, dict):  # bare containers: elements of any JSON type
         return

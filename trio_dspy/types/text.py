@@ -9,6 +9,7 @@ from typing import Any, get_args, get_origin
 from ..errors import StructuringError
 from ..unicode import clean_json
 from .convert import structure
+from .custom import is_custom
 from .support import is_object_type, is_union, non_none
 
 __all__ = ["MAX_JSON_DEPTH", "find_json", "loads_json", "parse_text", "strip_code_fences"]
@@ -103,6 +104,13 @@ def parse_text(text: str, tp: Any, *, path: str = "") -> Any:
     """
     if tp is str:
         return text.strip()
+    if is_custom(tp):
+        try:
+            whole = tp.td_from_text(text.strip())
+        except (TypeError, ValueError) as exc:
+            raise StructuringError(path, text, str(exc)) from None
+        if whole is not None:
+            return whole
     body = strip_code_fences(text.strip()).strip()
     try:
         data: Any = loads_json(body)

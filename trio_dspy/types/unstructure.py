@@ -7,6 +7,7 @@ import functools
 from typing import Any, get_args, get_origin
 
 from .convert import converter
+from .custom import CustomType
 from .support import (
     TAG,
     is_pydantic_model,
@@ -49,6 +50,8 @@ def _unstructure(value: Any, tp: Any, tag_all: bool) -> Any:
     cls: type = type(value)
     if cls in _JSON_SCALARS:  # exact types: a (str, Enum) member is not one
         return value
+    if isinstance(value, CustomType):
+        return value.td_unstructure()
     tagged, members = _declared(tp)
     if members:
         tp = _member_for(value, members)
