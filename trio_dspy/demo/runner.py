@@ -374,13 +374,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-requests",
         type=int,
         default=_DEFAULT_BUDGET.max_requests,
-        help="per-customer budget: model calls (td.usage_limits)",
+        help="per-customer budget: model calls (td.usage_limits; not with --stream or --serve)",
     )
     parser.add_argument(
         "--max-tokens",
         type=int,
         default=_DEFAULT_BUDGET.max_tokens,
-        help="per-customer budget: prompt and completion tokens (td.usage_limits)",
+        help="per-customer budget: prompt and completion tokens (td.usage_limits; not with "
+        "--stream or --serve)",
     )
     parser.add_argument(
         "--price",
@@ -388,7 +389,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PRICE",
         help="what the run's tokens would cost: PROVIDER/MODEL at its list price (extra "
         "prices; e.g. openai/gpt-4o-mini) or IN,OUT dollars per million prompt and "
-        "completion tokens (e.g. 0.15,0.60); the simulated server charges nothing",
+        "completion tokens (e.g. 0.15,0.60); the simulated server charges nothing (not with "
+        "--stream or --serve)",
     )
 
 
