@@ -142,25 +142,17 @@ def test_a_single_number_prices_prompt_and_completion_alike() -> None:
     assert parse_price("0.5") == Price(input_per_million=0.5, output_per_million=0.5)
 
 
+def _demo(*options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "trio_dspy.cli", "demo", "--time-scale", "0", *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
 @pytest.mark.skipif(not prices_available(), reason="needs the prices extra")
 def test_the_command_prices_the_run_and_refuses_an_unknown_model() -> None:
-    command = [sys.executable, "-m", "trio_dspy.cli", "demo", "--time-scale", "0"]
-    run = subprocess.run(
-        [*command, "--price", "openai/gpt-4o-mini"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _demo("--price", "openai/gpt-4o-mini")
     assert run.returncode == 0, run.stderr
     figure, _, _ = _cost_line(run.stdout)
     assert figure.startswith("$") and float(figure[1:]) > 0
-    refused = subprocess.run(
-        [*command, "--price", "openai/no-such-model"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = _demo("--price", "openai/no-such-model")
     assert refused.returncode == 2
     assert "the price table does not know openai/no-such-model" in refused.stderr
