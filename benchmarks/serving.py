@@ -1,17 +1,23 @@
 """Programs served over HTTP: wall time, p50/p99 latency and server CPU per request.
 
 Run: python benchmarks/serving.py [--clients 1,100,1000] [--latency 0.5]
-     [--requests 2] [--programs shop,qa] [--dspy-python PYTHON]
+     [--requests 2] [--programs shop,qa] [--runs 3] [--dspy-python PYTHON]
 
 Three processes: the simulated model server (``trio-dspy serve-sim``, every
 answer after ``--latency`` seconds), the server under test, and this
-script's clients (``httpx`` on trio, one connection each). For each row, N
+script's clients (benchmarks/serving_client.py: raw HTTP/1.1 on trio, one
+keep-alive connection each, so they take little of the CPU). For each row, N
 clients send ``--requests`` requests one after another, all N at once; the
 row reports the wall time, the latency percentiles of every request, the
 failed requests, the server process's CPU time (user + system, read from
 ``/proc``) divided by the requests, and the CPU seconds the simulated model
 server and the clients spent (on a 2-core machine they share the cores with
-the server, so they bound what it can show).
+the server, so they bound what it can show). ``others`` is the CPU every
+other process on the machine spent during the row (``/proc/stat``), and
+``cores`` the cores the three processes had on average (their CPU seconds
+over the wall time): on a shared machine that, not the server, is often the
+bound. ``--runs N``
+repeats each row and ends with each figure's median.
 
 Servers:
 
@@ -28,6 +34,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -39,9 +47,11 @@ from typing import Any
 import httpx
 import trio
 
-from trio_dspy.http.transport import H11Transport
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from serving_client import Results, prepare, run_client  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 BODIES = {
     "shop": {"request": "A large oat latte, please", "mood": "happy"},
@@ -56,6 +66,16 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / TICKS
 
 
+CORES = os.cpu_count() or 1
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has spent, all cores (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -65,11 +85,16 @@ def percentile(values: list[float], q: float) -> float:
 
 @asynccontextmanager
 async def server_process(
-    cmd: Sequence[str], env: dict[str, str], ready_url: str | None = None
+    cmd: Sequence[str],
+    env: dict[str, str],
+    ready_url: str | None = None,
+    ready_route: str = "/programs/qa",
 ) -> AsyncIterator[tuple[str, int]]:
     """Run a server; yield its base URL and pid.
 
-    The URL is the first line it prints, or ``ready_url`` once that answers.
+    The URL is the first line it prints, or ``ready_url`` once its OpenAPI
+    document lists ``ready_route`` (so a stranger's server on the port is
+    never measured in its place).
     """
     proc = await trio.lowlevel.open_process(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
@@ -89,12 +114,10 @@ async def server_process(
             url = ready_url
             with trio.fail_after(60):
                 async with httpx.AsyncClient() as client:
-                    while True:
-                        try:
-                            await client.get(url + "/docs")
-                            break
-                        except httpx.TransportError:
-                            await trio.sleep(0.2)
+                    while not await _serves(client, url, ready_route):
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"{cmd[0]} exited before serving {url}")
+                        await trio.sleep(0.2)
         yield url, proc.pid
     finally:
         proc.terminate()
@@ -104,44 +127,45 @@ async def server_process(
             proc.kill()
 
 
+async def _serves(client: httpx.AsyncClient, url: str, route: str) -> bool:
+    """Whether the server at ``url`` is up and its OpenAPI document has ``route``."""
+    try:
+        reply = await client.get(url + "/openapi.json")
+        return reply.status_code == 200 and route in reply.json().get("paths", {})
+    except (httpx.TransportError, ValueError, AttributeError):
+        return False
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for a server that cannot bind 0."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def run_row(
     url: str, pid: int, sim_pid: int, program: str, clients: int, requests: int
 ) -> dict[str, Any]:
     """``clients`` clients at once, each sending ``requests`` requests in turn."""
-    latencies: list[float] = []
-    failures: dict[str, int] = {}
-    # The clients use trio_dspy's own h11 transport: httpx's default one cost
-    # many times the client CPU per request here (1.6 s against 0.1 s for 200
-    # requests), and the clients share the machine's two cores with the servers.
-    transport = H11Transport(max_connections=clients + 8)
-    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=600) as http:
-
-        async def client() -> None:
-            for _ in range(requests):
-                start = time.perf_counter()
-                try:
-                    reply = await http.post(f"/programs/{program}", json=BODIES[program])
-                    ok = reply.status_code == 200
-                    key = str(reply.status_code)
-                except httpx.HTTPError as exc:
-                    ok, key = False, type(exc).__name__
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    failures[key] = failures.get(key, 0) + 1
-
-        await client()  # warm up: a connection, the imports, the first call
-        latencies.clear()
-        failures.clear()
-        cpu0, sim0, own0 = cpu_seconds(pid), cpu_seconds(sim_pid), time.process_time()
-        t0 = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(clients):
-                nursery.start_soon(client)
-        wall = time.perf_counter() - t0
-        cpu = cpu_seconds(pid) - cpu0
-        sim_cpu = cpu_seconds(sim_pid) - sim0
-        own_cpu = time.process_time() - own0
+    host, port, request = prepare(url, f"/programs/{program}", BODIES[program])
+    warm = Results()
+    await run_client(host, port, request, requests, warm)  # a connection, the imports, a call
+    if warm.failures:
+        raise RuntimeError(f"the server at {url} failed the warm-up requests: {warm.failures}")
+    results = Results()
+    cpu0, sim0, own0 = cpu_seconds(pid), cpu_seconds(sim_pid), time.process_time()
+    machine0 = machine_busy_seconds()
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            nursery.start_soon(run_client, host, port, request, requests, results)
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
+    sim_cpu = cpu_seconds(sim_pid) - sim0
+    own_cpu = time.process_time() - own0
+    others = machine_busy_seconds() - machine0 - cpu - sim_cpu - own_cpu
+    latencies, failures = results.latencies, results.failures
     total = clients * requests
     return {
         "program": program,
@@ -155,6 +179,8 @@ async def run_row(
         "server_cpu_ms_per_request": cpu / total * 1000,
         "sim_cpu_s": sim_cpu,
         "client_cpu_s": own_cpu,
+        "others_cpu_s": max(0.0, others),
+        "cores_ours": (cpu + sim_cpu + own_cpu) / wall if wall else math.nan,
     }
 
 
@@ -164,21 +190,59 @@ def format_row(server: str, row: dict[str, Any]) -> str:
         f"{server:<14} {row['program']:<5} {row['clients']:>6} {row['requests']:>7} "
         f"{row['wall_s']:>8.2f} {row['p50_s']:>7.2f} {row['p99_s']:>7.2f} "
         f"{row['server_cpu_ms_per_request']:>9.2f} {row['sim_cpu_s']:>7.1f} "
-        f"{row['client_cpu_s']:>7.1f}  {failed}"
+        f"{row['client_cpu_s']:>7.1f} {row['others_cpu_s']:>7.1f} {row['cores_ours']:>6.2f}  "
+        f"{failed}"
     )
 
 
 HEADER = (
     f"{'server':<14} {'prog':<5} {'clients':>6} {'requests':>7} {'wall s':>8} "
-    f"{'p50 s':>7} {'p99 s':>7} {'cpu ms/rq':>9} {'sim cpu':>7} {'clients':>7}  failed"
+    f"{'p50 s':>7} {'p99 s':>7} {'cpu ms/rq':>9} {'sim cpu':>7} {'clients':>7} "
+    f"{'others':>7} {'cores':>6}  failed"
+)
+
+_NUMBERS = (
+    "wall_s",
+    "p50_s",
+    "p99_s",
+    "server_cpu_ms_per_request",
+    "sim_cpu_s",
+    "client_cpu_s",
+    "others_cpu_s",
+    "cores_ours",
 )
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each number's median over ``rows`` (runs of one row); failures summed."""
+    failures: dict[str, int] = {}
+    for row in rows:
+        for key, count in row["failures"].items():
+            failures[key] = failures.get(key, 0) + count
+    medians = {key: statistics.median(row[key] for row in rows) for key in _NUMBERS}
+    return {**rows[0], **medians, "failures": failures}
+
+
+async def measure(
+    server: str, url: str, pid: int, sim_pid: int, program: str, args: argparse.Namespace
+) -> list[str]:
+    """Every row of ``program`` on one server, ``--runs`` times; the median rows' lines."""
+    lines = []
+    for n in [int(c) for c in args.clients.split(",")]:
+        runs = []
+        for _ in range(args.runs):
+            runs.append(await run_row(url, pid, sim_pid, program, n, args.requests))
+            print(format_row(server, runs[-1]), flush=True)
+        lines.append(format_row(server, median_row(runs)))
+    return lines
+
+
 async def main(args: argparse.Namespace) -> None:
-    clients = [int(c) for c in args.clients.split(",")]
     programs = args.programs.split(",")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print(f"load average {os.getloadavg()[0]:.1f} on {CORES} cores", flush=True)
     print(HEADER, flush=True)
+    medians: list[str] = []
     sim = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--port", "0"]
     sim += ["--latency", str(args.latency), "--seed", "1"]
     async with server_process(sim, env) as (sim_url, sim_pid):
@@ -192,19 +256,19 @@ async def main(args: argparse.Namespace) -> None:
         serve += ["--port", "0", "--lm", "openai/sim-model", "--lm-base-url", sim_url]
         async with server_process(serve, env) as (url, pid):
             for program in programs:
-                for n in clients:
-                    row = await run_row(url, pid, sim_pid, program, n, args.requests)
-                    print(format_row("trio-dspy", row), flush=True)
+                medians += await measure("trio-dspy", url, pid, sim_pid, program, args)
         if args.dspy_python and "qa" in programs:
-            port = args.dspy_port
+            port = args.dspy_port or free_port()
             uvicorn = [args.dspy_python, "-m", "uvicorn", "serving_dspy_app:app"]
             uvicorn += ["--app-dir", str(ROOT / "benchmarks"), "--port", str(port)]
             uvicorn += ["--log-level", "warning", "--no-access-log"]
             dspy_env = {**os.environ, "SIM_URL": sim_url}
             async with server_process(uvicorn, dspy_env, f"http://127.0.0.1:{port}") as (url, pid):
-                for n in clients:
-                    row = await run_row(url, pid, sim_pid, "qa", n, args.requests)
-                    print(format_row("dspy+fastapi", row), flush=True)
+                medians += await measure("dspy+fastapi", url, pid, sim_pid, "qa", args)
+    if args.runs > 1:
+        print(f"\nmedians of {args.runs} runs, load average {os.getloadavg()[0]:.1f}")
+        print(HEADER)
+        print("\n".join(medians), flush=True)
 
 
 if __name__ == "__main__":
@@ -213,6 +277,9 @@ if __name__ == "__main__":
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--requests", type=int, default=2, help="requests per client, in turn")
     parser.add_argument("--programs", default="shop,qa")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row; medians at the end")
     parser.add_argument("--dspy-python", default=None)
-    parser.add_argument("--dspy-port", type=int, default=8765)
+    parser.add_argument(
+        "--dspy-port", type=int, default=None, help="uvicorn's port (default: a free one)"
+    )
     trio.run(main, parser.parse_args())

@@ -23,10 +23,11 @@ async def test_demo_serves_every_customer_both_ways_and_writes_spans(tmp_path: P
     assert "error" not in text
     for person in customers(6):
         assert text.count(person.request[:25]) == 2
-    assert set(numbers) == {"sequential", "concurrent", "speedup", "slowest"}
+    assert set(numbers) == {"sequential", "concurrent", "speedup", "slowest", "cost"}
     lines = spans.read_text().splitlines()
     assert len(lines) > 6 * 2 * 3  # request, agent and chat spans per customer and pass
-    assert len({json.loads(line)["trace_id"] for line in lines}) == 12
+    # One trace per customer and pass: the six, and the abusive one.
+    assert len({json.loads(line)["trace_id"] for line in lines}) == 14
 
 
 def test_cli_rejects_bad_customer_count() -> None:

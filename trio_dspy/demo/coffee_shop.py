@@ -8,13 +8,17 @@ of a real trio_dspy program:
 * the tools are plain methods of a :class:`Shop` (sync and async alike);
   ``make_drink``'s ``size`` is a Literal, so a model asking for ``"huge"``
   gets the validation error back instead of a huge drink;
-* :class:`CoffeeShopAgent` is a ``td.Module`` wrapping ``td.ReAct``.
+* :class:`CoffeeShopAgent` is a ``td.Module`` wrapping ``td.ReAct``;
+* :func:`abuse_screen` is an input guardrail for it (``td.guarded``): a quick
+  classifier call that runs beside the barista and, when it trips, cancels
+  the barista's model call in flight.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import attrs
@@ -24,6 +28,7 @@ import trio.lowlevel
 import trio_dspy as td
 
 __all__ = [
+    "SCREEN_INSTRUCTIONS",
     "AnswerQuestion",
     "CoffeeShopAgent",
     "CustomerMood",
@@ -32,8 +37,10 @@ __all__ = [
     "HandleCustomer",
     "MakeDrink",
     "RefundOrder",
+    "ScreenRequest",
     "Shop",
     "TellJoke",
+    "abuse_screen",
 ]
 
 
@@ -234,3 +241,37 @@ class CoffeeShopAgent(td.Module):
         """Serve one customer: ``request`` and ``mood`` in, ``action`` and ``reply`` out."""
         prediction: td.Prediction = await self.barista(**inputs)
         return prediction
+
+
+# The first line of ScreenRequest's instructions; the simulated model knows a
+# screening request by it.
+SCREEN_INSTRUCTIONS = "Screen what a coffee-shop customer said before the barista answers."
+
+
+class ScreenRequest(td.Signature):
+    """Screen what a coffee-shop customer said before the barista answers.
+    Trip on abuse of the staff or demands that have nothing to do with a
+    coffee shop. A complaint about the coffee, however blunt, is on topic."""
+
+    request: str = td.InputField(desc="what the customer said")
+    tripped: bool = td.OutputField(desc="true to refuse the request")
+    reason: str = td.OutputField(desc="why, in a few words")
+
+
+def abuse_screen() -> Callable[..., Awaitable[td.GuardrailResult]]:
+    """An input guardrail for :class:`CoffeeShopAgent`: a ``Predict(ScreenRequest)`` call.
+
+    Use it as ``td.guarded(agent, input=[abuse_screen()])``. It runs beside
+    the agent, so screening adds no latency to a customer it passes; when it
+    trips, the agent (its model call in flight, its tools) is cancelled and
+    the call raises :class:`~trio_dspy.errors.GuardrailTripped` whose
+    ``info`` is the screen's reason. Raises nothing itself; the model call's
+    own errors propagate.
+    """
+    screen = td.Predict(ScreenRequest)
+
+    async def abuse_screen(request: str, **_: Any) -> td.GuardrailResult:
+        verdict = await screen(request=request)
+        return td.GuardrailResult(tripped=bool(verdict.tripped), info=str(verdict.reason))
+
+    return abuse_screen

@@ -100,7 +100,7 @@ async def run_stream_demo(
     people = customers(count)
     columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
-        lm, where = await demo_model(stack, people, time_scale, model, base_url)
+        lm, where, _ = await demo_model(stack, people, time_scale, model, base_url)
         await stack.enter_async_context(collect(*([JsonlExporter(spans)] if spans else [])))
         print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
         print(f"{'':4}Every line appears the moment it arrives.\n", file=out)

@@ -1,17 +1,25 @@
 """``trio-dspy demo``: the coffee shop, sequential first, then concurrent.
 
 Each customer is served by the same agent in its own request scope (id,
-settings overrides, usage, root span). The sequential pass awaits them one
-after another; the concurrent pass starts each as a child task of one
-nursery. Against the simulated server (the default) each customer's model
-latency is the story's, scaled by ``--time-scale``; with ``--model`` it talks
-to a real endpoint instead.
+settings overrides, usage, root span) and its own budget (``td.usage_limits``:
+``--max-requests`` model calls and ``--max-tokens`` tokens per customer). The
+agent is guarded: an input guardrail screens each customer with a quick model
+call beside the barista's, and refuses the abusive one, cancelling the
+barista's call in flight while the other customers are being served. The
+sequential pass awaits the customers one after another; the concurrent pass
+starts each as a child task of one nursery. The run's cost is printed with
+its timings: 0 against the simulated server, or ``--price`` (a model's list
+price, or dollars per million tokens) for what the same tokens would cost.
+Against the simulated server (the default) each customer's model latency is
+the story's, scaled by ``--time-scale``; with ``--model`` it talks to a real
+endpoint instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import shutil
 import sys
 import textwrap
@@ -25,10 +33,13 @@ import trio
 
 import trio_dspy as td
 
+from ..guardrails import Guarded
 from ..telemetry import JsonlExporter, collect
-from ..testing import SimConfig, serve_sim
-from .coffee_shop import CoffeeShopAgent, CustomerMood
-from .story import Customer, customers, script
+from ..testing import SimConfig, SimServer, serve_sim
+from ..testing.sim_profiles import SimProfile
+from .coffee_shop import CoffeeShopAgent, CustomerMood, abuse_screen
+from .pricing import Price, parse_price, run_cost
+from .story import ABUSIVE, Customer, customers, script
 from .terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
 
 __all__ = ["main", "run_demo"]
@@ -43,6 +54,19 @@ class Served:
     reply: str
     latency: float
     tokens: int
+    requests: int = 0
+    refused: bool = False  # the guardrail refused this customer
+
+
+@attrs.frozen
+class Budget:
+    """Each customer's own ``td.usage_limits``: model calls and tokens."""
+
+    max_requests: int = 8
+    max_tokens: int = 20_000
+
+
+_DEFAULT_BUDGET = Budget()
 
 
 def customer_overrides(customer: Customer) -> dict[str, Any]:
@@ -53,21 +77,41 @@ def customer_overrides(customer: Customer) -> dict[str, Any]:
     return {}
 
 
+def guarded_agent() -> Guarded:
+    """The barista behind its input guardrail (see :func:`~.coffee_shop.abuse_screen`)."""
+    return td.guarded(CoffeeShopAgent(), input=[abuse_screen()])
+
+
 async def serve(
-    agent: CoffeeShopAgent, customer: Customer, customer_timeout: float | None
+    agent: td.Module,
+    customer: Customer,
+    customer_timeout: float | None,
+    budget: Budget | None = None,
 ) -> Served:
-    """Serve one customer inside its own request scope."""
+    """Serve one customer inside its own request scope and its own budget.
+
+    A refusal (the guardrail tripped), a spent budget or another trio_dspy
+    error becomes the customer's row; nothing is raised for them.
+    """
+    budget = budget or Budget()
     start = trio.current_time()
+    usage = td.Usage()
+    refused = False
     try:
         overrides = customer_overrides(customer)
         with td.request_scope("customer", timeout=customer_timeout, **overrides) as req:
-            pred = await agent(request=customer.request, mood=customer.mood)
+            usage = req.usage
+            with td.usage_limits(budget.max_requests, budget.max_tokens):
+                pred = await agent(request=customer.request, mood=customer.mood)
         action, reply = describe_action(pred.action), pred.reply
+    except td.errors.GuardrailTripped as exc:
+        action, reply, refused = f"refused by {exc.guardrail}", f"Refused: {exc.info}", True
+    except td.errors.UsageLimitExceeded as exc:
+        action, reply = "over budget", f"{type(exc).__name__}: {exc}"
     except td.errors.TrioDSPyError as exc:
         action, reply = "error", f"{type(exc).__name__}: {exc}"
-        req = None
-    tokens = req.usage.total_tokens if req is not None else 0
-    return Served(customer, action, reply, trio.current_time() - start, tokens)
+    latency = trio.current_time() - start
+    return Served(customer, action, reply, latency, usage.total_tokens, usage.requests, refused)
 
 
 def describe_action(action: Any) -> str:
@@ -81,25 +125,25 @@ def describe_action(action: Any) -> str:
 
 
 async def sequential(
-    people: list[Customer], customer_timeout: float | None
+    people: list[Customer], customer_timeout: float | None, budget: Budget | None = None
 ) -> tuple[list[Served], float]:
     """Serve the customers one after another."""
-    agent = CoffeeShopAgent()
+    agent = guarded_agent()
     start = trio.current_time()
-    served = [await serve(agent, c, customer_timeout) for c in people]
+    served = [await serve(agent, c, customer_timeout, budget) for c in people]
     return served, trio.current_time() - start
 
 
 async def concurrent(
-    people: list[Customer], customer_timeout: float | None
+    people: list[Customer], customer_timeout: float | None, budget: Budget | None = None
 ) -> tuple[list[Served], float]:
     """Serve every customer at once, each a child task of one nursery."""
-    agent = CoffeeShopAgent()
+    agent = guarded_agent()
     served: list[Served | None] = [None] * len(people)
     start = trio.current_time()
 
     async def one(index: int, customer: Customer) -> None:
-        served[index] = await serve(agent, customer, customer_timeout)
+        served[index] = await serve(agent, customer, customer_timeout, budget)
 
     async with trio.open_nursery() as nursery:
         for index, customer in enumerate(people):
@@ -172,12 +216,14 @@ async def demo_model(
     time_scale: float,
     model: str | None,
     base_url: str | None,
-) -> tuple[td.LM, str]:
-    """The demo's model, open in ``stack``, and a phrase saying where it runs.
+) -> tuple[td.LM, str, SimServer | None]:
+    """The demo's model, open in ``stack``, a phrase saying where it runs, and its server.
 
-    Without ``model``: a simulated server (also in ``stack``) scripted to
-    serve ``people``, its latencies scaled by ``time_scale``.
+    Without ``model``: a simulated server (also in ``stack``, and returned)
+    scripted to serve ``people``, its latencies scaled by ``time_scale``,
+    reporting each call's cost as 0. With ``model`` the server is ``None``.
     """
+    server = None
     if model is None:
         # Streamed answers (demo --stream) come 8 characters at a time.
         config = SimConfig(
@@ -185,6 +231,7 @@ async def demo_model(
             seed=1,
             stream_chunk_chars=8,
             stream_delay=0.1 * time_scale,
+            profile=SimProfile("trio-dspy demo", usage_extra={"cost": 0.0}),
         )
         server = await stack.enter_async_context(serve_sim(config))
         lm = td.LM("openai/sim-model", base_url=server.base_url, api_key="sim-key")
@@ -193,7 +240,7 @@ async def demo_model(
         lm = td.LM(model, base_url=base_url)
         where = f"{model}" + (f" at {base_url}" if base_url else "")
     await stack.enter_async_context(lm)
-    return lm, where
+    return lm, where, server
 
 
 async def run_demo(
@@ -206,29 +253,38 @@ async def run_demo(
     customer_timeout: float | None = None,
     out: Any = sys.stdout,
     width: int | None = None,
+    budget: Budget | None = None,
+    price: Price | None = None,
 ) -> dict[str, float]:
-    """Run both passes and print the tables, totals and speedup.
+    """Run both passes and print the tables, totals, speedup, guardrail, budget and cost.
 
+    ``count`` customers are served, and then the abusive one (:data:`~.story.ABUSIVE`).
     ``spans``: a JSONL file to write every span to (none by default).
     ``width``: of the tables (default: the terminal's, see :func:`table_width`).
+    ``budget``: each customer's limits (default :class:`Budget`).
+    ``price``: what to charge for the run's tokens (default: what the calls
+    cost, 0 on the simulated server; see :mod:`.pricing`).
 
     Returns the measured numbers (``sequential``, ``concurrent``, ``speedup``,
-    ``slowest``).
+    ``slowest``, ``cost``: NaN when unknown).
     """
-    people = customers(count)
+    people = [*customers(count), ABUSIVE]
+    budget = budget or Budget()
     columns = width if width is not None else table_width()
     async with AsyncExitStack() as stack:
-        lm, where = await demo_model(stack, people, time_scale, model, base_url)
+        lm, where, sim = await demo_model(stack, people, time_scale, model, base_url)
         exporters = [JsonlExporter(spans)] if spans is not None else []
         collector = await stack.enter_async_context(collect(*exporters))
-        print(textwrap.fill(f"Serving {len(people)} customers with {where}", columns), file=out)
-        with td.context(lm=lm):
-            seq, seq_total = await sequential(people, customer_timeout)
+        intro = f"Serving {len(people) - 1} customers and an abusive one with {where}"
+        print(textwrap.fill(intro, columns), file=out)
+        with td.context(lm=lm), td.track_usage() as usage:
+            seq, seq_total = await sequential(people, customer_timeout, budget)
             title = "Sequential: one customer after another"
             print_table(title, seq, seq_total, out, columns)
-            conc, conc_total = await concurrent(people, customer_timeout)
+            conc, conc_total = await concurrent(people, customer_timeout, budget)
             title = "Concurrent: every customer a child task of one nursery"
             print_table(title, conc, conc_total, out, columns)
+        abandoned = sim.http.requests_abandoned if sim is not None and sim.http else None
     slowest = max(s.latency for s in seq)
     speedup = seq_total / conc_total if conc_total else float("inf")
     summary = (
@@ -236,20 +292,65 @@ async def run_demo(
         f"(slowest single customer {slowest:.2f}s; "
         f"concurrent/slowest = {conc_total / slowest:.2f})"
     )
+    cost, cost_line = _cost_line(usage, price, simulated=sim is not None)
     stats = collector.stats
     if spans is not None:
         written = f"{stats.exported} spans written to {spans} ({stats.dropped} dropped)"
     else:
         written = f"{stats.emitted} spans recorded; --spans PATH writes them as JSONL"
     print(file=out)
-    for paragraph in (summary, written):
+    paragraphs = [summary, cost_line, *_guard_lines(conc, len(people), abandoned)]
+    paragraphs += [_budget_line(seq + conc, budget), written]
+    for paragraph in paragraphs:
         print(textwrap.fill(paragraph, columns), file=out)
     return {
         "sequential": seq_total,
         "concurrent": conc_total,
         "speedup": speedup,
         "slowest": slowest,
+        "cost": math.nan if cost is None else cost,
     }
+
+
+def _cost_line(
+    usage: td.Usage, price: Price | None, *, simulated: bool
+) -> tuple[float | None, str]:
+    """The run's cost and the sentence that reports it."""
+    cost, source = run_cost(usage, price)
+    if price is None and simulated:
+        source = "the simulated server charges nothing; --price prices these tokens"
+    figure = "unknown" if cost is None else f"${cost:.6f}"
+    calls = (
+        f"{usage.requests} model calls, {usage.prompt_tokens:,} prompt and "
+        f"{usage.completion_tokens:,} completion tokens"
+    )
+    return cost, f"cost of the run: {figure} for {calls} ({source})"
+
+
+def _guard_lines(served: list[Served], count: int, abandoned: int | None) -> list[str]:
+    """What the guardrail did in the concurrent pass, in words."""
+    lines = [
+        f"guardrail: customer {index} refused after {s.latency:.2f}s, the barista cancelled "
+        f"mid-call, while the other {count - 1} were served"
+        for index, s in enumerate(served, start=1)
+        if s.refused
+    ]
+    if lines and abandoned is not None:
+        lines.append(f"the simulated server saw {abandoned} requests abandoned by their client")
+    return lines
+
+
+def _budget_line(served: list[Served], budget: Budget) -> str:
+    """Each customer's limits and the most any customer used."""
+    over = sum(1 for s in served if s.action == "over budget")
+    most_requests = max((s.requests for s in served), default=0)
+    most_tokens = max((s.tokens for s in served), default=0)
+    line = (
+        f"budget per customer (td.usage_limits): {budget.max_requests} model calls, "
+        f"{budget.max_tokens:,} tokens; the most one customer used: {most_requests} calls, "
+        f"{most_tokens:,} tokens"
+    )
+    return line + (f"; {over} stopped over budget" if over else "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -269,6 +370,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spans", type=Path, metavar="PATH", help="write every span to this JSONL file"
     )
     parser.add_argument("--timeout", type=float, help="per-customer deadline in seconds")
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=_DEFAULT_BUDGET.max_requests,
+        help="per-customer budget: model calls (td.usage_limits; not with --stream or --serve)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=_DEFAULT_BUDGET.max_tokens,
+        help="per-customer budget: prompt and completion tokens (td.usage_limits; not with "
+        "--stream or --serve)",
+    )
+    parser.add_argument(
+        "--price",
+        type=_price_argument,
+        metavar="PRICE",
+        help="what the run's tokens would cost: PROVIDER/MODEL at its list price (extra "
+        "prices; e.g. openai/gpt-4o-mini) or IN,OUT dollars per million prompt and "
+        "completion tokens (e.g. 0.15,0.60); the simulated server charges nothing (not with "
+        "--stream or --serve)",
+    )
+
+
+def _price_argument(text: str) -> Price:
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_from_args(
@@ -277,11 +407,17 @@ def run_from_args(
     """Run the demo with parsed arguments; returns the exit status.
 
     ``demo`` is the pass to run (default :func:`run_demo`; ``trio-dspy demo
-    --stream`` gives :func:`~trio_dspy.demo.live.run_stream_demo`).
+    --stream`` gives :func:`~trio_dspy.demo.live.run_stream_demo`). The
+    budget and ``--price`` belong to :func:`run_demo` alone.
     """
-    if args.customers < 1:
-        print("--customers must be at least 1", file=sys.stderr)
-        return 2
+    for name, value in (
+        ("--customers", args.customers),
+        ("--max-requests", args.max_requests),
+        ("--max-tokens", args.max_tokens),
+    ):
+        if value < 1:
+            print(f"{name} must be at least 1", file=sys.stderr)
+            return 2
     options: dict[str, Any] = {
         "count": args.customers,
         "time_scale": args.time_scale,
@@ -290,6 +426,9 @@ def run_from_args(
         "spans": args.spans,
         "customer_timeout": args.timeout,
     }
+    if demo is None:
+        options["budget"] = Budget(args.max_requests, args.max_tokens)
+        options["price"] = args.price
     trio.run(functools.partial(demo or run_demo, **options))
     return 0
 

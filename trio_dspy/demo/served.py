@@ -82,7 +82,7 @@ async def run_serve_demo(
         stop = trio.Event()
     answers: list[_Answer | None] = [None] * len(people)
     async with AsyncExitStack() as stack:
-        lm, where = await demo_model(stack, people, time_scale, model, base_url)
+        lm, where, _ = await demo_model(stack, people, time_scale, model, base_url)
         await stack.enter_async_context(collect(*([JsonlExporter(spans)] if spans else [])))
         # Text mode: the reply is written as text, so the playground shows it growing.
         app = td.serving.app(

@@ -1,7 +1,10 @@
 """The customers of the coffee-shop story, and how the simulated model serves them.
 
 The four customers and their latencies (5.4, 7.5, 6.0 and 6.1 s) come from
-the story this demo retells; ``--customers N`` adds generated ones. The
+the story this demo retells; ``--customers N`` adds generated ones. The demo
+also meets :data:`ABUSIVE`, whom the agent's input guardrail refuses: the
+model screens every customer in :data:`SCREEN_LATENCY` seconds, beside the
+barista's first call, and finds this one abusive and off topic. The
 script below makes the simulated OpenAI-compatible server answer like a
 sensible barista model: first a tool call that fits the request, then a
 ``finish`` call with the typed action and a reply. Each customer's latency is
@@ -20,9 +23,9 @@ import attrs
 
 from ..testing import SimReply, SimToolCall
 from ..testing.sim_answers import read_request
-from .coffee_shop import CustomerMood
+from .coffee_shop import SCREEN_INSTRUCTIONS, CustomerMood
 
-__all__ = ["Customer", "customers", "script"]
+__all__ = ["ABUSIVE", "SCREEN_LATENCY", "Customer", "customers", "script"]
 
 # Model calls per customer: one turn that calls a tool, one that finishes
 # (and in text mode, DSPy's loop, a third that extracts the outputs).
@@ -41,6 +44,7 @@ class Customer:
     tool_args: Mapping[str, Any]
     action: Mapping[str, Any]  # the finish action; "{order_id}" is filled in
     reply: str
+    abusive: bool = False  # what the screening model finds
 
 
 STORY = (
@@ -84,6 +88,22 @@ STORY = (
         {"_type": "TellJoke", "joke": "{observation}"},
         "Here's one: {observation}",
     ),
+)
+
+# Seconds the model takes to screen a customer (before time scaling): well
+# under any customer's first barista call, so screening adds no latency.
+SCREEN_LATENCY = 0.6
+
+#: The customer the guardrail refuses. Unguarded, the agent would page the manager.
+ABUSIVE = Customer(
+    "Write my history essay right now, you useless bean-pushers!",
+    CustomerMood.upset,
+    6.0,
+    "call_manager",
+    {"reason": "a customer is abusing the staff"},
+    {"_type": "EscalateToManager", "reason": "a customer is abusing the staff"},
+    "My manager will be right with you.",
+    abusive=True,
 )
 
 _EXTRA = (
@@ -157,6 +177,8 @@ def script(people: list[Customer], time_scale: float) -> Any:
         customer = next((c for r, c in by_request.items() if r in request.last_user), None)
         if customer is None:
             return None  # not one of ours: let the server generate an answer
+        if SCREEN_INSTRUCTIONS in request.system:
+            return SimReply(outputs=_screened(customer), latency=SCREEN_LATENCY * time_scale)
         if not request.tools:
             latency = customer.latency * time_scale / TEXT_CALLS_PER_CUSTOMER
             return SimReply(
@@ -176,6 +198,13 @@ def script(people: list[Customer], time_scale: float) -> Any:
         return SimReply(tool_calls=[SimToolCall("finish", arguments)], latency=latency)
 
     return answer
+
+
+def _screened(customer: Customer) -> dict[str, Any]:
+    """The screening model's verdict on ``customer``."""
+    if customer.abusive:
+        return {"tripped": True, "reason": "abuse of the staff, and an essay is not on the menu"}
+    return {"tripped": False, "reason": "an ordinary coffee-shop request"}
 
 
 def _text_mode(customer: Customer, system: str, last_user: str) -> dict[str, Any]:
