@@ -6,7 +6,8 @@ cross-reference: a link where the reference documents the object, inline
 code where it does not (a private helper), and, when no such object exists,
 an error of ``mkdocs build --strict``. Any other role, a short name or an
 outside object, becomes inline code. ``~`` shows the last
-part of the name only, as in Sphinx.
+part of the name only, as in Sphinx. reST's ``::`` before a literal block
+becomes ``:``, or goes when it stands on its own line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from typing import Any
 
 import griffe
 
+# reST's literal-block marker: a paragraph ending in "::" (shown as ":") or a
+# "::" line of its own (dropped); the indented block after it is code in
+# Markdown already.
+_LITERAL_LINE = re.compile(r"^[ \t]*::[ \t]*\n", re.M)
+_LITERAL_END = re.compile(r"(?<=\S)::$", re.M)
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj):`(~?)([^`]+)`")
 
 
@@ -57,7 +63,13 @@ def _objects(obj: griffe.Object) -> Iterator[griffe.Object]:
 class SphinxRoles(griffe.Extension):
     """Rewrite the roles of every docstring of a package once it is loaded whole."""
 
-    def on_package_loaded(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        """Called by griffe 2 once the package is loaded."""
         for obj in _objects(pkg):
             if obj.docstring is not None:
-                obj.docstring.value = _ROLE.sub(partial(_replace, pkg), obj.docstring.value)
+                text = _ROLE.sub(partial(_replace, pkg), obj.docstring.value)
+                text = _LITERAL_END.sub(":", _LITERAL_LINE.sub("", text))
+                obj.docstring.value = text
+
+    # griffe 1's name for the same moment.
+    on_package_loaded = on_package

@@ -40,3 +40,19 @@ def test_a_role_links_a_real_object_and_leaves_a_missing_one_to_fail_the_build()
     )
     # Outside the package: inline code.
     assert rewrite(":class:`trio.Nursery`") == "`trio.Nursery`"
+
+
+def test_loading_the_package_rewrites_every_docstring() -> None:
+    # The rewrite runs from griffe's hook once the package is loaded: a hook
+    # griffe never calls would leave ":class:`...`" on every reference page.
+    roles = _roles()
+    extensions = griffe.load_extensions(roles.SphinxRoles)
+    package = griffe.load("trio_dspy", search_paths=[str(ROOT)], extensions=extensions)
+    assert isinstance(package, griffe.Module)
+    docstrings = [o.docstring.value for o in roles._objects(package) if o.docstring is not None]
+    assert len(docstrings) > 500
+    left = [d[:60] for d in docstrings if roles._ROLE.search(d) or d.rstrip().endswith("::")]
+    assert not left
+    # reST's literal-block marker: "text::" ends in ":", a "::" line goes.
+    counts = package["modules.best_of_n.BestOfN"].docstring
+    assert counts is not None and "\n::\n" not in counts.value
