@@ -1,4 +1,4 @@
-"""A griffe extension: Sphinx roles in docstrings become Markdown for mkdocstrings.
+"""A griffe extension: docstrings' Sphinx roles become mkdocstrings Markdown.
 
 The docstrings say ``:class:`~trio_dspy.messages.LMRequest``` as Sphinx
 would. A role naming a ``trio_dspy`` object by its full path becomes a
@@ -24,11 +24,13 @@ import griffe
 # Markdown already.
 _LITERAL_LINE = re.compile(r"^[ \t]*::[ \t]*\n", re.M)
 _LITERAL_END = re.compile(r"(?<=\S)::$", re.M)
-_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj):`(~?)([^`]+)`")
+_ROLE = re.compile(
+    r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj):`(~?)([^`]+)`"
+)
 
 
 def _exists(package: griffe.Module, target: str) -> bool:
-    """Whether ``target`` (``trio_dspy.x.y``) names an object of the loaded package."""
+    """Whether ``target`` (``trio_dspy.x.y``) names an object of ``package``."""
     try:
         obj = package[target.removeprefix(package.path + ".")]
         if obj.is_alias:
@@ -46,7 +48,8 @@ def _replace(package: griffe.Module, match: re.Match[str]) -> str:
     if _exists(package, target):
         # A real object: a link where the reference documents it, plain
         # code where it does not (a private helper, an undocumented attribute).
-        return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+        code = f"<code>{shown}</code>"
+        return f'<autoref identifier="{target}" optional>{code}</autoref>'
     # No such object (a typo, a renamed or moved name): a required reference,
     # which ``mkdocs build --strict`` reports.
     return f"[`{shown}`][{target}]"
@@ -61,7 +64,7 @@ def _objects(obj: griffe.Object) -> Iterator[griffe.Object]:
 
 
 class SphinxRoles(griffe.Extension):
-    """Rewrite the roles of every docstring of a package once it is loaded whole."""
+    """Rewrite the roles of every docstring once the package is loaded."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         """Called by griffe 2 once the package is loaded."""
