@@ -60,34 +60,12 @@ def metric(example, prediction, trace=None):
 requests = [functools.partial(program, question=f"Is {i} even?") for i in range(3)]
 """
 
+#: Pages whose fragments use the coffee shop's ``Mood`` and ``HandleCustomer``:
+#: the first block of the signatures page defines them, and runs first.
+SHOP_PAGE = "docs/concepts/signatures.md"
+
 _SHOP = '''
-import enum, attrs, types
-
-
-class Mood(enum.Enum):
-    happy = "happy"
-    upset = "upset"
-
-
-@attrs.frozen
-class MakeDrink:
-    drink: str
-    size: str
-
-
-@attrs.frozen
-class Refund:
-    order_id: str
-    amount: float
-
-
-class HandleCustomer(td.Signature):
-    """Decide what the coffee shop should do for the customer."""
-
-    request: str = td.InputField(desc="what the customer said")
-    mood: Mood = td.InputField()
-    action: MakeDrink | Refund = td.OutputField()
-    confidence: float = td.OutputField(desc="between 0 and 1")
+import types
 
 
 def check_menu() -> str:
@@ -193,7 +171,10 @@ def run_blocks(page: str) -> None:
     sys.modules["page"] = module
     namespace = module.__dict__
     if not complete(page):
-        prelude = BASE_PRELUDE + PRELUDES.get(page, "")
+        prelude = BASE_PRELUDE
+        if PRELUDES.get(page) is _SHOP:
+            prelude += python_blocks(page_text(SHOP_PAGE))[0].source
+        prelude += PRELUDES.get(page, "")
         exec(compile(prelude, "prelude", "exec", dont_inherit=True), namespace)
     for block in python_blocks(page_text(page)):
         if block.not_run is not None:
