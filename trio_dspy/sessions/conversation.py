@@ -100,7 +100,7 @@ class Chat(Module):
                 the program returned no prediction.
             SessionError: the session could not be read (nothing was called),
                 or the turn could not be stored (``.prediction`` holds the answer).
-            Whatever the program raises (nothing is stored).
+            Exception: whatever the program raises (nothing is stored).
         """
         if self.history_input in inputs:
             raise TypeError(

@@ -11,7 +11,7 @@ __all__ = ["MIPROStats"]
 
 @attrs.define
 class MIPROStats(OptimizerStats):
-    """:class:`~trio_dspy.OptimizerStats` plus MIPROv2's own counts.
+    """:class:`~trio_dspy.optimizers.OptimizerStats` plus MIPROv2's own counts.
 
     Attributes:
         demo_sets: demo sets bootstrapped (per predictor).
