@@ -242,7 +242,10 @@ class DurableRun:
         early is not recorded (it runs live again).
 
         Raises:
-            as :meth:`lm_request`.
+            JournalMismatch: the request differs from the one recorded at its key.
+            JournalCorrupt: the recorded step cannot be read.
+            JournalUnavailable: the step could not be recorded.
+            trio_dspy.errors.LMError: the live call failed (nothing is recorded).
         """
         from ..lm.base import LMStream
 
@@ -276,7 +279,10 @@ class DurableRun:
         :meth:`stop_if_waiting` turns into :class:`ApprovalRequired`.
 
         Raises:
-            as :meth:`lm_request`, and whatever ``live`` lets through.
+            JournalMismatch: the call differs from the one recorded at its key.
+            JournalCorrupt: the recorded step cannot be read.
+            JournalUnavailable: the step could not be recorded.
+            Exception: whatever ``live`` lets through.
         """
         self._check()
         identity, fingerprint = tool_identity(call, tool)
