@@ -45,7 +45,7 @@ from ..usage import record_usage
 from ..usage_limits import Reservation, active, needs_cost, reserve
 from .history import record
 from .params import completion_estimate
-from .prices import call_cost, estimate_cost
+from .prices import call_cost, cost_wanted, estimate_cost, load_prices
 
 __all__ = [
     "BaseLM",
@@ -262,6 +262,8 @@ class BaseLM(abc.ABC):
         """
         await entered()
         request = self._with_defaults(request)
+        if cost_wanted():
+            await load_prices()
         with self._observed(request, trace_content) as call:
             call.response = await self.send(request)
         return call.response
@@ -299,11 +301,12 @@ class BaseLM(abc.ABC):
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
             call = Call(span, t0)
             reservation = self._reserve(request)
+            priced = cost_wanted()  # nothing reads a cost otherwise: no lookup
             try:
                 yield call
             finally:
                 response = call.response
-                if response is not None:
+                if response is not None and priced:
                     response = call.response = self._priced(response)
                 reservation.settle(
                     None if response is None else response.usage,

@@ -59,6 +59,7 @@ from .params import (
     completion_estimate,
     load_json,
 )
+from .prices import cost_wanted, load_prices
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
 from .streaming import Sink, StreamDecoder, open_stream, stream_exchange
@@ -382,6 +383,8 @@ class LM(BaseLM):
         """
         await entered()
         request = self._with_defaults(request)
+        if cost_wanted():
+            await load_prices()
         with self._observed(request, trace_content, stream=True) as call:
             async with open_stream(self, request, call) as stream:
                 yield stream
