@@ -43,7 +43,7 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
 from ..usage_limits import Reservation, active, needs_cost, reserve
-from .history import record
+from .history import HistoryEntry, inspect_history, record
 from .params import completion_estimate
 from .prices import call_cost, cost_wanted, estimate_cost, load_prices
 
@@ -61,16 +61,6 @@ __all__ = [
     "ToolSpec",
     "whole_events",
 ]
-
-
-@attrs.frozen
-class HistoryEntry:
-    """One call kept in :attr:`BaseLM.history`."""
-
-    request: LMRequest
-    response: LMResponse
-    started_at: float  # wall clock (time.time())
-    duration: float  # seconds
 
 
 class Call:
@@ -405,8 +395,6 @@ class BaseLM(abc.ABC):
 
         The same as ``td.inspect_history(n, lm=self)``. Raises nothing.
         """
-        from .history import inspect_history
-
         inspect_history(n, lm=self, file=file)
 
     async def aclose(self) -> None:
