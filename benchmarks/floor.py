@@ -21,8 +21,9 @@ Figures, each the median over ``--rounds`` rounds:
 
 * client CPU per sequential call (server latency 0): ``td.Predict`` over
   ``td.LM`` against the bare client;
-* wall time of ``--burst`` concurrent calls at ``--latency`` s, all on
-  connections opened by a warm-up burst (as a running service has them);
+* wall time of ``--burst`` concurrent calls at ``--latency`` s, each
+  measured burst right after an unmeasured one that opens the connections
+  (as a running service has them);
 * client CPU per streamed chunk: ``--streams`` concurrent ``lm.stream``
   calls of ``--chunks`` chunks each against as many bare SSE readers;
 * ``import trio_dspy`` against importing the third-party modules it loads,
@@ -39,6 +40,7 @@ import argparse
 import cProfile
 import functools
 import json
+import os
 import pstats
 import statistics
 import subprocess
@@ -49,14 +51,19 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import h11
-import trio
-
-import trio_dspy as td
-from trio_dspy.demo.bench import url_process
-from trio_dspy.messages import LMRequest, Message
-
+# The tree this script belongs to, unless PYTHONPATH names another (an older
+# release to compare with); its server and import processes inherit it.
 HERE = Path(__file__).resolve().parent
+os.environ.setdefault("PYTHONPATH", str(HERE.parent))
+sys.path.insert(0, os.environ["PYTHONPATH"].split(os.pathsep)[0])
+
+import h11  # noqa: E402
+import trio  # noqa: E402
+
+import trio_dspy as td  # noqa: E402
+from trio_dspy.demo.bench import url_process  # noqa: E402
+from trio_dspy.messages import LMRequest, Message  # noqa: E402
+
 QUESTION = "What is {i} + {i}?"
 STREAM_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do "
 
@@ -211,7 +218,10 @@ class Sides:
             name: td.LM("openai/sim-model", base_url=url, api_key="bench-key", read_timeout=600)
             for name, url in urls.items()
         }
-        self.predict = td.Predict("question -> answer")
+        # One Predict per server, its model pinned (as td.configure would set it once).
+        self.predicts = {name: td.Predict("question -> answer") for name in urls}
+        for name, predict in self.predicts.items():
+            predict.lm = self.lms[name]
 
     async def aclose(self) -> None:
         for bare in self.bare.values():
@@ -223,13 +233,17 @@ class Sides:
         if side == "bare":
             bare = self.bare[server]
             return lambda i: bare.predict(QUESTION.format(i=i))
-        lm, predict = self.lms[server], self.predict
+        lm, predict = self.lms[server], self.predicts[server]
+        if side == "lm":  # the LM layer alone: a request already written
+            system = Message("system", SYSTEM)
 
-        async def td_call(i: int) -> Any:
-            with td.context(lm=lm):
-                return await predict(question=QUESTION.format(i=i))
+            def lm_call(i: int) -> Any:
+                user = Message("user", USER.format(question=QUESTION.format(i=i)))
+                return lm.request(LMRequest([system, user]))
 
-        return td_call
+            return lm_call
+
+        return lambda i: predict(question=QUESTION.format(i=i))
 
     def stream(self, side: str) -> Callable[[int], Awaitable[int]]:
         if side == "bare":
@@ -257,6 +271,21 @@ async def sequential_cpu(call: Callable[[int], Awaitable[Any]], n: int) -> float
     for i in range(n):
         await call(i)
     return (time.process_time() - cpu0) / n * 1e6
+
+
+async def interleaved_cpu(
+    calls: dict[str, Callable[[int], Awaitable[Any]]], n: int
+) -> dict[str, float]:
+    """Client CPU microseconds per call of each of ``calls``, taking turns call by
+    call (so that a change of load on the machine falls on all of them alike)."""
+    spent = dict.fromkeys(calls, 0.0)
+    clock = time.process_time
+    for i in range(n):
+        for name, call in calls.items():
+            cpu0 = clock()
+            await call(i)
+            spent[name] += clock() - cpu0
+    return {name: cpu / n * 1e6 for name, cpu in spent.items()}
 
 
 async def burst_wall(call: Callable[[int], Awaitable[Any]], n: int) -> float:
@@ -300,11 +329,16 @@ async def measure(
             if args.streams:
                 await stream_cpu(sides.stream(side), min(args.streams, 10))
         for _ in range(args.rounds):
+            calls = {side: sides.call(side, "seq") for side in (*SIDES, "lm")}
+            cpu = await interleaved_cpu(calls, args.calls)
             for side in SIDES:
-                seq = await sequential_cpu(sides.call(side, "seq"), args.calls)
-                results[side].setdefault("cpu_us_per_call", []).append(seq)
+                results[side].setdefault("cpu_us_per_call", []).append(cpu[side])
+            results["td"].setdefault("lm_cpu_us_per_call", []).append(cpu["lm"])
             if args.burst:
                 for side in SIDES:
+                    # Once to have the connections open (an idle pool keeps them
+                    # 5 s), once measured: a busy service's calls find them open.
+                    await burst_wall(sides.call(side, "burst"), args.burst)
                     wall = await burst_wall(sides.call(side, "burst"), args.burst)
                     results[side].setdefault("burst_wall_s", []).append(wall)
             if args.streams:
@@ -381,13 +415,25 @@ def report(
             return
         bare, ours = med["bare"][key], med["td"][key]
         theirs = dspy.get(key) if dspy else None
-        ratio = f"{ours - bare:+.2f}s" if diff else f"{ours / bare:.2f}x"
+        # The median of each round's ratio: both sides of a round share its load.
+        pairs = list(zip(results["td"][key], results["bare"][key], strict=True))
+        if diff:
+            ratio = f"{statistics.median(t - b for t, b in pairs):+.2f}s"
+        else:
+            ratio = f"{statistics.median(t / b for t, b in pairs):.2f}x"
         dspy_text = f"{theirs:{fmt}}" if theirs is not None else "-"
         lines.append(
             f"{label:<38} {bare:>10{fmt}} {ours:>10{fmt}} {dspy_text:>10} {ratio:>8} {target:>9}"
         )
 
     row("CPU us per sequential call", "cpu_us_per_call", ".0f", "<= 1.5x")
+    if "lm_cpu_us_per_call" in med["td"]:
+        lm_only = med["td"]["lm_cpu_us_per_call"]
+        pairs = zip(results["td"]["lm_cpu_us_per_call"], results["bare"]["cpu_us_per_call"])
+        ratio = statistics.median(t / b for t, b in pairs)
+        lines.append(
+            f"{'  of which lm.request alone':<38} {'':>10} {lm_only:>10.0f} {'':>10} {ratio:>7.2f}x"
+        )
     row(
         f"{args.burst} calls at once, {args.latency:g} s: wall s",
         "burst_wall_s",
@@ -404,6 +450,7 @@ def report(
             f"{o - a:>+7.1f}m {'<= +15ms':>9}"
         )
         lines.append(f"  dependencies imported alone: {', '.join(deps)}")
+    lines.append(f"trio_dspy from {Path(td.__file__).parent}")
     lines.append(
         f"medians of {args.rounds} rounds; per round {args.calls} sequential calls, "
         f"{args.burst} concurrent calls, {args.streams} streams of ~{args.chunks} chunks"
@@ -420,11 +467,13 @@ def profile(args: argparse.Namespace, urls: dict[str, str]) -> None:
         sides = Sides(urls)
         call = sides.call(args.profile_side, "seq")
         await sequential_cpu(call, 20)
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waits for a core
         profiler.enable()
         await sequential_cpu(call, args.profile)
         profiler.disable()
         await sides.aclose()
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler).strip_dirs()
         stats.sort_stats("tottime").print_stats(40)
         stats.sort_stats("cumulative").print_stats(60)
@@ -454,7 +503,7 @@ async def with_servers(args: argparse.Namespace, body: Callable[[dict[str, str]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=400, help="sequential calls per round")
+    parser.add_argument("--calls", type=int, default=300, help="sequential calls per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--burst", type=int, default=1000, help="concurrent calls (0: skip)")
     parser.add_argument("--latency", type=float, default=0.5, help="server latency of the burst")
@@ -465,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imports", type=int, default=10, help="interpreters per import figure")
     parser.add_argument("--dspy-python", default=None, metavar="PYTHON")
     parser.add_argument("--profile", type=int, default=0, metavar="CALLS")
-    parser.add_argument("--profile-side", choices=SIDES, default="td")
+    parser.add_argument("--profile-side", choices=(*SIDES, "lm"), default="td")
+    parser.add_argument("--profile-out", default=None, help="also write the stats to this file")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
