@@ -46,23 +46,50 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-# The tree this script belongs to, unless PYTHONPATH names another (an older
-# release to compare with); its server and import processes inherit it.
+# The servers always run this script's tree; the client runs it too, or the
+# tree given with ``--tree DIR`` (an older commit, to compare with).
 HERE = Path(__file__).resolve().parent
-os.environ.setdefault("PYTHONPATH", str(HERE.parent))
-sys.path.insert(0, os.environ["PYTHONPATH"].split(os.pathsep)[0])
+_tree = sys.argv[sys.argv.index("--tree") + 1] if "--tree" in sys.argv else str(HERE.parent)
+sys.path.insert(0, _tree)
 
 import h11  # noqa: E402
 import trio  # noqa: E402
 
 import trio_dspy as td  # noqa: E402
-from trio_dspy.demo.bench import url_process  # noqa: E402
-from trio_dspy.messages import LMRequest, Message  # noqa: E402
+
+try:
+    from trio_dspy.messages import LMRequest, Message
+except ImportError:  # trees older than the messages module
+    from trio_dspy.lm import LMRequest, Message  # type: ignore[no-redef]
+
+
+@asynccontextmanager
+async def url_process(cmd: list[str]) -> AsyncIterator[str]:
+    """Run ``cmd`` (a server printing its base URL first, of this tree); yield the URL."""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with trio.fail_after(60):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1)
+                if not chunk:
+                    raise RuntimeError("the server exited before printing its URL")
+                line += chunk
+        yield line.decode().strip()
+    finally:
+        proc.terminate()
+        with trio.move_on_after(5):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+
 
 QUESTION = "What is {i} + {i}?"
 STREAM_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do "
@@ -214,10 +241,7 @@ class Sides:
     def __init__(self, urls: dict[str, str]) -> None:
         self.urls = urls
         self.bare = {name: BareClient(url) for name, url in urls.items()}
-        self.lms = {
-            name: td.LM("openai/sim-model", base_url=url, api_key="bench-key", read_timeout=600)
-            for name, url in urls.items()
-        }
+        self.lms = {name: _lm(url) for name, url in urls.items()}
         # One Predict per server, its model pinned (as td.configure would set it once).
         self.predicts = {name: td.Predict("question -> answer") for name in urls}
         for name, predict in self.predicts.items():
@@ -263,6 +287,13 @@ class Sides:
             return chunks
 
         return td_stream
+
+
+def _lm(url: str) -> Any:
+    try:
+        return td.LM("openai/sim-model", base_url=url, api_key="bench-key", read_timeout=600)
+    except TypeError:  # trees older than read_timeout
+        return td.LM("openai/sim-model", base_url=url, api_key="bench-key")
 
 
 async def sequential_cpu(call: Callable[[int], Awaitable[Any]], n: int) -> float:
@@ -363,8 +394,9 @@ LIST_DEPS = (
 def import_times(runs: int) -> tuple[list[str], list[float], list[float]]:
     """The third-party packages ``import trio_dspy`` loads, and seconds to import
     them alone and trio_dspy, each in ``runs`` fresh interpreters (alternately)."""
+    env = {**os.environ, "PYTHONPATH": _tree}
     deps = subprocess.run(
-        [sys.executable, "-c", LIST_DEPS], check=True, capture_output=True, text=True
+        [sys.executable, "-c", LIST_DEPS], check=True, capture_output=True, text=True, env=env
     ).stdout.split()
     deps = [d for d in deps if not d.startswith("_")]
     alone: list[float] = []
@@ -373,7 +405,7 @@ def import_times(runs: int) -> tuple[list[str], list[float], list[float]]:
     def timed(imports: str) -> float:
         code = IMPORT_CHILD.format(imports=imports)
         out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
         )
         return float(out.stdout.strip())
 
@@ -450,7 +482,7 @@ def report(
             f"{o - a:>+7.1f}m {'<= +15ms':>9}"
         )
         lines.append(f"  dependencies imported alone: {', '.join(deps)}")
-    lines.append(f"trio_dspy from {Path(td.__file__).parent}")
+    lines.append(f"client: trio_dspy from {Path(td.__file__).parent}")
     lines.append(
         f"medians of {args.rounds} rounds; per round {args.calls} sequential calls, "
         f"{args.burst} concurrent calls, {args.streams} streams of ~{args.chunks} chunks"
@@ -516,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="CALLS")
     parser.add_argument("--profile-side", choices=(*SIDES, "lm"), default="td")
     parser.add_argument("--profile-out", default=None, help="also write the stats to this file")
+    parser.add_argument("--tree", default=None, help="run the client from this source tree")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
