@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -79,7 +80,7 @@ async def test_a_model_the_table_does_not_know_is_looked_up_once(lookups: list[s
 async def test_the_price_table_is_read_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("genai_prices")
     where: list[threading.Thread] = []
-    monkeypatch.delitem(prices.sys.modules, "genai_prices.data_snapshot", raising=False)
+    monkeypatch.delitem(sys.modules, "genai_prices.data_snapshot", raising=False)
     monkeypatch.setattr(prices, "_load_table", lambda: where.append(threading.current_thread()))
     with td.context(lm=named_lm("gpt-4o-mini")), td.track_usage():
         await td.Predict("question -> answer")(question="q")
