@@ -70,7 +70,11 @@ except ImportError:  # trees older than the messages module
 
 @asynccontextmanager
 async def url_process(cmd: list[str]) -> AsyncIterator[str]:
-    """Run ``cmd`` (a server printing its base URL first, of this tree); yield the URL."""
+    """Run ``cmd`` (a server printing its base URL first, of this tree); yield the URL.
+
+    Like ``trio_dspy.demo.bench.url_process``, but here: the trees ``--tree``
+    compares with may not have it, and the server must run this tree.
+    """
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, env=env)
     try:
