@@ -5,6 +5,11 @@ ones included; only imports under ``if TYPE_CHECKING:`` are left out (they never
 run). ``from pkg import name`` imports the submodule ``pkg.name`` when there is
 one, else the package ``pkg`` itself. A cycle makes the import order matter and
 ties the layers together, so the test prints the first cycle it finds.
+
+Inside one package the rule is stricter: the imports written at module level,
+those under ``if TYPE_CHECKING:`` included, form no cycle either. Two modules
+that need each other's names, even for type hints only, share a third that
+holds what both need.
 """
 
 from __future__ import annotations
@@ -38,6 +43,18 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
+def _module_level_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """The statements run at import: module level, inside ``if``/``try``/``with``
+    blocks (``if TYPE_CHECKING:`` included), not inside functions or classes."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
     """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks."""
     stack: list[ast.AST] = [tree]
@@ -50,8 +67,11 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules that module ``name`` (at ``path``) imports when it runs."""
+def imports_of(
+    name: str, path: Path, modules: dict[str, Path], *, module_level: bool = False
+) -> set[str]:
+    """The project modules that module ``name`` (at ``path``) imports when it runs;
+    with ``module_level``, those its module-level statements name, type-only included."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
@@ -63,7 +83,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         if target and target != name:
             found.add(target)
 
-    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+    walk = _module_level_nodes if module_level else _runtime_nodes
+    for node in walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
@@ -87,6 +108,21 @@ def import_graph() -> dict[str, set[str]]:
     """Module name -> the project modules it imports."""
     modules = module_files()
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Module name -> the modules of its own package it names at module level.
+
+    A module's package is the package itself for an ``__init__``, else its
+    parent; the edges kept go to that package or to its direct modules.
+    """
+    modules = module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = imports_of(name, path, modules, module_level=True)
+        graph[name] = {t for t in found if t == package or t.rpartition(".")[0] == package}
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -147,6 +183,34 @@ def test_project_imports_are_acyclic() -> None:
     assert len(graph) > 20  # the walk found the package
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_module_level_imports_inside_a_package_are_acyclic() -> None:
+    cycle = find_cycle(package_graph())
+    assert cycle is None, "module-level import cycle inside a package: " + " -> ".join(cycle or [])
+
+
+def test_type_only_imports_count_at_module_level_but_not_inside_functions(
+    tmp_path: Path,
+) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from .typed import T\n"
+        "def f():\n"
+        "    from .late import x\n"
+    )
+    modules = {
+        f"{PACKAGE}.pkg.mod": pkg / "mod.py",
+        f"{PACKAGE}.pkg.typed": pkg / "typed.py",
+        f"{PACKAGE}.pkg.late": pkg / "late.py",
+    }
+    modules[f"{PACKAGE}.pkg.mod"].write_text(source)
+    path = modules[f"{PACKAGE}.pkg.mod"]
+    at_import = imports_of(f"{PACKAGE}.pkg.mod", path, modules, module_level=True)
+    assert at_import == {f"{PACKAGE}.pkg.typed"}
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from .groups import raise_single
 from .primitives import Usage
 from .settings import context
 from .telemetry.span import Span, SpanKind, start_span
-from .usage import track_usage
+from .usage import count_usage
 
 __all__ = [
     "RequestScope",
@@ -288,7 +288,7 @@ def request_scope(
     attributes = {"trio_dspy.request.id": rid}
     with (
         settings_cm,
-        track_usage() as usage,
+        count_usage() as usage,
         start_span(
             name, SpanKind.SERVER, attributes, new_trace=True, remote_parent=trace_parent
         ) as span,

@@ -8,12 +8,18 @@ from contextlib import contextmanager
 
 from .primitives import Usage
 
-__all__ = ["record_usage", "track_usage"]
+__all__ = ["count_usage", "record_usage", "track_usage", "wants_cost"]
 
 # Every tracker active for the calling task, innermost last. A child task
 # copies its spawner's context, so it records into the same tracker objects.
 _trackers: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar(
     "trio_dspy.usage", default=()
+)
+# Whether a tracker the user holds is active: only then are calls priced
+# (pricing costs a table lookup per call; the library's own trackers count
+# tokens and never read a cost).
+_costed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "trio_dspy.usage.costed", default=False
 )
 
 
@@ -31,12 +37,30 @@ def track_usage() -> Iterator[Usage]:
     spawned inside the block keep counting into it until they finish, so read
     the totals after the nursery that ran them has closed.
     """
+    costed = _costed.set(True)
+    try:
+        with count_usage() as usage:
+            yield usage
+    finally:
+        _costed.reset(costed)
+
+
+@contextmanager
+def count_usage() -> Iterator[Usage]:
+    """:func:`track_usage` for the library's own bookkeeping (agents, request scopes,
+    optimizer stats): it counts the same calls, but asks for no cost, so calls
+    are priced only when a user's tracker or budget is there to read it."""
     usage = Usage()
     token = _trackers.set((*_trackers.get(), usage))
     try:
         yield usage
     finally:
         _trackers.reset(token)
+
+
+def wants_cost() -> bool:
+    """Whether a :func:`track_usage` block is active for the calling task."""
+    return _costed.get()
 
 
 def record_usage(usage: Usage, *, requests: int = 0) -> None:

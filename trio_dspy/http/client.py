@@ -78,13 +78,51 @@ class _RunPool:
     raw_headers: list[tuple[bytes, bytes]] = attrs.field(factory=list, repr=False)
 
 
-@attrs.frozen
 class Reply:
-    """A complete HTTP response: status, headers (case-insensitive) and body."""
+    """A complete HTTP response: status, headers (case-insensitive) and body.
 
-    status: int
-    headers: httpx.Headers
-    content: bytes
+    ``headers`` may be given as the raw pairs the transport read: they become
+    an ``httpx.Headers`` only when read (a successful call never reads them).
+    """
+
+    __slots__ = ("_headers", "_raw", "content", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: httpx.Headers | Sequence[tuple[bytes, bytes]],
+        content: bytes,
+    ) -> None:
+        self.status = status
+        self.content = content
+        if isinstance(headers, httpx.Headers):
+            self._headers: httpx.Headers | None = headers
+            self._raw: Sequence[tuple[bytes, bytes]] = ()
+        else:
+            self._headers = None
+            self._raw = headers
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers, looked up case-insensitively."""
+        if self._headers is None:
+            self._headers = httpx.Headers(list(self._raw))
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """One header's value (``name`` in lower case), or ``None``: without
+        building :attr:`headers` when the transport gave raw pairs. Raises nothing."""
+        if self._headers is not None:
+            found: str | None = self._headers.get(name)
+            return found
+        wanted = name.encode("latin-1")
+        for key, value in self._raw:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def __repr__(self) -> str:
+        return f"Reply(status={self.status!r}, {len(self.content)} bytes)"
 
     def json(self) -> Any:
         """The body decoded as JSON.
@@ -119,7 +157,20 @@ async def _decoded(content: bytes, headers: httpx.Headers, limit: int | None) ->
         zlib.error: the body is not valid compressed data.
         ResponseTooLargeFailure: it inflates to more than ``limit`` bytes.
     """
-    encoding = headers.get("content-encoding", "identity").lower()
+    return await _inflated(content, headers.get("content-encoding", "identity"), limit)
+
+
+def _raw_encoding(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The ``Content-Encoding`` in raw response headers (lower-case names), if any."""
+    for name, value in headers:
+        if name == b"content-encoding":
+            return value.decode("latin-1")
+    return None
+
+
+async def _inflated(content: bytes, encoding: str, limit: int | None) -> bytes:
+    """``content`` with ``encoding`` (``gzip``, ``deflate``; else as it is) undone."""
+    encoding = encoding.strip().lower()
     if encoding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
@@ -344,9 +395,11 @@ class HTTPClient:
                 raw = await pool.transport.request(
                     b"POST", url, raw_headers, content, self._timeouts
                 )
-                reply_headers = httpx.Headers(raw.headers)
-                body = await _decoded(raw.content, reply_headers, limit)
-                return Reply(raw.status, reply_headers, body)
+                body = raw.content
+                encoding = _raw_encoding(raw.headers)
+                if encoding is not None:
+                    body = await _inflated(body, encoding, limit)
+                return Reply(raw.status, raw.headers, body)
             else:
                 request = httpx.Request(
                     "POST",

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import h11
 import httpx
 
-from .transport import ResponseTooLarge
+from .connection import ResponseTooLarge
 
 __all__ = ["ResponseTooLargeFailure", "TransportFailure", "mapped_failures"]
 

@@ -38,108 +38,23 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import attrs
 import h11
 import httpx
 import trio
 
+from .connection import (
+    Connection,
+    RawResponse,
+    ResponseTooLarge,
+    StaleConnection,
+    StreamedResponse,
+    check_length,
+    valid_headers,
+)
+
 __all__ = ["H11Transport", "RawResponse", "ResponseTooLarge", "StreamedResponse"]
 
 Origin = tuple[str, str, int]
-_CHUNK = 65536
-
-
-class _Connection:
-    """One HTTP/1.1 connection: a trio stream and its h11 state machine."""
-
-    __slots__ = ("h11", "idle_since", "stream")
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
-        self.idle_since = 0.0
-
-    def socket(self) -> Any:
-        stream: Any = self.stream
-        while isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
-        return getattr(stream, "socket", None)
-
-    def looks_alive(self, now: float, expiry: float) -> bool:
-        """Idle, not expired, and the server has not closed it (nothing to read)."""
-        if now - self.idle_since > expiry:
-            return False
-        sock = self.socket()
-        return sock is None or not sock.is_readable()
-
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.stream)
-
-
-@attrs.frozen
-class RawResponse:
-    """A whole response as the transport read it: status, raw headers, body."""
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    content: bytes
-    reason: bytes = b""
-
-
-class StreamedResponse:
-    """A response whose body is read as it arrives (from :meth:`H11Transport.stream`).
-
-    ``status``, ``headers`` (raw pairs) and ``reason`` are known at once;
-    :meth:`receive` returns the body piece by piece.
-    """
-
-    def __init__(
-        self,
-        transport: H11Transport,
-        conn: _Connection,
-        head: h11.Response,
-        read_timeout: float | None,
-    ) -> None:
-        self.status = head.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
-        self.reason = head.reason
-        self._limit = transport.max_response_bytes
-        self._conn = conn
-        self._read_timeout = read_timeout
-        self._size = 0
-        self.complete = False
-
-    async def receive(self) -> bytes:
-        """The next piece of the body (never empty), or ``b""`` once it has ended.
-
-        Raises:
-            httpx.ReadTimeout: silence longer than the ``read`` timeout.
-            httpx.ReadError, httpx.RemoteProtocolError: the connection failed.
-            ResponseTooLarge: the body passed ``max_response_bytes``.
-        """
-        timeout = self._read_timeout
-        while not self.complete:
-            event = await _next_event(self._conn, timeout, timeout, reused=False, started=True)
-            if isinstance(event, h11.Data) and event.data:
-                self._size += len(event.data)
-                if self._limit is not None and self._size > self._limit:
-                    raise ResponseTooLarge(self._limit)
-                return bytes(event.data)
-            self.complete = isinstance(event, h11.EndOfMessage)
-        return b""
-
-
-class ResponseTooLarge(Exception):
-    """A response body is longer than the transport's ``max_response_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"the response body is larger than max_response_bytes={limit}")
-
-
-class _StaleConnection(Exception):
-    """A reused connection died before any response byte: the server had closed it."""
 
 
 class H11Transport(httpx.AsyncBaseTransport):
@@ -170,7 +85,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self.max_response_bytes = max_response_bytes
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
         self._closed = False
 
@@ -187,7 +102,7 @@ class H11Transport(httpx.AsyncBaseTransport):
             return 0
         return self.max_connections - self._slots.value
 
-    async def _connect(self, origin: Origin, connect_timeout: float | None) -> _Connection:
+    async def _connect(self, origin: Origin, connect_timeout: float | None) -> Connection:
         scheme, host, port = origin
         try:
             with _deadline(connect_timeout, httpx.ConnectTimeout):
@@ -200,21 +115,23 @@ class H11Transport(httpx.AsyncBaseTransport):
                     stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
-        return _Connection(stream)
+        return Connection(stream)
 
-    def _checkout(self, origin: Origin) -> _Connection | None:
+    def _checkout(self, origin: Origin) -> Connection | None:
         stack = self._idle.get(origin)
+        if not stack:
+            return None
         now = time.monotonic()
         while stack:
             conn = stack.pop()
             if conn.looks_alive(now, self.keepalive_expiry):
                 return conn
-            _close_now(conn)
+            conn.close_now()
         return None
 
-    def _checkin(self, origin: Origin, conn: _Connection) -> None:
+    def _checkin(self, origin: Origin, conn: Connection) -> None:
         if self._closed:
-            _close_now(conn)
+            conn.close_now()
             return
         conn.idle_since = time.monotonic()
         self._idle.setdefault(origin, []).append(conn)
@@ -265,19 +182,22 @@ class H11Transport(httpx.AsyncBaseTransport):
             httpx.TransportError: as :meth:`handle_async_request`.
             ResponseTooLarge: the body is longer than ``max_response_bytes``.
         """
-        origin, head = self._prepare(method, url, headers)
+        origin, target, checked = self._prepare(method, url, headers)
         timeouts = timeouts or {}
-        async with self._slot(timeouts):
-            conn, response = await self._start(origin, head, body, timeouts)
+        if self._slots is not None:
+            await self._acquire(timeouts)
+        try:
+            conn, response = await self._start(origin, method, target, checked, body, timeouts)
             try:
                 content = await self._read_body(conn, timeouts.get("read"))
             except BaseException:
                 await conn.aclose()  # mid-response: never pooled
                 raise
             await self._finish(origin, conn)
-            return RawResponse(
-                response.status_code, list(response.headers), content, response.reason
-            )
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+        return RawResponse(response.status_code, list(response.headers), content, response.reason)
 
     @asynccontextmanager
     async def stream(
@@ -297,11 +217,14 @@ class H11Transport(httpx.AsyncBaseTransport):
         instead of pooling it; the pool slot is freed either way. Arguments
         and exceptions are those of :meth:`request`.
         """
-        origin, head = self._prepare(method, url, headers)
+        origin, target, checked = self._prepare(method, url, headers)
         timeouts = timeouts or {}
-        async with self._slot(timeouts):
-            conn, response = await self._start(origin, head, body, timeouts)
-            streamed = StreamedResponse(self, conn, response, timeouts.get("read"))
+        if self._slots is not None:
+            await self._acquire(timeouts)
+        try:
+            conn, response = await self._start(origin, method, target, checked, body, timeouts)
+            read_timeout = timeouts.get("read")
+            streamed = StreamedResponse(conn, response, read_timeout, self.max_response_bytes)
             try:
                 yield streamed
             except BaseException:
@@ -311,125 +234,106 @@ class H11Transport(httpx.AsyncBaseTransport):
                 await self._finish(origin, conn)
             else:
                 await conn.aclose()  # left early: the rest of the body is not wanted
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
     def _prepare(
         self, method: bytes, url: httpx.URL, headers: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[Origin, h11.Request]:
+    ) -> tuple[Origin, bytes, list[tuple[bytes, bytes]]]:
+        """The request's origin, target and checked headers.
+
+        Raises:
+            RuntimeError: the transport is closed.
+            httpx.LocalProtocolError: a header is not allowed.
+        """
         if self._closed:
             raise RuntimeError("the transport is closed")
         scheme = url.scheme
         origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-        return origin, h11.Request(method=method, target=url.raw_path, headers=list(headers))
+        return origin, url.raw_path, valid_headers(headers)
 
-    @asynccontextmanager
-    async def _slot(self, timeouts: Mapping[str, Any]) -> AsyncIterator[None]:
-        if self._slots is None:
-            yield
-            return
+    async def _acquire(self, timeouts: Mapping[str, Any]) -> None:
+        """Take a pool slot, waiting at most the ``pool`` timeout."""
+        assert self._slots is not None
         with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
-        try:
-            yield
-        finally:
-            self._slots.release()
 
     async def _start(
-        self, origin: Origin, head: h11.Request, body: bytes, timeouts: Mapping[str, Any]
-    ) -> tuple[_Connection, h11.Response]:
+        self,
+        origin: Origin,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: Mapping[str, Any],
+    ) -> tuple[Connection, h11.Response]:
         """Send the request and read the response head: the connection and the head."""
         conn = self._checkout(origin)
+        request = (method, target, headers, body)
         if conn is not None:
             try:
-                return conn, await self._begin(conn, head, body, timeouts, reused=True)
-            except _StaleConnection:
+                return conn, await self._begin(conn, request, timeouts, reused=True)
+            except StaleConnection:
                 pass  # the server dropped the idle connection: try once on a fresh one
         conn = await self._connect(origin, timeouts.get("connect"))
         try:
-            return conn, await self._begin(conn, head, body, timeouts, reused=False)
-        except _StaleConnection as exc:
+            return conn, await self._begin(conn, request, timeouts, reused=False)
+        except StaleConnection as exc:
             raise httpx.RemoteProtocolError(
                 "server closed the connection without answering"
             ) from exc
 
     async def _begin(
         self,
-        conn: _Connection,
-        head: h11.Request,
-        body: bytes,
+        conn: Connection,
+        request: tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes],
         timeouts: Mapping[str, Any],
         *,
         reused: bool,
     ) -> h11.Response:
         try:
-            await self._send_request(conn, head, body, timeouts, reused)
-            return await self._read_head(conn, timeouts, reused)
+            await conn.send_request(*request, timeouts.get("write"), reused)
+            # Until the first byte the wait is the server's thinking time
+            # (``first_byte``); after it, ``read`` bounds each silence.
+            read_timeout = timeouts.get("read")
+            wait = timeouts.get("first_byte", read_timeout)
+            while True:
+                event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
+                wait = read_timeout
+                if type(event) is h11.Response:
+                    check_length(event, self.max_response_bytes)
+                    return event
+                # h11.InformationalResponse (1xx): keep reading.
         except BaseException:
             # Cancelled or failed mid-request: the connection is in an unknown
             # state, so it is closed, never pooled.
             await conn.aclose()
             raise
 
-    async def _finish(self, origin: Origin, conn: _Connection) -> None:
+    async def _finish(self, origin: Origin, conn: Connection) -> None:
         """Pool a connection whose exchange is complete; close any other."""
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
-            conn.h11.start_next_cycle()
+        state = conn.h11
+        if state.our_state is h11.DONE and state.their_state is h11.DONE:
+            state.start_next_cycle()
             self._checkin(origin, conn)
         else:
             await conn.aclose()
 
-    async def _send_request(
-        self,
-        conn: _Connection,
-        head: h11.Request,
-        body: bytes,
-        timeouts: Mapping[str, Any],
-        reused: bool,
-    ) -> None:
-        try:
-            parts = [conn.h11.send(head)]
-        except h11.LocalProtocolError:
-            # h11's message quotes the offending header value (maybe a key).
-            raise httpx.LocalProtocolError("invalid request header") from None
-        if body:
-            parts.append(conn.h11.send(h11.Data(data=body)))
-        parts.append(conn.h11.send(h11.EndOfMessage()))
-        data = b"".join(p for p in parts if p)
-        try:
-            with _deadline(timeouts.get("write"), httpx.WriteTimeout):
-                await conn.stream.send_all(data)
-        except (trio.BrokenResourceError, OSError) as exc:
-            if reused:
-                raise _StaleConnection from exc
-            raise httpx.WriteError(f"cannot send the request: {exc}") from exc
-
-    async def _read_head(
-        self, conn: _Connection, timeouts: Mapping[str, Any], reused: bool
-    ) -> h11.Response:
-        # Until the first byte the wait is the server's thinking time
-        # (``first_byte``); after it, ``read`` bounds each silence.
-        read_timeout = timeouts.get("read")
-        timeout = timeouts.get("first_byte", read_timeout)
-        while True:
-            event = await _next_event(conn, timeout, read_timeout, reused=reused, started=False)
-            timeout = read_timeout
-            if isinstance(event, h11.Response):
-                _check_length(event, self.max_response_bytes)
-                return event
-            # h11.InformationalResponse (1xx): keep reading.
-
-    async def _read_body(self, conn: _Connection, read_timeout: float | None) -> bytes:
+    async def _read_body(self, conn: Connection, read_timeout: float | None) -> bytes:
         limit = self.max_response_bytes
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await _next_event(conn, read_timeout, read_timeout, reused=False, started=True)
-            if isinstance(event, h11.Data):
+            event = await conn.next_event(read_timeout, read_timeout, reused=False, started=True)
+            kind = type(event)
+            if kind is h11.Data:
                 size += len(event.data)
                 if limit is not None and size > limit:
                     raise ResponseTooLarge(limit)
                 chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
+            elif kind is h11.EndOfMessage:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close every idle connection; later requests raise."""
@@ -438,71 +342,6 @@ class H11Transport(httpx.AsyncBaseTransport):
         for stack in idle.values():
             for conn in stack:
                 await conn.aclose()
-
-
-async def _next_event(
-    conn: _Connection,
-    first_wait: float | None,
-    read_timeout: float | None,
-    *,
-    reused: bool,
-    started: bool,
-) -> Any:
-    """The next h11 event of the response, receiving as needed.
-
-    ``first_wait`` bounds the first wait, ``read_timeout`` the later ones.
-    ``started``: the response head has arrived. A reused connection that
-    dies before that was most likely closed by the server as idle (some
-    servers close after every response without saying so): that raises
-    :class:`_StaleConnection`, and the request is sent once more on a fresh
-    connection. Anything later is an error for the caller's retry policy.
-    """
-    closed = False
-    wait = first_wait
-    while True:
-        try:
-            event = conn.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            if closed:
-                raise httpx.RemoteProtocolError(
-                    "server closed the connection mid-response"
-                ) from exc
-            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
-        if event is not h11.NEED_DATA:
-            if isinstance(event, h11.ConnectionClosed):
-                where = "mid-response" if started else "without answering"
-                raise httpx.RemoteProtocolError(f"server closed the connection {where}")
-            return event
-        try:
-            with _deadline(wait, httpx.ReadTimeout):
-                received = await conn.stream.receive_some(_CHUNK)
-        except (trio.BrokenResourceError, OSError) as exc:
-            if reused and not started:
-                raise _StaleConnection from exc
-            raise httpx.ReadError(f"connection lost: {exc}") from exc
-        if not received and not started:
-            if reused:
-                raise _StaleConnection
-            raise httpx.RemoteProtocolError("server closed the connection without answering")
-        wait = read_timeout
-        closed = not received
-        conn.h11.receive_data(bytes(received))
-
-
-def _check_length(response: h11.Response, limit: int | None) -> None:
-    """Refuse at once a response whose ``Content-Length`` is over ``limit``."""
-    if limit is None:
-        return
-    for name, value in response.headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise ResponseTooLarge(limit)
-
-
-def _close_now(conn: _Connection) -> None:
-    """Close a dead idle connection without awaiting (its socket is done anyway)."""
-    sock = conn.socket()
-    if sock is not None:
-        sock.close()
 
 
 @contextmanager

@@ -44,10 +44,10 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
 from ..usage import record_usage
 from ..usage_limits import Reservation, active, needs_cost, reserve
-from .history import record
+from .history import inspect_history, record
 from .history_entry import HistoryEntry
 from .params import completion_estimate
-from .prices import call_cost, estimate_cost
+from .prices import call_cost, cost_wanted, estimate_cost, load_prices
 
 __all__ = [
     "BaseLM",
@@ -257,6 +257,8 @@ class BaseLM(abc.ABC):
             return await run.lm_request(self, request, trace_content)
         await entered()
         request = self._with_defaults(request)
+        if cost_wanted():
+            await load_prices()
         with self._observed(request, trace_content) as call:
             call.response = await self.send(request)
         return call.response
@@ -294,11 +296,12 @@ class BaseLM(abc.ABC):
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
             call = Call(span, t0)
             reservation = self._reserve(request)
+            priced = cost_wanted()  # nothing reads a cost otherwise: no lookup
             try:
                 yield call
             finally:
                 response = call.response
-                if response is not None:
+                if response is not None and priced:
                     response = call.response = self._priced(response)
                 reservation.settle(
                     None if response is None else response.usage,
@@ -309,7 +312,17 @@ class BaseLM(abc.ABC):
             if span.is_recording:
                 span.set_attributes(_response_attributes(response, trace_content))
         record_usage(response.usage, requests=0 if response.cached else 1)
-        record(self, HistoryEntry(request, response, started_at, time.perf_counter() - t0))
+        record(
+            self,
+            HistoryEntry(
+                request,
+                response,
+                started_at,
+                time.perf_counter() - t0,
+                self.provider,
+                self.model_name,
+            ),
+        )
 
     def _reserve(self, request: LMRequest) -> Reservation:
         """Hold the worst case of ``request`` on the active :mod:`~trio_dspy.usage_limits` budgets.
@@ -397,8 +410,6 @@ class BaseLM(abc.ABC):
 
         The same as ``td.inspect_history(n, lm=self)``. Raises nothing.
         """
-        from .history import inspect_history
-
         inspect_history(n, lm=self, file=file)
 
     async def aclose(self) -> None:

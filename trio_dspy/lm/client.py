@@ -20,48 +20,27 @@ import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httpx
 import trio
 
 from ..checkpoint import entered
-from ..errors import (
-    ConfigurationError,
-    LMError,
-    LMServerError,
-    LMTimeoutError,
-    ToolsUnsupportedError,
-)
-from ..http import HTTPClient, Reply, Secret, TransportFailure
+from ..errors import ConfigurationError, LMError
+from ..http import HTTPClient, Reply, Secret
 from ..journal.active import ACTIVE_RUN
 from ..logs import get_logger
 from ..messages import LMRequest, LMResponse
-from ..telemetry.propagation import trace_headers
 from ..unicode import utf8
 from .base import BaseLM, LMStream
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
-from .errors import (
-    FormatRefused,
-    after_retries,
-    error_for_failure,
-    error_for_reply,
-    is_retryable_status,
-    parse_retry_after,
-    refuses_format,
-)
+from .errors import FormatRefused
+from .exchange import Exchange, within_timeout
 from .limits import Limits, LimitsBackend, LimitsStore
-from .params import (
-    MALFORMED,
-    BadField,
-    TooDeep,
-    check_params,
-    check_positive,
-    completion_estimate,
-    load_json,
-)
+from .params import check_params, check_positive, completion_estimate
+from .prices import cost_wanted, load_prices
 from .providers import known_providers, provider_class, register_provider
-from .retry import Backoff, OnRetry, Retryable, call_with_retries, report_retry
+from .retry import Backoff, OnRetry, call_with_retries, report_retry
 from .streaming import Sink, StreamDecoder, open_stream, stream_exchange
 
 __all__ = ["LM", "known_providers", "register_provider"]  # the last two from .providers
@@ -166,7 +145,7 @@ class LM(BaseLM):
     def __new__(cls, *args: Any, **kwargs: Any) -> LM:
         if cls is LM:
             model = args[0] if args else kwargs.get("model", "")
-            cls = provider_class(model if isinstance(model, str) else repr(model))
+            cls = cast("type[LM]", provider_class(model if isinstance(model, str) else repr(model)))
         return super().__new__(cls)
 
     def __init__(
@@ -250,7 +229,18 @@ class LM(BaseLM):
             max_response_bytes=max_response_bytes,
             transport=transport,
         )
-        self._url = self._http.url(self.endpoint_path(self._http.base_url.path))
+        #: the POST, its typed errors and the reply's JSON (shared with streams, embeddings).
+        self._wire = Exchange(
+            self._http,
+            self._http.url(self.endpoint_path(self._http.base_url.path)),
+            provider=self.provider,
+            model_name=self.model_name,
+            api_key=self._api_key,
+            api_key_env=self.api_key_env,
+            attempt_timeout=attempt_timeout,
+            parse_body=self.parse_body,
+            read_reply=self.read_reply,
+        )
         self._public_base_url = str(self._http.base_url.copy_with(username=None, password=None))
         if limits is not None and self._limits is not None:
             self._limits = limits.bind(self.limits, f"{self.model}@{self._public_base_url}")
@@ -259,6 +249,10 @@ class LM(BaseLM):
     def endpoint_path(self, base_path: str) -> str:
         """The path appended to ``base_url`` for one call (``/chat/completions``)."""
         return self.endpoint
+
+    def read_reply(self, response: LMResponse, reply: Reply) -> LMResponse:
+        """``response`` with what ``reply``'s headers add to it (nothing, here). Raises nothing."""
+        return response
 
     def extra_headers(self) -> dict[str, str]:
         """Public headers sent with every request (e.g. an API version)."""
@@ -334,16 +328,7 @@ class LM(BaseLM):
     ) -> LMResponse:
         """``await call`` within the call's timeout (the LM's, or the request's own)."""
         timeout = request.timeout if request.timeout is not None else self.timeout
-        if timeout is None:
-            return await call
-        with trio.move_on_after(timeout):
-            return await call
-        raise LMTimeoutError(
-            f"no response within {timeout:g} s (retries included): raise timeout= on the LM "
-            "or the request, or check that the server is responsive",
-            provider=self.provider,
-            model=self.model_name,
-        )
+        return await within_timeout(timeout, call, self._wire, "the LM or the request")
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -388,8 +373,17 @@ class LM(BaseLM):
             return
         await entered()
         request = self._with_defaults(request)
+        if cost_wanted():
+            await load_prices()
         with self._observed(request, trace_content, stream=True) as call:
-            async with open_stream(self, request, call) as stream:
+            key = None
+            if self.cache is not None:
+                key = cache_key(self.provider, self.model_name, self._public_base_url, request)
+
+            def produce(sink: Sink) -> Coroutine[Any, Any, LMResponse]:
+                return self._within_timeout(request, self._call(request, sink))
+
+            async with open_stream(call, produce, self.cache, key) as stream:
                 yield stream
             if stream.finished:
                 call.response = stream.response
@@ -431,7 +425,7 @@ class LM(BaseLM):
             body = self.stream_body(body)
         content = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
-        estimate = len(content) // 4 + completion_estimate(body)
+        estimate = 0 if self._limits is None else len(content) // 4 + completion_estimate(body)
         return await call_with_retries(
             partial(self._attempt, content, estimate, level, bool(request.tools), sink),
             max_retries=self.max_retries,
@@ -453,8 +447,11 @@ class LM(BaseLM):
         sink: Sink | None,
         retries: int,
     ) -> LMResponse:
-        exchange: Callable[[bytes, str | None, bool, int], Awaitable[LMResponse]]
-        exchange = self._exchange if sink is None else partial(stream_exchange, self, sink)
+        exchange: Callable[[bytes, str | None, bool, int], Awaitable[LMResponse]] = (
+            self._exchange
+            if sink is None
+            else partial(stream_exchange, self._wire, self.stream_decoder, sink)
+        )
         if self._limits is None:
             return await exchange(content, level, tools, retries)
         async with self._limits.acquire(estimate) as permit:
@@ -468,140 +465,9 @@ class LM(BaseLM):
                 permit.settle(response.usage.total_tokens)
             return response
 
-    async def _exchange(
-        self, content: bytes, level: str | None, tools: bool, retries: int
-    ) -> LMResponse:
-        """One POST and its response read whole."""
-        return await self._handle(await self._post(content, retries), level, tools, retries)
-
-    async def _post(self, content: bytes, retries: int, url: httpx.URL | None = None) -> Reply:
-        """One POST of ``content`` to ``url`` (default: the completions endpoint) within
-        ``attempt_timeout``; a transport failure or timeout raises its typed error."""
-        headers = trace_headers()  # per request: the context of this call's span
-        url = self._url if url is None else url
-        try:
-            if self.attempt_timeout is None:
-                return await self._http.post(url, content, headers)
-            with trio.move_on_after(self.attempt_timeout):
-                return await self._http.post(url, content, headers)
-        except TransportFailure as failure:
-            error, cause = self._transport_error(failure, retries, final=False)
-            raise error from cause
-        raise self._attempt_timed_out(retries)
-
-    def _transport_error(
-        self, failure: TransportFailure, retries: int, *, final: bool
-    ) -> tuple[Exception, BaseException | None]:
-        """The typed error for ``failure`` (wrapped in :class:`Retryable` unless
-        ``final`` or not worth retrying) and the exception to chain it to."""
-        where = f"{self.server_address}:{self.server_port}"
-        error, cause = error_for_failure(
-            failure,
-            where=where,
-            retries=retries,
-            provider=self.provider,
-            model=self.model_name,
-            scrub=self._api_key.scrub,
-        )
-        if final or not failure.retryable:
-            return error, cause
-        return Retryable(error), cause
-
-    def _attempt_timed_out(self, retries: int) -> Retryable:
-        """An attempt got no response within ``attempt_timeout``: worth retrying."""
-        return Retryable(
-            LMTimeoutError(
-                f"no response within attempt_timeout={self.attempt_timeout:g} s"
-                + after_retries(retries),
-                provider=self.provider,
-                model=self.model_name,
-            )
-        )
-
-    async def _handle(
-        self, reply: Reply, level: str | None, tools: bool, retries: int
-    ) -> LMResponse:
-        """The response in a successful reply, or the typed error for a failed one.
-
-        Raises:
-            Retryable: a transient failure (408, 409, 429, 5xx, a garbled body).
-            FormatRefused: the server refused the ``response_format`` of ``level``.
-            LMError: a final failure.
-        """
-        if 200 <= reply.status < 300:
-            return await self._parse(reply, retries)
-        raise self._failure(reply, level, tools, retries)
-
-    def _failure(self, reply: Reply, level: str | None, tools: bool, retries: int) -> Exception:
-        """The exception to raise for a failed ``reply``: :class:`Retryable` for a
-        transient failure, :class:`FormatRefused` for a refused response format,
-        else the final :class:`~trio_dspy.errors.LMError`."""
-        error = error_for_reply(
-            reply,
-            sent_tools=tools,
-            retries=retries,
-            provider=self.provider,
-            model=self.model_name,
-            auth_hint=f"check api_key= or ${self.api_key_env}",
-            scrub=self._api_key.scrub,
-        )
-        if level not in (None, "prompt") and refuses_format(error, reply.text):
-            return FormatRefused(error)
-        if is_retryable_status(reply.status) and not isinstance(error, ToolsUnsupportedError):
-            return Retryable(error, retry_after=parse_retry_after(reply.headers))
-        return error
-
-    async def _parse(self, reply: Reply, retries: int) -> LMResponse:
-        """The :class:`LMResponse` in a successful reply's JSON body."""
-        data = await self._decode(reply, retries)
-        try:
-            return self.parse_body(data)
-        except MALFORMED as exc:
-            raise self._malformed(reply, exc) from None
-
-    async def _decode(self, reply: Reply, retries: int) -> Any:
-        """A successful reply's JSON body, decoded.
-
-        Raises:
-            LMServerError: the body is nested too deeply (hostile: not retried).
-            Retryable: the body is not JSON (cut off or garbled on the way).
-        """
-        try:
-            data = await load_json(reply.content)
-        except TooDeep:  # hostile, not garbled: not worth asking again
-            raise LMServerError(
-                f"the server's response is nested too deeply to decode: {self._snippet(reply)!r}",
-                status_code=reply.status,
-                provider=self.provider,
-                model=self.model_name,
-            ) from None
-        except ValueError:  # cut off or garbled on the way: worth another try
-            raise Retryable(
-                LMServerError(
-                    f"the server answered with a body that is not JSON{after_retries(retries)}: "
-                    f"{self._snippet(reply)!r}",
-                    status_code=reply.status,
-                    provider=self.provider,
-                    model=self.model_name,
-                )
-            ) from None
-        return data
-
-    def _malformed(self, reply: Reply, exc: Exception) -> LMServerError:
-        """The error for a decoded body of the wrong shape (``exc`` says where)."""
-        cause = str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
-        return LMServerError(
-            f"the server's response is not in the {self.provider} format "
-            f"({cause}): {self._snippet(reply)!r}; "
-            "check base_url and the provider prefix of the model",
-            status_code=reply.status,
-            provider=self.provider,
-            model=self.model_name,
-        )
-
-    def _snippet(self, reply: Reply) -> str:
-        """The start of a reply's body for an error message, without the key."""
-        return self._api_key.scrub(reply.head(300))
+    async def _exchange(self, content: bytes, level: str | None, tools: bool, n: int) -> LMResponse:
+        """One POST and its response read whole (``n``: the retries so far)."""
+        return await self._wire.handle(await self._wire.post(content, n), level, tools, n)
 
     # ------------------------------------------------------------ lifecycle
     async def aclose(self) -> None:

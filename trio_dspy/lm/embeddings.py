@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from ..checkpoint import entered
-from ..errors import ConfigurationError, LMTimeoutError
+from ..errors import ConfigurationError
 from ..primitives import Usage
 from ..telemetry import semconv as sc
 from ..telemetry.span import SpanKind, start_span
@@ -36,6 +36,7 @@ from ..usage import record_usage
 from .cache import Cache, make_cache
 from .client import _CLOSE_TIMEOUT, LM
 from .embeddings_cache import entry_key, lookup, store
+from .exchange import within_timeout
 from .openai import OpenAILM
 from .openai_stream import openai_usage
 from .params import MALFORMED, BadField, read_index, refuse_unknown
@@ -217,17 +218,7 @@ class EmbeddingsClient:
         return result
 
     async def _within_timeout(self, call: Coroutine[Any, Any, Embeddings]) -> Embeddings:
-        timeout = self.lm.timeout
-        if timeout is None:
-            return await call
-        with trio.move_on_after(timeout):
-            return await call
-        raise LMTimeoutError(
-            f"no response within {timeout:g} s (retries included): raise timeout= on the "
-            "Embedder, or check that the server is responsive",
-            provider=self.lm.provider,
-            model=self.lm.model_name,
-        )
+        return await within_timeout(self.lm.timeout, call, self.lm._wire, "the Embedder")
 
     async def _attempt(self, content: bytes, count: int, retries: int) -> Embeddings:
         """One request under the limits; ``tpm`` is charged a quarter of the body's bytes."""
@@ -246,15 +237,15 @@ class EmbeddingsClient:
             return result
 
     async def _exchange(self, content: bytes, count: int, retries: int) -> Embeddings:
-        lm = self.lm
-        reply = await lm._post(content, retries, self._url)
+        wire = self.lm._wire
+        reply = await wire.post(content, retries, self._url)
         if not 200 <= reply.status < 300:
-            raise lm._failure(reply, None, False, retries)
-        data = await lm._decode(reply, retries)
+            raise wire.failure(reply, None, False, retries)
+        data = await wire.decode(reply, retries)
         try:
-            return read_embeddings(data, count, lm.model_name)
+            return read_embeddings(data, count, self.lm.model_name)
         except MALFORMED as exc:
-            raise lm._malformed(reply, exc) from None
+            raise wire.malformed(reply, exc) from None
 
     async def aclose(self) -> None:
         """Close this run's connections (and the cache's file); the client stays usable.

@@ -129,7 +129,17 @@ class FallbackLM(BaseLM):
             index, response = await self._ask(request, trace_content=trace_content, span=span)
             if span.is_recording:
                 span.set_attributes({ANSWERED_BY: self.lms[index].model, ANSWERED_INDEX: index})
-        self.history.append(HistoryEntry(request, response, started_at, time.perf_counter() - t0))
+        answered = self.lms[index]
+        self.history.append(
+            HistoryEntry(
+                request,
+                response,
+                started_at,
+                time.perf_counter() - t0,
+                answered.provider,
+                answered.model_name,
+            )
+        )
         return response
 
     async def _ask(

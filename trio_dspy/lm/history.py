@@ -11,13 +11,27 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import Protocol, TextIO
 
-if TYPE_CHECKING:
-    from .base import BaseLM
-    from .history_entry import HistoryEntry
+from .history_entry import HistoryEntry
 
-__all__ = ["GLOBAL_HISTORY_SIZE", "clear_history", "format_history", "inspect_history", "record"]
+__all__ = [
+    "GLOBAL_HISTORY_SIZE",
+    "HasHistory",
+    "HistoryEntry",
+    "clear_history",
+    "format_history",
+    "inspect_history",
+    "record",
+]
+
+
+class HasHistory(Protocol):
+    """A model as this module sees it (a :class:`~trio_dspy.lm.BaseLM`): its name and calls."""
+
+    model: str
+    history: collections.deque[HistoryEntry]
+
 
 #: How many calls (of every model together) the process-wide history keeps.
 GLOBAL_HISTORY_SIZE = 200
@@ -26,7 +40,7 @@ GLOBAL_HISTORY_SIZE = 200
 _global: collections.deque[tuple[str, HistoryEntry]] = collections.deque(maxlen=GLOBAL_HISTORY_SIZE)
 
 
-def record(lm: BaseLM, entry: HistoryEntry) -> None:
+def record(lm: HasHistory, entry: HistoryEntry) -> None:
     """Keep ``entry`` (a finished call of ``lm``) in ``lm.history`` and the process-wide one."""
     lm.history.append(entry)
     _global.append((lm.model, entry))
@@ -72,7 +86,7 @@ def _entry(entry: HistoryEntry, index: int, total: int, lm: str = "") -> str:
     return "\n".join(lines)
 
 
-def format_history(n: int = 1, lm: BaseLM | None = None) -> str:
+def format_history(n: int = 1, lm: HasHistory | None = None) -> str:
     """The last ``n`` calls of ``lm`` as text; of any model when ``lm`` is ``None``.
 
     Raises nothing: with no calls recorded it says so.
@@ -90,7 +104,7 @@ def format_history(n: int = 1, lm: BaseLM | None = None) -> str:
     return f"{body}\n{_RULE}"
 
 
-def inspect_history(n: int = 1, lm: BaseLM | None = None, file: TextIO | None = None) -> None:
+def inspect_history(n: int = 1, lm: HasHistory | None = None, file: TextIO | None = None) -> None:
     """Print the last ``n`` calls of ``lm``, or of any model when ``lm`` is ``None``.
 
     Works anywhere, inside or outside ``td.context``: without ``lm`` it reads

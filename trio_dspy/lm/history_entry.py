@@ -24,7 +24,9 @@ class HistoryEntry:
 
     ``entry.cost`` is what the call cost in US dollars, as the server reported
     it (OpenRouter's ``usage.cost``, a LiteLLM proxy's response-cost header)
-    or the prices table priced it; ``None`` when unknown or a cache hit.
+    or, when it reported none, as the prices table prices it: looked up when
+    read, so a call nobody asks the cost of is never priced. ``None`` when
+    unknown or a cache hit.
     ``entry["cost"]``, ``entry["messages"]``, ``entry["outputs"]`` and DSPy's
     other keys (:meth:`keys`) read the same call as DSPy's dict does.
     """
@@ -33,11 +35,27 @@ class HistoryEntry:
     response: LMResponse
     started_at: float  # wall clock (time.time())
     duration: float  # seconds
+    #: The model that made the call, as the prices table knows it (``provider``,
+    #: the model's name): what prices a call whose server reported no cost.
+    provider: str = ""
+    model_name: str = ""
 
     @property
     def cost(self) -> float | None:
-        """The call's cost in US dollars, ``None`` when unknown (see :mod:`.prices`)."""
-        return self.response.usage.cost
+        """The call's cost in US dollars, ``None`` when unknown (see :mod:`.prices`).
+
+        The first read of a cost the server did not report may load the
+        prices table (the ``prices`` extra). Raises nothing.
+        """
+        response = self.response
+        usage = response.usage
+        if usage.cost is not None or response.cached or not usage.total_tokens:
+            return usage.cost
+        if not self.provider:
+            return None
+        from .prices import call_cost
+
+        return call_cost(self.provider, (response.model, self.model_name), usage)
 
     def __getitem__(self, key: str) -> Any:
         """The value DSPy's history entry has under ``key``.

@@ -169,10 +169,10 @@ class OpenAILM(LM):
             reasoning=_reasoning(choice),
         )
 
-    async def _parse(self, reply: Reply, retries: int) -> LMResponse:
-        """The response in ``reply``, with the cost a LiteLLM proxy reports in a
-        header when the body's usage has none (:func:`with_header_cost`)."""
-        return with_header_cost(await super()._parse(reply, retries), reply.headers)
+    def read_reply(self, response: LMResponse, reply: Reply) -> LMResponse:
+        """``response`` with the cost a LiteLLM proxy reports in a header when
+        the body's usage has none (:func:`with_header_cost`). Raises nothing."""
+        return with_header_cost(response, reply)
 
     def stream_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with ``stream`` on and usage asked for in the last chunk."""

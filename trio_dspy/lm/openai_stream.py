@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from ..http import Reply
 from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
@@ -46,14 +46,14 @@ def _reported_cost(value: Any) -> float | None:
     return cost if 0 <= cost <= 1e6 else None  # NaN fails both comparisons
 
 
-def with_header_cost(response: LMResponse, headers: Mapping[str, str]) -> LMResponse:
+def with_header_cost(response: LMResponse, reply: Reply) -> LMResponse:
     """``response`` with the cost a LiteLLM proxy reports in its
     ``x-litellm-response-cost`` header, when its usage reports none and the
     header is a sane number (as for ``usage.cost``). Raises nothing."""
     if response.usage.cost is not None:
         return response
     try:
-        cost = _reported_cost(float(headers.get("x-litellm-response-cost", "")))
+        cost = _reported_cost(float(reply.header("x-litellm-response-cost") or ""))
     except ValueError:
         return response
     if cost is None:

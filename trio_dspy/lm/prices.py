@@ -8,8 +8,12 @@ providers' published prices, no network) prices the call by its provider
 then the one the LM was given). Without the extra, or for a model the table
 does not know (a local server's, a fine-tune), the cost is ``None``.
 
-The table is read the first time a cost is needed (about a third of a second,
-once per process). Prices are the providers' list prices: discounts, batch
+Calls are priced only when something reads the cost: a
+:func:`~trio_dspy.track_usage` block or a :func:`~trio_dspy.usage_limits`
+budget (see :func:`cost_wanted`). The table is read the first time a cost is
+needed (about a third of a second, once per process), in a worker thread so
+that the event loop keeps running; a model the table does not know is looked
+up once per process. Prices are the providers' list prices: discounts, batch
 rates and cached-prompt rebates are not applied, so treat the figure as an
 estimate.
 """
@@ -19,17 +23,47 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import sys
 from typing import Any
 
-from ..primitives import Usage
+import trio
 
-__all__ = ["call_cost", "estimate_cost", "prices_available"]
+from ..primitives import Usage
+from ..usage import wants_cost
+from ..usage_limits import active
+
+__all__ = ["call_cost", "cost_wanted", "estimate_cost", "load_prices", "prices_available"]
+
+# (provider, model) pairs the table does not know: its lookup of a name it
+# lacks tries every model's patterns (about a third of a millisecond), so a
+# miss is remembered.
+_unknown: set[tuple[str, str]] = set()
 
 
 @functools.cache
 def prices_available() -> bool:
     """Whether the ``prices`` extra (``genai-prices``) is installed."""
     return importlib.util.find_spec("genai_prices") is not None
+
+
+def cost_wanted() -> bool:
+    """Whether a call made now must be priced: a :func:`~trio_dspy.track_usage`
+    block or a :func:`~trio_dspy.usage_limits` budget is active for the task."""
+    return wants_cost() or active()
+
+
+def _load_table() -> None:
+    import genai_prices.data_snapshot
+
+    genai_prices.data_snapshot.get_snapshot()
+
+
+async def load_prices() -> None:
+    """Import the price table in a worker thread the first time, so that the
+    event loop is not held for its third of a second. Raises nothing."""
+    if "genai_prices.data_snapshot" in sys.modules or not prices_available():
+        return
+    await trio.to_thread.run_sync(_load_table)
 
 
 def estimate_cost(
@@ -45,11 +79,14 @@ def estimate_cost(
 
     usage = genai_prices.Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens)
     for model in models:
-        if not model:
+        if not model or (provider, model) in _unknown:
             continue
         try:
             found: Any = genai_prices.calc_price(usage, model_ref=model, provider_id=provider)
-        except (LookupError, ValueError, TypeError):
+        except LookupError:
+            _unknown.add((provider, model))
+            continue
+        except (ValueError, TypeError):
             continue
         price = float(found.total_price)
         if math.isfinite(price) and price >= 0:

@@ -1,19 +1,21 @@
-"""The provider registry: which class serves ``LM("provider/name")``."""
+"""The provider registry: which class serves ``LM("provider/name")``.
+
+The classes are subclasses of :class:`~trio_dspy.lm.LM`; this module names
+them without importing that one (``lm/client.py`` imports this), so the
+registry's types say only ``type``.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .client import LM
 
 __all__ = ["known_providers", "provider_class", "register_provider"]
 
 # provider -> "module:Class", imported on first use.
-_PROVIDERS: dict[str, str | type[LM]] = {
+_PROVIDERS: dict[str, str | type[Any]] = {
     "openai": "trio_dspy.lm.openai:OpenAILM",
     "anthropic": "trio_dspy.lm.anthropic:AnthropicLM",
     # OpenAI-compatible servers with a conventional address (lm/compatible.py).
@@ -26,8 +28,8 @@ _PROVIDERS: dict[str, str | type[LM]] = {
 }
 
 
-def register_provider(name: str, cls: type[LM] | str) -> None:
-    """Make ``LM("name/model")`` build ``cls`` (a class or ``"module:Class"``)."""
+def register_provider(name: str, cls: type[Any] | str) -> None:
+    """Make ``LM("name/model")`` build ``cls`` (an ``LM`` subclass or ``"module:Class"``)."""
     _PROVIDERS[name] = cls
 
 
@@ -36,7 +38,7 @@ def known_providers() -> list[str]:
     return sorted(_PROVIDERS)
 
 
-def provider_class(model: str) -> type[LM]:
+def provider_class(model: str) -> type[Any]:
     """The class that serves ``model`` (``"provider/name"``), imported on first use.
 
     Raises:

@@ -27,8 +27,8 @@ import collections
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import attrs
 import trio
@@ -37,17 +37,14 @@ from ..errors import LMError, LMServerError
 from ..groups import raise_single
 from ..http import Reply, StreamReply, TransportFailure
 from ..http.sse import SSEDecoder, SSEEvent
-from ..messages import LMRequest, LMResponse, ToolCallDelta
-from ..telemetry.propagation import trace_headers
+from ..messages import LMResponse, ToolCallDelta
 from ..unicode import clean_json
 from .base import Call, LMStream, whole_events
-from .cache import as_cached, cache_key, cache_lookup, cache_store
+from .cache import Cache, as_cached, cache_lookup, cache_store
 from .errors import ErrorBody, after_retries, error_for_status, is_retryable_status
+from .exchange import Exchange
 from .params import MALFORMED, BadField
 from .retry import Retryable
-
-if TYPE_CHECKING:
-    from .client import LM
 
 __all__ = [
     "Sink",
@@ -141,24 +138,32 @@ class Sink:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(lm: LM, request: LMRequest, call: Call) -> AsyncIterator[LMStream]:
-    """The stream of one call: from the cache whole, else from a producer task.
+async def open_stream(
+    call: Call,
+    produce: Callable[[Sink], Awaitable[LMResponse]],
+    cache: Cache | None = None,
+    key: str | None = None,
+) -> AsyncIterator[LMStream]:
+    """The stream of one call: from ``cache`` whole (at ``key``), else from a producer task.
 
-    The producer belongs to the block: leaving it early cancels the call.
-    An error raised in the block or by the producer comes out as itself.
+    ``produce(sink)`` runs the call (timeout, step-down, retries, limits) with
+    :func:`stream_exchange` as its HTTP step and returns the whole response,
+    which is stored in ``cache``. The producer belongs to the block: leaving
+    it early cancels the call. An error raised in the block or by the
+    producer comes out as itself.
     """
-    key = None
-    if lm.cache is not None:
-        key = cache_key(lm.provider, lm.model_name, lm.base_url, request)
-        hit = await cache_lookup(lm.cache, key)
+    if cache is not None and key is not None:
+        hit = await cache_lookup(cache, key)
         if hit is not None:
             yield LMStream.whole(as_cached(hit))
             return
+    else:
+        cache = key = None
     send, receive = trio.open_memory_channel[str | ToolCallDelta](BUFFER)
     stream = LMStream(receive)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_produce, lm, request, key, Sink(send, call), stream)
+            nursery.start_soon(_produce, produce, cache, key, Sink(send, call), stream)
             yield stream
             nursery.cancel_scope.cancel()  # read to the end, or left early
     except BaseExceptionGroup as group:
@@ -166,17 +171,20 @@ async def open_stream(lm: LM, request: LMRequest, call: Call) -> AsyncIterator[L
 
 
 async def _produce(
-    lm: LM, request: LMRequest, key: str | None, sink: Sink, stream: LMStream
+    produce: Callable[[Sink], Awaitable[LMResponse]],
+    cache: Cache | None,
+    key: str | None,
+    sink: Sink,
+    stream: LMStream,
 ) -> None:
     async with sink.send:
         try:
-            response = await lm._within_timeout(request, lm._call(request, sink))
+            response = await produce(sink)
         except LMError as error:
             stream.fail(error)  # raised to the reader where it reads
             return
-        if key is not None:
-            assert lm.cache is not None
-            await cache_store(lm.cache, key, response)
+        if cache is not None and key is not None:
+            await cache_store(cache, key, response)
         stream.finish(response)
 
 
@@ -204,9 +212,16 @@ def _is_event_stream(reply: StreamReply) -> bool:
 
 
 async def stream_exchange(
-    lm: LM, sink: Sink, content: bytes, level: str | None, tools: bool, retries: int
+    wire: Exchange,
+    decoder: Callable[[], StreamDecoder],
+    sink: Sink,
+    content: bytes,
+    level: str | None,
+    tools: bool,
+    retries: int,
 ) -> LMResponse:
-    """One streamed POST: its events to ``sink``, and the whole response at the end.
+    """One streamed POST: its events (read by a new ``decoder()``) to ``sink``, and
+    the whole response at the end.
 
     Raises:
         Retryable: a transient failure before any text reached the reader.
@@ -217,33 +232,37 @@ async def stream_exchange(
         try:
             first: SSEEvent | None = None
             whole: LMResponse | None = None
-            limit = math.inf if lm.attempt_timeout is None else lm.attempt_timeout
+            limit = math.inf if wire.attempt_timeout is None else wire.attempt_timeout
             with trio.move_on_after(limit) as waiting:
-                exchange = lm._http.stream(lm._url, content, trace_headers())
-                reply = await stack.enter_async_context(exchange)
+                reply = await stack.enter_async_context(wire.stream(content))
                 if 200 <= reply.status < 300 and _is_event_stream(reply):
                     events = _Events(reply)
                     first = await events.next()
                 else:  # an error status, or a server that answers whole
                     body = Reply(reply.status, reply.headers, await reply.read())
-                    whole = await lm._handle(body, level, tools, retries)
+                    whole = await wire.handle(body, level, tools, retries)
             if waiting.cancelled_caught:
-                raise lm._attempt_timed_out(retries)
+                raise wire.attempt_timed_out(retries)
             if whole is not None:
                 for piece in whole_events(whole):
                     await sink.put(piece)
                 return whole
             sink.call.first_chunk()
-            return await _read_events(lm, sink, events, first, tools, retries)
+            return await _read_events(wire, decoder(), sink, events, first, tools, retries)
         except TransportFailure as failure:
-            error, cause = lm._transport_error(failure, retries, final=sink.delivered)
+            error, cause = wire.transport_error(failure, retries, final=sink.delivered)
             raise error from cause
 
 
 async def _read_events(
-    lm: LM, sink: Sink, events: _Events, event: SSEEvent | None, tools: bool, retries: int
+    lm: Exchange,
+    decoder: StreamDecoder,
+    sink: Sink,
+    events: _Events,
+    event: SSEEvent | None,
+    tools: bool,
+    retries: int,
 ) -> LMResponse:
-    decoder = lm.stream_decoder()
     while event is not None:
         if not decoder.finished:  # events after the end marker are ignored
             try:
@@ -266,7 +285,7 @@ async def _read_events(
         raise _garbled(lm, sink, _not_in_format(lm, exc)) from None
 
 
-def _not_in_format(lm: LM, exc: Exception) -> str:
+def _not_in_format(lm: Exchange, exc: Exception) -> str:
     return (
         f"the server sent an event that is not in the {lm.provider} format "
         f"({_described(exc)}): check base_url and the provider prefix of the model"
@@ -278,9 +297,11 @@ def _described(exc: Exception) -> str:
     return str(exc) if isinstance(exc, BadField) else repr(exc)[:300]
 
 
-def _reported(lm: LM, sink: Sink, exc: StreamErrorEvent, tools: bool, retries: int) -> Exception:
+def _reported(
+    lm: Exchange, sink: Sink, exc: StreamErrorEvent, tools: bool, retries: int
+) -> Exception:
     """The typed error for an error event, retryable while the reader has seen nothing."""
-    body = attrs.evolve(exc.body, message=lm._api_key.scrub(exc.body.message))
+    body = attrs.evolve(exc.body, message=lm.api_key.scrub(exc.body.message))
     error = error_for_status(
         exc.status,
         body,
@@ -295,7 +316,7 @@ def _reported(lm: LM, sink: Sink, exc: StreamErrorEvent, tools: bool, retries: i
     return error
 
 
-def _garbled(lm: LM, sink: Sink, message: str) -> Exception:
+def _garbled(lm: Exchange, sink: Sink, message: str) -> Exception:
     """An unreadable or cut stream: retryable while the reader has seen nothing."""
     error = LMServerError(message, provider=lm.provider, model=lm.model_name)
     return error if sink.delivered else Retryable(error)

@@ -10,13 +10,12 @@ synchronous spelling).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Coroutine, Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .module import Module
 
 __all__ = ["ModuleCall", "bind_positional", "input_names", "not_awaited", "positional_error"]
 
@@ -107,7 +106,13 @@ def not_awaited(value: Any, where: str) -> TypeError | None:
     )
 
 
-def input_names(module: Module) -> list[str]:
+class _Forwarding(Protocol):
+    """A module as these messages see it (:class:`~trio_dspy.Module`): its ``forward``."""
+
+    forward: Callable[..., Any]
+
+
+def input_names(module: _Forwarding) -> list[str]:
     """The keyword arguments ``module`` takes: its signature's inputs, else its forward's."""
     signature = getattr(module, "signature", None)
     fields = getattr(signature, "input_fields", None)
@@ -121,7 +126,7 @@ def input_names(module: Module) -> list[str]:
     return [p.name for p in params if p.kind in kinds]
 
 
-def positional_error(module: Module, args: tuple[Any, ...]) -> TypeError:
+def positional_error(module: _Forwarding, args: tuple[Any, ...]) -> TypeError:
     """DSPy's message for positional arguments, naming ``module``'s input fields."""
     name = type(module).__name__
     shown = f"td.{name}" if type(module).__module__.startswith("trio_dspy.") else name
@@ -138,7 +143,7 @@ def positional_error(module: Module, args: tuple[Any, ...]) -> TypeError:
 
 
 def bind_positional(
-    module: Module, args: tuple[Any, ...], inputs: dict[str, Any]
+    module: _Forwarding, args: tuple[Any, ...], inputs: dict[str, Any]
 ) -> dict[str, Any]:
     """``inputs`` with ``args`` given to ``module.forward``'s positional parameters, as
     DSPy's ``Module.__call__`` passes them (``metric(example, pred)``).

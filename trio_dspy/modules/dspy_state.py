@@ -29,7 +29,7 @@ from ..errors import TrioDSPyError
 
 if TYPE_CHECKING:
     from ..signature import Signature
-    from .module import Predictor
+    from .predictor import Predictor
     from .saved_schema import DSPyPredictor
 
 __all__ = ["dspy_state", "is_dspy_save"]

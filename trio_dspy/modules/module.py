@@ -19,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Self
 
 from ..checkpoint import entered
 from ..errors import StructuringError, TrioDSPyError
@@ -30,45 +30,14 @@ from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
 from .call import ModuleCall, bind_positional, not_awaited
 from .dspy_state import dspy_state, is_dspy_save
+from .predictor import Predictor
 
 if TYPE_CHECKING:
-    from ..lm.base import BaseLM
-    from ..signature import Signature
+    pass
 
 __all__ = ["Module", "Predictor"]
 
 STATE_FORMAT = "trio_dspy.module/1"
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    """A module with learned state: what :meth:`Module.named_predictors` finds.
-
-    :class:`~trio_dspy.Predict` (and so ``ChainOfThought``) implements it.
-    Loading is in two steps so that a saved file is validated for every
-    predictor before any of them changes: :meth:`parse_predictor_state`
-    checks and converts, :meth:`apply_predictor_state` installs.
-    """
-
-    signature: type[Signature]
-    demos: list[Mapping[str, Any]]
-    lm: BaseLM | None
-
-    def reset(self) -> None:
-        """Forget learned state (demos)."""
-
-    def dump_predictor_state(self) -> dict[str, Any]:
-        """The learned state as JSON-ready data."""
-
-    def parse_predictor_state(self, state: Any) -> Any:
-        """Validate ``state`` (from :meth:`dump_predictor_state`); change nothing.
-
-        Raises:
-            TrioDSPyError: the state is malformed or does not fit this predictor.
-        """
-
-    def apply_predictor_state(self, parsed: Any) -> None:
-        """Install what :meth:`parse_predictor_state` returned."""
 
 
 class Module:

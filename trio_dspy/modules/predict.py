@@ -233,7 +233,12 @@ class Predict(Module, Predictor):
         # when it does).
         streaming = predictor_stream(self) if stream else None
         for attempt in range(1, retries + 2):
-            attempt_request = attrs.evolve(request, messages=messages)
+            # ``messages`` only grows (re-asks): unchanged, the request is sent as it is.
+            attempt_request = (
+                request
+                if len(messages) == len(request.messages)
+                else attrs.evolve(request, messages=messages)
+            )
             await lm_status(lm, attempt_request)
             if streaming is not None and attempt == 1:
                 response = await streaming.request(

@@ -52,7 +52,7 @@ from ..stream_listener import lm_status, predictor_stream, tool_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
 from ..types import loads_json
-from ..usage import track_usage
+from ..usage import count_usage
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict, check_inputs, resolve_adapter
@@ -202,7 +202,7 @@ class ReAct(Module):
         settings = current()
         lm = resolve_lm(self.react.lm, settings, pin_hint="set agent.react.lm")
         trajectory = Trajectory()
-        with track_usage() as usage:
+        with count_usage() as usage:
             run = _Run(self, trajectory, usage)
             if self._use_native(lm):
                 outputs, reason = await self._native(lm, settings, inputs, run)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import attrs
 
 from ..primitives import Usage
-from ..usage import track_usage
+from ..usage import count_usage
 
 __all__ = ["OptimizerStats", "measure"]
 
@@ -55,7 +55,7 @@ def measure(stats: OptimizerStats) -> Iterator[OptimizerStats]:
     """
     start = time.perf_counter()
     usage: Usage
-    with track_usage() as usage:
+    with count_usage() as usage:
         try:
             yield stats
         finally:

@@ -50,6 +50,7 @@ from .sim_answers import (
 )
 from .sim_config import Fault, SimConfig
 from .sim_embeddings import embeddings_body, read_embeddings_request
+from .sim_stats import SimStats
 from .sim_stream import stream_response
 from .sim_timer import SleepQueue
 from .sim_wire import anthropic_body, error_response, openai_body, tokens
@@ -58,38 +59,6 @@ __all__ = ["SimServer", "SimStats", "serve_sim"]
 
 # Left out of SimServer.request_headers: tests print what they record.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
-
-
-@attrs.define
-class SimStats:
-    """Counters of a running :class:`SimServer`.
-
-    ``requests`` counts completion and embeddings requests received (the
-    numbering fault rules use), ``ok`` those answered with a completion or
-    vectors, ``errors`` the 4xx answers that were not injected faults (auth,
-    refusals, bad bodies), ``faults`` the injected faults by kind;
-    ``in_flight`` and ``max_in_flight`` count those requests being handled at
-    once; ``embeddings`` counts embeddings requests and ``embedded`` the texts
-    they carried;
-    ``streams`` counts streamed answers begun, ``streams_abandoned`` those
-    whose client went away before their end.
-    """
-
-    requests: int = 0
-    ok: int = 0
-    errors: int = 0
-    faults: dict[str, int] = attrs.field(factory=dict)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    streams: int = 0
-    streams_abandoned: int = 0
-    embeddings: int = 0
-    embedded: int = 0
-
-    @property
-    def faults_injected(self) -> int:
-        """All injected faults, whatever their kind."""
-        return sum(self.faults.values())
 
 
 class SimServer:

@@ -31,7 +31,7 @@ from .sim_answers import Dialect
 from .sim_config import Fault, SimConfig
 
 if TYPE_CHECKING:
-    from .sim_server import SimStats
+    from .sim_stats import SimStats
 
 __all__ = ["anthropic_events", "openai_events", "stream_response"]
 

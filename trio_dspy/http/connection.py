@@ -1,0 +1,260 @@
+"""One HTTP/1.1 connection of :class:`~trio_dspy.http.transport.H11Transport`.
+
+A :class:`Connection` is a trio stream and its h11 state machine: it sends
+one request (:meth:`Connection.send_request`) and reads the response's h11
+events (:meth:`Connection.next_event`), each wait bounded by a trio deadline
+that raises the matching httpx timeout. Headers are checked here, once per
+distinct value, rather than by h11 on every request: the same dozen header
+lines go out with every call of a model, and h11's checks (a regular
+expression per name and value) cost more than the rest of sending them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import h11
+import httpx
+import trio
+
+__all__ = [
+    "Connection",
+    "RawResponse",
+    "ResponseTooLarge",
+    "StaleConnection",
+    "StreamedResponse",
+    "check_length",
+    "valid_headers",
+]
+
+CHUNK = 65536
+# Field names (tokens) and values (no NUL, no white space but single runs of
+# spaces and tabs inside) exactly as h11 checks them: no CR or LF gets in.
+_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+# Header lines already checked (the ones every request of a pool sends).
+_checked: set[tuple[bytes, bytes]] = set()
+_CHECKED_MAX = 256
+
+
+class ResponseTooLarge(Exception):
+    """A response body is longer than the transport's ``max_response_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the response body is larger than max_response_bytes={limit}")
+
+
+class StaleConnection(Exception):
+    """A reused connection died before any response byte: the server had closed it."""
+
+
+def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` as a list, each name and value checked as h11 would check it.
+
+    Raises:
+        httpx.LocalProtocolError: a name or value is not allowed (a line break in a
+            value, say); the message does not quote it (it may be a key).
+    """
+    for pair in headers:
+        if pair in _checked:
+            continue
+        name, value = pair
+        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+            raise httpx.LocalProtocolError("invalid request header")
+        if len(_checked) < _CHECKED_MAX and name != b"content-length":
+            _checked.add(pair)
+    return list(headers)
+
+
+def check_length(response: h11.Response, limit: int | None) -> None:
+    """Refuse at once a response whose ``Content-Length`` is over ``limit``."""
+    if limit is None:
+        return
+    for name, value in response.headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise ResponseTooLarge(limit)
+
+
+class Connection:
+    """One HTTP/1.1 connection: a trio stream and its h11 state machine."""
+
+    __slots__ = ("h11", "idle_since", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def socket(self) -> Any:
+        """The socket under the stream (under TLS too), or ``None``."""
+        stream: Any = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return getattr(stream, "socket", None)
+
+    def looks_alive(self, now: float, expiry: float) -> bool:
+        """Idle, not expired, and the server has not closed it (nothing to read)."""
+        if now - self.idle_since > expiry:
+            return False
+        sock = self.socket()
+        return sock is None or not sock.is_readable()
+
+    def close_now(self) -> None:
+        """Close a dead idle connection without awaiting (its socket is done anyway)."""
+        sock = self.socket()
+        if sock is not None:
+            sock.close()
+
+    async def aclose(self) -> None:
+        """Close the connection, even inside a cancelled scope."""
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self.stream)
+
+    async def send_request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        write_timeout: float | None,
+        reused: bool,
+    ) -> None:
+        """Send the request whole (``headers`` from :func:`valid_headers`).
+
+        Raises:
+            StaleConnection: ``reused`` and the server had closed the connection.
+            httpx.WriteTimeout, httpx.WriteError: sending failed.
+        """
+        conn = self.h11
+        # The headers were checked by valid_headers: h11 need not check them again.
+        head = h11.Request(method=method, target=target, headers=headers, _parsed=True)
+        data = conn.send(head) or b""
+        if body:
+            data += conn.send(h11.Data(data=body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+        try:
+            if write_timeout is None or write_timeout == math.inf:
+                await self.stream.send_all(data)
+            else:
+                with trio.move_on_after(write_timeout) as scope:
+                    await self.stream.send_all(data)
+                if scope.cancelled_caught:
+                    raise httpx.WriteTimeout(f"timed out after {write_timeout:g}s")
+        except (trio.BrokenResourceError, OSError) as exc:
+            if reused:
+                raise StaleConnection from exc
+            raise httpx.WriteError(f"cannot send the request: {exc}") from exc
+
+    async def next_event(
+        self, first_wait: float | None, read_timeout: float | None, *, reused: bool, started: bool
+    ) -> Any:
+        """The next h11 event of the response, receiving as needed.
+
+        ``first_wait`` bounds the first wait, ``read_timeout`` the later ones.
+        ``started``: the response head has arrived. A reused connection that
+        dies before that was most likely closed by the server as idle (some
+        servers close after every response without saying so): that raises
+        :class:`StaleConnection`, and the request is sent once more on a fresh
+        connection. Anything later is an error for the caller's retry policy.
+
+        Raises:
+            httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError: as httpx's.
+            StaleConnection: see above.
+        """
+        conn = self.h11
+        closed = False
+        wait = first_wait
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if closed:
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection mid-response"
+                    ) from exc
+                raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
+            if event is not h11.NEED_DATA:
+                if type(event) is h11.ConnectionClosed:
+                    where = "mid-response" if started else "without answering"
+                    raise httpx.RemoteProtocolError(f"server closed the connection {where}")
+                return event
+            received = await self._receive(wait, reused=reused, started=started)
+            if not received and not started:
+                if reused:
+                    raise StaleConnection
+                raise httpx.RemoteProtocolError("server closed the connection without answering")
+            wait = read_timeout
+            closed = not received
+            conn.receive_data(bytes(received))
+
+    async def _receive(
+        self, wait: float | None, *, reused: bool, started: bool
+    ) -> bytes | bytearray:
+        try:
+            if wait is None or wait == math.inf:
+                return await self.stream.receive_some(CHUNK)
+            with trio.move_on_after(wait):
+                return await self.stream.receive_some(CHUNK)
+        except (trio.BrokenResourceError, OSError) as exc:
+            if reused and not started:
+                raise StaleConnection from exc
+            raise httpx.ReadError(f"connection lost: {exc}") from exc
+        raise httpx.ReadTimeout(f"timed out after {wait:g}s")
+
+
+@attrs.frozen
+class RawResponse:
+    """A whole response as the transport read it: status, raw headers, body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+    reason: bytes = b""
+
+
+class StreamedResponse:
+    """A response whose body is read as it arrives (from ``H11Transport.stream``).
+
+    ``status``, ``headers`` (raw pairs) and ``reason`` are known at once;
+    :meth:`receive` returns the body piece by piece.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        head: h11.Response,
+        read_timeout: float | None,
+        limit: int | None,
+    ) -> None:
+        self.status = head.status_code
+        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
+        self.reason = head.reason
+        self._limit = limit
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._size = 0
+        self.complete = False
+
+    async def receive(self) -> bytes:
+        """The next piece of the body (never empty), or ``b""`` once it has ended.
+
+        Raises:
+            httpx.ReadTimeout: silence longer than the ``read`` timeout.
+            httpx.ReadError, httpx.RemoteProtocolError: the connection failed.
+            ResponseTooLarge: the body passed ``max_response_bytes``.
+        """
+        timeout = self._read_timeout
+        while not self.complete:
+            event = await self._conn.next_event(timeout, timeout, reused=False, started=True)
+            if type(event) is h11.Data and event.data:
+                self._size += len(event.data)
+                if self._limit is not None and self._size > self._limit:
+                    raise ResponseTooLarge(self._limit)
+                return bytes(event.data)
+            self.complete = type(event) is h11.EndOfMessage
+        return b""
