@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
+from functools import partial
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 import trio_dspy as td
 from trio_dspy.lm import prices
@@ -98,3 +102,27 @@ async def test_the_price_table_is_read_off_the_event_loop(monkeypatch: pytest.Mo
     with td.context(lm=named_lm("gpt-4o-mini")), td.track_usage():
         await td.Predict("question -> answer")(question="q")
     assert where and where[0] is not threading.main_thread()
+
+
+async def test_calls_that_want_the_price_table_at_once_wait_for_one_load(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    # One thread reads the table; the calls waiting for it go on together, so
+    # two calls gathered still take one model latency, not two.
+    pytest.importorskip("genai_prices")
+    loads: list[str] = []
+    monkeypatch.delitem(sys.modules, "genai_prices.data_snapshot", raising=False)
+
+    def slow_load() -> None:
+        loads.append(threading.current_thread().name)
+        time.sleep(0.05)  # a real thread's real time, which the virtual clock does not wait on
+
+    monkeypatch.setattr(prices, "_load_table", slow_load)
+    lm = named_lm("gpt-4o-mini")
+    lm.latency = 0.5
+    predict = td.Predict("question -> answer")
+    with td.context(lm=lm), td.track_usage():
+        start = trio.current_time()
+        await td.gather(partial(predict, question="a"), partial(predict, question="b"))
+    assert len(loads) == 1
+    assert trio.current_time() - start == pytest.approx(0.5)

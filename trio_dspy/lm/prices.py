@@ -58,12 +58,31 @@ def _load_table() -> None:
     genai_prices.data_snapshot.get_snapshot()
 
 
+# The load in progress in this trio run, if any: calls that want the table
+# while it loads wait for that one thread instead of starting their own, and
+# all of them go on together when it is read.
+_loading: trio.lowlevel.RunVar[trio.Event | None] = trio.lowlevel.RunVar(
+    "trio_dspy.prices_loading", default=None
+)
+
+
 async def load_prices() -> None:
     """Import the price table in a worker thread the first time, so that the
-    event loop is not held for its third of a second. Raises nothing."""
+    event loop is not held for its third of a second; concurrent callers wait
+    for the one load. Raises nothing."""
     if "genai_prices.data_snapshot" in sys.modules or not prices_available():
         return
-    await trio.to_thread.run_sync(_load_table)
+    loading = _loading.get()
+    if loading is not None:
+        await loading.wait()
+        return
+    loading = trio.Event()
+    _loading.set(loading)
+    try:
+        await trio.to_thread.run_sync(_load_table)
+    finally:
+        _loading.set(None)
+        loading.set()
 
 
 def estimate_cost(
