@@ -119,8 +119,8 @@ class Search:
         optuna: Any,
         seed: int,
         student: Module,
-        instructions: list[list[str]],
-        demos: list[list[list[Demo]]] | None,
+        instructions: Sequence[Sequence[Later[str]]],
+        demos: Sequence[Later[list[list[Demo]]]] | None,
         scorer: Scorer,
         rng: random.Random,
         num_trials: int,
@@ -151,7 +151,7 @@ class Search:
             )
             if demos is not None:
                 self.distributions[f"{i}_predictor_demos"] = (
-                    optuna.distributions.CategoricalDistribution(list(range(len(demos[i]))))
+                    optuna.distributions.CategoricalDistribution(list(range(len(demos))))
                 )
         with warnings.catch_warnings():
             # ``multivariate`` is experimental in older Optuna; DSPy uses it all the same.
@@ -170,14 +170,16 @@ class Search:
         self._fully: set[str] = set()
         self._running = 0
 
-    def program(self, params: dict[str, int]) -> Module:
-        """A copy of the student with the instructions and demo sets ``params`` choose."""
+    async def program(self, params: dict[str, int]) -> Module:
+        """A copy of the student with the instructions and demo sets ``params`` choose
+        (once the proposals and demo sets it uses are ready)."""
         program = self.student.deepcopy()
         for i, predictor in enumerate(program.predictors()):
-            text = self.instructions[i][params[f"{i}_predictor_instruction"]]
+            text = await self.instructions[i][params[f"{i}_predictor_instruction"]].get()
             predictor.signature = predictor.signature.with_instructions(text)
             if self.demos is not None:
-                predictor.demos = list(self.demos[i][params[f"{i}_predictor_demos"]])
+                demo_set = await self.demos[params[f"{i}_predictor_demos"]].get()
+                predictor.demos = list(demo_set[i])
         return program
 
     def _add(
@@ -210,7 +212,7 @@ class Search:
             ) from first
         self.stats.default_score = score
         self._add({name: 0 for name in self.distributions}, score, default, default=True)
-        asked: list[tuple[Any, dict[str, int], Module, Later[float]]] = []
+        asked: list[tuple[Any, dict[str, int], Later[Module], Later[float]]] = []
         full: _Full | None = None
 
         async def evaluate(
@@ -219,8 +221,14 @@ class Search:
             out.set(await self.scorer.score(program, indices, slots))
 
         async def running(
-            program: Module, indices: list[int], slots: Limiter, out: Later[float]
+            params: dict[str, int],
+            built: Later[Module],
+            indices: list[int],
+            slots: Limiter,
+            out: Later[float],
         ) -> None:
+            program = await self.program(params)
+            built.set(program)
             self._running += 1
             self.stats.most_trials_in_flight = max(self.stats.most_trials_in_flight, self._running)
             try:
@@ -238,14 +246,14 @@ class Search:
                         name: int(trial.suggest_categorical(name, list(dist.choices)))
                         for name, dist in self.distributions.items()
                     }
-                program = self.program(params)
                 if self.minibatch:
                     indices = self.rng.sample(everything, self.minibatch_size)
                 else:
                     indices = everything
                 out: Later[float] = Later()
-                asked.append((trial, params, program, out))
-                nursery.start_soon(running, program, indices, self.scorer.view(), out)
+                built: Later[Module] = Later()
+                asked.append((trial, params, built, out))
+                nursery.start_soon(running, params, built, indices, self.scorer.view(), out)
 
             def start_full() -> _Full | None:
                 ranked = sorted(
@@ -269,8 +277,9 @@ class Search:
             for _ in range(min(self.in_flight, self.num_trials)):
                 ask()
             for t in range(self.num_trials):
-                trial, params, program, out = asked[t]
+                trial, params, built, out = asked[t]
                 score = await out.get()
+                program = await built.get()
                 self.study.tell(trial, score)
                 self.trials.append(Trial(trial.number, params, score, not self.minibatch))
                 self.stats.trials += 1
