@@ -138,6 +138,25 @@ async def test_a_budget_that_ends_mid_search_ends_where_the_sequential_loop_does
         assert found == sequential, budget
 
 
+async def test_whatever_speculation_spends_the_candidates_are_the_sequential_loops_first(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Calls made by wrong guesses count against the budget; should they leave
+    # too little for the oldest iteration, the run ends early, with the
+    # sequential loop's first candidates: never others, never in another order.
+    keys = ("candidates", "parents", "val_subscores", "discovery_eval_counts")
+    for budget in (30, 46, 62, 78, 94):
+        sequential, _, _, _ = await run(1, latency_seed=0, reflection=Fickle(0), budget=budget)
+        for proposals in (4, 8):
+            found, gepa, _, metric = await run(
+                proposals, latency_seed=budget, reflection=Fickle(budget), budget=budget
+            )
+            count = len(found["candidates"])
+            for key in keys:
+                assert found[key] == sequential[key][:count], (budget, proposals, key)
+            assert metric.scoring == gepa.stats.metric_calls <= budget
+
+
 async def test_cancelling_with_speculation_in_flight_leaves_nothing_running(
     autojump_clock: trio.abc.Clock,
 ) -> None:

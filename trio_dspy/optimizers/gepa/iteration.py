@@ -70,13 +70,16 @@ class Attempt:
     ``allowance`` is the most metric calls it may really make (its minibatch
     runs; its valset runs too once validated), ``tally`` those it made.
     ``proposed`` is set when the reflection proposed a child, ``child`` when
-    that child beat the parent on the minibatch.
+    that child beat the parent on the minibatch. A plan that is not ``firm``
+    yet rests on a guess likely to be wrong: it runs its minibatch but waits
+    before the reflection call, which is dearer.
     """
 
     plan: Plan
     allowance: int
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     tally: Tally = attrs.field(factory=Tally)
+    firm: trio.Event = attrs.field(factory=trio.Event)
     validated: trio.Event = attrs.field(factory=trio.Event)
     proposed: dict[str, str] | None = None
     child: dict[str, str] | None = None
@@ -158,6 +161,7 @@ class Iterations:
         if not records:
             return Outcome(None, False, refund_all)
         current = plan.parent_instructions[plan.component]
+        await attempt.firm.wait()
         proposed = await self._propose(plan, current, records)
         if not proposed or proposed == current:
             return Outcome(None, False, refund_all)

@@ -7,14 +7,20 @@ committed, the *head*, always runs the plan the sequential loop would make:
 it is planned (or checked) only once every earlier iteration committed.
 Iterations after it run *speculative* plans, made from what is known so far:
 
-* an earlier iteration still running is assumed to add no program (most
-  children are rejected on their minibatch, or their parent is perfect
-  there), so the plan is drawn from the committed programs as the
-  sequential loop would draw it;
-* unless an earlier iteration's child already beat its parent on the
-  minibatch: then it will be added, and is assumed to be the next parent
-  (the newest such child), so the minibatch runs and the reflection on it
-  start while its valset evaluation is still running.
+* an earlier iteration whose child already beat its parent on the
+  minibatch will add it: that child (the newest such) is assumed to be the
+  next parent, so the minibatch runs and the reflection on it start while
+  its valset evaluation is still running;
+* while most iterations so far added a program, an earlier iteration whose
+  reflection proposed a child is assumed to add it too (its minibatch runs
+  and the next iteration's, on its child, run side by side); one that has
+  not proposed yet is assumed to add nothing, but that guess is a *long
+  shot*: it runs its minibatch and waits before its reflection call, and
+  starts only while the calls cancelled speculation made fit in the slack
+  (below);
+* otherwise an earlier iteration still running is assumed to add no program
+  (its child rejected, or its parent perfect on its minibatch), and the plan
+  is drawn from the committed programs as the sequential loop would draw it.
 
 Each speculative plan is remade whenever what it rests on changes (a child
 accepted on its minibatch, an iteration committed), and when it becomes the
@@ -31,10 +37,13 @@ metric calls really made: every attempt may make at most its allowance, an
 attempt starts only if the calls made plus every allowance outstanding fit
 the budget, and the head goes first (later attempts are cancelled to make
 room for it). Calls made by cancelled speculation are real, so they count
-there; they are paid from what replays and cancelled runs left unused. If
-they ever leave too little for the head's next step, the run ends there:
-its candidates are then the sequential loop's first ones, a prefix of its
-result.
+there; the *slack* pays for them: what committed iterations were charged
+and did not make (journal replays, child runs cancelled as hopeless).
+Long shots start only while speculation's calls fit in the slack plus a
+tenth of the budget lent ahead of it. If wrong guesses ever leave too little
+for the head's next step, the run ends there: its candidates are then the
+sequential loop's first ones, in its order (a prefix of its result). No
+speculation starts where the sequential loop might already have stopped.
 """
 
 from __future__ import annotations
@@ -61,6 +70,9 @@ if TYPE_CHECKING:
     from .optimizer import GEPA
 
 __all__ = ["Search"]
+
+LENT = 10
+"""Long shots may spend ``budget // LENT`` metric calls before the slack covers them."""
 
 
 class Search(Iterations):
@@ -103,6 +115,8 @@ class Search(Iterations):
         self.stopping = False
         self.head_plan: Plan | None = None  # the sequential loop's plan for the head
         self.added = 0  # iterations committed that added a program
+        self.slack = 0  # metric calls committed iterations were charged but did not make
+        self.wasted = 0  # metric calls made by cancelled speculation
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -116,6 +130,7 @@ class Search(Iterations):
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 seed = Attempt(Plan(-1, "reflect", len(self.val)), len(self.val))
+                seed.firm.set()
                 seed.validated.set()
                 self.attempts.add(seed)
                 nursery.start_soon(self._score_seed, seed)
@@ -157,6 +172,8 @@ class Search(Iterations):
         finally:
             attempt.ended = True
             self.attempts.discard(attempt)
+            if not attempt.validated.is_set():
+                self.wasted += attempt.tally.live  # cancelled speculation
             self._poke()
 
     def _advance(self) -> bool:
@@ -182,6 +199,9 @@ class Search(Iterations):
             if attempt.outcome is None:
                 return True
             del self.flights[head]
+            # Charged but not made (read back from the journal, or cancelled):
+            # what speculation on a long shot may spend.
+            self.slack += attempt.plan.reserve - attempt.outcome.refund - attempt.tally.live
             self._commit(attempt.plan, attempt.outcome)
             self.committed += 1
             self.head_plan = None
@@ -202,13 +222,16 @@ class Search(Iterations):
             if not self._make_room(extra, head):
                 return self._wait_or_stop()
             attempt.allowance += extra
+            attempt.firm.set()
             attempt.validated.set()
             return True
         if attempt is not None:
             self._cancel(head)
         if not self._make_room(plan.reserve, head):
             return self._wait_or_stop()
-        self._launch(plan, plan.reserve).validated.set()
+        attempt = self._launch(plan, plan.reserve)
+        attempt.firm.set()
+        attempt.validated.set()
         return True
 
     def _wait_or_stop(self) -> bool:
@@ -236,7 +259,7 @@ class Search(Iterations):
         """Remake every speculative plan that rests on changed ground; start the missing ones."""
         first = self.committed + 1 if self.seeded else 0
         for k in range(first, self.committed + self.gepa.proposals):
-            plan = self._guess(k)
+            plan, firm = self._guess(k)
             attempt = self.flights.get(k)
             if attempt is not None and (plan is None or plan != attempt.plan):
                 self._cancel(k)
@@ -245,7 +268,11 @@ class Search(Iterations):
                 allowance = 2 * self.gepa.reflection_minibatch_size
                 if not self._may_run(k, plan) or not self._fits(allowance):
                     return
-                self._launch(plan, allowance)
+                if not firm and not self._long_shot_fits(allowance):
+                    return
+                attempt = self._launch(plan, allowance)
+            if attempt is not None and firm:
+                attempt.firm.set()
 
     def _may_run(self, iteration: int, plan: Plan) -> bool:
         """Whether the search's ledger surely admits ``iteration``, were every
@@ -257,6 +284,20 @@ class Search(Iterations):
             if k < iteration and not a.validated.is_set()  # the head's is reserved already
         )
         return self.ledger.available - between >= plan.reserve
+
+    def _long_shot_fits(self, allowance: int) -> bool:
+        """Whether a guess likely to be wrong may start: the calls speculation made,
+        and those long shots in flight may make, must fit in what
+        committed iterations were charged but did not make, plus a tenth of the
+        budget lent ahead of it (such calls mostly come: journal replays, child
+        runs cancelled as hopeless). Calls lent and never made up may end the
+        run before the sequential loop would end it."""
+        at_risk = sum(
+            a.tally.live + a.outstanding
+            for a in self.attempts
+            if not a.validated.is_set() and not a.firm.is_set()
+        )
+        return self.wasted + at_risk + allowance <= self.slack + self.budget // LENT
 
     def _launch(self, plan: Plan, allowance: int) -> Attempt:
         assert self._nursery is not None
@@ -364,11 +405,14 @@ class Search(Iterations):
             return parent_by_pareto(self.state.fronts(count), means, rng)
         return max(range(count), key=lambda i: (means[i], -i))
 
-    def _guess(self, iteration: int) -> Plan | None:
+    def _guess(self, iteration: int) -> tuple[Plan | None, bool]:
         """A speculative plan for ``iteration`` (see the module's docstring), or ``None``
-        when it would depend on a merge the head may plan."""
+        when it would depend on a merge the head may plan; and whether it is *firm*:
+        not resting on an iteration that has yet to propose while most iterations
+        add a program (such a guess runs its minibatch but not its reflection)."""
         count = len(self.state.programs) if self.seeded else 0
         improving = self._improving()
+        firm = True
         pointers = dict(self.pointers)
         parents: list[tuple[int, dict[str, str]]] = []  # children assumed added, in order
         if not self.seeded:
@@ -376,15 +420,14 @@ class Search(Iterations):
         for k in range(self.committed, iteration):
             attempt = self.flights.get(k)
             if attempt is None:
-                return None  # an earlier iteration waits to start: guess once it has
+                return None, False  # an earlier iteration waits to start: guess once it has
             plan = attempt.plan
             if plan.kind == "merge":
-                return None
+                return None, False
             child = attempt.child
             if child is None and attempt.outcome is None and improving:
-                if attempt.proposed is None:
-                    return None  # it may well add a child: wait to see
-                child = attempt.proposed  # and it will likely be accepted
+                child = attempt.proposed  # likely accepted
+                firm = firm and child is not None
             if not attempt.validated.is_set():  # the head's pointer moved when it was planned
                 pointers[plan.parent] = (pointers[plan.parent] + 1) % len(self.names)
             if child is not None:
@@ -397,7 +440,7 @@ class Search(Iterations):
             rng = random.Random(f"{self.gepa.seed}:iteration:{iteration}")
             parent = self._draw(count, rng)
             instructions = self.state.programs[parent].instructions
-        return self._reflect_plan(iteration, parent, instructions, pointers[parent])
+        return self._reflect_plan(iteration, parent, instructions, pointers[parent]), firm
 
     def _improving(self) -> bool:
         """Whether most iterations so far added a program.
