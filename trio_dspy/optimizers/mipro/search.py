@@ -16,7 +16,10 @@ starts only after the previous one was added). So TPE sees the same history
 at each ask whatever order the runs finish in, and a seed, an ``in_flight``
 and a model that answers each request the same way give the same result.
 (Telling each trial as it finishes would let TPE learn a little sooner, but
-make the result depend on timing.) The price: TPE
+make the result depend on timing.) The first trials, which TPE draws at
+random until it has ``n_startup_trials`` results, are asked all at once:
+their draws do not depend on what TPE knows, so they are the same trials,
+scored while the proposals are still being written. The price: TPE
 proposes trial ``t`` knowing ``in_flight - 1`` fewer results than DSPy's
 loop would, so the early trials are closer to random.
 """
@@ -195,6 +198,31 @@ class Search:
         if score > self.best_score:
             self.best_score, self.best_program = score, program
 
+    def _random_asks(self) -> int:
+        """How many trials, from the first, TPE draws at random: those the schedule
+        above asks while the study has fewer complete trials than the sampler's
+        ``n_startup_trials`` (counting a full evaluation as added whenever one
+        may be, an upper bound). Their draws come from the sampler's random
+        generator in the order asked, whatever it knows, so they are all asked
+        at once: the same trials, scored sooner, while the proposals are written.
+        """
+        startup = int(getattr(self.study.sampler, "_n_startup_trials", 0))
+        complete = 1  # the default program's full evaluation
+        count = 0
+        if complete < startup:
+            count = min(self.in_flight, self.num_trials)
+        evaluating = False
+        for t in range(self.num_trials):
+            complete += 1  # trial t told
+            if self.minibatch and (t + 1) % self.steps == 0:
+                complete += evaluating  # a full evaluation added
+                evaluating = True
+            following = t + self.in_flight
+            if following >= self.num_trials or complete >= startup:
+                break
+            count = following + 1
+        return count
+
     async def run(self) -> Module:
         """Score the default program, then search; the program with the best full score.
 
@@ -274,7 +302,7 @@ class Search:
                     _, params, program, out = pending
                     self._add(params, await out.get(), program)
 
-            for _ in range(min(self.in_flight, self.num_trials)):
+            while len(asked) < max(min(self.in_flight, self.num_trials), self._random_asks()):
                 ask()
             for t in range(self.num_trials):
                 trial, params, built, out = asked[t]
@@ -293,7 +321,7 @@ class Search:
                     if (t + 1) % self.steps == 0:
                         await finish(full)
                         full = start_full()
-                if t + self.in_flight < self.num_trials:
+                while len(asked) < min(self.num_trials, t + 1 + self.in_flight):
                     ask()
             await finish(full)
             if self.minibatch and self.num_trials % self.steps != 0:
