@@ -29,9 +29,10 @@ default program is scored meanwhile, and a trial waits only for the
 instruction and demo set it draws (TPE draws indices, not texts, so the
 draws are the same). Several trials are scored at once, as many as
 ``limit`` can keep busy plus one (the first ones, which TPE draws at
-random, all at once), and full evaluations run beside the next trials. Trials are told to TPE in the order they were asked, so the same
-seed and ``limit`` with a model that answers each request the same way give
-the same program whatever order the calls finish in (the number of trials in
+random, all at once), and full evaluations run beside the next trials.
+Trials are told to TPE in the order they were asked, so the same seed and
+``limit`` with a model that answers each request the same way give the same
+program whatever order the calls finish in (the number of trials in
 flight follows ``limit``, and with it what TPE knows at each ask). TPE
 proposes each trial without the scores of the trials still in flight, which
 DSPy's sequential loop would have had, so early trials are closer to random.
