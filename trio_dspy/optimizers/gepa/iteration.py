@@ -81,6 +81,7 @@ class Attempt:
     tally: Tally = attrs.field(factory=Tally)
     firm: trio.Event = attrs.field(factory=trio.Event)
     validated: trio.Event = attrs.field(factory=trio.Event)
+    imperfect: bool = False  # the parent is not perfect on the minibatch: it will reflect
     proposed: dict[str, str] | None = None
     child: dict[str, str] | None = None
     outcome: Outcome | None = None
@@ -125,6 +126,10 @@ class Iterations:
         """Tell the search that an attempt moved on."""
         raise NotImplementedError
 
+    def _parent_scored(self, attempt: Attempt, perfect: bool) -> None:
+        """Tell the search how the attempt's parent did on its minibatch."""
+        raise NotImplementedError
+
     def _minibatch(self, iteration: int) -> tuple[int, ...]:
         """The trainset examples of iteration ``iteration``: consecutive chunks of
         epoch-shuffled orders, each padded to a whole number of minibatches with
@@ -155,7 +160,9 @@ class Iterations:
             tally=attempt.tally,
         )
         before = [runs[k].score for k in range(len(plan.minibatch))]
-        if gepa.skip_perfect_score and all(s >= gepa.perfect_score for s in before):
+        perfect = all(s >= gepa.perfect_score for s in before)
+        self._parent_scored(attempt, perfect)
+        if gepa.skip_perfect_score and perfect:
             return Outcome(None, False, refund_all)
         records = self._records(plan, [runs[k] for k in range(len(plan.minibatch))])
         if not records:

@@ -60,7 +60,7 @@ from ...primitives import Example
 from ..slots import PrioritySlots
 from .budget import Ledger
 from .iteration import Attempt, Iterations, Outcome, Plan
-from .journal import Journal
+from .journal import Journal, fingerprint
 from .merge import plan_merge
 from .pareto import parent_by_pareto, reduced_fronts
 from .runs import Runner
@@ -115,6 +115,8 @@ class Search(Iterations):
         self.stopping = False
         self.head_plan: Plan | None = None  # the sequential loop's plan for the head
         self.added = 0  # iterations committed that added a program
+        # Per candidate (by its instructions): minibatches it was perfect on, and run on.
+        self.minibatches: dict[str, tuple[int, int]] = {}
         self.slack = 0  # metric calls committed iterations were charged but did not make
         self.wasted = 0  # metric calls made by cancelled speculation
         self._changed = trio.Event()
@@ -276,10 +278,11 @@ class Search(Iterations):
 
     def _may_run(self, iteration: int, plan: Plan) -> bool:
         """Whether the search's ledger surely admits ``iteration``, were every
-        iteration before it to cost the most it can. Nothing is speculated where
-        the sequential loop might have stopped."""
+        iteration before it to cost the most it can (a finished one: what it cost,
+        should its guess hold).
+        Nothing is speculated where the sequential loop might have stopped."""
         between = sum(
-            a.plan.reserve
+            a.plan.reserve if a.outcome is None else a.plan.reserve - a.outcome.refund
             for k, a in self.flights.items()
             if k < iteration and not a.validated.is_set()  # the head's is reserved already
         )
@@ -427,7 +430,8 @@ class Search(Iterations):
             child = attempt.child
             if child is None and attempt.outcome is None and improving:
                 child = attempt.proposed  # likely accepted
-                firm = firm and child is not None
+                if child is None and (attempt.imperfect or not self._skips(plan)):
+                    firm = False  # a long shot: it will more likely propose a child
             if not attempt.validated.is_set():  # the head's pointer moved when it was planned
                 pointers[plan.parent] = (pointers[plan.parent] + 1) % len(self.names)
             if child is not None:
@@ -441,6 +445,22 @@ class Search(Iterations):
             parent = self._draw(count, rng)
             instructions = self.state.programs[parent].instructions
         return self._reflect_plan(iteration, parent, instructions, pointers[parent]), firm
+
+    def _parent_scored(self, attempt: Attempt, perfect: bool) -> None:
+        key = fingerprint(attempt.plan.parent_instructions)
+        perfect_runs, runs = self.minibatches.get(key, (0, 0))
+        self.minibatches[key] = (perfect_runs + perfect, runs + 1)
+        if not perfect:
+            attempt.imperfect = True
+            self._poke()  # a guess that it skips is now a long shot
+
+    def _skips(self, plan: Plan) -> bool:
+        """Whether the plan's parent likely skips its minibatch (perfect on it, with
+        ``skip_perfect_score``): it was perfect on most minibatches it ran on."""
+        if not self.gepa.skip_perfect_score:
+            return False
+        perfect_runs, runs = self.minibatches.get(fingerprint(plan.parent_instructions), (0, 0))
+        return 2 * perfect_runs > runs
 
     def _improving(self) -> bool:
         """Whether most iterations so far added a program.
