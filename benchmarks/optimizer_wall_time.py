@@ -274,6 +274,22 @@ def task_server(args: argparse.Namespace, seed: int) -> Iterator[str]:
         server.wait()
 
 
+async def timed_compile(
+    optimizer: Any,
+    task: InstructionTask,
+    lm: td.BaseLM,
+    trainset: list[td.Example],
+    valset: list[td.Example],
+) -> tuple[float, str]:
+    """Compile the task's instructions-only program; the wall time and the instructions."""
+    student = td.Predict(td.make_signature("question -> answer", instructions=task.instructions))
+    with td.context(lm=lm):
+        start = time.perf_counter()
+        compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
+        wall = time.perf_counter() - start
+    return wall, compiled.predictors()[0].signature.instructions
+
+
 async def gepa_once(
     base_url: str,
     task: InstructionTask,
@@ -297,14 +313,7 @@ async def gepa_once(
             proposals=proposals,
             seed=seed,
         )
-        student = td.Predict(
-            td.make_signature("question -> answer", instructions=task.instructions)
-        )
-        with td.context(lm=lm):
-            start = time.perf_counter()
-            compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
-            wall = time.perf_counter() - start
-    instructions = compiled.predictors()[0].signature.instructions
+        wall, instructions = await timed_compile(optimizer, task, lm, trainset, valset)
     stats, result = optimizer.stats, optimizer.result
     assert result is not None
     return {
@@ -486,14 +495,7 @@ async def mipro_once(
             limit=threads,
             seed=seed,
         )
-        student = td.Predict(
-            td.make_signature("question -> answer", instructions=task.instructions)
-        )
-        with td.context(lm=lm):
-            start = time.perf_counter()
-            compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
-            wall = time.perf_counter() - start
-    instructions = compiled.predictors()[0].signature.instructions
+        wall, instructions = await timed_compile(optimizer, task, lm, trainset, valset)
     stats = optimizer.stats
     return {
         "seed": seed,
