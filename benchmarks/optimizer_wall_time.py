@@ -400,6 +400,16 @@ def _dspy_side(
     return run
 
 
+def _write_json(args: argparse.Namespace, rows: dict[tuple[int, str], list[Any]]) -> None:
+    """Every run to ``--json``, if given."""
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
+            )
+        )
+
+
 GEPA_COLUMNS = ("wall", "calls", "metric_calls", "replayed", "candidates", "score")
 
 
@@ -463,12 +473,7 @@ def gepa(args: argparse.Namespace) -> None:
             for r in runs
         )
         print(f"{threads:3} {label:26} {cells}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
-            )
-        )
+    _write_json(args, rows)
 
 
 # ---------------------------------------------------------------------- MIPROv2
@@ -578,12 +583,7 @@ def mipro(args: argparse.Namespace) -> None:
             for r in runs
         )
         print(f"{threads:3} {label:26} {cells}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
-            )
-        )
+    _write_json(args, rows)
 
 
 def main() -> int:
