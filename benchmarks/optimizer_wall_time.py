@@ -24,17 +24,25 @@ program with ``max_metric_calls=--budget`` and GEPA seed ``s``; DSPy's GEPA
 (``optimizer_wall_time_dspy.py --optimizer gepa``, its own default
 instruction proposer through JSONAdapter) does the same with the same
 examples, metric and budget. LM calls (program and reflection) are counted by
-a wrapper on each side; valset scores are the returned instructions'
-accuracy on the valset. Medians over the seeds, then every run. (Run from the
-repository root with ``PYTHONPATH=.`` to measure the checkout: the servers do.)
+a wrapper on each side; metric calls are those really made (with several
+proposals, cancelled speculation's included; runs read back from the run's
+journal are counted apart, as the budget charges them too); valset scores
+are the returned instructions' accuracy on the valset. Medians over the
+seeds, then every run. (Run from the repository root with ``PYTHONPATH=.``
+to measure the checkout: the servers do.)
 
     PYTHONPATH=. python benchmarks/optimizer_wall_time.py --optimizer gepa --dspy-python PYTHON
     PYTHONPATH=. python benchmarks/optimizer_wall_time.py --optimizer gepa --threads 16 32 \\
         --proposals 1 2 4 8 --seeds 0 1 2 --budget 400 --dspy-python PYTHON
 
-``--optimizer mipro``: the place for MIPROv2 rows (DSPy's side is ready in
-``optimizer_wall_time_dspy.py --optimizer mipro``; trio_dspy's side runs once
-``td.MIPROv2`` exists).
+``--optimizer mipro``: MIPROv2, zero-shot (instructions only), on the same
+task and servers as GEPA: ``--candidates`` proposed instructions (6),
+``--trials`` trials (16) on minibatches of ``--minibatch`` valset examples
+(10), trainset 30 and valset 40 by default; DSPy's side is
+``optimizer_wall_time_dspy.py --optimizer mipro`` (needs optuna there).
+
+    PYTHONPATH=. python benchmarks/optimizer_wall_time.py --optimizer mipro --threads 16 32 \\
+        --dspy-python PYTHON
 """
 
 from __future__ import annotations
@@ -266,6 +274,22 @@ def task_server(args: argparse.Namespace, seed: int) -> Iterator[str]:
         server.wait()
 
 
+async def timed_compile(
+    optimizer: Any,
+    task: InstructionTask,
+    lm: td.BaseLM,
+    trainset: list[td.Example],
+    valset: list[td.Example],
+) -> tuple[float, str]:
+    """Compile the task's instructions-only program; the wall time and the instructions."""
+    student = td.Predict(td.make_signature("question -> answer", instructions=task.instructions))
+    with td.context(lm=lm):
+        start = time.perf_counter()
+        compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
+        wall = time.perf_counter() - start
+    return wall, compiled.predictors()[0].signature.instructions
+
+
 async def gepa_once(
     base_url: str,
     task: InstructionTask,
@@ -289,14 +313,7 @@ async def gepa_once(
             proposals=proposals,
             seed=seed,
         )
-        student = td.Predict(
-            td.make_signature("question -> answer", instructions=task.instructions)
-        )
-        with td.context(lm=lm):
-            start = time.perf_counter()
-            compiled = await optimizer.compile(student, trainset=trainset, valset=valset)
-            wall = time.perf_counter() - start
-    instructions = compiled.predictors()[0].signature.instructions
+        wall, instructions = await timed_compile(optimizer, task, lm, trainset, valset)
     stats, result = optimizer.stats, optimizer.result
     assert result is not None
     return {
@@ -304,8 +321,8 @@ async def gepa_once(
         "wall": wall,
         "calls": lm.calls + reflection.calls,
         "reflections": reflection.calls,
-        # charged to the budget: run live, read back from the journal, or cancelled
-        "metric_calls": stats.metric_calls + stats.metric_calls_replayed + stats.metric_calls_saved,
+        # really made (cancelled speculation's included); the budget bounds these
+        "metric_calls": stats.metric_calls,
         "replayed": stats.metric_calls_replayed,
         "saved": stats.metric_calls_saved,
         "candidates": len(result.candidates) - 1,
@@ -319,6 +336,27 @@ def dspy_gepa(
     args: argparse.Namespace, base_url: str, task: InstructionTask, threads: int, seed: int
 ) -> dict[str, Any]:
     """One DSPy GEPA compile in DSPy's own Python; what it cost and what it found."""
+    return _dspy_side(
+        args,
+        base_url,
+        task,
+        [
+            "--optimizer",
+            "gepa",
+            "--budget",
+            str(args.budget),
+            "--threads",
+            str(threads),
+            "--seeds",
+            str(seed),
+        ],
+    )
+
+
+def _dspy_side(
+    args: argparse.Namespace, base_url: str, task: InstructionTask, options: list[str]
+) -> dict[str, Any]:
+    """Run ``optimizer_wall_time_dspy.py`` with ``options`` on ``task``'s examples; its run."""
     items = {
         "train": range(args.train),
         "val": range(1000, 1000 + args.val),
@@ -340,18 +378,11 @@ def dspy_gepa(
             [
                 args.dspy_python,
                 str(HERE / "optimizer_wall_time_dspy.py"),
-                "--optimizer",
-                "gepa",
                 "--base-url",
                 base_url,
                 "--task-file",
                 f.name,
-                "--budget",
-                str(args.budget),
-                "--threads",
-                str(threads),
-                "--seeds",
-                str(seed),
+                *options,
             ],
             capture_output=True,
             text=True,
@@ -360,13 +391,23 @@ def dspy_gepa(
     finally:
         os.unlink(f.name)
     if out.returncode != 0:
-        raise SystemExit(f"DSPy's GEPA failed:\n{out.stderr[-4000:]}")
+        raise SystemExit(f"DSPy's optimizer failed:\n{out.stderr[-4000:]}")
     report = json.loads(out.stdout.strip().splitlines()[-1])
     (run,) = report["runs"]
     run["dspy_score"] = run["score"]  # DSPy's own Evaluate of the program it returned
     run["score"] = 100 * task.accuracy(run["instructions"], items["val"])
     run["dspy"] = report["dspy"]
     return run
+
+
+def _write_json(args: argparse.Namespace, rows: dict[tuple[int, str], list[Any]]) -> None:
+    """Every run to ``--json``, if given."""
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
+            )
+        )
 
 
 GEPA_COLUMNS = ("wall", "calls", "metric_calls", "replayed", "candidates", "score")
@@ -412,6 +453,7 @@ def gepa(args: argparse.Namespace) -> None:
             f"{'':28}{'wall s':>8}{'LM calls':>10}{'metric calls':>14}{'replayed':>10}"
             f"{'accepted':>10}{'valset %':>10}"
         )
+        print(f"{'':28}{'':8}{'':10}{'made':>14}{'(journal)':>10}")
         mine = {k[1]: v for k, v in rows.items() if k[0] == threads}
         for label, runs in mine.items():
             print(_gepa_row(label, runs))
@@ -431,27 +473,117 @@ def gepa(args: argparse.Namespace) -> None:
             for r in runs
         )
         print(f"{threads:3} {label:26} {cells}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                [{"threads": t, "label": k, "runs": v} for (t, k), v in rows.items()], indent=1
-            )
-        )
+    _write_json(args, rows)
 
 
 # ---------------------------------------------------------------------- MIPROv2
 
 
-def mipro(args: argparse.Namespace) -> None:
-    """MIPROv2 rows: the place for them, on the same task and servers as :func:`gepa`.
+async def mipro_once(
+    base_url: str, task: InstructionTask, args: argparse.Namespace, threads: int, seed: int
+) -> dict[str, Any]:
+    """One trio_dspy MIPROv2 compile, zero-shot (instructions only); what it cost and found."""
+    trainset = task.examples(args.train)
+    valset = task.examples(args.val, start=1000)
+    async with td.LM(
+        "openai/sim-model", base_url=base_url, api_key="bench", cache=False
+    ) as http_lm:
+        lm = CountingLM(http_lm)
+        optimizer = td.MIPROv2(
+            task.metric,
+            auto=None,
+            num_candidates=args.candidates,
+            num_trials=args.trials,
+            max_bootstrapped_demos=0,
+            max_labeled_demos=0,
+            minibatch_size=args.minibatch,
+            limit=threads,
+            seed=seed,
+        )
+        wall, instructions = await timed_compile(optimizer, task, lm, trainset, valset)
+    stats = optimizer.stats
+    return {
+        "seed": seed,
+        "wall": wall,
+        "calls": lm.calls,
+        "metric_calls": stats.metric_calls,
+        "trials": stats.trials,
+        "full_evals": stats.full_evaluations,
+        "most_in_flight": stats.most_trials_in_flight,
+        "score": 100 * task.accuracy(instructions, range(1000, 1000 + args.val)),
+        "instructions": instructions,
+    }
 
-    DSPy's side is ready: ``optimizer_wall_time_dspy.py --optimizer mipro``
-    (zero-shot: instructions only; ``--trials``, ``--minibatch``; needs optuna
-    in DSPy's Python) reads the same task file as ``dspy_gepa`` writes.
-    """
-    # MIPROv2 (trio_dspy side): run td.MIPROv2 here as gepa_once runs td.GEPA, with the
-    # same CountingLM wrappers, and DSPy's side as dspy_gepa does with "--optimizer mipro".
-    raise SystemExit("--optimizer mipro: td.MIPROv2 is not measured yet")
+
+def dspy_mipro(
+    args: argparse.Namespace, base_url: str, task: InstructionTask, threads: int, seed: int
+) -> dict[str, Any]:
+    """One DSPy MIPROv2 compile (zero-shot) in DSPy's own Python; what it cost and found."""
+    run = _dspy_side(
+        args,
+        base_url,
+        task,
+        [
+            "--optimizer",
+            "mipro",
+            "--candidates",
+            str(args.candidates),
+            "--trials",
+            str(args.trials),
+            "--minibatch",
+            str(args.minibatch),
+            "--threads",
+            str(threads),
+            "--seeds",
+            str(seed),
+        ],
+    )
+    return run
+
+
+MIPRO_COLUMNS = ("wall", "calls", "metric_calls", "score")
+
+
+def mipro(args: argparse.Namespace) -> None:
+    """The MIPROv2 comparison: every seed and ``--threads`` value, zero-shot, on the
+    instruction task and servers :func:`gepa` uses, ``--trials`` trials of
+    ``--minibatch`` valset examples over ``--candidates`` proposed instructions."""
+    rows: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for seed in args.seeds:
+        task = instruction_task(seed, args.phrases)
+        with task_server(args, seed) as base_url:
+            for threads in args.threads:
+                run = trio.run(mipro_once, base_url, task, args, threads, seed)
+                rows.setdefault((threads, "trio_dspy"), []).append(run)
+                print(f"# {threads} in flight, trio_dspy: {run}", file=sys.stderr)
+                if args.dspy_python:
+                    run = dspy_mipro(args, base_url, task, threads, seed)
+                    rows.setdefault((threads, "DSPy " + run["dspy"]), []).append(run)
+                    print(f"# {threads} in flight, DSPy: {run}", file=sys.stderr)
+    print(
+        f"MIPROv2 (zero-shot): {args.candidates} candidates, {args.trials} trials of "
+        f"{args.minibatch}, trainset {args.train}, valset {args.val}, {args.phrases} phrases, "
+        f"latency {args.latency} s; median over seeds {args.seeds}"
+    )
+    for threads in args.threads:
+        print(f"\n{threads} in flight")
+        print(f"{'':28}{'wall s':>8}{'LM calls':>10}{'metric calls':>14}{'valset %':>10}")
+        mine = {k[1]: v for k, v in rows.items() if k[0] == threads}
+        for label, runs in mine.items():
+            wall, calls, metric_calls, score = (_median(runs, k) for k in MIPRO_COLUMNS)
+            print(f"{label:28}{wall:8.2f}{calls:10.0f}{metric_calls:14.0f}{score:10.1f}")
+        dspy = next((v for k, v in mine.items() if k.startswith("DSPy")), None)
+        if dspy is not None and "trio_dspy" in mine:
+            ratio = _median(dspy, "wall") / _median(mine["trio_dspy"], "wall")
+            print(f"trio_dspy: {ratio:.1f}x less wall time than DSPy")
+    print("\nevery run (seed: wall s, LM calls, metric calls, valset %)")
+    for (threads, label), runs in rows.items():
+        cells = "; ".join(
+            f"{r['seed']}: {r['wall']:.2f}, {r['calls']}, {r['metric_calls']}, {r['score']:.0f}"
+            for r in runs
+        )
+        print(f"{threads:3} {label:26} {cells}")
+    _write_json(args, rows)
 
 
 def main() -> int:
@@ -462,7 +594,11 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--train", type=int, help="trainset size (16; gepa 30)")
     parser.add_argument("--val", type=int, help="valset size (32; gepa 20)")
-    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument(
+        "--candidates", type=int, help="random-search candidates (6); MIPROv2's num_candidates (6)"
+    )
+    parser.add_argument("--trials", type=int, default=16, help="MIPROv2's num_trials")
+    parser.add_argument("--minibatch", type=int, default=10, help="MIPROv2's minibatch_size")
     parser.add_argument(
         "--threads",
         type=int,
@@ -495,10 +631,14 @@ def main() -> int:
         args.val = args.val or 20
         gepa(args)
     elif args.optimizer == "mipro":
+        args.train = args.train or 30
+        args.val = args.val or 40
+        args.candidates = args.candidates or 6
         mipro(args)
     else:
         args.train = args.train or 16
         args.val = args.val or 32
+        args.candidates = args.candidates or 6
         random_search(args)
     return 0
 

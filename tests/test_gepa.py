@@ -81,12 +81,24 @@ async def test_the_budget_is_never_exceeded_whatever_its_size(
         assert scoring_calls + gepa.stats.metric_calls_replayed >= 10
 
 
+def unhelpful_reflection() -> DummyLM:
+    """A reflection model whose proposals add nothing the task rewards: every child
+    is rejected, so iterations add no program and run side by side."""
+
+    def answer(request: LMRequest) -> str:
+        current = request.messages[-1].text.split("```")[1].strip()
+        return f"```\n{current} Be precise.\n```"
+
+    rng = random.Random(0)
+    return DummyLM(answer, latency=lambda request: rng.uniform(0.5, 1.5))
+
+
 async def test_several_proposals_are_in_flight_at_once(autojump_clock: trio.abc.Clock) -> None:
     lm = task_lm()
-    watcher = Watching(lm)
+    watcher = Watching(unhelpful_reflection())
     await compile_task(lm, reflection=watcher, proposals=4)
     assert watcher.most_in_flight >= 2
-    watcher_one = Watching(task_lm())
+    watcher_one = Watching(unhelpful_reflection())
     await compile_task(lm, reflection=watcher_one, proposals=1)
     assert watcher_one.most_in_flight == 1
 

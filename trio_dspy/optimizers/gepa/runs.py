@@ -32,7 +32,7 @@ from ...types import unstructure
 from ..stats import OptimizerStats
 from .journal import Journal, fingerprint
 
-__all__ = ["Candidate", "Runner", "Step", "build_program"]
+__all__ = ["Candidate", "Runner", "Step", "Tally", "build_program"]
 
 Candidate = Mapping[str, str]
 
@@ -93,6 +93,13 @@ class Run:
         )
 
 
+@attrs.define
+class Tally:
+    """The metric calls one piece of work really made (journal replays not included)."""
+
+    live: int = 0
+
+
 class Runner:
     """Runs candidates on examples, through shared slots, with a journal.
 
@@ -129,9 +136,17 @@ class Runner:
         return self._programs[key]
 
     async def run(
-        self, candidate: Candidate, split: str, index: int, example: Example, *, traced: bool
+        self,
+        candidate: Candidate,
+        split: str,
+        index: int,
+        example: Example,
+        *,
+        traced: bool,
+        tally: Tally | None = None,
     ) -> Run:
-        """Run ``candidate`` on one example (or read the run back from the journal)."""
+        """Run ``candidate`` on one example (or read the run back from the journal);
+        a metric call really made is counted in ``tally`` too."""
         key = ["run", fingerprint(dict(candidate)), split, index, traced]
         flight = json.dumps(key)
         while True:
@@ -152,6 +167,8 @@ class Runner:
         try:
             run = await self._live(candidate, index, example, traced=traced)
             self.stats.metric_calls += 1
+            if tally is not None:
+                tally.live += 1
             await self.journal.put(key, run.to_json())
         finally:
             del self._in_flight[flight]
@@ -209,19 +226,23 @@ class Runner:
         *,
         traced: bool = False,
         on_run: Callable[[int, Run, trio.CancelScope], None] | None = None,
+        tally: Tally | None = None,
     ) -> dict[int, Run]:
         """Run ``candidate`` on ``examples[k]`` for each ``k`` in ``indices``, concurrently.
 
         Each run holds one of ``slots`` while it runs. ``on_run(position,
         run, scope)`` is called as each finishes and may cancel ``scope`` to
-        stop the rest (they are counted as saved). Returns the finished runs
+        stop the rest (they are counted as saved). Metric calls really made are
+        counted in ``tally`` too. Returns the finished runs
         by position in ``indices`` (all of them unless cancelled).
         """
         finished: dict[int, Run] = {}
 
         async def one(position: int, scope: trio.CancelScope) -> None:
             index = indices[position]
-            run = await self.run(candidate, split, index, examples[index], traced=traced)
+            run = await self.run(
+                candidate, split, index, examples[index], traced=traced, tally=tally
+            )
             finished[position] = run
             if on_run is not None:
                 on_run(position, run, scope)

@@ -24,11 +24,15 @@ The algorithm is DSPy 3.3's:
 
 What differs is concurrency. The demo-set bootstraps, the dataset summary
 and every proposal run at once under ``limit`` (each proposal waits only
-for the demo sets it shows). Several trials are scored at once, as many as
-``limit`` can keep busy plus one, and full evaluations run beside the next
-trials. Trials are told to TPE in the order they were asked, so the same
-seed and ``limit`` with a model that answers each request the same way give
-the same program whatever order the calls finish in (the number of trials in
+for the demo sets it shows), and the search does not wait for them: the
+default program is scored meanwhile, and a trial waits only for the
+instruction and demo set it draws (TPE draws indices, not texts, so the
+draws are the same). Several trials are scored at once, as many as
+``limit`` can keep busy plus one (the first ones, which TPE draws at
+random, all at once), and full evaluations run beside the next trials.
+Trials are told to TPE in the order they were asked, so the same seed and
+``limit`` with a model that answers each request the same way give the same
+program whatever order the calls finish in (the number of trials in
 flight follows ``limit``, and with it what TPE knows at each ask). TPE
 proposes each trial without the scores of the trials still in flight, which
 DSPy's sequential loop would have had, so early trials are closer to random.
@@ -47,6 +51,7 @@ from ...aliases import limit_alias, refuse_keywords
 from ...checkpoint import entered
 from ...errors import AdapterParseError, ConfigurationError, LMError, TrioDSPyError
 from ...evaluate.evaluate import Metric
+from ...groups import raise_single
 from ...lm.base import BaseLM
 from ...logs import get_logger
 from ...modules.module import Module
@@ -288,35 +293,46 @@ class MIPROv2(Optimizer):
         self.trials = []
         slots = PrioritySlots(self.limit)
         with measure(self.stats):
-            instructions, demos = await self._propose(
-                student, teacher, train, rng, slots, n_fewshot, n_instr, zeroshot
-            )
-            self.instruction_candidates = instructions
-            self.demo_candidates = None if zeroshot else demos
             batch = self.minibatch_size if minibatch else len(val)
-            search = Search(
-                optuna=optuna,
-                seed=self.seed,
-                student=student,
-                instructions=instructions,
-                demos=self.demo_candidates,
-                scorer=Scorer(self.metric, val, slots, self.stats),
-                rng=rng,
-                num_trials=num_trials,
-                minibatch=minibatch,
-                minibatch_size=self.minibatch_size,
-                steps=self.minibatch_full_eval_steps,
-                in_flight=min(num_trials, math.ceil(self.limit / batch) + 1),
-                stats=self.stats,
-            )
             try:
-                best = await search.run()
-            finally:
-                self.trials = search.trials
+                async with trio.open_nursery() as nursery:
+                    # The proposals run on while the default program is scored and the
+                    # first trials run: a trial waits only for the candidates it uses.
+                    instructions, sets = self._propose(
+                        nursery, student, teacher, train, rng, slots, n_fewshot, n_instr, zeroshot
+                    )
+                    search = Search(
+                        optuna=optuna,
+                        seed=self.seed,
+                        student=student,
+                        instructions=instructions,
+                        demos=None if zeroshot else sets,
+                        scorer=Scorer(self.metric, val, slots, self.stats),
+                        rng=rng,
+                        num_trials=num_trials,
+                        minibatch=minibatch,
+                        minibatch_size=self.minibatch_size,
+                        steps=self.minibatch_full_eval_steps,
+                        in_flight=min(num_trials, math.ceil(self.limit / batch) + 1),
+                        stats=self.stats,
+                    )
+                    try:
+                        best = await search.run()
+                    finally:
+                        self.trials = search.trials
+            except BaseExceptionGroup as group:  # the one failure, not a group of one
+                raise_single(group)
+            self.instruction_candidates = [[await c.get() for c in row] for row in instructions]
+            self.demo_candidates = (
+                None
+                if zeroshot
+                else [[(await s.get())[i] for s in sets] for i in range(len(student.predictors()))]
+            )
         return best  # type: ignore[return-value]
 
-    async def _propose(
+    def _propose(
         self,
+        nursery: trio.Nursery,
         student: Module,
         teacher: Module | None,
         train: list[Example],
@@ -325,8 +341,9 @@ class MIPROv2(Optimizer):
         n_fewshot: int,
         n_instr: int,
         zeroshot: bool,
-    ) -> tuple[list[list[str]], list[list[list[Demo]]]]:
-        """Steps 1 and 2, all at once: demo sets and instruction candidates per predictor."""
+    ) -> tuple[list[list[Later[str]]], list[Later[list[list[Demo]]]]]:
+        """Steps 1 and 2, all at once, started in ``nursery``: each predictor's instruction
+        candidates and the demo sets (each set: demos per predictor), to come."""
         # Zero-shot runs still bootstrap demos, to show the proposer (DSPy's 3 and 0).
         most_boot = 3 if zeroshot else self.max_bootstrapped_demos
         most_labeled = 0 if zeroshot else self.max_labeled_demos
@@ -354,7 +371,9 @@ class MIPROv2(Optimizer):
                 rng.randint(0, 10**9)  # DSPy's rollout id: drawn so later draws match DSPy's
                 if j:  # candidate 0 is the original instruction
                     proposals.append(Proposal(i, j, tip))
-        instructions = [[p.signature.instructions] * count for p in predictors]
+        instructions: list[list[Later[str]]] = [[Later() for _ in range(count)] for _ in predictors]
+        for i, predictor in enumerate(predictors):  # candidate 0: the original instruction
+            instructions[i][0].set(predictor.signature.instructions)
         sets: list[Later[list[list[Demo]]]] = [Later() for _ in plans]
         summary: Later[str | None] = Later()
         try:
@@ -408,6 +427,7 @@ class MIPROv2(Optimizer):
             self.stats.demo_sets += 1
 
         async def one(rank: int, proposal: Proposal) -> None:
+            text = predictors[proposal.predictor].signature.instructions
             try:
                 text = await propose(
                     proposal,
@@ -433,18 +453,16 @@ class MIPROv2(Optimizer):
                     error_type=type(exc).__name__,
                     error=str(exc)[:300],
                 )
-                return
-            instructions[proposal.predictor][proposal.demo_set] = text
-            self.stats.proposals += 1
+            else:
+                self.stats.proposals += 1
+            instructions[proposal.predictor][proposal.demo_set].set(text)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(summarize)
-            for k, (kind, order, size) in enumerate(plans):
-                nursery.start_soon(bootstrap, k, kind, order, size)
-            for r, proposal in enumerate(proposals):
-                nursery.start_soon(one, 1 + len(plans) + r, proposal)
-        demos = [[(await s.get())[i] for s in sets] for i in range(len(predictors))]
-        return instructions, demos
+        nursery.start_soon(summarize)
+        for k, (kind, order, size) in enumerate(plans):
+            nursery.start_soon(bootstrap, k, kind, order, size)
+        for r, proposal in enumerate(proposals):
+            nursery.start_soon(one, 1 + len(plans) + r, proposal)
+        return instructions, sets
 
     def __repr__(self) -> str:
         bound = (

@@ -16,7 +16,10 @@ starts only after the previous one was added). So TPE sees the same history
 at each ask whatever order the runs finish in, and a seed, an ``in_flight``
 and a model that answers each request the same way give the same result.
 (Telling each trial as it finishes would let TPE learn a little sooner, but
-make the result depend on timing.) The price: TPE
+make the result depend on timing.) The first trials, which TPE draws at
+random until it has ``n_startup_trials`` results, are asked all at once:
+their draws do not depend on what TPE knows, so they are the same trials,
+scored while the proposals are still being written. The price: TPE
 proposes trial ``t`` knowing ``in_flight - 1`` fewer results than DSPy's
 loop would, so the early trials are closer to random.
 """
@@ -119,8 +122,8 @@ class Search:
         optuna: Any,
         seed: int,
         student: Module,
-        instructions: list[list[str]],
-        demos: list[list[list[Demo]]] | None,
+        instructions: Sequence[Sequence[Later[str]]],
+        demos: Sequence[Later[list[list[Demo]]]] | None,
         scorer: Scorer,
         rng: random.Random,
         num_trials: int,
@@ -151,7 +154,7 @@ class Search:
             )
             if demos is not None:
                 self.distributions[f"{i}_predictor_demos"] = (
-                    optuna.distributions.CategoricalDistribution(list(range(len(demos[i]))))
+                    optuna.distributions.CategoricalDistribution(list(range(len(demos))))
                 )
         with warnings.catch_warnings():
             # ``multivariate`` is experimental in older Optuna; DSPy uses it all the same.
@@ -170,14 +173,16 @@ class Search:
         self._fully: set[str] = set()
         self._running = 0
 
-    def program(self, params: dict[str, int]) -> Module:
-        """A copy of the student with the instructions and demo sets ``params`` choose."""
+    async def program(self, params: dict[str, int]) -> Module:
+        """A copy of the student with the instructions and demo sets ``params`` choose
+        (once the proposals and demo sets it uses are ready)."""
         program = self.student.deepcopy()
         for i, predictor in enumerate(program.predictors()):
-            text = self.instructions[i][params[f"{i}_predictor_instruction"]]
+            text = await self.instructions[i][params[f"{i}_predictor_instruction"]].get()
             predictor.signature = predictor.signature.with_instructions(text)
             if self.demos is not None:
-                predictor.demos = list(self.demos[i][params[f"{i}_predictor_demos"]])
+                demo_set = await self.demos[params[f"{i}_predictor_demos"]].get()
+                predictor.demos = list(demo_set[i])
         return program
 
     def _add(
@@ -192,6 +197,31 @@ class Search:
         self.stats.full_evaluations += not default
         if score > self.best_score:
             self.best_score, self.best_program = score, program
+
+    def _random_asks(self) -> int:
+        """How many trials, from the first, TPE draws at random: those the schedule
+        above asks while the study has fewer complete trials than the sampler's
+        ``n_startup_trials`` (counting a full evaluation as added whenever one
+        may be, an upper bound). Their draws come from the sampler's random
+        generator in the order asked, whatever it knows, so they are all asked
+        at once: the same trials, scored sooner, while the proposals are written.
+        """
+        startup = int(getattr(self.study.sampler, "_n_startup_trials", 0))
+        complete = 1  # the default program's full evaluation
+        count = 0
+        if complete < startup:
+            count = min(self.in_flight, self.num_trials)
+        evaluating = False
+        for t in range(self.num_trials):
+            complete += 1  # trial t told
+            if self.minibatch and (t + 1) % self.steps == 0:
+                complete += evaluating  # a full evaluation added
+                evaluating = True
+            following = t + self.in_flight
+            if following >= self.num_trials or complete >= startup:
+                break
+            count = following + 1
+        return count
 
     async def run(self) -> Module:
         """Score the default program, then search; the program with the best full score.
@@ -210,7 +240,7 @@ class Search:
             ) from first
         self.stats.default_score = score
         self._add({name: 0 for name in self.distributions}, score, default, default=True)
-        asked: list[tuple[Any, dict[str, int], Module, Later[float]]] = []
+        asked: list[tuple[Any, dict[str, int], Later[Module], Later[float]]] = []
         full: _Full | None = None
 
         async def evaluate(
@@ -219,8 +249,14 @@ class Search:
             out.set(await self.scorer.score(program, indices, slots))
 
         async def running(
-            program: Module, indices: list[int], slots: Limiter, out: Later[float]
+            params: dict[str, int],
+            built: Later[Module],
+            indices: list[int],
+            slots: Limiter,
+            out: Later[float],
         ) -> None:
+            program = await self.program(params)
+            built.set(program)
             self._running += 1
             self.stats.most_trials_in_flight = max(self.stats.most_trials_in_flight, self._running)
             try:
@@ -238,14 +274,14 @@ class Search:
                         name: int(trial.suggest_categorical(name, list(dist.choices)))
                         for name, dist in self.distributions.items()
                     }
-                program = self.program(params)
                 if self.minibatch:
                     indices = self.rng.sample(everything, self.minibatch_size)
                 else:
                     indices = everything
                 out: Later[float] = Later()
-                asked.append((trial, params, program, out))
-                nursery.start_soon(running, program, indices, self.scorer.view(), out)
+                built: Later[Module] = Later()
+                asked.append((trial, params, built, out))
+                nursery.start_soon(running, params, built, indices, self.scorer.view(), out)
 
             def start_full() -> _Full | None:
                 ranked = sorted(
@@ -266,11 +302,12 @@ class Search:
                     _, params, program, out = pending
                     self._add(params, await out.get(), program)
 
-            for _ in range(min(self.in_flight, self.num_trials)):
+            while len(asked) < max(min(self.in_flight, self.num_trials), self._random_asks()):
                 ask()
             for t in range(self.num_trials):
-                trial, params, program, out = asked[t]
+                trial, params, built, out = asked[t]
                 score = await out.get()
+                program = await built.get()
                 self.study.tell(trial, score)
                 self.trials.append(Trial(trial.number, params, score, not self.minibatch))
                 self.stats.trials += 1
@@ -284,7 +321,7 @@ class Search:
                     if (t + 1) % self.steps == 0:
                         await finish(full)
                         full = start_full()
-                if t + self.in_flight < self.num_trials:
+                while len(asked) < min(self.num_trials, t + 1 + self.in_flight):
                     ask()
             await finish(full)
             if self.minibatch and self.num_trials % self.steps != 0:
