@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -26,10 +26,8 @@ from .journal import Journal, fingerprint
 from .merge import MergePlan
 from .reflection import extract_instruction, reflection_prompt
 from .runs import Candidate, Run, Runner, Tally
+from .settings import GEPASettings
 from .state import Program, State
-
-if TYPE_CHECKING:
-    from .optimizer import GEPA
 
 __all__ = ["Attempt", "Iterations", "Outcome", "Plan"]
 
@@ -112,7 +110,7 @@ def valset_rank(iteration: int) -> int:
 class Iterations:
     """The work of iterations: minibatches, reflection, child runs, valset, merges."""
 
-    gepa: GEPA
+    gepa: GEPASettings
     names: list[str]
     train: list[Example]
     val: list[Example]

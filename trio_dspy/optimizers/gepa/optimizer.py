@@ -48,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 from ...aliases import limit_alias
 from ...checkpoint import entered
@@ -62,11 +61,10 @@ from ..stats import OptimizerStats, measure
 from .budget import Auto, resolve_budget
 from .journal import Journal, fingerprint
 from .search import Search
+from .settings import Selection
 from .state import GEPAResult
 
 __all__ = ["GEPA"]
-
-Selection = Literal["pareto", "current_best"]
 
 
 class GEPA(Optimizer):

@@ -49,7 +49,7 @@ speculation starts where the sequential loop might already have stopped.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -64,10 +64,8 @@ from .journal import Journal, fingerprint
 from .merge import plan_merge
 from .pareto import parent_by_pareto, reduced_fronts
 from .runs import Runner
+from .settings import GEPASettings
 from .state import Commit, Program, State
-
-if TYPE_CHECKING:
-    from .optimizer import GEPA
 
 __all__ = ["Search"]
 
@@ -80,7 +78,7 @@ class Search(Iterations):
 
     def __init__(
         self,
-        gepa: GEPA,
+        gepa: GEPASettings,
         student: Module,
         names: list[str],
         train: list[Example],
