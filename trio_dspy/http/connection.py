@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 import h11
@@ -207,7 +207,7 @@ class Connection:
         raise httpx.ReadTimeout(f"timed out after {wait:g}s")
 
 
-def _may_fire_first(seconds: float | None) -> bool:
+def _may_fire_first(seconds: float | None) -> TypeGuard[float]:
     """Whether a timeout of ``seconds`` from now ends before the enclosing deadline.
 
     A scope that cannot fire before the one around it (the call's attempt
