@@ -34,8 +34,8 @@ from ..messages import LMRequest, LMResponse
 from ..unicode import utf8
 from .base import BaseLM, LMStream
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
-from .errors import FormatRefused
 from .exchange import Exchange, within_timeout
+from .format_steps import FormatSteps
 from .limits import Limits, LimitsBackend, LimitsStore
 from .params import check_params, check_positive, completion_estimate
 from .prices import cost_wanted, load_prices
@@ -208,7 +208,7 @@ class LM(BaseLM):
         self._limits: LimitsBackend | None = self.limits if self.limits.active else None
         self.cache = make_cache(cache)
         self._flights = SingleFlight()
-        self._format_level = 0
+        self._formats = FormatSteps(self.format_levels)
         key = api_key if api_key is not None else os.environ.get(self.api_key_env, "")
         if key != key.strip() or not key.isprintable() or not key.isascii():
             # The value goes into an HTTP header; refuse it without echoing it.
@@ -306,7 +306,7 @@ class LM(BaseLM):
     @property
     def response_format_level(self) -> str:
         """The strongest response-format level this server accepted so far."""
-        return self.format_levels[min(self._format_level, len(self.format_levels) - 1)]
+        return self._formats.reached
 
     # ------------------------------------------------------------ the call path
     async def send(self, request: LMRequest) -> LMResponse:
@@ -399,23 +399,13 @@ class LM(BaseLM):
         fmt = request.response_format
         if fmt is None:
             return await self._call_at(request, None, sink)
-        levels = self.format_levels
-        start = levels.index(fmt.type) if fmt.type in levels else 0
-        while True:
-            index = max(start, self._format_level)
-            try:
-                return await self._call_at(request, levels[index], sink)
-            except FormatRefused as refused:
-                if index + 1 >= len(levels):
-                    raise refused.error from None
-                self._format_level = max(self._format_level, index + 1)
-                log.info(
-                    "lm.response_format_refused",
-                    model=self.model,
-                    server=self.server_address,
-                    refused=levels[index],
-                    next=levels[index + 1],
-                )
+
+        def call_at(level: str) -> Awaitable[LMResponse]:
+            return self._call_at(request, level, sink)
+
+        return await self._formats.call(
+            fmt.type, call_at, model=self.model, server=self.server_address
+        )
 
     async def _call_at(
         self, request: LMRequest, level: str | None, sink: Sink | None
