@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Self
 
 from ..checkpoint import entering, leaving
@@ -81,7 +82,7 @@ class Module:
             name = type(self).__name__
             await module_status(self, inputs, start=True)  # a stream's provider's line
             running = self.forward(**inputs)
-            if not inspect.isawaitable(running):
+            if type(running) is not CoroutineType and not inspect.isawaitable(running):
                 raise TypeError(
                     f"{name}.forward is a plain def: write `async def forward(self, ...)` "
                     "and `await` the modules it calls"
