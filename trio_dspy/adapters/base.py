@@ -22,7 +22,7 @@ One path serves plain calls and tool-calling ones:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +59,36 @@ class Adapter(abc.ABC):
     _CACHE_SIZE = 256
 
     def cached_system_prompt(self, signature: type[Signature]) -> str:
-        """:meth:`system_prompt`, built once per signature (it depends on nothing else)."""
-        cache: dict[type[Signature], str] = self.__dict__.setdefault("_system_prompts", {})
-        prompt = cache.get(signature)
-        if prompt is None:
+        """:meth:`system_prompt`, built once per signature as it is now."""
+        return self._cached("system", signature, self.system_prompt)
+
+    def _cached(
+        self, kind: str, signature: type[Signature], build: Callable[[type[Signature]], str]
+    ) -> str:
+        """``build(signature)``, kept for the next call with the same signature.
+
+        The key is what makes the text: the class, its instructions and its
+        fields (frozen, compared by value). A signature changed in place
+        (``QA.instructions = ...``, a field replaced) is built anew; one
+        whose fields cannot be hashed is never kept.
+        """
+        try:
+            key = (
+                kind,
+                signature,
+                signature.instructions,
+                tuple(signature.input_fields.items()),
+                tuple(signature.output_fields.items()),
+            )
+            cache: dict[Any, str] = self.__dict__.setdefault("_texts", {})
+            text = cache.get(key)
+        except TypeError:  # an unhashable annotation: build every time
+            return build(signature)
+        if text is None:
             if len(cache) >= self._CACHE_SIZE:
                 cache.clear()
-            prompt = cache[signature] = self.system_prompt(signature)
-        return prompt
+            text = cache[key] = build(signature)
+        return text
 
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
@@ -151,7 +173,7 @@ class Adapter(abc.ABC):
             messages.extend(self._turn(shown, demo))
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
-        requirements = self.output_requirements(signature)
+        requirements = self._cached("requirements", signature, self.output_requirements)
         text = f"{body}\n\n{requirements}" if requirements else body
         messages.append(Message("user", user_content(text)))
         return messages
