@@ -22,7 +22,7 @@ One path serves plain calls and tool-calling ones:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +60,11 @@ class Adapter(abc.ABC):
 
     def cached_system_prompt(self, signature: type[Signature]) -> str:
         """:meth:`system_prompt`, built once per signature as it is now."""
-        return self._cached("system", signature, self.system_prompt)
+        return self._prompt_texts(signature)[0]
 
-    def _cached(
-        self, kind: str, signature: type[Signature], build: Callable[[type[Signature]], str]
-    ) -> str:
-        """``build(signature)``, kept for the next call with the same signature.
+    def _prompt_texts(self, signature: type[Signature]) -> tuple[str, str]:
+        """:meth:`system_prompt` and :meth:`output_requirements`, kept for the next
+        call with the same signature.
 
         The key is what makes the text: the class, its instructions and its
         fields (frozen, compared by value). A signature changed in place
@@ -74,21 +73,23 @@ class Adapter(abc.ABC):
         """
         try:
             key = (
-                kind,
                 signature,
                 signature.instructions,
                 tuple(signature.input_fields.items()),
                 tuple(signature.output_fields.items()),
             )
-            cache: dict[Any, str] = self.__dict__.setdefault("_texts", {})
-            text = cache.get(key)
+            cache: dict[Any, tuple[str, str]] = self.__dict__.setdefault("_texts", {})
+            texts = cache.get(key)
         except TypeError:  # an unhashable annotation: build every time
-            return build(signature)
-        if text is None:
+            return self.system_prompt(signature), self.output_requirements(signature)
+        if texts is None:
             if len(cache) >= self._CACHE_SIZE:
                 cache.clear()
-            text = cache[key] = build(signature)
-        return text
+            texts = cache[key] = (
+                self.system_prompt(signature),
+                self.output_requirements(signature),
+            )
+        return texts
 
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
@@ -167,13 +168,15 @@ class Adapter(abc.ABC):
         # and a demo that holds one shows it (as JSON) where its section goes.
         full, history = signature, history_field(signature)
         signature, inputs, turns = split_history(signature, inputs)
-        messages = [Message("system", self.cached_system_prompt(full))]
+        system, requirements = self._prompt_texts(full)
+        if signature is not full:  # the history input left out
+            requirements = self._prompt_texts(signature)[1]
+        messages = [Message("system", system)]
         for demo in usable_demos(signature, demos):
             shown = full if history is not None and demo.get(history) is not None else signature
             messages.extend(self._turn(shown, demo))
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
-        requirements = self._cached("requirements", signature, self.output_requirements)
         text = f"{body}\n\n{requirements}" if requirements else body
         messages.append(Message("user", user_content(text)))
         return messages
