@@ -211,3 +211,8 @@ def test_usage_limits_stays_the_function_when_its_module_is_imported_first() -> 
 def test_every_public_name_resolves() -> None:
     out = _run("import trio_dspy as td\nprint([n for n in td.__all__ if getattr(td, n) is None])")
     assert out.strip() == "[]"
+
+
+def test_package_attributes_name_its_own_submodules() -> None:
+    out = _run("import trio_dspy as td\nprint(td.types.__name__, td.errors.__name__)")
+    assert out.split() == ["trio_dspy.types", "trio_dspy.errors"]

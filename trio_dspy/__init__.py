@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-import sys
-import types
+# Private names: ``types`` would hide the package's own ``trio_dspy.types``.
+import sys as _sys
+from types import ModuleType as _ModuleType
 
 # ``typing`` is not imported at run time: it costs more than this whole
 # module, and type checkers read this name as ``typing.TYPE_CHECKING``.
@@ -181,9 +182,16 @@ if TYPE_CHECKING:
 else:
 
     def __getattr__(name: str) -> Any:
+        import importlib
+        import importlib.util
+
         try:
             module, attribute = _LAZY[name]
         except KeyError:
+            if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+                # A submodule (``td.types``, ``td.settings``): imported when named,
+                # as the eager imports of earlier releases had it.
+                return importlib.import_module(f"{__name__}.{name}")
             from .aliases import DSPY_ONLY_NAMES
 
             if name in DSPY_ONLY_NAMES:
@@ -191,15 +199,13 @@ else:
                     f"td.{name} is DSPy's, not provided here: {DSPY_ONLY_NAMES[name]}"
                 ) from None
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-        import importlib
-
         value = importlib.import_module(module, __name__)
         if attribute is not None:
             value = getattr(value, attribute)
         globals()[name] = value
         return value
 
-    class _Package(types.ModuleType):
+    class _Package(_ModuleType):
         """The package's module: ``td.usage_limits`` stays the function.
 
         Importing a submodule binds it as an attribute of its package; the
@@ -209,11 +215,11 @@ else:
         """
 
         def __setattr__(self, name: str, value: Any) -> None:
-            if name == "usage_limits" and isinstance(value, types.ModuleType):
+            if name == "usage_limits" and isinstance(value, _ModuleType):
                 value = value.usage_limits
             super().__setattr__(name, value)
 
-    sys.modules[__name__].__class__ = _Package
+    _sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
