@@ -403,6 +403,8 @@ def import_times(
 ) -> tuple[list[str], list[float], list[float]]:
     """The third-party packages ``statement`` loads, and seconds to import them
     alone and to run ``statement``, each in ``runs`` fresh interpreters (alternately)."""
+    # The children run in the tree measured: ``python -c`` imports from the
+    # working directory before PYTHONPATH.
     env = {**os.environ, "PYTHONPATH": _tree}
     deps = subprocess.run(
         [sys.executable, "-c", LIST_DEPS.replace("{statement}", statement)],
@@ -410,6 +412,7 @@ def import_times(
         capture_output=True,
         text=True,
         env=env,
+        cwd=_tree,
     ).stdout.split()
     deps = [d for d in deps if not d.startswith("_")]
     alone: list[float] = []
@@ -418,7 +421,12 @@ def import_times(
     def timed(imports: str) -> float:
         code = IMPORT_CHILD.format(imports=imports)
         out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=_tree,
         )
         return float(out.stdout.strip())
 
