@@ -388,19 +388,31 @@ async def measure(
 
 # ------------------------------------------------------------------- imports
 IMPORT_CHILD = "import time\nt0 = time.perf_counter()\n{imports}\nprint(time.perf_counter() - t0)\n"
+# What a program does first: import, then name what it uses (the names load
+# their modules on first use).
+FIRST_USE = "import trio_dspy as td\ntd.Predict, td.LM, td.configure"
 LIST_DEPS = (
-    "import sys\nbefore = set(sys.modules)\nimport trio_dspy\n"
+    "import sys\nbefore = set(sys.modules)\n{statement}\n"
     "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before}"
     " - {'trio_dspy'} - set(sys.stdlib_module_names) - {'_distutils_hack'})))\n"
 )
 
 
-def import_times(runs: int) -> tuple[list[str], list[float], list[float]]:
-    """The third-party packages ``import trio_dspy`` loads, and seconds to import
-    them alone and trio_dspy, each in ``runs`` fresh interpreters (alternately)."""
+def import_times(
+    runs: int, statement: str = "import trio_dspy"
+) -> tuple[list[str], list[float], list[float]]:
+    """The third-party packages ``statement`` loads, and seconds to import them
+    alone and to run ``statement``, each in ``runs`` fresh interpreters (alternately)."""
+    # The children run in the tree measured: ``python -c`` imports from the
+    # working directory before PYTHONPATH.
     env = {**os.environ, "PYTHONPATH": _tree}
     deps = subprocess.run(
-        [sys.executable, "-c", LIST_DEPS], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", LIST_DEPS.replace("{statement}", statement)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=_tree,
     ).stdout.split()
     deps = [d for d in deps if not d.startswith("_")]
     alone: list[float] = []
@@ -409,13 +421,18 @@ def import_times(runs: int) -> tuple[list[str], list[float], list[float]]:
     def timed(imports: str) -> float:
         code = IMPORT_CHILD.format(imports=imports)
         out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=_tree,
         )
         return float(out.stdout.strip())
 
     for _ in range(runs):
         alone.append(timed("\n".join(f"import {d}" for d in deps)))
-        ours.append(timed("import trio_dspy"))
+        ours.append(timed(statement))
     return deps, alone, ours
 
 
@@ -440,6 +457,7 @@ def report(
     results: dict[str, dict[str, list[float]]],
     imports: tuple[list[str], list[float], list[float]] | None,
     dspy: dict[str, Any] | None,
+    first_use: tuple[list[str], list[float], list[float]] | None = None,
 ) -> str:
     med = {s: {k: statistics.median(v) for k, v in results[s].items()} for s in SIDES}
     lines = [
@@ -485,7 +503,14 @@ def report(
             f"{'import ms (deps alone | trio_dspy)':<38} {a:>10.1f} {o:>10.1f} {'-':>10} "
             f"{o - a:>+7.1f}m {'<= +15ms':>9}"
         )
-        lines.append(f"  dependencies imported alone: {', '.join(deps)}")
+        lines.append(f"  dependencies imported alone: {', '.join(deps) or '(none)'}")
+    if first_use is not None:  # not a target: where the cost of the modules went
+        deps, alone, ours = first_use
+        a, o = statistics.median(alone) * 1000, statistics.median(ours) * 1000
+        lines.append(
+            f"{'+ first use of Predict, LM: ms':<38} {a:>10.1f} {o:>10.1f} {'-':>10} "
+            f"{o - a:>+7.1f}m {'(info)':>9}"
+        )
     lines.append(f"client: trio_dspy from {Path(td.__file__).parent}")
     lines.append(
         f"medians of {args.rounds} rounds; per round {args.calls} sequential calls, "
@@ -574,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results, dspy = trio.run(with_servers, args, body)
     imports = import_times(args.imports) if args.imports else None
-    print(report(args, results, imports, dspy))
+    first_use = import_times(args.imports, FIRST_USE) if args.imports else None
+    print(report(args, results, imports, dspy, first_use))
     print(json.dumps({"results": results, "dspy": dspy}))
     return 0
 

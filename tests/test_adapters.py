@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 import trio_dspy as td
@@ -239,3 +240,21 @@ def test_parse_response_refuses_a_cut_off_answer() -> None:
     assert adapter.parse_response(HandleCustomer, LMResponse(text=text))["confidence"] == 1.0
     with pytest.raises(AdapterParseError, match="cut off"):
         adapter.parse_response(HandleCustomer, LMResponse(text=text, finish_reason="length"))
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_a_signature_changed_in_place_is_prompted_as_it_now_is(adapter: td.Adapter) -> None:
+    class QA(td.Signature):
+        """Answer briefly."""
+
+        question: str = td.InputField()
+        answer: str = td.OutputField()
+
+    first = adapter.format(QA, [], {"question": "q"})
+    assert "Answer briefly." in first[0].content
+    QA.instructions = "Answer at length."
+    QA.output_fields["answer"] = attrs.evolve(QA.output_fields["answer"], desc="in words")
+    again = adapter.format(QA, [], {"question": "q"})
+    assert "Answer at length." in again[0].content
+    assert "in words" in again[0].content
+    assert again[0].content == adapter.system_prompt(QA)

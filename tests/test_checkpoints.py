@@ -193,3 +193,27 @@ async def test_compile_is_a_checkpoint(optimizer: Optimizer) -> None:
         with pytest.raises(trio.Cancelled):
             await optimizer.compile(qa, trainset=[example])
     assert qa.lm.requests == []
+
+
+async def test_a_module_whose_forward_awaits_nothing_is_still_a_checkpoint() -> None:
+    class Echo(td.Module):
+        async def forward(self, text: str) -> td.Prediction:
+            return td.Prediction(text=text)
+
+    with trio.testing.assert_checkpoints():
+        await Echo()(text="x")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await Echo()(text="x")
+
+
+async def test_a_predict_call_yields_to_the_scheduler_once_not_at_every_level() -> None:
+    # Module, Predict and the model call are each a checkpoint on their own,
+    # but nested they yield once (here: the in-process model's), not per level.
+    qa = td.Predict("question -> answer")
+    qa.lm = DummyLM([{"answer": "4"}], cycle=True)
+    task = trio.lowlevel.current_task()
+    before = task._schedule_points
+    await qa(question="2+2?")
+    assert task._schedule_points - before == 1

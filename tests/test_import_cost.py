@@ -186,3 +186,33 @@ def test_redis_support_loads_coredis_only_when_used() -> None:
         "print('coredis' in sys.modules)"
     )
     assert out.strip() == "False"  # built, but nothing sent yet
+
+
+def test_import_runs_none_of_the_package_modules_until_a_name_is_used() -> None:
+    out = _run(
+        "import sys, trio_dspy as td\n"
+        "print(sorted(m for m in sys.modules if m.startswith('trio_dspy.')))\n"
+        "td.Predict\n"
+        "print('trio_dspy.modules.predict' in sys.modules)"
+    )
+    assert out.split() == ["[]", "True"]
+
+
+def test_usage_limits_stays_the_function_when_its_module_is_imported_first() -> None:
+    out = _run(
+        "import trio_dspy as td\n"
+        "import trio_dspy.usage_limits\n"
+        "from trio_dspy import usage_limits\n"
+        "print(callable(td.usage_limits), callable(usage_limits), type(td.usage_limits).__name__)"
+    )
+    assert out.split() == ["True", "True", "function"]
+
+
+def test_every_public_name_resolves() -> None:
+    out = _run("import trio_dspy as td\nprint([n for n in td.__all__ if getattr(td, n) is None])")
+    assert out.strip() == "[]"
+
+
+def test_package_attributes_name_its_own_submodules() -> None:
+    out = _run("import trio_dspy as td\nprint(td.types.__name__, td.errors.__name__)")
+    assert out.split() == ["trio_dspy.types", "trio_dspy.errors"]

@@ -59,14 +59,37 @@ class Adapter(abc.ABC):
     _CACHE_SIZE = 256
 
     def cached_system_prompt(self, signature: type[Signature]) -> str:
-        """:meth:`system_prompt`, built once per signature (it depends on nothing else)."""
-        cache: dict[type[Signature], str] = self.__dict__.setdefault("_system_prompts", {})
-        prompt = cache.get(signature)
-        if prompt is None:
+        """:meth:`system_prompt`, built once per signature as it is now."""
+        return self._prompt_texts(signature)[0]
+
+    def _prompt_texts(self, signature: type[Signature]) -> tuple[str, str]:
+        """:meth:`system_prompt` and :meth:`output_requirements`, kept for the next
+        call with the same signature.
+
+        The key is what makes the text: the class, its instructions and its
+        fields (frozen, compared by value). A signature changed in place
+        (``QA.instructions = ...``, a field replaced) is built anew; one
+        whose fields cannot be hashed is never kept.
+        """
+        try:
+            key = (
+                signature,
+                signature.instructions,
+                tuple(signature.input_fields.items()),
+                tuple(signature.output_fields.items()),
+            )
+            cache: dict[Any, tuple[str, str]] = self.__dict__.setdefault("_texts", {})
+            texts = cache.get(key)
+        except TypeError:  # an unhashable annotation: build every time
+            return self.system_prompt(signature), self.output_requirements(signature)
+        if texts is None:
             if len(cache) >= self._CACHE_SIZE:
                 cache.clear()
-            prompt = cache[signature] = self.system_prompt(signature)
-        return prompt
+            texts = cache[key] = (
+                self.system_prompt(signature),
+                self.output_requirements(signature),
+            )
+        return texts
 
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
@@ -145,13 +168,15 @@ class Adapter(abc.ABC):
         # and a demo that holds one shows it (as JSON) where its section goes.
         full, history = signature, history_field(signature)
         signature, inputs, turns = split_history(signature, inputs)
-        messages = [Message("system", self.cached_system_prompt(full))]
+        system, requirements = self._prompt_texts(full)
+        if signature is not full:  # the history input left out
+            requirements = self._prompt_texts(signature)[1]
+        messages = [Message("system", system)]
         for demo in usable_demos(signature, demos):
             shown = full if history is not None and demo.get(history) is not None else signature
             messages.extend(self._turn(shown, demo))
         messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
-        requirements = self.output_requirements(signature)
         text = f"{body}\n\n{requirements}" if requirements else body
         messages.append(Message("user", user_content(text)))
         return messages

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 import h11
@@ -138,7 +138,7 @@ class Connection:
             data += conn.send(h11.Data(data=body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
         try:
-            if write_timeout is None or write_timeout == math.inf:
+            if not _may_fire_first(write_timeout):
                 await self.stream.send_all(data)
             else:
                 with trio.move_on_after(write_timeout) as scope:
@@ -196,7 +196,7 @@ class Connection:
         self, wait: float | None, *, reused: bool, started: bool
     ) -> bytes | bytearray:
         try:
-            if wait is None or wait == math.inf:
+            if not _may_fire_first(wait):
                 return await self.stream.receive_some(CHUNK)
             with trio.move_on_after(wait):
                 return await self.stream.receive_some(CHUNK)
@@ -205,6 +205,17 @@ class Connection:
                 raise StaleConnection from exc
             raise httpx.ReadError(f"connection lost: {exc}") from exc
         raise httpx.ReadTimeout(f"timed out after {wait:g}s")
+
+
+def _may_fire_first(seconds: float | None) -> TypeGuard[float]:
+    """Whether a timeout of ``seconds`` from now ends before the enclosing deadline.
+
+    A scope that cannot fire before the one around it (the call's attempt
+    timeout, say) would only cost its setting up: no scope is opened then.
+    """
+    if seconds is None or seconds == math.inf:
+        return False
+    return trio.current_time() + seconds < trio.current_effective_deadline()
 
 
 @attrs.frozen

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ssl
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import h11
 import httpx
@@ -43,31 +42,42 @@ class ResponseTooLargeFailure(TransportFailure):
         super().__init__(f"the response is larger than max_response_bytes={limit}", retryable=False)
 
 
-@contextmanager
-def mapped_failures() -> Iterator[None]:
+class mapped_failures:  # a class named as the function it replaced: ``with mapped_failures():``
     """Raise a transport's exceptions in the block as :class:`TransportFailure`.
+
+    A class rather than a generator-based context manager: it wraps every
+    request, and costs a third as much.
 
     Raises:
         ResponseTooLargeFailure: the body is over ``max_response_bytes``.
         TransportFailure: connecting, sending, receiving or decompressing failed.
     """
-    try:
-        yield
-    except ResponseTooLarge as exc:
-        raise ResponseTooLargeFailure(exc.limit) from None
-    except httpx.TimeoutException as exc:
-        raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
-    except (httpx.LocalProtocolError, h11.LocalProtocolError):
-        # Our own request is malformed (h11 quotes header values here,
-        # credentials included): say so without the details.
-        raise TransportFailure(
-            "the request could not be encoded (an invalid header?)", retryable=False
-        ) from None
-    except httpx.RequestError as exc:
-        retryable = not _caused_by(exc, ssl.SSLCertVerificationError)
-        raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
-    except zlib.error as exc:
-        raise TransportFailure(f"the response body could not be decompressed: {exc}") from exc
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, ResponseTooLarge):
+            raise ResponseTooLargeFailure(exc.limit) from None
+        if isinstance(exc, httpx.TimeoutException):
+            raise TransportFailure(f"{type(exc).__name__}: {exc}", timeout=True) from exc
+        if isinstance(exc, (httpx.LocalProtocolError, h11.LocalProtocolError)):
+            # Our own request is malformed (h11 quotes header values here,
+            # credentials included): say so without the details.
+            raise TransportFailure(
+                "the request could not be encoded (an invalid header?)", retryable=False
+            ) from None
+        if isinstance(exc, httpx.RequestError):
+            retryable = not _caused_by(exc, ssl.SSLCertVerificationError)
+            raise TransportFailure(f"{type(exc).__name__}: {exc}", retryable=retryable) from exc
+        if isinstance(exc, zlib.error):
+            raise TransportFailure(f"the response body could not be decompressed: {exc}") from exc
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

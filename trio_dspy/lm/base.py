@@ -28,7 +28,7 @@ from typing import Any, Self, TextIO
 import attrs
 import trio
 
-from ..checkpoint import entered
+from ..checkpoint import entering, leaving
 from ..journal.active import ACTIVE_RUN
 from ..messages import (
     LMRequest,
@@ -246,7 +246,7 @@ class BaseLM(abc.ABC):
         the caller that reads the settings passes it).
 
         The call is a checkpoint even when ``send`` never waits (a cache hit,
-        a scripted model): it checks for cancellation and yields first.
+        a scripted model): it checks for cancellation first, and yields.
 
         Raises:
             trio_dspy.errors.LMError: the call failed (subclass says how).
@@ -255,12 +255,13 @@ class BaseLM(abc.ABC):
         run = ACTIVE_RUN.get()  # a durable run replays or records the call (trio_dspy.journal)
         if run is not None and not run.inside_step():
             return await run.lm_request(self, request, trace_content)
-        await entered()
+        mark = await entering()
         request = self._with_defaults(request)
         if cost_wanted():
             await load_prices()
         with self._observed(request, trace_content) as call:
             call.response = await self.send(request)
+        await leaving(mark)  # a cache hit or an in-process model waited for nothing
         return call.response
 
     def _with_defaults(self, request: LMRequest) -> LMRequest:

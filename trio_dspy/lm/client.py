@@ -34,9 +34,9 @@ from ..messages import LMRequest, LMResponse
 from ..unicode import utf8
 from .base import BaseLM, LMStream
 from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
-from .errors import FormatRefused
 from .exchange import Exchange, within_timeout
-from .limits import Limits, LimitsBackend, LimitsStore
+from .format_steps import FormatSteps
+from .limits import Limits, LimitsBackend, LimitsStore, within_limits
 from .params import check_params, check_positive, completion_estimate
 from .prices import cost_wanted, load_prices
 from .providers import known_providers, provider_class, register_provider
@@ -49,6 +49,8 @@ log = get_logger(__name__)
 
 # Seconds aclose() may spend closing connections and the cache, shielded.
 _CLOSE_TIMEOUT = 5.0
+# Where a call's timeout is set (for the timeout's error message).
+_OWNER = "the LM or the request"
 #: The default of ``max_response_bytes``: 32 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
@@ -208,7 +210,7 @@ class LM(BaseLM):
         self._limits: LimitsBackend | None = self.limits if self.limits.active else None
         self.cache = make_cache(cache)
         self._flights = SingleFlight()
-        self._format_level = 0
+        self._formats = FormatSteps(self.format_levels)
         key = api_key if api_key is not None else os.environ.get(self.api_key_env, "")
         if key != key.strip() or not key.isprintable() or not key.isascii():
             # The value goes into an HTTP header; refuse it without echoing it.
@@ -306,7 +308,7 @@ class LM(BaseLM):
     @property
     def response_format_level(self) -> str:
         """The strongest response-format level this server accepted so far."""
-        return self.format_levels[min(self._format_level, len(self.format_levels) - 1)]
+        return self._formats.reached
 
     # ------------------------------------------------------------ the call path
     async def send(self, request: LMRequest) -> LMResponse:
@@ -321,14 +323,14 @@ class LM(BaseLM):
             ToolsUnsupportedError: the request carried tools and the server takes none.
             ContextWindowExceededError: the prompt does not fit the model.
         """
-        return await self._within_timeout(request, self._send(request))
+        timeout = self._timeout(request)
+        if timeout is None and self.cache is None and request.response_format is None:
+            return await self._call_at(request, None, None)  # no layer to go through
+        return await within_timeout(timeout, self._send(request), self._wire, _OWNER)
 
-    async def _within_timeout(
-        self, request: LMRequest, call: Coroutine[Any, Any, LMResponse]
-    ) -> LMResponse:
-        """``await call`` within the call's timeout (the LM's, or the request's own)."""
-        timeout = request.timeout if request.timeout is not None else self.timeout
-        return await within_timeout(timeout, call, self._wire, "the LM or the request")
+    def _timeout(self, request: LMRequest) -> float | None:
+        """The call's timeout: the request's own, else the LM's."""
+        return request.timeout if request.timeout is not None else self.timeout
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -381,7 +383,8 @@ class LM(BaseLM):
                 key = cache_key(self.provider, self.model_name, self._public_base_url, request)
 
             def produce(sink: Sink) -> Coroutine[Any, Any, LMResponse]:
-                return self._within_timeout(request, self._call(request, sink))
+                call = self._call(request, sink)
+                return within_timeout(self._timeout(request), call, self._wire, _OWNER)
 
             async with open_stream(call, produce, self.cache, key) as stream:
                 yield stream
@@ -399,23 +402,13 @@ class LM(BaseLM):
         fmt = request.response_format
         if fmt is None:
             return await self._call_at(request, None, sink)
-        levels = self.format_levels
-        start = levels.index(fmt.type) if fmt.type in levels else 0
-        while True:
-            index = max(start, self._format_level)
-            try:
-                return await self._call_at(request, levels[index], sink)
-            except FormatRefused as refused:
-                if index + 1 >= len(levels):
-                    raise refused.error from None
-                self._format_level = max(self._format_level, index + 1)
-                log.info(
-                    "lm.response_format_refused",
-                    model=self.model,
-                    server=self.server_address,
-                    refused=levels[index],
-                    next=levels[index + 1],
-                )
+
+        def call_at(level: str) -> Awaitable[LMResponse]:
+            return self._call_at(request, level, sink)
+
+        return await self._formats.call(
+            fmt.type, call_at, model=self.model, server=self.server_address
+        )
 
     async def _call_at(
         self, request: LMRequest, level: str | None, sink: Sink | None
@@ -426,8 +419,14 @@ class LM(BaseLM):
         content = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = 0 if self._limits is None else len(content) // 4 + completion_estimate(body)
+        tools = bool(request.tools)
+        attempt: Callable[[int], Awaitable[LMResponse]] = (
+            partial(self._exchange, content, level, tools)  # nothing around the exchange
+            if sink is None and self._limits is None
+            else partial(self._attempt, content, estimate, level, tools, sink)
+        )
         return await call_with_retries(
-            partial(self._attempt, content, estimate, level, bool(request.tools), sink),
+            attempt,
             max_retries=self.max_retries,
             backoff=self.backoff,
             on_retry=self._retrying,
@@ -454,16 +453,9 @@ class LM(BaseLM):
         )
         if self._limits is None:
             return await exchange(content, level, tools, retries)
-        async with self._limits.acquire(estimate) as permit:
-            try:
-                response = await exchange(content, level, tools, retries)
-            except BaseException:
-                # No completion was produced: keep only the prompt's share.
-                permit.settle(len(content) // 4)
-                raise
-            if response.usage.total_tokens:  # servers without usage keep the estimate
-                permit.settle(response.usage.total_tokens)
-            return response
+        # tpm is charged what the server counted; the prompt alone when it failed.
+        call = partial(exchange, content, level, tools, retries)
+        return await within_limits(self._limits, estimate, len(content) // 4, call)
 
     async def _exchange(self, content: bytes, level: str | None, tools: bool, n: int) -> LMResponse:
         """One POST and its response read whole (``n``: the retries so far)."""

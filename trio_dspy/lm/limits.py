@@ -19,15 +19,26 @@ the same numbers to budgets shared by several processes.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from ..runlocal import RunLocal
 
-__all__ = ["Limits", "LimitsBackend", "LimitsStore", "Permit", "Settle", "TokenBucket"]
+if TYPE_CHECKING:
+    from ..messages import LMResponse
+
+__all__ = [
+    "Limits",
+    "LimitsBackend",
+    "LimitsStore",
+    "Permit",
+    "Settle",
+    "TokenBucket",
+    "within_limits",
+]
 
 
 class Settle(Protocol):
@@ -176,3 +187,29 @@ class Limits:
 
     def __repr__(self) -> str:
         return f"Limits(max_concurrency={self.max_concurrency}, rpm={self.rpm}, tpm={self.tpm})"
+
+
+async def within_limits(
+    limits: LimitsBackend,
+    estimate: int,
+    prompt_tokens: int,
+    call: Callable[[], Awaitable[LMResponse]],
+) -> LMResponse:
+    """``await call()`` once ``limits`` admit a request of ``estimate`` tokens.
+
+    The permit is then charged what the server counted (``usage.total_tokens``;
+    the estimate stays when it reports none), or only ``prompt_tokens`` when
+    the call produced no completion (it failed or was cancelled).
+
+    Raises:
+        Exception: ``call``'s own errors, and ``trio.Cancelled`` while waiting.
+    """
+    async with limits.acquire(estimate) as permit:
+        try:
+            response = await call()
+        except BaseException:
+            permit.settle(prompt_tokens)
+            raise
+        if response.usage.total_tokens:
+            permit.settle(response.usage.total_tokens)
+        return response

@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ..primitives import Prediction
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -89,12 +91,16 @@ class ModuleCall(Coroutine[Any, Any, T]):
         return f"<{self._module} call, not awaited yet>"
 
 
+# What forward returns nearly always: answered without the slower ABC check.
+_PLAIN: frozenset[type] = frozenset({Prediction, dict, str, list, tuple, type(None)})
+
+
 def not_awaited(value: Any, where: str) -> TypeError | None:
     """The error for ``value`` if it is an awaitable left un-awaited at ``where``, else None.
 
     A coroutine is closed, so no "never awaited" warning follows the error.
     """
-    if not inspect.isawaitable(value):
+    if type(value) in _PLAIN or not inspect.isawaitable(value):
         return None
     name = value._module if isinstance(value, ModuleCall) else type(value).__name__
     if isinstance(value, Coroutine):

@@ -19,9 +19,10 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Self
 
-from ..checkpoint import entered
+from ..checkpoint import entering, leaving
 from ..errors import StructuringError, TrioDSPyError
 from ..stream_listener import module_status
 from ..telemetry import semconv as sc
@@ -54,7 +55,7 @@ class Module:
         def __call__(self, *args: Any, **inputs: Any) -> ModuleCall[Any]:
             """Call the module: ``await module(**inputs)`` runs :meth:`forward` in a span.
 
-            The call is a checkpoint (it checks for cancellation and yields first),
+            The call is a checkpoint (it checks for cancellation first, and yields),
             as trio's rule asks of every async function. What it returns is a
             coroutine that, used without ``await``, says to await it.
 
@@ -74,14 +75,14 @@ class Module:
         return await self(**inputs)
 
     async def _invoke(self, inputs: dict[str, Any]) -> Any:
-        await entered()
+        mark = await entering()
         with start_span(self._span_name()) as span:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
             name = type(self).__name__
             await module_status(self, inputs, start=True)  # a stream's provider's line
             running = self.forward(**inputs)
-            if not inspect.isawaitable(running):
+            if type(running) is not CoroutineType and not inspect.isawaitable(running):
                 raise TypeError(
                     f"{name}.forward is a plain def: write `async def forward(self, ...)` "
                     "and `await` the modules it calls"
@@ -91,7 +92,8 @@ class Module:
             if error is not None:
                 raise error
             await module_status(self, result, start=False)
-            return result
+        await leaving(mark)  # a checkpoint even when forward awaited nothing of trio's
+        return result
 
     def _span_name(self) -> str:
         return f"invoke_agent {type(self).__name__}"
