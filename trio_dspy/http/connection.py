@@ -28,6 +28,7 @@ __all__ = [
     "StaleConnection",
     "StreamedResponse",
     "check_length",
+    "header_pairs",
     "valid_headers",
 ]
 
@@ -71,11 +72,24 @@ def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     return list(headers)
 
 
-def check_length(response: h11.Response, limit: int | None) -> None:
-    """Refuse at once a response whose ``Content-Length`` is over ``limit``."""
+def header_pairs(head: h11.Response) -> list[tuple[bytes, bytes]]:
+    """The head's header lines as (lower-case name, value) pairs. Raises nothing.
+
+    Read from h11's own store of them: iterating ``h11.Headers`` goes through
+    the sequence protocol, a Python-level index lookup per line.
+    """
+    full = getattr(head.headers, "_full_items", None)
+    if full is None:  # an h11 that stores them otherwise
+        return list(head.headers)
+    return [(name, value) for _, name, value in full]
+
+
+def check_length(headers: list[tuple[bytes, bytes]], limit: int | None) -> None:
+    """Refuse at once a response whose ``Content-Length`` (in ``headers``, from
+    :func:`header_pairs`) is over ``limit``."""
     if limit is None:
         return
-    for name, value in response.headers:
+    for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise ResponseTooLarge(limit)
 
@@ -243,7 +257,7 @@ class StreamedResponse:
         limit: int | None,
     ) -> None:
         self.status = head.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
+        self.headers: list[tuple[bytes, bytes]] = header_pairs(head)
         self.reason = head.reason
         self._limit = limit
         self._conn = conn

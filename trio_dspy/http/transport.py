@@ -49,6 +49,7 @@ from .connection import (
     StaleConnection,
     StreamedResponse,
     check_length,
+    header_pairs,
     valid_headers,
 )
 
@@ -197,7 +198,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         finally:
             if self._slots is not None:
                 self._slots.release()
-        return RawResponse(response.status_code, list(response.headers), content, response.reason)
+        return RawResponse(response.status_code, header_pairs(response), content, response.reason)
 
     @asynccontextmanager
     async def stream(
@@ -302,7 +303,7 @@ class H11Transport(httpx.AsyncBaseTransport):
                 event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
                 wait = read_timeout
                 if type(event) is h11.Response:
-                    check_length(event, self.max_response_bytes)
+                    check_length(header_pairs(event), self.max_response_bytes)
                     return event
                 # h11.InformationalResponse (1xx): keep reading.
         except BaseException:
