@@ -20,8 +20,7 @@ import abc
 import collections
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self, TextIO
 
@@ -41,11 +40,11 @@ from ..messages import (
     loggable,
 )
 from ..telemetry import semconv as sc
-from ..telemetry.span import AttributeValue, Span, SpanKind, start_span
-from ..usage import record_usage
+from ..telemetry.span import AttributeValue
 from ..usage_limits import Reservation, active, needs_cost, reserve
-from .history import inspect_history, record
+from .history import inspect_history
 from .history_entry import HistoryEntry
+from .observed import Call
 from .params import completion_estimate
 from .prices import call_cost, cost_wanted, estimate_cost, load_prices
 
@@ -63,24 +62,6 @@ __all__ = [
     "ToolSpec",
     "whole_events",
 ]
-
-
-class Call:
-    """One call being watched by :meth:`BaseLM._observed`: set :attr:`response` when done."""
-
-    __slots__ = ("_span", "_t0", "response")
-
-    def __init__(self, span: Span, t0: float) -> None:
-        self._span = span
-        self._t0 = t0
-        self.response: LMResponse | None = None
-
-    def first_chunk(self) -> None:
-        """Note (once) on the span that the first chunk of a streamed completion arrived."""
-        if self._t0 and self._span.is_recording:
-            elapsed = time.perf_counter() - self._t0
-            self._span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, round(elapsed, 6))
-        self._t0 = 0.0
 
 
 def whole_events(response: LMResponse) -> list[str | ToolCallDelta]:
@@ -270,10 +251,7 @@ class BaseLM(abc.ABC):
             request = attrs.evolve(request, params={**self.defaults, **request.params})
         return request
 
-    @contextlib.contextmanager
-    def _observed(
-        self, request: LMRequest, trace_content: bool, *, stream: bool = False
-    ) -> Iterator[Call]:
+    def _observed(self, request: LMRequest, trace_content: bool, *, stream: bool = False) -> Call:
         """Watch one call in the block: the ``chat {model}`` span, usage and history.
 
         The block sets ``call.response``; once it has, leaving the block
@@ -289,41 +267,7 @@ class BaseLM(abc.ABC):
         Raises:
             UsageLimitExceeded: the call could go over a budget (the block does not run).
         """
-        started_at, t0 = time.time(), time.perf_counter()
-        with start_span(f"chat {self.model_name}", SpanKind.CLIENT) as span:
-            if span.is_recording:
-                span.set_attributes(self._request_attributes(request, trace_content))
-                if stream:
-                    span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
-            call = Call(span, t0)
-            reservation = self._reserve(request)
-            priced = cost_wanted()  # nothing reads a cost otherwise: no lookup
-            try:
-                yield call
-            finally:
-                response = call.response
-                if response is not None and priced:
-                    response = call.response = self._priced(response)
-                reservation.settle(
-                    None if response is None else response.usage,
-                    cached=response is not None and response.cached,
-                )
-            if response is None:
-                return
-            if span.is_recording:
-                span.set_attributes(_response_attributes(response, trace_content))
-        record_usage(response.usage, requests=0 if response.cached else 1)
-        record(
-            self,
-            HistoryEntry(
-                request,
-                response,
-                started_at,
-                time.perf_counter() - t0,
-                self.provider,
-                self.model_name,
-            ),
-        )
+        return Call(self, request, trace_content, stream)
 
     def _reserve(self, request: LMRequest) -> Reservation:
         """Hold the worst case of ``request`` on the active :mod:`~trio_dspy.usage_limits` budgets.
@@ -440,29 +384,3 @@ class BaseLM(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r})"
-
-
-def _response_attributes(
-    response: LMResponse, trace_content: bool
-) -> dict[str, AttributeValue | None]:
-    attributes: dict[str, AttributeValue | None] = {
-        sc.GEN_AI_RESPONSE_MODEL: response.model or None,
-        sc.GEN_AI_RESPONSE_FINISH_REASONS: (response.finish_reason,)
-        if response.finish_reason
-        else None,
-        sc.GEN_AI_USAGE_INPUT_TOKENS: response.usage.prompt_tokens,
-        sc.GEN_AI_USAGE_OUTPUT_TOKENS: response.usage.completion_tokens,
-        "trio_dspy.cached": response.cached or None,
-    }
-    if trace_content:
-        attributes[sc.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-            [
-                {
-                    "role": "assistant",
-                    "content": response.text,
-                    "tool_calls": [attrs.asdict(c) for c in response.tool_calls],
-                }
-            ],
-            ensure_ascii=False,
-        )
-    return attributes
