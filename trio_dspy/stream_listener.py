@@ -43,6 +43,7 @@ __all__ = [
     "PredictorStream",
     "StatusMessage",
     "StreamResponse",
+    "heard",
     "lm_status",
     "module_status",
     "predictor_stream",
@@ -188,6 +189,13 @@ def unheard() -> Iterator[None]:
         yield
     finally:
         _LISTENER.reset(token)
+
+
+def heard() -> bool:
+    """Whether a streamed run listens to the calling task: without one, the
+    status lines and fields of :func:`lm_status`, :func:`module_status` and
+    :func:`predictor_stream` are nothing, and a caller need not ask for them."""
+    return _LISTENER.get() is not None
 
 
 def predictor_stream(predictor: Any) -> PredictorStream | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ..checkpoint import entering, leaving
 from ..errors import StructuringError, TrioDSPyError
-from ..stream_listener import module_status
+from ..stream_listener import heard, module_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
@@ -80,7 +80,8 @@ class Module:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
             name = type(self).__name__
-            await module_status(self, inputs, start=True)  # a stream's provider's line
+            if heard():  # a stream's provider's line
+                await module_status(self, inputs, start=True)
             running = self.forward(**inputs)
             if type(running) is not CoroutineType and not inspect.isawaitable(running):
                 raise TypeError(
@@ -91,7 +92,8 @@ class Module:
             error = not_awaited(result, f"what {name}.forward returned")
             if error is not None:
                 raise error
-            await module_status(self, result, start=False)
+            if heard():
+                await module_status(self, result, start=False)
         await leaving(mark)  # a checkpoint even when forward awaited nothing of trio's
         return result
 

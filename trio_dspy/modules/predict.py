@@ -31,7 +31,7 @@ from ..messages import LMRequest, LMResponse, Message, TextPart
 from ..primitives import Example, Prediction, Usage
 from ..settings import Settings, current, resolve_lm
 from ..signature import Signature, ensure_signature
-from ..stream_listener import lm_status, predictor_stream, status
+from ..stream_listener import heard, lm_status, predictor_stream, status
 from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
@@ -239,7 +239,8 @@ class Predict(Module, Predictor):
                 if len(messages) == len(request.messages)
                 else attrs.evolve(request, messages=messages)
             )
-            await lm_status(lm, attempt_request)
+            if heard():  # a stream's provider's line, before and after
+                await lm_status(lm, attempt_request)
             if streaming is not None and attempt == 1:
                 response = await streaming.request(
                     lm,
@@ -250,7 +251,8 @@ class Predict(Module, Predictor):
                 )
             else:
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
-            await lm_status(lm, attempt_request, response)
+            if heard():
+                await lm_status(lm, attempt_request, response)
             usage.add(response.usage)
             extraction = adapter.extraction(self.signature)
             if extraction is not None:
