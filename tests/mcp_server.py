@@ -7,7 +7,7 @@ once the socket listens (so a client may connect as soon as it reads it).
 Its tools: ``add`` (a number), ``fail`` (a tool error), ``refuse`` (an MCP
 protocol error), ``slow`` (sleeps, and counts the calls cancelled while it
 slept), ``stats`` (structured content), ``logo`` (an image), ``environ``
-(reads an environment variable), ``busy`` (an MCP error with the code
+(reads an environment variable), ``progress`` (reports progress, then finishes), ``busy`` (an MCP error with the code
 -32000, which the SDK also uses for a closed connection) and ``header`` (a
 digest of an HTTP request header). ``tools/list`` answers in pages of two, so
 a client must follow the cursors to see them all.
@@ -89,6 +89,15 @@ async def slow(seconds: float) -> str:
         counts["cancelled"] += 1
         raise
     return f"slept {seconds:g}s"
+
+
+@server.tool()
+async def progress(reports: int, every: float, ctx: Context) -> str:
+    """Report progress ``reports`` times, ``every`` seconds apart, then finish."""
+    for i in range(reports):
+        await anyio.sleep(every)
+        await ctx.report_progress(i + 1, reports)
+    return f"done after {reports} reports"
 
 
 @server.tool()

@@ -34,7 +34,7 @@ from trio_dspy.telemetry import InMemoryExporter, collect, span_to_dict
 from trio_dspy.testing import SimConfig, SimReply, SimToolCall, serve_sim
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
-TOOLS = ["add", "fail", "refuse", "busy", "slow", "stats", "logo", "environ", "header"]
+TOOLS = ["add", "fail", "refuse", "busy", "slow", "progress", "stats", "logo", "environ", "header"]
 ADD_SCHEMA = {
     "properties": {"a": {"title": "A", "type": "number"}, "b": {"title": "B", "type": "number"}},
     "required": ["a", "b"],
@@ -190,6 +190,14 @@ async def test_a_timeout_on_an_mcp_tool_cancels_the_call_on_the_server(http_url:
             await stats_until(tool["stats"], lambda c: c["cancelled"] > before["cancelled"])
 
 
+async def test_a_tool_reporting_progress_runs_past_its_timeout(http_url: str) -> None:
+    # Twelve reports 0.1 s apart: 1.2 s in all, never 0.5 s without news.
+    with trio.fail_after(BOUND):
+        async with td.mcp.http(http_url, call_timeout=0.5) as tools:
+            result = await by_name(tools)["progress"](reports=12, every=0.1)
+    assert result == {"result": "done after 12 reports"}
+
+
 # -------------------------------------------------------------- lifetime
 async def test_a_tool_called_after_its_block_ended_says_the_session_closed(
     http_url: str,
@@ -339,7 +347,9 @@ class ScriptedSession:
         self.result = result
         self.calls: list[tuple[str, Any]] = []
 
-    async def call_tool(self, name: str, arguments: Any) -> types.CallToolResult:
+    async def call_tool(
+        self, name: str, arguments: Any, progress_callback: Any = None
+    ) -> types.CallToolResult:
         await trio.lowlevel.checkpoint()
         self.calls.append((name, arguments))
         return self.result
@@ -423,7 +433,9 @@ class SilentSession:
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
 
-    async def call_tool(self, name: str, arguments: Any) -> types.CallToolResult:
+    async def call_tool(
+        self, name: str, arguments: Any, progress_callback: Any = None
+    ) -> types.CallToolResult:
         if self.error is not None:
             await trio.lowlevel.checkpoint()
             raise self.error

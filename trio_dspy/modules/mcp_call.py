@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ToolError
 from ..unicode import clean_json, clean_text
+from .tool_deadline import current_deadlines, extend
 
 try:
     import mcp.types as types
@@ -53,7 +54,9 @@ class McpCall:
     def timeout_advice(self) -> str:
         """What a :class:`~trio_dspy.errors.ToolTimeoutError` of this tool adds to its message."""
         return (
-            f"{self.server} did not answer, and the call was cancelled on the server; wait "
+            f"{self.server} did not answer or report progress in that time (each progress "
+            "report gives it the timeout again, up to ten times in all), and the call was "
+            "cancelled on the server; wait "
             "longer with call_timeout=SECONDS on td.mcp.stdio(...) or td.mcp.http(...) "
             "(timeout=SECONDS on Tool.from_mcp), or for this tool with "
             "td.Tool(tool, timeout=SECONDS)"
@@ -81,8 +84,13 @@ class McpCall:
                 "listed them",
                 tool=self.name,
             )
+        deadlines = current_deadlines()  # the report arrives in the session's own task
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            extend(deadlines)  # the server is still working: give it its timeout again
+
         try:
-            result = await session.call_tool(self.name, arguments)
+            result = await session.call_tool(self.name, arguments, progress_callback=progressed)
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED and self._closed(exc):
                 raise ToolError(

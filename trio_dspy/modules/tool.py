@@ -31,6 +31,7 @@ from ..messages import ToolSpec
 from ..stream_listener import tool_status
 from ..types import loads_json, structure, unstructure
 from ..types.custom import CustomType
+from .tool_deadline import extendable
 from .tool_schema import (
     Argument,
     arguments_of,
@@ -351,7 +352,9 @@ class Tool(CustomType):
             await approve(self, values)
         if self.timeout is None:
             return await self._run(values)
-        with trio.move_on_after(self.timeout) as scope:
+        # A call that reports progress (an MCP server's notifications) pushes
+        # its deadline back, within MAX_EXTENSION times the timeout.
+        with trio.move_on_after(self.timeout) as scope, extendable(scope, self.timeout):
             return await self._run(values)
         assert scope.cancelled_caught
         advice = getattr(self.fn, "timeout_advice", None) or (
