@@ -253,11 +253,12 @@ class StreamedResponse:
         self,
         conn: Connection,
         head: h11.Response,
+        headers: list[tuple[bytes, bytes]],
         read_timeout: float | None,
         limit: int | None,
     ) -> None:
         self.status = head.status_code
-        self.headers: list[tuple[bytes, bytes]] = header_pairs(head)
+        self.headers = headers  # the head's lines, as header_pairs(head) read them
         self.reason = head.reason
         self._limit = limit
         self._conn = conn

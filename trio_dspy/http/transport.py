@@ -188,7 +188,9 @@ class H11Transport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             await self._acquire(timeouts)
         try:
-            conn, response = await self._start(origin, method, target, checked, body, timeouts)
+            conn, response, pairs = await self._start(
+                origin, method, target, checked, body, timeouts
+            )
             try:
                 content = await self._read_body(conn, timeouts.get("read"))
             except BaseException:
@@ -198,7 +200,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         finally:
             if self._slots is not None:
                 self._slots.release()
-        return RawResponse(response.status_code, header_pairs(response), content, response.reason)
+        return RawResponse(response.status_code, pairs, content, response.reason)
 
     @asynccontextmanager
     async def stream(
@@ -223,9 +225,13 @@ class H11Transport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             await self._acquire(timeouts)
         try:
-            conn, response = await self._start(origin, method, target, checked, body, timeouts)
+            conn, response, pairs = await self._start(
+                origin, method, target, checked, body, timeouts
+            )
             read_timeout = timeouts.get("read")
-            streamed = StreamedResponse(conn, response, read_timeout, self.max_response_bytes)
+            streamed = StreamedResponse(
+                conn, response, pairs, read_timeout, self.max_response_bytes
+            )
             try:
                 yield streamed
             except BaseException:
@@ -268,18 +274,19 @@ class H11Transport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeouts: Mapping[str, Any],
-    ) -> tuple[Connection, h11.Response]:
-        """Send the request and read the response head: the connection and the head."""
+    ) -> tuple[Connection, h11.Response, list[tuple[bytes, bytes]]]:
+        """Send the request and read the response head: the connection, the head
+        and its header lines (:func:`header_pairs`)."""
         conn = self._checkout(origin)
         request = (method, target, headers, body)
         if conn is not None:
             try:
-                return conn, await self._begin(conn, request, timeouts, reused=True)
+                return conn, *await self._begin(conn, request, timeouts, reused=True)
             except StaleConnection:
                 pass  # the server dropped the idle connection: try once on a fresh one
         conn = await self._connect(origin, timeouts.get("connect"))
         try:
-            return conn, await self._begin(conn, request, timeouts, reused=False)
+            return conn, *await self._begin(conn, request, timeouts, reused=False)
         except StaleConnection as exc:
             raise httpx.RemoteProtocolError(
                 "server closed the connection without answering"
@@ -292,7 +299,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         timeouts: Mapping[str, Any],
         *,
         reused: bool,
-    ) -> h11.Response:
+    ) -> tuple[h11.Response, list[tuple[bytes, bytes]]]:
         try:
             await conn.send_request(*request, timeouts.get("write"), reused)
             # Until the first byte the wait is the server's thinking time
@@ -303,8 +310,9 @@ class H11Transport(httpx.AsyncBaseTransport):
                 event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
                 wait = read_timeout
                 if type(event) is h11.Response:
-                    check_length(header_pairs(event), self.max_response_bytes)
-                    return event
+                    pairs = header_pairs(event)
+                    check_length(pairs, self.max_response_bytes)
+                    return event, pairs
                 # h11.InformationalResponse (1xx): keep reading.
         except BaseException:
             # Cancelled or failed mid-request: the connection is in an unknown
