@@ -46,7 +46,7 @@ from .history import inspect_history
 from .history_entry import HistoryEntry
 from .observed import Call
 from .params import completion_estimate
-from .prices import call_cost, cost_wanted, estimate_cost, load_prices
+from .prices import cost_wanted, estimate_cost, load_prices, response_cost
 
 __all__ = [
     "BaseLM",
@@ -297,9 +297,9 @@ class BaseLM(abc.ABC):
     def _priced(self, response: LMResponse) -> LMResponse:
         """``response`` with its cost in its usage, when it is known (see :mod:`.prices`)."""
         usage = response.usage
-        if usage.cost is not None or response.cached or not usage.total_tokens:
+        if usage.cost is not None:
             return response
-        cost = call_cost(self.provider, (response.model, self.model_name), usage)
+        cost = response_cost(self.provider, self.model_name, response)
         if cost is None:
             return response
         return attrs.evolve(response, usage=attrs.evolve(usage, cost=cost))

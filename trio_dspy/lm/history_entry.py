@@ -47,15 +47,11 @@ class HistoryEntry:
         The first read of a cost the server did not report may load the
         prices table (the ``prices`` extra). Raises nothing.
         """
-        response = self.response
-        usage = response.usage
-        if usage.cost is not None or response.cached or not usage.total_tokens:
-            return usage.cost
-        if not self.provider:
-            return None
-        from .prices import call_cost
+        if not self.provider or self.response.usage.cost is not None:
+            return self.response.usage.cost
+        from .prices import response_cost
 
-        return call_cost(self.provider, (response.model, self.model_name), usage)
+        return response_cost(self.provider, self.model_name, self.response)
 
     def __getitem__(self, key: str) -> Any:
         """The value DSPy's history entry has under ``key``.

@@ -24,7 +24,7 @@ import functools
 import importlib.util
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -32,7 +32,17 @@ from ..primitives import Usage
 from ..usage import wants_cost
 from ..usage_limits import active
 
-__all__ = ["call_cost", "cost_wanted", "estimate_cost", "load_prices", "prices_available"]
+if TYPE_CHECKING:
+    from ..messages import LMResponse
+
+__all__ = [
+    "call_cost",
+    "cost_wanted",
+    "estimate_cost",
+    "load_prices",
+    "prices_available",
+    "response_cost",
+]
 
 # (provider, model) pairs the table does not know: its lookup of a name it
 # lacks tries every model's patterns (about a third of a millisecond), so a
@@ -111,6 +121,16 @@ def estimate_cost(
         if math.isfinite(price) and price >= 0:
             return price
     return None
+
+
+def response_cost(provider: str, model_name: str, response: LMResponse) -> float | None:
+    """What ``response`` (from ``provider``'s ``model_name``) cost: the server's
+    reported cost, else the table's; ``None`` for a cache hit, a call that used
+    no tokens, or a model the table does not know. Raises nothing."""
+    usage = response.usage
+    if usage.cost is not None or response.cached or not usage.total_tokens:
+        return usage.cost
+    return call_cost(provider, (response.model, model_name), usage)
 
 
 def call_cost(provider: str, models: tuple[str, ...], usage: Usage) -> float | None:

@@ -33,9 +33,6 @@ from .call import ModuleCall, bind_positional, not_awaited
 from .dspy_state import dspy_state, is_dspy_save
 from .predictor import Predictor
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = ["Module", "Predictor"]
 
 STATE_FORMAT = "trio_dspy.module/1"
