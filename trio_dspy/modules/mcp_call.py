@@ -90,7 +90,9 @@ class McpCall:
             extend(deadlines)  # the server is still working: give it its timeout again
 
         try:
-            result = await session.call_tool(self.name, arguments, progress_callback=progressed)
+            result = await session.call_tool(
+                self.name, arguments, progress_callback=progressed if deadlines else None
+            )
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED and self._closed(exc):
                 raise ToolError(

@@ -28,7 +28,7 @@ import trio
 from ..checkpoint import entered
 from ..errors import SignatureError, StructuringError, ToolArgumentError, ToolTimeoutError
 from ..messages import ToolSpec
-from ..stream_listener import tool_status
+from ..stream_listener import heard, tool_status
 from ..types import loads_json, structure, unstructure
 from ..types.custom import CustomType
 from .tool_deadline import extendable
@@ -323,6 +323,8 @@ class Tool(CustomType):
                 )
             arguments = kwargs
         values = self.validate(arguments)
+        if not heard():  # no streamed run listens: no status lines to write
+            return await self._guarded_run(values)
         await tool_status(self, values, None)
         result = await self._guarded_run(values)
         await tool_status(self, values, None, outputs=result)
