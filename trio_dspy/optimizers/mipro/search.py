@@ -302,7 +302,8 @@ class Search:
                     _, params, program, out = pending
                     self._add(params, await out.get(), program)
 
-            while len(asked) < max(min(self.in_flight, self.num_trials), self._random_asks()):
+            at_once = max(min(self.in_flight, self.num_trials), self._random_asks())
+            while len(asked) < at_once:
                 ask()
             for t in range(self.num_trials):
                 trial, params, built, out = asked[t]
