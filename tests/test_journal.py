@@ -164,12 +164,15 @@ async def test_concurrent_identical_requests_replay_whatever_order_they_finish_i
 ) -> None:
     questions = [f"q{i}" for i in range(6)]
 
-    def answer(request: Any) -> dict[str, str]:
+    def index(request: Any) -> int:
         text = str(request.messages[-1].content)
-        return {"answer": next(q for q in questions if f"{q}\n" in text or text.endswith(q))}
+        return next(i for i, q in enumerate(questions) if f"{q}\n" in text or text.endswith(q))
+
+    def answer(request: Any) -> dict[str, str]:
+        return {"answer": questions[index(request)]}
 
     # Later questions answer sooner: the finishing order is the reverse of the asking order.
-    lm = DummyLM(answer, latency=lambda r: 1.0 / (1 + len(r.messages[-1].content)))
+    lm = DummyLM(answer, latency=lambda r: 0.01 * (len(questions) - index(r)))
     predict = td.Predict("question -> answer")
     with td.context(lm=lm):
         async with td.durable("r5", journal):
