@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..lm.cache import SECRET_PARAMS
-from ..types.text import loads_json
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
-    from ..messages import LMRequest, ToolCall
+    from ..messages import LMRequest
     from ..modules.tool import Tool
 
 __all__ = ["lm_identity", "tool_identity"]
@@ -64,11 +63,9 @@ def lm_identity(lm: BaseLM, request: LMRequest) -> tuple[str, str]:
     return _digest(identity), _digest(fingerprint)
 
 
-def tool_identity(call: ToolCall, tool: Tool | None) -> tuple[str, str]:
-    """The identity and fingerprint of an agent's tool call (SHA-256 hex digests)."""
-    try:
-        arguments: Any = loads_json(call.arguments)
-    except ValueError:
-        arguments = call.arguments  # recorded as the model sent it
+def tool_identity(name: str, arguments: Any, tool: Tool | None) -> tuple[str, str]:
+    """The identity and fingerprint of an agent's call of tool ``name`` with
+    ``arguments`` (as :func:`~trio_dspy.modules.trajectory.call_arguments`
+    decodes them), as SHA-256 hex digests."""
     definition = None if tool is None else attrs.asdict(tool.spec())
-    return _digest({"tool": call.name, "arguments": arguments}), _digest(definition)
+    return _digest({"tool": name, "arguments": arguments}), _digest(definition)

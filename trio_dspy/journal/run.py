@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..lm.cache import as_cached
 from ..lm.cache_codec import encode_response, read_response
-from ..modules.trajectory import ToolCallRecord
+from ..modules.trajectory import ToolCallRecord, call_arguments
 from ..settings import current
 from ..types.text import loads_json
 from .active import ACTIVE_RUN
@@ -285,25 +285,26 @@ class DurableRun:
             Exception: whatever ``live`` lets through.
         """
         self._check()
-        identity, fingerprint = tool_identity(call, tool)
+        arguments = call_arguments(call)  # decoded once: the key, the request, the record
+        identity, fingerprint = tool_identity(call.name, arguments, tool)
         key = self._key("tool", identity)
         step = self._recorded(key, "tool", fingerprint)
         now = trio.current_time()
         if step is not None:
             observation, ok = self._replay_observation(key, step)
             self.replayed += 1
-            return ToolCallRecord(call.id, call.name, _args(call), observation, ok, now, 0.0)
+            return ToolCallRecord(call.id, call.name, arguments, observation, ok, now, 0.0)
         approved = False
         if tool is not None and tool.requires_approval:
-            request = ApprovalRequest(key, call.name, _arguments(call))
+            request = ApprovalRequest(key, call.name, _arguments(arguments))
             decision = await self._decision(request)
             if decision is None:
-                record = ToolCallRecord(call.id, call.name, _args(call), "", False, now, 0.0)
+                record = ToolCallRecord(call.id, call.name, arguments, "", False, now, 0.0)
                 self._awaiting[id(record)] = request
                 return record
             if not decision.approved:
                 observation = f"Error: {denied_message(call.name, decision.note)}"
-                record = ToolCallRecord(call.id, call.name, _args(call), observation, False, now, 0)
+                record = ToolCallRecord(call.id, call.name, arguments, observation, False, now, 0)
                 await self._record(key, _tool_step(fingerprint, record))
                 return record
             approved = True
@@ -377,15 +378,7 @@ def _tool_step(fingerprint: str, record: ToolCallRecord) -> StepRecord:
     return StepRecord("tool", fingerprint, payload)
 
 
-def _args(call: ToolCall) -> Any:
-    try:
-        return loads_json(call.arguments)
-    except ValueError:
-        return call.arguments
-
-
-def _arguments(call: ToolCall) -> dict[str, Any]:
-    value = _args(call)
+def _arguments(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"arguments": value}
 
 

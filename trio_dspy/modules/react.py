@@ -51,13 +51,12 @@ from ..signature import Field, Signature, ensure_signature, signature_from_field
 from ..stream_listener import lm_status, predictor_stream, tool_status
 from ..telemetry import semconv as sc
 from ..telemetry.span import StatusCode, start_span
-from ..types import loads_json
 from ..usage import count_usage
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict, check_inputs, resolve_adapter
 from .tool import Tool, ensure_tool, format_observation
-from .trajectory import Step, ToolCallRecord, Trajectory
+from .trajectory import Step, ToolCallRecord, Trajectory, call_arguments
 
 __all__ = ["ReAct", "Step", "ToolCallRecord", "Trajectory", "refuses_tools"]
 
@@ -292,7 +291,9 @@ class ReAct(Module):
                     error = f"Error: invalid finish arguments: {exc.args[0]}"
                     results.extend((c.id, error) for c in turn.finish)
                     call = turn.finish[0]
-                    failed = ToolCallRecord(call.id, FINISH, _args(call), error, False, 0, 0)
+                    failed = ToolCallRecord(
+                        call.id, FINISH, call_arguments(call), error, False, 0, 0
+                    )
                     run.trajectory.steps.append(Step(turn.text, (*records, failed)))
                     messages.extend(adapter.format_tool_results(turn, results))
                     continue
@@ -319,13 +320,6 @@ def refuses_tools(exc: LMBadRequestError) -> bool:
     The error's wording is never read.
     """
     return isinstance(exc, ToolsUnsupportedError) or exc.param in _TOOL_PARAMS
-
-
-def _args(call: ToolCall) -> Any:
-    try:
-        return loads_json(call.arguments)
-    except ValueError:
-        return call.arguments
 
 
 class _Run:
@@ -419,13 +413,12 @@ class _Run:
         except Exception as exc:
             observation, ok = f"Error: {type(exc).__name__}: {exc}", False
         duration = trio.current_time() - start
-        return ToolCallRecord(call.id, call.name, _args(call), observation, ok, start, duration)
+        return ToolCallRecord(
+            call.id, call.name, call_arguments(call), observation, ok, start, duration
+        )
 
 
 def _arguments(call: ToolCall) -> dict[str, Any]:
     """A call's arguments as a dict, for a status line (``{}`` when they do not decode)."""
-    try:
-        value = loads_json(call.arguments)
-    except ValueError:
-        return {}
+    value = call_arguments(call)
     return value if isinstance(value, dict) else {}

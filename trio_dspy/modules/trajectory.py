@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..adapters.base import FINISH_TOOL
+from ..types.text import loads_json
 
-__all__ = ["Step", "ToolCallRecord", "Trajectory"]
+if TYPE_CHECKING:
+    from ..messages import ToolCall
+
+__all__ = ["Step", "ToolCallRecord", "Trajectory", "call_arguments"]
+
+
+def call_arguments(call: ToolCall) -> Any:
+    """A tool call's arguments decoded from JSON, or the text as the model sent
+    it when it is not JSON (what a :class:`ToolCallRecord` keeps). Raises nothing."""
+    try:
+        return loads_json(call.arguments)
+    except ValueError:
+        return call.arguments
+
 
 FINISH = FINISH_TOOL
 COMPLETED = "Completed."
