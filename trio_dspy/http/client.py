@@ -160,14 +160,6 @@ async def _decoded(content: bytes, headers: httpx.Headers, limit: int | None) ->
     return await _inflated(content, headers.get("content-encoding", "identity"), limit)
 
 
-def _raw_encoding(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
-    """The ``Content-Encoding`` in raw response headers (lower-case names), if any."""
-    for name, value in headers:
-        if name == b"content-encoding":
-            return value.decode("latin-1")
-    return None
-
-
 async def _inflated(content: bytes, encoding: str, limit: int | None) -> bytes:
     """``content`` with ``encoding`` (``gzip``, ``deflate``; else as it is) undone."""
     encoding = encoding.strip().lower()
@@ -395,11 +387,11 @@ class HTTPClient:
                 raw = await pool.transport.request(
                     b"POST", url, raw_headers, content, self._timeouts
                 )
-                body = raw.content
-                encoding = _raw_encoding(raw.headers)
+                reply = Reply(raw.status, raw.headers, raw.content)
+                encoding = reply.header("content-encoding")
                 if encoding is not None:
-                    body = await _inflated(body, encoding, limit)
-                return Reply(raw.status, raw.headers, body)
+                    reply.content = await _inflated(reply.content, encoding, limit)
+                return reply
             else:
                 request = httpx.Request(
                     "POST",
