@@ -38,6 +38,7 @@ __all__ = [
     "refuse_images",
     "split_history",
     "user_content",
+    "without_fields",
 ]
 
 # A NUL and a per-process nonce: text a user passes in cannot forge a marker
@@ -222,8 +223,9 @@ def history_field(signature: type[Signature]) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _without(signature: type[Signature], name: str) -> type[Signature]:
-    fields = [f for f in signature.fields.values() if f.name != name]
+def without_fields(signature: type[Signature], names: frozenset[str]) -> type[Signature]:
+    """``signature`` without the fields named in ``names`` (built once for each)."""
+    fields = [f for f in signature.fields.values() if f.name not in names]
     return signature_from_fields(signature.__name__, fields, signature.instructions)
 
 
@@ -266,7 +268,7 @@ def split_history(
             f"{signature.__name__}.{name} needs a td.History(messages=[...]), "
             f"got {type(history).__name__}"
         )
-    rest = _without(signature, name)
+    rest = without_fields(signature, frozenset({name}))
     turns = []
     for i, message in enumerate(history.messages if history else ()):
         known = {k: v for k, v in message.items() if k in rest.fields}

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..messages import LMResponse
-from ..signature import Signature, signature_from_fields
+from ..signature import Signature
 from ..types import Reasoning
+from .inputs import without_fields
 
 __all__ = ["parse_with_reasoning", "prompt_signature", "reasoning_fields"]
 
@@ -32,11 +33,8 @@ def reasoning_fields(signature: type[Signature]) -> tuple[str, ...]:
     return tuple(n for n, f in signature.output_fields.items() if f.annotation is Reasoning)
 
 
-@functools.lru_cache(maxsize=256)
 def _without_reasoning(signature: type[Signature]) -> type[Signature]:
-    names = reasoning_fields(signature)
-    fields = [f for f in signature.fields.values() if f.name not in names]
-    return signature_from_fields(signature.__name__, fields, signature.instructions)
+    return without_fields(signature, frozenset(reasoning_fields(signature)))
 
 
 def prompt_signature(signature: type[Signature], params: Mapping[str, Any]) -> type[Signature]:

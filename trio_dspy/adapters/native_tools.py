@@ -18,8 +18,9 @@ from typing import Any, get_args, get_origin
 
 from ..errors import AdapterParseError, SignatureError
 from ..messages import LMResponse, ToolSpec
-from ..signature import Signature, signature_from_fields
+from ..signature import Signature
 from ..types.custom import is_custom
+from .inputs import without_fields
 
 __all__ = ["parse_tool_calls", "tool_fields", "tool_plan"]
 
@@ -49,12 +50,6 @@ def tool_fields(signature: type[Signature]) -> tuple[str, str | None] | None:
     return calls, tools
 
 
-@functools.lru_cache(maxsize=256)
-def _without(signature: type[Signature], names: frozenset[str]) -> type[Signature]:
-    fields = [f for f in signature.fields.values() if f.name not in names]
-    return signature_from_fields(signature.__name__, fields, signature.instructions)
-
-
 def _native(adapter: object, signature: type[Signature]) -> tuple[str, str] | None:
     if not getattr(adapter, "use_native_function_calling", False):
         return None
@@ -75,7 +70,7 @@ def _asked(signature: type[Signature], calls: str, tools: str) -> type[Signature
     output unless it is the only one (a signature needs an output; the model
     may then call natively or write the calls, both read)."""
     alone = len(signature.output_fields) == 1
-    return _without(signature, frozenset({tools} if alone else {calls, tools}))
+    return without_fields(signature, frozenset({tools} if alone else {calls, tools}))
 
 
 def tool_plan(
