@@ -112,7 +112,6 @@ class Search(Iterations):
         self.seeded = False
         self.stopping = False
         self.head_plan: Plan | None = None  # the sequential loop's plan for the head
-        self.added = 0  # iterations committed that added a program
         # Per candidate (by its instructions): minibatches it was perfect on, and run on.
         self.minibatches: dict[str, tuple[int, int]] = {}
         self.slack = 0  # metric calls committed iterations were charged but did not make
@@ -332,7 +331,6 @@ class Search(Iterations):
             else:  # an accepted merge
                 state.merges_due -= 1
                 state.merges_accepted += 1
-        self.added += outcome.program is not None
         self.ledger.refund(outcome.refund)
         self.charged += plan.reserve - outcome.refund
         state.commits.append(
@@ -469,4 +467,5 @@ class Search(Iterations):
         parent) instead, and nothing is guessed before the proposal. Once
         most iterations add nothing, that is the guess.
         """
-        return 2 * self.added >= self.committed
+        added = max(len(self.state.programs) - 1, 0)  # every program but the seed
+        return 2 * added >= self.committed
