@@ -199,9 +199,9 @@ class ToolCalls(CustomType):
             calls = value["tool_calls"]
             if not isinstance(calls, list | tuple):
                 raise ValueError(f"`tool_calls` must be a list of calls; write {_SHAPE}")
-            return cls(tuple(ToolCall.from_value(c) for c in calls))
+            return cls(calls)  # the field's converter reads each call
         if isinstance(value, list | tuple):
-            return cls(tuple(ToolCall.from_value(c) for c in value))
+            return cls(value)
         if isinstance(value, Mapping) and ("name" in value or "function" in value):
             return cls((ToolCall.from_value(value),))
         raise ValueError(f"expected tool calls as {_SHAPE}")
