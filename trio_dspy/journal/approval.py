@@ -57,7 +57,7 @@ async def approve(tool: Tool, values: Mapping[str, Any]) -> None:
             requests=(request,),
         )
     verdict = await approver(request)
-    decision = verdict if isinstance(verdict, Decision) else Decision(bool(verdict))
+    decision = Decision.of(verdict)
     if not decision.approved:
         raise ToolDenied(
             denied_message(tool.name, decision.note), tool=tool.name, note=decision.note

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ..errors import JournalCorrupt, JournalError, JournalUnavailable
+from ..errors import JournalCorrupt, JournalUnavailable
 from ..lm.redis_conn import (
     RedisBacked,
     RedisConnector,
@@ -64,6 +64,7 @@ from .store import (
     busy,
     check_run_id,
     seconds,
+    unknown_request,
 )
 
 if TYPE_CHECKING:
@@ -324,12 +325,7 @@ class RedisJournal(RedisBacked, JournalStore):
         args = [call_id, value, time.time(), run_id]
         done = await self._call(run_id, lambda c: run_script(c, DECIDE, keys, args))
         if done != 1:
-            raise JournalError(
-                f"run {run_id!r} has no approval request {call_id!r}: take the call ids "
-                "from ApprovalRequired.requests or journal.pending(run_id)",
-                journal=self.where,
-                run_id=run_id,
-            )
+            raise unknown_request(self, run_id, call_id)
 
     async def decision(self, run_id: str, call_id: str) -> Decision | None:
         """The decision recorded on ``call_id`` of ``run_id``, or ``None``."""

@@ -337,7 +337,7 @@ class DurableRun:
         if decision is not None or approver is None:
             return decision
         verdict = await approver(request)
-        decision = verdict if isinstance(verdict, Decision) else Decision(bool(verdict))
+        decision = Decision.of(verdict)
         await self._journal(self.journal.request_approval(self.run_id, [request]))
         decide = self.journal.decide(
             self.run_id, request.call_id, approved=decision.approved, note=decision.note

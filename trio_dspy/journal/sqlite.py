@@ -52,6 +52,7 @@ from .store import (
     busy,
     check_run_id,
     seconds,
+    unknown_request,
 )
 
 __all__ = ["SCHEMA_VERSION", "Journal"]
@@ -281,12 +282,7 @@ class Journal(JournalStore):
         """
         changed = await self._run(self._decide, check_run_id(run_id), call_id, approved, note)
         if not changed:
-            raise JournalError(
-                f"run {run_id!r} has no approval request {call_id!r}: take the call ids "
-                "from ApprovalRequired.requests or journal.pending(run_id)",
-                journal=self.path,
-                run_id=run_id,
-            )
+            raise unknown_request(self, run_id, call_id)
 
     def _decide(
         self, conn: sqlite3.Connection, run_id: str, call_id: str, approved: bool, note: str | None

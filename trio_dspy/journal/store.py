@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import JournalBusy
+from ..errors import JournalBusy, JournalError
 from ..types.text import loads_json
 from ..unicode import clean_json, clean_text
 
@@ -42,6 +42,7 @@ __all__ = [
     "busy",
     "check_run_id",
     "seconds",
+    "unknown_request",
 ]
 
 #: The longest run id accepted (it is part of keys and file rows).
@@ -97,6 +98,12 @@ class Decision:
     approved: bool
     note: str | None = None
 
+    @classmethod
+    def of(cls, verdict: object) -> Decision:
+        """What an approver returned as a decision: a :class:`Decision` as it
+        is, anything else by its truth (``True`` approves). Raises nothing."""
+        return verdict if isinstance(verdict, Decision) else cls(bool(verdict))
+
 
 @attrs.frozen
 class RunRecord:
@@ -130,6 +137,16 @@ def busy(journal: JournalStore, run_id: str, wait: float) -> JournalBusy:
     return JournalBusy(
         f"run {run_id!r} is being run by another task or process and was still held "
         f"after {wait:g} s: wait longer, or check for a stuck worker",
+        journal=journal.where,
+        run_id=run_id,
+    )
+
+
+def unknown_request(journal: JournalStore, run_id: str, call_id: str) -> JournalError:
+    """The error of a decision on ``call_id``, which ``run_id`` never asked about."""
+    return JournalError(
+        f"run {run_id!r} has no approval request {call_id!r}: take the call ids "
+        "from ApprovalRequired.requests or journal.pending(run_id)",
         journal=journal.where,
         run_id=run_id,
     )
