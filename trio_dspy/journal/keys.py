@@ -21,13 +21,11 @@ leaves out of its keys are left out here.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..lm.cache import SECRET_PARAMS
+from ..lm.cache import digest, request_settings
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -35,13 +33,6 @@ if TYPE_CHECKING:
     from ..modules.tool import Tool
 
 __all__ = ["lm_identity", "tool_identity"]
-
-
-def _digest(document: Any) -> str:
-    text = json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
-    )
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def lm_identity(lm: BaseLM, request: LMRequest) -> tuple[str, str]:
@@ -52,15 +43,7 @@ def lm_identity(lm: BaseLM, request: LMRequest) -> tuple[str, str]:
         "messages": [attrs.asdict(m) for m in request.messages],
         "rollout_id": request.rollout_id,
     }
-    fingerprint = {
-        "tools": [attrs.asdict(t) for t in request.tools],
-        "tool_choice": request.tool_choice,
-        "response_format": (
-            attrs.asdict(request.response_format) if request.response_format else None
-        ),
-        "params": {k: v for k, v in request.params.items() if k.lower() not in SECRET_PARAMS},
-    }
-    return _digest(identity), _digest(fingerprint)
+    return digest(identity), digest(request_settings(request))
 
 
 def tool_identity(name: str, arguments: Any, tool: Tool | None) -> tuple[str, str]:
@@ -68,4 +51,4 @@ def tool_identity(name: str, arguments: Any, tool: Tool | None) -> tuple[str, st
     ``arguments`` (as :func:`~trio_dspy.modules.trajectory.call_arguments`
     decodes them), as SHA-256 hex digests."""
     definition = None if tool is None else attrs.asdict(tool.spec())
-    return _digest({"tool": name, "arguments": arguments}), _digest(definition)
+    return digest({"tool": name, "arguments": arguments}), digest(definition)

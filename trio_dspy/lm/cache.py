@@ -49,13 +49,36 @@ __all__ = [
     "cached_call",
     "decode_response",
     "default_cache_path",
+    "digest",
     "encode_response",
     "make_cache",
+    "request_settings",
 ]
 
 log = get_logger(__name__)
 # Never let a credential that slipped into the parameters reach a cache key.
 SECRET_PARAMS = frozenset({"api_key", "authorization", "headers", "extra_headers"})
+
+
+def digest(document: Any) -> str:
+    """The SHA-256 hex digest of ``document`` written as canonical JSON. Raises nothing."""
+    text = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def request_settings(request: LMRequest) -> dict[str, Any]:
+    """What ``request`` asks besides its messages: tools, tool choice, response
+    format and parameters, credentials left out (:data:`SECRET_PARAMS`)."""
+    return {
+        "tools": [attrs.asdict(t) for t in request.tools],
+        "tool_choice": request.tool_choice,
+        "response_format": (
+            attrs.asdict(request.response_format) if request.response_format else None
+        ),
+        "params": {k: v for k, v in request.params.items() if k.lower() not in SECRET_PARAMS},
+    }
 
 
 def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> str:
@@ -65,17 +88,11 @@ def cache_key(provider: str, model: str, base_url: str, request: LMRequest) -> s
         "model": model,
         "base_url": base_url,
         "messages": [attrs.asdict(m) for m in request.messages],
-        "tools": [attrs.asdict(t) for t in request.tools],
-        "tool_choice": request.tool_choice,
-        "response_format": (
-            attrs.asdict(request.response_format) if request.response_format else None
-        ),
-        "params": {k: v for k, v in request.params.items() if k.lower() not in SECRET_PARAMS},
+        **request_settings(request),
     }
     if request.rollout_id is not None:  # absent otherwise, so existing keys stay valid
         doc["rollout_id"] = request.rollout_id
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return digest(doc)
 
 
 def as_cached(response: LMResponse) -> LMResponse:
