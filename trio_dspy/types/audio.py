@@ -118,7 +118,11 @@ class Audio(CustomType):
                     "pass audio_format='wav' (or 'mp3', ...)"
                 )
             audio_format = mime.partition("/")[2]
-        data = read_limited(path, max_bytes, "audio", "td.Audio.from_path")
+        data = read_limited(
+            path,
+            max_bytes,
+            lambda name, size: too_large("audio", name, size, max_bytes, "td.Audio.from_path"),
+        )
         try:
             return cls.from_bytes(data, audio_format, max_bytes=max_bytes)
         except ValueError as exc:

@@ -119,7 +119,11 @@ class File(CustomType):
             MediaTooLargeError: the file is larger than ``max_bytes`` (20 MiB by default).
         """
         name = os.fspath(path)
-        data = read_limited(path, max_bytes, "file", "td.File.from_path")
+        data = read_limited(
+            path,
+            max_bytes,
+            lambda name, size: too_large("file", name, size, max_bytes, "td.File.from_path"),
+        )
         mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         return cls.from_bytes(data, filename or os.path.basename(name), mime, max_bytes=max_bytes)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
-import stat
 from typing import Any
 
 import attrs
@@ -20,7 +19,7 @@ from ..errors import ImageTooLargeError
 from ..messages import ImagePart, short_url
 from .media import check_limit as _check_limit
 from .media import is_base64 as _is_base64
-from .media import read_at_most as _read_at_most
+from .media import read_limited
 
 __all__ = ["MAX_IMAGE_BYTES", "Image", "sniff_image_type"]
 
@@ -171,16 +170,10 @@ class Image:
                 ``ValueError``); its message names the file and its size.
             ValueError: as :meth:`from_bytes`, naming the file.
         """
-        _check_limit(max_bytes)
         name = os.fspath(path)
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
-                raise _too_large(name, info.st_size, max_bytes, "from_file")
-            data = _read_at_most(f, max_bytes + 1)
-        if len(data) > max_bytes:
-            # It grew since, or is a pipe or a device: how large it is, is unknown.
-            raise _too_large(name, None, max_bytes, "from_file")
+        data = read_limited(
+            path, max_bytes, lambda name, size: _too_large(name, size, max_bytes, "from_file")
+        )
         guessed = mimetypes.guess_type(name)[0]
         mime = mime_type or sniff_image_type(data) or guessed
         try:

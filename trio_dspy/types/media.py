@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ..errors import MediaTooLargeError
@@ -65,15 +66,20 @@ def too_large(
     )
 
 
-def read_limited(path: str | os.PathLike[str], max_bytes: int, kind: str, method: str) -> bytes:
+def read_limited(
+    path: str | os.PathLike[str],
+    max_bytes: int,
+    refuse: Callable[[str, int | None], Exception],
+) -> bytes:
     """The bytes of the file at ``path``, refused past ``max_bytes``.
 
     A regular file's size is checked before a byte is read; whatever the
     file is (one that grows, a pipe), at most ``max_bytes + 1`` bytes are read.
+    A file too large raises ``refuse(name, size)`` (size ``None`` when unknown).
 
     Raises:
         OSError: the file cannot be read.
-        MediaTooLargeError: it is larger than ``max_bytes``.
+        Exception: what ``refuse`` gives, for a file larger than ``max_bytes``.
         ValueError: ``max_bytes`` is not a positive integer.
     """
     check_limit(max_bytes)
@@ -81,8 +87,9 @@ def read_limited(path: str | os.PathLike[str], max_bytes: int, kind: str, method
     with open(path, "rb") as f:
         info = os.fstat(f.fileno())
         if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
-            raise too_large(kind, name, info.st_size, max_bytes, method)
+            raise refuse(name, info.st_size)
         data = read_at_most(f, max_bytes + 1)
     if len(data) > max_bytes:
-        raise too_large(kind, name, None, max_bytes, method)
+        # It grew since, or is a pipe or a device: how large it is, is unknown.
+        raise refuse(name, None)
     return data
