@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -252,3 +253,27 @@ def test_demo_serve_is_a_demo_option() -> None:
 
     args = build_parser().parse_args(["demo", "--serve", "--port", "0"])
     assert args.serve and args.port == 0
+
+
+@pytest.mark.slow
+def test_trio_dspy_serve_stops_at_once_when_only_idle_keep_alive_connections_are_open() -> None:
+    proc = subprocess.Popen(
+        [*SERVE, "tests.serve_target:app", "--port", "0", "--graceful-timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/health").status_code == 200  # the connection stays open
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert time.monotonic() - start < 5  # not the 20 s grace
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)

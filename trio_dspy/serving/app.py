@@ -106,7 +106,8 @@ def app(
 
 
 class ServingApp:
-    """The ASGI application :func:`app` returns; ``in_flight`` counts programs running now."""
+    """The ASGI application :func:`app` returns; ``in_flight`` counts programs running now,
+    ``handling`` the HTTP requests of any route being answered."""
 
     def __init__(
         self,
@@ -139,6 +140,8 @@ class ServingApp:
         self.max_body_bytes = max_body_bytes
         self._key = api_key.encode("utf-8") if api_key is not None else None
         self.in_flight = 0
+        self.handling = 0
+        self._drained: trio.Event | None = None
         self._streams: dict[str, Callable[..., AbstractAsyncContextManager[ProgramStream]]] = {}
 
     def __repr__(self) -> str:  # never the key
@@ -151,6 +154,25 @@ class ServingApp:
             return
         if scope["type"] != "http":
             return  # websockets are not served
+        self.handling += 1
+        try:
+            await self._route(scope, receive, send)
+        finally:
+            self.handling -= 1
+            if not self.handling and self._drained is not None:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no request is being answered.
+
+        A stopping server waits for this, then closes its idle keep-alive
+        connections rather than holding them for its whole grace period.
+        """
+        while self.handling:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in ("/", "/index.html"):
             await send_body(send, 200, PAGE, "text/html; charset=utf-8", _NO_CACHE)

@@ -3,7 +3,9 @@
 ``attr`` names an app made by :func:`~trio_dspy.serving.app`, a module, or a
 mapping of names to modules (then the command's options make the app). The
 first line printed is the URL the server listens on. Ctrl-C or SIGTERM stops
-it gracefully: requests still running get ``--graceful-timeout`` seconds.
+it gracefully: requests still running get ``--graceful-timeout`` seconds,
+idle keep-alive connections are closed once they are answered.
+
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
@@ -23,7 +25,21 @@ from ..errors import ConfigurationError
 from ..modules.module import Module
 from .app import DEFAULT_MAX_BODY_BYTES, ServingApp, app
 
-__all__ = ["add_arguments", "load_target", "make_app", "run_from_args", "serve"]
+__all__ = [
+    "add_arguments",
+    "load_target",
+    "make_app",
+    "prepare",
+    "run_from_args",
+    "run_served",
+    "serve",
+    "serve_until_stopped",
+]
+
+
+#: Seconds a stopping server lets requests already read reach the app before it
+#: counts the requests under way.
+SETTLE = 0.1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -189,45 +205,73 @@ async def serve(
     )
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``trio-dspy serve`` until Ctrl-C or SIGTERM, printing the URL first.
-
-    Returns the exit code: 0 after a clean stop, 1 when the target cannot be
-    served or the address cannot be bound (the message says which).
-    """
+def prepare(args: argparse.Namespace) -> ServingApp | None:
+    """The app ``args`` describe, with the default model configured; ``None`` after
+    printing why it cannot be served."""
     try:
         served = make_app(load_target(args.target), args)
         _configure_lm(args)
     except ConfigurationError as exc:
         print(f"trio-dspy serve: {exc}", file=sys.stderr)
-        return 1
+        return None
+    return served
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            stop = trio.Event()
 
-            async def on_signal() -> None:
-                async for _ in signals:
-                    stop.set()
-                    return
+async def serve_until_stopped(
+    served: ServingApp,
+    args: argparse.Namespace,
+    on_ready: Callable[[list[str]], None],
+    *,
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+    watch: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``served`` until one of ``signals`` arrives or ``watch(stop)`` calls ``stop``.
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(on_signal)
-                run = functools.partial(
-                    serve,
-                    served,
-                    args.host,
-                    args.port,
-                    graceful_timeout=args.graceful_timeout,
-                    backlog=args.backlog,
-                    shutdown=stop.wait,
-                )
-                binds = await nursery.start(run)
-                print(binds[0], flush=True)
+    ``on_ready`` gets the URLs once the server listens. Running requests
+    then get ``args.graceful_timeout`` seconds to finish.
+
+    Raises:
+        ConfigurationError: hypercorn is not installed.
+        OSError: the address cannot be bound (grouped, from hypercorn's nursery).
+    """
+    with trio.open_signal_receiver(*signals) as received:
+        stop = trio.Event()
+
+        async def on_signal() -> None:
+            async for _ in received:
+                stop.set()
+                return
+
+        async with trio.open_nursery() as helpers:
+            helpers.start_soon(on_signal)
+            if watch is not None:
+                helpers.start_soon(watch, stop.set)
+            run = functools.partial(
+                serve,
+                served,
+                args.host,
+                args.port,
+                graceful_timeout=args.graceful_timeout,
+                backlog=args.backlog,
+                shutdown=stop.wait,
+            )
+            async with trio.open_nursery() as server:
+                on_ready(await server.start(run))
                 await stop.wait()
-                # hypercorn returns once its requests have finished
-                # (or their grace ran out); the signal task is already done.
+                # hypercorn has stopped accepting; it would hold idle
+                # keep-alive connections open until the grace ends, so once
+                # the requests under way are answered, the server is closed.
+                await trio.sleep(SETTLE)  # requests read just before the stop reach the app
+                with trio.move_on_after(args.graceful_timeout):
+                    await served.drained()
+                server.cancel_scope.cancel()
+            # hypercorn has returned: its requests have finished (or their
+            # grace ran out), so what is still watching for a stop can go.
+            helpers.cancel_scope.cancel()
 
+
+def run_served(args: argparse.Namespace, main: Callable[[], Awaitable[None]]) -> int:
+    """``trio.run(main)``; the exit code, with a message when the server could not start."""
     failed: list[str] = []
     try:
         trio.run(main)
@@ -240,3 +284,19 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"trio-dspy serve: {failed[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``trio-dspy serve`` in this process until Ctrl-C or SIGTERM, printing the URL first.
+
+    Returns the exit code: 0 after a clean stop, 1 when the target cannot be
+    served or the address cannot be bound (the message says which).
+    """
+    served = prepare(args)
+    if served is None:
+        return 1
+
+    def ready(binds: list[str]) -> None:
+        print(binds[0], flush=True)
+
+    return run_served(args, functools.partial(serve_until_stopped, served, args, ready))
