@@ -265,7 +265,7 @@ def add_bench(subparsers: Subparsers) -> None:
 
 def add_serve(subparsers: Subparsers) -> None:
     """Declare ``serve``: programs over HTTP on hypercorn's trio worker."""
-    from .serving import run
+    from .serving import run, supervisor
 
     p = subparsers.add_parser(
         "serve",
@@ -274,7 +274,7 @@ def add_serve(subparsers: Subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     run.add_arguments(p)
-    p.set_defaults(run=run.run_from_args)
+    p.set_defaults(run=supervisor.run_from_args)
 
 
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_demo, add_bench, add_serve_sim, add_serve]

@@ -6,6 +6,10 @@ first line printed is the URL the server listens on. Ctrl-C or SIGTERM stops
 it gracefully: requests still running get ``--graceful-timeout`` seconds,
 idle keep-alive connections are closed once they are answered.
 
+``--workers N`` runs N worker processes on one listening socket
+(:mod:`trio_dspy.serving.supervisor`): limits such as ``--max-concurrency``
+and in-memory caches are then per worker; share model limits and caches
+between them with ``td.RedisLimits`` and ``td.RedisCache``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "add_arguments",
     "load_target",
     "make_app",
+    "positive_int",
     "prepare",
     "run_from_args",
     "run_served",
@@ -40,6 +45,17 @@ __all__ = [
 #: Seconds a stopping server lets requests already read reach the app before it
 #: counts the requests under way.
 SETTLE = 0.1
+
+
+def positive_int(text: str) -> int:
+    """``text`` as an int of at least 1, for argparse (which turns the error into usage)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="largest request body"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes sharing the listening socket, each with its own trio run "
+        "(limits such as --max-concurrency are per worker)",
     )
     p.add_argument("--backlog", type=int, default=1024, help="connections waiting to be accepted")
     p.add_argument(
@@ -172,6 +195,7 @@ async def serve(
     graceful_timeout: float = 5.0,
     backlog: int = 1024,
     shutdown: Callable[[], Any] | None = None,
+    fd: int | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``served`` with hypercorn's trio worker until ``shutdown()`` returns.
@@ -179,6 +203,8 @@ async def serve(
     ``nursery.start`` returns the URLs it listens on. ``backlog`` is the
     listen queue: hypercorn's default of 100 makes the 101st of a burst of
     new connections wait for the kernel's SYN retry (a second or more).
+    ``fd``, when given, is a listening socket inherited from the parent
+    process, served instead of binding ``host:port``.
 
     Raises:
         ConfigurationError: hypercorn is not installed (the ``serve`` extra).
@@ -192,7 +218,10 @@ async def serve(
             "trio-dspy serve needs hypercorn: pip install 'trio_dspy[serve]'"
         ) from None
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if fd is not None:
+        config.bind = [f"fd://{fd}"]
+    else:
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = graceful_timeout
     config.backlog = backlog
     config.accesslog = None
@@ -223,6 +252,7 @@ async def serve_until_stopped(
     on_ready: Callable[[list[str]], None],
     *,
     signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+    fd: int | None = None,
     watch: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
 ) -> None:
     """Serve ``served`` until one of ``signals`` arrives or ``watch(stop)`` calls ``stop``.
@@ -254,6 +284,7 @@ async def serve_until_stopped(
                 graceful_timeout=args.graceful_timeout,
                 backlog=args.backlog,
                 shutdown=stop.wait,
+                fd=fd,
             )
             async with trio.open_nursery() as server:
                 on_ready(await server.start(run))
