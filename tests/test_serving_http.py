@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -277,3 +278,19 @@ def test_trio_dspy_serve_stops_at_once_when_only_idle_keep_alive_connections_are
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+async def test_a_request_answered_over_http_is_not_logged_as_a_client_that_hung_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # hypercorn tells the app `http.disconnect` once the answer is sent, as
+    # ASGI says: that is no hang-up, and nothing is left to cancel.
+    caplog.set_level(logging.INFO, logger="trio_dspy")
+    lm = td.testing.DummyLM([{"answer": "4"}], cycle=True)
+    app = td.serving.app({"qa": td.Predict("question -> answer")})
+    with trio.fail_after(30), td.context(lm=lm):
+        async with hypercorn_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+            for _ in range(5):
+                reply = await client.post("/programs/qa", json={"question": "2+2?"})
+                assert reply.status_code == 200, reply.text
+    assert "serving.client_gone" not in caplog.text

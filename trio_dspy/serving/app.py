@@ -291,12 +291,16 @@ class ServingApp:
         trace_parent = parse_traceparent(header(scope, "traceparent"))
         name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
         runner = self._stream if stream else self._call
-        started = False
+        started = answered = False
 
         async def tracked(message: Message) -> None:
             # Whether the 200 left decides how a later failure is told: an
             # error event in the stream, or an error response of its own.
-            nonlocal started
+            nonlocal started, answered
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # The server says `http.disconnect` once this is sent, as
+                # ASGI has it: from now on that is no hang-up.
+                answered = True
             await send(message)
             if message["type"] == "http.response.start":
                 started = True
@@ -307,7 +311,9 @@ class ServingApp:
             ) as req:
                 req.span.set_attribute("trio_dspy.program", spec.name)
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_disconnect, receive, req.cancel_scope)
+                    nursery.start_soon(
+                        _watch_disconnect, receive, req.cancel_scope, lambda: answered
+                    )
                     await runner(spec, inputs, rid, tracked)
                     nursery.cancel_scope.cancel()
             # Known only once the request's scope has exited: it caught a
@@ -415,12 +421,15 @@ async def _send_event(send: Send, event: str, data: Any) -> None:
     )
 
 
-async def _watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:
-    """Cancel the request's work when its client hangs up."""
+async def _watch_disconnect(
+    receive: Receive, cancel_scope: trio.CancelScope, answered: Callable[[], bool]
+) -> None:
+    """Cancel the request's work when its client hangs up before it is ``answered()``."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            cancel_scope.cancel()
+            if not answered():
+                cancel_scope.cancel()
             return
 
 
