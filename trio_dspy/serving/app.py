@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import math
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -36,6 +36,7 @@ from .asgi import (
     Send,
     dumps,
     header,
+    headers,
     read_body,
     send_body,
     send_json,
@@ -58,6 +59,9 @@ RETRY_AFTER = 1
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 _PROGRAM_PATH = re.compile(r"/programs/([^/]+)(/stream)?")
+_TIMEOUT = TIMEOUT_HEADER.encode("latin-1")
+#: The request headers a program's request reads, found in one pass.
+_READ = frozenset((b"content-length", b"x-request-id", _TIMEOUT, b"traceparent"))
 
 
 def app(
@@ -257,10 +261,11 @@ class ServingApp:
     async def _handle(
         self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        rid = _request_id(scope)
+        given = headers(scope, _READ)
+        rid = _request_id(given.get(b"x-request-id"))
         ids = [("x-request-id", rid)]
         try:
-            body = await read_body(scope, receive, self.max_body_bytes)
+            body = await read_body(receive, self.max_body_bytes, given.get(b"content-length"))
         except BodyTooLarge:
             message = f"the request body is over {self.max_body_bytes} bytes"
             await send_json(
@@ -284,11 +289,11 @@ class ServingApp:
                 ids,
             )
             return
-        timeout, bad = _timeout(scope, self.request_timeout)
+        timeout, bad = _timeout(given.get(_TIMEOUT), self.request_timeout)
         if bad is not None:
             await send_json(send, 400, _error("bad_header", bad, rid), ids)
             return
-        trace_parent = parse_traceparent(header(scope, "traceparent"))
+        trace_parent = parse_traceparent(given.get(b"traceparent"))
         name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
         runner = self._stream if stream else self._call
         started = answered = False
@@ -433,17 +438,15 @@ async def _watch_disconnect(
             return
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(given: str | None) -> str:
     """The caller's ``X-Request-Id`` when it is a safe token, else a new one."""
-    given = header(scope, "x-request-id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
 
 
-def _timeout(scope: Scope, default: float | None) -> tuple[float | None, str | None]:
-    """The request's deadline in seconds: the header's, if shorter than ``default``."""
-    raw = header(scope, TIMEOUT_HEADER)
+def _timeout(raw: str | None, default: float | None) -> tuple[float | None, str | None]:
+    """The request's deadline in seconds: ``raw`` (the header)'s, if shorter than ``default``."""
     if raw is None:
         return default, None
     try:

@@ -21,6 +21,7 @@ __all__ = [
     "Scope",
     "Send",
     "header",
+    "headers",
     "read_body",
     "send_body",
     "send_json",
@@ -41,26 +42,35 @@ class ClientGone(Exception):
     """The client hung up before its request body arrived."""
 
 
+def headers(scope: Scope, names: frozenset[bytes]) -> dict[bytes, str]:
+    """The request headers among ``names`` (lower case), the first of each if repeated.
+
+    One pass over the request's headers, however many the app reads.
+    """
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        key = key.lower()
+        if key in names and key not in found:
+            found[key] = bytes(value).decode("latin-1")
+    return found
+
+
 def header(scope: Scope, name: str) -> str | None:
     """The value of request header ``name`` (lower case), the first if repeated; else ``None``."""
-    raw = name.encode("latin-1")
-    for key, value in scope.get("headers", ()):
-        if key.lower() == raw:
-            return bytes(value).decode("latin-1")
-    return None
+    return headers(scope, frozenset((name.encode("latin-1"),))).get(name.encode("latin-1"))
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int, length: str | None) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes.
 
-    A ``content-length`` over the limit is refused before any of the body is
-    read; a body sent in chunks is refused at the chunk that crosses it.
+    A ``length`` (the ``content-length`` header) over the limit is refused
+    before any of the body is read; a body sent in chunks is refused at the
+    chunk that crosses it.
 
     Raises:
         BodyTooLarge: the body is longer than ``limit``.
         ClientGone: the client disconnected first.
     """
-    length = header(scope, "content-length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
         raise BodyTooLarge
     parts: list[bytes] = []
@@ -79,13 +89,13 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def send_body(
-    send: Send, status: int, body: bytes, content_type: str, headers: Headers = ()
+    send: Send, status: int, body: bytes, content_type: str, extra: Headers = ()
 ) -> None:
     """Send a whole response."""
     raw = [
         (b"content-type", content_type.encode("latin-1")),
-        (b"content-length", str(len(body)).encode("latin-1")),
-        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers),
+        (b"content-length", b"%d" % len(body)),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra),
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -96,9 +106,13 @@ def dumps(payload: Any) -> bytes:
     # Cleaning the written text equals cleaning every string first (strings
     # are never adjacent in JSON text, so no pair forms across two of them),
     # and costs one encode instead of a walk over the payload per response.
-    return utf8(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return utf8(_ENCODER.encode(payload))
 
 
-async def send_json(send: Send, status: int, payload: Any, headers: Headers = ()) -> None:
+# One encoder for every response: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+async def send_json(send: Send, status: int, payload: Any, extra: Headers = ()) -> None:
     """Send ``payload`` as a JSON response."""
-    await send_body(send, status, dumps(payload), "application/json", headers)
+    await send_body(send, status, dumps(payload), "application/json", extra)
