@@ -294,3 +294,13 @@ async def test_a_request_answered_over_http_is_not_logged_as_a_client_that_hung_
                 reply = await client.post("/programs/qa", json={"question": "2+2?"})
                 assert reply.status_code == 200, reply.text
     assert "serving.client_gone" not in caplog.text
+
+
+async def test_answers_over_http_carry_a_date_but_do_not_name_the_server_software() -> None:
+    app = td.serving.app({"qa": td.Predict("question -> answer")})
+    with trio.fail_after(30):
+        async with hypercorn_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+            reply = await client.get("/health")
+    assert reply.status_code == 200
+    assert "date" in reply.headers  # RFC 9110: an origin server with a clock sends one
+    assert "server" not in reply.headers

@@ -226,6 +226,9 @@ async def serve(
     config.backlog = backlog
     config.accesslog = None
     config.errorlog = None  # the app logs through trio_dspy's loggers
+    # No `server: hypercorn-h11` on every answer: it tells a scanner what to
+    # try and costs each response (Date stays: RFC 9110 asks for it).
+    config.include_server_header = False
     await hypercorn_serve(
         served,  # type: ignore[arg-type]
         config,
