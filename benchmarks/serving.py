@@ -1,7 +1,8 @@
 """Programs served over HTTP: wall time, p50/p99 latency and server CPU per request.
 
 Run: python benchmarks/serving.py [--clients 1,100,1000] [--latency 0.5]
-     [--requests 2] [--programs shop,qa] [--runs 3] [--dspy-python PYTHON]
+     [--requests 2] [--programs shop,qa] [--runs 3] [--workers 1,2]
+     [--dspy-python PYTHON]
 
 Three processes: the simulated model server (``trio-dspy serve-sim``, every
 answer after ``--latency`` seconds), the server under test, and this
@@ -9,21 +10,24 @@ script's clients (benchmarks/serving_client.py: raw HTTP/1.1 on trio, one
 keep-alive connection each, so they take little of the CPU). For each row, N
 clients send ``--requests`` requests one after another, all N at once; the
 row reports the wall time, the latency percentiles of every request, the
-failed requests, the server process's CPU time (user + system, read from
-``/proc``) divided by the requests, and the CPU seconds the simulated model
-server and the clients spent (on a 2-core machine they share the cores with
+failed requests, the server's CPU time (user + system of the server process
+and its workers, read from ``/proc``) divided by the requests, ``busiest``
+the share of that CPU its busiest process spent (1/N: evenly spread over N
+workers), and the CPU seconds the simulated model server and the clients
+spent (on a 2-core machine they share the cores with
 the server, so they bound what it can show). ``others`` is the CPU every
 other process on the machine spent during the row (``/proc/stat``), and
 ``cores`` the cores the three processes had on average (their CPU seconds
 over the wall time): on a shared machine that, not the server, is often the
-bound. ``--runs N``
-repeats each row and ends with each figure's median.
+bound. ``load`` is the machine's one-minute load average at the row's end.
+``--runs N`` repeats each row and ends with each figure's median.
 
 Servers:
 
-* ``trio-dspy serve benchmarks.serving_target:programs`` (hypercorn's trio
-  worker): ``shop`` is the coffee-shop agent (a ReAct agent: several model
-  calls and tool calls per request), ``qa`` one ``Predict("question -> answer")``.
+* ``trio-dspy serve benchmarks.serving_target:programs --workers N`` for each
+  N of ``--workers`` (hypercorn's trio worker; N processes on one socket):
+  ``shop`` is the coffee-shop agent (a ReAct agent: several model calls and
+  tool calls per request), ``qa`` one ``Predict("question -> answer")``.
 * with ``--dspy-python`` (a Python that has dspy, fastapi and uvicorn, not
   this one): DSPy's recipe, FastAPI + ``dspy.asyncify`` under uvicorn
   (benchmarks/serving_dspy_app.py), serving the same ``qa`` program.
@@ -64,6 +68,20 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
     return (utime + stime + cutime + cstime) / TICKS
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of process ``pid`` and of each of its living children, by pid."""
+    cpu = {pid: cpu_seconds(pid)}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid:
+                    cpu[int(entry.name)] = cpu_seconds(int(entry.name))
+            except (OSError, IndexError):
+                continue  # a process that ended meanwhile
+    return cpu
 
 
 CORES = os.cpu_count() or 1
@@ -154,14 +172,16 @@ async def run_row(
     if warm.failures:
         raise RuntimeError(f"the server at {url} failed the warm-up requests: {warm.failures}")
     results = Results()
-    cpu0, sim0, own0 = cpu_seconds(pid), cpu_seconds(sim_pid), time.process_time()
+    tree0, sim0, own0 = tree_cpu(pid), cpu_seconds(sim_pid), time.process_time()
     machine0 = machine_busy_seconds()
     t0 = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(clients):
             nursery.start_soon(run_client, host, port, request, requests, results)
     wall = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    tree = tree_cpu(pid)
+    spent = {p: tree[p] - tree0.get(p, 0.0) for p in tree}
+    cpu = sum(spent.values())
     sim_cpu = cpu_seconds(sim_pid) - sim0
     own_cpu = time.process_time() - own0
     others = machine_busy_seconds() - machine0 - cpu - sim_cpu - own_cpu
@@ -181,6 +201,8 @@ async def run_row(
         "client_cpu_s": own_cpu,
         "others_cpu_s": max(0.0, others),
         "cores_ours": (cpu + sim_cpu + own_cpu) / wall if wall else math.nan,
+        "busiest": max(spent.values()) / cpu if cpu else math.nan,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -190,7 +212,8 @@ def format_row(server: str, row: dict[str, Any]) -> str:
         f"{server:<14} {row['program']:<5} {row['clients']:>6} {row['requests']:>7} "
         f"{row['wall_s']:>8.2f} {row['p50_s']:>7.2f} {row['p99_s']:>7.2f} "
         f"{row['server_cpu_ms_per_request']:>9.2f} {row['sim_cpu_s']:>7.1f} "
-        f"{row['client_cpu_s']:>7.1f} {row['others_cpu_s']:>7.1f} {row['cores_ours']:>6.2f}  "
+        f"{row['client_cpu_s']:>7.1f} {row['others_cpu_s']:>7.1f} {row['cores_ours']:>6.2f} "
+        f"{row['busiest']:>7.2f} {row['load']:>5.1f}  "
         f"{failed}"
     )
 
@@ -198,7 +221,7 @@ def format_row(server: str, row: dict[str, Any]) -> str:
 HEADER = (
     f"{'server':<14} {'prog':<5} {'clients':>6} {'requests':>7} {'wall s':>8} "
     f"{'p50 s':>7} {'p99 s':>7} {'cpu ms/rq':>9} {'sim cpu':>7} {'clients':>7} "
-    f"{'others':>7} {'cores':>6}  failed"
+    f"{'others':>7} {'cores':>6} {'busiest':>7} {'load':>5}  failed"
 )
 
 _NUMBERS = (
@@ -210,6 +233,8 @@ _NUMBERS = (
     "client_cpu_s",
     "others_cpu_s",
     "cores_ours",
+    "busiest",
+    "load",
 )
 
 
@@ -254,9 +279,11 @@ async def main(args: argparse.Namespace) -> None:
             "benchmarks.serving_target:programs",
         ]
         serve += ["--port", "0", "--lm", "openai/sim-model", "--lm-base-url", sim_url]
-        async with server_process(serve, env) as (url, pid):
-            for program in programs:
-                medians += await measure("trio-dspy", url, pid, sim_pid, program, args)
+        for workers in [int(w) for w in args.workers.split(",")]:
+            name = "trio-dspy" if workers == 1 else f"trio-dspy x{workers}"
+            async with server_process([*serve, "--workers", str(workers)], env) as (url, pid):
+                for program in programs:
+                    medians += await measure(name, url, pid, sim_pid, program, args)
         if args.dspy_python and "qa" in programs:
             port = args.dspy_port or free_port()
             uvicorn = [args.dspy_python, "-m", "uvicorn", "serving_dspy_app:app"]
@@ -278,6 +305,11 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2, help="requests per client, in turn")
     parser.add_argument("--programs", default="shop,qa")
     parser.add_argument("--runs", type=int, default=1, help="runs of each row; medians at the end")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="trio-dspy serve's --workers; a list (1,2) measures each in turn",
+    )
     parser.add_argument("--dspy-python", default=None)
     parser.add_argument(
         "--dspy-port", type=int, default=None, help="uvicorn's port (default: a free one)"
