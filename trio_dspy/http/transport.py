@@ -89,6 +89,9 @@ class H11Transport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[Connection]] = {}
         self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
         self._closed = False
+        # The last URL's origin and target: an LM posts to one URL, and reading
+        # them from an httpx.URL costs a property call each.
+        self._last: tuple[httpx.URL | None, Origin, bytes] = (None, ("", "", 0), b"")
 
     # ------------------------------------------------------------------ pool
     @property
@@ -256,9 +259,13 @@ class H11Transport(httpx.AsyncBaseTransport):
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
-        scheme = url.scheme
-        origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-        return origin, url.raw_path, valid_headers(headers)
+        last_url, origin, target = self._last
+        if url is not last_url:  # httpx.URL is immutable: the same object, the same parts
+            scheme = url.scheme
+            origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+            target = url.raw_path
+            self._last = (url, origin, target)
+        return origin, target, valid_headers(headers)
 
     async def _acquire(self, timeouts: Mapping[str, Any]) -> None:
         """Take a pool slot, waiting at most the ``pool`` timeout."""
