@@ -410,9 +410,19 @@ class LM(BaseLM):
             fmt.type, call_at, model=self.model, server=self.server_address
         )
 
-    async def _call_at(
+    def _call_at(
         self, request: LMRequest, level: str | None, sink: Sink | None
-    ) -> LMResponse:
+    ) -> Coroutine[Any, Any, LMResponse]:
+        """The call at response-format ``level``: its body written now, then the
+        coroutine that retries its attempts, for the caller to await.
+
+        Not a coroutine itself: a call in flight holds one frame fewer for the
+        scheduler to resume and the garbage collector to walk (a burst of a
+        thousand calls has a thousand of each).
+
+        Raises:
+            TypeError, ValueError: the body cannot be written as JSON.
+        """
         body = self.build_body(request, level)
         if sink is not None:
             body = self.stream_body(body)
@@ -425,7 +435,7 @@ class LM(BaseLM):
             if sink is None and self._limits is None
             else partial(self._attempt, content, estimate, level, tools, sink)
         )
-        return await call_with_retries(
+        return call_with_retries(
             attempt,
             max_retries=self.max_retries,
             backoff=self.backoff,
