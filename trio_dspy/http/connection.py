@@ -54,7 +54,8 @@ class StaleConnection(Exception):
 
 
 def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` as a list, each name and value checked as h11 would check it.
+    """``headers`` as a list (the list itself when given one, not a copy), each
+    name and value checked as h11 would check it.
 
     Raises:
         httpx.LocalProtocolError: a name or value is not allowed (a line break in a
@@ -68,7 +69,7 @@ def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, b
             raise httpx.LocalProtocolError("invalid request header")
         if len(_checked) < _CHECKED_MAX and name != b"content-length":
             _checked.add(pair)
-    return list(headers)
+    return headers if isinstance(headers, list) else list(headers)
 
 
 def header_pairs(head: h11.Response) -> list[tuple[bytes, bytes]]:
