@@ -413,16 +413,9 @@ class LM(BaseLM):
     def _call_at(
         self, request: LMRequest, level: str | None, sink: Sink | None
     ) -> Coroutine[Any, Any, LMResponse]:
-        """The call at response-format ``level``: its body written now, then the
-        coroutine that retries its attempts, for the caller to await.
-
-        Not a coroutine itself: a call in flight holds one frame fewer for the
-        scheduler to resume and the garbage collector to walk (a burst of a
-        thousand calls has a thousand of each).
-
-        Raises:
-            TypeError, ValueError: the body cannot be written as JSON.
-        """
+        """The body at ``level`` written now, and the retries' coroutine to await (not
+        a coroutine itself: a call in flight holds a frame fewer to resume and walk).
+        Raises TypeError or ValueError when the body cannot be written as JSON."""
         body = self.build_body(request, level)
         if sink is not None:
             body = self.stream_body(body)
