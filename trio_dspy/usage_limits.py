@@ -48,6 +48,7 @@ from .errors import UsageLimitExceeded
 from .primitives import Usage
 
 __all__ = [
+    "NO_RESERVATION",
     "Remaining",
     "Reservation",
     "UsageBudget",
@@ -243,7 +244,8 @@ class Reservation:
         self._budgets = ()  # settling twice changes nothing
 
 
-_NO_RESERVATION = Reservation((), 0, 0.0)
+#: The reservation of a call no budget applies to: settling it does nothing.
+NO_RESERVATION = Reservation((), 0, 0.0)
 
 
 def active() -> bool:
@@ -267,7 +269,7 @@ def reserve(tokens: int, cost: float | None = None, *, model: str = "") -> Reser
     """
     budgets = _budgets.get()
     if not budgets:
-        return _NO_RESERVATION
+        return NO_RESERVATION
     for budget in budgets:  # check them all before holding any
         refusal = budget._refusal(tokens, cost, model)
         if refusal is not None:

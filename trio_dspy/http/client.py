@@ -383,7 +383,8 @@ class HTTPClient:
             elif isinstance(pool.transport, H11Transport):
                 # The fast path: no httpx Request/Response models per call.
                 raw_headers = [*pool.raw_headers, (b"content-length", str(len(content)).encode())]
-                raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+                if headers:  # a trace's headers; none outside a trace
+                    raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
                 raw = await pool.transport.request(
                     b"POST", url, raw_headers, content, self._timeouts
                 )

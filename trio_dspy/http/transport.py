@@ -89,6 +89,9 @@ class H11Transport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[Connection]] = {}
         self._slots = trio.Semaphore(max_connections) if max_connections is not None else None
         self._closed = False
+        # The last URL's origin and target: an LM posts to one URL, and reading
+        # them from an httpx.URL costs a property call each.
+        self._last: tuple[httpx.URL | None, Origin, bytes] = (None, ("", "", 0), b"")
 
     # ------------------------------------------------------------------ pool
     @property
@@ -256,9 +259,13 @@ class H11Transport(httpx.AsyncBaseTransport):
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
-        scheme = url.scheme
-        origin: Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
-        return origin, url.raw_path, valid_headers(headers)
+        last_url, origin, target = self._last
+        if url is not last_url:  # httpx.URL is immutable: the same object, the same parts
+            scheme = url.scheme
+            origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+            target = url.raw_path
+            self._last = (url, origin, target)
+        return origin, target, valid_headers(headers)
 
     async def _acquire(self, timeouts: Mapping[str, Any]) -> None:
         """Take a pool slot, waiting at most the ``pool`` timeout."""
@@ -276,49 +283,49 @@ class H11Transport(httpx.AsyncBaseTransport):
         timeouts: Mapping[str, Any],
     ) -> tuple[Connection, h11.Response, list[tuple[bytes, bytes]]]:
         """Send the request and read the response head: the connection, the head
-        and its header lines (:func:`header_pairs`)."""
-        conn = self._checkout(origin)
-        request = (method, target, headers, body)
-        if conn is not None:
-            try:
-                return conn, *await self._begin(conn, request, timeouts, reused=True)
-            except StaleConnection:
-                pass  # the server dropped the idle connection: try once on a fresh one
-        conn = await self._connect(origin, timeouts.get("connect"))
-        try:
-            return conn, *await self._begin(conn, request, timeouts, reused=False)
-        except StaleConnection as exc:
-            raise httpx.RemoteProtocolError(
-                "server closed the connection without answering"
-            ) from exc
+        and its header lines (:func:`header_pairs`).
 
-    async def _begin(
-        self,
-        conn: Connection,
-        request: tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes],
-        timeouts: Mapping[str, Any],
-        *,
-        reused: bool,
-    ) -> tuple[h11.Response, list[tuple[bytes, bytes]]]:
-        try:
-            await conn.send_request(*request, timeouts.get("write"), reused)
-            # Until the first byte the wait is the server's thinking time
-            # (``first_byte``); after it, ``read`` bounds each silence.
-            read_timeout = timeouts.get("read")
-            wait = timeouts.get("first_byte", read_timeout)
-            while True:
-                event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
-                wait = read_timeout
-                if type(event) is h11.Response:
-                    pairs = header_pairs(event)
-                    check_length(pairs, self.max_response_bytes)
-                    return event, pairs
-                # h11.InformationalResponse (1xx): keep reading.
-        except BaseException:
-            # Cancelled or failed mid-request: the connection is in an unknown
-            # state, so it is closed, never pooled.
-            await conn.aclose()
-            raise
+        One coroutine for sending and the head, on a pooled connection and
+        (when the server had dropped it) once more on a fresh one: a request
+        in flight holds one frame fewer for the scheduler to resume and the
+        garbage collector to walk.
+        """
+        conn = self._checkout(origin)
+        reused = conn is not None
+        read_timeout = timeouts.get("read")
+        while True:
+            if conn is None:
+                conn = await self._connect(origin, timeouts.get("connect"))
+            try:
+                await conn.send_request(
+                    method, target, headers, body, timeouts.get("write"), reused
+                )
+                # Until the first byte the wait is the server's thinking time
+                # (``first_byte``); after it, ``read`` bounds each silence.
+                wait = timeouts.get("first_byte", read_timeout)
+                while True:
+                    event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
+                    wait = read_timeout
+                    if type(event) is h11.Response:
+                        pairs = header_pairs(event)
+                        check_length(pairs, self.max_response_bytes)
+                        return conn, event, pairs
+                    # h11.InformationalResponse (1xx): keep reading.
+            except StaleConnection as exc:
+                await conn.aclose()
+                if not reused:
+                    raise httpx.RemoteProtocolError(
+                        "server closed the connection without answering"
+                    ) from exc
+                conn, reused = (
+                    None,
+                    False,
+                )  # the server dropped the idle connection: try once on a fresh one
+            except BaseException:
+                # Cancelled or failed mid-request: the connection is in an unknown
+                # state, so it is closed, never pooled.
+                await conn.aclose()
+                raise
 
     async def _finish(self, origin: Origin, conn: Connection) -> None:
         """Pool a connection whose exchange is complete; close any other."""

@@ -410,9 +410,12 @@ class LM(BaseLM):
             fmt.type, call_at, model=self.model, server=self.server_address
         )
 
-    async def _call_at(
+    def _call_at(
         self, request: LMRequest, level: str | None, sink: Sink | None
-    ) -> LMResponse:
+    ) -> Coroutine[Any, Any, LMResponse]:
+        """The body at ``level`` written now, and the retries' coroutine to await (not
+        a coroutine itself: a call in flight holds a frame fewer to resume and walk).
+        Raises TypeError or ValueError when the body cannot be written as JSON."""
         body = self.build_body(request, level)
         if sink is not None:
             body = self.stream_body(body)
@@ -425,7 +428,7 @@ class LM(BaseLM):
             if sink is None and self._limits is None
             else partial(self._attempt, content, estimate, level, tools, sink)
         )
-        return await call_with_retries(
+        return call_with_retries(
             attempt,
             max_retries=self.max_retries,
             backoff=self.backoff,

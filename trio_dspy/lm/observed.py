@@ -17,11 +17,10 @@ import attrs
 from ..messages import LMRequest, LMResponse
 from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, SpanKind, start_span
-from ..usage import record_usage
-from ..usage_limits import Reservation
+from ..usage import record_usage, wants_cost
+from ..usage_limits import NO_RESERVATION, Reservation, active
 from .history import HasHistory, record
 from .history_entry import HistoryEntry
-from .prices import cost_wanted
 
 __all__ = ["Call", "Observable"]
 
@@ -81,11 +80,14 @@ class Call:
                 span.set_attributes(lm._request_attributes(request, self._trace_content))
                 if self._stream:
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
-            self._reservation = lm._reserve(request)
+            # One read of the budgets decides both: a call no budget applies
+            # to reserves nothing, and is priced only for a user's tracker.
+            budgets = active()
+            self._reservation = lm._reserve(request) if budgets else NO_RESERVATION
         except BaseException as exc:
             scope.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._priced = cost_wanted()  # nothing reads a cost otherwise: no lookup
+        self._priced = budgets or wants_cost()  # nothing reads a cost otherwise: no lookup
         return self
 
     def __exit__(
@@ -101,10 +103,11 @@ class Call:
                 if response is not None and self._priced:
                     response = self.response = lm._priced(response)
             finally:
-                self._reservation.settle(
-                    None if response is None else response.usage,
-                    cached=response is not None and response.cached,
-                )
+                if self._reservation is not NO_RESERVATION:
+                    self._reservation.settle(
+                        None if response is None else response.usage,
+                        cached=response is not None and response.cached,
+                    )
         except BaseException as error:  # the block's exception, if any, as its context
             scope.__exit__(type(error), error, error.__traceback__)
             raise

@@ -150,14 +150,19 @@ class OpenAILM(LM):
             Exception: another of :data:`~trio_dspy.lm.params.MALFORMED`: the
                 body is not a Chat Completions response.
         """
-        choice = data["choices"][0]
+        choices = data["choices"]
+        choice = choices[0]
         text, calls = _choice(choice)
         model = optional_text(data.get("model")) or self.model_name
-        alternatives = tuple(
-            LMResponse(
-                *_choice(c), finish_reason=optional_text(c.get("finish_reason")), model=model
+        alternatives = (
+            tuple(
+                LMResponse(
+                    *_choice(c), finish_reason=optional_text(c.get("finish_reason")), model=model
+                )
+                for c in choices[1:]
             )
-            for c in data["choices"][1:]
+            if len(choices) > 1  # one choice (no ``n``): no generator to build per call
+            else ()
         )
         return LMResponse(
             text=text,
@@ -186,13 +191,16 @@ class OpenAILM(LM):
 def _choice(choice: Any) -> tuple[str, tuple[ToolCall, ...]]:
     """The text and tool calls of one element of ``choices``."""
     message = choice.get("message") or {}
+    raw_calls = message.get("tool_calls")
+    if not raw_calls:  # a plain answer: no generator to build per call
+        return _text(message.get("content")), ()
     calls = tuple(
         ToolCall(
             id=str(c.get("id") or f"call_{i}"),
             name=read_text(c["function"]["name"], "tool_calls[].function.name", null=False),
             arguments=clean_arguments(tool_arguments(c["function"].get("arguments"))),
         )
-        for i, c in enumerate(message.get("tool_calls") or ())
+        for i, c in enumerate(raw_calls)
     )
     return _text(message.get("content")), calls
 

@@ -52,8 +52,11 @@ def with_header_cost(response: LMResponse, reply: Reply) -> LMResponse:
     header is a sane number (as for ``usage.cost``). Raises nothing."""
     if response.usage.cost is not None:
         return response
+    header = reply.header("x-litellm-response-cost")
+    if not header:  # the usual case: no proxy, and no exception raised to say so
+        return response
     try:
-        cost = _reported_cost(float(reply.header("x-litellm-response-cost") or ""))
+        cost = _reported_cost(float(header))
     except ValueError:
         return response
     if cost is None:

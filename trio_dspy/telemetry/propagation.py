@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 
 from .. import settings
 from .span import current_span, opentelemetry_span_context
@@ -49,7 +50,12 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
     return trace_id, span_id
 
 
-def trace_headers() -> list[tuple[str, str]]:
+# What a request made outside any trace carries: one shared empty value, not a
+# new list per call.
+_NO_HEADERS: tuple[tuple[str, str], ...] = ()
+
+
+def trace_headers() -> Sequence[tuple[str, str]]:
     """The ``traceparent`` (and ``tracestate``) headers for a request made now.
 
     Empty when no span is current or ``propagate_trace`` is off. The
@@ -58,9 +64,9 @@ def trace_headers() -> list[tuple[str, str]]:
     """
     span = current_span()
     if span is None and "opentelemetry.trace" not in sys.modules:
-        return []  # the common case without tracing: not even a settings lookup
+        return _NO_HEADERS  # the common case without tracing: not even a settings lookup
     if not settings.current().propagate_trace:
-        return []
+        return _NO_HEADERS
     otel = opentelemetry_span_context()
     if span is not None:
         trace_id, span_id, flags = span.trace_id, span.span_id, _SAMPLED
