@@ -24,10 +24,6 @@ from .native_tools import tool_fields
 __all__ = ["Plan"]
 
 
-def _items(fields: dict[str, Field]) -> tuple[tuple[str, Field], ...]:
-    return tuple(fields.items())
-
-
 @attrs.frozen(eq=False)
 class Plan:
     """One signature's prompt texts and traits, for one adapter.
@@ -63,8 +59,8 @@ class Plan:
             history is None and not reasoning_fields(signature) and tool_fields(signature) is None,
             history,
             _instructions=signature.instructions,
-            _inputs=_items(signature.input_fields),
-            _outputs=_items(signature.output_fields),
+            _inputs=tuple(signature.input_fields.items()),
+            _outputs=tuple(signature.output_fields.items()),
         )
 
     def fits(self, signature: Any) -> bool:
@@ -73,6 +69,6 @@ class Plan:
         return (
             signature is self.signature
             and signature.instructions == self._instructions
-            and _items(signature.input_fields) == self._inputs
-            and _items(signature.output_fields) == self._outputs
+            and tuple(signature.input_fields.items()) == self._inputs
+            and tuple(signature.output_fields.items()) == self._outputs
         )
