@@ -67,16 +67,17 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     that is a call left un-awaited (``draft=self.draft(...)``) is named too:
     sent on, it would fail far away as "not JSON serializable".
     """
-    where = f"{type(owner).__name__}({signature.__name__})"
     for name, value in inputs.items():
-        error = not_awaited(value, f"{where} input field {name!r}")
+        if type(value) is str:  # text, the usual input, is no call
+            continue
+        error = not_awaited(value, f"{_where(owner, signature)} input field {name!r}")
         if error is not None:
             raise error
     expected = signature.input_fields
+    if inputs.keys() == expected.keys():
+        return
     unknown = [n for n in inputs if n not in expected]
     missing = [n for n in expected if n not in inputs]
-    if not unknown and not missing:
-        return
     parts = []
     if unknown:
         parts.append(
@@ -85,7 +86,14 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
         )
     if missing:
         parts.append(f"missing required input field(s): {', '.join(missing)}")
-    raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+    raise TypeError(
+        f"{_where(owner, signature)} {'; '.join(parts)}; inputs are {', '.join(expected)}"
+    )
+
+
+def _where(owner: object, signature: type[Signature]) -> str:
+    """How an error names the call: ``Predict(QA)``."""
+    return f"{type(owner).__name__}({signature.__name__})"
 
 
 @attrs.frozen
