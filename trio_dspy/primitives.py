@@ -24,9 +24,13 @@ class Example(Mapping[str, Any]):
 
     def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         store: dict[str, Any] = dict(base) if base is not None else {}
-        store.update(fields)
+        if fields:
+            store.update(fields)
         object.__setattr__(self, "_store", store)
-        input_keys = base._input_keys if isinstance(base, Example) else None
+        input_keys = None
+        # A dict, the usual base, is no Example (and spares the ABC's isinstance).
+        if type(base) is not dict and isinstance(base, Example):
+            input_keys = base._input_keys
         object.__setattr__(self, "_input_keys", input_keys)
 
     # Mapping protocol -------------------------------------------------------------
