@@ -239,7 +239,8 @@ class Predict(Module, Predictor):
         # Only the first answer is streamed: a re-ask's text may not continue
         # the chunks already sent (``PredictorStream.complete`` sends the rest
         # when it does).
-        streaming = predictor_stream(self) if stream else None
+        listened = heard()  # a streamed run listens to this task (it stays so)
+        streaming = predictor_stream(self) if stream and listened else None
         for attempt in range(1, retries + 2):
             # ``messages`` only grows (re-asks): unchanged, the request is sent as it is.
             attempt_request = (
@@ -247,7 +248,7 @@ class Predict(Module, Predictor):
                 if len(messages) == len(request.messages)
                 else attrs.evolve(request, messages=messages)
             )
-            if heard():  # a stream's provider's line, before and after
+            if listened:  # a stream's provider's line, before and after
                 await lm_status(lm, attempt_request)
             if streaming is not None and attempt == 1:
                 response = await streaming.request(
@@ -259,7 +260,7 @@ class Predict(Module, Predictor):
                 )
             else:
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
-            if heard():
+            if listened:
                 await lm_status(lm, attempt_request, response)
             usage.add(response.usage)
             extraction = adapter.extraction(self.signature)
@@ -386,6 +387,8 @@ class Predict(Module, Predictor):
         Raises:
             AdapterParseError: none parses (the first completion's error).
         """
+        if not response.alternatives:  # one completion: its error is the error
+            return [adapter.parse_response(self.signature, response)]
         parsed: list[dict[str, Any]] = []
         error: AdapterParseError | None = None
         for choice in response.choices:
