@@ -31,11 +31,11 @@ import attrs
 from ..errors import AdapterParseError
 from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
 from ..signature import Signature
-from .inputs import given_fields, split_history, user_content
+from .inputs import given_fields, history_field, split_history, user_content
 from .native import parse_with_reasoning, prompt_signature
 from .native_tools import parse_tool_calls, tool_plan
 from .outputs import parse_json_outputs
-from .plan import Plan
+from .plan import Plan, outputs_in_text
 from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
 
@@ -116,7 +116,7 @@ class Adapter(abc.ABC):
         params = dict(params or {})
         if tools is None:
             native: tuple[ToolSpec, ...] = ()
-            if not self.plan(signature).plain:
+            if not outputs_in_text(signature):
                 signature = prompt_signature(signature, params)  # native td.Reasoning outputs
                 signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
             return LMRequest(
@@ -162,14 +162,15 @@ class Adapter(abc.ABC):
         plan = self.plan(signature)
         messages = [plan.system]
         requirements = plan.requirements
-        if plan.history is None:
+        history = history_field(signature)
+        if history is None:
             if demos:
                 for demo in usable_demos(signature, demos):
                     messages.extend(self._turn(signature, demo))
         else:
             # As DSPy: the system prompt lists a History input with the others,
             # and a demo that holds one shows it (as JSON) where its section goes.
-            full, history = signature, plan.history
+            full = signature
             signature, inputs, turns = split_history(signature, inputs)
             requirements = self.plan(signature).requirements  # the history input left out
             for demo in usable_demos(signature, demos):
@@ -228,7 +229,7 @@ class Adapter(abc.ABC):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        if self.plan(signature).plain:  # the text holds every output
+        if outputs_in_text(signature):
             return self.parse(signature, response.text)
         return parse_tool_calls(
             self, partial(parse_with_reasoning, self.parse), signature, response
