@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -96,9 +96,8 @@ def _where(owner: object, signature: type[Signature]) -> str:
     return f"{type(owner).__name__}({signature.__name__})"
 
 
-@attrs.frozen
-class _Call:
-    """What every model call of one ``Predict`` call shares."""
+class _Call(NamedTuple):
+    """What every model call of one ``Predict`` call shares (a tuple: built on every call)."""
 
     lm: BaseLM
     adapter: Adapter
