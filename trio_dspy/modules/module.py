@@ -77,7 +77,8 @@ class Module:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
             name = type(self).__name__
-            if heard():  # a stream's provider's line
+            listened = heard()  # a streamed run listens to this task (it stays so)
+            if listened:  # a stream's provider's line
                 await module_status(self, inputs, start=True)
             running = self.forward(**inputs)
             if type(running) is not CoroutineType and not inspect.isawaitable(running):
@@ -89,7 +90,7 @@ class Module:
             error = not_awaited(result, f"what {name}.forward returned")
             if error is not None:
                 raise error
-            if heard():
+            if listened:
                 await module_status(self, result, start=False)
         await leaving(mark)  # a checkpoint even when forward awaited nothing of trio's
         return result
