@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import pytest
@@ -290,3 +292,35 @@ def test_an_output_renamed_in_place_is_asked_for_and_read_under_its_new_name() -
     QA.output_fields = {"reply": attrs.evolve(QA.output_fields["answer"], name="reply")}
     assert "`[[ ## reply ## ]]`" in adapter.format(QA, [], {"question": "q"})[-1].text
     assert adapter.parse_response(QA, reply) == {"reply": "yes"}
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_an_input_renamed_or_retyped_in_place_is_shown_as_it_now_is(adapter: td.Adapter) -> None:
+    class Look(td.Signature):
+        picture: str = td.InputField()
+        answer: str = td.OutputField()
+
+    url = "https://example.com/cat.png"
+    assert adapter.format(Look, [], {"picture": url})[-1].content == adapter.format_inputs(
+        Look, {"picture": url}
+    ) + "\n\n" + adapter.output_requirements(Look)
+    field = Look.input_fields["picture"]
+    # The same text in a field now typed td.Image is refused: it would be sent as text.
+    Look.input_fields["picture"] = attrs.evolve(field, annotation=td.Image)
+    with pytest.raises(TypeError, match="needs a td.Image"):
+        adapter.format(Look, [], {"picture": url})
+    Look.input_fields = {"photo": attrs.evolve(field, name="photo")}
+    both = {"picture": url, "photo": url}  # the old name's value is ignored
+    assert adapter.format(Look, [], both)[-1].text.startswith("[[ ## photo ## ]]")
+
+
+def test_a_subclass_formatting_inputs_its_own_way_is_shown_its_way() -> None:
+    class Shouting(td.ChatAdapter):
+        def format_inputs(self, signature: type[td.Signature], values: Mapping[str, Any]) -> str:
+            return super().format_inputs(signature, values).upper()
+
+    class QA(td.Signature):
+        question: str = td.InputField()
+        answer: str = td.OutputField()
+
+    assert "WHY?" in Shouting().format(QA, [], {"question": "why?"})[-1].text

@@ -35,7 +35,7 @@ from .inputs import given_fields, history_field, split_history, user_content
 from .native import parse_with_reasoning, prompt_signature
 from .native_tools import parse_tool_calls, tool_plan
 from .outputs import parse_json_outputs
-from .plan import Plan, outputs_in_text
+from .plan import Plan, outputs_in_text, text_inputs
 from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
 
@@ -80,9 +80,20 @@ class Adapter(abc.ABC):
             if len(plans) >= self._CACHE_SIZE:
                 plans.clear()
             plan = plans[signature] = Plan.build(
-                signature, self.system_prompt(signature), self.output_requirements(signature)
+                signature,
+                self.system_prompt(signature),
+                self.output_requirements(signature),
+                self.input_headers(signature),
             )
         return plan
+
+    def input_headers(self, signature: type[Signature]) -> tuple[tuple[str, str], ...] | None:
+        """Each input's name and the text that opens its section, when
+        :meth:`format_inputs` shows every input of ``signature``, given as a
+        ``str``, as that text followed by the value, the sections joined by a
+        blank line (the user message is then built without it); else ``None``,
+        the default."""
+        return None
 
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
@@ -160,6 +171,8 @@ class Adapter(abc.ABC):
                 its value: it would be sent as text.
         """
         plan = self.plan(signature)
+        if not demos and (text := text_inputs(plan, inputs)) is not None:
+            return [plan.system, Message("user", user_content(text))]  # text inputs alone
         messages = [plan.system]
         requirements = plan.requirements
         history = history_field(signature)

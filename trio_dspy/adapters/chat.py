@@ -21,6 +21,7 @@ from .base import Adapter
 from .json import JSONFallback
 from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 from .outputs import parse_json_outputs, read_fields
+from .plan import str_input_headers
 from .prompt import (
     STRUCTURE_INTRO,
     field_descriptions,
@@ -76,6 +77,13 @@ class ChatAdapter(JSONFallback, Adapter):
             objective(signature),
         ]
         return "\n\n".join(parts)
+
+    def input_headers(self, signature: type[Signature]) -> tuple[tuple[str, str], ...] | None:
+        """Each ``str`` input's ``[[ ## name ## ]]`` line (``None`` when an input is
+        not ``str``, or a subclass formats inputs its own way)."""
+        if type(self).format_inputs is not ChatAdapter.format_inputs:
+            return None
+        return str_input_headers(signature)
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Input sections; a demo's missing inputs say so."""
