@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import pytest
@@ -258,3 +260,67 @@ def test_a_signature_changed_in_place_is_prompted_as_it_now_is(adapter: td.Adapt
     assert "Answer at length." in again[0].content
     assert "in words" in again[0].content
     assert again[0].content == adapter.system_prompt(QA)
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_a_signature_whose_fields_are_reordered_in_place_is_prompted_in_the_new_order(
+    adapter: td.Adapter,
+) -> None:
+    class Pair(td.Signature):
+        first: str = td.InputField()
+        second: str = td.InputField()
+        answer: str = td.OutputField()
+
+    values = {"first": "1", "second": "2"}
+    before = adapter.format(Pair, [], values)
+    assert before[-1].text.index("first") < before[-1].text.index("second")
+    # Equal fields, another order: only the order tells the prompts apart.
+    Pair.input_fields = dict(reversed(Pair.input_fields.items()))
+    after = adapter.format(Pair, [], values)
+    assert after[0].content == adapter.system_prompt(Pair) != before[0].content
+    assert after[-1].text.index("second") < after[-1].text.index("first")
+
+
+def test_an_output_renamed_in_place_is_asked_for_and_read_under_its_new_name() -> None:
+    class QA(td.Signature):
+        question: str = td.InputField()
+        answer: str = td.OutputField()
+
+    adapter = td.ChatAdapter()
+    reply = LMResponse(text="[[ ## reply ## ]]\nyes\n\n[[ ## completed ## ]]")
+    assert "`[[ ## answer ## ]]`" in adapter.format(QA, [], {"question": "q"})[-1].text
+    QA.output_fields = {"reply": attrs.evolve(QA.output_fields["answer"], name="reply")}
+    assert "`[[ ## reply ## ]]`" in adapter.format(QA, [], {"question": "q"})[-1].text
+    assert adapter.parse_response(QA, reply) == {"reply": "yes"}
+
+
+@pytest.mark.parametrize("adapter", [td.ChatAdapter(), td.JSONAdapter()])
+def test_an_input_renamed_or_retyped_in_place_is_shown_as_it_now_is(adapter: td.Adapter) -> None:
+    class Look(td.Signature):
+        picture: str = td.InputField()
+        answer: str = td.OutputField()
+
+    url = "https://example.com/cat.png"
+    assert adapter.format(Look, [], {"picture": url})[-1].content == adapter.format_inputs(
+        Look, {"picture": url}
+    ) + "\n\n" + adapter.output_requirements(Look)
+    field = Look.input_fields["picture"]
+    # The same text in a field now typed td.Image is refused: it would be sent as text.
+    Look.input_fields["picture"] = attrs.evolve(field, annotation=td.Image)
+    with pytest.raises(TypeError, match="needs a td.Image"):
+        adapter.format(Look, [], {"picture": url})
+    Look.input_fields = {"photo": attrs.evolve(field, name="photo")}
+    both = {"picture": url, "photo": url}  # the old name's value is ignored
+    assert adapter.format(Look, [], both)[-1].text.startswith("[[ ## photo ## ]]")
+
+
+def test_a_subclass_formatting_inputs_its_own_way_is_shown_its_way() -> None:
+    class Shouting(td.ChatAdapter):
+        def format_inputs(self, signature: type[td.Signature], values: Mapping[str, Any]) -> str:
+            return super().format_inputs(signature, values).upper()
+
+    class QA(td.Signature):
+        question: str = td.InputField()
+        answer: str = td.OutputField()
+
+    assert "WHY?" in Shouting().format(QA, [], {"question": "why?"})[-1].text

@@ -164,3 +164,21 @@ def test_chain_of_thought_moves_a_declared_reasoning_output_first_as_dspy_does()
     cot = td.ChainOfThought(Answer)
     assert list(cot.signature.output_fields) == ["reasoning", "answer"]
     assert cot.signature.output_fields["reasoning"].desc == "why, briefly"
+
+
+async def test_a_predictor_prompts_what_its_signature_and_demos_are_at_each_call() -> None:
+    lm = DummyLM([{"answer": "4"}], cycle=True)
+    qa = td.Predict("question -> answer")
+    qa.lm = lm
+    await qa(question="2+2?")
+    qa.signature.instructions = "Answer with a number."
+    qa.demos.append(td.Example(question="1+1?", answer="2"))
+    await qa(question="2+2?")
+    qa.demos[0] = td.Example(question="3+3?", answer="6")
+    await qa(question="2+2?")
+    first, second, third = (r.messages for r in lm.requests)
+    assert "Answer with a number." not in first[0].text
+    assert "Answer with a number." in second[0].text
+    assert [m.role for m in second] == ["system", "user", "assistant", "user"]
+    assert "1+1?" in second[1].text
+    assert "3+3?" in third[1].text and "1+1?" not in third[1].text

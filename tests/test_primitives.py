@@ -93,3 +93,20 @@ async def test_track_usage_counts_model_calls_but_not_cache_hits() -> None:
         await td.Predict("q -> a")(q="y")
     assert usage.requests == 2
     assert td.Usage(1, 1, 2, 1) + td.Usage(1, 1, 2, 2) == td.Usage(2, 2, 4, 3)
+
+
+def test_a_prediction_from_completions_holds_what_it_was_given() -> None:
+    fields = {"answer": "2"}
+    pred = td.Prediction.from_completions(fields)
+    fields["answer"] = "changed later"  # the prediction keeps its own copy
+    assert pred.answer == "2" and pred.to_dict() == {"answer": "2"}
+    assert pred.usage == td.Usage() and pred.usage is not td.Prediction.from_completions({}).usage
+    assert len(pred.completions) == 1 and pred.completions.answer == ["2"]
+    several = td.Prediction.from_completions({"a": 1}, td.Usage(1, 2, 3), [{"a": 1}, {"a": 2}])
+    assert several.usage == td.Usage(1, 2, 3) and several.completions.a == [1, 2]
+
+    class Mine(td.Prediction):
+        pass
+
+    mine = Mine.from_completions({"a": 1}, td.Usage(1, 2, 3), [{"a": 1}, {"a": 2}])
+    assert type(mine) is Mine and str(mine) == str(several)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,3 +161,16 @@ async def test_the_structured_reask_keeps_the_rollout_and_the_timeout() -> None:
     # Two separate calls (DummyLM takes no n), each re-asked under its own rollout id.
     rollouts = sorted((r.rollout_id, r.response_format is not None) for r in lm.requests)
     assert rollouts == [(0, False), (0, True), (1, False), (1, True)]
+
+
+def test_what_is_learned_about_a_model_goes_with_the_model() -> None:
+    lm = DummyLM(["unused"])
+    for _ in range(format_memory.STRUCTURED_AFTER):
+        format_memory.note_rescued(lm)
+    assert format_memory.prefers_structured(lm)
+    gone, key = weakref.ref(lm), id(lm)
+    del lm
+    gc.collect()
+    assert gone() is None  # the memory does not keep the model alive
+    # Nor is its count left for a model that later gets the same id.
+    assert key not in format_memory._rescues

@@ -7,7 +7,7 @@ values, so they depend on this module and not on one another.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -140,7 +140,10 @@ class ToolCallDelta:
 
 
 def _content(value: str | Sequence[ContentPart]) -> str | tuple[ContentPart, ...]:
-    return clean_text(value) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        # ASCII, the usual prompt, holds no surrogate: clean as it is.
+        return value if value.isascii() else clean_text(value)
+    return tuple(value)
 
 
 def _optional_text(value: str | None) -> str | None:
@@ -207,8 +210,12 @@ class ResponseFormat:
     strict: bool = True
 
 
-def _tuple(value: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(value)
+if TYPE_CHECKING:
+
+    def _tuple(value: Sequence[Any]) -> tuple[Any, ...]: ...
+
+else:
+    _tuple = tuple  # the builtin itself: a converter that costs no Python call
 
 
 @attrs.frozen

@@ -24,9 +24,13 @@ class Example(Mapping[str, Any]):
 
     def __init__(self, base: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         store: dict[str, Any] = dict(base) if base is not None else {}
-        store.update(fields)
+        if fields:
+            store.update(fields)
         object.__setattr__(self, "_store", store)
-        input_keys = base._input_keys if isinstance(base, Example) else None
+        input_keys = None
+        # A dict, the usual base, is no Example (and spares the ABC's isinstance).
+        if type(base) is not dict and isinstance(base, Example):
+            input_keys = base._input_keys
         object.__setattr__(self, "_input_keys", input_keys)
 
     # Mapping protocol -------------------------------------------------------------
@@ -153,11 +157,22 @@ class Prediction(Example):
         ``completions`` lists every completion's fields when there were several
         (``fields`` is then the first of them).
         """
-        pred = cls(fields)
-        if usage is not None:
-            object.__setattr__(pred, "usage", usage)
-        if completions is not None and len(completions) > 1:
-            object.__setattr__(pred, "_completions", Completions(completions))
+        several = completions is not None and len(completions) > 1
+        if cls is not Prediction or type(fields) is not dict:
+            pred = cls(fields)
+            if usage is not None:
+                object.__setattr__(pred, "usage", usage)
+            if several:
+                object.__setattr__(pred, "_completions", Completions(completions or ()))
+            return pred
+        # Every call builds one: the fields set directly, without a Usage()
+        # that ``usage`` would replace at once.
+        pred = object.__new__(Prediction)
+        _set = object.__setattr__
+        _set(pred, "_store", dict(fields))
+        _set(pred, "_input_keys", None)
+        _set(pred, "usage", Usage() if usage is None else usage)
+        _set(pred, "_completions", Completions(completions or ()) if several else None)
         return pred
 
     def __str__(self) -> str:

@@ -35,6 +35,7 @@ from .inputs import given_fields, history_field, split_history, user_content
 from .native import parse_with_reasoning, prompt_signature
 from .native_tools import parse_tool_calls, tool_plan
 from .outputs import parse_json_outputs
+from .plan import Plan, outputs_in_text, text_inputs
 from .prompt import outputs_schema, usable_demos
 from .streaming import FieldParser, NullFieldParser
 
@@ -60,36 +61,39 @@ class Adapter(abc.ABC):
 
     def cached_system_prompt(self, signature: type[Signature]) -> str:
         """:meth:`system_prompt`, built once per signature as it is now."""
-        return self._prompt_texts(signature)[0]
+        content = self.plan(signature).system.content
+        assert isinstance(content, str)  # a system message is text
+        return content
 
-    def _prompt_texts(self, signature: type[Signature]) -> tuple[str, str]:
-        """:meth:`system_prompt` and :meth:`output_requirements`, kept for the next
-        call with the same signature.
+    def plan(self, signature: type[Signature]) -> Plan:
+        """What every request for ``signature`` shares: its system message, its
+        requirements, its traits (:class:`~trio_dspy.adapters.plan.Plan`).
 
-        The key is what makes the text: the class, its instructions and its
-        fields (frozen, compared by value). A signature changed in place
-        (``QA.instructions = ...``, a field replaced) is built anew; one
-        whose fields cannot be hashed is never kept.
+        Kept for the next call with the same signature; a signature changed in
+        place (``QA.instructions = ...``, a field replaced) gets a new one.
         """
-        try:
-            key = (
+        plans: dict[type[Signature], Plan] | None = self.__dict__.get("_plans")
+        if plans is None:
+            plans = self.__dict__["_plans"] = {}
+        plan = plans.get(signature)
+        if plan is None or not plan.fits(signature):
+            if len(plans) >= self._CACHE_SIZE:
+                plans.clear()
+            plan = plans[signature] = Plan.build(
                 signature,
-                signature.instructions,
-                tuple(signature.input_fields.items()),
-                tuple(signature.output_fields.items()),
-            )
-            cache: dict[Any, tuple[str, str]] = self.__dict__.setdefault("_texts", {})
-            texts = cache.get(key)
-        except TypeError:  # an unhashable annotation: build every time
-            return self.system_prompt(signature), self.output_requirements(signature)
-        if texts is None:
-            if len(cache) >= self._CACHE_SIZE:
-                cache.clear()
-            texts = cache[key] = (
                 self.system_prompt(signature),
                 self.output_requirements(signature),
+                self.input_headers(signature),
             )
-        return texts
+        return plan
+
+    def input_headers(self, signature: type[Signature]) -> tuple[tuple[str, str], ...] | None:
+        """Each input's name and the text that opens its section, when
+        :meth:`format_inputs` shows every input of ``signature``, given as a
+        ``str``, as that text followed by the value, the sections joined by a
+        blank line (the user message is then built without it); else ``None``,
+        the default."""
+        return None
 
     @abc.abstractmethod
     def system_prompt(self, signature: type[Signature]) -> str:
@@ -122,8 +126,10 @@ class Adapter(abc.ABC):
         """
         params = dict(params or {})
         if tools is None:
-            signature = prompt_signature(signature, params)  # native td.Reasoning outputs
-            signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
+            native: tuple[ToolSpec, ...] = ()
+            if not outputs_in_text(signature):
+                signature = prompt_signature(signature, params)  # native td.Reasoning outputs
+                signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
             return LMRequest(
                 self.format(signature, demos, inputs),
                 tools=native,
@@ -164,18 +170,26 @@ class Adapter(abc.ABC):
                 demo's or history turn's output) holds an image, anywhere inside
                 its value: it would be sent as text.
         """
-        # As DSPy: the system prompt lists a History input with the others,
-        # and a demo that holds one shows it (as JSON) where its section goes.
-        full, history = signature, history_field(signature)
-        signature, inputs, turns = split_history(signature, inputs)
-        system, requirements = self._prompt_texts(full)
-        if signature is not full:  # the history input left out
-            requirements = self._prompt_texts(signature)[1]
-        messages = [Message("system", system)]
-        for demo in usable_demos(signature, demos):
-            shown = full if history is not None and demo.get(history) is not None else signature
-            messages.extend(self._turn(shown, demo))
-        messages.extend(self.format_history(signature, turns))
+        plan = self.plan(signature)
+        if not demos and (text := text_inputs(plan, inputs)) is not None:
+            return [plan.system, Message("user", user_content(text))]  # text inputs alone
+        messages = [plan.system]
+        requirements = plan.requirements
+        history = history_field(signature)
+        if history is None:
+            if demos:
+                for demo in usable_demos(signature, demos):
+                    messages.extend(self._turn(signature, demo))
+        else:
+            # As DSPy: the system prompt lists a History input with the others,
+            # and a demo that holds one shows it (as JSON) where its section goes.
+            full = signature
+            signature, inputs, turns = split_history(signature, inputs)
+            requirements = self.plan(signature).requirements  # the history input left out
+            for demo in usable_demos(signature, demos):
+                shown = full if demo.get(history) is not None else signature
+                messages.extend(self._turn(shown, demo))
+            messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
         text = f"{body}\n\n{requirements}" if requirements else body
         messages.append(Message("user", user_content(text)))
@@ -228,6 +242,8 @@ class Adapter(abc.ABC):
                 adapter=self.name,
                 signature=signature.__name__,
             )
+        if outputs_in_text(signature):
+            return self.parse(signature, response.text)
         return parse_tool_calls(
             self, partial(parse_with_reasoning, self.parse), signature, response
         )

@@ -10,6 +10,7 @@ sometimes answer in JSON.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from .base import Adapter
 from .json import JSONFallback
 from .markers import COMPLETED, HEADER_PATTERN, field_header, sections
 from .outputs import parse_json_outputs, read_fields
+from .plan import str_input_headers
 from .prompt import (
     STRUCTURE_INTRO,
     field_descriptions,
@@ -76,6 +78,13 @@ class ChatAdapter(JSONFallback, Adapter):
         ]
         return "\n\n".join(parts)
 
+    def input_headers(self, signature: type[Signature]) -> tuple[tuple[str, str], ...] | None:
+        """Each ``str`` input's ``[[ ## name ## ]]`` line (``None`` when an input is
+        not ``str``, or a subclass formats inputs its own way)."""
+        if type(self).format_inputs is not ChatAdapter.format_inputs:
+            return None
+        return str_input_headers(signature)
+
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Input sections; a demo's missing inputs say so."""
         return sections(
@@ -127,17 +136,18 @@ class ChatAdapter(JSONFallback, Adapter):
                 raise chat_error from chat_error.__cause__
 
     def _parse_sections(self, signature: type[Signature], completion: str) -> dict[str, Any]:
-        wanted = {n.lower(): n for n in signature.output_fields}
-        matches = list(HEADER_PATTERN.finditer(completion))
+        outputs = signature.output_fields
+        wanted = _by_lower(tuple(outputs))
+        # [text before, name, its text, name, its text, ...]: a section's text
+        # runs to the next marker, whatever that one names.
+        parts = HEADER_PATTERN.split(completion)
         found: dict[str, str] = {}
-        for i, m in enumerate(matches):
-            name = wanted.get(m.group(1).lower())
-            if name is None or name in found:
-                continue
-            end = matches[i + 1].start() if i + 1 < len(matches) else len(completion)
-            found[name] = completion[m.end() : end].strip()
-        missing = [n for n in signature.output_fields if n not in found]
-        if missing:
+        for at in range(1, len(parts), 2):
+            name = wanted.get(parts[at].lower())
+            if name is not None and name not in found:
+                found[name] = parts[at + 1].strip()
+        if len(found) < len(outputs):
+            missing = [n for n in outputs if n not in found]
             raise AdapterParseError(
                 f"missing output field(s) {', '.join(missing)}: expected a "
                 f"`{field_header('name')}` section for each",
@@ -145,10 +155,15 @@ class ChatAdapter(JSONFallback, Adapter):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        return read_fields(
-            found,
-            signature,
-            completion,
-            self.name,
-            lambda raw, annotation, path: parse_text(raw, annotation, path=path),
-        )
+        return read_fields(found, signature, completion, self.name, _section_value)
+
+
+@functools.lru_cache(maxsize=256)
+def _by_lower(names: tuple[str, ...]) -> dict[str, str]:
+    """Output names by their lower case: a model may write a marker in any case."""
+    return {n.lower(): n for n in names}
+
+
+def _section_value(text: str, annotation: Any, path: str) -> Any:
+    """A section's (stripped) text as a value of ``annotation``."""
+    return text if annotation is str else parse_text(text, annotation, path=path)

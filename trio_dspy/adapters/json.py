@@ -20,6 +20,7 @@ from .base import Adapter
 from .inputs import refuse_images
 from .markers import sections
 from .outputs import parse_json_outputs
+from .plan import str_input_headers
 from .prompt import (
     STRUCTURE_INTRO,
     field_descriptions,
@@ -62,6 +63,13 @@ class JSONAdapter(Adapter):
             objective(signature),
         ]
         return "\n\n".join(p for p in parts if p)
+
+    def input_headers(self, signature: type[Signature]) -> tuple[tuple[str, str], ...] | None:
+        """Each ``str`` input's ``[[ ## name ## ]]`` line (``None`` when an input is
+        not ``str``, or a subclass formats inputs its own way)."""
+        if type(self).format_inputs is not JSONAdapter.format_inputs:
+            return None
+        return str_input_headers(signature)
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         """Input sections for the inputs given."""

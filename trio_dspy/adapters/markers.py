@@ -27,4 +27,4 @@ HEADER_PATTERN = re.compile(r"\[\[\s*##\s*([A-Za-z_]\w*)\s*##\s*\]\]")
 
 def sections(fields: Mapping[str, str]) -> str:
     """One ``[[ ## name ## ]]`` section per item, its text on the following lines."""
-    return "\n\n".join(f"{field_header(name)}\n{text}" for name, text in fields.items())
+    return "\n\n".join([f"{field_header(name)}\n{text}" for name, text in fields.items()])

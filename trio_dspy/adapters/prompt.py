@@ -50,11 +50,13 @@ def format_value(value: Any, annotation: Any = Any, *, field: str = "value") -> 
         SignatureError: a field not typed ``td.Image`` holds an image
             (:func:`~trio_dspy.adapters.inputs.refuse_images`).
     """
+    if type(value) is str and annotation is str:  # the common case, on every call's hot path
+        return value
     if image_annotation(annotation):
         marks = image_text(value)
         if marks is not None:
             return marks
-    if type(value) is str:  # the common case, on every call's hot path
+    if type(value) is str:
         return value
     if isinstance(value, Prediction) and (annotation is str or annotation is Any):
         # DSPy sends a Prediction's text form (``str(pred)``), not its fields as JSON.

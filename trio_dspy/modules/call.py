@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 
-__all__ = ["ModuleCall", "bind_positional", "input_names", "not_awaited", "positional_error"]
+__all__ = [
+    "PLAIN",
+    "ModuleCall",
+    "bind_positional",
+    "input_names",
+    "not_awaited",
+    "positional_error",
+]
 
 T = TypeVar("T")
 
@@ -91,8 +98,8 @@ class ModuleCall(Coroutine[Any, Any, T]):
         return f"<{self._module} call, not awaited yet>"
 
 
-# What forward returns nearly always: answered without the slower ABC check.
-_PLAIN: frozenset[type] = frozenset({Prediction, dict, str, list, tuple, type(None)})
+#: What forward returns nearly always: no awaitable, known without the slower ABC check.
+PLAIN: frozenset[type] = frozenset({Prediction, dict, str, list, tuple, type(None)})
 
 
 def not_awaited(value: Any, where: str) -> TypeError | None:
@@ -100,7 +107,7 @@ def not_awaited(value: Any, where: str) -> TypeError | None:
 
     A coroutine is closed, so no "never awaited" warning follows the error.
     """
-    if type(value) in _PLAIN or not inspect.isawaitable(value):
+    if type(value) in PLAIN or not inspect.isawaitable(value):
         return None
     name = value._module if isinstance(value, ModuleCall) else type(value).__name__
     if isinstance(value, Coroutine):

@@ -9,7 +9,7 @@ in structured-output mode from the start, as the LM client remembers a
 format resets the count, so a model that only slips now and then is never
 switched.
 
-The memory belongs to the model object (a weak mapping: it goes with the
+The memory belongs to the model object (it goes with the
 model), so every program and task sharing a model shares what was learned.
 """
 
@@ -27,28 +27,33 @@ log = get_logger(__name__)
 #: Structured-output rescues in a row after which a model is asked that way first.
 STRUCTURED_AFTER = 2
 
-_rescues: weakref.WeakKeyDictionary[BaseLM, int] = weakref.WeakKeyDictionary()
+# Rescues in a row by model, keyed by the model's id while it lives (a
+# finalizer drops the entry with the model): a plain dict answers the check
+# every call makes without building a weak reference for it.
+_rescues: dict[int, int] = {}
 
 
 def prefers_structured(lm: BaseLM) -> bool:
     """Whether ``lm`` has needed the structured re-ask often enough to be asked so first."""
-    return _rescues.get(lm, 0) >= STRUCTURED_AFTER
+    return _rescues.get(id(lm), 0) >= STRUCTURED_AFTER
 
 
 def note_parsed(lm: BaseLM) -> None:
     """An answer of ``lm`` in the text format parsed: start counting again."""
-    if lm in _rescues:
-        del _rescues[lm]
+    if _rescues.get(id(lm)):
+        _rescues[id(lm)] = 0
 
 
 def note_rescued(lm: BaseLM) -> None:
     """An answer of ``lm`` in the text format failed and the structured re-ask worked."""
-    count = _rescues.get(lm, 0) + 1
-    _rescues[lm] = count
+    key = id(lm)
+    if key not in _rescues:
+        weakref.finalize(lm, _rescues.pop, key, None)
+    count = _rescues[key] = _rescues.get(key, 0) + 1
     if count == STRUCTURED_AFTER:
         log.info("lm.structured_first", model=getattr(lm, "model", repr(lm)), rescues=count)
 
 
 def forget(lm: BaseLM) -> None:
     """Forget what was learned about ``lm`` (it is asked in the text format again)."""
-    _rescues.pop(lm, None)
+    note_parsed(lm)

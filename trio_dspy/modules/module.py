@@ -29,7 +29,7 @@ from ..telemetry import semconv as sc
 from ..telemetry.span import AttributeValue, start_span
 from ..types import loads_json
 from ..unicode import clean_json, has_surrogate_escape
-from .call import ModuleCall, bind_positional, not_awaited
+from .call import PLAIN, ModuleCall, bind_positional, not_awaited
 from .dspy_state import dspy_state, is_dspy_save
 from .predictor import Predictor
 
@@ -76,20 +76,21 @@ class Module:
         with start_span(self._span_name()) as span:
             if span.is_recording:
                 span.set_attributes(self._span_attributes())
-            name = type(self).__name__
-            if heard():  # a stream's provider's line
+            listened = heard()  # a streamed run listens to this task (it stays so)
+            if listened:  # a stream's provider's line
                 await module_status(self, inputs, start=True)
             running = self.forward(**inputs)
             if type(running) is not CoroutineType and not inspect.isawaitable(running):
                 raise TypeError(
-                    f"{name}.forward is a plain def: write `async def forward(self, ...)` "
-                    "and `await` the modules it calls"
+                    f"{type(self).__name__}.forward is a plain def: write "
+                    "`async def forward(self, ...)` and `await` the modules it calls"
                 )
             result = await running
-            error = not_awaited(result, f"what {name}.forward returned")
-            if error is not None:
-                raise error
-            if heard():
+            if type(result) not in PLAIN:  # the error's text only when it may be needed
+                error = not_awaited(result, f"what {type(self).__name__}.forward returned")
+                if error is not None:
+                    raise error
+            if listened:
                 await module_status(self, result, start=False)
         await leaving(mark)  # a checkpoint even when forward awaited nothing of trio's
         return result

@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -67,16 +67,17 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
     that is a call left un-awaited (``draft=self.draft(...)``) is named too:
     sent on, it would fail far away as "not JSON serializable".
     """
-    where = f"{type(owner).__name__}({signature.__name__})"
     for name, value in inputs.items():
-        error = not_awaited(value, f"{where} input field {name!r}")
+        if type(value) is str:  # text, the usual input, is no call
+            continue
+        error = not_awaited(value, f"{_where(owner, signature)} input field {name!r}")
         if error is not None:
             raise error
     expected = signature.input_fields
+    if inputs.keys() == expected.keys():
+        return
     unknown = [n for n in inputs if n not in expected]
     missing = [n for n in expected if n not in inputs]
-    if not unknown and not missing:
-        return
     parts = []
     if unknown:
         parts.append(
@@ -85,12 +86,18 @@ def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str,
         )
     if missing:
         parts.append(f"missing required input field(s): {', '.join(missing)}")
-    raise TypeError(f"{where} {'; '.join(parts)}; inputs are {', '.join(expected)}")
+    raise TypeError(
+        f"{_where(owner, signature)} {'; '.join(parts)}; inputs are {', '.join(expected)}"
+    )
 
 
-@attrs.frozen
-class _Call:
-    """What every model call of one ``Predict`` call shares."""
+def _where(owner: object, signature: type[Signature]) -> str:
+    """How an error names the call: ``Predict(QA)``."""
+    return f"{type(owner).__name__}({signature.__name__})"
+
+
+class _Call(NamedTuple):
+    """What every model call of one ``Predict`` call shares (a tuple: built on every call)."""
 
     lm: BaseLM
     adapter: Adapter
@@ -231,7 +238,8 @@ class Predict(Module, Predictor):
         # Only the first answer is streamed: a re-ask's text may not continue
         # the chunks already sent (``PredictorStream.complete`` sends the rest
         # when it does).
-        streaming = predictor_stream(self) if stream else None
+        listened = heard()  # a streamed run listens to this task (it stays so)
+        streaming = predictor_stream(self) if stream and listened else None
         for attempt in range(1, retries + 2):
             # ``messages`` only grows (re-asks): unchanged, the request is sent as it is.
             attempt_request = (
@@ -239,7 +247,7 @@ class Predict(Module, Predictor):
                 if len(messages) == len(request.messages)
                 else attrs.evolve(request, messages=messages)
             )
-            if heard():  # a stream's provider's line, before and after
+            if listened:  # a stream's provider's line, before and after
                 await lm_status(lm, attempt_request)
             if streaming is not None and attempt == 1:
                 response = await streaming.request(
@@ -251,7 +259,7 @@ class Predict(Module, Predictor):
                 )
             else:
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
-            if heard():
+            if listened:
                 await lm_status(lm, attempt_request, response)
             usage.add(response.usage)
             extraction = adapter.extraction(self.signature)
@@ -378,6 +386,8 @@ class Predict(Module, Predictor):
         Raises:
             AdapterParseError: none parses (the first completion's error).
         """
+        if not response.alternatives:  # one completion: its error is the error
+            return [adapter.parse_response(self.signature, response)]
         parsed: list[dict[str, Any]] = []
         error: AdapterParseError | None = None
         for choice in response.choices:
