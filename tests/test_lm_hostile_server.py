@@ -89,6 +89,24 @@ async def test_a_stall_mid_body_times_out_after_the_read_timeout(
         await lm.aclose()
 
 
+async def test_a_server_that_stops_reading_the_request_times_out_after_the_write_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def deaf(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()  # never reads: the client's send fills the buffers
+
+    async with raw_server(deaf) as port:
+        lm = lm_at(port, max_retries=0)
+        start = trio.current_time()
+        # Larger than loopback's socket buffers, under the default body bound.
+        big = LMRequest([Message("user", "x" * (24 * 1024 * 1024))])
+        with pytest.raises(LMTimeoutError, match="WriteTimeout"):
+            await lm.request(big)
+        # The write timeout (read_timeout, 60 s), not the attempt's 600 s.
+        assert trio.current_time() - start == pytest.approx(60, abs=1)
+        await lm.aclose()
+
+
 async def test_a_trickling_server_is_cut_off_by_the_attempt_timeout(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -43,6 +43,7 @@ import trio
 
 from ..runlocal import RunLocal
 from .failures import ResponseTooLargeFailure, TransportFailure, mapped_failures
+from .phases import AttemptScope
 from .secret import Secret
 from .streaming import HttpxBody, StreamReply, zlib_header
 from .transport import H11Transport
@@ -357,14 +358,20 @@ class HTTPClient:
         return _RunPool(transport, None, headers, raw_headers)
 
     async def post(
-        self, url: httpx.URL, content: bytes, headers: Sequence[tuple[str, str]] = ()
+        self,
+        url: httpx.URL,
+        content: bytes,
+        headers: Sequence[tuple[str, str]] = (),
+        attempt: AttemptScope | None = None,
     ) -> Reply:
         """POST ``content`` (JSON bytes) to ``url`` and read the whole response.
 
         ``headers`` are sent with this request only, after the client's own
         (per-request values such as ``traceparent``). Any HTTP status is
         returned as a :class:`Reply`; only the absence of a response raises.
-        Cancellation aborts the request and frees its connection.
+        Cancellation aborts the request and frees its connection. ``attempt``
+        (the caller's deadline scope): its deadline bounds the write and read
+        timeouts too (:mod:`.phases`).
 
         Raises:
             ResponseTooLargeFailure: the body is over ``max_response_bytes``.
@@ -386,7 +393,7 @@ class HTTPClient:
                 if headers:  # a trace's headers; none outside a trace
                     raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
                 raw = await pool.transport.request(
-                    b"POST", url, raw_headers, content, self._timeouts
+                    b"POST", url, raw_headers, content, self._timeouts, attempt
                 )
                 reply = Reply(raw.status, raw.headers, raw.content)
                 encoding = reply.header("content-encoding")

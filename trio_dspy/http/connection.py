@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import h11
 import httpx
 import trio
+
+if TYPE_CHECKING:
+    from .phases import AttemptScope
 
 __all__ = [
     "Connection",
@@ -137,8 +140,13 @@ class Connection:
         body: bytes,
         write_timeout: float | None,
         reused: bool,
+        attempt: AttemptScope | None = None,
     ) -> None:
         """Send the request whole (``headers`` from :func:`valid_headers`).
+
+        With ``attempt``, the write timeout moves its deadline instead of
+        opening a scope of its own: when it fires, the attempt's scope is
+        cancelled and :meth:`AttemptScope.timeout` is the ``WriteTimeout``.
 
         Raises:
             StaleConnection: ``reused`` and the server had closed the connection.
@@ -154,6 +162,12 @@ class Connection:
         try:
             if not _may_fire_first(write_timeout):
                 await self.stream.send_all(data)
+            elif attempt is not None:
+                attempt.start(write_timeout, httpx.WriteTimeout)
+                try:
+                    await self.stream.send_all(data)
+                finally:
+                    attempt.end()
             else:
                 with trio.move_on_after(write_timeout) as scope:
                     await self.stream.send_all(data)
@@ -165,7 +179,13 @@ class Connection:
             raise httpx.WriteError(f"cannot send the request: {exc}") from exc
 
     async def next_event(
-        self, first_wait: float | None, read_timeout: float | None, *, reused: bool, started: bool
+        self,
+        first_wait: float | None,
+        read_timeout: float | None,
+        *,
+        reused: bool,
+        started: bool,
+        attempt: AttemptScope | None = None,
     ) -> Any:
         """The next h11 event of the response, receiving as needed.
 
@@ -175,6 +195,8 @@ class Connection:
         servers close after every response without saying so): that raises
         :class:`StaleConnection`, and the request is sent once more on a fresh
         connection. Anything later is an error for the caller's retry policy.
+        With ``attempt``, a wait's timeout moves its deadline (as in
+        :meth:`send_request`) instead of opening a scope.
 
         Raises:
             httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError: as httpx's.
@@ -202,6 +224,12 @@ class Connection:
             try:
                 if not _may_fire_first(wait):
                     received = await self.stream.receive_some(CHUNK)
+                elif attempt is not None:
+                    attempt.start(wait, httpx.ReadTimeout)
+                    try:
+                        received = await self.stream.receive_some(CHUNK)
+                    finally:
+                        attempt.end()
                 else:
                     with trio.move_on_after(wait) as scope:
                         received = await self.stream.receive_some(CHUNK)

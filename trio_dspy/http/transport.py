@@ -36,7 +36,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import httpx
@@ -52,6 +52,9 @@ from .connection import (
     header_pairs,
     valid_headers,
 )
+
+if TYPE_CHECKING:
+    from .phases import AttemptScope
 
 __all__ = ["H11Transport", "RawResponse", "ResponseTooLarge", "StreamedResponse"]
 
@@ -172,6 +175,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         timeouts: Mapping[str, float | None] | None = None,
+        attempt: AttemptScope | None = None,
     ) -> RawResponse:
         """Send one request and read the whole response, without httpx's models.
 
@@ -180,6 +184,9 @@ class H11Transport(httpx.AsyncBaseTransport):
         of ``httpx.Timeout`` (``connect``, ``read``, ``write``, ``pool``) and
         ``first_byte``: the wait for the response to begin (``read`` when
         absent, ``None`` for no limit); ``read`` then bounds each silence.
+        ``attempt``: the caller's deadline scope, whose deadline the ``write``
+        and ``read`` timeouts move rather than open scopes of their own
+        (:mod:`.phases`); when one of them fires, that scope is cancelled.
 
         Raises:
             RuntimeError: the transport is closed.
@@ -192,10 +199,10 @@ class H11Transport(httpx.AsyncBaseTransport):
             await self._acquire(timeouts)
         try:
             conn, response, pairs = await self._start(
-                origin, method, target, checked, body, timeouts
+                origin, method, target, checked, body, timeouts, attempt
             )
             try:
-                content = await self._read_body(conn, timeouts.get("read"))
+                content = await self._read_body(conn, timeouts.get("read"), attempt)
             except BaseException:
                 await conn.aclose()  # mid-response: never pooled
                 raise
@@ -281,6 +288,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeouts: Mapping[str, Any],
+        attempt: AttemptScope | None = None,
     ) -> tuple[Connection, h11.Response, list[tuple[bytes, bytes]]]:
         """Send the request and read the response head: the connection, the head
         and its header lines (:func:`header_pairs`).
@@ -298,13 +306,15 @@ class H11Transport(httpx.AsyncBaseTransport):
                 conn = await self._connect(origin, timeouts.get("connect"))
             try:
                 await conn.send_request(
-                    method, target, headers, body, timeouts.get("write"), reused
+                    method, target, headers, body, timeouts.get("write"), reused, attempt
                 )
                 # Until the first byte the wait is the server's thinking time
                 # (``first_byte``); after it, ``read`` bounds each silence.
                 wait = timeouts.get("first_byte", read_timeout)
                 while True:
-                    event = await conn.next_event(wait, read_timeout, reused=reused, started=False)
+                    event = await conn.next_event(
+                        wait, read_timeout, reused=reused, started=False, attempt=attempt
+                    )
                     wait = read_timeout
                     if type(event) is h11.Response:
                         pairs = header_pairs(event)
@@ -336,12 +346,16 @@ class H11Transport(httpx.AsyncBaseTransport):
         else:
             await conn.aclose()
 
-    async def _read_body(self, conn: Connection, read_timeout: float | None) -> bytes:
+    async def _read_body(
+        self, conn: Connection, read_timeout: float | None, attempt: AttemptScope | None = None
+    ) -> bytes:
         limit = self.max_response_bytes
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await conn.next_event(read_timeout, read_timeout, reused=False, started=True)
+            event = await conn.next_event(
+                read_timeout, read_timeout, reused=False, started=True, attempt=attempt
+            )
             kind = type(event)
             if kind is h11.Data:
                 size += len(event.data)

@@ -21,6 +21,8 @@ import trio
 
 from ..errors import LMServerError, LMTimeoutError, ToolsUnsupportedError
 from ..http import HTTPClient, Reply, Secret, StreamReply, TransportFailure
+from ..http.failures import mapped_failures
+from ..http.phases import AttemptScope
 from ..messages import LMResponse
 from ..telemetry.propagation import trace_headers
 from .errors import (
@@ -82,8 +84,15 @@ class Exchange:
                 return await self.http.post(url, content, headers)
             # An absolute deadline: move_on_after validates its argument and
             # reads the clock on entry, which costs a microsecond per call.
-            with trio.CancelScope(deadline=trio.current_time() + self.attempt_timeout):
-                return await self.http.post(url, content, headers)
+            # The write and read timeouts move this scope's deadline rather
+            # than open scopes of their own (:mod:`..http.phases`).
+            with trio.CancelScope(deadline=trio.current_time() + self.attempt_timeout) as scope:
+                attempt = AttemptScope(scope)
+                return await self.http.post(url, content, headers, attempt)
+            timeout = attempt.timeout()  # a phase's timeout fired, or the attempt's
+            if timeout is not None:
+                with mapped_failures():  # as TransportFailure, as if the phase raised it
+                    raise timeout
         except TransportFailure as failure:
             error, cause = self.transport_error(failure, retries, final=False)
             raise error from cause

@@ -11,14 +11,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from ..messages import LMRequest, LMResponse, loggable
 
 __all__ = ["HistoryEntry"]
 
 
-@attrs.frozen
+_FIELDS = ("request", "response", "started_at", "duration", "provider", "model_name")
+
+
 class HistoryEntry:
     """One call kept in a model's ``history`` (``lm.history``).
 
@@ -29,16 +29,82 @@ class HistoryEntry:
     unknown or a cache hit.
     ``entry["cost"]``, ``entry["messages"]``, ``entry["outputs"]`` and DSPy's
     other keys (:meth:`keys`) read the same call as DSPy's dict does.
+
+    Read-only (its fields are properties over slots), compared and hashed by
+    its fields. A plain slotted class: one is built per call, and a frozen
+    attrs class's guarded setters cost a microsecond of it.
     """
 
-    request: LMRequest
-    response: LMResponse
-    started_at: float  # wall clock (time.time())
-    duration: float  # seconds
-    #: The model that made the call, as the prices table knows it (``provider``,
-    #: the model's name): what prices a call whose server reported no cost.
-    provider: str = ""
-    model_name: str = ""
+    __slots__ = ("_duration", "_model_name", "_provider", "_request", "_response", "_started_at")
+
+    def __init__(
+        self,
+        request: LMRequest,
+        response: LMResponse,
+        started_at: float,
+        duration: float,
+        provider: str = "",
+        model_name: str = "",
+    ) -> None:
+        self._request = request
+        self._response = response
+        self._started_at = started_at  # wall clock (time.time())
+        self._duration = duration  # seconds
+        self._provider = provider
+        self._model_name = model_name
+
+    @property
+    def request(self) -> LMRequest:
+        """The request the call sent."""
+        return self._request
+
+    @property
+    def response(self) -> LMResponse:
+        """The response the call got."""
+        return self._response
+
+    @property
+    def started_at(self) -> float:
+        """When the call started, wall clock (``time.time()``)."""
+        return self._started_at
+
+    @property
+    def duration(self) -> float:
+        """How long the call took, in seconds."""
+        return self._duration
+
+    @property
+    def provider(self) -> str:
+        """The provider that made the call, as the prices table knows it (or ``""``)."""
+        return self._provider
+
+    @property
+    def model_name(self) -> str:
+        """The model's name, which with ``provider`` prices a call whose server
+        reported no cost (or ``""``)."""
+        return self._model_name
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self._request,
+            self._response,
+            self._started_at,
+            self._duration,
+            self._provider,
+            self._model_name,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not HistoryEntry:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in zip(_FIELDS, self._fields()))
+        return f"HistoryEntry({values})"
 
     @property
     def cost(self) -> float | None:
