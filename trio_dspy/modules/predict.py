@@ -231,7 +231,7 @@ class Predict(Module, Predictor):
         """
         lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
-        usage = Usage()
+        usage: Usage | None = None
         messages = list(request.messages)
         rescued = False
         # Inside streamify, listened fields are read as the model writes them.
@@ -261,7 +261,17 @@ class Predict(Module, Predictor):
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
             if listened:
                 await lm_status(lm, attempt_request, response)
-            usage.add(response.usage)
+            used = response.usage
+            if usage is None:  # the first answer's, copied: the sum grows in place
+                usage = Usage(
+                    used.prompt_tokens,
+                    used.completion_tokens,
+                    used.total_tokens,
+                    used.requests,
+                    used.cost,
+                )
+            else:
+                usage.add(used)
             extraction = adapter.extraction(self.signature)
             if extraction is not None:
                 # A two-step format: another model reads the outputs out of this
