@@ -174,7 +174,7 @@ class Predict(Module, Predictor):
         check_inputs(self, self.signature, inputs)
         settings = current()
         lm = resolve_lm(self.lm, settings)
-        adapter = resolve_adapter(self.adapter, settings)
+        adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER  # resolve_adapter, inlined
         structured = adapter.structured_fallback()
         if structured is not None and format_memory.prefers_structured(lm):
             adapter = structured  # this model keeps losing the text format
@@ -182,7 +182,13 @@ class Predict(Module, Predictor):
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
         call = _Call(lm, adapter, settings, inputs)
-        n = _completions_wanted(request.params, lm)
+        params = request.params
+        # One completion unless ``n`` is set somewhere: checked only when it is.
+        n = (
+            1
+            if params.get("n") is None and lm.defaults.get("n") is None
+            else _completions_wanted(params, lm)
+        )
         if n == 1:
             completions, usage = await self._ask(call, request)
         else:
