@@ -324,3 +324,19 @@ def test_a_subclass_formatting_inputs_its_own_way_is_shown_its_way() -> None:
         answer: str = td.OutputField()
 
     assert "WHY?" in Shouting().format(QA, [], {"question": "why?"})[-1].text
+
+
+def test_chat_text_outputs_come_in_signature_order_as_written() -> None:
+    completion = "[[ ## b ## ]]\n  second  \n\n[[ ## a ## ]]\nfirst\n\n[[ ## completed ## ]]"
+    values = td.ChatAdapter().parse(td.make_signature("q -> a, b"), completion)
+    assert list(values.items()) == [("a", "first"), ("b", "second")]
+
+
+def test_chat_a_typed_output_beside_text_outputs_is_structured() -> None:
+    completion = "[[ ## n ## ]]\n7\n\n[[ ## a ## ]]\nseven\n\n[[ ## completed ## ]]"
+    values = td.ChatAdapter().parse(td.make_signature("q -> a, n: int"), completion)
+    assert values == {"a": "seven", "n": 7}
+    with pytest.raises(AdapterParseError, match="n"):
+        td.ChatAdapter().parse(
+            td.make_signature("q -> a, n: int"), "[[ ## n ## ]]\nx\n[[ ## a ## ]]\ny"
+        )

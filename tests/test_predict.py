@@ -182,3 +182,15 @@ async def test_a_predictor_prompts_what_its_signature_and_demos_are_at_each_call
     assert [m.role for m in second] == ["system", "user", "assistant", "user"]
     assert "1+1?" in second[1].text
     assert "3+3?" in third[1].text and "1+1?" not in third[1].text
+
+
+async def test_a_predictions_usage_is_its_own_and_leaves_the_answers_untouched() -> None:
+    lm = DummyLM(["no idea", ANSWER])
+    with td.context(lm=lm):
+        pred = await td.Predict(HandleCustomer)(request="latte", mood=Mood.happy)
+    first, second = (h.response.usage for h in lm.history)
+    before = (first.total_tokens, first.requests, first.cost)
+    assert pred.usage.total_tokens == first.total_tokens + second.total_tokens
+    assert pred.usage is not first
+    pred.usage.add(td.Usage(prompt_tokens=5, total_tokens=5, requests=1))
+    assert (first.total_tokens, first.requests, first.cost) == before  # the answer's own counts

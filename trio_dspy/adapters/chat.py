@@ -155,7 +155,12 @@ class ChatAdapter(JSONFallback, Adapter):
                 adapter=self.name,
                 signature=signature.__name__,
             )
-        return read_fields(found, signature, completion, self.name, _section_value)
+        values: dict[str, Any] = {}
+        for name, field in outputs.items():
+            if field.annotation is not str:  # a typed field: structure them all
+                return read_fields(found, signature, completion, self.name, _section_value)
+            values[name] = found[name]  # text, the usual output, is its section as it is
+        return values
 
 
 @functools.lru_cache(maxsize=256)

@@ -174,7 +174,7 @@ class Predict(Module, Predictor):
         check_inputs(self, self.signature, inputs)
         settings = current()
         lm = resolve_lm(self.lm, settings)
-        adapter = resolve_adapter(self.adapter, settings)
+        adapter = self.adapter or settings.adapter or _DEFAULT_ADAPTER  # resolve_adapter, inlined
         structured = adapter.structured_fallback()
         if structured is not None and format_memory.prefers_structured(lm):
             adapter = structured  # this model keeps losing the text format
@@ -182,7 +182,13 @@ class Predict(Module, Predictor):
             self.signature, self.demos, inputs, params={**settings.lm_kwargs, **self.lm_kwargs}
         )
         call = _Call(lm, adapter, settings, inputs)
-        n = _completions_wanted(request.params, lm)
+        params = request.params
+        # One completion unless ``n`` is set somewhere: checked only when it is.
+        n = (
+            1
+            if params.get("n") is None and lm.defaults.get("n") is None
+            else _completions_wanted(params, lm)
+        )
         if n == 1:
             completions, usage = await self._ask(call, request)
         else:
@@ -231,7 +237,7 @@ class Predict(Module, Predictor):
         """
         lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
-        usage = Usage()
+        usage: Usage | None = None
         messages = list(request.messages)
         rescued = False
         # Inside streamify, listened fields are read as the model writes them.
@@ -261,7 +267,17 @@ class Predict(Module, Predictor):
                 response = await lm.request(attempt_request, trace_content=settings.trace_content)
             if listened:
                 await lm_status(lm, attempt_request, response)
-            usage.add(response.usage)
+            used = response.usage
+            if usage is None:  # the first answer's, copied: the sum grows in place
+                usage = Usage(
+                    used.prompt_tokens,
+                    used.completion_tokens,
+                    used.total_tokens,
+                    used.requests,
+                    used.cost,
+                )
+            else:
+                usage.add(used)
             extraction = adapter.extraction(self.signature)
             if extraction is not None:
                 # A two-step format: another model reads the outputs out of this
