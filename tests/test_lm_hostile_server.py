@@ -141,6 +141,62 @@ async def test_connecting_is_bounded_by_the_connect_timeout(
     assert trio.current_time() - start == pytest.approx(10)
 
 
+async def slow_answer(request: Request) -> Response:
+    await trio.sleep(10)  # thinking: bounded by the attempt, not by the read timeout
+    return Response(200, (("content-type", "application/json"),), json.dumps(chat()).encode())
+
+
+def short_write_lm(base_url: str, **kw: Any) -> LM:
+    """An LM whose write timeout (``read_timeout``, 5 s) is shorter than the waits."""
+    return LM("openai/m", base_url=base_url, api_key=KEY, max_retries=0, read_timeout=5, **kw)
+
+
+async def test_a_slow_connect_is_bounded_by_the_connect_timeout_not_the_write_timeout(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect = trio.open_tcp_stream
+
+    async def slow_connect(host: str, port: int) -> trio.SocketStream:
+        await trio.sleep(10)
+        return await connect(host, port)
+
+    monkeypatch.setattr(trio, "open_tcp_stream", slow_connect)
+    async with serve_http(slow_answer) as server:
+        lm = short_write_lm(server.base_url, connect_timeout=30)
+        response = await lm.request(ASK)
+        assert response.text == "ok"
+        await lm.aclose()
+
+
+async def test_waiting_for_a_free_connection_is_not_cut_by_the_write_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    texts: list[str | None] = []
+    async with serve_http(slow_answer) as server:
+        # One connection: the second call waits 10 s for the first.
+        lm = short_write_lm(server.base_url, max_connections=1)
+
+        async def call() -> None:
+            texts.append((await lm.request(ASK)).text)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            nursery.start_soon(call)
+        assert texts == ["ok", "ok"]
+        await lm.aclose()
+
+
+async def test_a_slow_answer_through_an_httpx_transport_is_not_cut_by_the_write_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(10)
+        return httpx.Response(200, json=chat())
+
+    lm = LM("openai/m", api_key=KEY, transport=httpx.MockTransport(slow), read_timeout=5)
+    assert (await lm.request(ASK)).text == "ok"
+
+
 async def test_a_retry_after_beyond_the_cap_fails_at_once(autojump_clock: trio.abc.Clock) -> None:
     server = Scripted(error(429, "slow down", **{"retry-after": "100"}))
     start = trio.current_time()

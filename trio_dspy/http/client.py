@@ -278,6 +278,7 @@ class HTTPClient:
         self.max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self.max_response_bytes = max_response_bytes
+        self.write_timeout = read_timeout  # the longest wait for sending a request
         self._timeouts: dict[str, float | None] = {
             "connect": connect_timeout,
             "read": read_timeout,
@@ -379,6 +380,8 @@ class HTTPClient:
         """
         pool = self._pools.get()
         limit = self.max_response_bytes
+        if attempt is not None and not isinstance(pool.transport, H11Transport):
+            attempt.end()  # httpx bounds its own phases: the attempt's deadline only
         with mapped_failures():
             if pool.transport is None:
                 assert pool.client is not None

@@ -160,14 +160,22 @@ class Connection:
             data += conn.send(h11.Data(data=body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
         try:
-            if not _may_fire_first(write_timeout):
-                await self.stream.send_all(data)
-            elif attempt is not None:
+            # A scope opened at the write's deadline (``attempt.writing``) is used
+            # as it is, even where an enclosing deadline comes first.
+            if (
+                attempt is not None
+                and write_timeout is not None
+                and (attempt.writing or _may_fire_first(write_timeout))
+            ):
                 attempt.start(write_timeout, httpx.WriteTimeout)
                 try:
                     await self.stream.send_all(data)
                 finally:
                     attempt.end()
+            elif not _may_fire_first(write_timeout):
+                if attempt is not None:
+                    attempt.end()  # no write timeout: nothing to keep open (moves nothing)
+                await self.stream.send_all(data)
             else:
                 with trio.move_on_after(write_timeout) as scope:
                     await self.stream.send_all(data)

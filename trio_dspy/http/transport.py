@@ -196,6 +196,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         origin, target, checked = self._prepare(method, url, headers)
         timeouts = timeouts or {}
         if self._slots is not None:
+            if attempt is not None:
+                attempt.end()  # waiting for a slot is no part of sending
             await self._acquire(timeouts)
         try:
             conn, response, pairs = await self._start(
@@ -303,6 +305,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         read_timeout = timeouts.get("read")
         while True:
             if conn is None:
+                if attempt is not None:
+                    attempt.end()  # connecting is no part of sending
                 conn = await self._connect(origin, timeouts.get("connect"))
             try:
                 await conn.send_request(

@@ -22,7 +22,7 @@ import trio
 from ..errors import LMServerError, LMTimeoutError, ToolsUnsupportedError
 from ..http import HTTPClient, Reply, Secret, StreamReply, TransportFailure
 from ..http.failures import mapped_failures
-from ..http.phases import AttemptScope
+from ..http.phases import AttemptScope, open_deadline
 from ..messages import LMResponse
 from ..telemetry.propagation import trace_headers
 from .errors import (
@@ -86,8 +86,10 @@ class Exchange:
             # reads the clock on entry, which costs a microsecond per call.
             # The write and read timeouts move this scope's deadline rather
             # than open scopes of their own (:mod:`..http.phases`).
-            with trio.CancelScope(deadline=trio.current_time() + self.attempt_timeout) as scope:
-                attempt = AttemptScope(scope)
+            # Opened at the write phase's deadline: sending is what comes first.
+            deadline, limit, write = open_deadline(self.attempt_timeout, self.http.write_timeout)
+            with trio.CancelScope(deadline=deadline) as scope:
+                attempt = AttemptScope(scope, limit, write)
                 return await self.http.post(url, content, headers, attempt)
             timeout = attempt.timeout()  # a phase's timeout fired, or the attempt's
             if timeout is not None:
