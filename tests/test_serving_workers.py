@@ -206,3 +206,26 @@ async def test_idle_keep_alive_connections_to_workers_do_not_hold_the_stop_for_t
             start = trio.current_time()
             assert await server.proc.wait() == 0, await server.stderr()
             assert trio.current_time() - start < 5  # not the 20 s grace
+
+
+@pytest.mark.slow
+async def test_a_stopping_server_refuses_new_connections_while_running_requests_finish() -> None:
+    with trio.fail_after(40):
+        async with serve("--workers", "2", "--graceful-timeout", "5") as server:
+            answers: list[httpx.Response] = []
+            async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+
+                async def running() -> None:
+                    answers.append(await server.ask(client, 2.0))
+
+                nursery.start_soon(running)
+                await trio.sleep(0.3)  # the request is running in a worker
+                server.proc.send_signal(signal.SIGTERM)
+                await trio.sleep(0.5)  # the workers have stopped listening
+                # Refused at once, so a client or balancer can go elsewhere,
+                # rather than queued where no one will ever accept it.
+                async with httpx.AsyncClient(timeout=1) as late:
+                    with pytest.raises(httpx.ConnectError):
+                        await server.ask(late)
+            assert [a.status_code for a in answers] == [200]
+            assert await server.proc.wait() == 0, await server.stderr()

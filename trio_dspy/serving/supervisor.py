@@ -121,6 +121,12 @@ async def _supervise(sock: socket.socket, args: argparse.Namespace) -> int:
             # worker has written or died, the parent pipe when the parent dies.
             os.close(parent_r)
             os.close(ready_w)
+            # The listening socket too: while any process holds it the kernel
+            # keeps queueing connections, so a copy kept here would make a
+            # stopping server queue new clients no worker will ever accept
+            # instead of refusing them at once.
+            url = _url(sock)
+            sock.close()
             exited = [trio.Event() for _ in procs]
 
             async def on_signal() -> None:
@@ -144,7 +150,7 @@ async def _supervise(sock: socket.socket, args: argparse.Namespace) -> int:
                             return  # a worker died before it was ready: watch says which
                         count += len(chunk)
                 if not stop.is_set():
-                    print(_url(sock), flush=True)
+                    print(url, flush=True)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(on_signal)
