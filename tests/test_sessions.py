@@ -197,6 +197,23 @@ async def test_a_file_locked_for_longer_than_the_timeout_is_unavailable(tmp_path
     assert (await SQLiteSession(path, "s").history()).messages == []
 
 
+async def test_the_first_calls_on_a_new_file_all_succeed_when_they_come_at_once(
+    tmp_path: Path,
+) -> None:
+    # SQLite may refuse the switch to WAL at once ("database is locked",
+    # without waiting busy_timeout) while other connections open the same
+    # new file: about one new file in ten failed so before the switch waited.
+    with trio.fail_after(60):  # real time: the calls run in worker threads
+        for n in range(100):
+            async with trio.open_nursery() as nursery:
+                for i in range(6):
+                    session = SQLiteSession(tmp_path / f"{n}.db", f"customer-{i}")
+                    nursery.start_soon(session.history)
+    for n in range(100):
+        with sqlite3.connect(tmp_path / f"{n}.db") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 async def test_the_session_file_is_in_wal_mode_with_a_versioned_layout(tmp_path: Path) -> None:
     await SQLiteSession(tmp_path / "chats.db", "s").append(*TURNS[0])
     with sqlite3.connect(tmp_path / "chats.db") as db:

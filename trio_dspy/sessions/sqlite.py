@@ -62,6 +62,14 @@ _CREATE = (
 # (busy, locked, cannot open, read-only, disk full, I/O) means the file could
 # not be used now.
 _NOT_SESSIONS = frozenset({1, 11, 24, 26})
+_BUSY = 5  # SQLITE_BUSY
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == _BUSY
+
+
 #: Idle connections kept per file for the next calls, and files kept so.
 MAX_IDLE = 4
 MAX_FILES = 8
@@ -250,7 +258,7 @@ class SQLiteSession:
         if found < 2:
             # Set before the transaction (it cannot change inside one); it
             # stays with the file.
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._switch_to_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _CREATE:
@@ -268,6 +276,27 @@ class SQLiteSession:
                 store=self.path,
                 session_id=self.session_id,
             )
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode, waiting up to ``timeout`` for other connections.
+
+        While other connections open a new file at the same moment (the first
+        calls of a service), SQLite can refuse the switch with "database is
+        locked" at once, without waiting ``busy_timeout``: so wait here as a
+        writer would, a little longer each time, until ``timeout`` is spent.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _busy(exc) or left <= 0:
+                    raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     def _read(self, conn: sqlite3.Connection) -> tuple[int, list[str]]:
         # One read transaction: the count and the rows are of the same snapshot.
