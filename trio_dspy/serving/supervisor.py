@@ -35,6 +35,7 @@ from typing import Any
 import trio
 
 from . import run
+from .sockets import listen, url
 
 __all__ = ["listen", "run_from_args"]
 
@@ -64,28 +65,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     with sock:
         code: int = trio.run(_supervise, sock, args)
     return code
-
-
-def listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A TCP socket listening on ``host:port`` (``port`` 0: a free one).
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
 def _settings(args: argparse.Namespace) -> str:
@@ -125,7 +104,7 @@ async def _supervise(sock: socket.socket, args: argparse.Namespace) -> int:
             # keeps queueing connections, so a copy kept here would make a
             # stopping server queue new clients no worker will ever accept
             # instead of refusing them at once.
-            url = _url(sock)
+            address = url(sock)
             sock.close()
             exited = [trio.Event() for _ in procs]
 
@@ -150,7 +129,7 @@ async def _supervise(sock: socket.socket, args: argparse.Namespace) -> int:
                             return  # a worker died before it was ready: watch says which
                         count += len(chunk)
                 if not stop.is_set():
-                    print(url, flush=True)
+                    print(address, flush=True)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(on_signal)
