@@ -1,4 +1,5 @@
-"""td.serving.app over real sockets on hypercorn's trio worker, and ``trio-dspy serve``.
+"""td.serving.app over real sockets, and ``trio-dspy serve``: every test runs on both servers,
+hypercorn's trio worker and the lean h11 server (``--server h11``).
 
 These use the real clock (real sockets and a server's own tasks) with small
 timeouts; the in-process tests of every route are in test_serving.py.
@@ -23,7 +24,7 @@ import trio
 
 import trio_dspy as td
 from trio_dspy.demo.coffee_shop import CoffeeShopAgent
-from trio_dspy.serving.run import serve
+from trio_dspy.serving.run import SERVERS, serve
 from trio_dspy.testing.sim_config import Latency, SimConfig
 from trio_dspy.testing.sim_server import SimServer, serve_sim
 
@@ -32,13 +33,20 @@ pytest.importorskip("hypercorn")
 REQUEST = {"request": "A large latte please", "mood": "happy"}
 
 
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    """Each server ``trio-dspy serve --server`` offers, in turn."""
+    name: str = request.param
+    return name
+
+
 @asynccontextmanager
-async def hypercorn_app(app: td.serving.ServingApp) -> AsyncIterator[str]:
-    """``app`` served by hypercorn on a free loopback port; yields its base URL."""
+async def served_app(app: td.serving.ServingApp, server: str) -> AsyncIterator[str]:
+    """``app`` served by ``server`` on a free loopback port; yields its base URL."""
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
-            functools.partial(serve, app, "127.0.0.1", 0, shutdown=stop.wait)
+            functools.partial(serve, app, "127.0.0.1", 0, shutdown=stop.wait, server=server)
         )
         try:
             yield binds[0]
@@ -48,20 +56,20 @@ async def hypercorn_app(app: td.serving.ServingApp) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def shop_server(
-    latency: float = 0.0, **kwargs: object
+    server: str, latency: float = 0.0, **kwargs: object
 ) -> AsyncIterator[tuple[str, SimServer, td.serving.ServingApp]]:
     async with serve_sim(SimConfig(latency=Latency.parse(str(latency)))) as sim:
         lm = td.LM("openai/sim-model", base_url=sim.base_url, api_key="k")
         app = td.serving.app({"shop": CoffeeShopAgent()}, **kwargs)  # type: ignore[arg-type]
         async with lm:
             with td.context(lm=lm):
-                async with hypercorn_app(app) as url:
+                async with served_app(app, server) as url:
                     yield url, sim, app
 
 
-async def test_a_typed_round_trip_over_http() -> None:
+async def test_a_typed_round_trip_over_http(server: str) -> None:
     with trio.fail_after(30):
-        async with shop_server() as (url, sim, _), httpx.AsyncClient(base_url=url) as client:
+        async with shop_server(server) as (url, sim, _), httpx.AsyncClient(base_url=url) as client:
             reply = await client.post("/programs/shop", json=REQUEST)
             listing = await client.get("/programs")
     assert reply.status_code == 200, reply.text
@@ -78,11 +86,11 @@ async def test_a_typed_round_trip_over_http() -> None:
     assert listing.json()["programs"]["shop"]["input_schema"]["properties"]["mood"]["enum"]
 
 
-async def test_the_stream_arrives_as_server_sent_events_over_http() -> None:
+async def test_the_stream_arrives_as_server_sent_events_over_http(server: str) -> None:
     events: list[tuple[str, object]] = []
     with trio.fail_after(30):
         async with (
-            shop_server() as (url, _, _),
+            shop_server(server) as (url, _, _),
             httpx.AsyncClient(base_url=url) as client,
             client.stream("POST", "/programs/shop/stream", json=REQUEST) as response,
         ):
@@ -98,21 +106,21 @@ async def test_the_stream_arrives_as_server_sent_events_over_http() -> None:
     assert kinds[-1] == "prediction" and kinds.count("prediction") == 1
 
 
-async def test_a_body_over_the_limit_is_413_over_http() -> None:
+async def test_a_body_over_the_limit_is_413_over_http(server: str) -> None:
     with trio.fail_after(30):
         async with (
-            shop_server(max_body_bytes=1000) as (url, _, _),
+            shop_server(server, max_body_bytes=1000) as (url, _, _),
             httpx.AsyncClient(base_url=url) as client,
         ):
             reply = await client.post("/programs/shop", content=b"x" * 100_000)
     assert reply.status_code == 413
 
 
-async def test_a_client_that_hangs_up_over_http_frees_its_slot_and_abandons_the_model_request() -> (
-    None
-):
+async def test_a_client_that_hangs_up_over_http_frees_its_slot_and_abandons_the_model_request(
+    server: str,
+) -> None:
     with trio.fail_after(30):
-        async with shop_server(latency=20, max_concurrency=1) as (url, sim, app):
+        async with shop_server(server, latency=20, max_concurrency=1) as (url, sim, app):
             host, port = url.removeprefix("http://").split(":")
             body = json.dumps(REQUEST).encode()
             head = (
@@ -158,7 +166,9 @@ def sim_process() -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_trio_dspy_serve_serves_a_module_attribute_until_sigint(sim_process: str) -> None:
+def test_trio_dspy_serve_serves_a_module_attribute_until_sigint(
+    sim_process: str, server: str
+) -> None:
     env = {**os.environ, "SERVE_KEY": "s3cret"}
     proc = subprocess.Popen(
         [
@@ -174,6 +184,8 @@ def test_trio_dspy_serve_serves_a_module_attribute_until_sigint(sim_process: str
             "SERVE_KEY",
             "--request-timeout",
             "20",
+            "--server",
+            server,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -223,10 +235,15 @@ def test_trio_dspy_serve_says_what_is_wrong_with_its_target() -> None:
     assert result.returncode == 1 and "already an app" in result.stderr
 
 
-async def test_the_demo_serves_the_coffee_shop_answers_every_customer_and_stops_when_told() -> None:
+async def test_the_demo_serves_the_coffee_shop_answers_every_customer_and_stops_when_told(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
 
     from trio_dspy.demo.served import run_serve_demo
+    from trio_dspy.serving import run
+
+    monkeypatch.setattr(run, "serve", functools.partial(serve, server=server))
 
     out = io.StringIO()
     stop = trio.Event()
@@ -257,9 +274,12 @@ def test_demo_serve_is_a_demo_option() -> None:
 
 
 @pytest.mark.slow
-def test_trio_dspy_serve_stops_at_once_when_only_idle_keep_alive_connections_are_open() -> None:
+def test_trio_dspy_serve_stops_at_once_when_only_idle_keep_alive_connections_are_open(
+    server: str,
+) -> None:
+    command = [*SERVE, "tests.serve_target:app", "--port", "0", "--graceful-timeout", "20"]
     proc = subprocess.Popen(
-        [*SERVE, "tests.serve_target:app", "--port", "0", "--graceful-timeout", "20"],
+        [*command, "--server", server],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -281,7 +301,7 @@ def test_trio_dspy_serve_stops_at_once_when_only_idle_keep_alive_connections_are
 
 
 async def test_a_request_answered_over_http_is_not_logged_as_a_client_that_hung_up(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, server: str
 ) -> None:
     # hypercorn tells the app `http.disconnect` once the answer is sent, as
     # ASGI says: that is no hang-up, and nothing is left to cancel.
@@ -289,17 +309,19 @@ async def test_a_request_answered_over_http_is_not_logged_as_a_client_that_hung_
     lm = td.testing.DummyLM([{"answer": "4"}], cycle=True)
     app = td.serving.app({"qa": td.Predict("question -> answer")})
     with trio.fail_after(30), td.context(lm=lm):
-        async with hypercorn_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+        async with served_app(app, server) as url, httpx.AsyncClient(base_url=url) as client:
             for _ in range(5):
                 reply = await client.post("/programs/qa", json={"question": "2+2?"})
                 assert reply.status_code == 200, reply.text
     assert "serving.client_gone" not in caplog.text
 
 
-async def test_answers_over_http_carry_a_date_but_do_not_name_the_server_software() -> None:
+async def test_answers_over_http_carry_a_date_but_do_not_name_the_server_software(
+    server: str,
+) -> None:
     app = td.serving.app({"qa": td.Predict("question -> answer")})
     with trio.fail_after(30):
-        async with hypercorn_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+        async with served_app(app, server) as url, httpx.AsyncClient(base_url=url) as client:
             reply = await client.get("/health")
     assert reply.status_code == 200
     assert "date" in reply.headers  # RFC 9110: an origin server with a clock sends one

@@ -1,4 +1,5 @@
-"""``trio-dspy serve --workers N``: worker processes sharing one socket, over real sockets.
+"""``trio-dspy serve --workers N``: worker processes sharing one socket, over real sockets,
+on both servers (``--server hypercorn`` and ``h11``).
 
 Each test starts the real command (a parent and its workers) serving
 tests/serve_workers_target.py, whose ``pid`` program answers with the id of
@@ -20,6 +21,7 @@ import pytest
 import trio
 
 from trio_dspy.cli import build_parser
+from trio_dspy.serving.run import SERVERS
 
 pytest.importorskip("hypercorn")
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -70,11 +72,21 @@ def _running(pid: int) -> bool:
     return bool(fields) and fields[0] != "Z"
 
 
+@pytest.fixture(params=SERVERS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each server ``trio-dspy serve --server`` offers, in turn."""
+    name: str = request.param
+    return name
+
+
 @asynccontextmanager
-async def serve(*flags: str) -> AsyncIterator[Server]:
-    """``trio-dspy serve ... --port 0 FLAGS`` once it has printed its URL; killed at the end."""
+async def serve(server: str, *flags: str) -> AsyncIterator[Server]:
+    """``trio-dspy serve ... --port 0 --server SERVER FLAGS`` once it has printed its URL;
+    killed at the end."""
     proc = await trio.lowlevel.open_process(
-        [*SERVE, "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*SERVE, "--port", "0", "--server", server, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -134,9 +146,11 @@ async def _pids_answering(server: Server, want: int, clients: AsyncExitStack) ->
 
 
 @pytest.mark.slow
-async def test_two_workers_answer_on_one_port_and_sigterm_lets_running_requests_finish() -> None:
+async def test_two_workers_answer_on_one_port_and_sigterm_lets_running_requests_finish(
+    kind: str,
+) -> None:
     with trio.fail_after(40):
-        async with serve("--workers", "2", "--graceful-timeout", "5") as server:
+        async with serve(kind, "--workers", "2", "--graceful-timeout", "5") as server:
             assert server.url.startswith("http://127.0.0.1:") and not server.url.endswith(":0")
             workers = server.workers()
             assert len(workers) == 2
@@ -155,9 +169,9 @@ async def test_two_workers_answer_on_one_port_and_sigterm_lets_running_requests_
 
 
 @pytest.mark.slow
-async def test_ctrl_c_stops_every_worker_and_the_parent_exits_0() -> None:
+async def test_ctrl_c_stops_every_worker_and_the_parent_exits_0(kind: str) -> None:
     with trio.fail_after(40):
-        async with serve("--workers", "2") as server:
+        async with serve(kind, "--workers", "2") as server:
             workers = server.workers()
             server.proc.send_signal(signal.SIGINT)
             assert await server.proc.wait() == 0, await server.stderr()
@@ -165,9 +179,11 @@ async def test_ctrl_c_stops_every_worker_and_the_parent_exits_0() -> None:
 
 
 @pytest.mark.slow
-async def test_a_worker_that_dies_stops_the_server_with_exit_code_1_and_says_which() -> None:
+async def test_a_worker_that_dies_stops_the_server_with_exit_code_1_and_says_which(
+    kind: str,
+) -> None:
     with trio.fail_after(40):
-        async with serve("--workers", "2", "--graceful-timeout", "5") as server:
+        async with serve(kind, "--workers", "2", "--graceful-timeout", "5") as server:
             victim, other = sorted(server.workers())
             os.kill(victim, signal.SIGKILL)
             code = await server.proc.wait()
@@ -178,9 +194,9 @@ async def test_a_worker_that_dies_stops_the_server_with_exit_code_1_and_says_whi
 
 
 @pytest.mark.slow
-async def test_workers_stop_when_their_parent_is_killed_with_sigkill() -> None:
+async def test_workers_stop_when_their_parent_is_killed_with_sigkill(kind: str) -> None:
     with trio.fail_after(40):
-        async with serve("--workers", "2") as server:
+        async with serve(kind, "--workers", "2") as server:
             workers = server.workers()
             assert len(workers) == 2
             server.proc.kill()
@@ -204,12 +220,12 @@ def test_one_worker_is_the_default() -> None:
 
 
 @pytest.mark.slow
-async def test_idle_keep_alive_connections_to_workers_do_not_hold_the_stop_for_the_whole_grace() -> (
-    None
-):
+async def test_idle_keep_alive_connections_to_workers_do_not_hold_the_stop_for_the_whole_grace(
+    kind: str,
+) -> None:
     with trio.fail_after(40):
         async with (
-            serve("--workers", "2", "--graceful-timeout", "20") as server,
+            serve(kind, "--workers", "2", "--graceful-timeout", "20") as server,
             AsyncExitStack() as clients,
         ):
             # Both workers answer, and the clients keep their connections open.
@@ -221,9 +237,11 @@ async def test_idle_keep_alive_connections_to_workers_do_not_hold_the_stop_for_t
 
 
 @pytest.mark.slow
-async def test_a_stopping_server_refuses_new_connections_while_running_requests_finish() -> None:
+async def test_a_stopping_server_refuses_new_connections_while_running_requests_finish(
+    kind: str,
+) -> None:
     with trio.fail_after(40):
-        async with serve("--workers", "2", "--graceful-timeout", "5") as server:
+        async with serve(kind, "--workers", "2", "--graceful-timeout", "5") as server:
             answers: list[httpx.Response] = []
             async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
                 await _sigterm_while_running(server, client, 3.0, answers, nursery)

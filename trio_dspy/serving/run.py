@@ -1,10 +1,14 @@
-"""``trio-dspy serve module:attr``: run a served app on hypercorn's trio worker.
+"""``trio-dspy serve module:attr``: run a served app on hypercorn's trio worker, or the lean server.
 
 ``attr`` names an app made by :func:`~trio_dspy.serving.app`, a module, or a
 mapping of names to modules (then the command's options make the app). The
 first line printed is the URL the server listens on. Ctrl-C or SIGTERM stops
 it gracefully: requests still running get ``--graceful-timeout`` seconds,
 idle keep-alive connections are closed once they are answered.
+
+``--server h11`` serves it with the lean HTTP/1.1 server
+(:mod:`trio_dspy.serving.h11_server`) instead: less CPU per request, HTTP/1.1
+only, meant behind a reverse proxy that speaks TLS and HTTP/2 to clients.
 
 ``--workers N`` runs N worker processes on one listening socket
 (:mod:`trio_dspy.serving.supervisor`): limits such as ``--max-concurrency``
@@ -28,6 +32,7 @@ import trio
 from ..errors import ConfigurationError
 from ..modules.module import Module
 from .app import DEFAULT_MAX_BODY_BYTES, ServingApp, app
+from .h11_connection import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_HEADER_BYTES, Limits
 
 __all__ = [
     "add_arguments",
@@ -41,6 +46,9 @@ __all__ = [
     "serve_until_stopped",
 ]
 
+
+#: The servers ``--server`` names.
+SERVERS = ("hypercorn", "h11")
 
 #: Seconds a stopping server lets requests already read reach the app before it
 #: counts the requests under way.
@@ -101,6 +109,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="worker processes sharing the listening socket, each with its own trio run "
         "(limits such as --max-concurrency are per worker)",
+    )
+    p.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="hypercorn",
+        help="the HTTP server: hypercorn's trio worker (HTTP/1.1, cleartext HTTP/2), or h11, "
+        "the lean HTTP/1.1 server (less CPU per request; put a proxy in front for TLS and HTTP/2)",
+    )
+    p.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=KEEP_ALIVE_TIMEOUT,
+        help="--server h11: seconds an idle keep-alive connection stays open (longer than "
+        "the proxy's own idle timeout, so that the proxy closes first)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT,
+        help="--server h11: seconds a request's head may take to arrive (else 408), and its "
+        "body may stall",
+    )
+    p.add_argument(
+        "--max-header-bytes",
+        type=positive_int,
+        default=MAX_HEADER_BYTES,
+        help="--server h11: the largest request head (else 431)",
     )
     p.add_argument("--backlog", type=int, default=1024, help="connections waiting to be accepted")
     p.add_argument(
@@ -196,6 +231,8 @@ async def serve(
     backlog: int = 1024,
     shutdown: Callable[[], Any] | None = None,
     fd: int | None = None,
+    server: str = "hypercorn",
+    limits: Limits | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``served`` with hypercorn's trio worker until ``shutdown()`` returns.
@@ -204,12 +241,31 @@ async def serve(
     listen queue: hypercorn's default of 100 makes the 101st of a burst of
     new connections wait for the kernel's SYN retry (a second or more).
     ``fd``, when given, is a listening socket inherited from the parent
-    process, served instead of binding ``host:port``.
+    process, served instead of binding ``host:port``. ``server="h11"``
+    serves with the lean server (:mod:`.h11_server`) under ``limits``.
 
     Raises:
-        ConfigurationError: hypercorn is not installed (the ``serve`` extra).
+        ConfigurationError: hypercorn is not installed (the ``serve`` extra),
+            or ``server`` is neither ``"hypercorn"`` nor ``"h11"``.
         OSError: the address cannot be bound.
     """
+    if server == "h11":
+        from .h11_server import serve as serve_h11
+
+        await serve_h11(
+            served,
+            host,
+            port,
+            graceful_timeout=graceful_timeout,
+            backlog=backlog,
+            shutdown=shutdown,
+            fd=fd,
+            limits=limits,
+            task_status=task_status,
+        )
+        return
+    if server != "hypercorn":
+        raise ConfigurationError(f"no server {server!r}: choose one of {', '.join(SERVERS)}")
     try:
         from hypercorn.config import Config
         from hypercorn.trio import serve as hypercorn_serve
@@ -288,18 +344,24 @@ async def serve_until_stopped(
                 backlog=args.backlog,
                 shutdown=stop.wait,
                 fd=fd,
+                server=args.server,
+                limits=Limits(
+                    max_header_bytes=args.max_header_bytes,
+                    header_timeout=args.header_timeout,
+                    keep_alive_timeout=args.keep_alive_timeout,
+                ),
             )
             async with trio.open_nursery() as server:
                 on_ready(await server.start(run))
                 await stop.wait()
-                # hypercorn has stopped accepting; it would hold idle
+                # The server has stopped accepting; hypercorn would hold idle
                 # keep-alive connections open until the grace ends, so once
                 # the requests under way are answered, the server is closed.
                 await trio.sleep(SETTLE)  # requests read just before the stop reach the app
                 with trio.move_on_after(args.graceful_timeout):
                     await served.drained()
                 server.cancel_scope.cancel()
-            # hypercorn has returned: its requests have finished (or their
+            # The server has returned: its requests have finished (or their
             # grace ran out), so what is still watching for a stop can go.
             helpers.cancel_scope.cancel()
 

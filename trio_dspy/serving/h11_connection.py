@@ -1,0 +1,433 @@
+"""One HTTP/1.1 connection of the lean server (:mod:`.h11_server`): h11 parses, trio moves bytes.
+
+Requests on a connection are answered one after another (pipelined ones
+wait in h11's buffer). For each, the ASGI app gets an ``http`` scope, a
+``receive`` that reads the body from the socket only when the app asks (so
+an app that refuses a body with 413 never reads it, and a slow reader slows
+the client down) and then says ``http.disconnect`` when the client hangs up
+or the answer has been sent, and a ``send`` that writes each body message at
+once (a server-sent event is never held back).
+
+Limits: the request head must fit in ``max_header_bytes`` (else 431) and
+arrive within ``header_timeout`` seconds (else 408); a keep-alive connection
+idle for ``keep_alive_timeout`` seconds is closed, as is one whose body
+stops arriving for ``header_timeout`` seconds while the app waits for it.
+"""
+
+from __future__ import annotations
+
+import http
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import attrs
+import h11
+import trio
+
+from ..logs import get_logger
+from .asgi import Message, Scope
+
+__all__ = ["Limits", "Shared", "serve_connection"]
+
+log = get_logger(__name__)
+
+#: Bytes asked of the socket per read.
+READ_SIZE = 65536
+#: Seconds a closing connection keeps reading (and dropping) what the client
+#: still sends, so that the kernel does not answer it with a reset that could
+#: destroy the response before the client has read it.
+LINGER = 1.0
+#: Bytes of a next, pipelined request buffered while the app still answers
+#: this one; past it the socket is left unread until the answer is sent.
+PIPELINE_BUFFER = 65536
+
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+_METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_REASONS = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
+_END = h11.EndOfMessage()
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+_CLOSE = (b"connection", b"close")
+_LENGTH = b"content-length"
+_CLOSED = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+#: The defaults of :class:`Limits`.
+MAX_HEADER_BYTES = 16384
+HEADER_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 75.0
+
+
+@attrs.frozen
+class Limits:
+    """The lean server's limits on each connection (see the module's doc)."""
+
+    max_header_bytes: int = MAX_HEADER_BYTES
+    header_timeout: float = HEADER_TIMEOUT
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+
+
+@attrs.define(eq=False)
+class Shared:
+    """What the server's connections share: the app, its limits, the lifespan state,
+    and the idle connections a stop closes at once."""
+
+    app: Callable[..., Any]
+    limits: Limits
+    state: dict[str, Any] | None = None
+    stopping: bool = False
+    idle: set[trio.CancelScope] = attrs.field(factory=set)
+
+    def stop(self) -> None:
+        """Close idle connections now and every other one once its answer is sent."""
+        self.stopping = True
+        for scope in self.idle:
+            scope.cancel()
+
+
+_date_second = -1
+_date = b""
+
+
+def _date_header() -> bytes:
+    """The ``Date`` value of this second (formatted once a second, not once a response)."""
+    global _date_second, _date
+    now = int(time.time())
+    if now != _date_second:
+        _date_second, _date = now, formatdate(now, usegmt=True).encode("ascii")
+    return _date
+
+
+def _path(raw: bytes) -> str:
+    if b"%" not in raw and raw.isascii():
+        return raw.decode("ascii")
+    # Invalid UTF-8 becomes U+FFFD, as everywhere text enters the project.
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
+
+
+async def serve_connection(shared: Shared, stream: trio.SocketStream) -> None:
+    """Answer the requests of one accepted connection until it closes; never raises
+    for what the client does (a broken connection just ends it)."""
+    try:
+        await _Connection(shared, stream).run()
+    except Exception as exc:
+        # One connection's failure must not stop the server and its others.
+        log.error("serving.connection_failed", error=type(exc).__name__, exc_info=exc)
+
+
+class _Connection:
+    """One connection's requests, answered in turn; one request's state at a time."""
+
+    def __init__(self, shared: Shared, stream: trio.SocketStream) -> None:
+        self.shared = shared
+        self.stream = stream
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=shared.limits.max_header_bytes
+        )
+        sock = stream.socket
+        self.client = tuple(sock.getpeername()[:2])
+        self.server = tuple(sock.getsockname()[:2])
+        self.receive, self.send = self._receive, self._send  # bound once, not per request
+        self.linger = False  # the client may still be sending: drain before closing
+        self._new_request()
+
+    def _new_request(self) -> None:
+        self.head_request = False
+        self.body_done = False
+        self.pending: Any = None  # a body event read ahead of the app
+        self.started = False
+        self.done = False
+        self.gone = False
+        self.head: bytes | None = None  # the response head, held for the first body part
+        self.waiting: trio.CancelScope | None = None
+
+    async def run(self) -> None:
+        try:
+            first = True
+            while True:
+                request = await self._next_request(first)
+                if request is None:
+                    break
+                first = False
+                await self._answer(request)
+                if not self._reusable():
+                    break
+                self.conn.start_next_cycle()
+                self._new_request()
+        except _CLOSED:
+            pass
+        finally:
+            await self._close()
+
+    # ----------------------------------------------------------- request heads
+    async def _next_request(self, first: bool) -> h11.Request | None:
+        """The next request's head; ``None`` (after any error answer) when the
+        connection is to close instead."""
+        limits = self.shared.limits
+        deadline: float | None = None
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(exc.error_status_hint)
+                return None
+            if type(event) is h11.Request:
+                return event
+            if event is not h11.NEED_DATA:
+                return None  # the client closed the connection
+            if deadline is None:
+                # Idle between requests: no byte of the next one yet.
+                data = await self._idle_read(
+                    limits.header_timeout if first else limits.keep_alive_timeout
+                )
+                if data is None:
+                    return None
+                deadline = trio.current_time() + limits.header_timeout
+            else:
+                data = b""
+                with trio.move_on_at(deadline):
+                    data = await self.stream.receive_some(READ_SIZE)
+                    if not data:
+                        return None
+                if not data:  # a slow client: the head did not arrive in time
+                    await self._refuse(408)
+                    return None
+            self.conn.receive_data(data)
+
+    async def _idle_read(self, seconds: float) -> bytes | None:
+        """The first bytes of the next request, or ``None`` when the client closes,
+        stays silent for ``seconds``, or the server stops meanwhile."""
+        shared = self.shared
+        if shared.stopping:
+            return None
+        with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
+            shared.idle.add(scope)
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            finally:
+                shared.idle.discard(scope)
+            return data or None
+        return None
+
+    async def _refuse(self, status: int) -> None:
+        """Answer a request that could not be read with ``status``, closing the connection."""
+        self.linger = True
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        headers = [(b"date", _date_header()), (_LENGTH, b"0"), _CLOSE]
+        response = h11.Response(
+            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+        )
+        await self.stream.send_all(self.conn.send(response) + self.conn.send(_END))
+
+    # ----------------------------------------------------------- one request
+    def _scope(self, request: h11.Request) -> Scope:
+        target = request.target
+        raw_path, _, query = target.partition(b"?")
+        method = _METHODS.get(request.method) or request.method.decode("latin-1")
+        self.head_request = method == "HEAD"
+        scope: Scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": _VERSIONS.get(request.http_version, "1.1"),
+            "method": method,
+            "scheme": "http",
+            "path": _path(raw_path),
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "headers": list(request.headers),
+            "client": self.client,
+            "server": self.server,
+        }
+        state = self.shared.state
+        if state is not None:
+            scope["state"] = state.copy()
+        return scope
+
+    async def _answer(self, request: h11.Request) -> None:
+        try:
+            await self.shared.app(self._scope(request), self.receive, self.send)
+        except Exception as exc:
+            log.error("serving.app_failed", error=type(exc).__name__, exc_info=exc)
+        if not self.started:
+            await self._fail()
+        elif not self.done:
+            self.gone = True  # a half-sent answer: only closing tells the client it is cut
+
+    async def _fail(self) -> None:
+        """500 for an app that failed (or returned) before it started an answer."""
+        headers = [(b"date", _date_header()), (_LENGTH, b"0"), _CLOSE]
+        self.started = self.done = True
+        if self.gone:
+            return
+        response = h11.Response(status_code=500, headers=headers, reason=_REASONS[500])
+        await self.stream.send_all(self.conn.send(response) + self.conn.send(_END))
+
+    def _reusable(self) -> bool:
+        """Whether the connection can carry another request: everything of this one
+        read and sent, no side asked to close, the server not stopping."""
+        conn = self.conn
+        if self.gone or self.shared.stopping or conn.our_state is not h11.DONE:
+            self.linger = not self.gone
+            return False
+        while conn.their_state is h11.SEND_BODY:
+            # A body the app did not read: what is buffered already can be
+            # skipped; waiting for the rest is not worth keeping the connection.
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                return False
+            if event is h11.NEED_DATA:
+                self.linger = True
+                return False
+        return conn.their_state is h11.DONE
+
+    # ----------------------------------------------------------- receive
+    async def _receive(self) -> Message:
+        """ASGI ``receive``: the next part of the body, then ``http.disconnect``."""
+        if self.gone or self.body_done:
+            return await self._disconnect()
+        event = self.pending
+        self.pending = None
+        if event is None:
+            event = await self._body_event()
+            if event is None:
+                self.gone = True
+                return {"type": "http.disconnect"}
+        if type(event) is h11.Data:
+            # Whether this part is the last is known at once if h11 has the end buffered.
+            after = self._buffered_event()
+            if type(after) is h11.EndOfMessage:
+                self.body_done = True
+                return {"type": "http.request", "body": bytes(event.data), "more_body": False}
+            self.pending = after
+            return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+        self.body_done = True  # EndOfMessage
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    def _buffered_event(self) -> Any:
+        """The next body event if h11 has it without reading the socket, else ``None``."""
+        try:
+            event = self.conn.next_event()
+        except h11.RemoteProtocolError:
+            return None  # said again, and handled, when the app reads on
+        return None if event is h11.NEED_DATA else event
+
+    async def _body_event(self) -> Any:
+        """The next body event (``Data`` or ``EndOfMessage``); ``None`` when the client
+        is gone: closed, broken, or silent mid-body for ``header_timeout`` seconds."""
+        conn = self.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                return None
+            if event is not h11.NEED_DATA:
+                return event
+            if conn.they_are_waiting_for_100_continue and not self.started:
+                await self.stream.send_all(conn.send(_CONTINUE))
+            data = b""
+            with trio.move_on_after(self.shared.limits.header_timeout):
+                data = await self.stream.receive_some(READ_SIZE)
+            conn.receive_data(data)  # b"": the end, which h11 then reports as an error
+            if not data:
+                return None
+
+    async def _disconnect(self) -> Message:
+        """``http.disconnect`` once the client hangs up or the answer has been sent."""
+        if not (self.gone or self.done):
+            with trio.CancelScope() as self.waiting:
+                buffered = 0
+                while True:
+                    if buffered > PIPELINE_BUFFER:
+                        await trio.sleep_forever()  # the answer's end cancels this
+                    try:
+                        data = await self.stream.receive_some(READ_SIZE)
+                    except _CLOSED:
+                        data = b""
+                    if not data:
+                        self.gone = True
+                        break
+                    # The next pipelined request: kept for after this answer.
+                    self.conn.receive_data(data)
+                    buffered += len(data)
+            self.waiting = None
+        return {"type": "http.disconnect"}
+
+    # ----------------------------------------------------------- send
+    async def _send(self, message: Message) -> None:
+        """ASGI ``send``: the response head, then its body parts, each written at once.
+
+        Raises:
+            RuntimeError: the messages are out of order (an app's mistake).
+        """
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            if self._start(message):
+                head, self.head = self.head, None
+                await self._write([head])
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"unknown ASGI message {kind!r}")
+        if not self.started or self.done:
+            raise RuntimeError("http.response.body without a response under way")
+        conn = self.conn
+        parts = []
+        if self.head is not None:
+            parts.append(self.head)
+            self.head = None
+        body = message.get("body", b"")
+        if body and not self.head_request:  # a HEAD answer has the headers only
+            parts += conn.send_with_data_passthrough(h11.Data(data=body)) or ()
+        more = message.get("more_body", False)
+        if not more:
+            parts += conn.send_with_data_passthrough(_END) or ()
+        await self._write(parts)
+        if not more:
+            self.done = True
+            if self.waiting is not None:
+                self.waiting.cancel()
+
+    def _start(self, message: Message) -> bool:
+        """Prepare the response head; whether to write it now rather than with the body."""
+        status = message["status"]
+        headers = [*message.get("headers", ()), (b"date", _date_header())]
+        if self.shared.stopping:
+            headers.append(_CLOSE)
+        response = h11.Response(
+            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+        )
+        self.head = self.conn.send(response)
+        self.started = True
+        # A streamed answer (no length) shows its headers at once; a whole one
+        # goes out with its body in one write.
+        return all(name != _LENGTH for name, _ in response.headers)
+
+    async def _write(self, parts: list[Any]) -> None:
+        if self.gone or not parts:
+            return  # ASGI: sending to a client that left is no error
+        try:
+            await self.stream.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
+        except _CLOSED:
+            self.gone = True
+            if self.waiting is not None:
+                self.waiting.cancel()
+
+    # ----------------------------------------------------------- closing
+    async def _close(self) -> None:
+        stream = self.stream
+        if self.linger and not self.gone:
+            with trio.move_on_after(LINGER):
+                try:
+                    await stream.send_eof()
+                    while await stream.receive_some(READ_SIZE):
+                        pass
+                except (*_CLOSED, trio.BusyResourceError):
+                    pass
+        await stream.aclose()
