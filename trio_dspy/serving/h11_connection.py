@@ -101,6 +101,16 @@ def _date_header() -> bytes:
     return _date
 
 
+def _address(address: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of an IP socket's address; ``None`` for another kind (a Unix socket)."""
+    return (address[0], address[1]) if isinstance(address, tuple) else None
+
+
+def _head_size(request: h11.Request) -> int:
+    """About the bytes of ``request``'s head as sent (name, ``: ``, value, CRLF per header)."""
+    return len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
+
+
 def _path(raw: bytes) -> str:
     if b"%" not in raw and raw.isascii():
         return raw.decode("ascii")
@@ -112,7 +122,12 @@ async def serve_connection(shared: Shared, stream: trio.SocketStream) -> None:
     """Answer the requests of one accepted connection until it closes; never raises
     for what the client does (a broken connection just ends it)."""
     try:
-        await _Connection(shared, stream).run()
+        connection = _Connection(shared, stream)
+    except OSError:  # reset before it could be served: nothing to answer
+        await stream.aclose()
+        return
+    try:
+        await connection.run()
     except Exception as exc:
         # One connection's failure must not stop the server and its others.
         log.error("serving.connection_failed", error=type(exc).__name__, exc_info=exc)
@@ -128,8 +143,8 @@ class _Connection:
             h11.SERVER, max_incomplete_event_size=shared.limits.max_header_bytes
         )
         sock = stream.socket
-        self.client = tuple(sock.getpeername()[:2])
-        self.server = tuple(sock.getsockname()[:2])
+        self.client = _address(sock.getpeername())
+        self.server = _address(sock.getsockname())
         self.receive, self.send = self._receive, self._send  # bound once, not per request
         self.linger = False  # the client may still be sending: drain before closing
         self._new_request()
@@ -168,6 +183,7 @@ class _Connection:
         connection is to close instead."""
         limits = self.shared.limits
         deadline: float | None = None
+        received = 0
         while True:
             try:
                 event = self.conn.next_event()
@@ -175,6 +191,13 @@ class _Connection:
                 await self._refuse(exc.error_status_hint)
                 return None
             if type(event) is h11.Request:
+                # One read holds at most a head's worth, so a head over the
+                # limit took several; only then is it measured.
+                if received > limits.max_header_bytes and (
+                    _head_size(event) > limits.max_header_bytes
+                ):
+                    await self._refuse(431)
+                    return None
                 return event
             if event is not h11.NEED_DATA:
                 return None  # the client closed the connection
@@ -189,12 +212,13 @@ class _Connection:
             else:
                 data = b""
                 with trio.move_on_at(deadline):
-                    data = await self.stream.receive_some(READ_SIZE)
+                    data = await self.stream.receive_some(limits.max_header_bytes)
                     if not data:
                         return None
                 if not data:  # a slow client: the head did not arrive in time
                     await self._refuse(408)
                     return None
+            received += len(data)
             self.conn.receive_data(data)
 
     async def _idle_read(self, seconds: float) -> bytes | None:
@@ -206,7 +230,9 @@ class _Connection:
         with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
             shared.idle.add(scope)
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                # A head's worth at most: h11 measures only a head still
+                # incomplete, so one read must not hold a whole oversized one.
+                data = await self.stream.receive_some(shared.limits.max_header_bytes)
             finally:
                 shared.idle.discard(scope)
             return data or None
@@ -271,12 +297,12 @@ class _Connection:
         """Whether the connection can carry another request: everything of this one
         read and sent, no side asked to close, the server not stopping."""
         conn = self.conn
-        if self.gone or self.shared.stopping or conn.our_state is not h11.DONE:
-            self.linger = not self.gone
+        if self.gone:
             return False
         while conn.their_state is h11.SEND_BODY:
             # A body the app did not read: what is buffered already can be
-            # skipped; waiting for the rest is not worth keeping the connection.
+            # skipped; waiting for the rest is not worth keeping the connection,
+            # which closes after a linger so that the answer is not reset away.
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError:
@@ -284,7 +310,9 @@ class _Connection:
             if event is h11.NEED_DATA:
                 self.linger = True
                 return False
-        return conn.their_state is h11.DONE
+        return (
+            conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self.shared.stopping
+        )
 
     # ----------------------------------------------------------- receive
     async def _receive(self) -> Message:
