@@ -2,7 +2,7 @@
 
 Run: python benchmarks/serving.py [--clients 1,100,1000] [--latency 0.5]
      [--requests 2] [--programs shop,qa] [--runs 3] [--workers 1,2]
-     [--dspy-python PYTHON]
+     [--servers hypercorn,h11] [--dspy-python PYTHON]
 
 Three processes: the simulated model server (``trio-dspy serve-sim``, every
 answer after ``--latency`` seconds), the server under test, and this
@@ -24,8 +24,10 @@ bound. ``load`` is the machine's one-minute load average at the row's end.
 
 Servers:
 
-* ``trio-dspy serve benchmarks.serving_target:programs --workers N`` for each
-  N of ``--workers`` (hypercorn's trio worker; N processes on one socket):
+* ``trio-dspy serve benchmarks.serving_target:programs --server S --workers N``
+  for each S of ``--servers`` (``hypercorn``: hypercorn's trio worker, the
+  default; ``h11``: the lean HTTP/1.1 server) and each N of ``--workers`` (N
+  processes on one socket), side by side in one run:
   ``shop`` is the coffee-shop agent (a ReAct agent: several model calls and
   tool calls per request), ``qa`` one ``Predict("question -> answer")``.
 * with ``--dspy-python`` (a Python that has dspy, fastapi and uvicorn, not
@@ -279,11 +281,13 @@ async def main(args: argparse.Namespace) -> None:
             "benchmarks.serving_target:programs",
         ]
         serve += ["--port", "0", "--lm", "openai/sim-model", "--lm-base-url", sim_url]
-        for workers in [int(w) for w in args.workers.split(",")]:
-            name = "trio-dspy" if workers == 1 else f"trio-dspy x{workers}"
-            async with server_process([*serve, "--workers", str(workers)], env) as (url, pid):
-                for program in programs:
-                    medians += await measure(name, url, pid, sim_pid, program, args)
+        for server in args.servers.split(","):
+            for workers in [int(w) for w in args.workers.split(",")]:
+                name = server if workers == 1 else f"{server} x{workers}"
+                command = [*serve, "--server", server, "--workers", str(workers)]
+                async with server_process(command, env) as (url, pid):
+                    for program in programs:
+                        medians += await measure(name, url, pid, sim_pid, program, args)
         if args.dspy_python and "qa" in programs:
             port = args.dspy_port or free_port()
             uvicorn = [args.dspy_python, "-m", "uvicorn", "serving_dspy_app:app"]
@@ -309,6 +313,11 @@ if __name__ == "__main__":
         "--workers",
         default="1",
         help="trio-dspy serve's --workers; a list (1,2) measures each in turn",
+    )
+    parser.add_argument(
+        "--servers",
+        default="hypercorn",
+        help="trio-dspy serve's --server; a list (hypercorn,h11) measures each in turn",
     )
     parser.add_argument("--dspy-python", default=None)
     parser.add_argument(

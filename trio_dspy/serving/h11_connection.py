@@ -17,6 +17,7 @@ stops arriving for ``header_timeout`` seconds while the app waits for it.
 from __future__ import annotations
 
 import http
+import math
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -147,6 +148,7 @@ class _Connection:
         self.server = _address(sock.getsockname())
         self.receive, self.send = self._receive, self._send  # bound once, not per request
         self.linger = False  # the client may still be sending: drain before closing
+        self.idle_scope = trio.CancelScope()
         self._new_request()
 
     def _new_request(self) -> None:
@@ -161,17 +163,21 @@ class _Connection:
 
     async def run(self) -> None:
         try:
-            first = True
-            while True:
-                request = await self._next_request(first)
-                if request is None:
-                    break
-                first = False
-                await self._answer(request)
-                if not self._reusable():
-                    break
-                self.conn.start_next_cycle()
-                self._new_request()
+            # Cancelled only while the connection is idle: by its idle
+            # deadline or a stop. One scope for the connection's life, its
+            # deadline moved, rather than a new one for every request.
+            with self.idle_scope:
+                first = True
+                while True:
+                    request = await self._next_request(first)
+                    if request is None:
+                        break
+                    first = False
+                    await self._answer(request)
+                    if not self._reusable():
+                        break
+                    self.conn.start_next_cycle()
+                    self._new_request()
         except _CLOSED:
             pass
         finally:
@@ -227,16 +233,19 @@ class _Connection:
         shared = self.shared
         if shared.stopping:
             return None
-        with trio.CancelScope(deadline=trio.current_time() + seconds) as scope:
-            shared.idle.add(scope)
-            try:
-                # A head's worth at most: h11 measures only a head still
-                # incomplete, so one read must not hold a whole oversized one.
-                data = await self.stream.receive_some(shared.limits.max_header_bytes)
-            finally:
-                shared.idle.discard(scope)
-            return data or None
-        return None
+        scope = self.idle_scope
+        scope.deadline = trio.current_time() + seconds
+        shared.idle.add(scope)
+        try:
+            # A head's worth at most: h11 measures only a head still
+            # incomplete, so one read must not hold a whole oversized one.
+            data = await self.stream.receive_some(shared.limits.max_header_bytes)
+        finally:
+            shared.idle.discard(scope)
+            scope.deadline = math.inf
+        # Bytes that arrived as the deadline passed (or the stop came) are
+        # dropped: the scope is cancelled for good and would cut the answer.
+        return None if scope.cancel_called else (data or None)
 
     async def _refuse(self, status: int) -> None:
         """Answer a request that could not be read with ``status``, closing the connection."""
