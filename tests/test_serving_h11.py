@@ -18,6 +18,8 @@ import trio
 import trio.testing
 
 import trio_dspy as td
+from trio_dspy.cli import build_parser
+from trio_dspy.errors import ConfigurationError
 from trio_dspy.serving.asgi import Message, Receive, Scope, Send
 from trio_dspy.serving.h11_connection import Limits, Shared, serve_connection
 from trio_dspy.serving.h11_server import serve
@@ -430,3 +432,37 @@ async def test_an_app_without_a_lifespan_is_served_all_the_same() -> None:
             await client.send(request())
             assert (await client.response())[1] == b"GET / "
             stop.set()
+
+
+async def test_a_lifespan_startup_that_fails_stops_the_server_with_a_configuration_error() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    failed: list[BaseException] = []
+    with trio.fail_after(10):
+        try:
+            async with running(app):
+                pytest.fail("served after a failed startup")
+        except* ConfigurationError as group:
+            failed.extend(group.exceptions)
+    assert "no database" in repr(failed)  # the cause, said where the server stops
+
+
+def test_hypercorn_stays_the_default_server_and_h11_is_a_choice() -> None:
+    assert build_parser().parse_args(["serve", "m:a"]).server == "hypercorn"
+    args = build_parser().parse_args(["serve", "m:a", "--server", "h11", "--workers", "2"])
+    assert args.server == "h11" and args.workers == 2
+
+
+@pytest.mark.parametrize(
+    "option", ["--keep-alive-timeout", "--header-timeout", "--max-header-bytes"]
+)
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_the_lean_server_limits_must_be_positive(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "m:a", "--server", "h11", option, value])
+    assert exited.value.code == 2
+    assert option in capsys.readouterr().err

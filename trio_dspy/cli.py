@@ -264,12 +264,13 @@ def add_bench(subparsers: Subparsers) -> None:
 
 
 def add_serve(subparsers: Subparsers) -> None:
-    """Declare ``serve``: programs over HTTP on hypercorn's trio worker."""
+    """Declare ``serve``: programs over HTTP on hypercorn's trio worker or the lean h11 server."""
     from .serving import run, supervisor
 
     p = subparsers.add_parser(
         "serve",
-        help="serve programs over HTTP (td.serving.app on hypercorn's trio worker)",
+        help="serve programs over HTTP (td.serving.app on hypercorn's trio worker, "
+        "or --server h11)",
         description=plain_text(run.__doc__),
         formatter_class=HelpFormatter,
     )

@@ -36,6 +36,9 @@ __all__ = ["Limits", "serve"]
 
 log = get_logger(__name__)
 
+#: Seconds the app's lifespan startup may take (as hypercorn's default).
+STARTUP_TIMEOUT = 60.0
+
 
 async def serve(
     app: Callable[..., Any],
@@ -101,11 +104,18 @@ class _Lifespan:
         when the app does not take part in the lifespan.
 
         Raises:
-            ConfigurationError: the app said its startup failed.
+            ConfigurationError: the app said its startup failed, or did not
+                finish it within ``STARTUP_TIMEOUT`` seconds.
         """
         nursery.start_soon(self._run)
         await self.to_app.send({"type": "lifespan.startup"})
-        reply = await self.from_app.receive()
+        with trio.move_on_after(STARTUP_TIMEOUT) as waited:
+            reply = await self.from_app.receive()
+        if waited.cancelled_caught:
+            raise ConfigurationError(
+                f"the app's lifespan startup did not finish in {STARTUP_TIMEOUT:g} s: "
+                "make it answer lifespan.startup.complete (or fail) sooner"
+            )
         if reply["type"] == "lifespan.startup.failed":
             raise ConfigurationError(
                 f"the app's lifespan startup failed: {reply.get('message', '')}"

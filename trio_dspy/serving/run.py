@@ -38,6 +38,7 @@ __all__ = [
     "add_arguments",
     "load_target",
     "make_app",
+    "positive_float",
     "positive_int",
     "prepare",
     "run_from_args",
@@ -63,6 +64,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``text`` as a finite number above 0, for argparse (which turns the error into usage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
     return value
 
 
@@ -119,14 +131,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--keep-alive-timeout",
-        type=float,
+        type=positive_float,
         default=KEEP_ALIVE_TIMEOUT,
         help="--server h11: seconds an idle keep-alive connection stays open (longer than "
         "the proxy's own idle timeout, so that the proxy closes first)",
     )
     p.add_argument(
         "--header-timeout",
-        type=float,
+        type=positive_float,
         default=HEADER_TIMEOUT,
         help="--server h11: seconds a request's head may take to arrive (else 408), and its "
         "body may stall",
@@ -354,13 +366,16 @@ async def serve_until_stopped(
             async with trio.open_nursery() as server:
                 on_ready(await server.start(run))
                 await stop.wait()
-                # The server has stopped accepting; hypercorn would hold idle
-                # keep-alive connections open until the grace ends, so once
-                # the requests under way are answered, the server is closed.
-                await trio.sleep(SETTLE)  # requests read just before the stop reach the app
-                with trio.move_on_after(args.graceful_timeout):
-                    await served.drained()
-                server.cancel_scope.cancel()
+                if args.server == "hypercorn":
+                    # hypercorn has stopped accepting; it would hold idle
+                    # keep-alive connections open until the grace ends, so
+                    # once the requests under way are answered, it is closed.
+                    # (The lean server closes them itself, then runs the
+                    # app's lifespan shutdown, which a cancel would cut.)
+                    await trio.sleep(SETTLE)  # requests read just before the stop reach the app
+                    with trio.move_on_after(args.graceful_timeout):
+                        await served.drained()
+                    server.cancel_scope.cancel()
             # The server has returned: its requests have finished (or their
             # grace ran out), so what is still watching for a stop can go.
             helpers.cancel_scope.cancel()
