@@ -466,3 +466,27 @@ def test_the_lean_server_limits_must_be_positive(
         build_parser().parse_args(["serve", "m:a", "--server", "h11", option, value])
     assert exited.value.code == 2
     assert option in capsys.readouterr().err
+
+
+async def test_a_body_the_app_does_not_read_is_not_read_from_the_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    holding = trio.Event()
+
+    async def unread(scope: Scope, receive: Receive, send: Send) -> None:
+        holding.set()
+        await trio.sleep(100)  # never reads the body
+        await echo(scope, _replay([{"type": "http.request"}]), send)
+
+    async with connection(unread) as client:
+        size = 20 << 20
+        await client.send(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n" % size)
+        await holding.wait()
+        sent = 0
+        with trio.move_on_after(10):
+            while sent < size:
+                await client.send(b"x" * 65536)
+                sent += 65536
+        # The kernel's buffers and one read-ahead hold some; the rest waits.
+        assert sent < size // 4
+        await client.stream.aclose()

@@ -1,12 +1,15 @@
 """One HTTP/1.1 connection of the lean server (:mod:`.h11_server`): h11 parses, trio moves bytes.
 
 Requests on a connection are answered one after another (pipelined ones
-wait in h11's buffer). For each, the ASGI app gets an ``http`` scope, a
-``receive`` that reads the body from the socket only when the app asks (so
-an app that refuses a body with 413 never reads it, and a slow reader slows
-the client down) and then says ``http.disconnect`` when the client hangs up
-or the answer has been sent, and a ``send`` that writes each body message at
-once (a server-sent event is never held back).
+wait in h11's buffer). One task per connection reads the socket into h11
+while fewer than ``BUFFER`` bytes wait unparsed (so an app that refuses a
+body with 413 never has it read whole, and a slow reader slows the client
+down), and wakes whoever waits for bytes. For each request the ASGI app gets
+an ``http`` scope, a ``receive`` that gives the body as it arrives and then
+``http.disconnect`` when the client hangs up or the answer has been sent,
+and a ``send`` that writes each body message at once (a server-sent event is
+never held back). Waiting for the hang-up is waiting for that reader, so a
+request costs no cancelled read of its own.
 
 Limits: the request head must fit in ``max_header_bytes`` (else 431) and
 arrive within ``header_timeout`` seconds (else 408); a keep-alive connection
@@ -41,9 +44,10 @@ READ_SIZE = 65536
 #: still sends, so that the kernel does not answer it with a reset that could
 #: destroy the response before the client has read it.
 LINGER = 1.0
-#: Bytes of a next, pipelined request buffered while the app still answers
-#: this one; past it the socket is left unread until the answer is sent.
-PIPELINE_BUFFER = 65536
+#: Bytes read ahead of what h11 has been asked to parse (a body the app has
+#: not read yet, a next pipelined request); past it the socket is left
+#: unread, and a hang-up unseen, until they are parsed.
+BUFFER = 65536
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
@@ -149,6 +153,10 @@ class _Connection:
         self.receive, self.send = self._receive, self._send  # bound once, not per request
         self.linger = False  # the client may still be sending: drain before closing
         self.idle_scope = trio.CancelScope()
+        self.arrived = trio.lowlevel.ParkingLot()  # who waits for bytes, the end, the answer
+        self.paused = trio.lowlevel.ParkingLot()  # the reader, while BUFFER bytes wait
+        self.fed = 0  # bytes given to h11 since a reader last found it short
+        self.eof = False  # the client closed (or broke) the connection
         self._new_request()
 
     def _new_request(self) -> None:
@@ -159,29 +167,61 @@ class _Connection:
         self.done = False
         self.gone = False
         self.head: bytes | None = None  # the response head, held for the first body part
-        self.waiting: trio.CancelScope | None = None
 
     async def run(self) -> None:
         try:
-            # Cancelled only while the connection is idle: by its idle
-            # deadline or a stop. One scope for the connection's life, its
-            # deadline moved, rather than a new one for every request.
-            with self.idle_scope:
-                first = True
-                while True:
-                    request = await self._next_request(first)
-                    if request is None:
-                        break
-                    first = False
-                    await self._answer(request)
-                    if not self._reusable():
-                        break
-                    self.conn.start_next_cycle()
-                    self._new_request()
-        except _CLOSED:
-            pass
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_socket)
+                try:
+                    # Cancelled only while the connection is idle: by its idle
+                    # deadline or a stop. One scope for the connection's life,
+                    # its deadline moved, not a new one for every request.
+                    with self.idle_scope:
+                        await self._requests()
+                except _CLOSED:
+                    pass
+                nursery.cancel_scope.cancel()
         finally:
             await self._close()
+
+    async def _requests(self) -> None:
+        first = True
+        while True:
+            request = await self._next_request(first)
+            if request is None:
+                return
+            first = False
+            await self._answer(request)
+            if not self._reusable():
+                return
+            self.conn.start_next_cycle()
+            self._new_request()
+
+    async def _read_socket(self) -> None:
+        """Feed h11 what the client sends until it closes, waking whoever waits."""
+        conn, stream, arrived = self.conn, self.stream, self.arrived
+        try:
+            while True:
+                while self.fed > BUFFER:
+                    await self.paused.park()
+                data = await stream.receive_some(READ_SIZE)
+                conn.receive_data(data)  # b"": the end, which h11 reports in turn
+                self.fed += len(data)
+                arrived.unpark_all()
+                if not data:
+                    break
+        except _CLOSED:
+            conn.receive_data(b"")  # reset by the peer: the end all the same
+        self.eof = True
+        arrived.unpark_all()
+
+    async def _more(self) -> None:
+        """Wait for the client's next bytes (or its end), h11 having parsed all it has."""
+        if self.eof:
+            return
+        self.fed = 0
+        self.paused.unpark_all()
+        await self.arrived.park()
 
     # ----------------------------------------------------------- request heads
     async def _next_request(self, first: bool) -> h11.Request | None:
@@ -189,7 +229,6 @@ class _Connection:
         connection is to close instead."""
         limits = self.shared.limits
         deadline: float | None = None
-        received = 0
         while True:
             try:
                 event = self.conn.next_event()
@@ -197,55 +236,47 @@ class _Connection:
                 await self._refuse(exc.error_status_hint)
                 return None
             if type(event) is h11.Request:
-                # One read holds at most a head's worth, so a head over the
-                # limit took several; only then is it measured.
-                if received > limits.max_header_bytes and (
+                # h11 measures only a head still incomplete: one that arrived
+                # whole with more than a head's worth of bytes is measured here.
+                if self.fed > limits.max_header_bytes and (
                     _head_size(event) > limits.max_header_bytes
                 ):
                     await self._refuse(431)
                     return None
                 return event
-            if event is not h11.NEED_DATA:
+            if event is not h11.NEED_DATA or self.eof:
                 return None  # the client closed the connection
             if deadline is None:
                 # Idle between requests: no byte of the next one yet.
-                data = await self._idle_read(
+                if not await self._idle_wait(
                     limits.header_timeout if first else limits.keep_alive_timeout
-                )
-                if data is None:
+                ):
                     return None
                 deadline = trio.current_time() + limits.header_timeout
             else:
-                data = b""
-                with trio.move_on_at(deadline):
-                    data = await self.stream.receive_some(limits.max_header_bytes)
-                    if not data:
-                        return None
-                if not data:  # a slow client: the head did not arrive in time
+                with trio.move_on_at(deadline) as waited:
+                    await self._more()
+                if waited.cancelled_caught:  # a slow client: the head is late
                     await self._refuse(408)
                     return None
-            received += len(data)
-            self.conn.receive_data(data)
 
-    async def _idle_read(self, seconds: float) -> bytes | None:
-        """The first bytes of the next request, or ``None`` when the client closes,
-        stays silent for ``seconds``, or the server stops meanwhile."""
+    async def _idle_wait(self, seconds: float) -> bool:
+        """Wait for the first bytes of the next request; ``False`` when the server
+        stops first (the connection is closed at once)."""
         shared = self.shared
         if shared.stopping:
-            return None
+            return False
         scope = self.idle_scope
         scope.deadline = trio.current_time() + seconds
         shared.idle.add(scope)
         try:
-            # A head's worth at most: h11 measures only a head still
-            # incomplete, so one read must not hold a whole oversized one.
-            data = await self.stream.receive_some(shared.limits.max_header_bytes)
+            await self._more()  # raises Cancelled past the deadline or at a stop
         finally:
             shared.idle.discard(scope)
             scope.deadline = math.inf
         # Bytes that arrived as the deadline passed (or the stop came) are
         # dropped: the scope is cancelled for good and would cut the answer.
-        return None if scope.cancel_called else (data or None)
+        return not scope.cancel_called
 
     async def _refuse(self, status: int) -> None:
         """Answer a request that could not be read with ``status``, closing the connection."""
@@ -365,34 +396,25 @@ class _Connection:
                 return None
             if event is not h11.NEED_DATA:
                 return event
+            if self.eof:
+                return None
             if conn.they_are_waiting_for_100_continue and not self.started:
-                await self.stream.send_all(conn.send(_CONTINUE))
-            data = b""
-            with trio.move_on_after(self.shared.limits.header_timeout):
-                data = await self.stream.receive_some(READ_SIZE)
-            conn.receive_data(data)  # b"": the end, which h11 then reports as an error
-            if not data:
+                try:
+                    await self.stream.send_all(conn.send(_CONTINUE))
+                except _CLOSED:
+                    return None
+            with trio.move_on_after(self.shared.limits.header_timeout) as waited:
+                await self._more()
+            if waited.cancelled_caught:
                 return None
 
     async def _disconnect(self) -> Message:
         """``http.disconnect`` once the client hangs up or the answer has been sent."""
-        if not (self.gone or self.done):
-            with trio.CancelScope() as self.waiting:
-                buffered = 0
-                while True:
-                    if buffered > PIPELINE_BUFFER:
-                        await trio.sleep_forever()  # the answer's end cancels this
-                    try:
-                        data = await self.stream.receive_some(READ_SIZE)
-                    except _CLOSED:
-                        data = b""
-                    if not data:
-                        self.gone = True
-                        break
-                    # The next pipelined request: kept for after this answer.
-                    self.conn.receive_data(data)
-                    buffered += len(data)
-            self.waiting = None
+        while not (self.gone or self.done):
+            if self.eof:
+                self.gone = True
+                break
+            await self.arrived.park()  # the reader's next bytes, its end, or the answer's
         return {"type": "http.disconnect"}
 
     # ----------------------------------------------------------- send
@@ -428,8 +450,7 @@ class _Connection:
         await self._write(parts)
         if not more:
             self.done = True
-            if self.waiting is not None:
-                self.waiting.cancel()
+            self.arrived.unpark_all()  # a task waiting for http.disconnect gets it now
 
     def _start(self, message: Message) -> bool:
         """Prepare the response head; whether to write it now rather than with the body."""
@@ -443,8 +464,9 @@ class _Connection:
         self.head = self.conn.send(response)
         self.started = True
         # A streamed answer (no length) shows its headers at once; a whole one
-        # goes out with its body in one write.
-        return all(name != _LENGTH for name, _ in response.headers)
+        # goes out with its body in one write. (The app's list, not h11's
+        # Headers, whose items are built one by one in Python.)
+        return all(name.lower() != _LENGTH for name, _ in headers)
 
     async def _write(self, parts: list[Any]) -> None:
         if self.gone or not parts:
@@ -453,13 +475,12 @@ class _Connection:
             await self.stream.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
         except _CLOSED:
             self.gone = True
-            if self.waiting is not None:
-                self.waiting.cancel()
+            self.arrived.unpark_all()
 
     # ----------------------------------------------------------- closing
     async def _close(self) -> None:
         stream = self.stream
-        if self.linger and not self.gone:
+        if self.linger and not (self.gone or self.eof):
             with trio.move_on_after(LINGER):
                 try:
                     await stream.send_eof()
