@@ -490,3 +490,9 @@ async def test_a_body_the_app_does_not_read_is_not_read_from_the_socket(
         # The kernel's buffers and one read-ahead hold some; the rest waits.
         assert sent < size // 4
         await client.stream.aclose()
+
+
+@pytest.mark.parametrize("field", ["max_header_bytes", "header_timeout", "keep_alive_timeout"])
+def test_limits_given_in_code_must_be_positive_too(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        Limits(**{field: 0})

@@ -68,11 +68,19 @@ KEEP_ALIVE_TIMEOUT = 75.0
 
 @attrs.frozen
 class Limits:
-    """The lean server's limits on each connection (see the module's doc)."""
+    """The lean server's limits on each connection: the largest request head in
+    bytes (431 past it), the seconds a head may take to arrive whole (408) and a
+    body may stall, and the seconds an idle keep-alive connection stays open.
 
-    max_header_bytes: int = MAX_HEADER_BYTES
-    header_timeout: float = HEADER_TIMEOUT
-    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+    Raises:
+        ValueError: a limit is not above 0.
+    """
+
+    max_header_bytes: int = attrs.field(default=MAX_HEADER_BYTES, validator=attrs.validators.gt(0))
+    header_timeout: float = attrs.field(default=HEADER_TIMEOUT, validator=attrs.validators.gt(0))
+    keep_alive_timeout: float = attrs.field(
+        default=KEEP_ALIVE_TIMEOUT, validator=attrs.validators.gt(0)
+    )
 
 
 @attrs.define(eq=False)
