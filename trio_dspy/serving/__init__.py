@@ -7,7 +7,8 @@
 
 then ``trio-dspy serve mymodule:app`` (extra ``serve``: hypercorn's trio
 worker), or ``trio-dspy serve mymodule:app --server h11`` (the lean HTTP/1.1
-server of :mod:`~trio_dspy.serving.h11_server`, for behind a proxy). See :func:`~trio_dspy.serving.app.app` for the routes and
+server of :mod:`~trio_dspy.serving.h11_server`, for behind a proxy). See
+:func:`~trio_dspy.serving.app.app` for the routes and
 :mod:`~trio_dspy.serving.programs` for how a program's inputs and outputs are
 described.
 """
