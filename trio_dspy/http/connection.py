@@ -64,9 +64,8 @@ def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, b
         httpx.LocalProtocolError: a name or value is not allowed (a line break in a
             value, say); the message does not quote it (it may be a key).
     """
-    for pair in headers:
-        if pair in _checked:
-            continue
+    # One set difference in C: what is left is usually the Content-Length line.
+    for pair in set(headers).difference(_checked):
         name, value = pair
         if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
             raise httpx.LocalProtocolError("invalid request header")
