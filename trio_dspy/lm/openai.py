@@ -214,11 +214,11 @@ def _reasoning(choice: Any) -> str | None:
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         return None
-    for key in ("reasoning_content", "reasoning"):
-        value = message.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    value = message.get("reasoning_content")
+    if type(value) is str and value:
+        return value
+    value = message.get("reasoning")
+    return value if type(value) is str and value else None
 
 
 def _text(content: Any) -> str:
