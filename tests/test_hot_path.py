@@ -6,14 +6,18 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 
+import trio_dspy as td
 from trio_dspy.http import Reply
 from trio_dspy.http.connection import valid_headers
 from trio_dspy.lm.openai_stream import openai_usage
 from trio_dspy.lm.params import MAX_TOKEN_COUNT, token_count
+from trio_dspy.messages import LMRequest, LMResponse
 from trio_dspy.primitives import Usage
 from trio_dspy.telemetry import collect
 from trio_dspy.telemetry.span import recording
+from trio_dspy.testing import DummyLM
 
 
 def test_a_header_read_from_raw_lines_is_the_first_line_of_its_name() -> None:
@@ -71,3 +75,33 @@ async def test_spans_are_recorded_only_inside_a_collector() -> None:
     async with collect():
         assert recording()
     assert not recording()
+
+
+class _CountingLM(DummyLM):
+    """A model that defines its own request, as a wrapper of models does."""
+
+    asked = 0
+
+    async def request(self, request: LMRequest, *, trace_content: bool = False) -> LMResponse:
+        type(self).asked += 1
+        return await super().request(request, trace_content=trace_content)
+
+
+async def test_a_model_that_defines_its_own_request_is_asked_through_it() -> None:
+    lm = _CountingLM([{"answer": "4"}], cycle=True)
+    qa = td.Predict("question -> answer")
+    qa.lm = lm
+    assert (await qa(question="2+2?")).answer == "4"
+    assert _CountingLM.asked == 1
+    assert len(lm.history) == 1
+
+
+async def test_a_predict_called_in_a_cancelled_scope_asks_no_model() -> None:
+    lm = DummyLM([{"answer": "4"}], cycle=True)
+    qa = td.Predict("question -> answer")
+    qa.lm = lm
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await qa(question="2+2?")
+    assert scope.cancelled_caught
+    assert len(lm.history) == 0

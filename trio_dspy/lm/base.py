@@ -237,12 +237,26 @@ class BaseLM(abc.ABC):
         if run is not None and not run.inside_step():
             return await run.lm_request(self, request, trace_content)
         mark = await entering()
+        response = await self.request_nested(request, trace_content)
+        await leaving(mark)  # a cache hit or an in-process model waited for nothing
+        return response
+
+    async def request_nested(self, request: LMRequest, trace_content: bool = False) -> LMResponse:
+        """:meth:`request` for a caller that is a checkpoint itself (a module
+        call, which checked for cancellation on entry and yields on the way out
+        unless something inside did): the same call without those two steps.
+
+        Raises:
+            trio_dspy.errors.LMError: as :meth:`request`.
+        """
+        run = ACTIVE_RUN.get()
+        if run is not None and not run.inside_step():
+            return await run.lm_request(self, request, trace_content)
         request = self._with_defaults(request)
         if cost_wanted():
             await load_prices()
         with self._observed(request, trace_content) as call:
             call.response = await self.send(request)
-        await leaving(mark)  # a cache hit or an in-process model waited for nothing
         return call.response
 
     def _with_defaults(self, request: LMRequest) -> LMRequest:
