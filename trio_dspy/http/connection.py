@@ -185,6 +185,24 @@ class Connection:
                 raise StaleConnection from exc
             raise httpx.WriteError(f"cannot send the request: {exc}") from exc
 
+    def buffered_event(self) -> Any:
+        """The response's next h11 event when it has arrived already (``None``
+        when h11 needs more data): most of a body is read without waiting, and
+        so without a coroutine per event. The head has arrived (``started``).
+
+        Raises:
+            httpx.RemoteProtocolError: as :meth:`next_event`.
+        """
+        try:
+            event = self.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"invalid HTTP response: {exc}") from exc
+        if event is h11.NEED_DATA:
+            return None
+        if type(event) is h11.ConnectionClosed:
+            raise httpx.RemoteProtocolError("server closed the connection mid-response")
+        return event
+
     async def next_event(
         self,
         first_wait: float | None,

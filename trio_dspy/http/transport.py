@@ -357,9 +357,11 @@ class H11Transport(httpx.AsyncBaseTransport):
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await conn.next_event(
-                read_timeout, read_timeout, reused=False, started=True, attempt=attempt
-            )
+            event = conn.buffered_event()
+            if event is None:
+                event = await conn.next_event(
+                    read_timeout, read_timeout, reused=False, started=True, attempt=attempt
+                )
             kind = type(event)
             if kind is h11.Data:
                 size += len(event.data)
