@@ -27,7 +27,7 @@ from typing import Any, Self, TextIO
 import attrs
 import trio
 
-from ..checkpoint import entering, leaving
+from ..checkpoint import entering, yielded_since
 from ..journal.active import ACTIVE_RUN
 from ..messages import (
     LMRequest,
@@ -238,7 +238,8 @@ class BaseLM(abc.ABC):
             return await run.lm_request(self, request, trace_content)
         mark = await entering()
         response = await self.request_nested(request, trace_content)
-        await leaving(mark)  # a cache hit or an in-process model waited for nothing
+        if not yielded_since(mark):  # a cache hit or an in-process model waited for nothing
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return response
 
     async def request_nested(self, request: LMRequest, trace_content: bool = False) -> LMResponse:
