@@ -195,7 +195,7 @@ class Predict(Module, Predictor):
         lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
         usage: Usage | None = None
-        messages = list(request.messages)
+        messages: list[Message] | None = None  # a re-ask's longer conversation
         rescued = False
         # Inside streamify, listened fields are read as the model writes them.
         # Only the first answer is streamed: a re-ask's text may not continue
@@ -212,7 +212,7 @@ class Predict(Module, Predictor):
             # ``messages`` only grows (re-asks): unchanged, the request is sent as it is.
             attempt_request = (
                 request
-                if len(messages) == len(request.messages)
+                if messages is None or len(messages) == len(request.messages)
                 else attrs.evolve(request, messages=messages)
             )
             if listened:  # a stream's provider's line, before and after
@@ -269,6 +269,8 @@ class Predict(Module, Predictor):
                 if streaming is not None:
                     await status(f"{streaming.name}: the answer did not parse, asking again")
                 if fallback is None:
+                    if messages is None:
+                        messages = list(request.messages)
                     messages.extend(adapter.format_retry(response.text, exc, self.signature))
                     continue
                 # A model that lost the text format (small models ramble past the
@@ -279,7 +281,7 @@ class Predict(Module, Predictor):
                 adapter = fallback
                 rescued = not isinstance(exc.__cause__, StructuringError)
                 request = self._structured_request(call, fallback, request, exc)
-                messages = list(request.messages)
+                messages = None
                 continue
             if rescued:
                 format_memory.note_rescued(lm)
