@@ -30,6 +30,9 @@ __all__ = [
     "ToolSpec",
     "loggable",
     "short_url",
+    "text_message",
+    "trusted_request",
+    "trusted_response",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -263,3 +266,113 @@ class LMResponse:
     def choices(self) -> tuple[LMResponse, ...]:
         """Every completion: this response, then its :attr:`alternatives`."""
         return (self, *self.alternatives)
+
+
+# -------------------------------------------------------- built without attrs
+# Every call builds a user message, a request and a response. attrs' frozen
+# ``__init__`` sets each field through ``object.__setattr__`` and runs each
+# converter, about twice what setting the slots directly costs; the builders
+# below set the slots directly for values their callers know to be in the
+# converters' form already. A test checks that they set every field.
+_new = object.__new__
+
+
+def _slot_setters(cls: type, *names: str) -> tuple[Any, ...]:
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_MESSAGE_FIELDS = ("role", "content", "tool_calls", "tool_call_id", "name")
+_M_ROLE, _M_CONTENT, _M_CALLS, _M_CALL_ID, _M_NAME = _slot_setters(Message, *_MESSAGE_FIELDS)
+
+
+def text_message(role: Role, text: str) -> Message:
+    """``Message(role, text)``, built faster: text content and nothing else.
+
+    The text is cleaned as the constructor cleans it (each lone surrogate
+    becomes U+FFFD). Raises nothing.
+    """
+    message = _new(Message)
+    _M_ROLE(message, role)
+    _M_CONTENT(message, text if text.isascii() else clean_text(text))
+    _M_CALLS(message, ())
+    _M_CALL_ID(message, None)
+    _M_NAME(message, None)
+    return message
+
+
+_REQUEST_FIELDS = (
+    "messages",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "params",
+    "timeout",
+    "rollout_id",
+)
+_Q_MESSAGES, _Q_TOOLS, _Q_CHOICE, _Q_FORMAT, _Q_PARAMS, _Q_TIMEOUT, _Q_ROLLOUT = _slot_setters(
+    LMRequest, *_REQUEST_FIELDS
+)
+
+
+def trusted_request(
+    messages: tuple[Message, ...],
+    tools: tuple[ToolSpec, ...],
+    response_format: ResponseFormat | None,
+    params: Mapping[str, Any],
+) -> LMRequest:
+    """``LMRequest(messages, tools=tools, response_format=..., params=params)``
+    for an adapter's request, built faster: ``messages`` and ``tools`` must
+    be tuples already (the converters' form). Raises nothing."""
+    request = _new(LMRequest)
+    _Q_MESSAGES(request, messages)
+    _Q_TOOLS(request, tools)
+    _Q_CHOICE(request, None)
+    _Q_FORMAT(request, response_format)
+    _Q_PARAMS(request, params)
+    _Q_TIMEOUT(request, None)
+    _Q_ROLLOUT(request, None)
+    return request
+
+
+_RESPONSE_FIELDS = (
+    "text",
+    "tool_calls",
+    "usage",
+    "finish_reason",
+    "model",
+    "cached",
+    "alternatives",
+    "reasoning",
+)
+_R_TEXT, _R_CALLS, _R_USAGE, _R_FINISH, _R_MODEL, _R_CACHED, _R_ALTERNATIVES, _R_REASONING = (
+    _slot_setters(LMResponse, *_RESPONSE_FIELDS)
+)
+
+
+def trusted_response(
+    text: str,
+    tool_calls: tuple[ToolCall, ...],
+    usage: Usage,
+    finish_reason: str | None,
+    model: str,
+    alternatives: tuple[LMResponse, ...],
+    reasoning: str | None,
+) -> LMResponse:
+    """An uncached ``LMResponse`` of text already clean, built faster.
+
+    For a model client's reader of a body decoded by
+    :func:`~trio_dspy.lm.params.load_json` (which replaced every lone
+    surrogate): the text is not cleaned again, and ``tool_calls`` and
+    ``alternatives`` must be tuples. Anything else goes through
+    ``LMResponse(...)``, whose converters clean. Raises nothing.
+    """
+    response = _new(LMResponse)
+    _R_TEXT(response, text)
+    _R_CALLS(response, tool_calls)
+    _R_USAGE(response, usage)
+    _R_FINISH(response, finish_reason)
+    _R_MODEL(response, model)
+    _R_CACHED(response, False)
+    _R_ALTERNATIVES(response, alternatives)
+    _R_REASONING(response, reasoning)
+    return response

@@ -167,12 +167,12 @@ class Prediction(Example):
             return pred
         # Every call builds one: the fields set directly, without a Usage()
         # that ``usage`` would replace at once.
+        # Through the slots' own setters: half the cost of object.__setattr__.
         pred = object.__new__(Prediction)
-        _set = object.__setattr__
-        _set(pred, "_store", dict(fields))
-        _set(pred, "_input_keys", None)
-        _set(pred, "usage", Usage() if usage is None else usage)
-        _set(pred, "_completions", Completions(completions or ()) if several else None)
+        _SET_STORE(pred, dict(fields))
+        _SET_INPUT_KEYS(pred, None)
+        _SET_USAGE(pred, Usage() if usage is None else usage)
+        _SET_COMPLETIONS(pred, Completions(completions or ()) if several else None)
         return pred
 
     def __str__(self) -> str:
@@ -194,6 +194,13 @@ class Prediction(Example):
         the list of answers, ``pred.completions[i]`` the ``i``-th as a ``Prediction``.
         A single completion when the call asked for one."""
         return self._completions or Completions([self._store])
+
+
+# The slots a prediction is built through (Prediction.from_completions).
+_SET_STORE = Example.__dict__["_store"].__set__
+_SET_INPUT_KEYS = Example.__dict__["_input_keys"].__set__
+_SET_USAGE = Prediction.__dict__["usage"].__set__
+_SET_COMPLETIONS = Prediction.__dict__["_completions"].__set__
 
 
 class Completions:

@@ -29,9 +29,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import AdapterParseError
-from ..messages import LMRequest, LMResponse, Message, ResponseFormat, ToolCall, ToolSpec
+from ..messages import (
+    LMRequest,
+    LMResponse,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolSpec,
+    trusted_request,
+)
 from ..signature import Signature
-from .inputs import given_fields, history_field, split_history, user_content
+from .inputs import given_fields, history_field, split_history, user_message
 from .native import parse_with_reasoning, prompt_signature
 from .native_tools import parse_tool_calls, tool_plan
 from .outputs import parse_json_outputs
@@ -130,11 +138,11 @@ class Adapter(abc.ABC):
             if not outputs_in_text(signature):
                 signature = prompt_signature(signature, params)  # native td.Reasoning outputs
                 signature, inputs, native = tool_plan(self, signature, inputs)  # and td.ToolCalls
-            return LMRequest(
-                self.format(signature, demos, inputs),
-                tools=native,
-                response_format=self.response_format(signature),
-                params=params,
+            return trusted_request(
+                tuple(self.format(signature, demos, inputs)),
+                native,
+                self.response_format(signature),
+                params,
             )
         if demos:
             raise ValueError("a tool-calling request shows no demos: pass demos=[] with tools")
@@ -144,7 +152,7 @@ class Adapter(abc.ABC):
         messages = [
             Message("system", self.tool_system_prompt(signature)),
             *self.format_history(signature, turns),
-            Message("user", user_content(self.format_inputs(signature, inputs))),
+            user_message(self.format_inputs(signature, inputs)),
         ]
         return LMRequest(messages, tools=(*tools, self.finish_spec(signature)), params=params)
 
@@ -172,7 +180,7 @@ class Adapter(abc.ABC):
         """
         plan = self.plan(signature)
         if not demos and (text := text_inputs(plan, inputs)) is not None:
-            return [plan.system, Message("user", user_content(text))]  # text inputs alone
+            return [plan.system, user_message(text)]  # text inputs alone
         messages = [plan.system]
         requirements = plan.requirements
         history = history_field(signature)
@@ -192,7 +200,7 @@ class Adapter(abc.ABC):
             messages.extend(self.format_history(signature, turns))
         body = self.format_inputs(signature, inputs)
         text = f"{body}\n\n{requirements}" if requirements else body
-        messages.append(Message("user", user_content(text)))
+        messages.append(user_message(text))
         return messages
 
     def format_history(
@@ -206,7 +214,7 @@ class Adapter(abc.ABC):
     def _turn(self, signature: type[Signature], values: Mapping[str, Any]) -> list[Message]:
         out = []
         if any(n in values for n in signature.input_fields):
-            out.append(Message("user", user_content(self.format_inputs(signature, values))))
+            out.append(user_message(self.format_inputs(signature, values)))
         if any(n in values for n in signature.output_fields):
             out.append(Message("assistant", self.format_outputs(signature, values)))
         return out

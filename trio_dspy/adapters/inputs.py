@@ -25,7 +25,15 @@ from typing import Any
 import attrs
 
 from ..errors import SignatureError
-from ..messages import AudioPart, ContentPart, FilePart, ImagePart, TextPart
+from ..messages import (
+    AudioPart,
+    ContentPart,
+    FilePart,
+    ImagePart,
+    Message,
+    TextPart,
+    text_message,
+)
 from ..signature import Signature, signature_from_fields
 from ..types import History, Image, is_pydantic_model, type_name
 from ..types.custom import CustomType
@@ -38,6 +46,7 @@ __all__ = [
     "refuse_images",
     "split_history",
     "user_content",
+    "user_message",
     "without_fields",
 ]
 
@@ -192,6 +201,15 @@ def refuse_images(value: Any, annotation: Any, field: str) -> None:
         f"(`{field}: td.Image = td.InputField()`, or list[td.Image] for several; "
         "td.Audio and td.File alike) so that it goes to the model as what it is"
     )
+
+
+def user_message(text: str) -> Message:
+    """The user message of ``text`` (:func:`user_content`): a text message, or
+    its text and image parts when it holds image markers. Raises nothing."""
+    content = user_content(text)
+    if type(content) is str:  # the usual prompt: built without attrs' checks
+        return text_message("user", content)
+    return Message("user", content)
 
 
 def user_content(text: str) -> str | tuple[ContentPart, ...]:

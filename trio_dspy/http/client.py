@@ -86,7 +86,7 @@ class Reply:
     an ``httpx.Headers`` only when read (a successful call never reads them).
     """
 
-    __slots__ = ("_headers", "_raw", "content", "status")
+    __slots__ = ("_headers", "_index", "_raw", "content", "status")
 
     def __init__(
         self,
@@ -96,6 +96,7 @@ class Reply:
     ) -> None:
         self.status = status
         self.content = content
+        self._index: dict[bytes, bytes] | None = None
         if isinstance(headers, httpx.Headers):
             self._headers: httpx.Headers | None = headers
             self._raw: Sequence[tuple[bytes, bytes]] = ()
@@ -116,11 +117,11 @@ class Reply:
         if self._headers is not None:
             found: str | None = self._headers.get(name)
             return found
-        wanted = name.encode("latin-1")
-        for key, value in self._raw:
-            if key == wanted:
-                return value.decode("latin-1")
-        return None
+        index = self._index
+        if index is None:  # built in C, the first line of a name winning as in a scan
+            index = self._index = dict(reversed(self._raw))
+        value = index.get(name.encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
     def __repr__(self) -> str:
         return f"Reply(status={self.status!r}, {len(self.content)} bytes)"

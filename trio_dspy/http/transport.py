@@ -208,7 +208,8 @@ class H11Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 await conn.aclose()  # mid-response: never pooled
                 raise
-            await self._finish(origin, conn)
+            if not self._pooled(origin, conn):
+                await conn.aclose()
         finally:
             if self._slots is not None:
                 self._slots.release()
@@ -343,12 +344,18 @@ class H11Transport(httpx.AsyncBaseTransport):
 
     async def _finish(self, origin: Origin, conn: Connection) -> None:
         """Pool a connection whose exchange is complete; close any other."""
+        if not self._pooled(origin, conn):
+            await conn.aclose()
+
+    def _pooled(self, origin: Origin, conn: Connection) -> bool:
+        """Pool ``conn`` if its exchange is complete (then ``True``), without a
+        coroutine: what every request does last. Raises nothing."""
         state = conn.h11
         if state.our_state is h11.DONE and state.their_state is h11.DONE:
             state.start_next_cycle()
             self._checkin(origin, conn)
-        else:
-            await conn.aclose()
+            return True
+        return False
 
     async def _read_body(
         self, conn: Connection, read_timeout: float | None, attempt: AttemptScope | None = None
@@ -357,9 +364,11 @@ class H11Transport(httpx.AsyncBaseTransport):
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await conn.next_event(
-                read_timeout, read_timeout, reused=False, started=True, attempt=attempt
-            )
+            event = conn.buffered_event()
+            if event is None:
+                event = await conn.next_event(
+                    read_timeout, read_timeout, reused=False, started=True, attempt=attempt
+                )
             kind = type(event)
             if kind is h11.Data:
                 size += len(event.data)

@@ -27,7 +27,7 @@ from typing import Any, Self, TextIO
 import attrs
 import trio
 
-from ..checkpoint import entering, leaving
+from ..checkpoint import entering, yielded_since
 from ..journal.active import ACTIVE_RUN
 from ..messages import (
     LMRequest,
@@ -237,12 +237,27 @@ class BaseLM(abc.ABC):
         if run is not None and not run.inside_step():
             return await run.lm_request(self, request, trace_content)
         mark = await entering()
+        response = await self.request_nested(request, trace_content)
+        if not yielded_since(mark):  # a cache hit or an in-process model waited for nothing
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return response
+
+    async def request_nested(self, request: LMRequest, trace_content: bool = False) -> LMResponse:
+        """:meth:`request` for a caller that is a checkpoint itself (a module
+        call, which checked for cancellation on entry and yields on the way out
+        unless something inside did): the same call without those two steps.
+
+        Raises:
+            trio_dspy.errors.LMError: as :meth:`request`.
+        """
+        run = ACTIVE_RUN.get()
+        if run is not None and not run.inside_step():
+            return await run.lm_request(self, request, trace_content)
         request = self._with_defaults(request)
         if cost_wanted():
             await load_prices()
         with self._observed(request, trace_content) as call:
             call.response = await self.send(request)
-        await leaving(mark)  # a cache hit or an in-process model waited for nothing
         return call.response
 
     def _with_defaults(self, request: LMRequest) -> LMRequest:

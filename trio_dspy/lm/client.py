@@ -51,6 +51,8 @@ log = get_logger(__name__)
 _CLOSE_TIMEOUT = 5.0
 # Where a call's timeout is set (for the timeout's error message).
 _OWNER = "the LM or the request"
+# The request body's writer, made once: json.dumps with arguments builds one per call.
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: The default of ``max_response_bytes``: 32 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
@@ -419,7 +421,7 @@ class LM(BaseLM):
         body = self.build_body(request, level)
         if sink is not None:
             body = self.stream_body(body)
-        content = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        content = utf8(_BODY_JSON.encode(body))
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = 0 if self._limits is None else len(content) // 4 + completion_estimate(body)
         tools = bool(request.tools)

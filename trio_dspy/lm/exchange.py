@@ -34,7 +34,7 @@ from .errors import (
     parse_retry_after,
     refuses_format,
 )
-from .params import MALFORMED, BadField, TooDeep, load_json
+from .params import MALFORMED, BadField, TooDeep, decodes_here, load_json, loads
 from .retry import Retryable
 
 __all__ = ["Exchange", "within_timeout"]
@@ -149,7 +149,12 @@ class Exchange:
             LMError: a final failure.
         """
         if 200 <= reply.status < 300:
-            data = await self.decode(reply, retries)
+            # A body small enough to decode on this thread takes no coroutine.
+            data = (
+                self.decode_here(reply, retries)
+                if decodes_here(reply.content)
+                else await self.decode(reply, retries)
+            )
             try:
                 response = self.parse_body(data)
             except MALFORMED as exc:
@@ -177,7 +182,7 @@ class Exchange:
         return error
 
     async def decode(self, reply: Reply, retries: int) -> Any:
-        """A successful reply's JSON body, decoded.
+        """A successful reply's JSON body, decoded (a large one in a worker thread).
 
         Raises:
             LMServerError: the body is nested too deeply (hostile: not retried).
@@ -185,23 +190,39 @@ class Exchange:
         """
         try:
             return await load_json(reply.content)
-        except TooDeep:  # hostile, not garbled: not worth asking again
-            raise LMServerError(
+        except ValueError as exc:
+            raise self.undecodable(reply, retries, exc) from None
+
+    def decode_here(self, reply: Reply, retries: int) -> Any:
+        """:meth:`decode` on the calling thread, for a body :func:`decodes_here` accepts.
+
+        Raises:
+            LMServerError, Retryable: as :meth:`decode`.
+        """
+        try:
+            return loads(reply.content)
+        except ValueError as exc:
+            raise self.undecodable(reply, retries, exc) from None
+
+    def undecodable(self, reply: Reply, retries: int, exc: ValueError) -> Exception:
+        """The error for a body that did not decode: too deeply nested is hostile,
+        not garbled, and not worth asking again; anything else is."""
+        if isinstance(exc, TooDeep):
+            return LMServerError(
                 f"the server's response is nested too deeply to decode: {self.snippet(reply)!r}",
                 status_code=reply.status,
                 provider=self.provider,
                 model=self.model_name,
-            ) from None
-        except ValueError:  # cut off or garbled on the way: worth another try
-            raise Retryable(
-                LMServerError(
-                    f"the server answered with a body that is not JSON{after_retries(retries)}: "
-                    f"{self.snippet(reply)!r}",
-                    status_code=reply.status,
-                    provider=self.provider,
-                    model=self.model_name,
-                )
-            ) from None
+            )
+        return Retryable(
+            LMServerError(
+                f"the server answered with a body that is not JSON{after_retries(retries)}: "
+                f"{self.snippet(reply)!r}",
+                status_code=reply.status,
+                provider=self.provider,
+                model=self.model_name,
+            )
+        )
 
     def malformed(self, reply: Reply, exc: Exception) -> LMServerError:
         """The error for a decoded body of the wrong shape (``exc`` says where)."""

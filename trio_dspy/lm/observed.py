@@ -16,7 +16,7 @@ import attrs
 
 from ..messages import LMRequest, LMResponse
 from ..telemetry import semconv as sc
-from ..telemetry.span import AttributeValue, SpanKind, start_span
+from ..telemetry.span import AttributeValue, SpanKind, recording, start_span
 from ..usage import record_usage, wants_cost
 from ..usage_limits import NO_RESERVATION, Reservation, active
 from .history import HasHistory, record
@@ -73,10 +73,15 @@ class Call:
     def __enter__(self) -> Self:
         lm, request = self._lm, self._request
         self._started_at, self._t0 = time.time(), time.perf_counter()
-        scope = self._scope = start_span(f"chat {lm.model_name}", SpanKind.CLIENT)
-        span = self._span = scope.__enter__()
+        # With no collector, no span: neither its name nor its scope is built.
+        scope = self._scope = (
+            start_span(f"chat {lm.model_name}", SpanKind.CLIENT) if recording() else None
+        )
+        if scope is not None:
+            self._span = scope.__enter__()
         try:
-            if span.is_recording:
+            if scope is not None and self._span.is_recording:
+                span = self._span
                 span.set_attributes(lm._request_attributes(request, self._trace_content))
                 if self._stream:
                     span.set_attribute(sc.GEN_AI_REQUEST_STREAM, True)
@@ -85,7 +90,7 @@ class Call:
             budgets = active()
             self._reservation = lm._reserve(request) if budgets else NO_RESERVATION
         except BaseException as exc:
-            scope.__exit__(type(exc), exc, exc.__traceback__)
+            self._close_span(type(exc), exc, exc.__traceback__)
             raise
         self._priced = budgets or wants_cost()  # nothing reads a cost otherwise: no lookup
         return self
@@ -96,7 +101,7 @@ class Call:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        lm, scope = self._lm, self._scope
+        lm = self._lm
         try:
             response = self.response
             try:
@@ -109,18 +114,19 @@ class Call:
                         cached=response is not None and response.cached,
                     )
         except BaseException as error:  # the block's exception, if any, as its context
-            scope.__exit__(type(error), error, error.__traceback__)
+            self._close_span(type(error), error, error.__traceback__)
             raise
         if exc is not None or response is None:
-            scope.__exit__(kind, exc, tb)
+            self._close_span(kind, exc, tb)
             return
-        try:
-            if self._span.is_recording:
-                self._span.set_attributes(_response_attributes(response, self._trace_content))
-        except BaseException as error:
-            scope.__exit__(type(error), error, error.__traceback__)
-            raise
-        scope.__exit__(None, None, None)
+        if self._scope is not None:
+            try:
+                if self._span.is_recording:
+                    self._span.set_attributes(_response_attributes(response, self._trace_content))
+            except BaseException as error:
+                self._close_span(type(error), error, error.__traceback__)
+                raise
+            self._close_span(None, None, None)
         record_usage(response.usage, requests=0 if response.cached else 1)
         record(
             lm,
@@ -134,9 +140,18 @@ class Call:
             ),
         )
 
+    def _close_span(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scope is not None:
+            self._scope.__exit__(kind, exc, tb)
+
     def first_chunk(self) -> None:
         """Note (once) on the span that the first chunk of a streamed completion arrived."""
-        if self._t0 and self._span.is_recording:
+        if self._t0 and self._scope is not None and self._span.is_recording:
             elapsed = time.perf_counter() - self._t0
             self._span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, round(elapsed, 6))
         self._t0 = 0.0

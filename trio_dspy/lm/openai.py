@@ -21,6 +21,7 @@ from ..messages import (
     Message,
     TextPart,
     ToolCall,
+    trusted_response,
 )
 from .client import LM
 from .openai_stream import OpenAIStreamDecoder, openai_usage, tool_arguments, with_header_cost
@@ -141,7 +142,8 @@ class OpenAILM(LM):
         return body
 
     def parse_body(self, data: Any) -> LMResponse:
-        """``choices[0]`` of a Chat Completions response, the other choices (``n``) as
+        """``choices[0]`` of a Chat Completions response (decoded by
+        :func:`~trio_dspy.lm.params.load_json`), the other choices (``n``) as
         its ``alternatives``. A finish reason or model that is not a string is
         left unknown; usage that cannot be read counts as 0.
 
@@ -164,14 +166,15 @@ class OpenAILM(LM):
             if len(choices) > 1  # one choice (no ``n``): no generator to build per call
             else ()
         )
-        return LMResponse(
-            text=text,
-            tool_calls=calls,
-            usage=openai_usage(data.get("usage")),
-            finish_reason=optional_text(choice.get("finish_reason")),
-            model=model,
-            alternatives=alternatives,
-            reasoning=_reasoning(choice),
+        # ``data`` was decoded by load_json, which cleaned its text already.
+        return trusted_response(
+            text,
+            calls,
+            openai_usage(data.get("usage")),
+            optional_text(choice.get("finish_reason")),
+            model,
+            alternatives,
+            _reasoning(choice),
         )
 
     def read_reply(self, response: LMResponse, reply: Reply) -> LMResponse:
@@ -211,11 +214,11 @@ def _reasoning(choice: Any) -> str | None:
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         return None
-    for key in ("reasoning_content", "reasoning"):
-        value = message.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    value = message.get("reasoning_content")
+    if type(value) is str and value:
+        return value
+    value = message.get("reasoning")
+    return value if type(value) is str and value else None
 
 
 def _text(content: Any) -> str:

@@ -22,7 +22,14 @@ from ..http.sse import SSEEvent
 from ..messages import LMResponse, ToolCall, ToolCallDelta
 from ..primitives import Usage
 from .errors import read_error_body
-from .params import clean_arguments, optional_text, read_index, read_text, token_count
+from .params import (
+    MAX_TOKEN_COUNT,
+    clean_arguments,
+    optional_text,
+    read_index,
+    read_text,
+    token_count,
+)
 from .streaming import StreamDecoder, StreamErrorEvent, load_event
 
 __all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments", "with_header_cost"]
@@ -31,9 +38,24 @@ __all__ = ["OpenAIStreamDecoder", "openai_usage", "tool_arguments", "with_header
 def openai_usage(usage: Any) -> Usage:
     """The :class:`Usage` in an OpenAI ``usage`` object (a count that is not a number is 0)."""
     usage = usage if isinstance(usage, dict) else {}
-    prompt = token_count(usage.get("prompt_tokens"))
-    completion = token_count(usage.get("completion_tokens"))
-    total = token_count(usage.get("total_tokens")) or prompt + completion
+    prompt, completion, total = (
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        usage.get("total_tokens"),
+    )
+    # What servers send: three sane ints and no cost, read without a call each.
+    if (
+        type(prompt) is int
+        and type(completion) is int
+        and type(total) is int
+        and 0 <= prompt <= MAX_TOKEN_COUNT
+        and 0 <= completion <= MAX_TOKEN_COUNT
+        and 0 < total <= MAX_TOKEN_COUNT
+        and "cost" not in usage
+    ):
+        return Usage(prompt, completion, total)
+    prompt, completion = token_count(prompt), token_count(completion)
+    total = token_count(total) or prompt + completion
     return Usage(prompt, completion, total, cost=_reported_cost(usage.get("cost")))
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "check_positive",
     "clean_arguments",
     "completion_estimate",
+    "decodes_here",
     "load_json",
     "loads",
     "optional_text",
@@ -272,6 +273,12 @@ def _decoded(content: bytes, hook: Any) -> Any:
     # One scan of the bytes; the walk runs only when a \\uD8xx-style escape
     # may have decoded to a lone surrogate.
     return clean_json(value) if has_surrogate_escape(content) else value
+
+
+def decodes_here(content: bytes) -> bool:
+    """Whether :func:`load_json` decodes ``content`` on the calling thread (it is
+    small enough), so that :func:`loads` does the same. Raises nothing."""
+    return len(content) <= _THREAD_THRESHOLD
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -22,7 +22,9 @@ from pathlib import Path
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Self
 
-from ..checkpoint import entering, leaving
+import trio
+
+from ..checkpoint import entering, yielded_since
 from ..errors import StructuringError, TrioDSPyError
 from ..stream_listener import heard, module_status
 from ..telemetry import semconv as sc
@@ -92,7 +94,8 @@ class Module:
                     raise error
             if listened:
                 await module_status(self, result, start=False)
-        await leaving(mark)  # a checkpoint even when forward awaited nothing of trio's
+        if not yielded_since(mark):  # a checkpoint even when forward awaited nothing of trio's
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return result
 
     def _span_name(self) -> str:

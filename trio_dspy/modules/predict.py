@@ -14,7 +14,6 @@ model, that reads the outputs out of it, and ``Predict`` sends that too
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,7 +35,7 @@ from ..telemetry.span import AttributeValue, current_span
 from ..trace import record as record_trace
 from ..types import structure, unstructure
 from . import format_memory
-from .call import not_awaited
+from .input_check import check_inputs
 from .module import Module, Predictor
 
 __all__ = ["Predict", "check_inputs", "resolve_adapter"]
@@ -57,43 +56,6 @@ DSPY_ONLY = {
     "output field in the signature for more",
     "rationale_field_type": "the reasoning field is always `reasoning: str`",
 }
-
-
-def check_inputs(owner: object, signature: type[Signature], inputs: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` naming unknown and missing input fields of ``signature``.
-
-    An unknown name close to a missing one is suggested as its spelling
-    (``got unknown input field reqest (did you mean request?)``). A value
-    that is a call left un-awaited (``draft=self.draft(...)``) is named too:
-    sent on, it would fail far away as "not JSON serializable".
-    """
-    for name, value in inputs.items():
-        if type(value) is str:  # text, the usual input, is no call
-            continue
-        error = not_awaited(value, f"{_where(owner, signature)} input field {name!r}")
-        if error is not None:
-            raise error
-    expected = signature.input_fields
-    if inputs.keys() == expected.keys():
-        return
-    unknown = [n for n in inputs if n not in expected]
-    missing = [n for n in expected if n not in inputs]
-    parts = []
-    if unknown:
-        parts.append(
-            "got unknown input field(s) "
-            + ", ".join(_with_suggestion(n, missing or list(expected)) for n in unknown)
-        )
-    if missing:
-        parts.append(f"missing required input field(s): {', '.join(missing)}")
-    raise TypeError(
-        f"{_where(owner, signature)} {'; '.join(parts)}; inputs are {', '.join(expected)}"
-    )
-
-
-def _where(owner: object, signature: type[Signature]) -> str:
-    """How an error names the call: ``Predict(QA)``."""
-    return f"{type(owner).__name__}({signature.__name__})"
 
 
 class _Call(NamedTuple):
@@ -117,11 +79,6 @@ def _completions_wanted(params: Mapping[str, Any], lm: BaseLM) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (the number of completions) must be a positive integer, got {n!r}")
     return n
-
-
-def _with_suggestion(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1)
-    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 class Predict(Module, Predictor):
@@ -238,7 +195,7 @@ class Predict(Module, Predictor):
         lm, adapter, settings = call.lm, call.adapter, call.settings
         retries = settings.max_parse_retries
         usage: Usage | None = None
-        messages = list(request.messages)
+        messages: list[Message] | None = None  # a re-ask's longer conversation
         rescued = False
         # Inside streamify, listened fields are read as the model writes them.
         # Only the first answer is streamed: a re-ask's text may not continue
@@ -246,11 +203,16 @@ class Predict(Module, Predictor):
         # when it does).
         listened = heard()  # a streamed run listens to this task (it stays so)
         streaming = predictor_stream(self) if stream and listened else None
+        # Inside this module call (a checkpoint), BaseLM's own request need not
+        # be one too; an LM that defines its own request is asked through it.
+        ask = lm.request
+        if getattr(ask, "__func__", None) is BaseLM.request:
+            ask = lm.request_nested
         for attempt in range(1, retries + 2):
             # ``messages`` only grows (re-asks): unchanged, the request is sent as it is.
             attempt_request = (
                 request
-                if len(messages) == len(request.messages)
+                if messages is None or len(messages) == len(request.messages)
                 else attrs.evolve(request, messages=messages)
             )
             if listened:  # a stream's provider's line, before and after
@@ -264,7 +226,7 @@ class Predict(Module, Predictor):
                     trace_content=settings.trace_content,
                 )
             else:
-                response = await lm.request(attempt_request, trace_content=settings.trace_content)
+                response = await ask(attempt_request, trace_content=settings.trace_content)
             if listened:
                 await lm_status(lm, attempt_request, response)
             used = response.usage
@@ -307,6 +269,8 @@ class Predict(Module, Predictor):
                 if streaming is not None:
                     await status(f"{streaming.name}: the answer did not parse, asking again")
                 if fallback is None:
+                    if messages is None:
+                        messages = list(request.messages)
                     messages.extend(adapter.format_retry(response.text, exc, self.signature))
                     continue
                 # A model that lost the text format (small models ramble past the
@@ -317,7 +281,7 @@ class Predict(Module, Predictor):
                 adapter = fallback
                 rescued = not isinstance(exc.__cause__, StructuringError)
                 request = self._structured_request(call, fallback, request, exc)
-                messages = list(request.messages)
+                messages = None
                 continue
             if rescued:
                 format_memory.note_rescued(lm)

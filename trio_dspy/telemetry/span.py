@@ -57,6 +57,7 @@ __all__ = [
     "detach_from_tracing",
     "error_type",
     "opentelemetry_span_context",
+    "recording",
     "send_spans_to",
     "start_span",
 ]
@@ -288,6 +289,12 @@ _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
 _active: contextvars.ContextVar[SpanSink | None] = contextvars.ContextVar(
     "trio_dspy.telemetry.collector", default=None
 )
+
+
+def recording() -> bool:
+    """Whether a collector records the spans started here (else :func:`start_span`
+    is a no-op, and a hot path need not build a span's name). Raises nothing."""
+    return _active.get() is not None
 
 
 def current_span() -> Span | None:
