@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hmac
 import math
+import random
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
 
-from ..concurrency import current_request, request_scope
+from ..concurrency import RequestScope, request_scope
 from ..errors import StructuringError
 from ..groups import raise_single
 from ..logs import get_logger
@@ -28,6 +28,7 @@ from ..telemetry.propagation import parse_traceparent
 from ..types import loads_json
 from ..unicode import clean_text
 from .asgi import (
+    HANG_UP,
     BodyTooLarge,
     ClientGone,
     Message,
@@ -147,6 +148,13 @@ class ServingApp:
         self.handling = 0
         self._drained: trio.Event | None = None
         self._streams: dict[str, Callable[..., AbstractAsyncContextManager[ProgramStream]]] = {}
+        # A program's routes by their exact path, with their span's name:
+        # one dict lookup per request instead of a pattern and a format.
+        self._posts: dict[str, tuple[ProgramSpec, bool, str]] = {}
+        for name, spec in self.programs.items():
+            for suffix, stream in (("", False), ("/stream", True)):
+                path = f"/programs/{name}{suffix}"
+                self._posts[path] = (spec, stream, f"POST {path}")
 
     def __repr__(self) -> str:  # never the key
         return f"ServingApp(programs={list(self.programs)}, in_flight={self.in_flight})"
@@ -178,22 +186,25 @@ class ServingApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
+        if method == "POST":
+            route = self._posts.get(path)
+            if route is not None:
+                if self._authorized(scope):
+                    await self._admit(*route, scope, receive, send)
+                else:
+                    await _unauthorized(send)
+                return
         if method == "GET" and path in ("/", "/index.html"):
-            await send_body(send, 200, PAGE, "text/html; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, PAGE, b"text/html; charset=utf-8", _NO_CACHE)
             return
         if method == "GET" and path == "/playground.js":
-            await send_body(send, 200, SCRIPT, "text/javascript; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, SCRIPT, b"text/javascript; charset=utf-8", _NO_CACHE)
             return
         if method == "GET" and path == "/health":
             await send_json(send, 200, {"status": "ok", "in_flight": self.in_flight})
             return
         if not self._authorized(scope):
-            await send_json(
-                send,
-                401,
-                _error("unauthorized", "send the API key as `Authorization: Bearer <key>`"),
-                [("www-authenticate", "Bearer")],
-            )
+            await _unauthorized(send)
             return
         if path == "/programs" and method == "GET":
             await send_json(send, 200, {"programs": self._catalogue()})
@@ -207,7 +218,7 @@ class ServingApp:
             return
         if method != "POST":
             await send_json(
-                send, 405, _error("method_not_allowed", "use POST"), [("allow", "POST")]
+                send, 405, _error("method_not_allowed", "use POST"), [(b"allow", b"POST")]
             )
             return
         spec = self.programs.get(match.group(1))
@@ -217,7 +228,8 @@ class ServingApp:
                 send, 404, _error("not_found", f"no program {match.group(1)!r} (served: {known})")
             )
             return
-        await self._admit(spec, bool(match.group(2)), scope, receive, send)
+        name = f"POST /programs/{spec.name}{match.group(2) or ''}"
+        await self._admit(spec, bool(match.group(2)), name, scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         if self._key is None:
@@ -241,7 +253,13 @@ class ServingApp:
         }
 
     async def _admit(
-        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
+        self,
+        spec: ProgramSpec,
+        stream: bool,
+        name: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Take a slot (or answer 503), read and check the inputs, then run."""
         if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
@@ -249,27 +267,33 @@ class ServingApp:
                 send,
                 503,
                 _error("overloaded", f"{self.in_flight} requests are running; retry later"),
-                [("retry-after", str(RETRY_AFTER))],
+                [(b"retry-after", b"%d" % RETRY_AFTER)],
             )
             return
         self.in_flight += 1
         try:
-            await self._handle(spec, stream, scope, receive, send)
+            await self._handle(spec, stream, name, scope, receive, send)
         finally:
             self.in_flight -= 1
 
     async def _handle(
-        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
+        self,
+        spec: ProgramSpec,
+        stream: bool,
+        name: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         given = headers(scope, _READ)
         rid = _request_id(given.get(b"x-request-id"))
-        ids = [("x-request-id", rid)]
+        ids = [(b"x-request-id", rid.encode("latin-1"))]
         try:
             body = await read_body(receive, self.max_body_bytes, given.get(b"content-length"))
         except BodyTooLarge:
             message = f"the request body is over {self.max_body_bytes} bytes"
             await send_json(
-                send, 413, _error("too_large", message, rid), [*ids, ("connection", "close")]
+                send, 413, _error("too_large", message, rid), [*ids, (b"connection", b"close")]
             )
             return
         except ClientGone:
@@ -294,8 +318,11 @@ class ServingApp:
             await send_json(send, 400, _error("bad_header", bad, rid), ids)
             return
         trace_parent = parse_traceparent(given.get(b"traceparent"))
-        name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
         runner = self._stream if stream else self._call
+        # A server that offers HANG_UP tells of a hang-up by a call: no task
+        # of the request's own then waits for http.disconnect.
+        extensions = scope.get("extensions")
+        hang_up = extensions.get(HANG_UP) if extensions else None
         started = answered = False
 
         async def tracked(message: Message) -> None:
@@ -315,14 +342,20 @@ class ServingApp:
                 name, request_id=rid, timeout=timeout, trace_parent=trace_parent
             ) as req:
                 req.span.set_attribute("trio_dspy.program", spec.name)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(
-                        _watch_disconnect, receive, req.cancel_scope, lambda: answered
-                    )
-                    await runner(spec, inputs, rid, tracked)
-                    nursery.cancel_scope.cancel()
+                if hang_up is not None:
+                    hang_up(req.cancel_scope.cancel)
+                    # A whole answer is sent at once, last: no failure comes
+                    # after its 200, so its sends need no tracking.
+                    await runner(spec, inputs, req, tracked if stream else send)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            _watch_disconnect, receive, req.cancel_scope, lambda: answered
+                        )
+                        await runner(spec, inputs, req, tracked)
+                        nursery.cancel_scope.cancel()
             # Known only once the request's scope has exited: it caught a
-            # cancellation before its deadline, so the watcher saw a hang-up.
+            # cancellation before its deadline, so the client hung up.
             if req.cancel_scope.cancelled_caught:
                 log.info("serving.client_gone", program=spec.name, request_id=rid)
         except BaseExceptionGroup as group:
@@ -355,19 +388,19 @@ class ServingApp:
             await _send_event(send, "error", {**failure.payload(rid), "status": failure.status})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
-            await send_json(send, failure.status, failure.payload(rid), [("x-request-id", rid)])
+            ids = [(b"x-request-id", rid.encode("latin-1"))]
+            await send_json(send, failure.status, failure.payload(rid), ids)
 
-    async def _call(self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send) -> None:
+    async def _call(
+        self, spec: ProgramSpec, inputs: dict[str, Any], req: RequestScope, send: Send
+    ) -> None:
         result = await spec.program(**inputs)
-        req = current_request()
-        assert req is not None
-        await send_json(send, 200, _result(spec, result, req), [("x-request-id", rid)])
+        ids = [(b"x-request-id", req.request_id.encode("latin-1"))]
+        await send_json(send, 200, _result(spec, result, req), ids)
 
     async def _stream(
-        self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send
+        self, spec: ProgramSpec, inputs: dict[str, Any], req: RequestScope, send: Send
     ) -> None:
-        req = current_request()
-        assert req is not None
         opened = self._streams.get(spec.name)
         if opened is None:
             opened = self._streams[spec.name] = streamify(spec.program)
@@ -379,7 +412,7 @@ class ServingApp:
                     (b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-store"),
                     (b"x-accel-buffering", b"no"),  # proxies must not hold events back
-                    (b"x-request-id", rid.encode("latin-1")),
+                    (b"x-request-id", req.request_id.encode("latin-1")),
                 ],
             }
         )
@@ -395,10 +428,19 @@ class ServingApp:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-_NO_CACHE = [("cache-control", "no-cache")]
+_NO_CACHE = [(b"cache-control", b"no-cache")]
 
 
-def _result(spec: ProgramSpec, result: Any, req: Any) -> dict[str, Any]:
+async def _unauthorized(send: Send) -> None:
+    await send_json(
+        send,
+        401,
+        _error("unauthorized", "send the API key as `Authorization: Bearer <key>`"),
+        [(b"www-authenticate", b"Bearer")],
+    )
+
+
+def _result(spec: ProgramSpec, result: Any, req: RequestScope) -> dict[str, Any]:
     usage = req.usage
     out: dict[str, Any] = {
         "outputs": spec.unstructure_outputs(result),
@@ -442,7 +484,8 @@ def _request_id(given: str | None) -> str:
     """The caller's ``X-Request-Id`` when it is a safe token, else a new one."""
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return secrets.token_hex(8)
+    # An id, not a secret: the generator of random, not a system call per request.
+    return f"{random.getrandbits(64):016x}"
 
 
 def _timeout(raw: str | None, default: float | None) -> tuple[float | None, str | None]:
