@@ -35,6 +35,8 @@ __all__ = ["ClientGone", "ConnectionReset", "HttpServer", "Request", "Response",
 log = get_logger(__name__)
 
 _READ_SIZE = 65536
+# One encoder for every JSON response: json.dumps with options builds one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -124,7 +126,7 @@ class Response:
         Raises:
             TypeError: ``value`` is not JSON-serialisable.
         """
-        body = json.dumps(value, separators=(",", ":")).encode()
+        body = _ENCODER.encode(value).encode()
         extra = _norm_headers(headers)
         return cls(status, (("content-type", "application/json"), *extra), body)
 
