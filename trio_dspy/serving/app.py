@@ -27,6 +27,7 @@ from ..streaming import ProgramStream, StatusMessage, StreamResponse, streamify
 from ..telemetry.propagation import parse_traceparent
 from ..types import loads_json
 from ..unicode import clean_text
+from .answers import NO_CACHE, error_payload, result_payload, send_event, unauthorized
 from .asgi import (
     HANG_UP,
     BodyTooLarge,
@@ -35,7 +36,6 @@ from .asgi import (
     Receive,
     Scope,
     Send,
-    dumps,
     header,
     headers,
     read_body,
@@ -192,19 +192,19 @@ class ServingApp:
                 if self._authorized(scope):
                     await self._admit(*route, scope, receive, send)
                 else:
-                    await _unauthorized(send)
+                    await unauthorized(send)
                 return
         if method == "GET" and path in ("/", "/index.html"):
-            await send_body(send, 200, PAGE, b"text/html; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, PAGE, b"text/html; charset=utf-8", NO_CACHE)
             return
         if method == "GET" and path == "/playground.js":
-            await send_body(send, 200, SCRIPT, b"text/javascript; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, SCRIPT, b"text/javascript; charset=utf-8", NO_CACHE)
             return
         if method == "GET" and path == "/health":
             await send_json(send, 200, {"status": "ok", "in_flight": self.in_flight})
             return
         if not self._authorized(scope):
-            await _unauthorized(send)
+            await unauthorized(send)
             return
         if path == "/programs" and method == "GET":
             await send_json(send, 200, {"programs": self._catalogue()})
@@ -214,18 +214,23 @@ class ServingApp:
             return
         match = _PROGRAM_PATH.fullmatch(path)
         if match is None:
-            await send_json(send, 404, _error("not_found", f"no route {path}"))
+            await send_json(send, 404, error_payload("not_found", f"no route {path}"))
             return
         if method != "POST":
             await send_json(
-                send, 405, _error("method_not_allowed", "use POST"), [(b"allow", b"POST")]
+                send,
+                405,
+                error_payload("method_not_allowed", "use POST"),
+                [(b"allow", b"POST")],
             )
             return
         spec = self.programs.get(match.group(1))
         if spec is None:
             known = ", ".join(self.programs)
             await send_json(
-                send, 404, _error("not_found", f"no program {match.group(1)!r} (served: {known})")
+                send,
+                404,
+                error_payload("not_found", f"no program {match.group(1)!r} (served: {known})"),
             )
             return
         name = f"POST /programs/{spec.name}{match.group(2) or ''}"
@@ -266,7 +271,7 @@ class ServingApp:
             await send_json(
                 send,
                 503,
-                _error("overloaded", f"{self.in_flight} requests are running; retry later"),
+                error_payload("overloaded", f"{self.in_flight} requests are running; retry later"),
                 [(b"retry-after", b"%d" % RETRY_AFTER)],
             )
             return
@@ -293,7 +298,10 @@ class ServingApp:
         except BodyTooLarge:
             message = f"the request body is over {self.max_body_bytes} bytes"
             await send_json(
-                send, 413, _error("too_large", message, rid), [*ids, (b"connection", b"close")]
+                send,
+                413,
+                error_payload("too_large", message, rid),
+                [*ids, (b"connection", b"close")],
             )
             return
         except ClientGone:
@@ -303,19 +311,24 @@ class ServingApp:
                 loads_json(body.decode("utf-8", "replace")) if body else None
             )
         except StructuringError as exc:
-            await send_json(send, 422, _error("invalid_input", str(exc), rid, field=exc.path), ids)
+            await send_json(
+                send,
+                422,
+                error_payload("invalid_input", str(exc), rid, field=exc.path),
+                ids,
+            )
             return
         except ValueError as exc:
             await send_json(
                 send,
                 422,
-                _error("invalid_json", f"the body is not JSON: {exc}", rid, field=""),
+                error_payload("invalid_json", f"the body is not JSON: {exc}", rid, field=""),
                 ids,
             )
             return
         timeout, bad = _timeout(given.get(_TIMEOUT), self.request_timeout)
         if bad is not None:
-            await send_json(send, 400, _error("bad_header", bad, rid), ids)
+            await send_json(send, 400, error_payload("bad_header", bad, rid), ids)
             return
         trace_parent = parse_traceparent(given.get(b"traceparent"))
         runner = self._stream if stream else self._call
@@ -350,7 +363,10 @@ class ServingApp:
                 else:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
-                            _watch_disconnect, receive, req.cancel_scope, lambda: answered
+                            _watch_disconnect,
+                            receive,
+                            req.cancel_scope,
+                            lambda: answered,
                         )
                         await runner(spec, inputs, req, tracked)
                         nursery.cancel_scope.cancel()
@@ -385,7 +401,7 @@ class ServingApp:
         )
         if started:
             # The 200 and the headers are gone: the stream ends with the error.
-            await _send_event(send, "error", {**failure.payload(rid), "status": failure.status})
+            await send_event(send, "error", {**failure.payload(rid), "status": failure.status})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
             ids = [(b"x-request-id", rid.encode("latin-1"))]
@@ -396,7 +412,7 @@ class ServingApp:
     ) -> None:
         result = await spec.program(**inputs)
         ids = [(b"x-request-id", req.request_id.encode("latin-1"))]
-        await send_json(send, 200, _result(spec, result, req), ids)
+        await send_json(send, 200, result_payload(spec, result, req), ids)
 
     async def _stream(
         self, spec: ProgramSpec, inputs: dict[str, Any], req: RequestScope, send: Send
@@ -419,53 +435,17 @@ class ServingApp:
         async with opened(**inputs) as items:
             async for item in items:
                 if isinstance(item, StreamResponse):
-                    data = {"predictor": item.predictor, "field": item.field, "chunk": item.chunk}
-                    await _send_event(send, "chunk", data)
+                    data = {
+                        "predictor": item.predictor,
+                        "field": item.field,
+                        "chunk": item.chunk,
+                    }
+                    await send_event(send, "chunk", data)
                 elif isinstance(item, StatusMessage):
-                    await _send_event(send, "status", {"message": item.text})
+                    await send_event(send, "status", {"message": item.text})
                 else:
-                    await _send_event(send, "prediction", _result(spec, item, req))
+                    await send_event(send, "prediction", result_payload(spec, item, req))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-_NO_CACHE = [(b"cache-control", b"no-cache")]
-
-
-async def _unauthorized(send: Send) -> None:
-    await send_json(
-        send,
-        401,
-        _error("unauthorized", "send the API key as `Authorization: Bearer <key>`"),
-        [(b"www-authenticate", b"Bearer")],
-    )
-
-
-def _result(spec: ProgramSpec, result: Any, req: RequestScope) -> dict[str, Any]:
-    usage = req.usage
-    out: dict[str, Any] = {
-        "outputs": spec.unstructure_outputs(result),
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "requests": usage.requests,
-        },
-        "request_id": req.request_id,
-    }
-    if req.span.is_recording:
-        out["trace_id"] = req.span.trace_id
-    return out
-
-
-async def _send_event(send: Send, event: str, data: Any) -> None:
-    # One data line: JSON never holds a raw newline.
-    await send(
-        {
-            "type": "http.response.body",
-            "body": b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n",
-            "more_body": True,
-        }
-    )
 
 
 async def _watch_disconnect(
@@ -502,13 +482,6 @@ def _timeout(raw: str | None, default: float | None) -> tuple[float | None, str 
             f"{TIMEOUT_HEADER} must be a positive number of seconds, got {clean_text(raw)!r:.40}",
         )
     return (asked if default is None else min(asked, default)), None
-
-
-def _error(kind: str, message: str, request_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": kind, "message": message, **extra}
-    if request_id is not None:
-        error["request_id"] = request_id
-    return {"error": error}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
