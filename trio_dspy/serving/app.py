@@ -58,6 +58,8 @@ TIMEOUT_HEADER = "x-request-timeout"
 #: How long a client refused for lack of capacity is asked to wait, in seconds.
 RETRY_AFTER = 1
 
+#: A program's route: the program, whether it streams, and its span's name.
+_Route = tuple[ProgramSpec, bool, str]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 _PROGRAM_PATH = re.compile(r"/programs/([^/]+)(/stream)?")
 _TIMEOUT = TIMEOUT_HEADER.encode("latin-1")
@@ -150,7 +152,7 @@ class ServingApp:
         self._streams: dict[str, Callable[..., AbstractAsyncContextManager[ProgramStream]]] = {}
         # A program's routes by their exact path, with their span's name:
         # one dict lookup per request instead of a pattern and a format.
-        self._posts: dict[str, tuple[ProgramSpec, bool, str]] = {}
+        self._posts: dict[str, _Route] = {}
         for name, spec in self.programs.items():
             for suffix, stream in (("", False), ("/stream", True)):
                 path = f"/programs/{name}{suffix}"
@@ -190,7 +192,7 @@ class ServingApp:
             route = self._posts.get(path)
             if route is not None:
                 if self._authorized(scope):
-                    await self._admit(*route, scope, receive, send)
+                    await self._admit(route, scope, receive, send)
                 else:
                     await unauthorized(send)
                 return
@@ -234,7 +236,7 @@ class ServingApp:
             )
             return
         name = f"POST /programs/{spec.name}{match.group(2) or ''}"
-        await self._admit(spec, bool(match.group(2)), name, scope, receive, send)
+        await self._admit((spec, bool(match.group(2)), name), scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         if self._key is None:
@@ -257,15 +259,7 @@ class ServingApp:
             for name, spec in self.programs.items()
         }
 
-    async def _admit(
-        self,
-        spec: ProgramSpec,
-        stream: bool,
-        name: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    async def _admit(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> None:
         """Take a slot (or answer 503), read and check the inputs, then run."""
         if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
             await send_json(
@@ -277,19 +271,12 @@ class ServingApp:
             return
         self.in_flight += 1
         try:
-            await self._handle(spec, stream, name, scope, receive, send)
+            await self._handle(route, scope, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _handle(
-        self,
-        spec: ProgramSpec,
-        stream: bool,
-        name: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    async def _handle(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> None:
+        spec, stream, name = route
         given = headers(scope, _READ)
         rid = _request_id(given.get(b"x-request-id"))
         ids = [(b"x-request-id", rid.encode("latin-1"))]
