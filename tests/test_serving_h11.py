@@ -20,7 +20,7 @@ import trio.testing
 import trio_dspy as td
 from trio_dspy.cli import build_parser
 from trio_dspy.errors import ConfigurationError
-from trio_dspy.serving.asgi import Message, Receive, Scope, Send
+from trio_dspy.serving.asgi import HANG_UP, Message, Receive, Scope, Send
 from trio_dspy.serving.h11_connection import Limits, Shared, serve_connection
 from trio_dspy.serving.h11_server import serve
 
@@ -496,3 +496,59 @@ async def test_a_body_the_app_does_not_read_is_not_read_from_the_socket(
 def test_limits_given_in_code_must_be_positive_too(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Limits(**{field: 0})
+
+
+class _Spawns(trio.abc.Instrument):
+    """Counts the tasks started while it is installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_the_serving_app_runs_no_task_of_its_own_per_request_on_the_lean_server() -> None:
+    # The server tells the app of a hang-up by a call (HANG_UP), so no task
+    # per request waits for http.disconnect: each one costs its program only.
+    lm = td.testing.DummyLM([{"answer": "4"}], cycle=True)
+    app = td.serving.app({"qa": td.Predict("question -> answer")})
+    body = b'{"question": "2+2?"}'
+    spawns = _Spawns()
+    with td.context(lm=lm):
+        async with connection(app) as client:
+            await client.send(request("POST", "/programs/qa", body))
+            await client.response("POST")  # the first call's lazy set-up is not counted
+            trio.lowlevel.add_instrument(spawns)
+            try:
+                for _ in range(3):
+                    await client.send(request("POST", "/programs/qa", body))
+                    head, answer = await client.response("POST")
+                    assert head.status_code == 200 and b'"answer":"4"' in answer
+            finally:
+                trio.lowlevel.remove_instrument(spawns)
+    assert spawns.count == 0
+
+
+async def test_a_hang_up_is_told_to_the_app_that_asked_by_a_call_and_only_before_its_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        scope["extensions"][HANG_UP](lambda: calls.append(scope["path"]))
+        if scope["path"] == "/answered":
+            await echo(scope, _replay([{"type": "http.request"}]), send)
+            await trio.sleep(5)  # the client leaves after its answer: no hang-up
+        else:
+            await trio.sleep(100)  # the client leaves first
+
+    async with connection(app) as client:
+        await client.send(request("GET", "/answered"))
+        await client.response()
+        await client.send(request("GET", "/left"))
+        await trio.sleep(1)
+        await client.stream.aclose()
+        await trio.sleep(1)
+    assert calls == ["/left"]

@@ -163,3 +163,41 @@ async def test_an_error_in_the_block_comes_out_as_itself() -> None:
     with pytest.raises(KeyError, match="mine"):
         async with serve_sim():
             raise KeyError("mine")
+
+
+class _Spawns(trio.abc.Instrument):
+    """Counts the tasks started while it is installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_requests_on_a_kept_alive_connection_start_no_task_of_their_own() -> None:
+    # One reader per connection watches for a hang-up: a request costs its
+    # handler only, not a watcher task and a cancelled read.
+    body = b"x" * 10
+    raw = b"POST /a HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n" + body
+    async with serve_http(_echo) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+
+            async def answer() -> bytes:
+                await stream.send_all(raw)
+                data = b""
+                while not data.endswith(b"}"):  # the JSON body ends the answer
+                    data += await stream.receive_some(65536)
+                return data
+
+            spawns = _Spawns()
+            assert b" 200 " in await answer()
+            trio.lowlevel.add_instrument(spawns)
+            try:
+                for _ in range(3):
+                    assert b'"path":"/a"' in await answer()
+            finally:
+                trio.lowlevel.remove_instrument(spawns)
+    assert spawns.count == 0
+    assert server.connections_accepted == 1

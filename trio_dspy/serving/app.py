@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hmac
 import math
+import random
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
 
-from ..concurrency import current_request, request_scope
+from ..concurrency import RequestScope, request_scope
 from ..errors import StructuringError
 from ..groups import raise_single
 from ..logs import get_logger
@@ -27,14 +27,15 @@ from ..streaming import ProgramStream, StatusMessage, StreamResponse, streamify
 from ..telemetry.propagation import parse_traceparent
 from ..types import loads_json
 from ..unicode import clean_text
+from .answers import NO_CACHE, error_payload, result_payload, send_event, unauthorized
 from .asgi import (
+    HANG_UP,
     BodyTooLarge,
     ClientGone,
     Message,
     Receive,
     Scope,
     Send,
-    dumps,
     header,
     headers,
     read_body,
@@ -57,6 +58,8 @@ TIMEOUT_HEADER = "x-request-timeout"
 #: How long a client refused for lack of capacity is asked to wait, in seconds.
 RETRY_AFTER = 1
 
+#: A program's route: the program, whether it streams, and its span's name.
+_Route = tuple[ProgramSpec, bool, str]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII)
 _PROGRAM_PATH = re.compile(r"/programs/([^/]+)(/stream)?")
 _TIMEOUT = TIMEOUT_HEADER.encode("latin-1")
@@ -147,6 +150,13 @@ class ServingApp:
         self.handling = 0
         self._drained: trio.Event | None = None
         self._streams: dict[str, Callable[..., AbstractAsyncContextManager[ProgramStream]]] = {}
+        # A program's routes by their exact path, with their span's name:
+        # one dict lookup per request instead of a pattern and a format.
+        self._posts: dict[str, _Route] = {}
+        for name, spec in self.programs.items():
+            for suffix, stream in (("", False), ("/stream", True)):
+                path = f"/programs/{name}{suffix}"
+                self._posts[path] = (spec, stream, f"POST {path}")
 
     def __repr__(self) -> str:  # never the key
         return f"ServingApp(programs={list(self.programs)}, in_flight={self.in_flight})"
@@ -178,22 +188,25 @@ class ServingApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
+        if method == "POST":
+            route = self._posts.get(path)
+            if route is not None:
+                if self._authorized(scope):
+                    await self._admit(route, scope, receive, send)
+                else:
+                    await unauthorized(send)
+                return
         if method == "GET" and path in ("/", "/index.html"):
-            await send_body(send, 200, PAGE, "text/html; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, PAGE, b"text/html; charset=utf-8", NO_CACHE)
             return
         if method == "GET" and path == "/playground.js":
-            await send_body(send, 200, SCRIPT, "text/javascript; charset=utf-8", _NO_CACHE)
+            await send_body(send, 200, SCRIPT, b"text/javascript; charset=utf-8", NO_CACHE)
             return
         if method == "GET" and path == "/health":
             await send_json(send, 200, {"status": "ok", "in_flight": self.in_flight})
             return
         if not self._authorized(scope):
-            await send_json(
-                send,
-                401,
-                _error("unauthorized", "send the API key as `Authorization: Bearer <key>`"),
-                [("www-authenticate", "Bearer")],
-            )
+            await unauthorized(send)
             return
         if path == "/programs" and method == "GET":
             await send_json(send, 200, {"programs": self._catalogue()})
@@ -203,21 +216,27 @@ class ServingApp:
             return
         match = _PROGRAM_PATH.fullmatch(path)
         if match is None:
-            await send_json(send, 404, _error("not_found", f"no route {path}"))
+            await send_json(send, 404, error_payload("not_found", f"no route {path}"))
             return
         if method != "POST":
             await send_json(
-                send, 405, _error("method_not_allowed", "use POST"), [("allow", "POST")]
+                send,
+                405,
+                error_payload("method_not_allowed", "use POST"),
+                [(b"allow", b"POST")],
             )
             return
         spec = self.programs.get(match.group(1))
         if spec is None:
             known = ", ".join(self.programs)
             await send_json(
-                send, 404, _error("not_found", f"no program {match.group(1)!r} (served: {known})")
+                send,
+                404,
+                error_payload("not_found", f"no program {match.group(1)!r} (served: {known})"),
             )
             return
-        await self._admit(spec, bool(match.group(2)), scope, receive, send)
+        name = f"POST /programs/{spec.name}{match.group(2) or ''}"
+        await self._admit((spec, bool(match.group(2)), name), scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         if self._key is None:
@@ -240,36 +259,36 @@ class ServingApp:
             for name, spec in self.programs.items()
         }
 
-    async def _admit(
-        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _admit(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> None:
         """Take a slot (or answer 503), read and check the inputs, then run."""
         if self.max_concurrency is not None and self.in_flight >= self.max_concurrency:
             await send_json(
                 send,
                 503,
-                _error("overloaded", f"{self.in_flight} requests are running; retry later"),
-                [("retry-after", str(RETRY_AFTER))],
+                error_payload("overloaded", f"{self.in_flight} requests are running; retry later"),
+                [(b"retry-after", b"%d" % RETRY_AFTER)],
             )
             return
         self.in_flight += 1
         try:
-            await self._handle(spec, stream, scope, receive, send)
+            await self._handle(route, scope, receive, send)
         finally:
             self.in_flight -= 1
 
-    async def _handle(
-        self, spec: ProgramSpec, stream: bool, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _handle(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> None:
+        spec, stream, name = route
         given = headers(scope, _READ)
         rid = _request_id(given.get(b"x-request-id"))
-        ids = [("x-request-id", rid)]
+        ids = [(b"x-request-id", rid.encode("latin-1"))]
         try:
             body = await read_body(receive, self.max_body_bytes, given.get(b"content-length"))
         except BodyTooLarge:
             message = f"the request body is over {self.max_body_bytes} bytes"
             await send_json(
-                send, 413, _error("too_large", message, rid), [*ids, ("connection", "close")]
+                send,
+                413,
+                error_payload("too_large", message, rid),
+                [*ids, (b"connection", b"close")],
             )
             return
         except ClientGone:
@@ -279,23 +298,31 @@ class ServingApp:
                 loads_json(body.decode("utf-8", "replace")) if body else None
             )
         except StructuringError as exc:
-            await send_json(send, 422, _error("invalid_input", str(exc), rid, field=exc.path), ids)
+            await send_json(
+                send,
+                422,
+                error_payload("invalid_input", str(exc), rid, field=exc.path),
+                ids,
+            )
             return
         except ValueError as exc:
             await send_json(
                 send,
                 422,
-                _error("invalid_json", f"the body is not JSON: {exc}", rid, field=""),
+                error_payload("invalid_json", f"the body is not JSON: {exc}", rid, field=""),
                 ids,
             )
             return
         timeout, bad = _timeout(given.get(_TIMEOUT), self.request_timeout)
         if bad is not None:
-            await send_json(send, 400, _error("bad_header", bad, rid), ids)
+            await send_json(send, 400, error_payload("bad_header", bad, rid), ids)
             return
         trace_parent = parse_traceparent(given.get(b"traceparent"))
-        name = f"POST /programs/{spec.name}{'/stream' if stream else ''}"
         runner = self._stream if stream else self._call
+        # A server that offers HANG_UP tells of a hang-up by a call: no task
+        # of the request's own then waits for http.disconnect.
+        extensions = scope.get("extensions")
+        hang_up = extensions.get(HANG_UP) if extensions else None
         started = answered = False
 
         async def tracked(message: Message) -> None:
@@ -315,14 +342,23 @@ class ServingApp:
                 name, request_id=rid, timeout=timeout, trace_parent=trace_parent
             ) as req:
                 req.span.set_attribute("trio_dspy.program", spec.name)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(
-                        _watch_disconnect, receive, req.cancel_scope, lambda: answered
-                    )
-                    await runner(spec, inputs, rid, tracked)
-                    nursery.cancel_scope.cancel()
+                if hang_up is not None:
+                    hang_up(req.cancel_scope.cancel)
+                    # A whole answer is sent at once, last: no failure comes
+                    # after its 200, so its sends need no tracking.
+                    await runner(spec, inputs, req, tracked if stream else send)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            _watch_disconnect,
+                            receive,
+                            req.cancel_scope,
+                            lambda: answered,
+                        )
+                        await runner(spec, inputs, req, tracked)
+                        nursery.cancel_scope.cancel()
             # Known only once the request's scope has exited: it caught a
-            # cancellation before its deadline, so the watcher saw a hang-up.
+            # cancellation before its deadline, so the client hung up.
             if req.cancel_scope.cancelled_caught:
                 log.info("serving.client_gone", program=spec.name, request_id=rid)
         except BaseExceptionGroup as group:
@@ -352,22 +388,22 @@ class ServingApp:
         )
         if started:
             # The 200 and the headers are gone: the stream ends with the error.
-            await _send_event(send, "error", {**failure.payload(rid), "status": failure.status})
+            await send_event(send, "error", {**failure.payload(rid), "status": failure.status})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
-            await send_json(send, failure.status, failure.payload(rid), [("x-request-id", rid)])
+            ids = [(b"x-request-id", rid.encode("latin-1"))]
+            await send_json(send, failure.status, failure.payload(rid), ids)
 
-    async def _call(self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send) -> None:
+    async def _call(
+        self, spec: ProgramSpec, inputs: dict[str, Any], req: RequestScope, send: Send
+    ) -> None:
         result = await spec.program(**inputs)
-        req = current_request()
-        assert req is not None
-        await send_json(send, 200, _result(spec, result, req), [("x-request-id", rid)])
+        ids = [(b"x-request-id", req.request_id.encode("latin-1"))]
+        await send_json(send, 200, result_payload(spec, result, req), ids)
 
     async def _stream(
-        self, spec: ProgramSpec, inputs: dict[str, Any], rid: str, send: Send
+        self, spec: ProgramSpec, inputs: dict[str, Any], req: RequestScope, send: Send
     ) -> None:
-        req = current_request()
-        assert req is not None
         opened = self._streams.get(spec.name)
         if opened is None:
             opened = self._streams[spec.name] = streamify(spec.program)
@@ -379,51 +415,24 @@ class ServingApp:
                     (b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-store"),
                     (b"x-accel-buffering", b"no"),  # proxies must not hold events back
-                    (b"x-request-id", rid.encode("latin-1")),
+                    (b"x-request-id", req.request_id.encode("latin-1")),
                 ],
             }
         )
         async with opened(**inputs) as items:
             async for item in items:
                 if isinstance(item, StreamResponse):
-                    data = {"predictor": item.predictor, "field": item.field, "chunk": item.chunk}
-                    await _send_event(send, "chunk", data)
+                    data = {
+                        "predictor": item.predictor,
+                        "field": item.field,
+                        "chunk": item.chunk,
+                    }
+                    await send_event(send, "chunk", data)
                 elif isinstance(item, StatusMessage):
-                    await _send_event(send, "status", {"message": item.text})
+                    await send_event(send, "status", {"message": item.text})
                 else:
-                    await _send_event(send, "prediction", _result(spec, item, req))
+                    await send_event(send, "prediction", result_payload(spec, item, req))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-_NO_CACHE = [("cache-control", "no-cache")]
-
-
-def _result(spec: ProgramSpec, result: Any, req: Any) -> dict[str, Any]:
-    usage = req.usage
-    out: dict[str, Any] = {
-        "outputs": spec.unstructure_outputs(result),
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "requests": usage.requests,
-        },
-        "request_id": req.request_id,
-    }
-    if req.span.is_recording:
-        out["trace_id"] = req.span.trace_id
-    return out
-
-
-async def _send_event(send: Send, event: str, data: Any) -> None:
-    # One data line: JSON never holds a raw newline.
-    await send(
-        {
-            "type": "http.response.body",
-            "body": b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n",
-            "more_body": True,
-        }
-    )
 
 
 async def _watch_disconnect(
@@ -442,7 +451,8 @@ def _request_id(given: str | None) -> str:
     """The caller's ``X-Request-Id`` when it is a safe token, else a new one."""
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return secrets.token_hex(8)
+    # An id, not a secret: the generator of random, not a system call per request.
+    return f"{random.getrandbits(64):016x}"
 
 
 def _timeout(raw: str | None, default: float | None) -> tuple[float | None, str | None]:
@@ -459,13 +469,6 @@ def _timeout(raw: str | None, default: float | None) -> tuple[float | None, str 
             f"{TIMEOUT_HEADER} must be a positive number of seconds, got {clean_text(raw)!r:.40}",
         )
     return (asked if default is None else min(asked, default)), None
-
-
-def _error(kind: str, message: str, request_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": kind, "message": message, **extra}
-    if request_id is not None:
-        error["request_id"] = request_id
-    return {"error": error}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..unicode import utf8
 
 __all__ = [
+    "HANG_UP",
     "BodyTooLarge",
     "ClientGone",
     "Message",
@@ -31,7 +32,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Headers = Iterable[tuple[str, str]]
+Headers = Iterable[tuple[bytes, bytes]]
+
+#: The ASGI extension (``scope["extensions"][HANG_UP]``) by which a server that
+#: offers it (the lean server) tells an app of a hang-up with a call: a function
+#: taking a callback of no arguments, called once when the client hangs up
+#: before the current request's answer is complete (at once if it already has).
+HANG_UP = "trio_dspy.hang_up"
 
 
 class BodyTooLarge(Exception):
@@ -89,14 +96,10 @@ async def read_body(receive: Receive, limit: int, length: str | None) -> bytes:
 
 
 async def send_body(
-    send: Send, status: int, body: bytes, content_type: str, extra: Headers = ()
+    send: Send, status: int, body: bytes, content_type: bytes, extra: Headers = ()
 ) -> None:
-    """Send a whole response."""
-    raw = [
-        (b"content-type", content_type.encode("latin-1")),
-        (b"content-length", b"%d" % len(body)),
-        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra),
-    ]
+    """Send a whole response (``extra``: more headers, as the bytes ASGI sends)."""
+    raw = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -115,4 +118,4 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 async def send_json(send: Send, status: int, payload: Any, extra: Headers = ()) -> None:
     """Send ``payload`` as a JSON response."""
-    await send_body(send, status, dumps(payload), "application/json", extra)
+    await send_body(send, status, dumps(payload), b"application/json", extra)

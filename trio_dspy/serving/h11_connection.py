@@ -11,6 +11,14 @@ and a ``send`` that writes each body message at once (a server-sent event is
 never held back). Waiting for the hang-up is waiting for that reader, so a
 request costs no cancelled read of its own.
 
+An app that would rather be told than wait finds ``scope["extensions"]
+[HANG_UP]``: a function it gives a callback (no arguments) that the server
+calls, once, when the client hangs up before the answer is complete (its
+connection closed or broken, a write to it failed); at once if it already
+has. It holds for the current request only. The serving app cancels the
+request's scope with it, instead of running a task per request that waits
+for ``http.disconnect``.
+
 Limits: the request head must fit in ``max_header_bytes`` (else 431) and
 arrive within ``header_timeout`` seconds (else 408); a keep-alive connection
 idle for ``keep_alive_timeout`` seconds is closed, as is one whose body
@@ -27,14 +35,14 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import attrs
 import h11
 import trio
 
 from ..logs import get_logger
-from .asgi import Message, Scope
+from .asgi import HANG_UP, Message, Scope
+from .h11_limits import Limits, Shared
 
-__all__ = ["Limits", "Shared", "serve_connection"]
+__all__ = ["HANG_UP", "Limits", "Shared", "serve_connection"]
 
 log = get_logger(__name__)
 
@@ -50,6 +58,7 @@ LINGER = 1.0
 BUFFER = 65536
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _REASONS = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
@@ -58,47 +67,6 @@ _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Cont
 _CLOSE = (b"connection", b"close")
 _LENGTH = b"content-length"
 _CLOSED = (trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-#: The defaults of :class:`Limits`.
-MAX_HEADER_BYTES = 16384
-HEADER_TIMEOUT = 10.0
-KEEP_ALIVE_TIMEOUT = 75.0
-
-
-@attrs.frozen
-class Limits:
-    """The lean server's limits on each connection: the largest request head in
-    bytes (431 past it), the seconds a head may take to arrive whole (408) and a
-    body may stall, and the seconds an idle keep-alive connection stays open.
-
-    Raises:
-        ValueError: a limit is not above 0.
-    """
-
-    max_header_bytes: int = attrs.field(default=MAX_HEADER_BYTES, validator=attrs.validators.gt(0))
-    header_timeout: float = attrs.field(default=HEADER_TIMEOUT, validator=attrs.validators.gt(0))
-    keep_alive_timeout: float = attrs.field(
-        default=KEEP_ALIVE_TIMEOUT, validator=attrs.validators.gt(0)
-    )
-
-
-@attrs.define(eq=False)
-class Shared:
-    """What the server's connections share: the app, its limits, the lifespan state,
-    and the idle connections a stop closes at once."""
-
-    app: Callable[..., Any]
-    limits: Limits
-    state: dict[str, Any] | None = None
-    stopping: bool = False
-    idle: set[trio.CancelScope] = attrs.field(factory=set)
-
-    def stop(self) -> None:
-        """Close idle connections now and every other one once its answer is sent."""
-        self.stopping = True
-        for scope in self.idle:
-            scope.cancel()
 
 
 _date_second = -1
@@ -159,6 +127,7 @@ class _Connection:
         self.client = _address(sock.getpeername())
         self.server = _address(sock.getsockname())
         self.receive, self.send = self._receive, self._send  # bound once, not per request
+        self.extensions = {HANG_UP: self._on_hang_up}
         self.linger = False  # the client may still be sending: drain before closing
         self.idle_scope = trio.CancelScope()
         self.arrived = trio.lowlevel.ParkingLot()  # who waits for bytes, the end, the answer
@@ -174,6 +143,7 @@ class _Connection:
         self.started = False
         self.done = False
         self.gone = False
+        self.hung_up: Callable[[], object] | None = None  # the app's HANG_UP callback
         self.head: bytes | None = None  # the response head, held for the first body part
 
     async def run(self) -> None:
@@ -222,6 +192,7 @@ class _Connection:
             conn.receive_data(b"")  # reset by the peer: the end all the same
         self.eof = True
         arrived.unpark_all()
+        self._hang_up()
 
     async def _more(self) -> None:
         """Wait for the client's next bytes (or its end), h11 having parsed all it has."""
@@ -316,6 +287,7 @@ class _Connection:
             "headers": list(request.headers),
             "client": self.client,
             "server": self.server,
+            "extensions": self.extensions,
         }
         state = self.shared.state
         if state is not None:
@@ -373,6 +345,7 @@ class _Connection:
             event = await self._body_event()
             if event is None:
                 self.gone = True
+                self._hang_up()
                 return {"type": "http.disconnect"}
         if type(event) is h11.Data:
             # Whether this part is the last is known at once if h11 has the end buffered.
@@ -438,7 +411,7 @@ class _Connection:
                 raise RuntimeError("http.response.start sent twice")
             if self._start(message):
                 head, self.head = self.head, None
-                await self._write([head])
+                await self._write([head], final=False)
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unknown ASGI message {kind!r}")
@@ -455,7 +428,7 @@ class _Connection:
         more = message.get("more_body", False)
         if not more:
             parts += conn.send_with_data_passthrough(_END) or ()
-        await self._write(parts)
+        await self._write(parts, final=not more)
         if not more:
             self.done = True
             self.arrived.unpark_all()  # a task waiting for http.disconnect gets it now
@@ -476,7 +449,7 @@ class _Connection:
         # Headers, whose items are built one by one in Python.)
         return all(name.lower() != _LENGTH for name, _ in headers)
 
-    async def _write(self, parts: list[Any]) -> None:
+    async def _write(self, parts: list[Any], *, final: bool) -> None:
         if self.gone or not parts:
             return  # ASGI: sending to a client that left is no error
         try:
@@ -484,6 +457,22 @@ class _Connection:
         except _CLOSED:
             self.gone = True
             self.arrived.unpark_all()
+            if not final:  # the last part failing is no hang-up: the answer was given
+                self._hang_up()
+
+    # ----------------------------------------------------------- hang-ups
+    def _on_hang_up(self, callback: Callable[[], object]) -> None:
+        """The :data:`HANG_UP` extension: call ``callback`` when the client hangs up
+        before this request's answer is complete (at once if it already has)."""
+        self.hung_up = callback
+        if self.eof or self.gone:
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        callback = self.hung_up
+        if callback is not None and not self.done:
+            self.hung_up = None
+            callback()
 
     # ----------------------------------------------------------- closing
     async def _close(self) -> None:

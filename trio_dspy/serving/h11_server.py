@@ -29,7 +29,8 @@ import trio
 
 from ..errors import ConfigurationError
 from ..logs import get_logger
-from .h11_connection import Limits, Shared, serve_connection
+from .h11_connection import serve_connection
+from .h11_limits import Limits, Shared
 from .sockets import listen, url
 
 __all__ = ["Limits", "serve"]

@@ -32,7 +32,7 @@ import trio
 from ..errors import ConfigurationError
 from ..modules.module import Module
 from .app import DEFAULT_MAX_BODY_BYTES, ServingApp, app
-from .h11_connection import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_HEADER_BYTES, Limits
+from .h11_limits import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_HEADER_BYTES, Limits
 
 __all__ = [
     "add_arguments",

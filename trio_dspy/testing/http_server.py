@@ -35,6 +35,8 @@ __all__ = ["ClientGone", "ConnectionReset", "HttpServer", "Request", "Response",
 log = get_logger(__name__)
 
 _READ_SIZE = 65536
+# One encoder for every JSON response: json.dumps with options builds one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -124,7 +126,7 @@ class Response:
         Raises:
             TypeError: ``value`` is not JSON-serialisable.
         """
-        body = json.dumps(value, separators=(",", ":")).encode()
+        body = _ENCODER.encode(value).encode()
         extra = _norm_headers(headers)
         return cls(status, (("content-type", "application/json"), *extra), body)
 
@@ -218,92 +220,157 @@ async def _accept_loop(
             nursery.start_soon(_serve_connection, stream, handler, server)
 
 
+#: Bytes read ahead of what h11 has been asked to parse (a pipelined request
+#: read while a handler runs); past it the socket waits, and so does a hang-up.
+_READ_AHEAD = 4 * 1024 * 1024
+_CLOSED = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class _Wire:
+    """One connection's socket, read by one task into h11 for its whole life.
+
+    Whoever needs the client's next bytes parks until they arrive; a handler
+    runs in a cancel scope the reader cancels when the client hangs up. So a
+    request costs no task, and no cancelled read, of its own.
+    """
+
+    def __init__(self, stream: trio.SocketStream, server: HttpServer) -> None:
+        self.stream = stream
+        self.server = server
+        self.conn = h11.Connection(h11.SERVER)
+        self.arrived = trio.lowlevel.ParkingLot()
+        self.paused = trio.lowlevel.ParkingLot()
+        self.fed = 0  # bytes given to h11 since someone last waited for more
+        self.eof = False
+        self.handling: tuple[trio.CancelScope, Request] | None = None
+
+    async def read(self) -> None:
+        """Feed h11 what the client sends until it closes (or breaks) the connection."""
+        try:
+            while True:
+                while self.fed > _READ_AHEAD:
+                    await self.paused.park()
+                data = await self.stream.receive_some(_READ_SIZE)
+                if not data:
+                    break
+                self.conn.receive_data(data)
+                self.fed += len(data)
+                self.arrived.unpark_all()
+        except _CLOSED:
+            pass
+        # End of file, or reset: the client is gone either way.
+        self.eof = True
+        self.conn.receive_data(b"")  # h11 turns it into ConnectionClosed or an error
+        self.arrived.unpark_all()
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Cancel the handler running now, if any: its client has gone."""
+        if self.handling is None:
+            return
+        scope, request = self.handling
+        self.handling = None
+        self.server.requests_abandoned += 1
+        log.debug("http_server.request_abandoned", path=request.path)
+        scope.cancel()
+
+    async def more(self) -> None:
+        """Wait for the client's next bytes, h11 having parsed all it has.
+
+        Raises:
+            trio.BrokenResourceError: the client has gone.
+        """
+        if self.eof:
+            raise trio.BrokenResourceError("the client closed the connection")
+        self.fed = 0
+        self.paused.unpark_all()
+        await self.arrived.park()
+
+
 async def _serve_connection(
     stream: trio.SocketStream, handler: Handler, server: HttpServer
 ) -> None:
     server.open_connections += 1
-    conn = h11.Connection(h11.SERVER)
+    wire = _Wire(stream, server)
     try:
-        while True:
-            request = await _read_request(stream, conn)
-            if request is None:
-                return
-            response = await _answer_while_connected(stream, conn, handler, request, server)
-            if response is None:  # the client left first
-                return
-            if response.reset_connection:
-                _abort(stream)
-                return
-            if response.stream is not None:
-                if not await _send_streamed(stream, conn, response, response.stream):
-                    return
-            else:
-                await _send_response(stream, conn, response)
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-        log.debug("http_server.client_gone", error=repr(exc))
-    except h11.ProtocolError as exc:
-        log.debug("http_server.protocol_error", error=repr(exc))
-        await _try_send_error(stream, conn, exc)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wire.read)
+            try:
+                await _serve_requests(wire, handler)
+            except _CLOSED as exc:
+                log.debug("http_server.client_gone", error=repr(exc))
+            except h11.ProtocolError as exc:
+                log.debug("http_server.protocol_error", error=repr(exc))
+                await _try_send_error(stream, wire.conn, exc)
+            nursery.cancel_scope.cancel()
     finally:
         server.open_connections -= 1
         await trio.aclose_forcefully(stream)
 
 
+async def _serve_requests(wire: _Wire, handler: Handler) -> None:
+    stream, conn = wire.stream, wire.conn
+    while True:
+        request = await _read_request(wire)
+        if request is None:
+            return
+        response = await _answer_while_connected(wire, handler, request)
+        if response is None:  # the client left first
+            return
+        if response.reset_connection:
+            _abort(stream)
+            return
+        if response.stream is not None:
+            if not await _send_streamed(stream, conn, response, response.stream):
+                return
+        else:
+            await _send_response(stream, conn, response)
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return
+        conn.start_next_cycle()
+
+
 async def _answer_while_connected(
-    stream: trio.SocketStream,
-    conn: h11.Connection,
-    handler: Handler,
-    request: Request,
-    server: HttpServer,
+    wire: _Wire, handler: Handler, request: Request
 ) -> Response | None:
     """The handler's response, or ``None`` when the client hung up before it was ready.
 
     A client that gives up on a request (cancelled, timed out) closes its
     connection; a real server notices and stops working on it. So while the
-    handler runs, the connection is watched: end of file cancels the handler.
-    Bytes that arrive meanwhile (a pipelined request) are kept for the next
-    cycle.
+    handler runs, the connection's reader watches: end of file cancels the
+    handler. Bytes that arrive meanwhile (a pipelined request) are kept for
+    the next cycle.
     """
     response: Response | None = None
-
-    async def watch(cancel_scope: trio.CancelScope) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            while data := await stream.receive_some(_READ_SIZE):
-                conn.receive_data(data)
-        # End of file, or reset: the client is gone either way.
-        server.requests_abandoned += 1
-        log.debug("http_server.request_abandoned", path=request.path)
-        cancel_scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch, nursery.cancel_scope)
+    with trio.CancelScope() as scope:
+        wire.handling = (scope, request)
+        if wire.eof:
+            wire._abandon()
         try:
             response = await handler(request)
         except Exception as exc:  # a broken handler must not kill the server
             log.warning("http_server.handler_failed", path=request.path, error=repr(exc))
             response = Response.from_text("internal error in handler\n", status=500)
-        nursery.cancel_scope.cancel()
+        finally:
+            wire.handling = None
     return response
 
 
-async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> Any:
+async def _next_event(wire: _Wire) -> Any:
+    conn = wire.conn
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
         if conn.they_are_waiting_for_100_continue:
-            await stream.send_all(
+            await wire.stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
-        data = await stream.receive_some(_READ_SIZE)
-        conn.receive_data(data)  # b"" marks EOF; h11 turns it into ConnectionClosed or an error
+        await wire.more()
 
 
-async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> Request | None:
-    event = await _next_event(stream, conn)
+async def _read_request(wire: _Wire) -> Request | None:
+    event = await _next_event(wire)
     if isinstance(event, h11.ConnectionClosed):
         return None
     if not isinstance(event, h11.Request):
@@ -311,7 +378,7 @@ async def _read_request(stream: trio.SocketStream, conn: h11.Connection) -> Requ
     chunks: list[bytes] = []
     size = 0
     while True:
-        part = await _next_event(stream, conn)
+        part = await _next_event(wire)
         if isinstance(part, h11.Data):
             size += len(part.data)
             if size > _MAX_BODY:
