@@ -313,8 +313,8 @@ class LM(BaseLM):
         return self._formats.reached
 
     # ------------------------------------------------------------ the call path
-    async def send(self, request: LMRequest) -> LMResponse:
-        """One call: cache, response-format step-down, retries, limits, HTTP.
+    def send(self, request: LMRequest) -> Coroutine[Any, Any, LMResponse]:
+        """One call to await (a plain def: a frame fewer): cache, format step-down, retries, limits.
 
         Raises:
             LMTimeoutError: no answer within the timeout (retries included).
@@ -327,8 +327,8 @@ class LM(BaseLM):
         """
         timeout = self._timeout(request)
         if timeout is None and self.cache is None and request.response_format is None:
-            return await self._call_at(request, None, None)  # no layer to go through
-        return await within_timeout(timeout, self._send(request), self._wire, _OWNER)
+            return self._call_at(request, None, None)  # no layer to go through
+        return within_timeout(timeout, self._send(request), self._wire, _OWNER)
 
     def _timeout(self, request: LMRequest) -> float | None:
         """The call's timeout: the request's own, else the LM's."""
