@@ -425,11 +425,11 @@ class LM(BaseLM):
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = 0 if self._limits is None else len(content) // 4 + completion_estimate(body)
         tools = bool(request.tools)
-        attempt: Callable[[int], Awaitable[LMResponse]] = (
-            partial(self._exchange, content, level, tools)  # nothing around the exchange
-            if sink is None and self._limits is None
-            else partial(self._attempt, content, estimate, level, tools, sink)
-        )
+        if sink is None and self._limits is None:  # nothing around the exchange: one frame
+            return self._wire.call(
+                content, level, tools, self.max_retries, self.backoff, self._retrying
+            )
+        attempt = partial(self._attempt, content, estimate, level, tools, sink)
         return call_with_retries(
             attempt,
             max_retries=self.max_retries,
