@@ -68,53 +68,37 @@ class Exchange:
     def __attrs_post_init__(self) -> None:
         self.where = f"{self.http.host}:{self.http.port}"
 
-    def post(
-        self, content: bytes, retries: int, url: httpx.URL | None = None
-    ) -> Coroutine[Any, Any, Reply]:
+    async def post(self, content: bytes, retries: int, url: httpx.URL | None = None) -> Reply:
         """One POST of ``content`` to ``url`` (default: the completions endpoint) within
-        ``attempt_timeout``, to await.
+        ``attempt_timeout``.
 
         Raises:
             Retryable: the attempt timed out, or a transport failure worth retrying.
             LMError: a transport failure not worth retrying.
         """
-        return self._post(content, retries, self.url if url is None else url, None)
-
-    async def _post(
-        self, content: bytes, retries: int, url: httpx.URL, handled: tuple[str | None, bool] | None
-    ) -> Any:
-        """:meth:`post`; then, given ``handled`` (the level and whether tools were
-        sent), :meth:`handle` of the reply, outside the attempt's deadline: the
-        two steps of an attempt in one frame."""
         headers = trace_headers()  # per request: the context of this call's span
-        reply: Reply | None = None
+        if url is None:
+            url = self.url
         try:
             if self.attempt_timeout is None:
-                reply = await self.http.post(url, content, headers)
-            else:
-                # An absolute deadline: move_on_after validates its argument and
-                # reads the clock on entry, which costs a microsecond per call.
-                # The write and read timeouts move this scope's deadline rather
-                # than open scopes of their own (:mod:`..http.phases`).
-                # Opened at the write phase's deadline: sending is what comes first.
-                deadline, limit, write = open_deadline(
-                    self.attempt_timeout, self.http.write_timeout
-                )
-                with trio.CancelScope(deadline=deadline) as scope:
-                    attempt = AttemptScope(scope, limit, write)
-                    reply = await self.http.post(url, content, headers, attempt)
-                if reply is None:
-                    timeout = attempt.timeout()  # a phase's timeout fired, or the attempt's
-                    if timeout is not None:
-                        with mapped_failures():  # as TransportFailure, as if the phase raised it
-                            raise timeout
-                    raise self.attempt_timed_out(retries)
+                return await self.http.post(url, content, headers)
+            # An absolute deadline: move_on_after validates its argument and
+            # reads the clock on entry, which costs a microsecond per call.
+            # The write and read timeouts move this scope's deadline rather
+            # than open scopes of their own (:mod:`..http.phases`).
+            # Opened at the write phase's deadline: sending is what comes first.
+            deadline, limit, write = open_deadline(self.attempt_timeout, self.http.write_timeout)
+            with trio.CancelScope(deadline=deadline) as scope:
+                attempt = AttemptScope(scope, limit, write)
+                return await self.http.post(url, content, headers, attempt)
+            timeout = attempt.timeout()  # a phase's timeout fired, or the attempt's
+            if timeout is not None:
+                with mapped_failures():  # as TransportFailure, as if the phase raised it
+                    raise timeout
         except TransportFailure as failure:
             error, cause = self.transport_error(failure, retries, final=False)
             raise error from cause
-        if handled is None:
-            return reply
-        return await self.handle(reply, handled[0], handled[1], retries)
+        raise self.attempt_timed_out(retries)
 
     async def call(
         self,
@@ -136,8 +120,7 @@ class Exchange:
         retry = 0
         while True:
             try:
-                response: LMResponse = await self._post(content, retry, self.url, (level, tools))
-                return response
+                return await self.handle(await self.post(content, retry), level, tools, retry)
             except Retryable as failure:
                 delay = next_retry(failure, retry, max_retries, backoff, on_retry)
                 retry += 1
