@@ -245,8 +245,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             await self._acquire(timeouts)
         try:
-            conn, response, pairs = await self._start(
-                origin, method, target, checked, body, timeouts
+            conn, response, pairs = await self._exchange(
+                origin, method, target, checked, body, timeouts, None, False
             )
             read_timeout = timeouts.get("read")
             streamed = StreamedResponse(
@@ -290,19 +290,6 @@ class H11Transport(httpx.AsyncBaseTransport):
         with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
 
-    def _start(
-        self,
-        origin: Origin,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        timeouts: Mapping[str, Any],
-    ) -> Coroutine[Any, Any, tuple[Connection, h11.Response, list[tuple[bytes, bytes]]]]:
-        """Send the request and read the response head (to await): the connection,
-        the head and its header lines (:func:`header_pairs`)."""
-        return self._exchange(origin, method, target, headers, body, timeouts, None, False)
-
     async def _exchange(
         self,
         origin: Origin,
@@ -316,7 +303,8 @@ class H11Transport(httpx.AsyncBaseTransport):
     ) -> Any:
         """Send the request and read the response head; then, when ``whole``, the
         body too, the connection pooled (or closed), and return the
-        :class:`RawResponse`; else :meth:`_start`'s connection, head and lines.
+        :class:`RawResponse`; else the connection, the head and its header lines
+        (:func:`header_pairs`), for :meth:`stream` to read the body from.
 
         One coroutine for sending, the head and the body, on a pooled connection
         and (when the server had dropped it) once more on a fresh one: a request
