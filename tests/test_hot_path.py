@@ -38,6 +38,14 @@ def test_a_bad_header_is_refused_even_beside_lines_already_checked() -> None:
         valid_headers([*good, (b"bad name", b"v")])
 
 
+def test_a_content_length_line_is_checked_unless_it_is_all_digits() -> None:
+    host = (b"host", b"example.com")
+    assert valid_headers([host, (b"content-length", b"123")]) == [host, (b"content-length", b"123")]
+    for value in (b"1\r\nx-evil: 1", b"12 \x00", b" 12"):
+        with pytest.raises(httpx.LocalProtocolError):
+            valid_headers([host, (b"content-length", value)])
+
+
 def _long_way(usage: Any) -> Usage:
     usage = usage if isinstance(usage, dict) else {}
     prompt = token_count(usage.get("prompt_tokens"))

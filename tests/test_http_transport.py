@@ -6,6 +6,7 @@ import httpx
 import pytest
 import trio
 
+from trio_dspy.http.connection import Connection
 from trio_dspy.http.transport import H11Transport, ResponseTooLarge
 from trio_dspy.testing.http_server import Request, Response, serve_http
 
@@ -182,3 +183,24 @@ async def test_max_response_bytes_bounds_each_body_and_closes_its_connection() -
         assert caught.value.limit == 1000
         assert transport.idle_connections == 0  # the refused body's connection is not reused
     await transport.aclose()
+
+
+async def test_an_idle_connection_checked_before_is_seen_dead_once_the_server_closes_it() -> None:
+    left, right = trio.socket.socketpair()
+    conn = Connection(trio.SocketStream(left))
+    assert conn.looks_alive(0.0, 60.0)
+    assert conn.looks_alive(0.0, 60.0)  # checked again: still idle and open
+    right.close()  # the server hangs up while the connection waits in the pool
+    assert not conn.looks_alive(0.0, 60.0)
+    conn.close_now()
+
+
+async def test_an_idle_connection_the_server_wrote_to_is_not_alive() -> None:
+    left, right = trio.socket.socketpair()
+    conn = Connection(trio.SocketStream(left))
+    assert conn.looks_alive(0.0, 60.0)
+    await right.send(b"HTTP/1.1 408 Request Timeout\r\n\r\n")  # unasked: not to be read as ours
+    assert not conn.looks_alive(0.0, 60.0)
+    assert not conn.looks_alive(100.0, 60.0)  # expired, whatever the socket says
+    conn.close_now()
+    right.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import select
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -67,6 +68,8 @@ def valid_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     # One set difference in C: what is left is usually the Content-Length line.
     for pair in set(headers).difference(_checked):
         name, value = pair
+        if name == b"content-length" and value.isdigit():
+            continue  # the line that differs per request, and all digits: no regex needed
         if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
             raise httpx.LocalProtocolError("invalid request header")
         if len(_checked) < _CHECKED_MAX and name != b"content-length":
@@ -99,12 +102,14 @@ def check_length(headers: list[tuple[bytes, bytes]], limit: int | None) -> None:
 class Connection:
     """One HTTP/1.1 connection: a trio stream and its h11 state machine."""
 
-    __slots__ = ("h11", "idle_since", "stream")
+    __slots__ = ("_poll", "h11", "idle_since", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
+        # The socket registered once for looks_alive's check (made at the first).
+        self._poll: Any = None
 
     def socket(self) -> Any:
         """The socket under the stream (under TLS too), or ``None``."""
@@ -117,8 +122,18 @@ class Connection:
         """Idle, not expired, and the server has not closed it (nothing to read)."""
         if now - self.idle_since > expiry:
             return False
-        sock = self.socket()
-        return sock is None or not sock.is_readable()
+        poll = self._poll
+        if poll is None:
+            sock = self.socket()
+            if sock is None:
+                return True
+            if not hasattr(select, "poll"):  # Windows: trio's check, by select()
+                return not sock.is_readable()
+            # trio's is_readable makes and registers a poll object per check:
+            # the same check, the object made once for the connection's life.
+            poll = self._poll = select.poll()
+            poll.register(sock.fileno(), select.POLLIN)
+        return not poll.poll(0)
 
     def close_now(self) -> None:
         """Close a dead idle connection without awaiting (its socket is done anyway)."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +168,7 @@ class H11Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": raw.reason},
         )
 
-    async def request(
+    def request(
         self,
         method: bytes,
         url: httpx.URL,
@@ -176,8 +176,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         body: bytes,
         timeouts: Mapping[str, float | None] | None = None,
         attempt: AttemptScope | None = None,
-    ) -> RawResponse:
-        """Send one request and read the whole response, without httpx's models.
+    ) -> Coroutine[Any, Any, RawResponse]:
+        """Send one request and read the whole response, without httpx's models (to await).
 
         This is the fast path the LM clients use. ``headers`` must include
         ``Host`` and, with a body, ``Content-Length``. ``timeouts`` has the keys
@@ -195,25 +195,32 @@ class H11Transport(httpx.AsyncBaseTransport):
         """
         origin, target, checked = self._prepare(method, url, headers)
         timeouts = timeouts or {}
-        if self._slots is not None:
-            if attempt is not None:
-                attempt.end()  # waiting for a slot is no part of sending
-            await self._acquire(timeouts)
+        if self._slots is None:  # no slot to hold: a request in flight is one frame
+            return self._exchange(origin, method, target, checked, body, timeouts, attempt, True)
+        return self._in_slot(origin, method, target, checked, body, timeouts, attempt)
+
+    async def _in_slot(
+        self,
+        origin: Origin,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: Mapping[str, Any],
+        attempt: AttemptScope | None,
+    ) -> RawResponse:
+        """:meth:`request` holding a pool slot (``max_connections``) throughout."""
+        assert self._slots is not None
+        if attempt is not None:
+            attempt.end()  # waiting for a slot is no part of sending
+        await self._acquire(timeouts)
         try:
-            conn, response, pairs = await self._start(
-                origin, method, target, checked, body, timeouts, attempt
+            raw: RawResponse = await self._exchange(
+                origin, method, target, headers, body, timeouts, attempt, True
             )
-            try:
-                content = await self._read_body(conn, timeouts.get("read"), attempt)
-            except BaseException:
-                await conn.aclose()  # mid-response: never pooled
-                raise
-            if not self._pooled(origin, conn):
-                await conn.aclose()
+            return raw
         finally:
-            if self._slots is not None:
-                self._slots.release()
-        return RawResponse(response.status_code, pairs, content, response.reason)
+            self._slots.release()
 
     @asynccontextmanager
     async def stream(
@@ -238,8 +245,8 @@ class H11Transport(httpx.AsyncBaseTransport):
         if self._slots is not None:
             await self._acquire(timeouts)
         try:
-            conn, response, pairs = await self._start(
-                origin, method, target, checked, body, timeouts
+            conn, response, pairs = await self._exchange(
+                origin, method, target, checked, body, timeouts, None, False
             )
             read_timeout = timeouts.get("read")
             streamed = StreamedResponse(
@@ -283,7 +290,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         with _deadline(timeouts.get("pool"), httpx.PoolTimeout):
             await self._slots.acquire()
 
-    async def _start(
+    async def _exchange(
         self,
         origin: Origin,
         method: bytes,
@@ -291,15 +298,18 @@ class H11Transport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeouts: Mapping[str, Any],
-        attempt: AttemptScope | None = None,
-    ) -> tuple[Connection, h11.Response, list[tuple[bytes, bytes]]]:
-        """Send the request and read the response head: the connection, the head
-        and its header lines (:func:`header_pairs`).
+        attempt: AttemptScope | None,
+        whole: bool,
+    ) -> Any:
+        """Send the request and read the response head; then, when ``whole``, the
+        body too, the connection pooled (or closed), and return the
+        :class:`RawResponse`; else the connection, the head and its header lines
+        (:func:`header_pairs`), for :meth:`stream` to read the body from.
 
-        One coroutine for sending and the head, on a pooled connection and
-        (when the server had dropped it) once more on a fresh one: a request
-        in flight holds one frame fewer for the scheduler to resume and the
-        garbage collector to walk.
+        One coroutine for sending, the head and the body, on a pooled connection
+        and (when the server had dropped it) once more on a fresh one: a request
+        in flight holds one frame for the scheduler to resume and the garbage
+        collector to walk.
         """
         conn = self._checkout(origin)
         reused = conn is not None
@@ -324,7 +334,13 @@ class H11Transport(httpx.AsyncBaseTransport):
                     if type(event) is h11.Response:
                         pairs = header_pairs(event)
                         check_length(pairs, self.max_response_bytes)
-                        return conn, event, pairs
+                        if not whole:
+                            return conn, event, pairs
+                        # Failing mid-response (below), the connection is closed.
+                        content = await self._read_body(conn, read_timeout, attempt)
+                        if not self._pooled(origin, conn):
+                            await conn.aclose()
+                        return RawResponse(event.status_code, pairs, content, event.reason)
                     # h11.InformationalResponse (1xx): keep reading.
             except StaleConnection as exc:
                 await conn.aclose()

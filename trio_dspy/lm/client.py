@@ -313,8 +313,8 @@ class LM(BaseLM):
         return self._formats.reached
 
     # ------------------------------------------------------------ the call path
-    async def send(self, request: LMRequest) -> LMResponse:
-        """One call: cache, response-format step-down, retries, limits, HTTP.
+    def send(self, request: LMRequest) -> Coroutine[Any, Any, LMResponse]:
+        """One call to await (a plain def: a frame fewer): cache, format step-down, retries, limits.
 
         Raises:
             LMTimeoutError: no answer within the timeout (retries included).
@@ -327,8 +327,8 @@ class LM(BaseLM):
         """
         timeout = self._timeout(request)
         if timeout is None and self.cache is None and request.response_format is None:
-            return await self._call_at(request, None, None)  # no layer to go through
-        return await within_timeout(timeout, self._send(request), self._wire, _OWNER)
+            return self._call_at(request, None, None)  # no layer to go through
+        return within_timeout(timeout, self._send(request), self._wire, _OWNER)
 
     def _timeout(self, request: LMRequest) -> float | None:
         """The call's timeout: the request's own, else the LM's."""
@@ -425,11 +425,11 @@ class LM(BaseLM):
         # tpm reserves the prompt (about 4 bytes a token) and the completion.
         estimate = 0 if self._limits is None else len(content) // 4 + completion_estimate(body)
         tools = bool(request.tools)
-        attempt: Callable[[int], Awaitable[LMResponse]] = (
-            partial(self._exchange, content, level, tools)  # nothing around the exchange
-            if sink is None and self._limits is None
-            else partial(self._attempt, content, estimate, level, tools, sink)
-        )
+        if sink is None and self._limits is None:  # nothing around the exchange: one frame
+            return self._wire.call(
+                content, level, tools, self.max_retries, self.backoff, self._retrying
+            )
+        attempt = partial(self._attempt, content, estimate, level, tools, sink)
         return call_with_retries(
             attempt,
             max_retries=self.max_retries,

@@ -35,7 +35,7 @@ from .errors import (
     refuses_format,
 )
 from .params import MALFORMED, BadField, TooDeep, decodes_here, load_json, loads
-from .retry import Retryable
+from .retry import Backoff, OnRetry, Retryable, next_retry
 
 __all__ = ["Exchange", "within_timeout"]
 
@@ -99,6 +99,32 @@ class Exchange:
             error, cause = self.transport_error(failure, retries, final=False)
             raise error from cause
         raise self.attempt_timed_out(retries)
+
+    async def call(
+        self,
+        content: bytes,
+        level: str | None,
+        tools: bool,
+        max_retries: int,
+        backoff: Backoff,
+        on_retry: OnRetry | None,
+    ) -> LMResponse:
+        """:meth:`post` and :meth:`handle`, retried as :func:`~.retry.call_with_retries`
+        retries an attempt: the same steps in one frame, for a call with nothing
+        around its exchange (no limits, no stream).
+
+        Raises:
+            FormatRefused: the server refused the ``response_format`` of ``level``.
+            LMError: the final failure (as :meth:`handle` and :meth:`post` say).
+        """
+        retry = 0
+        while True:
+            try:
+                return await self.handle(await self.post(content, retry), level, tools, retry)
+            except Retryable as failure:
+                delay = next_retry(failure, retry, max_retries, backoff, on_retry)
+                retry += 1
+                await trio.sleep(delay)
 
     @contextlib.asynccontextmanager
     async def stream(self, content: bytes) -> AsyncIterator[StreamReply]:

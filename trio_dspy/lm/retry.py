@@ -23,7 +23,7 @@ from ..errors import LMError
 from ..logs import get_logger
 from ..telemetry.span import current_span
 
-__all__ = ["Backoff", "OnRetry", "Retryable", "call_with_retries", "report_retry"]
+__all__ = ["Backoff", "OnRetry", "Retryable", "call_with_retries", "next_retry", "report_retry"]
 
 log = get_logger(__name__)
 
@@ -87,18 +87,32 @@ async def call_with_retries(
         try:
             return await attempt(retry)
         except Retryable as failure:
-            delay = backoff.delay(retry, failure.retry_after) if retry < max_retries else None
-            if delay is None and retry < max_retries and failure.retry_after is not None:
-                failure.error.message += (
-                    f" (the server asked to wait {failure.retry_after:g} s, more than "
-                    f"max_retry_after={backoff.max_retry_after:g} s: not waiting)"
-                )
-            if delay is None or trio.current_time() + delay >= trio.current_effective_deadline():
-                raise failure.error from failure.__cause__
+            delay = next_retry(failure, retry, max_retries, backoff, on_retry)
             retry += 1
-            if on_retry is not None:
-                on_retry(retry, delay, failure.error)
             await trio.sleep(delay)
+
+
+def next_retry(
+    failure: Retryable, retry: int, max_retries: int, backoff: Backoff, on_retry: OnRetry | None
+) -> float:
+    """The pause before the retry after ``failure`` (``retry``: the retries so far),
+    ``on_retry`` told of it; called in the ``except`` block that caught ``failure``.
+
+    Raises:
+        LMError: ``failure.error``, when no retry is left, the server asks for too
+            long a pause, or the pause would outlast the enclosing deadline.
+    """
+    delay = backoff.delay(retry, failure.retry_after) if retry < max_retries else None
+    if delay is None and retry < max_retries and failure.retry_after is not None:
+        failure.error.message += (
+            f" (the server asked to wait {failure.retry_after:g} s, more than "
+            f"max_retry_after={backoff.max_retry_after:g} s: not waiting)"
+        )
+    if delay is None or trio.current_time() + delay >= trio.current_effective_deadline():
+        raise failure.error from failure.__cause__
+    if on_retry is not None:
+        on_retry(retry + 1, delay, failure.error)
+    return delay
 
 
 def report_retry(model: str, server: str, attempt: int, delay: float, error: LMError) -> None:
