@@ -366,6 +366,10 @@ async def _next_event(wire: _Wire) -> Any:
             await wire.stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
+            # The body may have arrived while the 100 was written (a client
+            # need not wait for it): the reader's wake-up found nobody
+            # waiting, so ask h11 again before waiting for more.
+            continue
         await wire.more()
 
 
