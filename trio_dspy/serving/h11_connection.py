@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import http
 import math
-import time
 from collections.abc import Callable
-from email.utils import formatdate
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import h11
 import trio
 
 from ..logs import get_logger
 from .asgi import HANG_UP, Message, Scope
+from .h11_heads import address as _address
+from .h11_heads import date_header as _date_header
+from .h11_heads import head_size as _head_size
+from .h11_heads import path as _path
 from .h11_limits import Limits, Shared
 
 __all__ = ["HANG_UP", "Limits", "Shared", "serve_connection"]
@@ -67,36 +68,6 @@ _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Cont
 _CLOSE = (b"connection", b"close")
 _LENGTH = b"content-length"
 _CLOSED = (trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-_date_second = -1
-_date = b""
-
-
-def _date_header() -> bytes:
-    """The ``Date`` value of this second (formatted once a second, not once a response)."""
-    global _date_second, _date
-    now = int(time.time())
-    if now != _date_second:
-        _date_second, _date = now, formatdate(now, usegmt=True).encode("ascii")
-    return _date
-
-
-def _address(address: Any) -> tuple[str, int] | None:
-    """``(host, port)`` of an IP socket's address; ``None`` for another kind (a Unix socket)."""
-    return (address[0], address[1]) if isinstance(address, tuple) else None
-
-
-def _head_size(request: h11.Request) -> int:
-    """About the bytes of ``request``'s head as sent (name, ``: ``, value, CRLF per header)."""
-    return len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
-
-
-def _path(raw: bytes) -> str:
-    if b"%" not in raw and raw.isascii():
-        return raw.decode("ascii")
-    # Invalid UTF-8 becomes U+FFFD, as everywhere text enters the project.
-    return unquote_to_bytes(raw).decode("utf-8", "replace")
 
 
 async def serve_connection(shared: Shared, stream: trio.SocketStream) -> None:
@@ -127,12 +98,12 @@ class _Connection:
         self.client = _address(sock.getpeername())
         self.server = _address(sock.getsockname())
         self.receive, self.send = self._receive, self._send  # bound once, not per request
-        self.extensions = {HANG_UP: self._on_hang_up}
         self.linger = False  # the client may still be sending: drain before closing
         self.idle_scope = trio.CancelScope()
         self.arrived = trio.lowlevel.ParkingLot()  # who waits for bytes, the end, the answer
         self.paused = trio.lowlevel.ParkingLot()  # the reader, while BUFFER bytes wait
         self.fed = 0  # bytes given to h11 since a reader last found it short
+        self.head_fed = 0  # bytes given to h11 since the last request head was parsed
         self.eof = False  # the client closed (or broke) the connection
         self._new_request()
 
@@ -185,6 +156,7 @@ class _Connection:
                 data = await stream.receive_some(READ_SIZE)
                 conn.receive_data(data)  # b"": the end, which h11 reports in turn
                 self.fed += len(data)
+                self.head_fed += len(data)
                 arrived.unpark_all()
                 if not data:
                     break
@@ -215,11 +187,12 @@ class _Connection:
                 await self._refuse(exc.error_status_hint)
                 return None
             if type(event) is h11.Request:
-                # h11 measures only a head still incomplete: one that arrived
-                # whole with more than a head's worth of bytes is measured here.
-                if self.fed > limits.max_header_bytes and (
-                    _head_size(event) > limits.max_header_bytes
-                ):
+                # h11 measures only a head still incomplete: one completed by
+                # a read after more than a head's worth of bytes (in one read
+                # or several) is measured here.
+                # What h11 holds past this head counts towards the next one.
+                fed, self.head_fed = self.head_fed, len(self.conn.trailing_data[0])
+                if fed > limits.max_header_bytes and (_head_size(event) > limits.max_header_bytes):
                     await self._refuse(431)
                     return None
                 return event
@@ -287,7 +260,7 @@ class _Connection:
             "headers": list(request.headers),
             "client": self.client,
             "server": self.server,
-            "extensions": self.extensions,
+            "extensions": {HANG_UP: self._on_hang_up},  # the request's own: an app may write to it
         }
         state = self.shared.state
         if state is not None:
@@ -384,6 +357,10 @@ class _Connection:
                     await self.stream.send_all(conn.send(_CONTINUE))
                 except _CLOSED:
                     return None
+                # The body may have arrived while the 100 was written (a
+                # client need not wait for it): the reader's wake-up found
+                # nobody waiting, so ask h11 again before waiting for more.
+                continue
             with trio.move_on_after(self.shared.limits.header_timeout) as waited:
                 await self._more()
             if waited.cancelled_caught:
@@ -405,6 +382,10 @@ class _Connection:
         Raises:
             RuntimeError: the messages are out of order (an app's mistake).
         """
+        if self.gone:
+            # ASGI: what is sent once the client left (or a write was cut) is
+            # dropped, even a second start (a 500 tried after a cut 200).
+            return
         kind = message["type"]
         if kind == "http.response.start":
             if self.started:
@@ -459,6 +440,13 @@ class _Connection:
             self.arrived.unpark_all()
             if not final:  # the last part failing is no hang-up: the answer was given
                 self._hang_up()
+        except BaseException:
+            # Cut mid-write (a deadline, a cancellation): part of the bytes may
+            # be on the wire, so the framing is lost. Nothing more is sent and
+            # the connection is not reused; the client sees it close.
+            self.gone = True
+            self.arrived.unpark_all()
+            raise
 
     # ----------------------------------------------------------- hang-ups
     def _on_hang_up(self, callback: Callable[[], object]) -> None:
@@ -477,12 +465,15 @@ class _Connection:
     # ----------------------------------------------------------- closing
     async def _close(self) -> None:
         stream = self.stream
-        if self.linger and not (self.gone or self.eof):
-            with trio.move_on_after(LINGER):
-                try:
-                    await stream.send_eof()
-                    while await stream.receive_some(READ_SIZE):
+        try:
+            if self.linger and not (self.gone or self.eof):
+                with trio.move_on_after(LINGER):
+                    try:
+                        await stream.send_eof()
+                        while await stream.receive_some(READ_SIZE):
+                            pass
+                    except (*_CLOSED, trio.BusyResourceError):
                         pass
-                except (*_CLOSED, trio.BusyResourceError):
-                    pass
-        await stream.aclose()
+        finally:
+            # Closed even when a stop cancels the linger.
+            await stream.aclose()
