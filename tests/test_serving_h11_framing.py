@@ -4,12 +4,14 @@ an answer cut mid-write, a head sent in pieces, a stop during a lingering close.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import pytest
 import trio
 import trio.testing
 
-from trio_dspy.serving.asgi import Receive, Scope, Send
+import trio_dspy as td
+from trio_dspy.serving.asgi import Message, Receive, Scope, Send
 from trio_dspy.serving.h11_connection import Limits, Shared, serve_connection
 
 from .test_serving_h11 import LIMITS, connection, echo, request
@@ -111,3 +113,67 @@ async def test_a_stop_during_a_lingering_close_still_closes_the_socket(
                 await trio.sleep(0.2)  # the server lingers, reading what the client sends
                 stop.cancel()
     assert server.socket.fileno() == -1
+
+
+async def _reads_then_answers(
+    seen: list[Message], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Read the body to its end, then try to answer 200 (a well-behaved app that
+    does not look at why the body ended)."""
+    while True:
+        message = await receive()
+        seen.append(message)
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            break
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_a_body_that_stops_arriving_is_answered_408_and_the_connection_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[Message] = []
+    app = functools.partial(_reads_then_answers, seen)
+    async with connection(app) as client:
+        start = trio.current_time()
+        await client.send(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nabc")
+        head, body = await client.response("POST")
+        assert (head.status_code, body) == (408, b"")  # not the app's 200, dropped
+        assert trio.current_time() - start == pytest.approx(LIMITS.header_timeout)
+        assert await client.closed()
+    assert seen == [
+        {"type": "http.request", "body": b"abc", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+
+async def test_a_malformed_chunked_body_is_answered_400_and_the_connection_closed() -> None:
+    seen: list[Message] = []
+    app = functools.partial(_reads_then_answers, seen)
+    async with connection(app) as client:
+        head = b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+        await client.send(head + b"3\r\nabc\r\nnot a chunk size\r\n")
+        response, body = await client.response("POST")
+        assert (response.status_code, body) == (400, b"")
+        assert await client.closed()
+    assert seen[-1] == {"type": "http.disconnect"}
+
+
+async def test_a_served_program_whose_body_stalls_is_answered_408_not_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls: list[str] = []
+
+    class Echo(td.Module):
+        async def forward(self, question: str) -> td.Prediction:
+            calls.append(question)
+            return td.Prediction(answer=question)
+
+    async with connection(td.serving.app({"echo": Echo()})) as client:
+        body = b'{"question": "hi"}'
+        await client.send(request("POST", "/programs/echo", body)[: -len(body) + 5])
+        head, _ = await client.response("POST")
+        assert head.status_code == 408
+        assert await client.closed()
+    assert calls == []

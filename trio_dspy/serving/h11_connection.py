@@ -21,8 +21,11 @@ for ``http.disconnect``.
 
 Limits: the request head must fit in ``max_header_bytes`` (else 431) and
 arrive within ``header_timeout`` seconds (else 408); a keep-alive connection
-idle for ``keep_alive_timeout`` seconds is closed, as is one whose body
-stops arriving for ``header_timeout`` seconds while the app waits for it.
+idle for ``keep_alive_timeout`` seconds is closed. A body that stops arriving
+for ``header_timeout`` seconds while the app waits for it is answered 408, a
+malformed one (bad chunk framing, cut short by a close) 400, if the app has
+not begun its answer: the app is told ``http.disconnect`` (the request is
+over), what it sends after is dropped, and the connection closes.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class _Connection:
         self.done = False
         self.gone = False
         self.hung_up: Callable[[], object] | None = None  # the app's HANG_UP callback
+        self.refusal: int | None = None  # the status for a body that could not be read
         self.head: bytes | None = None  # the response head, held for the first body part
 
     async def run(self) -> None:
@@ -272,7 +276,11 @@ class _Connection:
             await self.shared.app(self._scope(request), self.receive, self.send)
         except Exception as exc:
             log.error("serving.app_failed", error=type(exc).__name__, exc_info=exc)
-        if not self.started:
+        if self.refusal is not None:
+            if not self.started:  # else the cut answer tells it, by the close
+                await self._refuse(self.refusal)
+            self.gone = True
+        elif not self.started:
             await self._fail()
         elif not self.done:
             self.gone = True  # a half-sent answer: only closing tells the client it is cut
@@ -310,14 +318,15 @@ class _Connection:
     # ----------------------------------------------------------- receive
     async def _receive(self) -> Message:
         """ASGI ``receive``: the next part of the body, then ``http.disconnect``."""
-        if self.gone or self.body_done:
+        if self.gone or self.body_done or self.refusal is not None:
             return await self._disconnect()
         event = self.pending
         self.pending = None
         if event is None:
             event = await self._body_event()
             if event is None:
-                self.gone = True
+                if self.refusal is None:
+                    self.gone = True
                 self._hang_up()
                 return {"type": "http.disconnect"}
         if type(event) is h11.Data:
@@ -341,12 +350,15 @@ class _Connection:
 
     async def _body_event(self) -> Any:
         """The next body event (``Data`` or ``EndOfMessage``); ``None`` when the client
-        is gone: closed, broken, or silent mid-body for ``header_timeout`` seconds."""
+        is gone (closed, broken) or its body cannot be read: malformed, or silent
+        for ``header_timeout`` seconds (``refusal`` then says the status)."""
         conn = self.conn
         while True:
             try:
                 event = conn.next_event()
-            except h11.RemoteProtocolError:
+            except h11.RemoteProtocolError as exc:
+                if not self.eof:  # a body cut short by a close: nobody to tell
+                    self.refusal = exc.error_status_hint
                 return None
             if event is not h11.NEED_DATA:
                 return event
@@ -364,11 +376,12 @@ class _Connection:
             with trio.move_on_after(self.shared.limits.header_timeout) as waited:
                 await self._more()
             if waited.cancelled_caught:
+                self.refusal = 408
                 return None
 
     async def _disconnect(self) -> Message:
         """``http.disconnect`` once the client hangs up or the answer has been sent."""
-        while not (self.gone or self.done):
+        while not (self.gone or self.done or self.refusal is not None):
             if self.eof:
                 self.gone = True
                 break
@@ -382,9 +395,10 @@ class _Connection:
         Raises:
             RuntimeError: the messages are out of order (an app's mistake).
         """
-        if self.gone:
-            # ASGI: what is sent once the client left (or a write was cut) is
-            # dropped, even a second start (a 500 tried after a cut 200).
+        if self.gone or self.refusal is not None:
+            # ASGI: what is sent once the client left (or a write was cut, or
+            # the request ended with its body unread) is dropped, even a
+            # second start (a 500 tried after a cut 200).
             return
         kind = message["type"]
         if kind == "http.response.start":
