@@ -67,6 +67,13 @@ def _parent_of(pid: int) -> int | None:
     return int(fields[1]) if fields and fields[0] != "Z" else None
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def _running(pid: int) -> bool:
     fields = _stat(pid)
     return bool(fields) and fields[0] != "Z"
@@ -191,6 +198,24 @@ async def test_a_worker_that_dies_stops_the_server_with_exit_code_1_and_says_whi
     assert code == 1
     assert f"pid {victim}" in err and "SIGKILL" in err and "stopping the server" in err
     assert not _running(other)
+
+
+@pytest.mark.slow
+async def test_workers_that_fail_at_start_stop_the_server_with_exit_code_1_before_any_url(
+    kind: str,
+) -> None:
+    target = "tests.serve_failing_worker_target:programs"
+    command = [*SERVE[:-1], target, "--port", "0", "--server", kind, "--workers", "2"]
+    with trio.fail_after(40):
+        done = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 1
+    assert done.stdout == b""  # no URL: the server never served
+    assert "weights are not mounted" in err  # the worker's own reason
+    assert "exited with code 1; stopping the server" in err
+    assert not [pid for pid in _alive() if _running(pid) and target in _cmdline(pid)]
 
 
 @pytest.mark.slow
