@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import trio_dspy as td
-from trio_dspy.serving.run import serve
+from trio_dspy.serving.run import SERVERS, serve
 from trio_dspy.testing import DummyLM
 
 from .browser_fixture import headless_chromium
@@ -79,14 +79,15 @@ def drive_the_playground(url: str, screenshot: str | None) -> dict[str, Any]:
         driver.quit()
 
 
-async def test_the_playground_streams_the_reply_and_shows_the_typed_prediction() -> None:
+@pytest.mark.parametrize("server", SERVERS)
+async def test_the_playground_streams_the_reply_and_shows_the_typed_prediction(server: str) -> None:
     lm = DummyLM([{"drinks": ["latte"], "reply": REPLY}], stream_chunk=4, stream_delay=0.1)
     app = td.serving.app({"order": td.Predict(Order)})
     stop = trio.Event()
     with trio.fail_after(60), td.context(lm=lm):
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(
-                functools.partial(serve, app, "127.0.0.1", 0, shutdown=stop.wait)
+                functools.partial(serve, app, "127.0.0.1", 0, shutdown=stop.wait, server=server)
             )
             try:
                 seen = await trio.to_thread.run_sync(drive_the_playground, binds[0] + "/", None)
