@@ -217,3 +217,19 @@ async def test_a_predict_call_yields_to_the_scheduler_once_not_at_every_level() 
     before = task._schedule_points
     await qa(question="2+2?")
     assert task._schedule_points - before == 1
+
+
+@pytest.mark.parametrize("method", ["forward", "aforward"])
+async def test_a_predictor_awaited_through_forward_is_a_checkpoint_too(method: str) -> None:
+    # DSPy code calls forward (or aforward) directly; the module call's
+    # checkpoint is then not around it, so Predict must be one itself.
+    qa = td.Predict("question -> answer")
+    qa.lm = DummyLM([{"answer": "4"}], cycle=True)
+    call = getattr(qa, method)
+    with trio.testing.assert_checkpoints():
+        assert (await call(question="2+2?")).answer == "4"
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await call(question="2+2?")
+    assert len(qa.lm.history) == 1  # the cancelled call asked no model

@@ -19,10 +19,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
+import trio
 
 from ..adapters.base import Adapter, Extraction
 from ..adapters.chat import ChatAdapter
 from ..aliases import refuse_dspy_keywords
+from ..checkpoint import entering, yielded_since
 from ..concurrency import gather
 from ..errors import AdapterParseError, StructuringError, TrioDSPyError
 from ..lm.base import BaseLM
@@ -127,7 +129,12 @@ class Predict(Module, Predictor):
             AdapterParseError: the model's answer did not parse, after retries;
                 ``completion`` holds the last raw answer.
             trio_dspy.errors.LMError: the model call failed.
+            trio.Cancelled: the enclosing scope is cancelled (checked on entry).
         """
+        # A checkpoint of its own, for a caller that awaits forward directly:
+        # the model is asked without one (request_nested). Inside a module
+        # call this costs a cancellation check, not a second yield.
+        mark = await entering()
         check_inputs(self, self.signature, inputs)
         settings = current()
         lm = resolve_lm(self.lm, settings)
@@ -152,6 +159,8 @@ class Predict(Module, Predictor):
             completions, usage = await self._ask_n(call, request, n)
         prediction = Prediction.from_completions(completions[0], usage, completions)
         record_trace(self, inputs, prediction)
+        if not yielded_since(mark):  # a cache hit or an in-process model waited for nothing
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return prediction
 
     async def _ask_n(
