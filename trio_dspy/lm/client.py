@@ -37,7 +37,7 @@ from .cache import Cache, SingleFlight, cache_key, cached_call, make_cache
 from .exchange import Exchange, within_timeout
 from .format_steps import FormatSteps
 from .limits import Limits, LimitsBackend, LimitsStore, within_limits
-from .params import check_params, check_positive, completion_estimate
+from .params import api_key_from, check_params, check_positive, completion_estimate
 from .prices import cost_wanted, load_prices
 from .providers import known_providers, provider_class, register_provider
 from .retry import Backoff, OnRetry, call_with_retries, report_retry
@@ -213,15 +213,7 @@ class LM(BaseLM):
         self.cache = make_cache(cache)
         self._flights = SingleFlight()
         self._formats = FormatSteps(self.format_levels)
-        key = api_key if api_key is not None else os.environ.get(self.api_key_env, "")
-        if key != key.strip() or not key.isprintable() or not key.isascii():
-            # The value goes into an HTTP header; refuse it without echoing it.
-            source = "api_key" if api_key is not None else self.api_key_env
-            raise ValueError(
-                f"{source} has whitespace, control or non-ASCII characters "
-                "(a stray newline or space?): check how the key is loaded"
-            )
-        self._api_key = Secret(key)
+        self._api_key = Secret(api_key_from(api_key, self.api_key_env))
         url = base_url or os.environ.get(self.base_url_env) or self.default_base_url
         self._http = HTTPClient(
             url,

@@ -4,6 +4,8 @@
   be ones a provider knows; a misspelt one (``temprature``) is refused with a
   suggestion instead of being sent and silently ignored. Anything else goes
   through ``extra_body={...}`` on purpose.
+* :func:`api_key_from`: the key given or the one in the environment, refused
+  (without echoing it) when it could not go into a header as it is.
 * :func:`completion_estimate`: the completion tokens ``tpm`` reserves for a
   request before it is sent.
 * :func:`load_json`: a response body decoded without blocking the event loop
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +42,7 @@ __all__ = [
     "SAMPLING_PARAMS",
     "BadField",
     "TooDeep",
+    "api_key_from",
     "check_params",
     "check_positive",
     "clean_arguments",
@@ -142,6 +146,24 @@ def check_positive(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+
+
+def api_key_from(api_key: str | None, env: str) -> str:
+    """The key given, else the one in the environment variable ``env`` (``""``: none).
+
+    Raises:
+        ValueError: the key has whitespace around it, control or non-ASCII
+            characters (it goes into an HTTP header); the message names where
+            it came from and never shows the key.
+    """
+    key = api_key if api_key is not None else os.environ.get(env, "")
+    if key != key.strip() or not key.isprintable() or not key.isascii():
+        source = "api_key" if api_key is not None else env
+        raise ValueError(
+            f"{source} has whitespace, control or non-ASCII characters "
+            "(a stray newline or space?): check how the key is loaded"
+        )
+    return key
 
 
 def completion_estimate(body: Mapping[str, Any]) -> int:
