@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import trio
 
 from trio_dspy import settings
 
@@ -31,3 +32,17 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def slow_100_continue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers write ``100 Continue`` 0.2 s late (on the clock in use), so a client
+    that does not wait for it sends its body while the 100 is being written."""
+    send_all = trio.SocketStream.send_all
+
+    async def slow_interim(self: trio.SocketStream, data: bytes) -> None:
+        if bytes(data).startswith(b"HTTP/1.1 100"):
+            await trio.sleep(0.2)
+        await send_all(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", slow_interim)

@@ -18,18 +18,10 @@ from .test_serving_h11 import LIMITS, connection, echo, request
 
 
 async def test_a_body_sent_without_waiting_for_100_continue_is_read_while_the_100_is_written(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: trio.testing.MockClock, slow_100_continue: None
 ) -> None:
     # A client need not wait for the 100: its body may arrive while the
     # server is still writing it, and must not be waited for again.
-    send_all = trio.SocketStream.send_all
-
-    async def slow_interim(self: trio.SocketStream, data: bytes) -> None:
-        if bytes(data).startswith(b"HTTP/1.1 100"):
-            await trio.sleep(0.2)
-        await send_all(self, data)
-
-    monkeypatch.setattr(trio.SocketStream, "send_all", slow_interim)
     async with connection(echo) as client:
         await client.send(
             b"POST /x HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n"

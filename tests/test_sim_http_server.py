@@ -204,18 +204,10 @@ async def test_requests_on_a_kept_alive_connection_start_no_task_of_their_own() 
 
 
 async def test_a_body_sent_without_waiting_for_100_continue_is_read_while_the_100_is_written(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: trio.testing.MockClock, slow_100_continue: None
 ) -> None:
     # A client need not wait for the 100: its body may arrive while the
     # server is still writing it, and must not be waited for again.
-    send_all = trio.SocketStream.send_all
-
-    async def slow_interim(self: trio.SocketStream, data: bytes) -> None:
-        if bytes(data).startswith(b"HTTP/1.1 100"):
-            await trio.sleep(0.2)
-        await send_all(self, data)
-
-    monkeypatch.setattr(trio.SocketStream, "send_all", slow_interim)
     async with serve_http(_echo) as server:
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)
         async with stream:
