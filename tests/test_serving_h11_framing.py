@@ -169,3 +169,19 @@ async def test_a_served_program_whose_body_stalls_is_answered_408_not_run(
         assert head.status_code == 408
         assert await client.closed()
     assert calls == []
+
+
+async def test_after_a_400_for_a_malformed_body_the_server_lingers_for_what_is_still_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Closing at once, with the client's bytes unread, would have a TCP peer
+    # reset the connection and could destroy the 400 before it is read.
+    seen: list[Message] = []
+    async with connection(functools.partial(_reads_then_answers, seen)) as client:
+        head = b"POST / HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+        await client.send(head + b"zz\r\n")
+        response, _ = await client.response("POST")
+        assert response.status_code == 400
+        await client.send(b"the rest of a body the client had already started to send")
+        await client.stream.send_eof()
+        assert await client.closed()

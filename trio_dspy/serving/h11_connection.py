@@ -277,9 +277,10 @@ class _Connection:
         except Exception as exc:
             log.error("serving.app_failed", error=type(exc).__name__, exc_info=exc)
         if self.refusal is not None:
-            if not self.started:  # else the cut answer tells it, by the close
+            if self.started:  # a cut answer: only closing tells the client
+                self.gone = True
+            else:  # a close after it, lingering: the client may still be sending
                 await self._refuse(self.refusal)
-            self.gone = True
         elif not self.started:
             await self._fail()
         elif not self.done:
@@ -298,7 +299,7 @@ class _Connection:
         """Whether the connection can carry another request: everything of this one
         read and sent, no side asked to close, the server not stopping."""
         conn = self.conn
-        if self.gone:
+        if self.gone or self.refusal is not None:
             return False
         while conn.their_state is h11.SEND_BODY:
             # A body the app did not read: what is buffered already can be
