@@ -315,6 +315,16 @@ async def test_models_endpoint_and_unknown_paths() -> None:
     assert bad.status_code == 400 and "JSON" in bad.json()["error"]["message"]
 
 
+async def test_the_counters_can_be_read_over_http_from_another_process() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with sim_client(SimConfig()) as (sim, client):
+        for _ in range(3):
+            assert (await client.post("/chat/completions", json=body)).status_code == 200
+        stats = (await client.get("/sim/stats")).json()
+    assert stats == attrs.asdict(sim.stats)
+    assert (stats["requests"], stats["ok"], stats["in_flight"]) == (3, 3, 0)
+
+
 # -------------------------------------------------------------- anthropic
 async def test_anthropic_messages_endpoint_shape_auth_and_tools() -> None:
     tools = [{"name": "weather", "input_schema": TOOLS[0]["function"]["parameters"]}]

@@ -9,7 +9,8 @@ provider::
 Endpoints: ``POST /v1/chat/completions`` (Chat Completions, ``stream``
 included), ``POST /v1/messages`` (Anthropic Messages), ``POST /v1/embeddings``
 (deterministic vectors, see :mod:`trio_dspy.testing.sim_embeddings`),
-``GET /v1/models``.
+``GET /v1/models``, and ``GET /v1/sim/stats`` (:class:`SimStats` as JSON, for
+a client in another process).
 Answers follow the format each request asks for (see
 :mod:`trio_dspy.testing.sim_answers`); :class:`SimConfig` sets latency,
 faults, refused capabilities, the API key and a script.
@@ -131,6 +132,10 @@ class SimServer:
             return await self._complete(request, "anthropic")
         if request.method == "POST" and path == "/v1/embeddings":
             return await self._counted(request, self._embed)
+        if request.method == "GET" and path == "/v1/sim/stats":
+            # The counters, for a client in another process (a benchmark's
+            # model calls per request); no credentials asked, nothing secret.
+            return Response.from_json(attrs.asdict(self.stats))
         if request.method == "GET" and path == "/v1/models":
             denied = self._check_auth(request, "openai")
             if denied is not None:
