@@ -32,7 +32,13 @@ Servers:
   tool calls per request), ``qa`` one ``Predict("question -> answer")``.
 * with ``--dspy-python`` (a Python that has dspy, fastapi and uvicorn, not
   this one): DSPy's recipe, FastAPI + ``dspy.asyncify`` under uvicorn
-  (benchmarks/serving_dspy_app.py), serving the same ``qa`` program.
+  (benchmarks/serving_dspy_app.py), serving the same programs (``shop``
+  ported to DSPy: the same signature, tools and ``max_iters``).
+
+``calls`` is the model calls per request (the simulated server's count): a
+ReAct agent's trajectory depends on the answers it gets, and DSPy's prompts
+differ from trio-dspy's in their bytes, so the two agents may take a
+different number of steps; compare time per call as well as per request.
 """
 
 from __future__ import annotations
@@ -164,16 +170,25 @@ def free_port() -> int:
         return port
 
 
+async def model_calls(sim_url: str) -> int:
+    """The completions the simulated model server has answered so far."""
+    async with httpx.AsyncClient() as client:
+        calls: int = (await client.get(sim_url + "/sim/stats")).json()["ok"]
+        return calls
+
+
 async def run_row(
-    url: str, pid: int, sim_pid: int, program: str, clients: int, requests: int
+    url: str, pid: int, sim: tuple[str, int], program: str, clients: int, requests: int
 ) -> dict[str, Any]:
     """``clients`` clients at once, each sending ``requests`` requests in turn."""
+    sim_url, sim_pid = sim
     host, port, request = prepare(url, f"/programs/{program}", BODIES[program])
     warm = Results()
     await run_client(host, port, request, requests, warm)  # a connection, the imports, a call
     if warm.failures:
         raise RuntimeError(f"the server at {url} failed the warm-up requests: {warm.failures}")
     results = Results()
+    calls0 = await model_calls(sim_url)
     tree0, sim0, own0 = tree_cpu(pid), cpu_seconds(sim_pid), time.process_time()
     machine0 = machine_busy_seconds()
     t0 = time.perf_counter()
@@ -187,6 +202,7 @@ async def run_row(
     sim_cpu = cpu_seconds(sim_pid) - sim0
     own_cpu = time.process_time() - own0
     others = machine_busy_seconds() - machine0 - cpu - sim_cpu - own_cpu
+    calls = await model_calls(sim_url) - calls0
     latencies, failures = results.latencies, results.failures
     total = clients * requests
     return {
@@ -198,6 +214,7 @@ async def run_row(
         "wall_s": wall,
         "p50_s": percentile(latencies, 0.5),
         "p99_s": percentile(latencies, 0.99),
+        "calls_per_request": calls / total,
         "server_cpu_ms_per_request": cpu / total * 1000,
         "sim_cpu_s": sim_cpu,
         "client_cpu_s": own_cpu,
@@ -213,6 +230,7 @@ def format_row(server: str, row: dict[str, Any]) -> str:
     return (
         f"{server:<14} {row['program']:<5} {row['clients']:>6} {row['requests']:>7} "
         f"{row['wall_s']:>8.2f} {row['p50_s']:>7.2f} {row['p99_s']:>7.2f} "
+        f"{row['calls_per_request']:>5.1f} "
         f"{row['server_cpu_ms_per_request']:>9.2f} {row['sim_cpu_s']:>7.1f} "
         f"{row['client_cpu_s']:>7.1f} {row['others_cpu_s']:>7.1f} {row['cores_ours']:>6.2f} "
         f"{row['busiest']:>7.2f} {row['load']:>5.1f}  "
@@ -222,7 +240,7 @@ def format_row(server: str, row: dict[str, Any]) -> str:
 
 HEADER = (
     f"{'server':<14} {'prog':<5} {'clients':>6} {'requests':>7} {'wall s':>8} "
-    f"{'p50 s':>7} {'p99 s':>7} {'cpu ms/rq':>9} {'sim cpu':>7} {'clients':>7} "
+    f"{'p50 s':>7} {'p99 s':>7} {'calls':>5} {'cpu ms/rq':>9} {'sim cpu':>7} {'clients':>7} "
     f"{'others':>7} {'cores':>6} {'busiest':>7} {'load':>5}  failed"
 )
 
@@ -230,6 +248,7 @@ _NUMBERS = (
     "wall_s",
     "p50_s",
     "p99_s",
+    "calls_per_request",
     "server_cpu_ms_per_request",
     "sim_cpu_s",
     "client_cpu_s",
@@ -251,14 +270,14 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def measure(
-    server: str, url: str, pid: int, sim_pid: int, program: str, args: argparse.Namespace
+    server: str, url: str, pid: int, sim: tuple[str, int], program: str, args: argparse.Namespace
 ) -> list[str]:
     """Every row of ``program`` on one server, ``--runs`` times; the median rows' lines."""
     lines = []
     for n in [int(c) for c in args.clients.split(",")]:
         runs = []
         for _ in range(args.runs):
-            runs.append(await run_row(url, pid, sim_pid, program, n, args.requests))
+            runs.append(await run_row(url, pid, sim, program, n, args.requests))
             print(format_row(server, runs[-1]), flush=True)
         lines.append(format_row(server, median_row(runs)))
     return lines
@@ -270,9 +289,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {CORES} cores", flush=True)
     print(HEADER, flush=True)
     medians: list[str] = []
-    sim = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--port", "0"]
-    sim += ["--latency", str(args.latency), "--seed", "1"]
-    async with server_process(sim, env) as (sim_url, sim_pid):
+    sim_command = [sys.executable, "-m", "trio_dspy.cli", "serve-sim", "--port", "0"]
+    sim_command += ["--latency", str(args.latency), "--seed", "1"]
+    async with server_process(sim_command, env) as sim:
+        sim_url = sim[0]
         serve = [
             sys.executable,
             "-m",
@@ -287,15 +307,20 @@ async def main(args: argparse.Namespace) -> None:
                 command = [*serve, "--server", server, "--workers", str(workers)]
                 async with server_process(command, env) as (url, pid):
                     for program in programs:
-                        medians += await measure(name, url, pid, sim_pid, program, args)
-        if args.dspy_python and "qa" in programs:
+                        medians += await measure(name, url, pid, sim, program, args)
+        if args.dspy_python:
             port = args.dspy_port or free_port()
             uvicorn = [args.dspy_python, "-m", "uvicorn", "serving_dspy_app:app"]
             uvicorn += ["--app-dir", str(ROOT / "benchmarks"), "--port", str(port)]
             uvicorn += ["--log-level", "warning", "--no-access-log"]
             dspy_env = {**os.environ, "SIM_URL": sim_url}
-            async with server_process(uvicorn, dspy_env, f"http://127.0.0.1:{port}") as (url, pid):
-                medians += await measure("dspy+fastapi", url, pid, sim_pid, "qa", args)
+            ready = f"http://127.0.0.1:{port}"
+            async with server_process(uvicorn, dspy_env, ready, f"/programs/{programs[0]}") as (
+                url,
+                pid,
+            ):
+                for program in programs:
+                    medians += await measure("dspy+fastapi", url, pid, sim, program, args)
     if args.runs > 1:
         print(f"\nmedians of {args.runs} runs, load average {os.getloadavg()[0]:.1f}")
         print(HEADER)
