@@ -152,6 +152,20 @@ async def test_request_scopes_isolate_overrides_usage_and_traces(
     assert "request_id" not in structlog.contextvars.get_contextvars()
 
 
+async def test_a_nested_request_scope_gives_the_outer_request_id_back_to_the_logs() -> None:
+    def bound() -> object:
+        return structlog.contextvars.get_contextvars().get("request_id")
+
+    with td.request_scope("outer", request_id="outer"):
+        with td.request_scope("inner", request_id="inner"):
+            assert bound() == "inner"
+        assert bound() == "outer"
+        with pytest.raises(ValueError), td.request_scope("failing", request_id="failing"):
+            raise ValueError("boom")
+        assert bound() == "outer"
+    assert bound() is None
+
+
 async def test_request_scope_timeout_cancels_and_raises(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

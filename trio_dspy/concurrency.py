@@ -292,15 +292,22 @@ def request_scope(
         start_span(
             name, SpanKind.SERVER, attributes, new_trace=True, remote_parent=trace_parent
         ) as span,
-        structlog.contextvars.bound_contextvars(request_id=rid),
     ):
         scope = RequestScope(rid, usage, cancel_scope, span)
-        token = _current_request.set(scope)
+        # Bound and reset by token: structlog's bound_contextvars copies the
+        # whole context to find what it restores, on every request.
+        bound = structlog.contextvars.bind_contextvars(request_id=rid)
         try:
-            with cancel_scope:
-                yield scope
+            token = _current_request.set(scope)
+            try:
+                with cancel_scope:
+                    yield scope
+            finally:
+                _current_request.reset(token)
+            # Raised inside the span, so the request's root span records the timeout.
+            if cancel_scope.cancelled_caught and trio.current_time() >= deadline:
+                raise RequestTimeoutError(
+                    f"request {rid} timed out after {timeout:g}s", request_id=rid
+                )
         finally:
-            _current_request.reset(token)
-        # Raised inside the span, so the request's root span records the timeout.
-        if cancel_scope.cancelled_caught and trio.current_time() >= deadline:
-            raise RequestTimeoutError(f"request {rid} timed out after {timeout:g}s", request_id=rid)
+            structlog.contextvars.reset_contextvars(**bound)

@@ -45,17 +45,27 @@ def track_usage() -> Iterator[Usage]:
         _costed.reset(costed)
 
 
-@contextmanager
-def count_usage() -> Iterator[Usage]:
+class count_usage:  # named as the function it was: ``with count_usage() as usage``
     """:func:`track_usage` for the library's own bookkeeping (agents, request scopes,
     optimizer stats): it counts the same calls, but asks for no cost, so calls
-    are priced only when a user's tracker or budget is there to read it."""
-    usage = Usage()
-    token = _trackers.set((*_trackers.get(), usage))
-    try:
-        yield usage
-    finally:
-        _trackers.reset(token)
+    are priced only when a user's tracker or budget is there to read it.
+
+    A class rather than a generator-based context manager: every served
+    request and agent call opens one, and the generator's machinery cost
+    more than the bookkeeping.
+    """
+
+    __slots__ = ("_token", "usage")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def __enter__(self) -> Usage:
+        self._token = _trackers.set((*_trackers.get(), self.usage))
+        return self.usage
+
+    def __exit__(self, *exc_info: object) -> None:
+        _trackers.reset(self._token)
 
 
 def wants_cost() -> bool:
