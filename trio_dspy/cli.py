@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from .demo.terminal import HelpFormatter, exit_quietly_on_broken_pipe, plain_text
+from .heap import settle_heap
 from .testing.sim_config import Fault, Latency, SimConfig
 from .testing.sim_profiles import PROFILES
 from .testing.sim_server import SimServer, serve_sim
@@ -189,6 +190,7 @@ def run_serve_sim(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 sim = await nursery.start(serve_until_cancelled, config, args.host, args.port)
                 holder.append(sim)
+                settle_heap()
                 print(sim.base_url, flush=True)
                 async for _ in signals:  # Ctrl-C or SIGTERM: stop cleanly
                     nursery.cancel_scope.cancel()

@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from ..errors import ConfigurationError
+from ..heap import settle_heap
 from ..modules.module import Module
 from .app import DEFAULT_MAX_BODY_BYTES, ServingApp, app
 from .h11_limits import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_HEADER_BYTES, Limits
@@ -364,7 +365,9 @@ async def serve_until_stopped(
                 ),
             )
             async with trio.open_nursery() as server:
-                on_ready(await server.start(run))
+                binds = await server.start(run)
+                settle_heap()
+                on_ready(binds)
                 await stop.wait()
                 if args.server == "hypercorn":
                     # hypercorn has stopped accepting; it would hold idle
