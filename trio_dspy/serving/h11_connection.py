@@ -23,9 +23,10 @@ Limits: the request head must fit in ``max_header_bytes`` (else 431) and
 arrive within ``header_timeout`` seconds (else 408); a keep-alive connection
 idle for ``keep_alive_timeout`` seconds is closed. A body that stops arriving
 for ``header_timeout`` seconds while the app waits for it is answered 408, a
-malformed one (bad chunk framing, cut short by a close) 400, if the app has
-not begun its answer: the app is told ``http.disconnect`` (the request is
-over), what it sends after is dropped, and the connection closes.
+malformed one (bad chunk framing) 400, if the app has not begun its answer
+(one cut short by the client's close gets nothing: nobody would read it).
+The app is told ``http.disconnect`` (the request is over), what it sends
+after is dropped, and the connection closes.
 """
 
 from __future__ import annotations
