@@ -119,7 +119,7 @@ class _Connection:
         self.done = False
         self.gone = False
         self.hung_up: Callable[[], object] | None = None  # the app's HANG_UP callback
-        self.refusal: int | None = None  # the status for a body that could not be read
+        self.refusal: int | None = None  # the status for a body that could not be read (gone too)
         self.head: bytes | None = None  # the response head, held for the first body part
 
     async def run(self) -> None:
@@ -278,10 +278,8 @@ class _Connection:
         except Exception as exc:
             log.error("serving.app_failed", error=type(exc).__name__, exc_info=exc)
         if self.refusal is not None:
-            if self.started:  # a cut answer: only closing tells the client
-                self.gone = True
-            else:  # a close after it, lingering: the client may still be sending
-                await self._refuse(self.refusal)
+            if not self.started:  # else the cut answer tells it, by the close
+                await self._refuse(self.refusal)  # the close after it lingers
         elif not self.started:
             await self._fail()
         elif not self.done:
@@ -300,7 +298,7 @@ class _Connection:
         """Whether the connection can carry another request: everything of this one
         read and sent, no side asked to close, the server not stopping."""
         conn = self.conn
-        if self.gone or self.refusal is not None:
+        if self.gone:
             return False
         while conn.their_state is h11.SEND_BODY:
             # A body the app did not read: what is buffered already can be
@@ -320,15 +318,14 @@ class _Connection:
     # ----------------------------------------------------------- receive
     async def _receive(self) -> Message:
         """ASGI ``receive``: the next part of the body, then ``http.disconnect``."""
-        if self.gone or self.body_done or self.refusal is not None:
+        if self.gone or self.body_done:
             return await self._disconnect()
         event = self.pending
         self.pending = None
         if event is None:
             event = await self._body_event()
             if event is None:
-                if self.refusal is None:
-                    self.gone = True
+                self.gone = True
                 self._hang_up()
                 return {"type": "http.disconnect"}
         if type(event) is h11.Data:
@@ -383,7 +380,7 @@ class _Connection:
 
     async def _disconnect(self) -> Message:
         """``http.disconnect`` once the client hangs up or the answer has been sent."""
-        while not (self.gone or self.done or self.refusal is not None):
+        while not (self.gone or self.done):
             if self.eof:
                 self.gone = True
                 break
@@ -397,10 +394,10 @@ class _Connection:
         Raises:
             RuntimeError: the messages are out of order (an app's mistake).
         """
-        if self.gone or self.refusal is not None:
+        if self.gone:
             # ASGI: what is sent once the client left (or a write was cut, or
-            # the request ended with its body unread) is dropped, even a
-            # second start (a 500 tried after a cut 200).
+            # its body could not be read) is dropped, even a second start (a
+            # 500 tried after a cut 200).
             return
         kind = message["type"]
         if kind == "http.response.start":
@@ -482,7 +479,10 @@ class _Connection:
     async def _close(self) -> None:
         stream = self.stream
         try:
-            if self.linger and not (self.gone or self.eof):
+            # linger: an answer went out while the client may still be
+            # sending (a refusal, a body left unread); one that closed is
+            # not waited for.
+            if self.linger and not self.eof:
                 with trio.move_on_after(LINGER):
                     try:
                         await stream.send_eof()
