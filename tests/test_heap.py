@@ -27,7 +27,6 @@ def test_settling_freezes_what_start_up_made_and_makes_young_collections_rarer(
     gc_state: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(heap, "_DEFAULT_THRESHOLDS", gc.get_threshold())
-    made_at_start_up = [object() for _ in range(3)]  # noqa: F841 - kept alive
     heap.settle_heap()
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == heap.SERVING_GC_THRESHOLDS
